@@ -1,0 +1,301 @@
+// loom/attrs.h — typed op attributes, declared once.
+//
+// Every attribute struct lists its fields with LOOM_FIELDS(...). From that one declaration Loom
+// derives hashing and equality (CSE), printing and parsing (IR text), and serialization
+// (packages): no attribute is ever stored in an untyped slot.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <typeinfo>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "loom/dtype.h"
+#include "loom/ndarray.h"
+
+#define LOOM_FIELDS(...)                                            \
+  static constexpr std::string_view kFieldNames = #__VA_ARGS__;     \
+  auto fields() { return std::tie(__VA_ARGS__); }                   \
+  auto fields() const { return std::tie(__VA_ARGS__); }
+
+namespace loom {
+
+// The value of one attribute field in its generic form (for printing and serialization).
+using AttrValue = std::variant<int64_t, double, bool, std::string, std::vector<int64_t>,
+                               std::vector<double>, NDArray>;
+using AttrFields = std::vector<std::pair<std::string, AttrValue>>;
+
+std::string attr_value_to_string(const AttrValue& v);
+
+// Type-erased attributes of a node.
+class Attrs {
+ public:
+  virtual ~Attrs() = default;
+  virtual size_t hash() const = 0;
+  virtual bool equals(const Attrs& other) const = 0;
+  virtual AttrFields fields() const = 0;
+  // Sets the named fields (others keep their defaults); throws on unknown names or wrong types.
+  virtual void set_fields(const AttrFields& fields) = 0;
+  virtual std::shared_ptr<Attrs> clone() const = 0;
+  virtual const std::type_info& type() const = 0;
+  std::string to_string() const;  // "{axes=[0,1], keepdims=true}"
+};
+using AttrsPtr = std::shared_ptr<const Attrs>;
+
+// ---------------------------------------------------------------------------------------------
+// Attribute structs (one per op family that needs one).
+
+struct NoAttrs {
+  auto fields() const { return std::tie(); }
+  auto fields() { return std::tie(); }
+  static constexpr std::string_view kFieldNames = "";
+};
+struct PlaceholderAttrs {
+  std::string name;
+  DType dtype = DType::f32;
+  std::vector<int64_t> shape;
+  LOOM_FIELDS(name, dtype, shape)
+};
+struct ConstantAttrs {
+  NDArray value;
+  LOOM_FIELDS(value)
+};
+struct VariableRefAttrs {  // read / assign: the variable's name and (static) type
+  std::string variable;
+  DType dtype = DType::f32;
+  std::vector<int64_t> shape;
+  LOOM_FIELDS(variable, dtype, shape)
+};
+struct CastAttrs {
+  DType dtype = DType::f32;
+  LOOM_FIELDS(dtype)
+};
+struct ClampAttrs {
+  double min = -1e300;
+  double max = 1e300;
+  LOOM_FIELDS(min, max)
+};
+struct GeluAttrs {
+  bool tanh_approximation = false;
+  LOOM_FIELDS(tanh_approximation)
+};
+struct ReduceAttrs {
+  std::vector<int64_t> axes;  // empty: all axes
+  bool keepdims = false;
+  LOOM_FIELDS(axes, keepdims)
+};
+struct ArgReduceAttrs {
+  int64_t axis = 0;
+  bool keepdims = false;
+  LOOM_FIELDS(axis, keepdims)
+};
+struct AxisAttrs {  // softmax, log_softmax
+  int64_t axis = -1;
+  LOOM_FIELDS(axis)
+};
+struct NormAttrs {  // layer_norm, rms_norm: normalise over axes [axis, rank)
+  int64_t axis = -1;
+  double eps = 1e-5;
+  LOOM_FIELDS(axis, eps)
+};
+struct MatmulAttrs {
+  bool transpose_a = false;
+  bool transpose_b = false;
+  LOOM_FIELDS(transpose_a, transpose_b)
+};
+struct ShapeAttrs {  // reshape, expand: -1 in reshape infers one dim; 0 keeps the input dim
+  std::vector<int64_t> shape;
+  LOOM_FIELDS(shape)
+};
+struct PermuteAttrs {
+  std::vector<int64_t> perm;
+  LOOM_FIELDS(perm)
+};
+struct AxesAttrs {  // squeeze, unsqueeze, flip
+  std::vector<int64_t> axes;
+  LOOM_FIELDS(axes)
+};
+struct ConcatAttrs {
+  int64_t axis = 0;
+  LOOM_FIELDS(axis)
+};
+struct SplitAttrs {
+  int64_t axis = 0;
+  std::vector<int64_t> sizes;
+  LOOM_FIELDS(axis, sizes)
+};
+// numpy-style basic slicing per axis; ends are clamped, kSliceEnd means "to the end".
+inline constexpr int64_t kSliceEnd = INT64_MAX;
+struct SliceAttrs {
+  std::vector<int64_t> axes;
+  std::vector<int64_t> starts;
+  std::vector<int64_t> ends;
+  std::vector<int64_t> steps;
+  LOOM_FIELDS(axes, starts, ends, steps)
+};
+struct GatherAttrs {
+  int64_t axis = 0;
+  LOOM_FIELDS(axis)
+};
+enum class PadMode : int64_t { constant = 0, reflect = 1, edge = 2 };
+struct PadAttrs {
+  std::vector<int64_t> before;
+  std::vector<int64_t> after;
+  PadMode mode = PadMode::constant;
+  double value = 0;
+  LOOM_FIELDS(before, after, mode, value)
+};
+struct TileAttrs {
+  std::vector<int64_t> reps;
+  LOOM_FIELDS(reps)
+};
+struct ArangeAttrs {
+  double start = 0;
+  double stop = 0;
+  double step = 1;
+  DType dtype = DType::i64;
+  LOOM_FIELDS(start, stop, step, dtype)
+};
+// Attributes of a user-registered op: a free-form list of named values.
+struct CustomAttrs {
+  std::vector<int64_t> ints;
+  std::vector<double> floats;
+  std::string text;
+  LOOM_FIELDS(ints, floats, text)
+};
+
+// ---------------------------------------------------------------------------------------------
+// The generic machinery behind LOOM_FIELDS.
+namespace detail {
+
+std::vector<std::string_view> split_field_names(std::string_view names);
+size_t hash_combine(size_t seed, size_t v);
+size_t hash_attr_value(const AttrValue& v);
+
+template <class T>
+AttrValue to_attr_value(const T& v) {
+  if constexpr (std::is_same_v<T, bool>) return v;
+  else if constexpr (std::is_enum_v<T> && !std::is_same_v<T, DType>)
+    return static_cast<int64_t>(v);
+  else if constexpr (std::is_same_v<T, DType>) return std::string(dtype_name(v));
+  else if constexpr (std::is_integral_v<T>) return static_cast<int64_t>(v);
+  else if constexpr (std::is_floating_point_v<T>) return static_cast<double>(v);
+  else if constexpr (std::is_same_v<T, std::vector<float>>)
+    return std::vector<double>(v.begin(), v.end());
+  else return AttrValue(v);
+}
+
+template <class T>
+void from_attr_value(const AttrValue& a, T& out, std::string_view field) {
+  auto wrong = [&]() { fail("[attrs] field '", field, "' has the wrong type: ", attr_value_to_string(a)); };
+  if constexpr (std::is_same_v<T, bool>) {
+    if (auto* p = std::get_if<bool>(&a)) out = *p;
+    else if (auto* q = std::get_if<int64_t>(&a)) out = *q != 0;
+    else wrong();
+  } else if constexpr (std::is_same_v<T, DType>) {
+    if (auto* p = std::get_if<std::string>(&a)) out = dtype_from_name(*p);
+    else wrong();
+  } else if constexpr (std::is_enum_v<T>) {
+    if (auto* p = std::get_if<int64_t>(&a)) out = static_cast<T>(*p);
+    else wrong();
+  } else if constexpr (std::is_integral_v<T>) {
+    if (auto* p = std::get_if<int64_t>(&a)) out = static_cast<T>(*p);
+    else wrong();
+  } else if constexpr (std::is_floating_point_v<T>) {
+    if (auto* p = std::get_if<double>(&a)) out = static_cast<T>(*p);
+    else if (auto* q = std::get_if<int64_t>(&a)) out = static_cast<T>(*q);
+    else wrong();
+  } else if constexpr (std::is_same_v<T, std::vector<double>>) {
+    if (auto* p = std::get_if<std::vector<double>>(&a)) out = *p;
+    else if (auto* q = std::get_if<std::vector<int64_t>>(&a)) out.assign(q->begin(), q->end());
+    else wrong();
+  } else if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
+    if (auto* p = std::get_if<std::vector<int64_t>>(&a)) out = *p;
+    else if (auto* q = std::get_if<std::vector<double>>(&a); q && q->empty()) out.clear();
+    else wrong();
+  } else {
+    if (auto* p = std::get_if<T>(&a)) out = *p;
+    else wrong();
+  }
+}
+
+template <class T>
+class AttrsImpl final : public Attrs {
+ public:
+  explicit AttrsImpl(T v) : value(std::move(v)) {}
+  T value;
+
+  size_t hash() const override {
+    size_t h = typeid(T).hash_code();
+    for (auto& [name, v] : fields()) h = hash_combine(h, hash_attr_value(v));
+    return h;
+  }
+  bool equals(const Attrs& other) const override {
+    if (other.type() != typeid(T)) return false;
+    return fields_equal(value, static_cast<const AttrsImpl<T>&>(other).value);
+  }
+  AttrFields fields() const override {
+    AttrFields out;
+    auto names = split_field_names(T::kFieldNames);
+    size_t i = 0;
+    std::apply([&](const auto&... f) { (out.emplace_back(std::string(names[i++]), to_attr_value(f)), ...); },
+               value.fields());
+    return out;
+  }
+  void set_fields(const AttrFields& in) override {
+    auto names = split_field_names(T::kFieldNames);
+    for (const auto& [name, v] : in) {
+      bool found = false;
+      size_t i = 0;
+      std::apply(
+          [&](auto&... f) {
+            ((names[i++] == name ? (from_attr_value(v, f, name), found = true) : false), ...);
+          },
+          value.fields());
+      LOOM_CHECK(found, "[attrs] unknown field '", name, "'");
+    }
+  }
+  std::shared_ptr<Attrs> clone() const override { return std::make_shared<AttrsImpl<T>>(value); }
+  const std::type_info& type() const override { return typeid(T); }
+
+ private:
+  static bool fields_equal(const T& a, const T& b) {
+    // NDArray fields compare by identity of storage + layout (constants are deduplicated by
+    // value in CSE through their hash and a byte compare there).
+    return field_tuple_equal(a.fields(), b.fields(), std::make_index_sequence<std::tuple_size_v<decltype(a.fields())>>{});
+  }
+  template <class Tup, size_t... I>
+  static bool field_tuple_equal(const Tup& x, const Tup& y, std::index_sequence<I...>) {
+    return (field_equal(std::get<I>(x), std::get<I>(y)) && ...);
+  }
+  template <class F>
+  static bool field_equal(const F& x, const F& y) {
+    if constexpr (std::is_same_v<F, NDArray>) {
+      return x.storage() == y.storage() && x.offset() == y.offset() && x.shape() == y.shape() &&
+             x.strides() == y.strides() && x.dtype() == y.dtype();
+    } else {
+      return x == y;
+    }
+  }
+};
+
+}  // namespace detail
+
+template <class T>
+AttrsPtr make_attrs(T value) {
+  return std::make_shared<detail::AttrsImpl<T>>(std::move(value));
+}
+
+// Typed access; throws if the node's attributes are of another type.
+template <class T>
+const T& attrs_as(const Attrs& a) {
+  LOOM_CHECK(a.type() == typeid(T), "[attrs] expected ", typeid(T).name(), ", got ",
+             a.type().name());
+  return static_cast<const detail::AttrsImpl<T>&>(a).value;
+}
+
+}  // namespace loom

@@ -1,0 +1,76 @@
+// loom/executable.h — compiling a graph and running it.
+#pragma once
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "loom/device.h"
+#include "loom/ndarray.h"
+
+namespace loom {
+
+struct CompileOptions {
+  Device device = Device::cpu();
+  // 0: verify and lower only; 1: run the optimisation pipeline (default).
+  int optimization_level = 1;
+  // Passes to skip, by name (see Executable::pass_log and docs/ADDING_A_PASS.md).
+  std::vector<std::string> disabled_passes;
+  // Constants larger than this (elements) are not produced by constant folding.
+  int64_t constant_folding_max_elements = int64_t{1} << 20;
+  // Plans (shapes + memory plan) kept per input-shape signature; least recently used go first.
+  size_t plan_cache_capacity = 64;
+  // Worker threads for the CPU backend; 0: all cores.
+  int num_threads = 0;
+};
+
+using Feeds = std::vector<std::pair<std::string, NDArray>>;
+
+struct PlanStats {
+  int64_t arena_bytes = 0;          // the memory plan's peak: one arena per run
+  int64_t intermediate_bytes = 0;   // sum of all intermediates, had none been reused
+  int steps = 0;                    // kernels launched per run
+};
+
+class ExecutableImpl;
+
+class Executable {
+ public:
+  Executable() = default;
+  explicit Executable(std::shared_ptr<ExecutableImpl> impl) : impl_(std::move(impl)) {}
+
+  // Runs the graph. Inputs are matched by placeholder name; every placeholder must be fed, with
+  // its dtype and a shape that fits its (possibly dynamic) declared shape. Safe to call from
+  // several threads at once (runs that assign variables are serialised).
+  std::vector<NDArray> run(const Feeds& inputs) const;
+
+  struct Signature {
+    std::string name;
+    TensorType type;
+  };
+  std::vector<Signature> inputs() const;
+  std::vector<Signature> outputs() const;
+  Device device() const;
+
+  // Variables: current values (a copy), overwrite, and reset to the initial values.
+  NDArray variable(const std::string& name) const;
+  void set_variable(const std::string& name, const NDArray& value);
+  void reset_variables();
+  std::vector<std::string> variable_names() const;
+
+  // What each pass changed, in order ("[cse] merged mul_4 into mul_2").
+  std::vector<std::string> pass_log() const;
+  // IR text of the graph as compiled for the device.
+  std::string to_text() const;
+  // Memory plan figures for the given input shapes (plans them if not cached).
+  PlanStats plan_stats(const std::vector<std::pair<std::string, Shape>>& input_shapes) const;
+  size_t cached_plans() const;
+
+  bool valid() const { return impl_ != nullptr; }
+  const std::shared_ptr<ExecutableImpl>& impl() const { return impl_; }
+
+ private:
+  std::shared_ptr<ExecutableImpl> impl_;
+};
+
+}  // namespace loom

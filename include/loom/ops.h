@@ -1,0 +1,123 @@
+// loom/ops.h — the op set as free functions (and operators on Tensor).
+//
+// Every op infers its output type when it is added; mistakes throw loom::Error naming the op and
+// its input types. Elementwise ops broadcast by numpy rules and require equal dtypes (cast
+// explicitly: Loom never promotes silently). Dims may be dynamic (-1) everywhere.
+#pragma once
+#include <vector>
+
+#include "loom/attrs.h"
+#include "loom/graph.h"
+
+namespace loom {
+
+// --- elementwise binary -----------------------------------------------------------------------
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor div(const Tensor& a, const Tensor& b);  // integers: truncates toward zero
+Tensor pow(const Tensor& a, const Tensor& b);
+Tensor maximum(const Tensor& a, const Tensor& b);
+Tensor minimum(const Tensor& a, const Tensor& b);
+Tensor mod(const Tensor& a, const Tensor& b);  // sign of the divisor, like numpy
+
+// --- elementwise unary ------------------------------------------------------------------------
+Tensor neg(const Tensor& x);
+Tensor abs(const Tensor& x);
+Tensor sign(const Tensor& x);
+Tensor square(const Tensor& x);
+Tensor reciprocal(const Tensor& x);
+Tensor exp(const Tensor& x);
+Tensor log(const Tensor& x);
+Tensor sqrt(const Tensor& x);
+Tensor rsqrt(const Tensor& x);
+Tensor sin(const Tensor& x);
+Tensor cos(const Tensor& x);
+Tensor tanh(const Tensor& x);
+Tensor sigmoid(const Tensor& x);
+Tensor silu(const Tensor& x);
+Tensor gelu(const Tensor& x, bool tanh_approximation = false);
+Tensor erf(const Tensor& x);
+Tensor floor(const Tensor& x);
+Tensor ceil(const Tensor& x);
+Tensor round(const Tensor& x);  // half to even
+Tensor clamp(const Tensor& x, double min, double max);
+
+// --- comparison and logic (bool results) --------------------------------------------------------
+Tensor equal(const Tensor& a, const Tensor& b);
+Tensor not_equal(const Tensor& a, const Tensor& b);
+Tensor less(const Tensor& a, const Tensor& b);
+Tensor less_equal(const Tensor& a, const Tensor& b);
+Tensor greater(const Tensor& a, const Tensor& b);
+Tensor greater_equal(const Tensor& a, const Tensor& b);
+Tensor logical_and(const Tensor& a, const Tensor& b);
+Tensor logical_or(const Tensor& a, const Tensor& b);
+Tensor logical_xor(const Tensor& a, const Tensor& b);
+Tensor logical_not(const Tensor& x);
+// cond ? a : b, broadcasting all three (MPSGraph: select).
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
+// Floats to integers truncate toward zero and saturate; anything to bool is != 0.
+Tensor cast(const Tensor& x, DType dtype);
+
+// --- reductions -------------------------------------------------------------------------------
+// Empty `axes` reduces over every axis.
+Tensor sum(const Tensor& x, std::vector<int64_t> axes = {}, bool keepdims = false);
+Tensor mean(const Tensor& x, std::vector<int64_t> axes = {}, bool keepdims = false);
+Tensor max(const Tensor& x, std::vector<int64_t> axes = {}, bool keepdims = false);
+Tensor min(const Tensor& x, std::vector<int64_t> axes = {}, bool keepdims = false);
+Tensor prod(const Tensor& x, std::vector<int64_t> axes = {}, bool keepdims = false);
+// Index (i64) of the first maximum / minimum along `axis`.
+Tensor argmax(const Tensor& x, int64_t axis, bool keepdims = false);
+Tensor argmin(const Tensor& x, int64_t axis, bool keepdims = false);
+
+// --- normalization ----------------------------------------------------------------------------
+Tensor softmax(const Tensor& x, int64_t axis = -1);
+Tensor log_softmax(const Tensor& x, int64_t axis = -1);
+// Normalises over axes [axis, rank); gamma/beta (optional) have the normalised dims' shape.
+Tensor layer_norm(const Tensor& x, const Tensor& gamma = {}, const Tensor& beta = {},
+                  NormAttrs options = {});
+Tensor rms_norm(const Tensor& x, const Tensor& gamma = {}, NormAttrs options = {.axis = -1, .eps = 1e-6});
+
+// --- linear algebra ---------------------------------------------------------------------------
+// numpy matmul: batch dims broadcast; 1-D operands get a dim added and removed.
+Tensor matmul(const Tensor& a, const Tensor& b, MatmulAttrs options = {});
+
+// --- shape and data movement ------------------------------------------------------------------
+// -1 in `shape` infers one dim, 0 keeps the input's dim at that position. Zero-copy.
+Tensor reshape(const Tensor& x, std::vector<int64_t> shape);
+Tensor squeeze(const Tensor& x, std::vector<int64_t> axes = {});  // empty: every size-1 dim
+Tensor unsqueeze(const Tensor& x, std::vector<int64_t> axes);
+Tensor expand(const Tensor& x, std::vector<int64_t> shape);  // numpy broadcast_to; -1 keeps dim
+Tensor transpose(const Tensor& x, std::vector<int64_t> perm = {});  // empty: reverse the axes
+Tensor permute(const Tensor& x, std::vector<int64_t> perm);
+Tensor concat(const std::vector<Tensor>& xs, int64_t axis);
+std::vector<Tensor> split(const Tensor& x, std::vector<int64_t> sizes, int64_t axis);
+// numpy basic slicing on `axes` (default: the first starts.size() axes). Negative starts/ends
+// count from the end; out-of-range ends clamp; kSliceEnd means "to the end"; steps may be < 0.
+Tensor slice(const Tensor& x, std::vector<int64_t> starts, std::vector<int64_t> ends,
+             std::vector<int64_t> axes = {}, std::vector<int64_t> steps = {});
+// numpy take along `axis`; negative indices count from the end; out of range is a run-time error.
+Tensor gather(const Tensor& x, const Tensor& indices, int64_t axis = 0);
+Tensor pad(const Tensor& x, std::vector<int64_t> before, std::vector<int64_t> after,
+           PadMode mode = PadMode::constant, double value = 0);
+Tensor tile(const Tensor& x, std::vector<int64_t> reps);
+Tensor flip(const Tensor& x, std::vector<int64_t> axes);
+Tensor arange(Graph& g, double start, double stop, double step = 1, DType dtype = DType::i64);
+
+// --- operators --------------------------------------------------------------------------------
+Tensor operator+(const Tensor& a, const Tensor& b);
+Tensor operator-(const Tensor& a, const Tensor& b);
+Tensor operator*(const Tensor& a, const Tensor& b);
+Tensor operator/(const Tensor& a, const Tensor& b);
+Tensor operator-(const Tensor& x);
+// With a scalar: the scalar becomes a constant of the tensor's dtype.
+Tensor operator+(const Tensor& a, double b);
+Tensor operator-(const Tensor& a, double b);
+Tensor operator*(const Tensor& a, double b);
+Tensor operator/(const Tensor& a, double b);
+Tensor operator+(double a, const Tensor& b);
+Tensor operator-(double a, const Tensor& b);
+Tensor operator*(double a, const Tensor& b);
+Tensor operator/(double a, const Tensor& b);
+
+}  // namespace loom

@@ -1,0 +1,213 @@
+// CPU elementwise kernels: tiles of contiguous runs, converted to a compute type (float for
+// f32/f16/bf16, double for f64, int64 for integers), the functor applied in a tight loop the
+// compiler vectorises, multithreaded over tiles.
+#include <algorithm>
+#include <cmath>
+
+#include "backends/cpu/cpu_util.h"
+#include "ops/elementwise_functors.h"
+
+namespace loom::backends::cpu {
+
+BroadcastPlan plan_broadcast(const Shape& out, const std::vector<Shape>& ins) {
+  int r = out.rank();
+  std::vector<std::vector<int64_t>> full;  // per input, per out dim
+  for (const Shape& s : ins) {
+    std::vector<int64_t> st(static_cast<size_t>(r), 0);
+    int64_t acc = 1;
+    for (int i = s.rank() - 1; i >= 0; --i) {
+      int o = i + r - s.rank();
+      st[static_cast<size_t>(o)] = s[i] == 1 ? 0 : acc;
+      acc *= s[i];
+    }
+    full.push_back(st);
+  }
+  BroadcastPlan p;
+  p.strides.resize(ins.size());
+  for (int d = 0; d < r; ++d) {
+    int64_t n = out[d];
+    if (n == 1) continue;  // size-1 dims contribute nothing
+    bool merge = !p.dims.empty();
+    for (size_t i = 0; merge && i < ins.size(); ++i) {
+      int64_t prev = p.strides[i].back(), cur = full[i][static_cast<size_t>(d)];
+      merge = (prev == 0 && cur == 0) || (prev != 0 && cur != 0 && prev == cur * n);
+    }
+    if (merge) {
+      p.dims.back() *= n;
+      for (size_t i = 0; i < ins.size(); ++i) p.strides[i].back() = full[i][static_cast<size_t>(d)];
+    } else {
+      p.dims.push_back(n);
+      for (size_t i = 0; i < ins.size(); ++i) p.strides[i].push_back(full[i][static_cast<size_t>(d)]);
+    }
+  }
+  if (p.dims.empty()) {
+    p.dims.push_back(1);
+    for (auto& s : p.strides) s.push_back(0);
+  }
+  return p;
+}
+
+namespace {
+namespace op = ir::op;
+namespace fn = ops::fn;
+constexpr int64_t kTile = 512;
+
+template <class T>
+constexpr DType dtype_of_compute() {
+  if constexpr (std::is_same_v<T, float>) return DType::f32;
+  else if constexpr (std::is_same_v<T, double>) return DType::f64;
+  else if constexpr (std::is_same_v<T, int64_t>) return DType::i64;
+  else return DType::boolean;  // uint8_t: results of comparisons
+}
+
+// f(n, in_ptrs, out_ptr) over tiles of compute type T; inputs converted as needed.
+template <class T, class R, class F>
+void run_tiles(const KernelContext& c, F&& f) {
+  const NDArray& out = c.outputs[0];
+  std::vector<Shape> shapes;
+  for (const auto& in : c.inputs) shapes.push_back(in.shape());
+  BroadcastPlan p = plan_broadcast(out.shape(), shapes);
+  int64_t inner = p.dims.back();
+  int64_t rows = out.numel() / std::max<int64_t>(inner, 1);
+  if (out.numel() == 0) return;
+  int64_t tiles_per_row = (inner + kTile - 1) / kTile;
+  size_t nin = c.inputs.size();
+  bool out_direct = out.dtype() == dtype_of_compute<R>();
+  parallel_for(c.pool, rows * tiles_per_row, 16, [&](int64_t b, int64_t e) {
+    T buf[3][kTile];
+    R obuf[kTile];
+    const T* ptr[3];
+    std::vector<int64_t> idx(p.dims.size() - 1);
+    for (int64_t t = b; t < e; ++t) {
+      int64_t row = t / tiles_per_row, col = (t % tiles_per_row) * kTile;
+      int64_t n = std::min(kTile, inner - col);
+      // Row offsets of each input from the row's multi-index.
+      int64_t rem = row;
+      for (int d = static_cast<int>(idx.size()) - 1; d >= 0; --d) {
+        idx[static_cast<size_t>(d)] = rem % p.dims[static_cast<size_t>(d)];
+        rem /= p.dims[static_cast<size_t>(d)];
+      }
+      for (size_t i = 0; i < nin; ++i) {
+        int64_t off = 0;
+        for (size_t d = 0; d < idx.size(); ++d) off += idx[d] * p.strides[i][d];
+        int64_t st = p.strides[i].back();
+        off += col * st;
+        const NDArray& in = c.inputs[i];
+        if (st == 1 && in.dtype() == dtype_of_compute<T>()) {
+          ptr[i] = static_cast<const T*>(in.data()) + off;
+        } else {
+          load_run<T>(in.dtype(), in.data(), off, st, n, buf[i]);
+          ptr[i] = buf[i];
+        }
+      }
+      int64_t out_off = row * inner + col;
+      R* o = out_direct ? static_cast<R*>(out.data()) + out_off : obuf;
+      f(n, ptr, o);
+      if (!out_direct) store_run<R>(out.dtype(), out.data(), out_off, n, obuf);
+    }
+  });
+}
+
+
+enum class Compute { f32, f64, i64 };
+Compute compute_for(DType t) {
+  if (t == DType::f64) return Compute::f64;
+  if (is_floating(t)) return Compute::f32;
+  return Compute::i64;
+}
+
+template <class T>
+void elementwise_typed(const KernelContext& c, ir::OpId id) {
+  bool gelu_tanh = id == op::gelu && c.attrs_as<GeluAttrs>().tanh_approximation;
+  bool done = fn::visit_binary(id, [&]<class Fn>() {
+    run_tiles<T, T>(c, [](int64_t n, const T* const* in, T* o) {
+      const T* __restrict a = in[0];
+      const T* __restrict b = in[1];
+      for (int64_t i = 0; i < n; ++i) o[i] = Fn::apply(a[i], b[i]);
+    });
+  });
+  if (!done)
+    done = fn::visit_compare(id, [&]<class Fn>() {
+      run_tiles<T, uint8_t>(c, [](int64_t n, const T* const* in, uint8_t* o) {
+        for (int64_t i = 0; i < n; ++i) o[i] = Fn::apply(in[0][i], in[1][i]);
+      });
+    });
+  if (!done)
+    done = fn::visit_unary(id, gelu_tanh, [&]<class Fn>() {
+      run_tiles<T, T>(c, [](int64_t n, const T* const* in, T* o) {
+        const T* __restrict a = in[0];
+        for (int64_t i = 0; i < n; ++i) o[i] = static_cast<T>(Fn::apply(a[i]));
+      });
+    });
+  LOOM_CHECK(done, "[cpu] no elementwise kernel for op ", id);
+}
+
+template <class F>
+void dispatch(DType t, F&& f) {
+  switch (compute_for(t)) {
+    case Compute::f32: f.template operator()<float>(); break;
+    case Compute::f64: f.template operator()<double>(); break;
+    case Compute::i64: f.template operator()<int64_t>(); break;
+  }
+}
+
+}  // namespace
+
+void register_elementwise(KernelTable& t) {
+  for (ir::OpId id : {op::add, op::sub, op::mul, op::div, op::pow, op::maximum, op::minimum, op::mod,
+                      op::neg, op::abs, op::sign, op::square, op::reciprocal, op::exp, op::log,
+                      op::sqrt, op::rsqrt, op::sin, op::cos, op::tanh, op::sigmoid, op::silu,
+                      op::gelu, op::erf, op::floor, op::ceil, op::round, op::equal, op::not_equal,
+                      op::less, op::less_equal, op::greater, op::greater_equal, op::logical_and,
+                      op::logical_or, op::logical_xor, op::logical_not})
+    t.set(id, [id](const KernelContext& c) {
+      dispatch(c.inputs[0].dtype(), [&]<class T>() { elementwise_typed<T>(c, id); });
+    });
+  t.set(op::clamp, [](const KernelContext& c) {
+    const auto& a = c.attrs_as<ClampAttrs>();
+    dispatch(c.inputs[0].dtype(), [&]<class T>() {
+      T lo, hi;
+      if constexpr (std::is_integral_v<T>) {
+        lo = static_cast<T>(std::max(a.min, -9.2e18));
+        hi = static_cast<T>(std::min(a.max, 9.2e18));
+      } else {
+        lo = static_cast<T>(a.min);
+        hi = static_cast<T>(a.max);
+      }
+      run_tiles<T, T>(c, [lo, hi](int64_t n, const T* const* in, T* o) {
+        for (int64_t i = 0; i < n; ++i) {
+          T v = in[0][i];
+          o[i] = v < lo ? lo : (v > hi ? hi : v);  // NaN falls through unchanged
+        }
+      });
+    });
+  });
+  t.set(op::where, [](const KernelContext& c) {
+    dispatch(c.inputs[1].dtype(), [&]<class T>() {
+      run_tiles<T, T>(c, [](int64_t n, const T* const* in, T* o) {
+        for (int64_t i = 0; i < n; ++i) o[i] = in[0][i] != 0 ? in[1][i] : in[2][i];
+      });
+    });
+  });
+  t.set(op::cast, [](const KernelContext& c) {
+    DType from = c.inputs[0].dtype(), to = c.outputs[0].dtype();
+    // Float -> integer must truncate and saturate; go through double for those.
+    if (is_floating(from) && !is_floating(to)) {
+      run_tiles<double, double>(c, [](int64_t n, const double* const* in, double* o) {
+        for (int64_t i = 0; i < n; ++i) o[i] = std::isnan(in[0][i]) ? 0 : std::trunc(in[0][i]);
+      });
+    } else if (to == DType::boolean) {
+      run_tiles<double, uint8_t>(c, [](int64_t n, const double* const* in, uint8_t* o) {
+        for (int64_t i = 0; i < n; ++i) o[i] = in[0][i] != 0;
+      });
+    } else {
+      dispatch(is_floating(to) ? to : from, [&]<class T>() {
+        run_tiles<T, T>(c, [](int64_t n, const T* const* in, T* o) {
+          for (int64_t i = 0; i < n; ++i) o[i] = in[0][i];
+        });
+      });
+    }
+  });
+}
+
+}  // namespace loom::backends::cpu

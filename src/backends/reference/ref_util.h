@@ -1,0 +1,64 @@
+// Helpers for the reference backend: slow, obviously correct, wide accumulation.
+#pragma once
+#include <cstring>
+#include <vector>
+
+#include "backends/backend.h"
+#include "core/element.h"
+
+namespace loom::backends::ref {
+
+using detail::load_element;
+using detail::store_element;
+
+// Strides (in elements) to read a contiguous `in` as if broadcast to `out` (0 on broadcast dims).
+inline std::vector<int64_t> broadcast_strides(const Shape& in, const Shape& out) {
+  std::vector<int64_t> st(static_cast<size_t>(out.rank()), 0);
+  int64_t s = 1;
+  for (int i = in.rank() - 1; i >= 0; --i) {
+    int o = i + out.rank() - in.rank();
+    st[static_cast<size_t>(o)] = in[i] == 1 ? 0 : s;
+    s *= in[i];
+  }
+  return st;
+}
+
+// Calls fn(out_flat, idx) for every multi-index of `shape` in row-major order.
+template <class F>
+void for_each_index(const Shape& shape, F&& fn) {
+  int64_t n = shape.numel();
+  std::vector<int64_t> idx(static_cast<size_t>(shape.rank()), 0);
+  for (int64_t flat = 0; flat < n; ++flat) {
+    fn(flat, idx);
+    for (int d = shape.rank() - 1; d >= 0; --d) {
+      if (++idx[static_cast<size_t>(d)] < shape[d]) break;
+      idx[static_cast<size_t>(d)] = 0;
+    }
+  }
+}
+
+inline int64_t dot(const std::vector<int64_t>& idx, const std::vector<int64_t>& strides) {
+  int64_t o = 0;
+  for (size_t i = 0; i < idx.size(); ++i) o += idx[i] * strides[i];
+  return o;
+}
+
+// Copies one element (any dtype, packed included).
+inline void copy_element(DType t, const void* src, int64_t si, void* dst, int64_t di) {
+  int bits = dtype_bits(t);
+  if (bits < 8) {
+    store_element(t, dst, di, load_element(t, src, si));
+    return;
+  }
+  size_t es = static_cast<size_t>(bits / 8);
+  std::memcpy(static_cast<char*>(dst) + static_cast<size_t>(di) * es,
+              static_cast<const char*>(src) + static_cast<size_t>(si) * es, es);
+}
+
+void register_elementwise(KernelTable& t);
+void register_reduction(KernelTable& t);
+void register_normalization(KernelTable& t);
+void register_matmul(KernelTable& t);
+void register_movement(KernelTable& t);
+
+}  // namespace loom::backends::ref

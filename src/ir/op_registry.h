@@ -1,0 +1,89 @@
+// The op registry: one OpInfo per op — generated rows for built-ins (ops.def), plus ops that
+// users register at run time through loom/custom_op.h.
+#pragma once
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "ir/graph.h"
+#include "loom/kernel.h"
+
+namespace loom::ir {
+
+enum class FusionClass {
+  source, effect, elementwise, reduction, normalization, contraction, view, movement, creation,
+  custom
+};
+const char* fusion_class_name(FusionClass c);
+
+struct OpInfo;
+
+struct InferContext {
+  const OpInfo& info;
+  const Attrs& attrs;
+  std::span<const TensorType> inputs;
+  // Values of inputs known now (constants), else null; empty span when none are known.
+  std::span<const NDArray* const> values;
+
+  template <class T>
+  const T& attrs_as() const {
+    return loom::attrs_as<T>(attrs);
+  }
+  const NDArray* value(size_t i) const { return i < values.size() ? values[i] : nullptr; }
+  // Throws "[op] (f32[2,3], f32[4]): message".
+  template <class... Args>
+  [[noreturn]] void fail(const Args&... args) const {
+    throw_error(detail::concat(args...));
+  }
+  [[noreturn]] void throw_error(const std::string& msg) const;
+};
+
+using InferFn = std::function<std::vector<TensorType>(const InferContext&)>;
+
+struct OpInfo {
+  OpId id = 0;
+  std::string name;
+  FusionClass fusion = FusionClass::custom;
+  int arity = 0;  // -1: variadic
+  std::function<AttrsPtr()> default_attrs;  // attrs of the op's struct, default-initialised
+  InferFn infer;
+  KernelFn host_kernel;  // user-registered ops only: runs on cpu and reference backends
+
+  // Traits read by passes.
+  bool is_source() const { return fusion == FusionClass::source; }
+  bool has_side_effects() const { return fusion == FusionClass::effect; }
+  // Pure: result depends only on inputs and attrs (CSE and constant folding may touch it).
+  bool is_pure() const { return fusion != FusionClass::effect && fusion != FusionClass::source; }
+  bool is_view() const { return fusion == FusionClass::view; }
+};
+
+class OpRegistry {
+ public:
+  static OpRegistry& get();
+  const OpInfo& info(OpId id) const { return ops_[id]; }
+  OpInfo& mutable_info(OpId id) { return ops_[id]; }
+  // Throws naming the op if unknown.
+  OpId find(const std::string& name) const;
+  bool contains(const std::string& name) const;
+  OpId add(OpInfo info);
+  size_t size() const { return ops_.size(); }
+
+ private:
+  OpRegistry();
+  std::deque<OpInfo> ops_;  // deque: references stay valid as users add ops
+  mutable std::mutex mutex_;
+};
+
+// Each op family file registers the inference of its ops here (called once by the registry).
+void register_memory_ops(OpRegistry& r);
+void register_elementwise_ops(OpRegistry& r);
+void register_reduction_ops(OpRegistry& r);
+void register_normalization_ops(OpRegistry& r);
+void register_matmul_ops(OpRegistry& r);
+void register_shape_ops(OpRegistry& r);
+void register_indexing_ops(OpRegistry& r);
+
+}  // namespace loom::ir

@@ -1,0 +1,26 @@
+// Helpers shared by the op families' type inference.
+#pragma once
+#include <algorithm>
+#include <vector>
+
+#include "ir/op_registry.h"
+
+namespace loom::ops {
+
+using ir::InferContext;
+
+// numpy broadcasting with dynamic dims: a dynamic dim against 1 stays dynamic, against n is n
+// (checked again at run time), two different known dims (neither 1) are an error.
+Shape broadcast_shapes(const InferContext& ctx, const Shape& a, const Shape& b);
+// Same, for run-time shapes (all static); throws with `what` in the message.
+Shape broadcast_static(const Shape& a, const Shape& b, const char* what);
+
+void expect_inputs(const InferContext& ctx, size_t min, size_t max);
+void expect_same_dtype(const InferContext& ctx, size_t a, size_t b);
+void expect_float(const InferContext& ctx, size_t i);
+// Normalises each axis against `rank`; duplicates are an error. Empty means all axes if
+// `empty_is_all`.
+std::vector<int> normalize_axes(const InferContext& ctx, const std::vector<int64_t>& axes,
+                                int rank, bool empty_is_all);
+
+}  // namespace loom::ops

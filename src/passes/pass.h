@@ -1,0 +1,47 @@
+// Pass infrastructure: each pass is a function over the graph that records what it changed.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "ir/op_registry.h"
+#include "loom/executable.h"
+
+namespace loom::passes {
+
+struct PassContext {
+  ir::GraphData& graph;
+  std::vector<ir::Value>& outputs;  // the compile targets; passes keep them valid
+  std::vector<std::string>& log;
+  const CompileOptions& options;
+  // Evaluates one node on host arrays (constant folding); provided by the compile driver.
+  std::function<std::vector<NDArray>(const ir::Node&, const std::vector<NDArray>&)> evaluate;
+
+  void note(const char* pass, const std::string& message) {
+    log.push_back(std::string("[") + pass + "] " + message);
+  }
+};
+
+struct PassInfo {
+  const char* name;
+  const char* why;  // why it sits at this slot of the pipeline
+  void (*run)(PassContext&);
+};
+
+// The optimisation pipeline, in order (src/passes/pipeline.cpp).
+const std::vector<PassInfo>& pipeline();
+// Runs the pipeline, skipping options.disabled_passes; unknown names are an error.
+void run_pipeline(PassContext& ctx);
+
+// --- graph surgery shared by passes ---------------------------------------------------------
+// Rewrites every use of `from` (node inputs and outputs) to `to`.
+void replace_uses(PassContext& ctx, const std::vector<std::pair<ir::Value, ir::Value>>& map);
+// Removes nodes whose keep[i] is false, renumbering the rest (order preserved). Removed nodes
+// must have no remaining uses.
+void compact(PassContext& ctx, const std::vector<bool>& keep);
+
+void dead_code_elimination(PassContext& ctx);
+void common_subexpression_elimination(PassContext& ctx);
+void constant_folding(PassContext& ctx);
+
+}  // namespace loom::passes

@@ -1,0 +1,16 @@
+// The order of the optimisation passes, with the reason for each slot.
+#include "passes/pass.h"
+
+namespace loom::passes {
+
+const std::vector<PassInfo>& pipeline() {
+  static const std::vector<PassInfo> p = {
+      {"dce", "first: no later pass should spend time on ops nobody uses", dead_code_elimination},
+      {"constant_folding", "before CSE: folded constants become equal and merge", constant_folding},
+      {"cse", "after folding: merges duplicate ops and equal constants", common_subexpression_elimination},
+      {"dce", "last: removes what folding and CSE left unused", dead_code_elimination},
+  };
+  return p;
+}
+
+}  // namespace loom::passes

@@ -1,0 +1,39 @@
+// A small fork-join pool: parallel_for splits a range over the workers and the calling thread.
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace loom {
+
+class ThreadPool {
+ public:
+  // threads: total threads including the caller; 0 means hardware concurrency.
+  explicit ThreadPool(int threads);
+  ~ThreadPool();
+  int size() const { return static_cast<int>(workers_.size()) + 1; }
+  // Runs fn over [0, n) in chunks; returns when all are done. Concurrent callers: one gets the
+  // workers, the others run serially on their own thread (never deadlocks, never oversubscribes).
+  void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+
+ private:
+  void worker_loop();
+  void run_chunks();
+
+  std::vector<std::thread> workers_;
+  std::mutex busy_;  // held by the caller whose job is running
+  std::mutex m_;
+  std::condition_variable cv_, done_cv_;
+  const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
+  int64_t n_ = 0, chunk_ = 0, num_chunks_ = 0;
+  std::atomic<int64_t> next_{0};
+  std::atomic<int64_t> done_{0};
+  uint64_t generation_ = 0;
+  int active_ = 0;
+  bool stop_ = false;
+};
+
+}  // namespace loom

@@ -28,8 +28,9 @@ ResolvedSlice resolve_slice(const Shape& in, const SliceAttrs& a) {
   r.starts.assign(static_cast<size_t>(in.rank()), 0);
   r.steps.assign(static_cast<size_t>(in.rank()), 1);
   r.out = in;
-  for (size_t i = 0; i < a.axes.size(); ++i) {
-    int ax = normalize_axis(a.axes[i], in.rank(), "[slice] axis");
+  for (size_t i = 0; i < a.starts.size(); ++i) {
+    // No axes listed: the first starts.size() axes.
+    int ax = normalize_axis(a.axes.empty() ? static_cast<int64_t>(i) : a.axes[i], in.rank(), "[slice] axis");
     int64_t step = a.steps.empty() ? 1 : a.steps[i];
     SliceDim d = slice_dim(in[ax], a.starts[i], a.ends[i], step);
     r.starts[static_cast<size_t>(ax)] = d.start;

@@ -192,13 +192,13 @@ void register_elementwise(KernelTable& t) {
   t.set(op::cast, [](const KernelContext& c) {
     DType from = c.inputs[0].dtype(), to = c.outputs[0].dtype();
     // Float -> integer must truncate and saturate; go through double for those.
-    if (is_floating(from) && !is_floating(to)) {
-      run_tiles<double, double>(c, [](int64_t n, const double* const* in, double* o) {
-        for (int64_t i = 0; i < n; ++i) o[i] = std::isnan(in[0][i]) ? 0 : std::trunc(in[0][i]);
-      });
-    } else if (to == DType::boolean) {
+    if (to == DType::boolean) {
       run_tiles<double, uint8_t>(c, [](int64_t n, const double* const* in, uint8_t* o) {
         for (int64_t i = 0; i < n; ++i) o[i] = in[0][i] != 0;
+      });
+    } else if (is_floating(from) && !is_floating(to)) {
+      run_tiles<double, double>(c, [](int64_t n, const double* const* in, double* o) {
+        for (int64_t i = 0; i < n; ++i) o[i] = std::isnan(in[0][i]) ? 0 : std::trunc(in[0][i]);
       });
     } else {
       dispatch(is_floating(to) ? to : from, [&]<class T>() {

@@ -90,7 +90,7 @@ void softmax(const KernelContext& c, bool log) {
   int axis = normalize_axis(c.attrs_as<AxisAttrs>().axis, x.rank());
   int64_t len = x.shape()[axis], inner = 1;
   for (int i = axis + 1; i < x.rank(); ++i) inner *= x.shape()[i];
-  int64_t outer = len * inner ? x.numel() / (len * inner) : 0;
+  int64_t outer = (len * inner) != 0 ? x.numel() / (len * inner) : 0;
   for (int64_t o = 0; o < outer; ++o)
     for (int64_t in = 0; in < inner; ++in) {
       int64_t base = o * len * inner + in;

@@ -1,0 +1,117 @@
+// Runs every op case on every backend against the reference backend, with static and with
+// fully dynamic placeholder shapes, on fresh random inputs.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <set>
+
+#include "ir/graph.h"
+#include "ir/op_registry.h"
+#include "ops/op_case.h"
+
+namespace loom::testing {
+namespace {
+
+struct Tolerance {
+  double rtol, atol;
+};
+Tolerance default_tolerance(DType t) {
+  switch (t) {
+    case DType::f32: return {2e-4, 2e-5};
+    case DType::f64: return {1e-10, 1e-12};
+    case DType::f16: return {4e-3, 2e-3};
+    case DType::bf16: return {2e-2, 1e-2};
+    default: return {0, 0};
+  }
+}
+
+// Empty string when close, else a description of the first mismatch.
+std::string compare(const NDArray& got, const NDArray& want, Tolerance tol) {
+  if (got.type() != want.type()) return "type " + got.type().to_string() + " vs " + want.type().to_string();
+  auto a = got.to_doubles(), b = want.to_doubles();
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::isnan(a[i]) && std::isnan(b[i])) continue;
+    if (std::isinf(b[i]) && a[i] == b[i]) continue;
+    if (!(std::abs(a[i] - b[i]) <= tol.atol + tol.rtol * std::abs(b[i])))
+      return "element " + std::to_string(i) + ": got " + std::to_string(a[i]) + ", want " + std::to_string(b[i]);
+  }
+  return "";
+}
+
+struct Param {
+  const OpCase* c;
+  bool dynamic;
+};
+
+std::string param_name(const ::testing::TestParamInfo<Param>& info) {
+  std::string s = info.param.c->name + (info.param.dynamic ? "_dynamic" : "");
+  for (char& ch : s)
+    if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+  return s + "_" + std::to_string(info.index);
+}
+
+std::vector<Param> all_params() {
+  std::vector<Param> p;
+  for (const auto& c : op_cases()) {
+    p.push_back({&c, false});
+    p.push_back({&c, true});
+  }
+  return p;
+}
+
+class OpCaseTest : public ::testing::TestWithParam<Param> {};
+
+TEST_P(OpCaseTest, CpuMatchesReference) {
+  OpCase c = *GetParam().c;
+  if (GetParam().dynamic)
+    for (auto& in : c.inputs) in.declared = Shape(std::vector<int64_t>(static_cast<size_t>(in.shape.rank()), kDynamic));
+  std::vector<Tensor> outs;
+  Graph g = build_case(c, &outs);
+  CompileOptions ref_opt;
+  ref_opt.device = Device::reference();
+  ref_opt.optimization_level = 0;
+  Executable ref = g.compile(outs, ref_opt);
+  Executable cpu = g.compile(outs);
+  uint64_t seed = std::random_device{}();
+  auto feeds = make_inputs(c, seed);
+  auto want = ref.run(feeds);
+  auto got = cpu.run(feeds);
+  ASSERT_EQ(want.size(), got.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    Tolerance tol = c.rtol || c.atol ? Tolerance{c.rtol, c.atol} : default_tolerance(want[i].dtype());
+    EXPECT_EQ(compare(got[i], want[i], tol), "") << c.name << " output " << i << " (seed " << seed << ")";
+    EXPECT_EQ(got[i].shape(), want[i].shape());
+  }
+  // A second run on the same executable gives the same answer (plans and arenas are reused).
+  auto again = cpu.run(feeds);
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(compare(again[i], got[i], {0, 0}), "");
+}
+
+INSTANTIATE_TEST_SUITE_P(All, OpCaseTest, ::testing::ValuesIn(all_params()), param_name);
+
+TEST(OpCaseCoverage, EveryRegisteredOpHasACase) {
+  std::set<ir::OpId> used;
+  for (const auto& c : op_cases()) {
+    std::vector<Tensor> outs;
+    Graph g = build_case(c, &outs);
+    for (const auto& n : g.data()->nodes) used.insert(n.op);
+  }
+  const auto& reg = ir::OpRegistry::get();
+  for (ir::OpId id = 0; id < ir::op::kNumBuiltin; ++id) {
+    const auto& info = reg.info(id);
+    if (info.is_source() || info.has_side_effects()) continue;  // tested in runtime tests
+    EXPECT_TRUE(used.count(id)) << "op '" << info.name << "' has no case in tests/ops/cases/";
+  }
+}
+
+TEST(OpCaseHarness, CompareDetectsMismatches) {
+  NDArray a = NDArray::from_vector<float>({1, 2, 3}, {3});
+  NDArray b = NDArray::from_vector<float>({1, 2, 3.01f}, {3});
+  EXPECT_NE(compare(a, b, default_tolerance(DType::f32)), "");
+  EXPECT_EQ(compare(a, a, default_tolerance(DType::f32)), "");
+  EXPECT_NE(compare(a, a.astype(DType::f16), default_tolerance(DType::f32)), "");
+}
+
+}  // namespace
+}  // namespace loom::testing

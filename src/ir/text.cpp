@@ -280,8 +280,13 @@ GraphData parse_graph(const std::string& text, std::vector<Value>* outputs) {
       result = "%" + std::to_string(p.integer());
       p.expect('=');
     }
+    p.ws();
+    size_t op_at = p.pos_;
     std::string op_name = p.ident();
-    if (!reg.contains(op_name)) p.error("unknown op '" + op_name + "'");
+    if (!reg.contains(op_name)) {
+      p.pos_ = op_at;
+      p.error("unknown op '" + op_name + "'");
+    }
     OpId id = reg.find(op_name);
     std::vector<Value> inputs;
     if (p.eat('(')) {
@@ -304,7 +309,13 @@ GraphData parse_graph(const std::string& text, std::vector<Value>* outputs) {
       }
     }
     std::string node_name = id == op::placeholder ? attrs_as<PlaceholderAttrs>(*attrs).name : "";
-    auto outs = add_node(g, id, inputs, std::move(attrs), node_name);
+    std::vector<Value> outs;
+    try {
+      outs = add_node(g, id, inputs, std::move(attrs), node_name);
+    } catch (const Error& e) {
+      p.pos_ = 0;
+      p.error(e.what());
+    }
     if (!declared.empty() && declared != g.nodes.back().outputs) {
       std::string got;
       for (const auto& t : g.nodes.back().outputs) got += t.to_string() + " ";

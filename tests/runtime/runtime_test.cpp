@@ -1,0 +1,241 @@
+// Executables: run-time input checks, dynamic shapes and the plan cache, variables, memory
+// planning, thread safety, custom ops, dispatch overhead.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include "loom/loom.h"
+
+namespace loom {
+namespace {
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Run, InputErrorsAreClear) {
+  Graph g;
+  auto x = g.placeholder({-1, 3}, f32, "x");
+  auto exe = g.compile({x * 2.0});
+  EXPECT_NE(error_of([&] { exe.run({{"y", zeros({2, 3})}}); }).find("no input named 'y' (inputs: x)"), std::string::npos);
+  EXPECT_NE(error_of([&] { exe.run({}); }).find("missing input 'x'"), std::string::npos);
+  EXPECT_NE(error_of([&] { exe.run({{"x", zeros({2, 4})}}); }).find("must have shape [?,3], got [2,4]"), std::string::npos);
+  EXPECT_NE(error_of([&] { exe.run({{"x", zeros({2, 3}, i32)}}); }).find("must be f32, got i32"), std::string::npos);
+  EXPECT_NE(error_of([&] { exe.run({{"x", zeros({2, 3})}, {"x", zeros({2, 3})}}); }).find("fed twice"), std::string::npos);
+}
+
+TEST(Build, ShapeErrorsNameTheOp) {
+  Graph g;
+  auto a = g.placeholder({2, 3}, f32, "a");
+  auto b = g.placeholder({4, 5}, f32, "b");
+  auto c = g.placeholder({2, 3}, i32, "c");
+  EXPECT_EQ(error_of([&] { matmul(a, b); }), "[matmul] (f32[2,3], f32[4,5]): inner dims differ: [2,3] x [4,5] (3 vs 4)");
+  EXPECT_NE(error_of([&] { a + b; }).find("[add] (f32[2,3], f32[4,5]): shapes [2,3] and [4,5] do not broadcast"), std::string::npos);
+  EXPECT_NE(error_of([&] { a + c; }).find("different dtypes (f32 vs i32); cast one explicitly"), std::string::npos);
+  EXPECT_NE(error_of([&] { exp(c); }).find("[exp]"), std::string::npos);
+  EXPECT_NE(error_of([&] { sum(a, {2}); }).find("axis 2 is out of range for rank 2"), std::string::npos);
+  EXPECT_NE(error_of([&] { reshape(a, {4, -1}); }).find("[reshape]"), std::string::npos);
+  EXPECT_NE(error_of([&] { transpose(a, {0, 0}); }).find("not a permutation"), std::string::npos);
+  EXPECT_NE(error_of([&] { slice(a, {0}, {1}, {0}, {0}); }).find("step is 0"), std::string::npos);
+  Graph other;
+  auto o = other.placeholder({2, 3}, f32, "a");
+  EXPECT_NE(error_of([&] { a + o; }).find("inputs come from different graphs"), std::string::npos);
+  EXPECT_NE(error_of([&] { g.placeholder({1}, f32, "a"); }).find("already used"), std::string::npos);
+}
+
+TEST(Run, DynamicDimMismatchAtRunTimeIsAnError) {
+  Graph g;
+  auto a = g.placeholder({-1}, f32, "a");
+  auto b = g.placeholder({-1}, f32, "b");
+  auto exe = g.compile({a + b});
+  EXPECT_EQ(exe.run({{"a", zeros({4})}, {"b", zeros({4})}})[0].shape(), Shape({4}));
+  EXPECT_EQ(exe.run({{"a", zeros({4})}, {"b", zeros({1})}})[0].shape(), Shape({4}));
+  EXPECT_NE(error_of([&] { exe.run({{"a", zeros({4})}, {"b", zeros({3})}}); }).find("do not broadcast"), std::string::npos);
+}
+
+TEST(Run, OneExecutableServesEveryShapeWithABoundedCache) {
+  Graph g;
+  auto x = g.placeholder({1, -1}, f32, "tokens");
+  auto y = softmax(x * 3.0);
+  CompileOptions opt;
+  opt.plan_cache_capacity = 4;
+  auto exe = g.compile({y}, opt);
+  for (int64_t n = 1; n <= 10; ++n) {
+    auto in = random_uniform({1, n}, f32, -1, 1, static_cast<uint64_t>(n));
+    auto out = exe.run({{"tokens", in}})[0];
+    ASSERT_EQ(out.shape(), Shape({1, n}));
+    double s = 0;
+    for (float v : out.to_vector<float>()) s += v;
+    EXPECT_NEAR(s, 1.0, 1e-5);
+  }
+  EXPECT_EQ(exe.cached_plans(), 4u);
+}
+
+TEST(Variables, PersistAcrossRunsAndReadSeesEarlierValue) {
+  Graph g;
+  auto counter = g.variable(NDArray::from_vector<float>({0, 0}, {2}), "counter");
+  auto step = g.placeholder({2}, f32, "step");
+  auto before = g.read(counter);
+  g.assign(counter, before + step);
+  auto after = g.read(counter);
+  auto exe = g.compile({before, after});
+  auto s = NDArray::from_vector<float>({1, 2}, {2});
+  for (int i = 0; i < 3; ++i) {
+    auto r = exe.run({{"step", s}});
+    EXPECT_EQ(r[0].to_vector<float>(), (std::vector<float>{float(i), 2.f * i}));
+    EXPECT_EQ(r[1].to_vector<float>(), (std::vector<float>{float(i + 1), 2.f * (i + 1)}));
+  }
+  EXPECT_EQ(exe.variable("counter").to_vector<float>(), (std::vector<float>{3, 6}));
+  exe.reset_variables();
+  EXPECT_EQ(exe.variable("counter").to_vector<float>(), (std::vector<float>{0, 0}));
+  exe.set_variable("counter", NDArray::from_vector<float>({5, 5}, {2}));
+  EXPECT_EQ(exe.run({{"step", s}})[1].to_vector<float>(), (std::vector<float>{6, 7}));
+  EXPECT_THROW(exe.set_variable("counter", zeros({3})), Error);
+  EXPECT_THROW(exe.variable("nope"), Error);
+  // A second executable of the same graph has its own state.
+  auto exe2 = g.compile({after});
+  EXPECT_EQ(exe2.run({{"step", s}})[0].to_vector<float>(), (std::vector<float>{1, 2}));
+}
+
+TEST(Variables, AssignChecksTypes) {
+  Graph g;
+  auto v = g.variable(zeros({2, 3}), "v");
+  auto x = g.placeholder({2, 4}, f32, "x");
+  EXPECT_NE(error_of([&] { g.assign(v, x); }).find("variable 'v' is f32[2,3], cannot assign f32[2,4]"), std::string::npos);
+  auto d = g.placeholder({-1, 3}, f32, "d");
+  g.assign(v, d);  // dynamic: checked per run
+  auto exe = g.compile({});
+  EXPECT_NO_THROW(exe.run({{"x", zeros({2, 4})}, {"d", zeros({2, 3})}}));
+  EXPECT_NE(error_of([&] { exe.run({{"x", zeros({2, 4})}, {"d", zeros({5, 3})}}); }).find("[assign]"), std::string::npos);
+}
+
+TEST(MemoryPlan, ReusesBuffersByLiveness) {
+  // A chain of 20 elementwise ops on 1 MiB tensors: only two intermediates are alive at once.
+  Graph g;
+  auto x = g.placeholder({256, 1024}, f32, "x");
+  Tensor t = x;
+  for (int i = 0; i < 20; ++i) t = (i % 2) ? exp(t * 0.5) : tanh(t);
+  auto exe = g.compile({t});
+  auto stats = exe.plan_stats({{"x", Shape({256, 1024})}});
+  EXPECT_GT(stats.intermediate_bytes, 25 * (1 << 20));
+  EXPECT_LE(stats.arena_bytes, 2 * (1 << 20));
+  // And the planned run is still right.
+  auto in = random_uniform({256, 1024}, f32, -1, 1, 3);
+  CompileOptions ref;
+  ref.device = Device::reference();
+  auto want = g.compile({t}, ref).run({{"x", in}})[0].to_vector<float>();
+  auto got = exe.run({{"x", in}})[0].to_vector<float>();
+  for (size_t i = 0; i < got.size(); i += 997) EXPECT_NEAR(got[i], want[i], 1e-5);
+}
+
+TEST(Concurrency, ManyThreadsRunOneExecutable) {
+  Graph g;
+  auto x = g.placeholder({-1, 64}, f32, "x");
+  auto w = g.constant(random_normal({64, 64}, f32, 9));
+  auto y = softmax(matmul(tanh(matmul(x, w)), w));
+  auto exe = g.compile({y});
+  std::atomic<int> bad{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 20; ++i) {
+        int64_t rows = 1 + (t + i) % 5;
+        auto in = random_uniform({rows, 64}, f32, -1, 1, static_cast<uint64_t>(t * 100 + i));
+        auto a = exe.run({{"x", in}})[0].to_vector<float>();
+        auto b = exe.run({{"x", in}})[0].to_vector<float>();
+        if (a != b || static_cast<int64_t>(a.size()) != rows * 64) ++bad;
+      }
+    });
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(bad.load(), 0);
+}
+
+TEST(CustomOp, RegisteredFromOutsideRunsOnCpuAndReference) {
+  CustomOpDef def;
+  def.name = "test.square_plus";
+  def.num_inputs = 1;
+  def.infer = [](std::span<const TensorType> in, const CustomAttrs& a) {
+    if (!is_floating(in[0].dtype)) fail("input must be float");
+    return std::vector<TensorType>{in[0]};
+  };
+  def.kernel = [](const KernelContext& c) {
+    float add = static_cast<float>(c.attrs_as<CustomAttrs>().floats.at(0));
+    NDArray x = c.inputs[0].astype(f32);
+    auto* o = c.outputs[0].data_as<float>();
+    for (int64_t i = 0; i < x.numel(); ++i) o[i] = x.data_as<float>()[i] * x.data_as<float>()[i] + add;
+  };
+  register_op(def);
+  EXPECT_THROW(register_op(def), Error);  // names are unique
+  Graph g;
+  auto x = g.placeholder({-1}, f32, "x");
+  CustomAttrs attrs;
+  attrs.floats = {0.5};
+  auto y = custom_op("test.square_plus", {x}, attrs)[0] + 1.0;
+  auto in = NDArray::from_vector<float>({1, 2, 3}, {3});
+  EXPECT_EQ(g.compile({y}).run({{"x", in}})[0].to_vector<float>(), (std::vector<float>{2.5, 5.5, 10.5}));
+  CompileOptions ref;
+  ref.device = Device::reference();
+  EXPECT_EQ(g.compile({y}, ref).run({{"x", in}})[0].to_vector<float>(), (std::vector<float>{2.5, 5.5, 10.5}));
+  auto i = g.placeholder({2}, i32, "i");
+  EXPECT_NE(error_of([&] { custom_op("test.square_plus", {i}); }).find("[test.square_plus] (i32[2]): input must be float"), std::string::npos);
+  EXPECT_NE(error_of([&] { custom_op("nope", {i}); }).find("unknown op 'nope'"), std::string::npos);
+  EXPECT_NE(g.to_text({y}).find("test.square_plus"), std::string::npos);
+}
+
+TEST(Compile, PassLogAndDisabledPasses) {
+  Graph g;
+  auto x = g.placeholder({4}, f32, "x");
+  auto c = g.constant(NDArray::from_vector<float>({1, 2, 3, 4}, {4}));
+  auto folded = exp(c) * 2.0;         // constant-folded
+  auto dup1 = x * folded, dup2 = x * folded;  // CSE
+  auto unused = tanh(x);              // DCE
+  (void)unused;
+  auto exe = g.compile({dup1 + dup2});
+  std::string log;
+  for (const auto& l : exe.pass_log()) log += l + "\n";
+  EXPECT_NE(log.find("[constant_folding] folded"), std::string::npos) << log;
+  EXPECT_NE(log.find("[cse] merged 1"), std::string::npos) << log;
+  EXPECT_NE(log.find("[dce] removed"), std::string::npos) << log;
+  CompileOptions none;
+  none.disabled_passes = {"cse", "constant_folding", "dce"};
+  auto plain = g.compile({dup1 + dup2}, none);
+  auto in = NDArray::from_vector<float>({1, 2, 3, 4}, {4});
+  auto a = exe.run({{"x", in}})[0].to_vector<float>(), b = plain.run({{"x", in}})[0].to_vector<float>();
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-4 * std::abs(b[i]));
+  CompileOptions bad;
+  bad.disabled_passes = {"fusion9000"};
+  EXPECT_NE(error_of([&] { g.compile({dup1}, bad); }).find("unknown pass 'fusion9000'"), std::string::npos);
+  bad.disabled_passes = {};
+  bad.device = Device::cuda(0);
+#ifndef LOOM_HAS_CUDA
+  EXPECT_NE(error_of([&] { g.compile({dup1}, bad); }).find("no CUDA backend"), std::string::npos);
+#endif
+}
+
+TEST(Dispatch, PerOpOverheadIsSmall) {
+  // 200 tiny ops; the per-op cost of the runtime (not the math) is what this measures.
+  Graph g;
+  auto x = g.placeholder({4}, f32, "x");
+  Tensor t = x;
+  for (int i = 0; i < 200; ++i) t = (i % 2) ? t + x : t * x;
+  auto exe = g.compile({t});
+  auto in = random_uniform({4}, f32, 0.5, 1, 1);
+  for (int i = 0; i < 10; ++i) exe.run({{"x", in}});
+  auto t0 = std::chrono::steady_clock::now();
+  int reps = 200;
+  for (int i = 0; i < reps; ++i) exe.run({{"x", in}});
+  double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / reps / 200;
+  RecordProperty("us_per_op", std::to_string(us));
+  std::printf("dispatch: %.3f us per op\n", us);
+  EXPECT_LT(us, 20.0);  // generous bound for noisy CI; the benchmark records the real figure
+}
+
+}  // namespace
+}  // namespace loom

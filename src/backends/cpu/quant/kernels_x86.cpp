@@ -1,0 +1,255 @@
+// AVX2 and AVX-512 VNNI kernels for the integer-dot formats. Every function that uses wide
+// registers carries a target attribute instead of the file being built with -m flags, so nothing
+// here (including inlined library code) can leak AVX instructions into code run on older CPUs;
+// qmatmul.cpp only calls these after __builtin_cpu_supports said yes.
+//
+// A tile is MR rows of x by NR rows of W, accumulated in MR·NR f32 vectors over all of k; the NR
+// weight blocks are unpacked once per step and reused for the MR activation rows.
+#include <immintrin.h>
+
+#include <algorithm>
+
+#include "backends/cpu/quant/internal.h"
+
+#define LOOM_AVX512 \
+  __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+#define LOOM_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+namespace loom::cpu::quant::detail {
+namespace {
+
+// ---------------- AVX-512 VNNI: two blocks (64 values) per step ----------------
+
+// 4-bit: each block's 16 bytes go to two 128-bit lanes; the second lane is shifted right by 4,
+// giving [low nibbles, high nibbles] = storage order without any cross-lane shuffle of results.
+LOOM_AVX512 inline __m512i unpack4_x2(const uint8_t* q0, const uint8_t* q1) {
+  const __m256i a = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q0)));
+  const __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q1)));
+  const __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
+  const long long s = 0x0004000400040004LL;
+  const __m512i shifts = _mm512_set_epi64(s, s, 0, 0, s, s, 0, 0);
+  return _mm512_and_si512(_mm512_srlv_epi16(v, shifts), _mm512_set1_epi8(0x0F));
+}
+LOOM_AVX512 inline __m512i unpack4_x1(const uint8_t* q0) {
+  const __m256i a = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q0)));
+  const __m256i lo = _mm256_and_si256(a, _mm256_set1_epi8(0x0F));
+  const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(a, 4), _mm256_set1_epi8(0x0F));
+  return _mm512_zextsi256_si512(_mm256_blend_epi32(lo, hi, 0xF0));
+}
+// int8 weights: flip the sign bit so they are q + 128 as unsigned bytes (vpdpbusd's u8 side).
+LOOM_AVX512 inline __m512i unpack8_x2(const uint8_t* q0, const uint8_t* q1) {
+  const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q0));
+  const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q1));
+  return _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1),
+                          _mm512_set1_epi8(static_cast<char>(0x80)));
+}
+LOOM_AVX512 inline __m512i unpack8_x1(const uint8_t* q0) {
+  const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q0));
+  return _mm512_zextsi256_si512(_mm256_xor_si256(a, _mm256_set1_epi8(static_cast<char>(0x80))));
+}
+// [s0 × 8 lanes, s1 × 8 lanes]: the int32 lanes 0..7 of a step hold block 0, 8..15 block 1.
+LOOM_AVX512 inline __m512 pair(float s0, float s1) {
+  return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(s0)),
+                                             _mm256_castps_pd(_mm256_set1_ps(s1)), 1));
+}
+
+template <int MR, int NR, bool kFour>
+LOOM_AVX512 void tile512(const ActRows& a, int64_t i0, const uint8_t* w, size_t rb,
+                         const BlockInfo& info, int64_t j0, float* y, int64_t ldy) {
+  __m512 acc[MR][NR];
+  for (int i = 0; i < MR; ++i)
+    for (int r = 0; r < NR; ++r) acc[i][r] = _mm512_setzero_ps();
+  const int64_t kb = a.kb;
+  const size_t bb = info.bytes;
+  const int qo = info.qs_offset;
+  const uint8_t* rows[NR];
+  for (int r = 0; r < NR; ++r) rows[r] = w + (j0 + r) * rb;
+  int64_t b = 0;
+  for (; b + 2 <= kb; b += 2) {
+    __m512i wq[NR];
+    __m512 ws[NR];
+    for (int r = 0; r < NR; ++r) {
+      const uint8_t* blk = rows[r] + b * bb;
+      wq[r] = kFour ? unpack4_x2(blk + qo, blk + bb + qo) : unpack8_x2(blk + qo, blk + bb + qo);
+      ws[r] = pair(load_half(blk), load_half(blk + bb));
+    }
+    for (int i = 0; i < MR; ++i) {
+      const int64_t ai = (i0 + i) * kb + b;
+      const __m512i av = _mm512_loadu_si512(a.q + ai * 32);
+      const __m512 as = pair(a.d[ai], a.d[ai + 1]);
+      for (int r = 0; r < NR; ++r) {
+        const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq[r], av);
+        acc[i][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(ws[r], as), acc[i][r]);
+      }
+    }
+  }
+  if (b < kb) {  // odd block count: one block in the low half, zeros above
+    __m512i wq[NR];
+    __m512 ws[NR];
+    for (int r = 0; r < NR; ++r) {
+      const uint8_t* blk = rows[r] + b * bb;
+      wq[r] = kFour ? unpack4_x1(blk + qo) : unpack8_x1(blk + qo);
+      ws[r] = pair(load_half(blk), 0.0f);
+    }
+    for (int i = 0; i < MR; ++i) {
+      const int64_t ai = (i0 + i) * kb + b;
+      const __m512i av = _mm512_zextsi256_si512(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q + ai * 32)));
+      const __m512 as = pair(a.d[ai], 0.0f);
+      for (int r = 0; r < NR; ++r) {
+        const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq[r], av);
+        acc[i][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(ws[r], as), acc[i][r]);
+      }
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int r = 0; r < NR; ++r) y[(i0 + i) * ldy + j0 + r] = _mm512_reduce_add_ps(acc[i][r]);
+}
+
+template <int NR, bool kFour>
+LOOM_AVX512 void rows512(const ActRows& a, int64_t m, const uint8_t* w, size_t rb,
+                         const BlockInfo& info, int64_t j0, float* y, int64_t ldy) {
+  int64_t i = 0;
+  for (; i + 4 <= m; i += 4) tile512<4, NR, kFour>(a, i, w, rb, info, j0, y, ldy);
+  switch (m - i) {
+    case 3: tile512<3, NR, kFour>(a, i, w, rb, info, j0, y, ldy); break;
+    case 2: tile512<2, NR, kFour>(a, i, w, rb, info, j0, y, ldy); break;
+    case 1: tile512<1, NR, kFour>(a, i, w, rb, info, j0, y, ldy); break;
+    default: break;
+  }
+}
+
+template <bool kFour>
+LOOM_AVX512 void tiles512(const ActRows& a, int64_t m, const uint8_t* w, size_t rb,
+                          const BlockInfo& info, int64_t j0, int64_t j1, float* y, int64_t ldy) {
+  int64_t j = j0;
+  for (; j + 4 <= j1; j += 4) rows512<4, kFour>(a, m, w, rb, info, j, y, ldy);
+  for (; j < j1; ++j) rows512<1, kFour>(a, m, w, rb, info, j, y, ldy);
+}
+
+// ---------------- AVX2: one block (32 values) per step ----------------
+
+LOOM_AVX2 inline __m256i unpack4_avx2(const uint8_t* q) {
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
+  const __m128i lo = _mm_and_si128(v, _mm_set1_epi8(0x0F));
+  const __m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(0x0F));
+  return _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+}
+
+// vpmaddubsw is u8 × s8 with int16 saturation: nibbles (≤ 15) cannot saturate; int8 weights use
+// |w| × sign(a, w) (|w| ≤ 128, |a| ≤ 127, so a pair sums to at most 32512).
+template <int MR, int NR, bool kFour>
+LOOM_AVX2 void tile256(const ActRows& a, int64_t i0, const uint8_t* w, size_t rb,
+                       const BlockInfo& info, int64_t j0, float* y, int64_t ldy) {
+  __m256 acc[MR][NR];
+  for (int i = 0; i < MR; ++i)
+    for (int r = 0; r < NR; ++r) acc[i][r] = _mm256_setzero_ps();
+  const int64_t kb = a.kb;
+  const size_t bb = info.bytes;
+  const int qo = info.qs_offset;
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int64_t b = 0; b < kb; ++b) {
+    __m256i wq[NR];
+    float ws[NR];
+    for (int r = 0; r < NR; ++r) {
+      const uint8_t* blk = w + (j0 + r) * rb + b * bb;
+      wq[r] = kFour ? unpack4_avx2(blk + qo)
+                    : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + qo));
+      ws[r] = load_half(blk);
+    }
+    for (int i = 0; i < MR; ++i) {
+      const int64_t ai = (i0 + i) * kb + b;
+      const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q + ai * 32));
+      const float da = a.d[ai];
+      for (int r = 0; r < NR; ++r) {
+        const __m256i p16 = kFour ? _mm256_maddubs_epi16(wq[r], av)
+                                  : _mm256_maddubs_epi16(_mm256_abs_epi8(wq[r]),
+                                                         _mm256_sign_epi8(av, wq[r]));
+        const __m256i p32 = _mm256_madd_epi16(p16, ones);
+        acc[i][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), _mm256_set1_ps(ws[r] * da), acc[i][r]);
+      }
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int r = 0; r < NR; ++r) {
+      const __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc[i][r]),
+                                  _mm256_extractf128_ps(acc[i][r], 1));
+      const __m128 q = _mm_add_ps(h, _mm_movehl_ps(h, h));
+      y[(i0 + i) * ldy + j0 + r] = _mm_cvtss_f32(_mm_add_ss(q, _mm_shuffle_ps(q, q, 1)));
+    }
+}
+
+template <int NR, bool kFour>
+LOOM_AVX2 void rows256(const ActRows& a, int64_t m, const uint8_t* w, size_t rb,
+                       const BlockInfo& info, int64_t j0, float* y, int64_t ldy) {
+  // 16 ymm registers: 2 x rows × 4 weight rows of accumulators leaves room for the operands.
+  int64_t i = 0;
+  for (; i + 2 <= m; i += 2) tile256<2, NR, kFour>(a, i, w, rb, info, j0, y, ldy);
+  if (i < m) tile256<1, NR, kFour>(a, i, w, rb, info, j0, y, ldy);
+}
+
+template <bool kFour>
+LOOM_AVX2 void tiles256(const ActRows& a, int64_t m, const uint8_t* w, size_t rb,
+                        const BlockInfo& info, int64_t j0, int64_t j1, float* y, int64_t ldy) {
+  int64_t j = j0;
+  for (; j + 4 <= j1; j += 4) rows256<4, kFour>(a, m, w, rb, info, j, y, ldy);
+  for (; j < j1; ++j) rows256<1, kFour>(a, m, w, rb, info, j, y, ldy);
+}
+
+}  // namespace
+
+void tiles_avx512(Format fmt, const ActRows& a, int64_t m, const uint8_t* w, size_t rb,
+                  int64_t j0, int64_t j1, float* y, int64_t ldy) {
+  const BlockInfo info = block_info(fmt);
+  if (info.four_bit) {
+    tiles512<true>(a, m, w, rb, info, j0, j1, y, ldy);
+  } else {
+    tiles512<false>(a, m, w, rb, info, j0, j1, y, ldy);
+  }
+}
+
+void tiles_avx2(Format fmt, const ActRows& a, int64_t m, const uint8_t* w, size_t rb, int64_t j0,
+                int64_t j1, float* y, int64_t ldy) {
+  const BlockInfo info = block_info(fmt);
+  if (info.four_bit) {
+    tiles256<true>(a, m, w, rb, info, j0, j1, y, ldy);
+  } else {
+    tiles256<false>(a, m, w, rb, info, j0, j1, y, ldy);
+  }
+}
+
+LOOM_AVX512 float dot_f32_avx512(const float* a, const float* b, int64_t k) {
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  int64_t t = 0;
+  for (; t + 32 <= k; t += 32) {
+    acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + t), _mm512_loadu_ps(b + t), acc0);
+    acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + t + 16), _mm512_loadu_ps(b + t + 16), acc1);
+  }
+  if (t + 16 <= k) {
+    acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + t), _mm512_loadu_ps(b + t), acc0);
+    t += 16;
+  }
+  if (t < k) {
+    const __mmask16 mask = static_cast<__mmask16>((1u << (k - t)) - 1);
+    acc1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, a + t), _mm512_maskz_loadu_ps(mask, b + t),
+                           acc1);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+
+LOOM_AVX2 float dot_f32_avx2(const float* a, const float* b, int64_t k) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  int64_t t = 0;
+  for (; t + 16 <= k; t += 16) {
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + t), _mm256_loadu_ps(b + t), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + t + 8), _mm256_loadu_ps(b + t + 8), acc1);
+  }
+  const __m256 acc = _mm256_add_ps(acc0, acc1);
+  const __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+  const __m128 q = _mm_add_ps(h, _mm_movehl_ps(h, h));
+  float s = _mm_cvtss_f32(_mm_add_ss(q, _mm_shuffle_ps(q, q, 1)));
+  for (; t < k; ++t) s += a[t] * b[t];
+  return s;
+}
+
+}  // namespace loom::cpu::quant::detail

@@ -48,8 +48,8 @@ struct ActRows {
   int64_t kb = 0;
 };
 
-// Computes y[i * ldy + j] for all i < m and j in [j0, j1) for an integer-dot format, without the
-// offset term (Σ_b wm_b · s_b), which the caller adds. Each ISA defines one.
+// Computes y[i * ldy + j] for all i < m and j in [j0, j1) for an integer-dot format:
+// Σ_b d_b·da_b·Σ q·qa + wm_b·s_b over the row's blocks. Each ISA defines one.
 using TileFn = void (*)(Format fmt, const ActRows& a, int64_t m, const uint8_t* w, size_t rb,
                         int64_t j0, int64_t j1, float* y, int64_t ldy);
 void tiles_scalar(Format fmt, const ActRows& a, int64_t m, const uint8_t* w, size_t rb,
@@ -63,8 +63,6 @@ void tiles_avx512(Format fmt, const ActRows& a, int64_t m, const uint8_t* w, siz
 float dot_f32_scalar(const float* a, const float* b, int64_t k);
 float dot_f32_avx2(const float* a, const float* b, int64_t k);
 float dot_f32_avx512(const float* a, const float* b, int64_t k);
-// Σ a[i] · b[i] over kb floats; used for the offset term.
-float dot_small(const float* a, const float* b, int64_t n, Isa isa);
 
 // How the integer kernels see a weight block of an integer-dot format: the 32 values in storage
 // order (low nibbles then high nibbles for 4-bit), their scale d and offset coefficient wm so that

@@ -8,6 +8,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "backends/cpu/quant/internal.h"
 
@@ -48,14 +49,60 @@ LOOM_AVX512 inline __m512i unpack8_x1(const uint8_t* q0) {
   return _mm512_zextsi256_si512(_mm256_xor_si256(a, _mm256_set1_epi8(static_cast<char>(0x80))));
 }
 // [s0 × 8 lanes, s1 × 8 lanes]: the int32 lanes 0..7 of a step hold block 0, 8..15 block 1.
+LOOM_AVX512 inline __m512 spread2(__m128 v) {
+  const __m512i idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+  return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(v));
+}
+// Two f16 fields `bb` bytes apart (the same field of two consecutive blocks), spread as above.
+LOOM_AVX512 inline __m512 half_pair(const uint8_t* p, size_t bb) {
+  uint16_t h0, h1;
+  std::memcpy(&h0, p, 2);
+  std::memcpy(&h1, p + bb, 2);
+  const uint32_t h = static_cast<uint32_t>(h0) | static_cast<uint32_t>(h1) << 16;
+  return spread2(_mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(h))));
+}
+LOOM_AVX512 inline __m512 float_pair(const float* p) {
+  return spread2(_mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(p))));
+}
+LOOM_AVX512 inline float half1(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+// Scale d and offset coefficient wm (see block_offset) of two consecutive blocks, spread as above.
+// Formats with a second f16 (q4_1's m, the affine zero point) keep it next to d, so one 32-bit
+// load per block and one conversion give both. int8 formats also carry the −128·d that undoes
+// the sign-bit flip in unpack8.
+template <Format F>
+LOOM_AVX512 inline void scales_pair(const uint8_t* blk, size_t bb, __m512* ws, __m512* wm) {
+  if constexpr (F == Format::q4_0 || F == Format::q8_0) {
+    *ws = half_pair(blk, bb);
+    *wm = _mm512_mul_ps(*ws, _mm512_set1_ps(F == Format::q4_0 ? -8.0f : -128.0f));
+  } else {
+    uint32_t u0, u1;
+    std::memcpy(&u0, blk, 4);
+    std::memcpy(&u1, blk + bb, 4);
+    const __m512 f = _mm512_castps128_ps512(_mm_cvtph_ps(
+        _mm_cvtsi64_si128(static_cast<long long>(static_cast<uint64_t>(u1) << 32 | u0))));
+    // f = [d0, x0, d1, x1]
+    *ws = _mm512_permutexvar_ps(_mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0), f);
+    const __m512 x =
+        _mm512_permutexvar_ps(_mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1), f);
+    if constexpr (F == Format::q4_1) *wm = x;
+    if constexpr (F == Format::affine_u4) *wm = _mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), x), *ws);
+    if constexpr (F == Format::affine_i8)
+      *wm = _mm512_mul_ps(_mm512_sub_ps(_mm512_set1_ps(-128.0f), x), *ws);
+  }
+}
 LOOM_AVX512 inline __m512 pair(float s0, float s1) {
   return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(s0)),
                                              _mm256_castps_pd(_mm256_set1_ps(s1)), 1));
 }
 
-template <int MR, int NR, bool kFour>
+template <Format F, int MR, int NR>
 LOOM_AVX512 void tile512(const ActRows& a, int64_t i0, const uint8_t* w, size_t rb,
                          const BlockInfo& info, int64_t j0, float* y, int64_t ldy) {
+  constexpr bool kFour = F == Format::q4_0 || F == Format::q4_1 || F == Format::affine_u4;
   __m512 acc[MR][NR];
   for (int i = 0; i < MR; ++i)
     for (int r = 0; r < NR; ++r) acc[i][r] = _mm512_setzero_ps();
@@ -67,38 +114,44 @@ LOOM_AVX512 void tile512(const ActRows& a, int64_t i0, const uint8_t* w, size_t 
   int64_t b = 0;
   for (; b + 2 <= kb; b += 2) {
     __m512i wq[NR];
-    __m512 ws[NR];
+    __m512 ws[NR], wm[NR];
     for (int r = 0; r < NR; ++r) {
       const uint8_t* blk = rows[r] + b * bb;
       wq[r] = kFour ? unpack4_x2(blk + qo, blk + bb + qo) : unpack8_x2(blk + qo, blk + bb + qo);
-      ws[r] = pair(load_half(blk), load_half(blk + bb));
+      scales_pair<F>(blk, bb, &ws[r], &wm[r]);
     }
     for (int i = 0; i < MR; ++i) {
       const int64_t ai = (i0 + i) * kb + b;
       const __m512i av = _mm512_loadu_si512(a.q + ai * 32);
-      const __m512 as = pair(a.d[ai], a.d[ai + 1]);
+      // s / 8: each block's s is added on all 8 of its int32 lanes before the horizontal sum.
+      const __m512 as = float_pair(a.d + ai);
+      const __m512 ss = _mm512_mul_ps(float_pair(a.s + ai), _mm512_set1_ps(0.125f));
       for (int r = 0; r < NR; ++r) {
         const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq[r], av);
         acc[i][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(ws[r], as), acc[i][r]);
+        acc[i][r] = _mm512_fmadd_ps(wm[r], ss, acc[i][r]);
       }
     }
   }
   if (b < kb) {  // odd block count: one block in the low half, zeros above
     __m512i wq[NR];
-    __m512 ws[NR];
+    __m512 ws[NR], wm[NR];
     for (int r = 0; r < NR; ++r) {
       const uint8_t* blk = rows[r] + b * bb;
       wq[r] = kFour ? unpack4_x1(blk + qo) : unpack8_x1(blk + qo);
-      ws[r] = pair(load_half(blk), 0.0f);
+      ws[r] = pair(half1(blk), 0.0f);
+      wm[r] = pair(block_offset(F, blk) + (kFour ? 0.0f : -128.0f * half1(blk)), 0.0f);
+      wm[r] = _mm512_mul_ps(wm[r], _mm512_set1_ps(0.125f));
     }
     for (int i = 0; i < MR; ++i) {
       const int64_t ai = (i0 + i) * kb + b;
       const __m512i av = _mm512_zextsi256_si512(
           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q + ai * 32)));
-      const __m512 as = pair(a.d[ai], 0.0f);
+      const __m512 as = pair(a.d[ai], 0.0f), ss = pair(a.s[ai], 0.0f);
       for (int r = 0; r < NR; ++r) {
         const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq[r], av);
         acc[i][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(ws[r], as), acc[i][r]);
+        acc[i][r] = _mm512_fmadd_ps(wm[r], ss, acc[i][r]);
       }
     }
   }
@@ -106,25 +159,26 @@ LOOM_AVX512 void tile512(const ActRows& a, int64_t i0, const uint8_t* w, size_t 
     for (int r = 0; r < NR; ++r) y[(i0 + i) * ldy + j0 + r] = _mm512_reduce_add_ps(acc[i][r]);
 }
 
-template <int NR, bool kFour>
+template <Format F, int NR>
 LOOM_AVX512 void rows512(const ActRows& a, int64_t m, const uint8_t* w, size_t rb,
                          const BlockInfo& info, int64_t j0, float* y, int64_t ldy) {
   int64_t i = 0;
-  for (; i + 4 <= m; i += 4) tile512<4, NR, kFour>(a, i, w, rb, info, j0, y, ldy);
+  for (; i + 4 <= m; i += 4) tile512<F, 4, NR>(a, i, w, rb, info, j0, y, ldy);
   switch (m - i) {
-    case 3: tile512<3, NR, kFour>(a, i, w, rb, info, j0, y, ldy); break;
-    case 2: tile512<2, NR, kFour>(a, i, w, rb, info, j0, y, ldy); break;
-    case 1: tile512<1, NR, kFour>(a, i, w, rb, info, j0, y, ldy); break;
+    case 3: tile512<F, 3, NR>(a, i, w, rb, info, j0, y, ldy); break;
+    case 2: tile512<F, 2, NR>(a, i, w, rb, info, j0, y, ldy); break;
+    case 1: tile512<F, 1, NR>(a, i, w, rb, info, j0, y, ldy); break;
     default: break;
   }
 }
 
-template <bool kFour>
+template <Format F>
 LOOM_AVX512 void tiles512(const ActRows& a, int64_t m, const uint8_t* w, size_t rb,
-                          const BlockInfo& info, int64_t j0, int64_t j1, float* y, int64_t ldy) {
+                          int64_t j0, int64_t j1, float* y, int64_t ldy) {
+  const BlockInfo info = block_info(F);
   int64_t j = j0;
-  for (; j + 4 <= j1; j += 4) rows512<4, kFour>(a, m, w, rb, info, j, y, ldy);
-  for (; j < j1; ++j) rows512<1, kFour>(a, m, w, rb, info, j, y, ldy);
+  for (; j + 4 <= j1; j += 4) rows512<F, 4>(a, m, w, rb, info, j, y, ldy);
+  for (; j < j1; ++j) rows512<F, 1>(a, m, w, rb, info, j, y, ldy);
 }
 
 // ---------------- AVX2: one block (32 values) per step ----------------
@@ -138,9 +192,10 @@ LOOM_AVX2 inline __m256i unpack4_avx2(const uint8_t* q) {
 
 // vpmaddubsw is u8 × s8 with int16 saturation: nibbles (≤ 15) cannot saturate; int8 weights use
 // |w| × sign(a, w) (|w| ≤ 128, |a| ≤ 127, so a pair sums to at most 32512).
-template <int MR, int NR, bool kFour>
+template <Format F, int MR, int NR>
 LOOM_AVX2 void tile256(const ActRows& a, int64_t i0, const uint8_t* w, size_t rb,
                        const BlockInfo& info, int64_t j0, float* y, int64_t ldy) {
+  constexpr bool kFour = F == Format::q4_0 || F == Format::q4_1 || F == Format::affine_u4;
   __m256 acc[MR][NR];
   for (int i = 0; i < MR; ++i)
     for (int r = 0; r < NR; ++r) acc[i][r] = _mm256_setzero_ps();
@@ -150,23 +205,27 @@ LOOM_AVX2 void tile256(const ActRows& a, int64_t i0, const uint8_t* w, size_t rb
   const __m256i ones = _mm256_set1_epi16(1);
   for (int64_t b = 0; b < kb; ++b) {
     __m256i wq[NR];
-    float ws[NR];
+    float ws[NR], wm[NR];
     for (int r = 0; r < NR; ++r) {
       const uint8_t* blk = w + (j0 + r) * rb + b * bb;
       wq[r] = kFour ? unpack4_avx2(blk + qo)
                     : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + qo));
-      ws[r] = load_half(blk);
+      uint16_t h;
+      std::memcpy(&h, blk, 2);
+      ws[r] = _cvtsh_ss(h);
+      wm[r] = block_offset(F, blk) * 0.125f;  // spread over the block's 8 lanes
     }
     for (int i = 0; i < MR; ++i) {
       const int64_t ai = (i0 + i) * kb + b;
       const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q + ai * 32));
-      const float da = a.d[ai];
+      const float da = a.d[ai], sa = a.s[ai];
       for (int r = 0; r < NR; ++r) {
         const __m256i p16 = kFour ? _mm256_maddubs_epi16(wq[r], av)
                                   : _mm256_maddubs_epi16(_mm256_abs_epi8(wq[r]),
                                                          _mm256_sign_epi8(av, wq[r]));
         const __m256i p32 = _mm256_madd_epi16(p16, ones);
         acc[i][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), _mm256_set1_ps(ws[r] * da), acc[i][r]);
+        if (F != Format::q8_0) acc[i][r] = _mm256_add_ps(acc[i][r], _mm256_set1_ps(wm[r] * sa));
       }
     }
   }
@@ -179,43 +238,44 @@ LOOM_AVX2 void tile256(const ActRows& a, int64_t i0, const uint8_t* w, size_t rb
     }
 }
 
-template <int NR, bool kFour>
+template <Format F, int NR>
 LOOM_AVX2 void rows256(const ActRows& a, int64_t m, const uint8_t* w, size_t rb,
                        const BlockInfo& info, int64_t j0, float* y, int64_t ldy) {
   // 16 ymm registers: 2 x rows × 4 weight rows of accumulators leaves room for the operands.
   int64_t i = 0;
-  for (; i + 2 <= m; i += 2) tile256<2, NR, kFour>(a, i, w, rb, info, j0, y, ldy);
-  if (i < m) tile256<1, NR, kFour>(a, i, w, rb, info, j0, y, ldy);
+  for (; i + 2 <= m; i += 2) tile256<F, 2, NR>(a, i, w, rb, info, j0, y, ldy);
+  if (i < m) tile256<F, 1, NR>(a, i, w, rb, info, j0, y, ldy);
 }
 
-template <bool kFour>
-LOOM_AVX2 void tiles256(const ActRows& a, int64_t m, const uint8_t* w, size_t rb,
-                        const BlockInfo& info, int64_t j0, int64_t j1, float* y, int64_t ldy) {
+template <Format F>
+LOOM_AVX2 void tiles256(const ActRows& a, int64_t m, const uint8_t* w, size_t rb, int64_t j0,
+                        int64_t j1, float* y, int64_t ldy) {
+  const BlockInfo info = block_info(F);
   int64_t j = j0;
-  for (; j + 4 <= j1; j += 4) rows256<4, kFour>(a, m, w, rb, info, j, y, ldy);
-  for (; j < j1; ++j) rows256<1, kFour>(a, m, w, rb, info, j, y, ldy);
+  for (; j + 4 <= j1; j += 4) rows256<F, 4>(a, m, w, rb, info, j, y, ldy);
+  for (; j < j1; ++j) rows256<F, 1>(a, m, w, rb, info, j, y, ldy);
 }
 
 }  // namespace
 
+#define LOOM_QUANT_DISPATCH(fn)                                    \
+  switch (fmt) {                                                   \
+    case Format::q4_0: return fn<Format::q4_0>(a, m, w, rb, j0, j1, y, ldy);           \
+    case Format::q4_1: return fn<Format::q4_1>(a, m, w, rb, j0, j1, y, ldy);           \
+    case Format::q8_0: return fn<Format::q8_0>(a, m, w, rb, j0, j1, y, ldy);           \
+    case Format::affine_u4: return fn<Format::affine_u4>(a, m, w, rb, j0, j1, y, ldy); \
+    case Format::affine_i8: return fn<Format::affine_i8>(a, m, w, rb, j0, j1, y, ldy); \
+    default: return;                                               \
+  }
+
 void tiles_avx512(Format fmt, const ActRows& a, int64_t m, const uint8_t* w, size_t rb,
                   int64_t j0, int64_t j1, float* y, int64_t ldy) {
-  const BlockInfo info = block_info(fmt);
-  if (info.four_bit) {
-    tiles512<true>(a, m, w, rb, info, j0, j1, y, ldy);
-  } else {
-    tiles512<false>(a, m, w, rb, info, j0, j1, y, ldy);
-  }
+  LOOM_QUANT_DISPATCH(tiles512)
 }
 
 void tiles_avx2(Format fmt, const ActRows& a, int64_t m, const uint8_t* w, size_t rb, int64_t j0,
                 int64_t j1, float* y, int64_t ldy) {
-  const BlockInfo info = block_info(fmt);
-  if (info.four_bit) {
-    tiles256<true>(a, m, w, rb, info, j0, j1, y, ldy);
-  } else {
-    tiles256<false>(a, m, w, rb, info, j0, j1, y, ldy);
-  }
+  LOOM_QUANT_DISPATCH(tiles256)
 }
 
 LOOM_AVX512 float dot_f32_avx512(const float* a, const float* b, int64_t k) {

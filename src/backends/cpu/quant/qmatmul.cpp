@@ -85,32 +85,15 @@ void integer_path(Format fmt, const float* x, int64_t m, int64_t k, const uint8_
   const int64_t kb = k / 32;
   const ActRows act{q.data(), d.data(), s.data(), kb};
   const size_t rb = row_bytes(fmt, k);
-  const detail::BlockInfo info = detail::block_info(fmt);
   detail::TileFn tiles = isa == Isa::avx512_vnni ? detail::tiles_avx512
                          : isa == Isa::avx2      ? detail::tiles_avx2
                                                  : detail::tiles_scalar;
-  // vpdpbusd multiplies unsigned by signed bytes, so the AVX-512 kernel feeds int8 weights as
-  // q + 128 (a sign-bit flip); the extra 128·Σqa comes back through the offset term.
-  const float signed_bias = (isa == Isa::avx512_vnni && !info.four_bit) ? -128.0f : 0.0f;
   // Chunks of 4 weight rows (the kernels' tile); ~64 KiB of weights per task keeps the split
   // cheap relative to the work while giving both threads several chunks.
   const int64_t ntiles = (n + 3) / 4;
   const int64_t grain = std::max<int64_t>(1, static_cast<int64_t>(65536 / (4 * rb + 1)));
   parallel_for(pool, ntiles, grain, [&](int64_t tb, int64_t te) {
-    const int64_t j0 = tb * 4, j1 = std::min(n, te * 4);
-    tiles(fmt, act, m, w, rb, j0, j1, y, n);
-    thread_local std::vector<float> wm;
-    wm.resize(static_cast<size_t>(kb));
-    for (int64_t j = j0; j < j1; ++j) {
-      const uint8_t* row = w + j * rb;
-      for (int64_t b = 0; b < kb; ++b) {
-        const uint8_t* blk = row + b * info.bytes;
-        wm[b] = detail::block_offset(fmt, blk) + signed_bias * detail::load_half(blk);
-      }
-      // act, not the thread_locals: this lambda also runs on pool workers.
-      for (int64_t i = 0; i < m; ++i)
-        y[i * n + j] += detail::dot_small(wm.data(), act.s + i * kb, kb, isa);
-    }
+    tiles(fmt, act, m, w, rb, tb * 4, std::min(n, te * 4), y, n);
   });
 }
 
@@ -152,12 +135,12 @@ void tiles_scalar(Format fmt, const ActRows& a, int64_t m, const uint8_t* w, siz
       } else {
         for (int t = 0; t < 32; ++t) v[t] = static_cast<int8_t>(qs[t]);
       }
-      const float dw = load_half(blk);
+      const float dw = load_half(blk), wm = block_offset(fmt, blk);
       for (int64_t i = 0; i < m; ++i) {
         const int8_t* qa = a.q + (i * a.kb + b) * 32;
         int sum = 0;
         for (int t = 0; t < 32; ++t) sum += v[t] * qa[t];
-        y[i * ldy + j] += dw * a.d[i * a.kb + b] * static_cast<float>(sum);
+        y[i * ldy + j] += dw * a.d[i * a.kb + b] * static_cast<float>(sum) + wm * a.s[i * a.kb + b];
       }
     }
   }
@@ -172,11 +155,6 @@ float dot_f32_scalar(const float* a, const float* b, int64_t k) {
   return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
-float dot_small(const float* a, const float* b, int64_t n, Isa isa) {
-  if (isa == Isa::avx512_vnni && n >= 16) return dot_f32_avx512(a, b, n);
-  if (isa != Isa::scalar && n >= 8) return dot_f32_avx2(a, b, n);
-  return dot_f32_scalar(a, b, n);
-}
 
 }  // namespace detail
 

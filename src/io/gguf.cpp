@@ -22,7 +22,7 @@
 namespace loom::io {
 namespace {
 
-constexpr int64_t kQK = 256;  // super-block size of the K-quants
+constexpr int64_t kQK = 256;      // super-block size of the K-quants
 constexpr uint32_t kMaxDims = 4;  // GGML_MAX_DIMS: ggml itself rejects more
 
 // Indexed by type number; nullptr name = unknown/retired. Sizes as ggml's type_traits.
@@ -31,53 +31,45 @@ struct TypeRow {
   GgufTypeTraits traits;
 };
 constexpr TypeRow kTypes[] = {
-    {0, {"F32", 1, 4, true}},
-    {1, {"F16", 1, 2, true}},
-    {2, {"Q4_0", 32, 18, true}},
-    {3, {"Q4_1", 32, 20, true}},
-    {6, {"Q5_0", 32, 22, true}},
-    {7, {"Q5_1", 32, 24, true}},
-    {8, {"Q8_0", 32, 34, true}},
-    {9, {"Q8_1", 32, 36, true}},
-    {10, {"Q2_K", kQK, 84, true}},
-    {11, {"Q3_K", kQK, 110, true}},
-    {12, {"Q4_K", kQK, 144, true}},
-    {13, {"Q5_K", kQK, 176, true}},
-    {14, {"Q6_K", kQK, 210, true}},
-    {15, {"Q8_K", kQK, 292, true}},
-    {16, {"IQ2_XXS", kQK, 66, false}},
-    {17, {"IQ2_XS", kQK, 74, false}},
-    {18, {"IQ3_XXS", kQK, 98, false}},
-    {19, {"IQ1_S", kQK, 50, false}},
-    {20, {"IQ4_NL", 32, 18, true}},
-    {21, {"IQ3_S", kQK, 110, false}},
-    {22, {"IQ2_S", kQK, 82, false}},
-    {23, {"IQ4_XS", kQK, 136, true}},
-    {24, {"I8", 1, 1, true}},
-    {25, {"I16", 1, 2, true}},
-    {26, {"I32", 1, 4, true}},
-    {27, {"I64", 1, 8, true}},
-    {28, {"F64", 1, 8, true}},
-    {29, {"IQ1_M", kQK, 56, false}},
-    {30, {"BF16", 1, 2, true}},
-    {34, {"TQ1_0", kQK, 54, false}},
-    {35, {"TQ2_0", kQK, 66, false}},
-    {39, {"MXFP4", 32, 17, false}},
-    {40, {"NVFP4", 64, 36, false}},
-    {41, {"Q1_0", 128, 18, false}},
+    {0, {"F32", 1, 4, true}},          {1, {"F16", 1, 2, true}},
+    {2, {"Q4_0", 32, 18, true}},       {3, {"Q4_1", 32, 20, true}},
+    {6, {"Q5_0", 32, 22, true}},       {7, {"Q5_1", 32, 24, true}},
+    {8, {"Q8_0", 32, 34, true}},       {9, {"Q8_1", 32, 36, true}},
+    {10, {"Q2_K", kQK, 84, true}},     {11, {"Q3_K", kQK, 110, true}},
+    {12, {"Q4_K", kQK, 144, true}},    {13, {"Q5_K", kQK, 176, true}},
+    {14, {"Q6_K", kQK, 210, true}},    {15, {"Q8_K", kQK, 292, true}},
+    {16, {"IQ2_XXS", kQK, 66, false}}, {17, {"IQ2_XS", kQK, 74, false}},
+    {18, {"IQ3_XXS", kQK, 98, false}}, {19, {"IQ1_S", kQK, 50, false}},
+    {20, {"IQ4_NL", 32, 18, true}},    {21, {"IQ3_S", kQK, 110, false}},
+    {22, {"IQ2_S", kQK, 82, false}},   {23, {"IQ4_XS", kQK, 136, true}},
+    {24, {"I8", 1, 1, true}},          {25, {"I16", 1, 2, true}},
+    {26, {"I32", 1, 4, true}},         {27, {"I64", 1, 8, true}},
+    {28, {"F64", 1, 8, true}},         {29, {"IQ1_M", kQK, 56, false}},
+    {30, {"BF16", 1, 2, true}},        {34, {"TQ1_0", kQK, 54, false}},
+    {35, {"TQ2_0", kQK, 66, false}},   {39, {"MXFP4", 32, 17, false}},
+    {40, {"NVFP4", 64, 36, false}},    {41, {"Q1_0", 128, 18, false}},
 };
 
 const char* retired_type_name(uint32_t t) {
   switch (t) {
-    case 4: return "Q4_2";
-    case 5: return "Q4_3";
-    case 31: return "Q4_0_4_4";
-    case 32: return "Q4_0_4_8";
-    case 33: return "Q4_0_8_8";
-    case 36: return "IQ4_NL_4_4";
-    case 37: return "IQ4_NL_4_8";
-    case 38: return "IQ4_NL_8_8";
-    default: return nullptr;
+    case 4:
+      return "Q4_2";
+    case 5:
+      return "Q4_3";
+    case 31:
+      return "Q4_0_4_4";
+    case 32:
+      return "Q4_0_4_8";
+    case 33:
+      return "Q4_0_8_8";
+    case 36:
+      return "IQ4_NL_4_4";
+    case 37:
+      return "IQ4_NL_4_8";
+    case 38:
+      return "IQ4_NL_8_8";
+    default:
+      return nullptr;
   }
 }
 
@@ -131,16 +123,21 @@ size_t value_size(GgufValueType t) {
   switch (t) {
     case GgufValueType::U8:
     case GgufValueType::I8:
-    case GgufValueType::BOOL: return 1;
+    case GgufValueType::BOOL:
+      return 1;
     case GgufValueType::U16:
-    case GgufValueType::I16: return 2;
+    case GgufValueType::I16:
+      return 2;
     case GgufValueType::U32:
     case GgufValueType::I32:
-    case GgufValueType::F32: return 4;
+    case GgufValueType::F32:
+      return 4;
     case GgufValueType::U64:
     case GgufValueType::I64:
-    case GgufValueType::F64: return 8;
-    default: return 0;
+    case GgufValueType::F64:
+      return 8;
+    default:
+      return 0;
   }
 }
 
@@ -154,29 +151,52 @@ bool is_int_type(GgufValueType t) {
     case GgufValueType::I32:
     case GgufValueType::U64:
     case GgufValueType::I64:
-    case GgufValueType::BOOL: return true;
-    default: return false;
+    case GgufValueType::BOOL:
+      return true;
+    default:
+      return false;
   }
 }
-bool is_float_type(GgufValueType t) {
-  return t == GgufValueType::F32 || t == GgufValueType::F64;
-}
+bool is_float_type(GgufValueType t) { return t == GgufValueType::F32 || t == GgufValueType::F64; }
 
 // Reads one scalar of type t (not string/array) into (i, f).
 void read_scalar(Cursor& c, GgufValueType t, int64_t& i, double& f, const char* what) {
   switch (t) {
-    case GgufValueType::U8: i = c.read<uint8_t>(what); return;
-    case GgufValueType::I8: i = c.read<int8_t>(what); return;
-    case GgufValueType::U16: i = c.read<uint16_t>(what); return;
-    case GgufValueType::I16: i = c.read<int16_t>(what); return;
-    case GgufValueType::U32: i = c.read<uint32_t>(what); return;
-    case GgufValueType::I32: i = c.read<int32_t>(what); return;
-    case GgufValueType::U64: i = static_cast<int64_t>(c.read<uint64_t>(what)); return;
-    case GgufValueType::I64: i = c.read<int64_t>(what); return;
-    case GgufValueType::BOOL: i = c.read<uint8_t>(what) != 0; return;
-    case GgufValueType::F32: f = c.read<float>(what); return;
-    case GgufValueType::F64: f = c.read<double>(what); return;
-    default: return;
+    case GgufValueType::U8:
+      i = c.read<uint8_t>(what);
+      return;
+    case GgufValueType::I8:
+      i = c.read<int8_t>(what);
+      return;
+    case GgufValueType::U16:
+      i = c.read<uint16_t>(what);
+      return;
+    case GgufValueType::I16:
+      i = c.read<int16_t>(what);
+      return;
+    case GgufValueType::U32:
+      i = c.read<uint32_t>(what);
+      return;
+    case GgufValueType::I32:
+      i = c.read<int32_t>(what);
+      return;
+    case GgufValueType::U64:
+      i = static_cast<int64_t>(c.read<uint64_t>(what));
+      return;
+    case GgufValueType::I64:
+      i = c.read<int64_t>(what);
+      return;
+    case GgufValueType::BOOL:
+      i = c.read<uint8_t>(what) != 0;
+      return;
+    case GgufValueType::F32:
+      f = c.read<float>(what);
+      return;
+    case GgufValueType::F64:
+      f = c.read<double>(what);
+      return;
+    default:
+      return;
   }
 }
 
@@ -226,7 +246,7 @@ size_t gguf_row_size(GgufType type, int64_t n) {
 }
 
 const char* gguf_value_type_name(GgufValueType t) {
-  static const char* names[] = {"u8",  "i8",   "u16",    "i16",   "u32", "i32", "f32",
+  static const char* names[] = {"u8",   "i8",     "u16",   "i16", "u32", "i32", "f32",
                                 "bool", "string", "array", "u64", "i64", "f64"};
   auto i = static_cast<uint32_t>(t);
   return i < 13 ? names[i] : "invalid";
@@ -299,7 +319,8 @@ GgufValue GgufFile::Impl::read_value(Cursor& c, GgufValueType type, const std::s
     return v;
   }
   uint32_t et = c.read<uint32_t>("array element type");
-  if (!valid_value_type(et)) fail_key(key, detail::concat("has array element type ", et, " (invalid)"));
+  if (!valid_value_type(et))
+    fail_key(key, detail::concat("has array element type ", et, " (invalid)"));
   v.elem_type = static_cast<GgufValueType>(et);
   if (v.elem_type == GgufValueType::ARRAY) fail_key(key, "is a nested array (not supported)");
   uint64_t n = c.read<uint64_t>("array length");
@@ -354,7 +375,8 @@ void GgufFile::Impl::parse() {
   if (auto it = kv.find(std::string_view("general.alignment")); it != kv.end()) {
     const GgufValue& a = it->second;
     if (a.type != GgufValueType::U32)
-      fail_key("general.alignment", detail::concat("is ", gguf_value_type_name(a.type), ", expected u32"));
+      fail_key("general.alignment",
+               detail::concat("is ", gguf_value_type_name(a.type), ", expected u32"));
     if (a.i == 0 || (a.i & (a.i - 1)) != 0)
       fail_key("general.alignment", detail::concat("is ", a.i, ", not a power of two"));
     alignment = static_cast<uint64_t>(a.i);
@@ -449,9 +471,8 @@ GgufFile GgufFile::open(const std::string& path) {
   int e = errno;
   ::close(fd);  // the mapping stays valid without the descriptor
   if (p == MAP_FAILED) fail("[gguf] ", path, ": mmap failed: ", std::strerror(e));
-  std::shared_ptr<const void> mapping(p, [size](const void* q) {
-    ::munmap(const_cast<void*>(q), size);
-  });
+  std::shared_ptr<const void> mapping(
+      p, [size](const void* q) { ::munmap(const_cast<void*>(q), size); });
   return parse(p, size, path, std::move(mapping));
 }
 
@@ -496,7 +517,8 @@ int64_t GgufFile::get_int(std::string_view key) const {
 double GgufFile::get_float(std::string_view key) const {
   const GgufValue& v = get(key);
   if (is_float_type(v.type)) return v.f;
-  if (is_int_type(v.type) && v.type != GgufValueType::BOOL) return static_cast<double>(get_int(key));
+  if (is_int_type(v.type) && v.type != GgufValueType::BOOL)
+    return static_cast<double>(get_int(key));
   impl_->fail_key(key, detail::concat("is ", v.to_string(), ", expected a number"));
 }
 
@@ -594,14 +616,30 @@ const GgufTensor& GgufFile::tensor(std::string_view name) const {
 NDArray GgufFile::view(const GgufTensor& t) const {
   DType dt;
   switch (t.type) {
-    case GgufType::F32: dt = DType::f32; break;
-    case GgufType::F16: dt = DType::f16; break;
-    case GgufType::BF16: dt = DType::bf16; break;
-    case GgufType::F64: dt = DType::f64; break;
-    case GgufType::I8: dt = DType::i8; break;
-    case GgufType::I16: dt = DType::i16; break;
-    case GgufType::I32: dt = DType::i32; break;
-    case GgufType::I64: dt = DType::i64; break;
+    case GgufType::F32:
+      dt = DType::f32;
+      break;
+    case GgufType::F16:
+      dt = DType::f16;
+      break;
+    case GgufType::BF16:
+      dt = DType::bf16;
+      break;
+    case GgufType::F64:
+      dt = DType::f64;
+      break;
+    case GgufType::I8:
+      dt = DType::i8;
+      break;
+    case GgufType::I16:
+      dt = DType::i16;
+      break;
+    case GgufType::I32:
+      dt = DType::i32;
+      break;
+    case GgufType::I64:
+      dt = DType::i64;
+      break;
     default:
       fail("[gguf] ", impl_->path, ": tensor '", t.name, "' is ", gguf_type_name(t.type),
            " (block-quantized): no NDArray view; use to_f32 or the raw bytes");
@@ -822,21 +860,36 @@ void deq_iq4_xs(const uint8_t* b, float* y) {
 using BlockFn = void (*)(const uint8_t*, float*);
 BlockFn block_fn(GgufType t) {
   switch (t) {
-    case GgufType::Q4_0: return deq_q4_0;
-    case GgufType::Q4_1: return deq_q4_1;
-    case GgufType::Q5_0: return deq_q5_0;
-    case GgufType::Q5_1: return deq_q5_1;
-    case GgufType::Q8_0: return deq_q8_0;
-    case GgufType::Q8_1: return deq_q8_1;
-    case GgufType::Q2_K: return deq_q2_k;
-    case GgufType::Q3_K: return deq_q3_k;
-    case GgufType::Q4_K: return deq_q4_k;
-    case GgufType::Q5_K: return deq_q5_k;
-    case GgufType::Q6_K: return deq_q6_k;
-    case GgufType::Q8_K: return deq_q8_k;
-    case GgufType::IQ4_NL: return deq_iq4_nl;
-    case GgufType::IQ4_XS: return deq_iq4_xs;
-    default: return nullptr;
+    case GgufType::Q4_0:
+      return deq_q4_0;
+    case GgufType::Q4_1:
+      return deq_q4_1;
+    case GgufType::Q5_0:
+      return deq_q5_0;
+    case GgufType::Q5_1:
+      return deq_q5_1;
+    case GgufType::Q8_0:
+      return deq_q8_0;
+    case GgufType::Q8_1:
+      return deq_q8_1;
+    case GgufType::Q2_K:
+      return deq_q2_k;
+    case GgufType::Q3_K:
+      return deq_q3_k;
+    case GgufType::Q4_K:
+      return deq_q4_k;
+    case GgufType::Q5_K:
+      return deq_q5_k;
+    case GgufType::Q6_K:
+      return deq_q6_k;
+    case GgufType::Q8_K:
+      return deq_q8_k;
+    case GgufType::IQ4_NL:
+      return deq_iq4_nl;
+    case GgufType::IQ4_XS:
+      return deq_iq4_xs;
+    default:
+      return nullptr;
   }
 }
 
@@ -847,7 +900,9 @@ void dequantize_row(GgufType type, const uint8_t* src, float* dst, int64_t n) {
   LOOM_CHECK(n >= 0 && n % tr.block_size == 0, "[gguf] dequantize ", tr.name, ": ", n,
              " elements is not a multiple of the block size ", tr.block_size);
   switch (type) {
-    case GgufType::F32: std::memcpy(dst, src, static_cast<size_t>(n) * 4); return;
+    case GgufType::F32:
+      std::memcpy(dst, src, static_cast<size_t>(n) * 4);
+      return;
     case GgufType::F16:
       for (int64_t i = 0; i < n; ++i) dst[i] = half(src + 2 * i);
       return;
@@ -869,7 +924,8 @@ void dequantize_row(GgufType type, const uint8_t* src, float* dst, int64_t n) {
     case GgufType::I64:
       for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<float>(load<int64_t>(src + 8 * i));
       return;
-    default: break;
+    default:
+      break;
   }
   BlockFn fn = block_fn(type);
   if (!fn) fail("[gguf] dequantize: ", tr.name, " is not supported by to_f32");
@@ -879,8 +935,7 @@ void dequantize_row(GgufType type, const uint8_t* src, float* dst, int64_t n) {
 
 NDArray to_f32(const GgufTensor& t) {
   const GgufTypeTraits& tr = traits_or_fail(t.type);
-  if (!tr.dequantize)
-    fail("[gguf] tensor '", t.name, "': to_f32 does not support ", tr.name);
+  if (!tr.dequantize) fail("[gguf] tensor '", t.name, "': to_f32 does not support ", tr.name);
   int64_t n = t.elements();
   size_t expect = gguf_row_size(t.type, n);
   LOOM_CHECK(t.nbytes == expect, "[gguf] tensor '", t.name, "': ", t.nbytes, " bytes, ", tr.name,

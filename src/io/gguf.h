@@ -21,11 +21,40 @@ namespace loom::io {
 // ggml tensor types, numbered as in ggml.h. Numbers that ggml has retired (4, 5, 31..33,
 // 36..38) are still named so that a file using them gets a clear error.
 enum class GgufType : uint32_t {
-  F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8, Q8_1 = 9,
-  Q2_K = 10, Q3_K = 11, Q4_K = 12, Q5_K = 13, Q6_K = 14, Q8_K = 15,
-  IQ2_XXS = 16, IQ2_XS = 17, IQ3_XXS = 18, IQ1_S = 19, IQ4_NL = 20, IQ3_S = 21, IQ2_S = 22,
-  IQ4_XS = 23, I8 = 24, I16 = 25, I32 = 26, I64 = 27, F64 = 28, IQ1_M = 29, BF16 = 30,
-  TQ1_0 = 34, TQ2_0 = 35, MXFP4 = 39, NVFP4 = 40, Q1_0 = 41,
+  F32 = 0,
+  F16 = 1,
+  Q4_0 = 2,
+  Q4_1 = 3,
+  Q5_0 = 6,
+  Q5_1 = 7,
+  Q8_0 = 8,
+  Q8_1 = 9,
+  Q2_K = 10,
+  Q3_K = 11,
+  Q4_K = 12,
+  Q5_K = 13,
+  Q6_K = 14,
+  Q8_K = 15,
+  IQ2_XXS = 16,
+  IQ2_XS = 17,
+  IQ3_XXS = 18,
+  IQ1_S = 19,
+  IQ4_NL = 20,
+  IQ3_S = 21,
+  IQ2_S = 22,
+  IQ4_XS = 23,
+  I8 = 24,
+  I16 = 25,
+  I32 = 26,
+  I64 = 27,
+  F64 = 28,
+  IQ1_M = 29,
+  BF16 = 30,
+  TQ1_0 = 34,
+  TQ2_0 = 35,
+  MXFP4 = 39,
+  NVFP4 = 40,
+  Q1_0 = 41,
 };
 
 // One row of the quantization traits table: `block_size` elements are stored in `type_size`
@@ -51,8 +80,19 @@ size_t gguf_row_size(GgufType type, int64_t n);
 
 // Metadata value types, numbered as in the GGUF specification.
 enum class GgufValueType : uint32_t {
-  U8 = 0, I8 = 1, U16 = 2, I16 = 3, U32 = 4, I32 = 5, F32 = 6, BOOL = 7, STRING = 8,
-  ARRAY = 9, U64 = 10, I64 = 11, F64 = 12,
+  U8 = 0,
+  I8 = 1,
+  U16 = 2,
+  I16 = 3,
+  U32 = 4,
+  I32 = 5,
+  F32 = 6,
+  BOOL = 7,
+  STRING = 8,
+  ARRAY = 9,
+  U64 = 10,
+  I64 = 11,
+  F64 = 12,
 };
 const char* gguf_value_type_name(GgufValueType t);
 
@@ -113,7 +153,7 @@ class GgufFile {
   const GgufValue& get(std::string_view key) const;   // throws if absent
   // Typed getters: throw "[gguf] <path>: key '<key>' missing" or "... is f32, expected string".
   std::string get_string(std::string_view key) const;
-  int64_t get_int(std::string_view key) const;  // any integer type (u64 must fit in i64)
+  int64_t get_int(std::string_view key) const;   // any integer type (u64 must fit in i64)
   double get_float(std::string_view key) const;  // f32 or f64 (integers accepted too)
   bool get_bool(std::string_view key) const;
   // With a default when the key is absent (a present key of the wrong type still throws).

@@ -67,15 +67,17 @@ Stats fuzz(const std::vector<uint8_t>& base, size_t hot, int iterations, bool de
     } else if (kind == 2) {  // overwrite a 1/2/4/8-byte field with an extreme value
       size_t w = size_t{1} << (rng() % 4);
       size_t pos = rng() % span;
-      uint64_t v = std::array<uint64_t, 6>{0, 1, 0xff, 0x7fffffffffffffffull, ~0ull,
-                                           rng()}[rng() % 6];
+      uint64_t v =
+          std::array<uint64_t, 6>{0, 1, 0xff, 0x7fffffffffffffffull, ~0ull, rng()}[rng() % 6];
       for (size_t k = 0; k < w && pos + k < b.size(); ++k) b[pos + k] = (v >> (8 * k)) & 0xff;
     } else {  // random bytes over a short run
       size_t pos = rng() % span, n = 1 + rng() % 16;
       for (size_t k = 0; k < n && pos + k < b.size(); ++k) b[pos + k] = rng() & 0xff;
     }
-    if (try_parse(b, dequantize)) ++s.parsed;
-    else ++s.rejected;
+    if (try_parse(b, dequantize))
+      ++s.parsed;
+    else
+      ++s.rejected;
     double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (el > budget_s) break;
   }

@@ -49,19 +49,32 @@ void expect_error(Fn fn, const std::string& needle) {
 // The value type names of the Python package, mapped onto ours.
 std::string py_type(GgufValueType t) {
   switch (t) {
-    case GgufValueType::U8: return "uint8";
-    case GgufValueType::I8: return "int8";
-    case GgufValueType::U16: return "uint16";
-    case GgufValueType::I16: return "int16";
-    case GgufValueType::U32: return "uint32";
-    case GgufValueType::I32: return "int32";
-    case GgufValueType::U64: return "uint64";
-    case GgufValueType::I64: return "int64";
-    case GgufValueType::F32: return "float32";
-    case GgufValueType::F64: return "float64";
-    case GgufValueType::BOOL: return "bool";
-    case GgufValueType::STRING: return "string";
-    case GgufValueType::ARRAY: return "array";
+    case GgufValueType::U8:
+      return "uint8";
+    case GgufValueType::I8:
+      return "int8";
+    case GgufValueType::U16:
+      return "uint16";
+    case GgufValueType::I16:
+      return "int16";
+    case GgufValueType::U32:
+      return "uint32";
+    case GgufValueType::I32:
+      return "int32";
+    case GgufValueType::U64:
+      return "uint64";
+    case GgufValueType::I64:
+      return "int64";
+    case GgufValueType::F32:
+      return "float32";
+    case GgufValueType::F64:
+      return "float64";
+    case GgufValueType::BOOL:
+      return "bool";
+    case GgufValueType::STRING:
+      return "string";
+    case GgufValueType::ARRAY:
+      return "array";
   }
   return "?";
 }
@@ -147,7 +160,9 @@ TEST(Gguf, TypedMetadataApi) {
   EXPECT_EQ(f.get_array<uint8_t>("t.arr_u8"), (std::vector<uint8_t>{1, 2, 255}));
   EXPECT_EQ(f.get_array<float>("t.arr_f32"), (std::vector<float>{0.5f, -1.5f, 2.25f}));
   EXPECT_EQ(f.get_array<double>("t.arr_f64"), (std::vector<double>{1e300, -2.5}));
-  EXPECT_EQ(f.get_array<std::string>("t.arr_str")[2], "\xc3\xbcn\xc3\xaf" "code");
+  EXPECT_EQ(f.get_array<std::string>("t.arr_str")[2],
+            "\xc3\xbcn\xc3\xaf"
+            "code");
   EXPECT_EQ(f.get_int("missing", 7), 7);
   EXPECT_EQ(f.get_string("missing", "x"), "x");
   EXPECT_FALSE(f.has("missing"));
@@ -271,8 +286,7 @@ TEST(Gguf, VersionsAndHeaderErrors) {
   expect_error([&] { parse(b); }, "not a GGUF file");
   expect_error([&] { parse(std::vector<uint8_t>(bytes.begin(), bytes.begin() + 10)); },
                "truncated: tensor count");
-  expect_error([&] { parse(std::vector<uint8_t>(bytes.begin(), bytes.end() - 100)); },
-               "data [");
+  expect_error([&] { parse(std::vector<uint8_t>(bytes.begin(), bytes.end() - 100)); }, "data [");
   expect_error([] { GgufFile::open("/nonexistent/model.gguf"); },
                "[gguf] /nonexistent/model.gguf: cannot open");
   // A tensor count too large for the file.

@@ -35,8 +35,8 @@ int main(int argc, char** argv) {
     elems += a.numel();
   }
   double deq_s = since(t);
-  std::printf("to_f32 all tensors: %.1f ms (%.0f M elements, %.2f GB/s of f32 out)\n",
-              deq_s * 1e3, elems / 1e6, elems * 4 / deq_s / 1e9);
+  std::printf("to_f32 all tensors: %.1f ms (%.0f M elements, %.2f GB/s of f32 out)\n", deq_s * 1e3,
+              elems / 1e6, elems * 4 / deq_s / 1e9);
 
   t = Clock::now();
   for (int i = 0; i < reps; ++i) loom::models::Tokenizer::from_gguf(f);

@@ -29,8 +29,8 @@ class SmolLM2Tokenizer : public ::testing::Test {
     file_ = new io::GgufFile(io::GgufFile::open(path));
     auto t0 = std::chrono::steady_clock::now();
     tok_ = new Tokenizer(Tokenizer::from_gguf(*file_));
-    load_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
-                   .count();
+    load_ms_ =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     std::ifstream f(data_dir() + "/tokenizer/smollm2_golden.json");
     golden_ = new json(json::parse(f));
   }
@@ -100,7 +100,8 @@ TEST_F(SmolLM2Tokenizer, EncodeMatchesHuggingFace) {
 TEST_F(SmolLM2Tokenizer, DecodeRoundTripsAnyBytes) {
   // (0xff and 0xfe are not in SmolLM2's vocabulary, so they are not used here.)
   std::vector<std::string> texts = {"\xc3 invalid \xc3( utf8 \xed\xa0\x80 surrogate",
-                                    std::string("nul\0byte", 8), "\x01\x02\x7f control bytes", "\xe2\x82"};
+                                    std::string("nul\0byte", 8), "\x01\x02\x7f control bytes",
+                                    "\xe2\x82"};
   for (const std::string& t : texts) {
     std::vector<int32_t> ids = tok_->encode(t);
     EXPECT_EQ(tok_->decode(ids), t);
@@ -129,7 +130,8 @@ TEST_F(SmolLM2Tokenizer, ChatTemplate) {
 
 TEST_F(SmolLM2Tokenizer, LongPromptSpeed) {
   std::string one;
-  for (const json& c : (*golden_)["cases"]) one += (one.empty() ? "" : " ") + c["text"].get<std::string>();
+  for (const json& c : (*golden_)["cases"])
+    one += (one.empty() ? "" : " ") + c["text"].get<std::string>();
   std::string text;
   int repeat = (*golden_)["long_repeat"].get<int>();
   for (int i = 0; i < repeat; ++i) text += one;
@@ -157,7 +159,8 @@ TEST(Tokenizer, ErrorsNameTheFile) {
     Tokenizer::from_gguf(f);
     FAIL() << "expected an error";
   } catch (const loom::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("[tokenizer] " + data_dir() + "/gguf/synthetic.gguf: no "
+    EXPECT_NE(std::string(e.what()).find("[tokenizer] " + data_dir() +
+                                         "/gguf/synthetic.gguf: no "
                                          "tokenizer"),
               std::string::npos)
         << e.what();

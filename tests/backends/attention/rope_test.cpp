@@ -63,8 +63,10 @@ void check(const RopeCase& c, ThreadPool* pool) {
   a.positions_strides[1] = 1;
   a.out = c.in_place ? x.data() : out.data();
   a.out_dtype = c.dt;
-  if (c.in_place) std::copy(xs, xs + 4, a.out_strides);
-  else std::copy(out.strides, out.strides + 4, a.out_strides);
+  if (c.in_place)
+    std::copy(xs, xs + 4, a.out_strides);
+  else
+    std::copy(out.strides, out.strides + 4, a.out_strides);
   a.layout = c.layout;
   a.theta = c.theta;
   a.scaling_factor = c.scaling;
@@ -80,7 +82,8 @@ void check(const RopeCase& c, ThreadPool* pool) {
   for (int64_t b = 0; b < c.B; ++b)
     for (int64_t h = 0; h < c.H; ++h)
       for (int64_t l = 0; l < c.L; ++l) {
-        const double p = static_cast<double>(pos[(c.shared_positions ? 0 : b) * c.L + l]) / c.scaling;
+        const double p =
+            static_cast<double>(pos[(c.shared_positions ? 0 : b) * c.L + l]) / c.scaling;
         auto xin = [&](int64_t d) { return c.strided ? x0.at(b, l, h, d) : x0.at(b, h, l, d); };
         std::vector<double> want(static_cast<size_t>(c.D));
         for (int64_t d = 0; d < c.D; ++d) want[d] = xin(d);
@@ -127,8 +130,15 @@ TEST(Rope, ThetaAndLinearScaling) {
 TEST(Rope, InPlaceStridedHalf) {
   check({.B = 2, .H = 3, .L = 5, .D = 32, .in_place = true, .strided = true}, pool());
   check({.B = 2, .H = 3, .L = 5, .D = 32, .dt = DType::f16, .in_place = true}, nullptr);
-  check({.B = 2, .H = 3, .L = 5, .D = 48, .layout = RopeLayout::kInterleaved, .dt = DType::bf16,
-         .pos_dt = DType::i64, .strided = true, .shared_positions = true},
+  check({.B = 2,
+         .H = 3,
+         .L = 5,
+         .D = 48,
+         .layout = RopeLayout::kInterleaved,
+         .dt = DType::bf16,
+         .pos_dt = DType::i64,
+         .strided = true,
+         .shared_positions = true},
         pool());
 }
 TEST(Rope, BadArguments) {

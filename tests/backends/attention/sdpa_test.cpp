@@ -27,7 +27,7 @@ struct Case {
   int64_t kv_len = -1;
   DType in = DType::f32, out = DType::f32;
   MaskKind mask = MaskKind::kNone;
-  bool strided = false;       // k/v a slice of a bigger cache, q with transposed heads
+  bool strided = false;  // k/v a slice of a bigger cache, q with transposed heads
   int num_splits = 0;
   double mask_row_off = 0.0;  // probability that a (bool) mask row is all false
 };
@@ -61,23 +61,25 @@ Inputs make_inputs(const Case& c, std::mt19937_64& rng) {
     for (int i = 0; i < 4; ++i) d[i] += extra[i];
     return d;
   };
-  Inputs in{c.strided ? Tensor(c.in, {c.B, c.Hq, c.Lq, c.D}, {c.B, c.Hq, c.Lq, c.D + 3}, {0, 0, 0, 2})
-                      : Tensor(c.in, {c.B, c.Hq, c.Lq, c.D}),
-            c.strided ? Tensor(c.in, {c.B, c.Hkv, c.Lk, c.D}, grow({c.B, c.Hkv, c.Lk, c.D}, {0, 1, 37, 0}),
-                               {0, 1, 5, 0})
-                      : Tensor(c.in, {c.B, c.Hkv, c.Lk, c.D}),
-            c.strided ? Tensor(c.in, {c.B, c.Hkv, c.Lk, Dv}, grow({c.B, c.Hkv, c.Lk, Dv}, {1, 0, 11, 4}),
-                               {1, 0, 3, 4})
-                      : Tensor(c.in, {c.B, c.Hkv, c.Lk, Dv}),
-            Tensor(DType::f32, {1, 1, 1, 1}),
-            c.strided ? Tensor(c.out, {c.B, c.Hq, c.Lq, Dv}, {c.B, c.Hq, c.Lq, Dv + 5}, {0, 0, 0, 1})
-                      : Tensor(c.out, {c.B, c.Hq, c.Lq, Dv})};
+  Inputs in{
+      c.strided ? Tensor(c.in, {c.B, c.Hq, c.Lq, c.D}, {c.B, c.Hq, c.Lq, c.D + 3}, {0, 0, 0, 2})
+                : Tensor(c.in, {c.B, c.Hq, c.Lq, c.D}),
+      c.strided ? Tensor(c.in, {c.B, c.Hkv, c.Lk, c.D},
+                         grow({c.B, c.Hkv, c.Lk, c.D}, {0, 1, 37, 0}), {0, 1, 5, 0})
+                : Tensor(c.in, {c.B, c.Hkv, c.Lk, c.D}),
+      c.strided ? Tensor(c.in, {c.B, c.Hkv, c.Lk, Dv}, grow({c.B, c.Hkv, c.Lk, Dv}, {1, 0, 11, 4}),
+                         {1, 0, 3, 4})
+                : Tensor(c.in, {c.B, c.Hkv, c.Lk, Dv}),
+      Tensor(DType::f32, {1, 1, 1, 1}),
+      c.strided ? Tensor(c.out, {c.B, c.Hq, c.Lq, Dv}, {c.B, c.Hq, c.Lq, Dv + 5}, {0, 0, 0, 1})
+                : Tensor(c.out, {c.B, c.Hq, c.Lq, Dv})};
   in.q.randomize(rng);
   in.k.randomize(rng);
   in.v.randomize(rng);
   std::uniform_real_distribution<double> u(0.0, 1.0);
   switch (c.mask) {
-    case MaskKind::kNone: break;
+    case MaskKind::kNone:
+      break;
     case MaskKind::kBoolQK:  // [1, 1, Lq, Lk], broadcast over batch and heads
     case MaskKind::kBoolFull:
       in.mask = c.mask == MaskKind::kBoolQK ? Tensor(DType::boolean, {1, 1, c.Lq, c.Lk})
@@ -98,7 +100,8 @@ Inputs make_inputs(const Case& c, std::mt19937_64& rng) {
           for (int64_t i = 0; i < in.mask.dims[2]; ++i)
             for (int64_t j = 0; j < c.Lk; ++j) {
               const double r = u(rng);
-              in.mask.set(b, h, i, j, r < 0.2 ? -std::numeric_limits<double>::infinity() : 3 * r - 1);
+              in.mask.set(b, h, i, j,
+                          r < 0.2 ? -std::numeric_limits<double>::infinity() : 3 * r - 1);
             }
       break;
   }
@@ -121,8 +124,8 @@ std::vector<double> reference(const Case& c, const Inputs& in, float scale) {
           s[j] = dot * scale;
           if (c.mask != MaskKind::kNone) {
             const Tensor& m = in.mask;
-            const double mv = m.at(m.dims[0] == 1 ? 0 : b, m.dims[1] == 1 ? 0 : h,
-                                   m.dims[2] == 1 ? 0 : i, j);
+            const double mv =
+                m.at(m.dims[0] == 1 ? 0 : b, m.dims[1] == 1 ? 0 : h, m.dims[2] == 1 ? 0 : i, j);
             if (m.dt == DType::boolean) {
               if (mv == 0) s[j] = -std::numeric_limits<double>::infinity();
             } else {
@@ -213,19 +216,31 @@ void check(const Case& c) {
 }
 
 TEST(Sdpa, MultiHead) { check({.B = 2, .Hq = 4, .Hkv = 4, .Lq = 37, .Lk = 53, .D = 64}); }
-TEST(Sdpa, ManyTilesAndBlocks) { check({.B = 1, .Hq = 2, .Hkv = 2, .Lq = 150, .Lk = 200, .D = 32}); }
-TEST(Sdpa, GqaSmolLm) { check({.B = 1, .Hq = 9, .Hkv = 3, .Lq = 70, .Lk = 70, .D = 64, .causal = true}); }
+TEST(Sdpa, ManyTilesAndBlocks) {
+  check({.B = 1, .Hq = 2, .Hkv = 2, .Lq = 150, .Lk = 200, .D = 32});
+}
+TEST(Sdpa, GqaSmolLm) {
+  check({.B = 1, .Hq = 9, .Hkv = 3, .Lq = 70, .Lk = 70, .D = 64, .causal = true});
+}
 TEST(Sdpa, Gqa32x8) { check({.B = 1, .Hq = 32, .Hkv = 8, .Lq = 20, .Lk = 130, .D = 128}); }
 TEST(Sdpa, Mqa) { check({.B = 2, .Hq = 6, .Hkv = 1, .Lq = 11, .Lk = 90, .D = 48, .causal = true}); }
 
 TEST(Sdpa, DecodeSplitLongKeys) {
   for (int64_t lq = 1; lq <= 8; ++lq)
-    check({.B = 1, .Hq = 8, .Hkv = 2, .Lq = lq, .Lk = 4097, .D = 64, .causal = true, .num_splits = 7});
+    check({.B = 1,
+           .Hq = 8,
+           .Hkv = 2,
+           .Lq = lq,
+           .Lk = 4097,
+           .D = 64,
+           .causal = true,
+           .num_splits = 7});
 }
 TEST(Sdpa, DecodeAutoSplit) {
   // One kv head and one query: too little work for 4 threads, so keys are split automatically.
   check({.B = 1, .Hq = 1, .Hkv = 1, .Lq = 1, .Lk = 9000, .D = 128});
-  check({.B = 1, .Hq = 4, .Hkv = 1, .Lq = 3, .Lk = 8192, .D = 80, .causal = true, .in = DType::f16});
+  check(
+      {.B = 1, .Hq = 4, .Hkv = 1, .Lq = 3, .Lk = 8192, .D = 80, .causal = true, .in = DType::f16});
 }
 TEST(Sdpa, CausalOffsetLqLessThanLk) {
   check({.B = 2, .Hq = 3, .Hkv = 1, .Lq = 17, .Lk = 100, .D = 32, .causal = true});
@@ -240,20 +255,52 @@ TEST(Sdpa, BoolMaskBroadcastQK) {
 }
 TEST(Sdpa, FloatMaskBroadcastKeys) {
   check({.B = 3, .Hq = 4, .Hkv = 2, .Lq = 13, .Lk = 77, .D = 24, .mask = MaskKind::kFloatKeys});
-  check({.B = 2, .Hq = 2, .Hkv = 2, .Lq = 2, .Lk = 1000, .D = 24, .mask = MaskKind::kFloatKeys,
+  check({.B = 2,
+         .Hq = 2,
+         .Hkv = 2,
+         .Lq = 2,
+         .Lk = 1000,
+         .D = 24,
+         .mask = MaskKind::kFloatKeys,
          .num_splits = 5});
 }
 TEST(Sdpa, FullMasksWithCausal) {
-  check({.B = 1, .Hq = 2, .Hkv = 1, .Lq = 30, .Lk = 40, .D = 16, .causal = true,
-         .in = DType::bf16, .mask = MaskKind::kFloatFull});
-  check({.B = 2, .Hq = 2, .Hkv = 2, .Lq = 30, .Lk = 40, .D = 16, .causal = true,
+  check({.B = 1,
+         .Hq = 2,
+         .Hkv = 1,
+         .Lq = 30,
+         .Lk = 40,
+         .D = 16,
+         .causal = true,
+         .in = DType::bf16,
+         .mask = MaskKind::kFloatFull});
+  check({.B = 2,
+         .Hq = 2,
+         .Hkv = 2,
+         .Lq = 30,
+         .Lk = 40,
+         .D = 16,
+         .causal = true,
          .mask = MaskKind::kBoolFull});
 }
 TEST(Sdpa, FullyMaskedRowsGiveZeros) {
-  check({.B = 2, .Hq = 2, .Hkv = 1, .Lq = 20, .Lk = 50, .D = 16, .mask = MaskKind::kBoolFull,
+  check({.B = 2,
+         .Hq = 2,
+         .Hkv = 1,
+         .Lq = 20,
+         .Lk = 50,
+         .D = 16,
+         .mask = MaskKind::kBoolFull,
          .mask_row_off = 0.3});
-  check({.B = 1, .Hq = 2, .Hkv = 1, .Lq = 3, .Lk = 600, .D = 16, .mask = MaskKind::kBoolFull,
-         .num_splits = 4, .mask_row_off = 0.5});
+  check({.B = 1,
+         .Hq = 2,
+         .Hkv = 1,
+         .Lq = 3,
+         .Lk = 600,
+         .D = 16,
+         .mask = MaskKind::kBoolFull,
+         .num_splits = 4,
+         .mask_row_off = 0.5});
   // Causal with more queries than keys: the first rows sit before key 0.
   check({.B = 1, .Hq = 2, .Hkv = 2, .Lq = 12, .Lk = 5, .D = 16, .causal = true});
   check({.B = 1, .Hq = 1, .Hkv = 1, .Lq = 4, .Lk = 64, .D = 16, .kv_len = 0});
@@ -268,23 +315,52 @@ TEST(Sdpa, ValueDimDiffers) {
 }
 TEST(Sdpa, StridedViews) {
   check({.B = 2, .Hq = 4, .Hkv = 2, .Lq = 10, .Lk = 70, .D = 64, .causal = true, .strided = true});
-  check({.B = 2, .Hq = 4, .Hkv = 2, .Lq = 1, .Lk = 300, .D = 72, .Dv = 24, .strided = true,
+  check({.B = 2,
+         .Hq = 4,
+         .Hkv = 2,
+         .Lq = 1,
+         .Lk = 300,
+         .D = 72,
+         .Dv = 24,
+         .strided = true,
          .num_splits = 3});
-  check({.B = 2, .Hq = 4, .Hkv = 2, .Lq = 10, .Lk = 70, .D = 40, .in = DType::f16,
-         .out = DType::f16, .strided = true});
+  check({.B = 2,
+         .Hq = 4,
+         .Hkv = 2,
+         .Lq = 10,
+         .Lk = 70,
+         .D = 40,
+         .in = DType::f16,
+         .out = DType::f16,
+         .strided = true});
 }
 TEST(Sdpa, HalfInputs) {
-  check({.B = 1, .Hq = 4, .Hkv = 2, .Lq = 33, .Lk = 150, .D = 64, .causal = true, .in = DType::f16});
-  check({.B = 1, .Hq = 4, .Hkv = 2, .Lq = 33, .Lk = 150, .D = 64, .causal = true,
-         .in = DType::bf16});
-  check({.B = 1, .Hq = 4, .Hkv = 2, .Lq = 33, .Lk = 150, .D = 64, .in = DType::f16,
+  check(
+      {.B = 1, .Hq = 4, .Hkv = 2, .Lq = 33, .Lk = 150, .D = 64, .causal = true, .in = DType::f16});
+  check(
+      {.B = 1, .Hq = 4, .Hkv = 2, .Lq = 33, .Lk = 150, .D = 64, .causal = true, .in = DType::bf16});
+  check({.B = 1,
+         .Hq = 4,
+         .Hkv = 2,
+         .Lq = 33,
+         .Lk = 150,
+         .D = 64,
+         .in = DType::f16,
          .out = DType::f16});
-  check({.B = 1, .Hq = 4, .Hkv = 2, .Lq = 2, .Lk = 2000, .D = 64, .in = DType::bf16,
-         .out = DType::bf16, .num_splits = 4});
+  check({.B = 1,
+         .Hq = 4,
+         .Hkv = 2,
+         .Lq = 2,
+         .Lk = 2000,
+         .D = 64,
+         .in = DType::bf16,
+         .out = DType::bf16,
+         .num_splits = 4});
 }
 TEST(Sdpa, LongKeysF16SoftmaxStaysAccurate) {
   // 8k keys in f16: f32 softmax and accumulation keep the error at f32 level.
-  check({.B = 1, .Hq = 2, .Hkv = 1, .Lq = 4, .Lk = 8192, .D = 64, .causal = true, .in = DType::f16});
+  check(
+      {.B = 1, .Hq = 2, .Hkv = 1, .Lq = 4, .Lk = 8192, .D = 64, .causal = true, .in = DType::f16});
 }
 
 TEST(Sdpa, BadArguments) {

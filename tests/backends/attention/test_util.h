@@ -67,8 +67,8 @@ struct Tensor {
     } else if (dt == DType::boolean) {
       *p = x != 0;
     } else {
-      uint16_t h = dt == DType::f16 ? f32_to_f16(static_cast<float>(x))
-                                    : f32_to_bf16(static_cast<float>(x));
+      uint16_t h =
+          dt == DType::f16 ? f32_to_f16(static_cast<float>(x)) : f32_to_bf16(static_cast<float>(x));
       std::memcpy(p, &h, 2);
     }
   }

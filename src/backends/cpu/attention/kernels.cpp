@@ -68,7 +68,9 @@ LOOM_T inline __m256i tail_mask(int64_t n) {
 LOOM_T inline V vzero() { return _mm256_setzero_ps(); }
 LOOM_T inline V vset1(float x) { return _mm256_set1_ps(x); }
 LOOM_T inline V vload(const float* p) { return _mm256_loadu_ps(p); }
-LOOM_T inline V vload_tail(const float* p, int64_t n) { return _mm256_maskload_ps(p, tail_mask(n)); }
+LOOM_T inline V vload_tail(const float* p, int64_t n) {
+  return _mm256_maskload_ps(p, tail_mask(n));
+}
 LOOM_T inline V vload_f16(const uint16_t* p) {
   return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
@@ -113,8 +115,8 @@ LOOM_T inline V vexp(V x) {
   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kP4));
   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kP5));
   p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-  __m256i e = _mm256_slli_epi32(
-      _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  __m256i e =
+      _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
   return _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(e)), under);
 }
 #include "backends/cpu/attention/kernel_body.inc"
@@ -177,9 +179,7 @@ LOOM_T inline V vexp(V x) {
 #undef LOOM_T
 }  // namespace avx512
 
-bool has_avx2() {
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
+bool has_avx2() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
 bool has_avx512() {
   return has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
          __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
@@ -189,9 +189,12 @@ bool has_avx512() {
 
 const KernelSet& kernels(AttnIsa isa) {
   switch (resolve_isa(isa)) {
-    case AttnIsa::kAvx512: return avx512::kSet;
-    case AttnIsa::kAvx2: return avx2::kSet;
-    default: return scalar::kSet;
+    case AttnIsa::kAvx512:
+      return avx512::kSet;
+    case AttnIsa::kAvx2:
+      return avx2::kSet;
+    default:
+      return scalar::kSet;
   }
 }
 
@@ -210,10 +213,14 @@ AttnIsa resolve_isa(AttnIsa isa) {
 
 const char* isa_name(AttnIsa isa) {
   switch (isa) {
-    case AttnIsa::kAvx512: return "avx512";
-    case AttnIsa::kAvx2: return "avx2";
-    case AttnIsa::kScalar: return "scalar";
-    default: return "auto";
+    case AttnIsa::kAvx512:
+      return "avx512";
+    case AttnIsa::kAvx2:
+      return "avx2";
+    case AttnIsa::kScalar:
+      return "scalar";
+    default:
+      return "auto";
   }
 }
 

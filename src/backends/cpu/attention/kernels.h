@@ -19,8 +19,8 @@ struct KernelSet {
   // dst[i] = scale * src[i * stride] as f32, for i < n (src of dtype f32/f16/bf16).
   void (*convert)(const void* src, DType dt, int64_t stride, int64_t n, float scale, float* dst);
   // s[r, j] = q[r, :d] . k[j, :d] for r < rows, j < n. q rows padded; k rows exactly d long.
-  void (*qk)(const float* q, int64_t q_ld, int64_t rows, const float* k, int64_t k_ld,
-             int64_t n, int64_t d, float* s, int64_t s_ld);
+  void (*qk)(const float* q, int64_t q_ld, int64_t rows, const float* k, int64_t k_ld, int64_t n,
+             int64_t d, float* s, int64_t s_ld);
   // Online softmax over one key block of n_pad (multiple of kPad) columns, -inf where masked:
   // updates the running max m and sum l per row, replaces s by exp(s - m_new) and rescales the
   // accumulator rows (acc_ld floats, a multiple of kPad) by exp(m_old - m_new).

@@ -46,8 +46,8 @@ void rope(const RopeArgs& a, ThreadPool* pool) {
              dtype_name(a.out_dtype));
   LOOM_CHECK(a.positions_dtype == DType::i32 || a.positions_dtype == DType::i64,
              "[rope] positions must be i32 or i64, got ", dtype_name(a.positions_dtype));
-  LOOM_CHECK(a.B >= 0 && a.H >= 0 && a.L >= 0 && a.D >= 0, "[rope] bad sizes: B=", a.B,
-             " H=", a.H, " L=", a.L, " D=", a.D);
+  LOOM_CHECK(a.B >= 0 && a.H >= 0 && a.L >= 0 && a.D >= 0, "[rope] bad sizes: B=", a.B, " H=", a.H,
+             " L=", a.L, " D=", a.D);
   const int64_t rd = a.rotary_dim < 0 ? a.D : a.rotary_dim;
   LOOM_CHECK(rd % 2 == 0 && rd <= a.D, "[rope] rotary_dim ", rd, " must be even and <= D=", a.D);
   LOOM_CHECK(a.theta > 0 && a.scaling_factor > 0, "[rope] theta (", a.theta,

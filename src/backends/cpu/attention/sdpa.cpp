@@ -41,9 +41,12 @@ const char* ptr_at(const void* base, DType t, int64_t off) {
 
 float load_float(DType t, const void* p) {
   switch (t) {
-    case DType::f32: return *static_cast<const float*>(p);
-    case DType::f16: return f16_to_f32(*static_cast<const uint16_t*>(p));
-    default: return bf16_to_f32(*static_cast<const uint16_t*>(p));
+    case DType::f32:
+      return *static_cast<const float*>(p);
+    case DType::f16:
+      return f16_to_f32(*static_cast<const uint16_t*>(p));
+    default:
+      return bf16_to_f32(*static_cast<const uint16_t*>(p));
   }
 }
 
@@ -66,14 +69,14 @@ void store_row(const float* src, int64_t n, float scale, DType t, void* base, in
 struct Plan {
   const SdpaArgs* a;
   const attn::KernelSet* ks;
-  int64_t group;         // query heads per kv head
-  int64_t kv_len;        // keys attended
-  int64_t q_tile;        // query positions per tile
+  int64_t group;   // query heads per kv head
+  int64_t kv_len;  // keys attended
+  int64_t q_tile;  // query positions per tile
   int64_t n_qtiles;
-  int64_t base_items;    // B * Hkv * n_qtiles
+  int64_t base_items;  // B * Hkv * n_qtiles
   int64_t n_splits;
-  int64_t split_keys;    // keys per split (a multiple of kBlockKeys)
-  int64_t max_rows;      // group * q_tile
+  int64_t split_keys;  // keys per split (a multiple of kBlockKeys)
+  int64_t max_rows;    // group * q_tile
   int64_t d_pad, dv_pad;
   std::vector<float>* partial;  // split results: per (item, split): rows x (dv_pad + 2)
 };
@@ -182,13 +185,13 @@ void run_item(const Plan& p, int64_t item) {
   for (int64_t j0 = k_begin; j0 < k_end; j0 += kBlockKeys) {
     const int64_t n = std::min(kBlockKeys, k_end - j0), n_pad = round_up(n, kPad);
     int64_t k_ld, v_ld;
-    const float* kp =
-        kv_block(p, a.k, a.k_strides, b, g, j0, n, a.D, d_pad, sc.kbuf, &k_ld);
+    const float* kp = kv_block(p, a.k, a.k_strides, b, g, j0, n, a.D, d_pad, sc.kbuf, &k_ld);
     ks.qk(q, d_pad, rows, kp, k_ld, n, a.D, s, kBlockKeys);
     if (a.mask || (a.causal && j0 + n > first_partial))
       apply_masks(p, b, g, i0, nq, j0, n, s, kBlockKeys);
     if (n_pad > n)
-      for (int64_t r = 0; r < rows; ++r) std::fill(s + r * kBlockKeys + n, s + r * kBlockKeys + n_pad, kNegInf);
+      for (int64_t r = 0; r < rows; ++r)
+        std::fill(s + r * kBlockKeys + n, s + r * kBlockKeys + n_pad, kNegInf);
     ks.softmax(s, kBlockKeys, rows, n_pad, m, l, acc, dv_pad);
     const float* vp = kv_block(p, a.v, a.v_strides, b, g, j0, n, a.Dv, dv_pad, sc.vbuf, &v_ld);
     ks.pv(s, kBlockKeys, rows, n, vp, v_ld, a.Dv, acc, dv_pad);

@@ -20,6 +20,7 @@ namespace {
 struct IsaEntry {
   const char* name;
   StageFn fn;
+  RealFn post, pre;
   bool (*supported)();
 };
 
@@ -33,10 +34,10 @@ bool has_avx512() {
 
 const IsaEntry kIsas[] = {
 #if defined(__x86_64__) || defined(__i386__)
-    {"avx512", avx512::run_stage, has_avx512},
-    {"avx2", avx2::run_stage, has_avx2},
+    {"avx512", avx512::run_stage, avx512::real_post, avx512::real_pre, has_avx512},
+    {"avx2", avx2::run_stage, avx2::real_post, avx2::real_pre, has_avx2},
 #endif
-    {"scalar", scalar::run_stage, always},
+    {"scalar", scalar::run_stage, scalar::real_post, scalar::real_pre, always},
 };
 
 const IsaEntry* find_isa(const char* name) {
@@ -123,7 +124,12 @@ void c2c_one(const ComplexPlan& plan, const cf* in, int64_t is, cf* out, int64_t
 // (z == x, xs == 1) because each pair (k, h-k) is read before it is written.
 void r2c_post(const cf* z, cf* x, int64_t xs, const cf* tw, int64_t h, float scale) {
   const cf z0 = z[0];
-  for (int64_t k = 1; 2 * k <= h; ++k) {
+  int64_t k0 = 1;
+  if (xs == 1)
+    k0 = current_isa().load(std::memory_order_relaxed)
+             ->post(reinterpret_cast<const float*>(z), reinterpret_cast<float*>(x),
+                    reinterpret_cast<const float*>(tw), h, scale);
+  for (int64_t k = k0; 2 * k <= h; ++k) {
     const cf a = z[k], b = z[h - k];
     const cf e = a + std::conj(b), d = a - std::conj(b);
     const cf twd = tw[k] * d;
@@ -144,7 +150,12 @@ void r2c_post(const cf* z, cf* x, int64_t xs, const cf* tw, int64_t h, float sca
 void c2r_pre(const cf* x, int64_t xs, cf* z, const cf* tw, int64_t h, float scale) {
   const float x0 = x[0].real(), xh = x[h * xs].real();
   z[0] = cf((x0 + xh) * scale, (x0 - xh) * scale);
-  for (int64_t k = 1; k < h; ++k) {
+  int64_t k0 = 1;
+  if (xs == 1)
+    k0 = current_isa().load(std::memory_order_relaxed)
+             ->pre(reinterpret_cast<const float*>(x), reinterpret_cast<float*>(z),
+                   reinterpret_cast<const float*>(tw), h, scale);
+  for (int64_t k = k0; k <= h - k0; ++k) {
     const cf a = x[k * xs], b = std::conj(x[(h - k) * xs]);
     const cf e = a + b, d = std::conj(tw[k]) * (a - b);
     z[k] = scale * cf(e.real() - d.imag(), e.imag() + d.real());

@@ -23,20 +23,32 @@ struct StageView {
 using StageFn = void (*)(const StageView& st, const float* x, float* y, int64_t j0, int64_t j1,
                          int64_t k0, int64_t k1, bool inverse, float scale);
 
+// The O(n) passes of the even-length real transforms, vectorised: pairs (k, h-k) for k in
+// [1, kv); they return kv and leave the rest (middle, ends) to scalar code in fft.cpp.
+// real_post: x[k] = X_k from the length-h transform z of the packed reals (may be in place).
+// real_pre:  z[k] = the packed spectrum for the inverse from the half spectrum x (out of place).
+using RealFn = int64_t (*)(const float* in, float* out, const float* tw, int64_t h, float scale);
+
 constexpr int kMaxGenericRadix = 61;  // larger prime factors go through Bluestein
 
 namespace scalar {
 void run_stage(const StageView&, const float*, float*, int64_t, int64_t, int64_t, int64_t, bool,
                float);
+int64_t real_post(const float*, float*, const float*, int64_t, float);
+int64_t real_pre(const float*, float*, const float*, int64_t, float);
 }
 #if defined(__x86_64__) || defined(__i386__)
 namespace avx2 {
 void run_stage(const StageView&, const float*, float*, int64_t, int64_t, int64_t, int64_t, bool,
                float);
+int64_t real_post(const float*, float*, const float*, int64_t, float);
+int64_t real_pre(const float*, float*, const float*, int64_t, float);
 }
 namespace avx512 {
 void run_stage(const StageView&, const float*, float*, int64_t, int64_t, int64_t, int64_t, bool,
                float);
+int64_t real_post(const float*, float*, const float*, int64_t, float);
+int64_t real_pre(const float*, float*, const float*, int64_t, float);
 }
 #endif
 

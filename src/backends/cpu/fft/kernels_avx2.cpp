@@ -26,6 +26,13 @@ void run_stage(const StageView& st, const float* x, float* y, int64_t j0, int64_
   run_dir<V4>(st, x, y, j0, j1, k0, k1, inverse, scale);
 }
 
+int64_t real_post(const float* z, float* x, const float* tw, int64_t h, float scale) {
+  return real_post_v<V4>(z, x, tw, h, scale);
+}
+int64_t real_pre(const float* x, float* z, const float* tw, int64_t h, float scale) {
+  return real_pre_v<V4>(x, z, tw, h, scale);
+}
+
 }  // namespace loom::cpu::fft::avx2
 
 #if defined(__clang__)

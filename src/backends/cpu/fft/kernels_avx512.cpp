@@ -43,6 +43,13 @@ struct V8 {
     const __m512 sign = _mm512_castsi512_ps(_mm512_set1_epi64(int64_t{1} << 31));
     return _mm512_xor_ps(_mm512_permute_ps(a, 0xB1), sign);
   }
+  static T reverse(T a) {
+    return _mm512_castpd_ps(
+        _mm512_permutexvar_pd(_mm512_setr_epi64(7, 6, 5, 4, 3, 2, 1, 0), _mm512_castps_pd(a)));
+  }
+  static T conj(T a) {
+    return _mm512_xor_ps(a, _mm512_castsi512_ps(_mm512_set1_epi64(int64_t{1} << 63)));
+  }
   template <int P>
   static void store_transposed(float* y, const T* a, int p) {
     store_transposed_generic<V8, P>(y, a, p);
@@ -55,6 +62,13 @@ void run_stage(const StageView& st, const float* x, float* y, int64_t j0, int64_
                int64_t k1, bool inverse, float scale) {
   if (st.s >= 8) run_dir<V8>(st, x, y, j0, j1, k0, k1, inverse, scale);
   else run_dir<V4>(st, x, y, j0, j1, k0, k1, inverse, scale);
+}
+
+int64_t real_post(const float* z, float* x, const float* tw, int64_t h, float scale) {
+  return real_post_v<V8>(z, x, tw, h, scale);
+}
+int64_t real_pre(const float* x, float* z, const float* tw, int64_t h, float scale) {
+  return real_pre_v<V8>(x, z, tw, h, scale);
 }
 
 }  // namespace loom::cpu::fft::avx512

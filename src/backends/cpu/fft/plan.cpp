@@ -23,6 +23,20 @@ cf unit_root(int64_t num, int64_t den, double sign) {
   return {static_cast<float>(std::cos(a)), static_cast<float>(std::sin(a))};
 }
 
+// The smallest 2^a 3^b 5^c >= n: the convolution length for Bluestein. Radix 3 and 5 passes are
+// cheap, and this is at most ~1.2x n where a power of two can be 2x (4099 -> 8640, not 16384).
+int64_t bluestein_length(int64_t n) {
+  int64_t best = 1;
+  while (best < n) best <<= 1;
+  for (int64_t p5 = 1; p5 < best; p5 *= 5)
+    for (int64_t p35 = p5; p35 < best; p35 *= 3) {
+      int64_t v = p35;
+      while (v < n) v <<= 1;
+      best = std::min(best, v);
+    }
+  return best;
+}
+
 bool is_prime_small(int p) {
   for (int d = 2; d * d <= p; ++d)
     if (p % d == 0) return false;
@@ -38,8 +52,7 @@ std::shared_ptr<ComplexPlan> build_complex(int64_t n, bool inverse) {
   if (n > 1 && f.empty()) {
     // Bluestein: the chirp uses k^2 mod 2n, so exp(-i*pi*k^2/n) stays exact for large k.
     plan->bluestein = true;
-    int64_t bn = 1;
-    while (bn < 2 * n - 1) bn <<= 1;
+    const int64_t bn = bluestein_length(2 * n - 1);
     plan->bn = bn;
     plan->chirp.resize(n);
     for (int64_t k = 0; k < n; ++k) plan->chirp[k] = unit_root((k * k) % (2 * n), 2 * n, sign);

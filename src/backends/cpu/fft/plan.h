@@ -27,7 +27,7 @@ struct ComplexPlan {
   bool inverse = false;
   std::vector<Stage> stages;  // empty for n == 1 and for Bluestein
   // Bluestein: X_k = c_k * sum_j (x_j c_j) conj(c_{k-j}), c_k = exp(-+i*pi*k^2/n), the
-  // convolution done with power-of-two FFTs of length bn >= 2n-1.
+  // convolution done with FFTs of a 2^a 3^b 5^c length bn >= 2n-1.
   bool bluestein = false;
   int64_t bn = 0;
   std::vector<cf> chirp;   // c_k, k < n

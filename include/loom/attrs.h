@@ -160,6 +160,24 @@ struct ArangeAttrs {
   DType dtype = DType::i64;
   LOOM_FIELDS(start, stop, step, dtype)
 };
+struct DynamicSliceAttrs {  // start from a tensor, static sizes
+  std::vector<int64_t> sizes;
+  LOOM_FIELDS(sizes)
+};
+struct SdpaAttrs {
+  bool causal = false;
+  double scale = 0;         // 0: 1/sqrt(head dim)
+  bool has_mask = false;    // inputs: q, k, v, [mask], [kv_len]
+  bool has_kv_len = false;
+  LOOM_FIELDS(causal, scale, has_mask, has_kv_len)
+};
+struct RopeAttrs {
+  bool interleaved = false;  // true: GPT-J pairs (x0,x1); false: half split (x_i, x_{i+d/2})
+  double theta = 10000;
+  double position_scale = 1;  // positions are divided by this (linear scaling)
+  int64_t rotary_dim = 0;     // 0: the whole head dim
+  LOOM_FIELDS(interleaved, theta, position_scale, rotary_dim)
+};
 // Attributes of a user-registered op: a free-form list of named values.
 struct CustomAttrs {
   std::vector<int64_t> ints;

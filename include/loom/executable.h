@@ -65,6 +65,8 @@ class Executable {
   // Memory plan figures for the given input shapes (plans them if not cached).
   PlanStats plan_stats(const std::vector<std::pair<std::string, Shape>>& input_shapes) const;
   size_t cached_plans() const;
+  // Bytes copied into variables by assigns so far (in-place updates copy none).
+  int64_t variable_bytes_copied() const;
 
   bool valid() const { return impl_ != nullptr; }
   const std::shared_ptr<ExecutableImpl>& impl() const { return impl_; }

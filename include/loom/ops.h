@@ -104,6 +104,30 @@ Tensor tile(const Tensor& x, std::vector<int64_t> reps);
 Tensor flip(const Tensor& x, std::vector<int64_t> axes);
 Tensor arange(Graph& g, double start, double stop, double step = 1, DType dtype = DType::i64);
 
+// --- KV cache: tensor-valued offsets, static sizes -----------------------------------------------
+// x[starts : starts + sizes] where `starts` is an i32/i64 vector computed in the graph (e.g. the
+// decode position): one executable serves every step. Out-of-range starts are a run-time error.
+Tensor slice(const Tensor& x, const Tensor& starts, std::vector<int64_t> sizes);
+// x with `update` written at `starts` (MPSGraph: sliceUpdateDataTensor). When the result is
+// assigned back to the variable that x was read from, the compiler writes only the slice into the
+// variable in place (pass `inplace_variable_update`).
+Tensor slice_update(const Tensor& x, const Tensor& update, const Tensor& starts);
+Tensor slice_update(const Tensor& x, const Tensor& update, std::vector<int64_t> starts);
+
+// --- transformers -------------------------------------------------------------------------------
+struct SdpaOptions {
+  Tensor mask;          // bool (true = attend) or additive float, broadcastable to [B,Hq,Lq,Lk]
+  bool causal = false;  // query i sits at position kv_len - Lq + i
+  double scale = 0;     // 0: 1/sqrt(D)
+  Tensor kv_len;        // i32/i64 scalar: attend keys [0, kv_len) of a fixed-size cache
+};
+// softmax(scale · q kᵀ + mask) v, fused (flash-style; never materialises Lq×Lk). q [B,Hq,Lq,D],
+// k [B,Hkv,Lk,D], v [B,Hkv,Lk,Dv], Hq a multiple of Hkv (grouped-query attention without copies).
+// f32 accumulation and softmax for every input dtype; a fully masked row gives zeros.
+Tensor sdpa(const Tensor& q, const Tensor& k, const Tensor& v, const SdpaOptions& options = {});
+// Rotary position embedding on x [B,H,L,D] at positions [L] or [B,L] (i32/i64, from a tensor).
+Tensor rope(const Tensor& x, const Tensor& positions, RopeAttrs options = {});
+
 // --- operators --------------------------------------------------------------------------------
 Tensor operator+(const Tensor& a, const Tensor& b);
 Tensor operator-(const Tensor& a, const Tensor& b);

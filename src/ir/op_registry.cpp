@@ -15,6 +15,8 @@ const char* fusion_class_name(FusionClass c) {
     case FusionClass::view: return "view";
     case FusionClass::movement: return "movement";
     case FusionClass::creation: return "creation";
+    case FusionClass::inplace: return "inplace";
+    case FusionClass::fused: return "fused";
     case FusionClass::custom: return "custom";
   }
   return "?";
@@ -48,6 +50,7 @@ OpRegistry::OpRegistry() {
   register_matmul_ops(*this);
   register_shape_ops(*this);
   register_indexing_ops(*this);
+  register_attention_ops(*this);
   for (const auto& i : ops_)
     LOOM_CHECK(i.infer, "[registry] op '", i.name, "' has no type inference registered");
 }

@@ -15,7 +15,7 @@ namespace loom::ir {
 
 enum class FusionClass {
   source, effect, elementwise, reduction, normalization, contraction, view, movement, creation,
-  custom
+  inplace, fused, custom
 };
 const char* fusion_class_name(FusionClass c);
 
@@ -56,8 +56,13 @@ struct OpInfo {
   bool is_source() const { return fusion == FusionClass::source; }
   bool has_side_effects() const { return fusion == FusionClass::effect; }
   // Pure: result depends only on inputs and attrs (CSE and constant folding may touch it).
-  bool is_pure() const { return fusion != FusionClass::effect && fusion != FusionClass::source; }
+  bool is_pure() const {
+    return fusion != FusionClass::effect && fusion != FusionClass::source &&
+           fusion != FusionClass::inplace;
+  }
   bool is_view() const { return fusion == FusionClass::view; }
+  // Writes into input 0's memory and returns it (output aliases input 0, a kernel still runs).
+  bool is_inplace() const { return fusion == FusionClass::inplace; }
 };
 
 class OpRegistry {
@@ -85,5 +90,6 @@ void register_normalization_ops(OpRegistry& r);
 void register_matmul_ops(OpRegistry& r);
 void register_shape_ops(OpRegistry& r);
 void register_indexing_ops(OpRegistry& r);
+void register_attention_ops(OpRegistry& r);
 
 }  // namespace loom::ir

@@ -203,6 +203,28 @@ Tensor arange(Graph& g, double start, double stop, double step, DType dtype) {
   return make_n(op::arange, {}, make_attrs(ArangeAttrs{start, stop, step, dtype}), g.data())[0];
 }
 
+// --- KV cache / transformers --------------------------------------------------------------------
+Tensor slice(const Tensor& x, const Tensor& starts, std::vector<int64_t> sizes) {
+  return make(op::dynamic_slice, {x, starts}, make_attrs(DynamicSliceAttrs{std::move(sizes)}));
+}
+Tensor slice_update(const Tensor& x, const Tensor& update, const Tensor& starts) {
+  return make(op::slice_update, {x, update, starts});
+}
+Tensor slice_update(const Tensor& x, const Tensor& update, std::vector<int64_t> starts) {
+  LOOM_CHECK(x.defined(), "[slice_update] base is undefined");
+  auto s = x.graph().constant(NDArray::from_vector<int64_t>(starts, {static_cast<int64_t>(starts.size())}));
+  return slice_update(x, update, s);
+}
+Tensor sdpa(const Tensor& q, const Tensor& k, const Tensor& v, const SdpaOptions& o) {
+  std::vector<Tensor> in{q, k, v};
+  if (o.mask.defined()) in.push_back(o.mask);
+  if (o.kv_len.defined()) in.push_back(o.kv_len);
+  return make(op::sdpa, in, make_attrs(SdpaAttrs{o.causal, o.scale, o.mask.defined(), o.kv_len.defined()}));
+}
+Tensor rope(const Tensor& x, const Tensor& positions, RopeAttrs o) {
+  return make(op::rope, {x, positions}, make_attrs(o));
+}
+
 // --- operators -----------------------------------------------------------------------------------
 Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
 Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }

@@ -15,6 +15,38 @@ void register_indexing_ops(OpRegistry& r) {
     out.insert(out.end(), x.shape.dims().begin() + axis + 1, x.shape.dims().end());
     return std::vector<TensorType>{{x.dtype, Shape(out)}};
   };
+
+  // Start offsets come from a tensor (e.g. the decode position), so one executable serves every
+  // step; sizes are static. Out-of-range starts are a run-time error, never a silent clamp.
+  auto check_starts = [](const InferContext& ctx, size_t i, int rank) {
+    const TensorType& s = ctx.inputs[i];
+    if (s.dtype != DType::i32 && s.dtype != DType::i64) ctx.fail("starts must be i32 or i64");
+    if (s.shape.rank() != 1 || (s.shape[0] != kDynamic && s.shape[0] != rank))
+      ctx.fail("starts must be a vector of ", rank, " offsets, got ", s.shape.to_string());
+  };
+  r.mutable_info(op::dynamic_slice).infer = [check_starts](const InferContext& ctx) {
+    const TensorType& x = ctx.inputs[0];
+    const auto& sizes = ctx.attrs_as<DynamicSliceAttrs>().sizes;
+    check_starts(ctx, 1, x.shape.rank());
+    if (static_cast<int>(sizes.size()) != x.shape.rank()) ctx.fail("sizes needs ", x.shape.rank(), " entries");
+    for (int i = 0; i < x.shape.rank(); ++i) {
+      int64_t s = sizes[static_cast<size_t>(i)];
+      if (s < 0 || (x.shape[i] != kDynamic && s > x.shape[i])) ctx.fail("size ", s, " on axis ", i, " does not fit dim ", x.shape[i]);
+    }
+    return std::vector<TensorType>{{x.dtype, Shape(sizes)}};
+  };
+  auto update = [check_starts](const InferContext& ctx) {
+    const TensorType &x = ctx.inputs[0], &u = ctx.inputs[1];
+    ops::expect_same_dtype(ctx, 0, 1);
+    if (u.shape.rank() != x.shape.rank()) ctx.fail("update has rank ", u.shape.rank(), ", base has ", x.shape.rank());
+    for (int i = 0; i < x.shape.rank(); ++i)
+      if (u.shape[i] != kDynamic && x.shape[i] != kDynamic && u.shape[i] > x.shape[i])
+        ctx.fail("update dim ", i, " (", u.shape[i], ") is larger than the base's (", x.shape[i], ")");
+    check_starts(ctx, 2, x.shape.rank());
+    return std::vector<TensorType>{x};
+  };
+  r.mutable_info(op::slice_update).infer = update;
+  r.mutable_info(op::write_slice).infer = update;
 }
 
 }  // namespace loom::ir

@@ -43,5 +43,7 @@ void compact(PassContext& ctx, const std::vector<bool>& keep);
 void dead_code_elimination(PassContext& ctx);
 void common_subexpression_elimination(PassContext& ctx);
 void constant_folding(PassContext& ctx);
+void attention_pattern(PassContext& ctx);
+void inplace_variable_update(PassContext& ctx);
 
 }  // namespace loom::passes

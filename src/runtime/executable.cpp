@@ -59,7 +59,7 @@ void ExecutableImpl::lower() {
     for (size_t k = 0; k < node.outputs.size(); ++k) {
       int s = slot_base[i] + static_cast<int>(k);
       root[static_cast<size_t>(s)] = s;
-      if (reg.info(node.op).is_view()) {
+      if (reg.info(node.op).is_view() || reg.info(node.op).is_inplace()) {
         const ir::Value& in = node.inputs[0];
         root[static_cast<size_t>(s)] = root[static_cast<size_t>(slot_base[static_cast<size_t>(in.node)] + in.index)];
       }
@@ -73,16 +73,35 @@ void ExecutableImpl::lower() {
     int s = root[static_cast<size_t>(slot_base[static_cast<size_t>(v.node)] + v.index)];
     output_root[static_cast<size_t>(s)] = true;
   }
-  // A read must copy when its variable is assigned later while the read's value is still used.
+  // A read must copy when its variable is assigned later while the read's *old* value is still
+  // used: through views of it, but not through in-place writes (whose result is the new value).
+  std::vector<int> value_root(static_cast<size_t>(num_slots));
+  std::vector<int> value_last_use(static_cast<size_t>(num_slots), -1);
+  std::vector<bool> value_output(static_cast<size_t>(num_slots), false);
+  for (size_t i = 0; i < n; ++i) {
+    const ir::Node& node = graph.nodes[i];
+    for (size_t k = 0; k < node.outputs.size(); ++k) {
+      int s = slot_base[i] + static_cast<int>(k);
+      value_root[static_cast<size_t>(s)] =
+          reg.info(node.op).is_view()
+              ? value_root[static_cast<size_t>(slot_base[static_cast<size_t>(node.inputs[0].node)] + node.inputs[0].index)]
+              : s;
+    }
+    for (const auto& in : node.inputs) {
+      int s = value_root[static_cast<size_t>(slot_base[static_cast<size_t>(in.node)] + in.index)];
+      value_last_use[static_cast<size_t>(s)] = std::max(value_last_use[static_cast<size_t>(s)], static_cast<int>(i));
+    }
+  }
+  for (const auto& v : outputs)
+    value_output[static_cast<size_t>(value_root[static_cast<size_t>(slot_base[static_cast<size_t>(v.node)] + v.index)])] = true;
   for (size_t i = 0; i < n; ++i) {
     if (graph.nodes[i].op != op::read) continue;
     const auto& var = attrs_as<VariableRefAttrs>(*graph.nodes[i].attrs).variable;
-    int s = slot_base[i];
-    bool out = output_root[static_cast<size_t>(s)];
+    auto s = static_cast<size_t>(slot_base[i]);
     for (size_t j = i + 1; j < n; ++j)
       if (graph.nodes[j].op == op::assign &&
           attrs_as<VariableRefAttrs>(*graph.nodes[j].attrs).variable == var &&
-          (last_use[static_cast<size_t>(s)] >= static_cast<int>(j) || out))
+          (value_last_use[s] >= static_cast<int>(j) || value_output[s]))
         read_copies[i] = true;
   }
 }
@@ -120,7 +139,7 @@ std::shared_ptr<const Plan> ExecutableImpl::make_plan(const std::vector<Shape>& 
   std::vector<BufferRequest> req;
   std::vector<int> req_slot;
   for (size_t i = 0; i < graph.nodes.size(); ++i) {
-    if (!kernels[i]) continue;
+    if (!kernels[i] || reg.info(graph.nodes[i].op).is_inplace()) continue;
     for (size_t k = 0; k < graph.nodes[i].outputs.size(); ++k) {
       int s = slot_base[i] + static_cast<int>(k);
       if (output_root[static_cast<size_t>(s)]) continue;
@@ -246,7 +265,10 @@ std::vector<NDArray> ExecutableImpl::run(const Feeds& feeds) {
         NDArray& var = variables[static_cast<size_t>(graph.find_variable(name))];
         const NDArray& val = slots[static_cast<size_t>(slot_base[static_cast<size_t>(node.inputs[0].node)] + node.inputs[0].index)];
         LOOM_CHECK(val.shape() == var.shape(), "[assign] variable '", name, "' is ", var.type().to_string(), ", value at run time is ", val.type().to_string());
-        if (val.data() != var.data()) std::memmove(var.data(), val.data(), var.nbytes());
+        if (val.data() != var.data()) {  // in-place updates already wrote into the variable
+          std::memmove(var.data(), val.data(), var.nbytes());
+          variable_bytes_copied += static_cast<int64_t>(var.nbytes());
+        }
         continue;
       }
       default: break;
@@ -260,7 +282,9 @@ std::vector<NDArray> ExecutableImpl::run(const Feeds& feeds) {
     std::vector<NDArray> ins;
     ins.reserve(node.inputs.size());
     for (const auto& v : node.inputs) ins.push_back(slots[static_cast<size_t>(slot_base[static_cast<size_t>(v.node)] + v.index)]);
-    for (size_t k = 0; k < node.outputs.size(); ++k) {
+    bool inplace = reg.info(node.op).is_inplace();
+    if (inplace) slots[base] = ins[0];  // the kernel writes into input 0's memory
+    for (size_t k = inplace ? 1 : 0; k < node.outputs.size(); ++k) {
       const TensorType& t = plan->types[base + k];
       int64_t off = plan->offset[base + k];
       if (off < 0) {
@@ -358,5 +382,7 @@ PlanStats Executable::plan_stats(const std::vector<std::pair<std::string, Shape>
 }
 
 size_t Executable::cached_plans() const { return impl_->cached_plans(); }
+
+int64_t Executable::variable_bytes_copied() const { return impl_->variable_bytes_copied.load(); }
 
 }  // namespace loom

@@ -1,5 +1,6 @@
 // The executable: a lowered graph for one device, its variables, and per-shape plans.
 #pragma once
+#include <atomic>
 #include <list>
 #include <mutex>
 #include <shared_mutex>
@@ -49,6 +50,7 @@ class ExecutableImpl {
   std::vector<NDArray> variables;
   std::shared_mutex variables_mutex;
   bool has_assign = false;
+  std::atomic<int64_t> variable_bytes_copied{0};  // by assigns that were not done in place
 
  private:
   std::shared_ptr<const Plan> make_plan(const std::vector<Shape>& input_shapes);

@@ -17,6 +17,7 @@ const KernelTable& cpu_kernels() {
     cpu::register_reduction(t);
     cpu::register_matmul(t);
     cpu::register_movement(t);
+    cpu::register_attention(t);
     return t;
   }();
   return table;

@@ -63,5 +63,6 @@ void register_elementwise(KernelTable& t);
 void register_reduction(KernelTable& t);
 void register_matmul(KernelTable& t);
 void register_movement(KernelTable& t);
+void register_attention(KernelTable& t);
 
 }  // namespace loom::backends::cpu

@@ -5,6 +5,7 @@
 
 #include "backends/cpu/cpu_util.h"
 #include "ops/shape_rules.h"
+#include "ops/slice_starts.h"
 
 namespace loom::backends::cpu {
 namespace {
@@ -186,9 +187,31 @@ void pad_constant(const KernelContext& c) {
   if (x.numel()) strided_copy(x, out.view(x.shape(), out.strides(), off), c.pool);
 }
 
+void dynamic_slice(const KernelContext& c) {
+  const NDArray &x = c.inputs[0], &out = c.outputs[0];
+  auto s = ops::read_starts(c.inputs[1], x.shape(), out.shape(), "slice");
+  int64_t off = x.offset();
+  for (int i = 0; i < x.rank(); ++i) off += s[static_cast<size_t>(i)] * x.strides()[static_cast<size_t>(i)];
+  if (out.numel()) strided_copy(x.view(out.shape(), x.strides(), off), out, c.pool);
+}
+
+// slice_update copies the base then writes the region; write_slice (the in-place form chosen by
+// the inplace_variable_update pass) finds out == base and writes only the region.
+void write_region(const KernelContext& c) {
+  const NDArray &x = c.inputs[0], &u = c.inputs[1], &out = c.outputs[0];
+  auto s = ops::read_starts(c.inputs[2], x.shape(), u.shape(), "slice_update");
+  if (out.data() != x.data()) strided_copy(x, out, c.pool);
+  int64_t off = out.offset();
+  for (int i = 0; i < out.rank(); ++i) off += s[static_cast<size_t>(i)] * out.strides()[static_cast<size_t>(i)];
+  if (u.numel()) strided_copy(u, out.view(u.shape(), out.strides(), off), c.pool);
+}
+
 }  // namespace
 
 void register_movement(KernelTable& t) {
+  set_bytes(t, op::dynamic_slice, dynamic_slice);
+  set_bytes(t, op::slice_update, write_region);
+  set_bytes(t, op::write_slice, write_region);
   set_bytes(t, op::transpose, transpose);
   set_bytes(t, op::slice, slice);
   set_bytes(t, op::expand, expand);

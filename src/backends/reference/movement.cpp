@@ -3,6 +3,7 @@
 
 #include "backends/reference/ref_util.h"
 #include "ops/shape_rules.h"
+#include "ops/slice_starts.h"
 
 namespace loom::backends::ref {
 namespace {
@@ -143,9 +144,34 @@ void arange(const KernelContext& c) {
   for (int64_t i = 0; i < out.numel(); ++i) store_element(out.dtype(), out.data(), i, a.start + static_cast<double>(i) * a.step);
 }
 
+void dynamic_slice(const KernelContext& c) {
+  const NDArray &x = c.inputs[0], &out = c.outputs[0];
+  auto s0 = ops::read_starts(c.inputs[1], x.shape(), out.shape(), "slice");
+  gather_copy(x, out, [&](const std::vector<int64_t>& idx, std::vector<int64_t>& s) {
+    for (size_t i = 0; i < idx.size(); ++i) s[i] = s0[i] + idx[i];
+  });
+}
+
+// Writes `update` into out at the starts; copies the base first unless writing in place.
+void write_region(const KernelContext& c) {
+  const NDArray &x = c.inputs[0], &u = c.inputs[1], &out = c.outputs[0];
+  auto s0 = ops::read_starts(c.inputs[2], x.shape(), u.shape(), "slice_update");
+  if (out.data() != x.data())
+    for (int64_t i = 0; i < x.numel(); ++i) copy_element(x.dtype(), x.data(), i, out.data(), i);
+  auto ost = contiguous_strides(out.shape());
+  for_each_index(u.shape(), [&](int64_t flat, const std::vector<int64_t>& idx) {
+    int64_t o = 0;
+    for (size_t i = 0; i < idx.size(); ++i) o += (s0[i] + idx[i]) * ost[i];
+    copy_element(u.dtype(), u.data(), flat, out.data(), o);
+  });
+}
+
 }  // namespace
 
 void register_movement(KernelTable& t) {
+  t.set(op::dynamic_slice, dynamic_slice);
+  t.set(op::slice_update, write_region);
+  t.set(op::write_slice, write_region);
   t.set(op::transpose, transpose);
   t.set(op::expand, expand);
   t.set(op::slice, slice);

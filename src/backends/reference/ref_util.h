@@ -60,5 +60,6 @@ void register_reduction(KernelTable& t);
 void register_normalization(KernelTable& t);
 void register_matmul(KernelTable& t);
 void register_movement(KernelTable& t);
+void register_attention(KernelTable& t);
 
 }  // namespace loom::backends::ref

@@ -10,6 +10,7 @@ const KernelTable& reference_kernels() {
     ref::register_normalization(t);
     ref::register_matmul(t);
     ref::register_movement(t);
+    ref::register_attention(t);
     return t;
   }();
   return table;

@@ -1,0 +1,89 @@
+// CPU kernels of the transformer ops: thin adapters from graph arrays to the attention library
+// (src/backends/cpu/attention), which reads strided views in place.
+#include "backends/cpu/attention/rope.h"
+#include "backends/cpu/attention/sdpa.h"
+#include "backends/cpu/cpu_util.h"
+#include "core/element.h"
+
+namespace loom::backends::cpu {
+namespace {
+
+void strides4(const NDArray& a, int64_t out[4]) {
+  for (int i = 0; i < 4; ++i) out[i] = a.strides()[static_cast<size_t>(i)];
+}
+
+void sdpa(const KernelContext& c) {
+  const auto& at = c.attrs_as<SdpaAttrs>();
+  const NDArray &q = c.inputs[0], &k = c.inputs[1], &v = c.inputs[2], &out = c.outputs[0];
+  loom::cpu::SdpaArgs a;
+  a.q = q.data();
+  a.q_dtype = q.dtype();
+  a.B = q.shape()[0], a.Hq = q.shape()[1], a.Lq = q.shape()[2], a.D = q.shape()[3];
+  strides4(q, a.q_strides);
+  a.k = k.data();
+  a.v = v.data();
+  a.kv_dtype = k.dtype();
+  a.Hkv = k.shape()[1], a.Lk = k.shape()[2], a.Dv = v.shape()[3];
+  strides4(k, a.k_strides);
+  strides4(v, a.v_strides);
+  size_t next = 3;
+  if (at.has_mask) {
+    const NDArray& m = c.inputs[next++];
+    a.mask = m.data();
+    a.mask_dtype = m.dtype();
+    // Broadcast strides of the mask against [B, Hq, Lq, Lk] (0 on broadcast dims).
+    int64_t s = 1;
+    for (int i = 3, j = m.rank() - 1; i >= 0; --i, --j) {
+      int64_t d = j >= 0 ? m.shape()[j] : 1;
+      a.mask_strides[i] = d == 1 ? 0 : s;
+      s *= d;
+    }
+  }
+  if (at.has_kv_len) {
+    const NDArray& n = c.inputs[next++];
+    a.kv_len = static_cast<int64_t>(detail::load_element(n.dtype(), n.data(), 0));
+    LOOM_CHECK(a.kv_len >= 0 && a.kv_len <= a.Lk, "[sdpa] kv_len ", a.kv_len, " is outside [0, ", a.Lk, "]");
+  }
+  a.causal = at.causal;
+  a.scale = static_cast<float>(at.scale > 0 ? at.scale : 1.0 / std::sqrt(static_cast<double>(a.D)));
+  a.out = out.data();
+  a.out_dtype = out.dtype();
+  strides4(out, a.out_strides);
+  loom::cpu::sdpa(a, c.pool);
+}
+
+void rope(const KernelContext& c) {
+  const auto& at = c.attrs_as<RopeAttrs>();
+  const NDArray &x = c.inputs[0], &p = c.inputs[1], &out = c.outputs[0];
+  loom::cpu::RopeArgs a;
+  a.x = x.data();
+  a.x_dtype = x.dtype();
+  a.B = x.shape()[0], a.H = x.shape()[1], a.L = x.shape()[2], a.D = x.shape()[3];
+  strides4(x, a.x_strides);
+  a.positions = p.data();
+  a.positions_dtype = p.dtype();
+  if (p.rank() == 2) {
+    a.positions_strides[0] = p.shape()[0] == 1 ? 0 : p.strides()[0];
+    a.positions_strides[1] = p.strides()[1];
+  } else {
+    a.positions_strides[0] = 0;
+    a.positions_strides[1] = p.strides()[0];
+  }
+  a.out = out.data();
+  a.out_dtype = out.dtype();
+  strides4(out, a.out_strides);
+  a.layout = at.interleaved ? loom::cpu::RopeLayout::kInterleaved : loom::cpu::RopeLayout::kHalfSplit;
+  a.theta = at.theta;
+  a.scaling_factor = at.position_scale;
+  a.rotary_dim = at.rotary_dim ? at.rotary_dim : -1;
+  loom::cpu::rope(a, c.pool);
+}
+
+}  // namespace
+
+void register_attention(KernelTable& t) {
+  t.set(ir::op::sdpa, sdpa);
+  t.set(ir::op::rope, rope);
+}
+
+}  // namespace loom::backends::cpu

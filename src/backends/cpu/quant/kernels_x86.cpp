@@ -76,8 +76,8 @@ LOOM_AVX512 inline float half1(const uint8_t* p) {
 template <Format F>
 LOOM_AVX512 inline void scales_pair(const uint8_t* blk, size_t bb, __m512* ws, __m512* wm) {
   if constexpr (F == Format::q4_0 || F == Format::q8_0) {
-    *ws = half_pair(blk, bb);
-    *wm = _mm512_mul_ps(*ws, _mm512_set1_ps(F == Format::q4_0 ? -8.0f : -128.0f));
+    *ws = half_pair(blk, bb);  // wm = c·ws is applied through the activation side (tile512)
+    *wm = *ws;
   } else {
     uint32_t u0, u1;
     std::memcpy(&u0, blk, 4);
@@ -125,11 +125,22 @@ LOOM_AVX512 void tile512(const ActRows& a, int64_t i0, const uint8_t* w, size_t 
       const __m512i av = _mm512_loadu_si512(a.q + ai * 32);
       // s / 8: each block's s is added on all 8 of its int32 lanes before the horizontal sum.
       const __m512 as = float_pair(a.d + ai);
-      const __m512 ss = _mm512_mul_ps(float_pair(a.s + ai), _mm512_set1_ps(0.125f));
-      for (int r = 0; r < NR; ++r) {
-        const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq[r], av);
-        acc[i][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(ws[r], as), acc[i][r]);
-        acc[i][r] = _mm512_fmadd_ps(wm[r], ss, acc[i][r]);
+      if constexpr (F == Format::q4_0 || F == Format::q8_0) {
+        // wm = c·d, so the block is d·(da·Σq·qa + c·s): one fma less per tile entry.
+        const __m512 cs = _mm512_mul_ps(float_pair(a.s + ai),
+                                        _mm512_set1_ps(F == Format::q4_0 ? -1.0f : -16.0f));
+        for (int r = 0; r < NR; ++r) {
+          const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq[r], av);
+          const __m512 t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), as, cs);
+          acc[i][r] = _mm512_fmadd_ps(t, ws[r], acc[i][r]);
+        }
+      } else {
+        const __m512 ss = _mm512_mul_ps(float_pair(a.s + ai), _mm512_set1_ps(0.125f));
+        for (int r = 0; r < NR; ++r) {
+          const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq[r], av);
+          acc[i][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(ws[r], as), acc[i][r]);
+          acc[i][r] = _mm512_fmadd_ps(wm[r], ss, acc[i][r]);
+        }
       }
     }
   }

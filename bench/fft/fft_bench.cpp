@@ -23,8 +23,10 @@ struct Shape {
 
 std::vector<Shape> shapes() {
   std::vector<Shape> v;
-  for (int lg = 10; lg <= 20; ++lg) v.push_back({"c2c", int64_t{1} << lg, (int64_t{1} << 20) >> lg});
-  for (int lg = 10; lg <= 20; ++lg) v.push_back({"r2c", int64_t{1} << lg, (int64_t{1} << 20) >> lg});
+  for (int lg = 10; lg <= 20; ++lg)
+    v.push_back({"c2c", int64_t{1} << lg, (int64_t{1} << 20) >> lg});
+  for (int lg = 10; lg <= 20; ++lg)
+    v.push_back({"r2c", int64_t{1} << lg, (int64_t{1} << 20) >> lg});
   v.push_back({"c2c", 1000, 1024});
   v.push_back({"c2c", 4099, 256});
   v.push_back({"r2c", 4096, 512});
@@ -68,9 +70,11 @@ int main(int argc, char** argv) {
   for (const Shape& sh : shapes())
     for (int t : {1, all}) {
       if (t == 1 && all == 1) continue;
-      const std::string name =
-          sh.kind + "_" + std::to_string(sh.n) + "x" + std::to_string(sh.count) + "/t" + std::to_string(t);
-      benchmark::RegisterBenchmark(name.c_str(), run, sh, t)->Unit(benchmark::kMicrosecond)->UseRealTime();
+      const std::string name = sh.kind + "_" + std::to_string(sh.n) + "x" +
+                               std::to_string(sh.count) + "/t" + std::to_string(t);
+      benchmark::RegisterBenchmark(name.c_str(), run, sh, t)
+          ->Unit(benchmark::kMicrosecond)
+          ->UseRealTime();
     }
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();

@@ -1,6 +1,8 @@
 // Loom's CPU FFT against a double-precision DFT (naive O(n^2), or a radix-2 FFT in double for
 // large powers of two) on random data with a fresh seed each run, and against numpy.fft golden
 // files. Every test runs once per instruction set the machine has (scalar, avx2, avx512).
+#include "backends/cpu/fft/fft.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -11,7 +13,6 @@
 #include <string>
 #include <vector>
 
-#include "backends/cpu/fft/fft.h"
 #include "backends/cpu/fft/plan.h"
 #include "loom/error.h"
 #include "loom/ndarray.h"
@@ -128,8 +129,8 @@ class FftTest : public ::testing::TestWithParam<std::string> {
 std::vector<int64_t> test_lengths() {
   std::vector<int64_t> v;
   for (int64_t n = 1; n <= 64; ++n) v.push_back(n);
-  for (int64_t n : {97, 101, 121, 125, 128, 210, 243, 256, 343, 400, 441, 500, 512, 1000, 1009,
-                    1024, 2048, 2187, 3125, 4096, 4099, 2401, 1680, 5040})
+  for (int64_t n : {97,  101,  121,  125,  128,  210,  243,  256,  343,  400,  441,  500,
+                    512, 1000, 1009, 1024, 2048, 2187, 3125, 4096, 4099, 2401, 1680, 5040})
     v.push_back(n);
   return v;
 }
@@ -187,8 +188,10 @@ TEST_P(FftTest, StridedAndBatchedWithThreads) {
       c2c(m.data(), cols, 1, out.data(), 2, 2 * rows, rows, cols, false, Scaling::none, p);
       for (int64_t c = 0; c < cols; ++c) {
         std::vector<cf> col(rows), got(rows);
-        for (int64_t r = 0; r < rows; ++r) col[r] = m[r * cols + c], got[r] = out[c * 2 * rows + 2 * r];
-        ASSERT_LT(rel_error(got, reference(col, false)), tolerance(rows)) << "rows=" << rows << " col " << c;
+        for (int64_t r = 0; r < rows; ++r)
+          col[r] = m[r * cols + c], got[r] = out[c * 2 * rows + 2 * r];
+        ASSERT_LT(rel_error(got, reference(col, false)), tolerance(rows))
+            << "rows=" << rows << " col " << c;
         ASSERT_EQ(out[c * 2 * rows + 1], cf(-7, -7)) << "wrote into the gaps";
       }
     }
@@ -358,17 +361,25 @@ TEST(FftErrors, BadArgumentsThrowClearly) {
   expect_msg([&] { c2c(a.data(), 1, 8, a.data(), 1, 8, 8, -1, true, Scaling::none, nullptr); },
              "batch count must be >= 0");
   const std::vector<int64_t> shape = {2, 4}, st = {4, 1};
-  expect_msg([&] {
-    c2c_nd(a.data(), st, a.data(), st, shape, std::vector<int>{2}, false, Scaling::none, nullptr);
-  }, "axis 2 out of range for rank 2");
-  expect_msg([&] {
-    c2c_nd(a.data(), st, a.data(), st, shape, std::vector<int>{1, -1}, false, Scaling::none,
-           nullptr);
-  }, "listed twice");
+  expect_msg(
+      [&] {
+        c2c_nd(a.data(), st, a.data(), st, shape, std::vector<int>{2}, false, Scaling::none,
+               nullptr);
+      },
+      "axis 2 out of range for rank 2");
+  expect_msg(
+      [&] {
+        c2c_nd(a.data(), st, a.data(), st, shape, std::vector<int>{1, -1}, false, Scaling::none,
+               nullptr);
+      },
+      "listed twice");
   const std::vector<int64_t> empty = {2, 0};
-  expect_msg([&] {
-    c2c_nd(a.data(), st, a.data(), st, empty, std::vector<int>{1}, false, Scaling::none, nullptr);
-  }, "axis 1 is empty");
+  expect_msg(
+      [&] {
+        c2c_nd(a.data(), st, a.data(), st, empty, std::vector<int>{1}, false, Scaling::none,
+               nullptr);
+      },
+      "axis 1 is empty");
   // count == 0 is a no-op even with null pointers.
   EXPECT_NO_THROW(c2c(nullptr, 1, 8, nullptr, 1, 8, 8, 0, false, Scaling::none, nullptr));
 }

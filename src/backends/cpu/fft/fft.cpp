@@ -63,9 +63,12 @@ std::atomic<const IsaEntry*>& current_isa() {
 
 float scale_for(Scaling s, int64_t n) {
   switch (s) {
-    case Scaling::none: return 1.0f;
-    case Scaling::size: return static_cast<float>(1.0 / static_cast<double>(n));
-    case Scaling::unitary: return static_cast<float>(1.0 / std::sqrt(static_cast<double>(n)));
+    case Scaling::none:
+      return 1.0f;
+    case Scaling::size:
+      return static_cast<float>(1.0 / static_cast<double>(n));
+    case Scaling::unitary:
+      return static_cast<float>(1.0 / std::sqrt(static_cast<double>(n)));
   }
   return 1.0f;
 }
@@ -126,7 +129,8 @@ void r2c_post(const cf* z, cf* x, int64_t xs, const cf* tw, int64_t h, float sca
   const cf z0 = z[0];
   int64_t k0 = 1;
   if (xs == 1)
-    k0 = current_isa().load(std::memory_order_relaxed)
+    k0 = current_isa()
+             .load(std::memory_order_relaxed)
              ->post(reinterpret_cast<const float*>(z), reinterpret_cast<float*>(x),
                     reinterpret_cast<const float*>(tw), h, scale);
   for (int64_t k = k0; 2 * k <= h; ++k) {
@@ -152,7 +156,8 @@ void c2r_pre(const cf* x, int64_t xs, cf* z, const cf* tw, int64_t h, float scal
   z[0] = cf((x0 + xh) * scale, (x0 - xh) * scale);
   int64_t k0 = 1;
   if (xs == 1)
-    k0 = current_isa().load(std::memory_order_relaxed)
+    k0 = current_isa()
+             .load(std::memory_order_relaxed)
              ->pre(reinterpret_cast<const float*>(x), reinterpret_cast<float*>(z),
                    reinterpret_cast<const float*>(tw), h, scale);
   for (int64_t k = k0; k <= h - k0; ++k) {

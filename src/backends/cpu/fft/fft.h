@@ -1,11 +1,11 @@
 // backends/cpu/fft/fft.h — Loom's own CPU FFT on raw strided pointers.
 //
 // The graph ops fft / ifft / rfft / irfft / stft call these. All lengths are supported: mixed-radix
-// Stockham passes (radix 2, 3, 4, 5, 7, 8 and a generic odd radix for primes up to 61) and Bluestein
-// (chirp-z over a 2^a 3^b 5^c FFT) for lengths with a larger prime factor. Plans are built once per
-// (length, kind) and cached. Strides and distances are counted in elements of the pointed-to type
-// (complex or real) and may be negative. Input and output must either not overlap or be exactly the
-// same array with the same strides (in place).
+// Stockham passes (radix 2, 3, 4, 5, 7, 8 and a generic odd radix for primes up to 61) and
+// Bluestein (chirp-z over a 2^a 3^b 5^c FFT) for lengths with a larger prime factor. Plans are
+// built once per (length, kind) and cached. Strides and distances are counted in elements of the
+// pointed-to type (complex or real) and may be negative. Input and output must either not overlap
+// or be exactly the same array with the same strides (in place).
 //
 // Conventions follow numpy.fft: the forward transform uses exp(-2*pi*i*j*k/n), the inverse
 // exp(+2*pi*i*j*k/n), and `Scaling` multiplies the result of *this call* by 1, 1/n or 1/sqrt(n).

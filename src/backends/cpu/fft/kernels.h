@@ -36,20 +36,20 @@ void run_stage(const StageView&, const float*, float*, int64_t, int64_t, int64_t
                float);
 int64_t real_post(const float*, float*, const float*, int64_t, float);
 int64_t real_pre(const float*, float*, const float*, int64_t, float);
-}
+}  // namespace scalar
 #if defined(__x86_64__) || defined(__i386__)
 namespace avx2 {
 void run_stage(const StageView&, const float*, float*, int64_t, int64_t, int64_t, int64_t, bool,
                float);
 int64_t real_post(const float*, float*, const float*, int64_t, float);
 int64_t real_pre(const float*, float*, const float*, int64_t, float);
-}
+}  // namespace avx2
 namespace avx512 {
 void run_stage(const StageView&, const float*, float*, int64_t, int64_t, int64_t, int64_t, bool,
                float);
 int64_t real_post(const float*, float*, const float*, int64_t, float);
 int64_t real_pre(const float*, float*, const float*, int64_t, float);
-}
+}  // namespace avx512
 #endif
 
 }  // namespace loom::cpu::fft

@@ -18,8 +18,8 @@
 
 namespace loom::cpu::fft::avx2 {
 
-#include "backends/cpu/fft/vec_avx2.inc"
 #include "backends/cpu/fft/kernels_impl.inc"
+#include "backends/cpu/fft/vec_avx2.inc"
 
 void run_stage(const StageView& st, const float* x, float* y, int64_t j0, int64_t j1, int64_t k0,
                int64_t k1, bool inverse, float scale) {

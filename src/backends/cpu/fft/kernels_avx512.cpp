@@ -60,8 +60,10 @@ struct V8 {
 
 void run_stage(const StageView& st, const float* x, float* y, int64_t j0, int64_t j1, int64_t k0,
                int64_t k1, bool inverse, float scale) {
-  if (st.s >= 8) run_dir<V8>(st, x, y, j0, j1, k0, k1, inverse, scale);
-  else run_dir<V4>(st, x, y, j0, j1, k0, k1, inverse, scale);
+  if (st.s >= 8)
+    run_dir<V8>(st, x, y, j0, j1, k0, k1, inverse, scale);
+  else
+    run_dir<V4>(st, x, y, j0, j1, k0, k1, inverse, scale);
 }
 
 int64_t real_post(const float* z, float* x, const float* tw, int64_t h, float scale) {

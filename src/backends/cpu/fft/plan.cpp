@@ -64,8 +64,7 @@ std::shared_ptr<ComplexPlan> build_complex(int64_t n, bool inverse) {
     plan->sub_fwd = complex_plan(bn, false);
     plan->sub_inv = complex_plan(bn, true);
     plan->kernel.resize(bn);
-    execute(*plan->sub_fwd, b.data(), plan->kernel.data(), 1.0f / static_cast<float>(bn),
-            nullptr);
+    execute(*plan->sub_fwd, b.data(), plan->kernel.data(), 1.0f / static_cast<float>(bn), nullptr);
     return plan;
   }
   int64_t s = 1;
@@ -248,9 +247,8 @@ void execute(const ComplexPlan& pl, const cf* in, cf* out, float scale, ThreadPo
       // One big transform: split the pass over j (groups) or, late passes, over k (columns).
       if (st.m >= st.s) {
         const int64_t grain = std::max<int64_t>(1, 8192 / (st.p * st.s));
-        parallel_for(pool, st.m, grain, [&](int64_t b, int64_t e) {
-          fn(st, src, dst, b, e, 0, st.s, inv, sc);
-        });
+        parallel_for(pool, st.m, grain,
+                     [&](int64_t b, int64_t e) { fn(st, src, dst, b, e, 0, st.s, inv, sc); });
       } else {
         const int64_t blocks = st.s / 16;
         parallel_for(pool, blocks, std::max<int64_t>(1, 512 / (st.p * st.m)),

@@ -178,6 +178,38 @@ struct RopeAttrs {
   int64_t rotary_dim = 0;     // 0: the whole head dim
   LOOM_FIELDS(interleaved, theta, position_scale, rotary_dim)
 };
+// Affine quantization x ≈ (q − zero_point) · scale. Granularity follows the scale's shape:
+// one element: per tensor; a vector of q.shape[axis] values: per axis; q's shape with
+// q.shape[axis] replaced by ceil(q.shape[axis] / block_size): per block of `block_size` along axis.
+struct QuantAttrs {
+  int64_t axis = -1;
+  int64_t block_size = 0;     // 0: per tensor or per axis
+  DType dtype = DType::f32;   // dequantize: the float result; quantize: the integer result
+  LOOM_FIELDS(axis, block_size, dtype)
+};
+// Lookup-table weights: x = table[q] (one table of 16/256 entries), or table[row, q] with one table
+// per index of axis 0 (table shape [q.shape[0], entries]).
+struct LutAttrs {
+  DType dtype = DType::f32;
+  LOOM_FIELDS(dtype)
+};
+// Weights packed in a block format (GGUF's q4_0 q4_1 q8_0 q5_0 q5_1 q4_k q5_k q6_k iq4_nl, or Loom's
+// affine_u4 affine_i8): u8 [rows, row_bytes] decoding to f32 [rows, k].
+struct BlockQuantAttrs {
+  std::string format;
+  int64_t k = 0;
+  LOOM_FIELDS(format, k)
+};
+// y = x · Wᵀ with W [n, k] never materialised. format: a block format (inputs x, packed), "affine"
+// (inputs x, q [n,k], scale, [zero_point]; axis/block_size as QuantAttrs) or "lut" (x, q, table).
+struct QuantizedMatmulAttrs {
+  std::string format;
+  int64_t n = 0;
+  int64_t k = 0;
+  int64_t axis = 0;
+  int64_t block_size = 0;
+  LOOM_FIELDS(format, n, k, axis, block_size)
+};
 // Attributes of a user-registered op: a free-form list of named values.
 struct CustomAttrs {
   std::vector<int64_t> ints;

@@ -128,6 +128,24 @@ Tensor sdpa(const Tensor& q, const Tensor& k, const Tensor& v, const SdpaOptions
 // Rotary position embedding on x [B,H,L,D] at positions [L] or [B,L] (i32/i64, from a tensor).
 Tensor rope(const Tensor& x, const Tensor& positions, RopeAttrs options = {});
 
+// --- quantization -------------------------------------------------------------------------------
+// x ≈ (q − zero_point) · scale (MPSGraph: dequantize). Granularity follows the scale's shape: one
+// value (per tensor), q.shape[axis] values (per axis), or q's shape with dim `axis` divided into
+// blocks of block_size (per block; MPSGraph passes block scales as tensors exactly so). The
+// zero point is optional (0) and has the scale's shape. Computed in f32, result in options.dtype.
+Tensor dequantize(const Tensor& q, const Tensor& scale, const Tensor& zero_point = {},
+                  QuantAttrs options = {});
+// q = clamp(round_half_even(x / scale) + zero_point) to options.dtype's range (i8 u8 i4 u4 ...).
+Tensor quantize(const Tensor& x, const Tensor& scale, const Tensor& zero_point = {},
+                QuantAttrs options = {.axis = -1, .block_size = 0, .dtype = DType::i8});
+// table[q] with 16 (u4) or 256 (u8) entries; table [entries] or one per row: [q.shape[0], entries].
+Tensor dequantize_lut(const Tensor& indices, const Tensor& table, DType dtype = DType::f32);
+// Rows of a block format (GGUF q4_0 ... or Loom affine_u4 / affine_i8): u8 [..., row_bytes] → f32 [..., k].
+Tensor dequantize_blocks(const Tensor& packed, const std::string& format, int64_t k);
+// y = x · Wᵀ where W [n, k] is stored in a block format (the fused form; see also the
+// `quantized_matmul` pass that produces it from dequantize → matmul).
+Tensor quantized_matmul(const Tensor& x, const Tensor& packed, const std::string& format, int64_t n, int64_t k);
+
 // --- operators --------------------------------------------------------------------------------
 Tensor operator+(const Tensor& a, const Tensor& b);
 Tensor operator-(const Tensor& a, const Tensor& b);

@@ -225,6 +225,27 @@ Tensor rope(const Tensor& x, const Tensor& positions, RopeAttrs o) {
   return make(op::rope, {x, positions}, make_attrs(o));
 }
 
+// --- quantization ---------------------------------------------------------------------------------
+Tensor dequantize(const Tensor& q, const Tensor& scale, const Tensor& zero_point, QuantAttrs o) {
+  std::vector<Tensor> in{q, scale};
+  if (zero_point.defined()) in.push_back(zero_point);
+  return make(op::dequantize, in, make_attrs(o));
+}
+Tensor quantize(const Tensor& x, const Tensor& scale, const Tensor& zero_point, QuantAttrs o) {
+  std::vector<Tensor> in{x, scale};
+  if (zero_point.defined()) in.push_back(zero_point);
+  return make(op::quantize, in, make_attrs(o));
+}
+Tensor dequantize_lut(const Tensor& indices, const Tensor& table, DType dtype) {
+  return make(op::dequantize_lut, {indices, table}, make_attrs(LutAttrs{dtype}));
+}
+Tensor dequantize_blocks(const Tensor& packed, const std::string& format, int64_t k) {
+  return make(op::dequantize_blocks, {packed}, make_attrs(BlockQuantAttrs{format, k}));
+}
+Tensor quantized_matmul(const Tensor& x, const Tensor& packed, const std::string& format, int64_t n, int64_t k) {
+  return make(op::quantized_matmul, {x, packed}, make_attrs(QuantizedMatmulAttrs{format, n, k, 0, 0}));
+}
+
 // --- operators -----------------------------------------------------------------------------------
 Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
 Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }

@@ -23,4 +23,8 @@ void expect_float(const InferContext& ctx, size_t i);
 std::vector<int> normalize_axes(const InferContext& ctx, const std::vector<int64_t>& axes,
                                 int rank, bool empty_is_all);
 
+// Checks the scale / zero point of an affine (de)quantize against q; returns the normalised axis.
+int check_affine_params(const InferContext& ctx, const TensorType& q, const TensorType& scale,
+                        const TensorType* zero_point, const QuantAttrs& attrs);
+
 }  // namespace loom::ops

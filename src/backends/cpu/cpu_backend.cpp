@@ -18,6 +18,7 @@ const KernelTable& cpu_kernels() {
     cpu::register_matmul(t);
     cpu::register_movement(t);
     cpu::register_attention(t);
+    cpu::register_quantization(t);
     return t;
   }();
   return table;

@@ -30,6 +30,20 @@ inline void load_run(DType t, const void* base, int64_t off, int64_t stride, int
     case DType::i16: go(static_cast<const int16_t*>(base), id); return;
     case DType::i32: go(static_cast<const int32_t*>(base), id); return;
     case DType::i64: go(static_cast<const int64_t*>(base), id); return;
+    case DType::u4:
+    case DType::i4:
+      if (stride == 1 && off % 2 == 0) {  // unpack whole bytes: low nibble = even index
+        const auto* p = static_cast<const uint8_t*>(base) + off / 2;
+        bool s = t == DType::i4;
+        for (int64_t i = 0; i + 1 < n; i += 2) {
+          int lo = p[i / 2] & 15, hi = p[i / 2] >> 4;
+          dst[i] = static_cast<T>(s && lo >= 8 ? lo - 16 : lo);
+          dst[i + 1] = static_cast<T>(s && hi >= 8 ? hi - 16 : hi);
+        }
+        if (n % 2) dst[n - 1] = static_cast<T>(detail::load_element(t, base, off + n - 1));
+        return;
+      }
+      [[fallthrough]];
     default:
       for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<T>(detail::load_element(t, base, off + i * stride));
   }
@@ -64,5 +78,6 @@ void register_reduction(KernelTable& t);
 void register_matmul(KernelTable& t);
 void register_movement(KernelTable& t);
 void register_attention(KernelTable& t);
+void register_quantization(KernelTable& t);
 
 }  // namespace loom::backends::cpu

@@ -61,5 +61,6 @@ void register_normalization(KernelTable& t);
 void register_matmul(KernelTable& t);
 void register_movement(KernelTable& t);
 void register_attention(KernelTable& t);
+void register_quantization(KernelTable& t);
 
 }  // namespace loom::backends::ref

@@ -11,6 +11,7 @@ const KernelTable& reference_kernels() {
     ref::register_matmul(t);
     ref::register_movement(t);
     ref::register_attention(t);
+    ref::register_quantization(t);
     return t;
   }();
   return table;

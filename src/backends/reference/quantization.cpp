@@ -1,0 +1,105 @@
+// Reference quantization kernels: element by element in double; quantized_matmul dequantizes the
+// whole weight (the oracle may; the CPU kernel never does).
+#include <cmath>
+
+#include "backends/cpu/quant/qmatmul.h"
+#include "backends/reference/ref_util.h"
+#include "ops/affine_quant.h"
+#include "ops/quant_formats.h"
+
+namespace loom::backends::ref {
+namespace {
+namespace op = ir::op;
+
+void affine(const KernelContext& c, bool quantize, int64_t axis, int64_t block) {
+  const NDArray &x = c.inputs[0], &s = c.inputs[1], &out = c.outputs[0];
+  const NDArray* zp = c.inputs.size() > 2 ? &c.inputs[2] : nullptr;
+  ops::AffineLayout L(x.shape(), axis, block, s.numel());
+  double lo = 0, hi = 0;
+  if (quantize) ops::integer_range(out.dtype(), &lo, &hi);
+  for (int64_t o = 0; o < L.outer; ++o)
+    for (int64_t a = 0; a < L.len; ++a)
+      for (int64_t i = 0; i < L.inner; ++i) {
+        int64_t e = (o * L.len + a) * L.inner + i, si = L.scale_index(o, a, i);
+        double scale = load_element(s.dtype(), s.data(), si);
+        double z = zp ? load_element(zp->dtype(), zp->data(), si) : 0;
+        double v = load_element(x.dtype(), x.data(), e);
+        store_element(out.dtype(), out.data(), e, quantize ? ops::quantize_value(v, scale, z, lo, hi) : (v - z) * scale);
+      }
+}
+
+void lut(const KernelContext& c) {
+  const NDArray &q = c.inputs[0], &t = c.inputs[1], &out = c.outputs[0];
+  int64_t entries = t.shape()[t.rank() - 1];
+  int64_t per_row = t.rank() == 2 ? q.numel() / std::max<int64_t>(q.shape()[0], 1) : 0;
+  for (int64_t e = 0; e < q.numel(); ++e) {
+    auto idx = static_cast<int64_t>(load_element(q.dtype(), q.data(), e));
+    int64_t row = per_row ? e / per_row : 0;
+    store_element(out.dtype(), out.data(), e, load_element(t.dtype(), t.data(), row * entries + idx));
+  }
+}
+
+cpu::quant::Format format_of(const std::string& name) {
+  for (int i = 0; i < cpu::quant::kNumFormats; ++i)
+    if (cpu::quant::format_name(static_cast<cpu::quant::Format>(i)) == name) return static_cast<cpu::quant::Format>(i);
+  fail("[quant] unknown block format '", name, "'");
+}
+
+void blocks(const KernelContext& c) {
+  const auto& a = c.attrs_as<BlockQuantAttrs>();
+  const NDArray &p = c.inputs[0], &out = c.outputs[0];
+  int64_t rows = out.numel() / a.k;
+  size_t rb = cpu::quant::row_bytes(format_of(a.format), a.k);
+  for (int64_t r = 0; r < rows; ++r)
+    cpu::quant::dequantize_row(format_of(a.format), static_cast<const uint8_t*>(p.data()) + static_cast<size_t>(r) * rb, a.k,
+                               out.data_as<float>() + r * a.k);
+}
+
+// Dequantized weights [n, k] as f32 for any quantized_matmul format.
+NDArray dequantized_weights(const KernelContext& c) {
+  const auto& a = c.attrs_as<QuantizedMatmulAttrs>();
+  NDArray w = NDArray::empty(DType::f32, {a.n, a.k});
+  std::vector<NDArray> in(c.inputs.begin() + 1, c.inputs.end());
+  std::vector<NDArray> out{w};
+  if (a.format == "affine") {
+    affine(KernelContext{in, out, nullptr, nullptr}, false, a.axis, a.block_size);
+  } else if (a.format == "lut") {
+    lut(KernelContext{in, out, nullptr, nullptr});
+  } else {
+    BlockQuantAttrs b{a.format, a.k};
+    auto attrs = make_attrs(b);
+    blocks(KernelContext{in, out, attrs.get(), nullptr});
+  }
+  return w;
+}
+
+void qmatmul(const KernelContext& c) {
+  const auto& a = c.attrs_as<QuantizedMatmulAttrs>();
+  const NDArray &x = c.inputs[0], &out = c.outputs[0];
+  NDArray w = dequantized_weights(c);
+  int64_t m = x.numel() / a.k;
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < a.n; ++j) {
+      double acc = 0;
+      for (int64_t p = 0; p < a.k; ++p) acc += load_element(x.dtype(), x.data(), i * a.k + p) * w.data_as<float>()[j * a.k + p];
+      store_element(out.dtype(), out.data(), i * a.n + j, acc);
+    }
+}
+
+}  // namespace
+
+void register_quantization(KernelTable& t) {
+  t.set(op::dequantize, [](const KernelContext& c) {
+    const auto& a = c.attrs_as<QuantAttrs>();
+    affine(c, false, a.axis, a.block_size);
+  });
+  t.set(op::quantize, [](const KernelContext& c) {
+    const auto& a = c.attrs_as<QuantAttrs>();
+    affine(c, true, a.axis, a.block_size);
+  });
+  t.set(op::dequantize_lut, lut);
+  t.set(op::dequantize_blocks, blocks);
+  t.set(op::quantized_matmul, qmatmul);
+}
+
+}  // namespace loom::backends::ref

@@ -9,14 +9,14 @@
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 
-#include <cstdint>
 #include <atomic>
+#include <cstdint>
 #include <cstring>
 #include <map>
-#include <string>
-#include <tuple>
 #include <memory>
 #include <random>
+#include <string>
+#include <tuple>
 #include <vector>
 
 #include "backends/cpu/quant/qmatmul.h"
@@ -55,7 +55,8 @@ const Weights& weights(Format fmt, int64_t n, int64_t k, bool want_f32) {
   std::vector<uint8_t> wq(rb * n);
   for (int64_t j = 0; j < n; ++j) q::quantize_row(fmt, wf.data() + j * k, k, wq.data() + j * rb);
   if (want_f32) {
-    for (int64_t j = 0; j < n; ++j) q::dequantize_row(fmt, wq.data() + j * rb, k, wf.data() + j * k);
+    for (int64_t j = 0; j < n; ++j)
+      q::dequantize_row(fmt, wq.data() + j * rb, k, wf.data() + j * k);
     const size_t copies = std::max<size_t>(1, (kColdBytes + wf.size() * 4 - 1) / (wf.size() * 4));
     slot->f32.assign(copies, wf);
   } else {
@@ -87,12 +88,13 @@ void BM_qmatmul(benchmark::State& state) {
     benchmark::DoNotOptimize(y.data());
     c = (c + 1) % w.quant.size();
   }
-  state.SetLabel(std::string(q::format_name(fmt)) + " " + std::string(q::isa_name(q::active_isa())));
+  state.SetLabel(std::string(q::format_name(fmt)) + " " +
+                 std::string(q::isa_name(q::active_isa())));
   state.counters["wGB/s"] = benchmark::Counter(static_cast<double>(w.quant[0].size()),
                                                benchmark::Counter::kIsIterationInvariantRate,
                                                benchmark::Counter::kIs1000);
-  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * m * n * k, benchmark::Counter::kIsIterationInvariantRate,
-                                                 benchmark::Counter::kIs1000);
+  state.counters["GFLOP/s"] = benchmark::Counter(
+      2.0 * m * n * k, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
 }
 
 // OpenBLAS on the dequantized weights: sgemv for m = 1, sgemm otherwise (y = x · Wᵀ).
@@ -120,8 +122,8 @@ void BM_openblas(benchmark::State& state) {
   state.counters["wGB/s"] = benchmark::Counter(static_cast<double>(n * k * 4),
                                                benchmark::Counter::kIsIterationInvariantRate,
                                                benchmark::Counter::kIs1000);
-  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * m * n * k, benchmark::Counter::kIsIterationInvariantRate,
-                                                 benchmark::Counter::kIs1000);
+  state.counters["GFLOP/s"] = benchmark::Counter(
+      2.0 * m * n * k, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
 }
 
 // The floor: streaming reads of 256 MiB with `threads` threads (integer sums vectorise without
@@ -151,9 +153,9 @@ void BM_read_bandwidth(benchmark::State& state) {
     });
     benchmark::DoNotOptimize(acc.load());
   }
-  state.counters["GB/s"] = benchmark::Counter(static_cast<double>(n * 8),
-                                              benchmark::Counter::kIsIterationInvariantRate,
-                                              benchmark::Counter::kIs1000);
+  state.counters["GB/s"] =
+      benchmark::Counter(static_cast<double>(n * 8), benchmark::Counter::kIsIterationInvariantRate,
+                         benchmark::Counter::kIs1000);
 }
 
 void shapes(benchmark::internal::Benchmark* b) {

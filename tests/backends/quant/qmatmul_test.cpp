@@ -1,6 +1,8 @@
 // Tests for the quantized matmul kernels: ggml layouts decoded exactly (hand-built blocks),
 // qmatmul on every format and forced ISA against a double-precision reference built from the
 // scalar decoder, Loom formats' round trip within their bound, and argument errors.
+#include "backends/cpu/quant/qmatmul.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -9,7 +11,6 @@
 #include <string>
 #include <vector>
 
-#include "backends/cpu/quant/qmatmul.h"
 #include "loom/dtype.h"
 #include "loom/error.h"
 #include "runtime/thread_pool.h"
@@ -17,8 +18,8 @@
 namespace loom::cpu::quant {
 namespace {
 
-constexpr Format kAllFormats[] = {Format::q4_0, Format::q4_1,   Format::q8_0,      Format::q5_0,
-                                  Format::q5_1, Format::q4_k,   Format::q5_k,      Format::q6_k,
+constexpr Format kAllFormats[] = {Format::q4_0,   Format::q4_1,      Format::q8_0,     Format::q5_0,
+                                  Format::q5_1,   Format::q4_k,      Format::q5_k,     Format::q6_k,
                                   Format::iq4_nl, Format::affine_u4, Format::affine_i8};
 
 uint32_t fresh_seed() { return std::random_device{}(); }
@@ -102,7 +103,7 @@ TEST(QuantLayout, Iq4Nl) {
   auto y = decode(Format::iq4_nl, b);
   EXPECT_EQ(y[0], -127.0f);
   EXPECT_EQ(y[16], 113.0f);
-  EXPECT_EQ(y[1], 1.0f);    // T[8]
+  EXPECT_EQ(y[1], 1.0f);     // T[8]
   EXPECT_EQ(y[17], -10.0f);  // T[7]
 }
 
@@ -147,10 +148,10 @@ TEST(QuantLayout, Q6_K) {
   auto* sc = reinterpret_cast<int8_t*>(b.data() + 192);
   sc[0] = 2;
   sc[4] = -3;
-  b[0] = 0x21;         // ql[0]
-  b[128] = 0b100001;   // qh[0]: bits 0-1 = 1 (elem 0), bits 4-5 = 2 (elem 64)
+  b[0] = 0x21;        // ql[0]
+  b[128] = 0b100001;  // qh[0]: bits 0-1 = 1 (elem 0), bits 4-5 = 2 (elem 64)
   auto y = decode(Format::q6_k, b);
-  EXPECT_EQ(y[0], 2.0f * ((1 | (1 << 4)) - 32));   // -30
+  EXPECT_EQ(y[0], 2.0f * ((1 | (1 << 4)) - 32));    // -30
   EXPECT_EQ(y[64], -3.0f * ((2 | (2 << 4)) - 32));  // -6
 }
 
@@ -186,8 +187,9 @@ std::vector<uint8_t> make_weights(Format fmt, int64_t n, int64_t k, std::mt19937
 }
 
 void check_case(Format fmt, Isa isa, const Case& c, ThreadPool* pool, std::mt19937& rng) {
-  SCOPED_TRACE(::testing::Message() << format_name(fmt) << " " << isa_name(isa) << " m=" << c.m
-                                    << " k=" << c.k << " n=" << c.n << " pool=" << (pool != nullptr));
+  SCOPED_TRACE(::testing::Message()
+               << format_name(fmt) << " " << isa_name(isa) << " m=" << c.m << " k=" << c.k
+               << " n=" << c.n << " pool=" << (pool != nullptr));
   std::normal_distribution<float> nd(0.0f, 1.0f);
   std::vector<float> x(static_cast<size_t>(c.m * c.k));
   for (auto& v : x) v = nd(rng);
@@ -219,8 +221,8 @@ void check_case(Format fmt, Isa isa, const Case& c, ThreadPool* pool, std::mt199
       // activation rounding above (a worst case; typical errors are ~√32 smaller).
       const double tol = (c.k * 1.2e-7 + 1e-6) * mag + (int_dot ? act_err * 1.001 : 0.0) + 1e-30;
       const double got = y[i * c.n + j];
-      ASSERT_LE(std::fabs(got - ref), tol) << "at y[" << i << "," << j << "] got " << got
-                                           << " want " << ref;
+      ASSERT_LE(std::fabs(got - ref), tol)
+          << "at y[" << i << "," << j << "] got " << got << " want " << ref;
     }
   }
 }
@@ -245,14 +247,14 @@ TEST_P(QMatmulTest, MatchesDoubleReference) {
   set_isa(detected_isa());
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    AllFormats, QMatmulTest,
-    ::testing::Combine(::testing::ValuesIn(kAllFormats),
-                       ::testing::Values(Isa::scalar, Isa::avx2, Isa::avx512_vnni)),
-    [](const auto& info) {
-      return std::string(format_name(std::get<0>(info.param))) + "_" +
-             std::string(isa_name(std::get<1>(info.param)));
-    });
+INSTANTIATE_TEST_SUITE_P(AllFormats, QMatmulTest,
+                         ::testing::Combine(::testing::ValuesIn(kAllFormats),
+                                            ::testing::Values(Isa::scalar, Isa::avx2,
+                                                              Isa::avx512_vnni)),
+                         [](const auto& info) {
+                           return std::string(format_name(std::get<0>(info.param))) + "_" +
+                                  std::string(isa_name(std::get<1>(info.param)));
+                         });
 
 // The SIMD paths compute the same integer sums as the scalar path; only f32 summation order
 // differs, so they agree far more tightly than either agrees with the f32 reference.
@@ -264,7 +266,8 @@ TEST(QMatmul, SimdMatchesScalarClosely) {
   const int64_t m = 9, k = 32 * 23, n = 13;
   std::vector<float> x(static_cast<size_t>(m * k));
   for (auto& v : x) v = nd(rng);
-  for (Format fmt : {Format::q4_0, Format::q4_1, Format::q8_0, Format::affine_u4, Format::affine_i8}) {
+  for (Format fmt :
+       {Format::q4_0, Format::q4_1, Format::q8_0, Format::affine_u4, Format::affine_i8}) {
     auto w = make_weights(fmt, n, k, rng);
     std::vector<float> ys(static_cast<size_t>(m * n)), yv(ys.size());
     set_isa(Isa::scalar);
@@ -300,10 +303,10 @@ TEST(QuantRoundTrip, AffineFormatsWithinBound) {
     const int kind = static_cast<int>(b % 5);
     for (int t = 0; t < 32; ++t) {
       float v = nd(rng) * (b % 7 + 1) * 0.3f;
-      if (kind == 1) v = 0.0f;             // all zero
-      if (kind == 2) v = -1.75f;           // constant
+      if (kind == 1) v = 0.0f;                 // all zero
+      if (kind == 2) v = -1.75f;               // constant
       if (kind == 3) v = std::fabs(v) + 0.5f;  // one-sided
-      if (kind == 4 && t == 0) v = 40.0f;  // outlier at one end
+      if (kind == 4 && t == 0) v = 40.0f;      // outlier at one end
       x[b * 32 + t] = v;
     }
   }
@@ -365,8 +368,9 @@ TEST(QMatmulArgs, KNotMultipleOfBlockThrows) {
     qmatmul(Format::q4_0, x.data(), 1, 33, w.data(), 1, y.data(), nullptr);
     FAIL() << "no throw";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("[qmatmul] k = 33 is not a multiple of the q4_0 block size 32"),
-              std::string::npos)
+    EXPECT_NE(
+        std::string(e.what()).find("[qmatmul] k = 33 is not a multiple of the q4_0 block size 32"),
+        std::string::npos)
         << e.what();
   }
   EXPECT_THROW(qmatmul(Format::q4_k, x.data(), 1, 64, w.data(), 1, y.data(), nullptr), Error);

@@ -152,7 +152,8 @@ void dq_q5_k(const uint8_t* b, float* y) {
     const float d1 = d * sc, m1 = dmin * m;
     get_scale_min_k4(2 * c + 1, scales, &sc, &m);
     const float d2 = d * sc, m2 = dmin * m;
-    const uint8_t u1 = static_cast<uint8_t>(1u << (2 * c)), u2 = static_cast<uint8_t>(2u << (2 * c));
+    const uint8_t u1 = static_cast<uint8_t>(1u << (2 * c)),
+                  u2 = static_cast<uint8_t>(2u << (2 * c));
     for (int l = 0; l < 32; ++l)
       y[64 * c + l] = d1 * ((ql[32 * c + l] & 0xF) + (qh[l] & u1 ? 16 : 0)) - m1;
     for (int l = 0; l < 32; ++l)
@@ -244,7 +245,8 @@ void q_q8_0(const float* x, uint8_t* b) {
   check_half(d, Format::q8_0);
   const float id = d != 0 ? 1.0f / d : 0.0f;
   store_half(b, d);
-  for (int j = 0; j < 32; ++j) b[2 + j] = static_cast<uint8_t>(static_cast<int8_t>(std::lround(x[j] * id)));
+  for (int j = 0; j < 32; ++j)
+    b[2 + j] = static_cast<uint8_t>(static_cast<int8_t>(std::lround(x[j] * id)));
 }
 void q_q5_0(const float* x, uint8_t* b) {
   const float d = signed_absmax(x, 32) / -16;
@@ -397,7 +399,9 @@ void q_affine_u4(const float* x, uint8_t* b) {
   store_half(b, s);
   store_half(b + 2, zp);
   const float is = s != 0 ? 1.0f / s : 0.0f;
-  auto q = [&](float v) { return std::clamp(static_cast<int>(std::nearbyint(v * is + zp)), 0, 15); };
+  auto q = [&](float v) {
+    return std::clamp(static_cast<int>(std::nearbyint(v * is + zp)), 0, 15);
+  };
   for (int i = 0; i < 16; ++i)
     b[4 + i] = static_cast<uint8_t>(q(x[2 * i]) | (q(x[2 * i + 1]) << 4));
 }
@@ -418,17 +422,28 @@ using EncodeFn = void (*)(const float*, uint8_t*);
 
 DecodeFn decoder(Format fmt) {
   switch (fmt) {
-    case Format::q4_0: return dq_q4_0;
-    case Format::q4_1: return dq_q4_1;
-    case Format::q8_0: return dq_q8_0;
-    case Format::q5_0: return dq_q5_0;
-    case Format::q5_1: return dq_q5_1;
-    case Format::q4_k: return dq_q4_k;
-    case Format::q5_k: return dq_q5_k;
-    case Format::q6_k: return dq_q6_k;
-    case Format::iq4_nl: return dq_iq4_nl;
-    case Format::affine_u4: return dq_affine_u4;
-    case Format::affine_i8: return dq_affine_i8;
+    case Format::q4_0:
+      return dq_q4_0;
+    case Format::q4_1:
+      return dq_q4_1;
+    case Format::q8_0:
+      return dq_q8_0;
+    case Format::q5_0:
+      return dq_q5_0;
+    case Format::q5_1:
+      return dq_q5_1;
+    case Format::q4_k:
+      return dq_q4_k;
+    case Format::q5_k:
+      return dq_q5_k;
+    case Format::q6_k:
+      return dq_q6_k;
+    case Format::iq4_nl:
+      return dq_iq4_nl;
+    case Format::affine_u4:
+      return dq_affine_u4;
+    case Format::affine_i8:
+      return dq_affine_i8;
   }
   fail("[qmatmul] unknown format id ", static_cast<int>(fmt));
 }
@@ -460,17 +475,39 @@ void quantize_row(Format fmt, const float* in, int64_t k, void* row) {
   const FormatRow& r = row_of(fmt);
   EncodeFn f = nullptr;
   switch (fmt) {
-    case Format::q4_0: f = q_q4_0; break;
-    case Format::q4_1: f = q_q4_1; break;
-    case Format::q8_0: f = q_q8_0; break;
-    case Format::q5_0: f = q_q5_0; break;
-    case Format::q5_1: f = q_q5_1; break;
-    case Format::q4_k: f = [](const float* x, uint8_t* b) { q_kmin(x, b, 15, Format::q4_k); }; break;
-    case Format::q5_k: f = [](const float* x, uint8_t* b) { q_kmin(x, b, 31, Format::q5_k); }; break;
-    case Format::q6_k: f = q_q6_k; break;
-    case Format::iq4_nl: f = q_iq4_nl; break;
-    case Format::affine_u4: f = q_affine_u4; break;
-    case Format::affine_i8: f = q_affine_i8; break;
+    case Format::q4_0:
+      f = q_q4_0;
+      break;
+    case Format::q4_1:
+      f = q_q4_1;
+      break;
+    case Format::q8_0:
+      f = q_q8_0;
+      break;
+    case Format::q5_0:
+      f = q_q5_0;
+      break;
+    case Format::q5_1:
+      f = q_q5_1;
+      break;
+    case Format::q4_k:
+      f = [](const float* x, uint8_t* b) { q_kmin(x, b, 15, Format::q4_k); };
+      break;
+    case Format::q5_k:
+      f = [](const float* x, uint8_t* b) { q_kmin(x, b, 31, Format::q5_k); };
+      break;
+    case Format::q6_k:
+      f = q_q6_k;
+      break;
+    case Format::iq4_nl:
+      f = q_iq4_nl;
+      break;
+    case Format::affine_u4:
+      f = q_affine_u4;
+      break;
+    case Format::affine_i8:
+      f = q_affine_i8;
+      break;
   }
   auto* b = static_cast<uint8_t*>(row);
   for (int64_t i = 0; i < k / r.block; ++i) f(in + i * r.block, b + i * r.bytes);

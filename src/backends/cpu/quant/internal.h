@@ -42,9 +42,9 @@ inline float load_half(const uint8_t* p) {
 // two blocks), a scale per block and s = scale · Σq per block (it multiplies the weight-side
 // offset: zero point, ggml's "m" or the −8 of q4_0).
 struct ActRows {
-  const int8_t* q = nullptr;   // [m][kb * 32]
-  const float* d = nullptr;    // [m][kb]
-  const float* s = nullptr;    // [m][kb]
+  const int8_t* q = nullptr;  // [m][kb * 32]
+  const float* d = nullptr;   // [m][kb]
+  const float* s = nullptr;   // [m][kb]
   int64_t kb = 0;
 };
 
@@ -52,12 +52,12 @@ struct ActRows {
 // Σ_b d_b·da_b·Σ q·qa + wm_b·s_b over the row's blocks. Each ISA defines one.
 using TileFn = void (*)(Format fmt, const ActRows& a, int64_t m, const uint8_t* w, size_t rb,
                         int64_t j0, int64_t j1, float* y, int64_t ldy);
-void tiles_scalar(Format fmt, const ActRows& a, int64_t m, const uint8_t* w, size_t rb,
-                  int64_t j0, int64_t j1, float* y, int64_t ldy);
+void tiles_scalar(Format fmt, const ActRows& a, int64_t m, const uint8_t* w, size_t rb, int64_t j0,
+                  int64_t j1, float* y, int64_t ldy);
 void tiles_avx2(Format fmt, const ActRows& a, int64_t m, const uint8_t* w, size_t rb, int64_t j0,
                 int64_t j1, float* y, int64_t ldy);
-void tiles_avx512(Format fmt, const ActRows& a, int64_t m, const uint8_t* w, size_t rb,
-                  int64_t j0, int64_t j1, float* y, int64_t ldy);
+void tiles_avx512(Format fmt, const ActRows& a, int64_t m, const uint8_t* w, size_t rb, int64_t j0,
+                  int64_t j1, float* y, int64_t ldy);
 
 // f32 dot products for the dequantize-then-dot formats.
 float dot_f32_scalar(const float* a, const float* b, int64_t k);
@@ -71,27 +71,37 @@ float dot_f32_avx512(const float* a, const float* b, int64_t k);
 // into the same order when quantized (see act_permutation).
 struct BlockInfo {
   size_t bytes;
-  int qs_offset;      // where the quants start
-  bool four_bit;      // nibble-packed (else int8)
+  int qs_offset;  // where the quants start
+  bool four_bit;  // nibble-packed (else int8)
 };
 inline BlockInfo block_info(Format fmt) {
   switch (fmt) {
-    case Format::q4_0: return {18, 2, true};
-    case Format::q4_1: return {20, 4, true};
-    case Format::affine_u4: return {20, 4, true};
-    case Format::q8_0: return {34, 2, false};
-    case Format::affine_i8: return {36, 4, false};
-    default: return {0, 0, false};
+    case Format::q4_0:
+      return {18, 2, true};
+    case Format::q4_1:
+      return {20, 4, true};
+    case Format::affine_u4:
+      return {20, 4, true};
+    case Format::q8_0:
+      return {34, 2, false};
+    case Format::affine_i8:
+      return {36, 4, false};
+    default:
+      return {0, 0, false};
   }
 }
 // Offset coefficient of a block in its natural signed/unsigned domain (int8 weights signed).
 inline float block_offset(Format fmt, const uint8_t* blk) {
   switch (fmt) {
-    case Format::q4_0: return -8.0f * load_half(blk);
-    case Format::q4_1: return load_half(blk + 2);
+    case Format::q4_0:
+      return -8.0f * load_half(blk);
+    case Format::q4_1:
+      return load_half(blk + 2);
     case Format::affine_u4:
-    case Format::affine_i8: return -load_half(blk + 2) * load_half(blk);
-    default: return 0.0f;  // q8_0
+    case Format::affine_i8:
+      return -load_half(blk + 2) * load_half(blk);
+    default:
+      return 0.0f;  // q8_0
   }
 }
 

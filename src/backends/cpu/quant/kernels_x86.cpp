@@ -12,8 +12,7 @@
 
 #include "backends/cpu/quant/internal.h"
 
-#define LOOM_AVX512 \
-  __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+#define LOOM_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 #define LOOM_AVX2 __attribute__((target("avx2,fma,f16c")))
 
 namespace loom::cpu::quant::detail {
@@ -24,15 +23,18 @@ namespace {
 // 4-bit: each block's 16 bytes go to two 128-bit lanes; the second lane is shifted right by 4,
 // giving [low nibbles, high nibbles] = storage order without any cross-lane shuffle of results.
 LOOM_AVX512 inline __m512i unpack4_x2(const uint8_t* q0, const uint8_t* q1) {
-  const __m256i a = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q0)));
-  const __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q1)));
+  const __m256i a =
+      _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q0)));
+  const __m256i b =
+      _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q1)));
   const __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
   const long long s = 0x0004000400040004LL;
   const __m512i shifts = _mm512_set_epi64(s, s, 0, 0, s, s, 0, 0);
   return _mm512_and_si512(_mm512_srlv_epi16(v, shifts), _mm512_set1_epi8(0x0F));
 }
 LOOM_AVX512 inline __m512i unpack4_x1(const uint8_t* q0) {
-  const __m256i a = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q0)));
+  const __m256i a =
+      _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q0)));
   const __m256i lo = _mm256_and_si256(a, _mm256_set1_epi8(0x0F));
   const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(a, 4), _mm256_set1_epi8(0x0F));
   return _mm512_zextsi256_si512(_mm256_blend_epi32(lo, hi, 0xF0));
@@ -85,11 +87,13 @@ LOOM_AVX512 inline void scales_pair(const uint8_t* blk, size_t bb, __m512* ws, _
     const __m512 f = _mm512_castps128_ps512(_mm_cvtph_ps(
         _mm_cvtsi64_si128(static_cast<long long>(static_cast<uint64_t>(u1) << 32 | u0))));
     // f = [d0, x0, d1, x1]
-    *ws = _mm512_permutexvar_ps(_mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0), f);
+    *ws =
+        _mm512_permutexvar_ps(_mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0), f);
     const __m512 x =
         _mm512_permutexvar_ps(_mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1), f);
     if constexpr (F == Format::q4_1) *wm = x;
-    if constexpr (F == Format::affine_u4) *wm = _mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), x), *ws);
+    if constexpr (F == Format::affine_u4)
+      *wm = _mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), x), *ws);
     if constexpr (F == Format::affine_i8)
       *wm = _mm512_mul_ps(_mm512_sub_ps(_mm512_set1_ps(-128.0f), x), *ws);
   }
@@ -127,8 +131,8 @@ LOOM_AVX512 void tile512(const ActRows& a, int64_t i0, const uint8_t* w, size_t 
       const __m512 as = float_pair(a.d + ai);
       if constexpr (F == Format::q4_0 || F == Format::q8_0) {
         // wm = c·d, so the block is d·(da·Σq·qa + c·s): one fma less per tile entry.
-        const __m512 cs = _mm512_mul_ps(float_pair(a.s + ai),
-                                        _mm512_set1_ps(F == Format::q4_0 ? -1.0f : -16.0f));
+        const __m512 cs =
+            _mm512_mul_ps(float_pair(a.s + ai), _mm512_set1_ps(F == Format::q4_0 ? -1.0f : -16.0f));
         for (int r = 0; r < NR; ++r) {
           const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq[r], av);
           const __m512 t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), as, cs);
@@ -176,16 +180,23 @@ LOOM_AVX512 void rows512(const ActRows& a, int64_t m, const uint8_t* w, size_t r
   int64_t i = 0;
   for (; i + 4 <= m; i += 4) tile512<F, 4, NR>(a, i, w, rb, info, j0, y, ldy);
   switch (m - i) {
-    case 3: tile512<F, 3, NR>(a, i, w, rb, info, j0, y, ldy); break;
-    case 2: tile512<F, 2, NR>(a, i, w, rb, info, j0, y, ldy); break;
-    case 1: tile512<F, 1, NR>(a, i, w, rb, info, j0, y, ldy); break;
-    default: break;
+    case 3:
+      tile512<F, 3, NR>(a, i, w, rb, info, j0, y, ldy);
+      break;
+    case 2:
+      tile512<F, 2, NR>(a, i, w, rb, info, j0, y, ldy);
+      break;
+    case 1:
+      tile512<F, 1, NR>(a, i, w, rb, info, j0, y, ldy);
+      break;
+    default:
+      break;
   }
 }
 
 template <Format F>
-LOOM_AVX512 void tiles512(const ActRows& a, int64_t m, const uint8_t* w, size_t rb,
-                          int64_t j0, int64_t j1, float* y, int64_t ldy) {
+LOOM_AVX512 void tiles512(const ActRows& a, int64_t m, const uint8_t* w, size_t rb, int64_t j0,
+                          int64_t j1, float* y, int64_t ldy) {
   const BlockInfo info = block_info(F);
   int64_t j = j0;
   for (; j + 4 <= j1; j += 4) rows512<F, 4>(a, m, w, rb, info, j, y, ldy);
@@ -231,9 +242,9 @@ LOOM_AVX2 void tile256(const ActRows& a, int64_t i0, const uint8_t* w, size_t rb
       const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q + ai * 32));
       const float da = a.d[ai], sa = a.s[ai];
       for (int r = 0; r < NR; ++r) {
-        const __m256i p16 = kFour ? _mm256_maddubs_epi16(wq[r], av)
-                                  : _mm256_maddubs_epi16(_mm256_abs_epi8(wq[r]),
-                                                         _mm256_sign_epi8(av, wq[r]));
+        const __m256i p16 =
+            kFour ? _mm256_maddubs_epi16(wq[r], av)
+                  : _mm256_maddubs_epi16(_mm256_abs_epi8(wq[r]), _mm256_sign_epi8(av, wq[r]));
         const __m256i p32 = _mm256_madd_epi16(p16, ones);
         acc[i][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), _mm256_set1_ps(ws[r] * da), acc[i][r]);
         if (F != Format::q8_0) acc[i][r] = _mm256_add_ps(acc[i][r], _mm256_set1_ps(wm[r] * sa));
@@ -242,8 +253,8 @@ LOOM_AVX2 void tile256(const ActRows& a, int64_t i0, const uint8_t* w, size_t rb
   }
   for (int i = 0; i < MR; ++i)
     for (int r = 0; r < NR; ++r) {
-      const __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc[i][r]),
-                                  _mm256_extractf128_ps(acc[i][r], 1));
+      const __m128 h =
+          _mm_add_ps(_mm256_castps256_ps128(acc[i][r]), _mm256_extractf128_ps(acc[i][r], 1));
       const __m128 q = _mm_add_ps(h, _mm_movehl_ps(h, h));
       y[(i0 + i) * ldy + j0 + r] = _mm_cvtss_f32(_mm_add_ss(q, _mm_shuffle_ps(q, q, 1)));
     }
@@ -269,25 +280,29 @@ LOOM_AVX2 void tiles256(const ActRows& a, int64_t m, const uint8_t* w, size_t rb
 
 }  // namespace
 
-#define LOOM_QUANT_DISPATCH(fn)                                    \
-  switch (fmt) {                                                   \
-    case Format::q4_0: return fn<Format::q4_0>(a, m, w, rb, j0, j1, y, ldy);           \
-    case Format::q4_1: return fn<Format::q4_1>(a, m, w, rb, j0, j1, y, ldy);           \
-    case Format::q8_0: return fn<Format::q8_0>(a, m, w, rb, j0, j1, y, ldy);           \
-    case Format::affine_u4: return fn<Format::affine_u4>(a, m, w, rb, j0, j1, y, ldy); \
-    case Format::affine_i8: return fn<Format::affine_i8>(a, m, w, rb, j0, j1, y, ldy); \
-    default: return;                                               \
+#define LOOM_QUANT_DISPATCH(fn)                                  \
+  switch (fmt) {                                                 \
+    case Format::q4_0:                                           \
+      return fn<Format::q4_0>(a, m, w, rb, j0, j1, y, ldy);      \
+    case Format::q4_1:                                           \
+      return fn<Format::q4_1>(a, m, w, rb, j0, j1, y, ldy);      \
+    case Format::q8_0:                                           \
+      return fn<Format::q8_0>(a, m, w, rb, j0, j1, y, ldy);      \
+    case Format::affine_u4:                                      \
+      return fn<Format::affine_u4>(a, m, w, rb, j0, j1, y, ldy); \
+    case Format::affine_i8:                                      \
+      return fn<Format::affine_i8>(a, m, w, rb, j0, j1, y, ldy); \
+    default:                                                     \
+      return;                                                    \
   }
 
-void tiles_avx512(Format fmt, const ActRows& a, int64_t m, const uint8_t* w, size_t rb,
-                  int64_t j0, int64_t j1, float* y, int64_t ldy) {
+void tiles_avx512(Format fmt, const ActRows& a, int64_t m, const uint8_t* w, size_t rb, int64_t j0,
+                  int64_t j1, float* y, int64_t ldy) {
   LOOM_QUANT_DISPATCH(tiles512)
 }
 
 void tiles_avx2(Format fmt, const ActRows& a, int64_t m, const uint8_t* w, size_t rb, int64_t j0,
-                int64_t j1, float* y, int64_t ldy) {
-  LOOM_QUANT_DISPATCH(tiles256)
-}
+                int64_t j1, float* y, int64_t ldy){LOOM_QUANT_DISPATCH(tiles256)}
 
 LOOM_AVX512 float dot_f32_avx512(const float* a, const float* b, int64_t k) {
   __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();

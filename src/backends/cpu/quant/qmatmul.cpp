@@ -20,7 +20,8 @@ using detail::ActRows;
 
 bool cpu_has(Isa isa) {
   switch (isa) {
-    case Isa::scalar: return true;
+    case Isa::scalar:
+      return true;
     case Isa::avx2:
       return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     case Isa::avx512_vnni:
@@ -118,8 +119,8 @@ void float_path(Format fmt, const float* x, int64_t m, int64_t k, const uint8_t*
 
 namespace detail {
 
-void tiles_scalar(Format fmt, const ActRows& a, int64_t m, const uint8_t* w, size_t rb,
-                  int64_t j0, int64_t j1, float* y, int64_t ldy) {
+void tiles_scalar(Format fmt, const ActRows& a, int64_t m, const uint8_t* w, size_t rb, int64_t j0,
+                  int64_t j1, float* y, int64_t ldy) {
   const BlockInfo info = block_info(fmt);
   for (int64_t j = j0; j < j1; ++j) {
     for (int64_t i = 0; i < m; ++i) y[i * ldy + j] = 0;
@@ -155,14 +156,16 @@ float dot_f32_scalar(const float* a, const float* b, int64_t k) {
   return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
-
 }  // namespace detail
 
 std::string_view isa_name(Isa isa) {
   switch (isa) {
-    case Isa::scalar: return "scalar";
-    case Isa::avx2: return "avx2";
-    case Isa::avx512_vnni: return "avx512_vnni";
+    case Isa::scalar:
+      return "scalar";
+    case Isa::avx2:
+      return "avx2";
+    case Isa::avx512_vnni:
+      return "avx512_vnni";
   }
   return "?";
 }

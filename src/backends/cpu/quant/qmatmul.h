@@ -7,7 +7,8 @@
 // `quantized_matmul` and the GGUF loader hand raw pointers to these functions.
 //
 // Block layouts (all multi-byte fields little-endian; "f16" is IEEE half). The ggml formats are
-// byte-for-byte those of ggml/llama.cpp (GGUF tensor types), so GGUF data is used without repacking.
+// byte-for-byte those of ggml/llama.cpp (GGUF tensor types), so GGUF data is used without
+// repacking.
 //
 //   q4_0   32 elems, 18 B: f16 d; u8 qs[16].
 //          elem j (j < 16) = (qs[j] & 15) - 8,  elem j + 16 = (qs[j] >> 4) - 8;  x = q·d

@@ -18,8 +18,11 @@
 
 namespace loom::cpu::fft::avx2 {
 
-#include "backends/cpu/fft/kernels_impl.inc"
+// The vector type first, then the templates that use it.
+// clang-format off
 #include "backends/cpu/fft/vec_avx2.inc"
+#include "backends/cpu/fft/kernels_impl.inc"
+// clang-format on
 
 void run_stage(const StageView& st, const float* x, float* y, int64_t j0, int64_t j1, int64_t k0,
                int64_t k1, bool inverse, float scale) {

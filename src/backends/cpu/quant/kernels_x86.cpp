@@ -64,7 +64,7 @@ LOOM_AVX512 inline __m512 half_pair(const uint8_t* p, size_t bb) {
   return spread2(_mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(h))));
 }
 LOOM_AVX512 inline __m512 float_pair(const float* p) {
-  return spread2(_mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(p))));
+  return spread2(_mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
 }
 LOOM_AVX512 inline float half1(const uint8_t* p) {
   uint16_t h;

@@ -23,6 +23,12 @@ void constant_folding(PassContext& ctx) {
     for (const auto& t : n.outputs)
       small = small && t.shape.is_static() && t.shape.numel() <= ctx.options.constant_folding_max_elements;
     if (!small) continue;
+    // Never make the model bigger: folding dequantize, expand or tile of a constant would
+    // replace compact weights by large ones (and hide them from quantized_matmul fusion).
+    size_t in_bytes = 0, out_bytes = 0;
+    for (const auto& a : in) in_bytes += a.nbytes();
+    for (const auto& t : n.outputs) out_bytes += storage_bytes(t.dtype, t.shape.numel());
+    if (out_bytes > in_bytes && !in.empty()) continue;
     std::vector<NDArray> out = ctx.evaluate(n, in);
     // The node becomes a constant in place (ops with several outputs are left alone); its inputs
     // may become dead, which the next DCE removes.

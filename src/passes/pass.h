@@ -39,11 +39,15 @@ void replace_uses(PassContext& ctx, const std::vector<std::pair<ir::Value, ir::V
 // Removes nodes whose keep[i] is false, renumbering the rest (order preserved). Removed nodes
 // must have no remaining uses.
 void compact(PassContext& ctx, const std::vector<bool>& keep);
+// Inserts `nodes` (whose inputs refer to nodes before `index`) before node `index`, renumbering
+// every later use.
+void insert_before(PassContext& ctx, size_t index, std::vector<ir::Node> nodes);
 
 void dead_code_elimination(PassContext& ctx);
 void common_subexpression_elimination(PassContext& ctx);
 void constant_folding(PassContext& ctx);
 void attention_pattern(PassContext& ctx);
 void inplace_variable_update(PassContext& ctx);
+void quantized_matmul_fusion(PassContext& ctx);
 
 }  // namespace loom::passes

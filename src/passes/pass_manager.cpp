@@ -41,6 +41,19 @@ void compact(PassContext& ctx, const std::vector<bool>& keep) {
   nodes = std::move(out);
 }
 
+void insert_before(PassContext& ctx, size_t index, std::vector<ir::Node> nodes) {
+  auto count = static_cast<int32_t>(nodes.size());
+  auto at = static_cast<int32_t>(index);
+  auto shift = [&](ir::Value& v) {
+    if (v.node >= at) v.node += count;
+  };
+  for (size_t i = index; i < ctx.graph.nodes.size(); ++i)
+    for (auto& v : ctx.graph.nodes[i].inputs) shift(v);
+  for (auto& v : ctx.outputs) shift(v);
+  ctx.graph.nodes.insert(ctx.graph.nodes.begin() + static_cast<long>(index),
+                         std::make_move_iterator(nodes.begin()), std::make_move_iterator(nodes.end()));
+}
+
 void run_pipeline(PassContext& ctx) {
   for (const auto& name : ctx.options.disabled_passes) {
     bool known = std::any_of(pipeline().begin(), pipeline().end(),

@@ -1,0 +1,129 @@
+// dequantize → matmul fusion into quantized_matmul, for every weight format and layout; results
+// equal the unfused graph, and the float weights are never materialised.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "backends/cpu/quant/qmatmul.h"
+#include "loom/loom.h"
+
+namespace loom {
+namespace {
+
+std::string joined(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& l : v) s += l + "\n";
+  return s;
+}
+
+void check_fused(const Graph& g, const Tensor& y, int64_t m, int64_t k, double tol) {
+  auto fused = g.compile({y});
+  std::string log = joined(fused.pass_log());
+  EXPECT_NE(log.find("[quantized_matmul] fused"), std::string::npos) << log;
+  EXPECT_EQ(fused.to_text().find("dequantize"), std::string::npos) << fused.to_text();
+  // Only the activations and the result are intermediates: no float weight tensor.
+  auto stats = fused.plan_stats({{"x", Shape({m, k})}});
+  EXPECT_EQ(stats.intermediate_bytes, 0);
+  CompileOptions plain;
+  plain.disabled_passes = {"quantized_matmul"};
+  auto unfused = g.compile({y}, plain);
+  EXPECT_NE(unfused.to_text().find("dequantize"), std::string::npos);
+  auto x = random_uniform({m, k}, f32, -1, 1, std::random_device{}());
+  auto a = fused.run({{"x", x}})[0].to_vector<float>(), b = unfused.run({{"x", x}})[0].to_vector<float>();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], tol * (1 + std::abs(b[i]))) << i;
+}
+
+TEST(QuantizedMatmulFusion, AffinePerBlockBothLayouts) {
+  for (bool nk : {true, false}) {
+    const int64_t n = 48, k = 128, m = 5;
+    Graph g;
+    auto x = g.placeholder({m, k}, f32, "x");
+    Shape qs = nk ? Shape({n, k}) : Shape({k, n});
+    Shape ss = nk ? Shape({n, k / 32}) : Shape({k / 32, n});
+    auto q = g.constant(random_uniform(qs, u4, 0, 16, 1));
+    auto s = g.constant(random_uniform(ss, f32, 0.01, 0.1, 2));
+    auto z = g.constant(random_uniform(ss, f32, 0, 15, 3));
+    auto w = dequantize(q, s, z, {.axis = nk ? 1 : 0, .block_size = 32});
+    auto y = matmul(x, w, {.transpose_a = false, .transpose_b = nk});
+    check_fused(g, y, m, k, 1e-4);
+  }
+}
+
+TEST(QuantizedMatmulFusion, AffinePerAxisInt8AndLut) {
+  const int64_t n = 40, k = 64, m = 3;
+  Graph g;
+  auto x = g.placeholder({m, k}, f32, "x");
+  auto q = g.constant(random_uniform({k, n}, i8, -128, 128, 4));
+  auto s = g.constant(random_uniform({n}, f32, 0.001, 0.01, 5));
+  auto y = matmul(x, dequantize(q, s, {}, {.axis = 1}));
+  check_fused(g, y, m, k, 1e-4);
+
+  Graph h;
+  auto xh = h.placeholder({m, k}, f32, "x");
+  auto idx = h.constant(random_uniform({n, k}, u4, 0, 16, 6));
+  auto table = h.constant(random_uniform({n, 16}, f32, -1, 1, 7));
+  auto yh = matmul(xh, dequantize_lut(idx, table), {.transpose_a = false, .transpose_b = true});
+  check_fused(h, yh, m, k, 1e-4);
+}
+
+TEST(QuantizedMatmulFusion, GgufBlockFormats) {
+  namespace q = loom::cpu::quant;
+  for (q::Format f : {q::Format::q4_0, q::Format::q4_1, q::Format::q8_0, q::Format::q6_k}) {
+    const int64_t n = 33, k = 256, m = 2;
+    NDArray w = random_uniform({n, k}, f32, -1, 1, 8);
+    auto rb = static_cast<int64_t>(q::row_bytes(f, k));
+    NDArray p(u8, {n, rb});
+    for (int64_t r = 0; r < n; ++r) q::quantize_row(f, w.data_as<float>() + r * k, k, p.data_as<uint8_t>() + r * rb);
+    Graph g;
+    auto x = g.placeholder({m, k}, f32, "x");
+    auto wd = dequantize_blocks(g.constant(p), std::string(q::format_name(f)), k);
+    auto y = matmul(x, transpose(wd));
+    // Integer-dot formats quantize activations to int8, as llama.cpp does.
+    check_fused(g, y, m, k, q::uses_integer_dot(f) ? 0.1 : 1e-4);
+  }
+}
+
+TEST(Quantization, BadParametersAreClearErrors) {
+  Graph g;
+  auto q = g.placeholder({4, 64}, u4, "q");
+  auto s_bad = g.placeholder({4, 3}, f32, "s");
+  try {
+    dequantize(q, s_bad, {}, {.axis = 1, .block_size = 32});
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("does not match blocks of 32 along axis 1"), std::string::npos) << e.what();
+  }
+  auto f = g.placeholder({4, 64}, f32, "f");
+  EXPECT_THROW(dequantize(f, g.scalar(1.0)), Error);                      // not an integer tensor
+  EXPECT_THROW(quantize(f, g.scalar(1.0), {}, {.dtype = f16}), Error);     // not an integer result
+  auto p = g.placeholder({4, 20}, u8, "p");
+  EXPECT_THROW(dequantize_blocks(p, "q4_7", 32), Error);
+  EXPECT_THROW(dequantize_blocks(p, "q4_1", 33), Error);
+  EXPECT_THROW(dequantize_blocks(p, "q4_0", 32), Error);  // 18 bytes per row, not 20
+}
+
+TEST(Quantization, RoundTripWithinHalfAStep) {
+  // quantize → dequantize error ≤ scale / 2 per element (round half to even), saturation at ends.
+  Graph g;
+  auto x = g.placeholder({3, 64}, f32, "x");
+  auto s = g.constant(random_uniform({3, 2}, f32, 0.05, 0.1, 9));
+  auto z = g.constant(full({3, 2}, 8, f32));
+  QuantAttrs a{.axis = 1, .block_size = 32, .dtype = u4};
+  auto back = dequantize(quantize(x, s, z, a), s, z, {.axis = 1, .block_size = 32});
+  auto exe = g.compile({back});
+  auto in = random_uniform({3, 64}, f32, -0.5, 0.5, std::random_device{}());
+  auto out = exe.run({{"x", in}})[0].to_vector<float>();
+  auto scales = random_uniform({3, 2}, f32, 0.05, 0.1, 9).to_vector<float>();
+  auto xin = in.to_vector<float>();
+  for (int64_t r = 0; r < 3; ++r)
+    for (int64_t c = 0; c < 64; ++c) {
+      float sc = scales[static_cast<size_t>(r * 2 + c / 32)];
+      float v = xin[static_cast<size_t>(r * 64 + c)];
+      float clamped = std::min(std::max(v, -8 * sc), 7 * sc);  // u4 0..15 around zero point 8
+      EXPECT_LE(std::abs(out[static_cast<size_t>(r * 64 + c)] - clamped), sc / 2 + 1e-6);
+    }
+}
+
+}  // namespace
+}  // namespace loom

@@ -1,0 +1,236 @@
+#include "models/llama.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <random>
+#include <sstream>
+
+namespace loom::models {
+namespace {
+
+// GGUF tensor types that stay packed, with Loom's block format name.
+const char* block_format(io::GgufType t) {
+  switch (t) {
+    case io::GgufType::Q4_0: return "q4_0";
+    case io::GgufType::Q4_1: return "q4_1";
+    case io::GgufType::Q8_0: return "q8_0";
+    case io::GgufType::Q5_0: return "q5_0";
+    case io::GgufType::Q5_1: return "q5_1";
+    case io::GgufType::Q4_K: return "q4_k";
+    case io::GgufType::Q5_K: return "q5_k";
+    case io::GgufType::Q6_K: return "q6_k";
+    case io::GgufType::IQ4_NL: return "iq4_nl";
+    default: return nullptr;
+  }
+}
+
+class Builder {
+ public:
+  Builder(const io::GgufFile& f, std::shared_ptr<io::GgufFile> keep) : f_(f), keep_(std::move(keep)) {}
+
+  const io::GgufTensor& tensor(const std::string& name) {
+    const io::GgufTensor* t = f_.find_tensor(name);
+    LOOM_CHECK(t, "[llama] ", f_.path(), ": tensor '", name, "' is missing");
+    return *t;
+  }
+
+  // A weight matrix [rows, cols] (GGUF dims: ne0 = cols): packed rows stay packed (zero copy
+  // from the mapping); float types become constants.
+  struct Weight {
+    Tensor packed;  // u8 [rows, row_bytes] for block formats
+    Tensor dense;   // f32 [rows, cols] otherwise
+    std::string format;
+    int64_t rows = 0, cols = 0;
+  };
+  Weight weight(Graph& g, const std::string& name) {
+    const io::GgufTensor& t = tensor(name);
+    LOOM_CHECK(t.dims.size() == 2, "[llama] ", f_.path(), ": tensor '", name, "' has ", t.dims.size(), " dims, expected 2");
+    Weight w;
+    w.cols = t.dims[0];
+    w.rows = t.dims[1];
+    if (const char* fmt = block_format(t.type)) {
+      w.format = fmt;
+      int64_t rb = static_cast<int64_t>(t.nbytes) / w.rows;
+      auto storage = Storage::external(const_cast<uint8_t*>(t.data), t.nbytes, keep_);
+      w.packed = g.constant(NDArray(storage, u8, {w.rows, rb}, {rb, 1}, 0), name);
+    } else if (t.type == io::GgufType::F32 || t.type == io::GgufType::F16 || t.type == io::GgufType::BF16) {
+      w.dense = g.constant(io::to_f32(t).reshape({w.rows, w.cols}), name);
+    } else {
+      fail("[llama] ", f_.path(), ": tensor '", name, "' has type ", io::gguf_type_name(t.type),
+           ", which this builder does not run (supported: F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K Q6_K IQ4_NL)");
+    }
+    return w;
+  }
+  Tensor vector(Graph& g, const std::string& name) { return g.constant(io::to_f32(tensor(name)), name); }
+
+  // y = x · Wᵀ. Written as dequantize → matmul; the compiler fuses it into quantized_matmul.
+  static Tensor linear(const Tensor& x, const Weight& w) {
+    Tensor wt = w.packed.defined() ? dequantize_blocks(w.packed, w.format, w.cols) : w.dense;
+    return matmul(x, wt, {.transpose_a = false, .transpose_b = true});
+  }
+  // Rows of an embedding table, dequantized only for the tokens looked up.
+  static Tensor embed(const Tensor& ids, const Weight& w) {
+    if (!w.packed.defined()) return gather(w.dense, ids, 0);
+    return dequantize_blocks(gather(w.packed, ids, 0), w.format, w.cols);
+  }
+
+ private:
+  const io::GgufFile& f_;
+  std::shared_ptr<io::GgufFile> keep_;
+};
+
+}  // namespace
+
+LlamaModel LlamaModel::load(const std::string& path, const LlamaOptions& options) {
+  LlamaModel m;
+  m.file_ = std::make_shared<io::GgufFile>(io::GgufFile::open(path));
+  const io::GgufFile& f = *m.file_;
+  std::string arch = f.get_string("general.architecture");
+  LOOM_CHECK(arch == "llama", "[llama] ", path, ": architecture '", arch, "' is not a Llama-family decoder");
+  auto key = [&](const char* k) { return arch + "." + k; };
+  LlamaConfig& c = m.config_;
+  c.n_layers = f.get_int(key("block_count"));
+  c.d_model = f.get_int(key("embedding_length"));
+  c.n_heads = f.get_int(key("attention.head_count"));
+  c.n_kv_heads = f.get_int(key("attention.head_count_kv"), c.n_heads);
+  c.d_ff = f.get_int(key("feed_forward_length"));
+  c.context_length = f.get_int(key("context_length"), 2048);
+  c.rope_theta = f.get_float(key("rope.freq_base"), 10000.0);
+  c.rms_eps = f.get_float(key("attention.layer_norm_rms_epsilon"), 1e-5);
+  LOOM_CHECK(c.n_layers > 0 && c.d_model > 0 && c.n_heads > 0 && c.n_kv_heads > 0 && c.d_model % c.n_heads == 0 &&
+                 c.n_heads % c.n_kv_heads == 0,
+             "[llama] ", path, ": inconsistent hyperparameters (layers ", c.n_layers, ", width ", c.d_model, ", heads ",
+             c.n_heads, "/", c.n_kv_heads, ")");
+  c.head_dim = c.d_model / c.n_heads;
+  c.rope_dim = f.get_int(key("rope.dimension_count"), c.head_dim);
+  c.tied_embeddings = f.find_tensor("output.weight") == nullptr;
+  m.tokenizer_ = std::make_shared<Tokenizer>(Tokenizer::from_gguf(f));
+  c.vocab = f.get_int(key("vocab_size"), m.tokenizer_->vocab_size());
+  m.max_context_ = std::max<int64_t>(1, std::min(options.max_context, c.context_length));
+
+  Builder b(f, m.file_);
+  Graph g;
+  auto tokens = g.placeholder({1, -1}, i32, "tokens");
+  auto positions = g.placeholder({-1}, i32, "positions");
+  auto cache_at = g.placeholder({4}, i64, "cache_at");  // {0, 0, position, 0}
+  auto kv_len = g.placeholder({}, i64, "kv_len");       // position + number of tokens
+  auto last = g.placeholder({3}, i64, "last");          // {0, tokens - 1, 0}
+  const int64_t D = c.head_dim, H = c.n_heads, Hkv = c.n_kv_heads;
+  auto embeddings = b.weight(g, "token_embd.weight");
+  Tensor h = b.embed(tokens, embeddings);  // [1, L, d]
+  RopeAttrs rope_opts{.interleaved = true, .theta = c.rope_theta, .position_scale = 1, .rotary_dim = c.rope_dim == D ? 0 : c.rope_dim};
+  auto heads = [&](const Tensor& x, int64_t n) { return transpose(reshape(x, {1, -1, n, D}), {0, 2, 1, 3}); };
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    std::string p = "blk." + std::to_string(l) + ".";
+    Tensor x = rms_norm(h, b.vector(g, p + "attn_norm.weight"), {.axis = -1, .eps = c.rms_eps});
+    // GGUF Llama q/k weights are permuted for ggml's interleaved ("normal") rotary layout.
+    Tensor q = rope(heads(Builder::linear(x, b.weight(g, p + "attn_q.weight")), H), positions, rope_opts);
+    Tensor k = rope(heads(Builder::linear(x, b.weight(g, p + "attn_k.weight")), Hkv), positions, rope_opts);
+    Tensor v = heads(Builder::linear(x, b.weight(g, p + "attn_v.weight")), Hkv);
+    Variable kc = g.variable(zeros({1, Hkv, m.max_context_, D}), p + "k_cache");
+    Variable vc = g.variable(zeros({1, Hkv, m.max_context_, D}), p + "v_cache");
+    Tensor keys = slice_update(g.read(kc), k, cache_at);  // written in place by the compiler
+    Tensor values = slice_update(g.read(vc), v, cache_at);
+    g.assign(kc, keys);
+    g.assign(vc, values);
+    Tensor att = sdpa(q, keys, values, {.causal = true, .kv_len = kv_len});
+    att = reshape(transpose(att, {0, 2, 1, 3}), {1, -1, c.d_model});
+    h = h + Builder::linear(att, b.weight(g, p + "attn_output.weight"));
+    x = rms_norm(h, b.vector(g, p + "ffn_norm.weight"), {.axis = -1, .eps = c.rms_eps});
+    Tensor gate = Builder::linear(x, b.weight(g, p + "ffn_gate.weight"));
+    Tensor up = Builder::linear(x, b.weight(g, p + "ffn_up.weight"));
+    h = h + Builder::linear(silu(gate) * up, b.weight(g, p + "ffn_down.weight"));
+  }
+  h = rms_norm(h, b.vector(g, "output_norm.weight"), {.axis = -1, .eps = c.rms_eps});
+  Tensor last_h = slice(h, last, {1, 1, c.d_model});
+  auto head = c.tied_embeddings ? embeddings : b.weight(g, "output.weight");
+  Tensor logits = Builder::linear(last_h, head);
+  CompileOptions opt;
+  opt.device = options.device;
+  opt.num_threads = options.num_threads;
+  m.exe_ = g.compile({logits}, opt);
+  return m;
+}
+
+NDArray LlamaModel::forward(const std::vector<int32_t>& tokens, int64_t position) {
+  auto n = static_cast<int64_t>(tokens.size());
+  LOOM_CHECK(n > 0, "[llama] forward needs at least one token");
+  LOOM_CHECK(position >= 0 && position + n <= max_context_, "[llama] positions ", position, "..", position + n,
+             " exceed the context of ", max_context_, " tokens (raise --max-context)");
+  std::vector<int32_t> pos(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) pos[static_cast<size_t>(i)] = static_cast<int32_t>(position + i);
+  for (int32_t t : tokens) LOOM_CHECK(t >= 0 && t < config_.vocab, "[llama] token id ", t, " is outside the vocabulary");
+  auto out = exe_.run({{"tokens", NDArray::from_vector(tokens, {1, n})},
+                       {"positions", NDArray::from_vector(pos, {n})},
+                       {"cache_at", NDArray::from_vector<int64_t>({0, 0, position, 0}, {4})},
+                       {"kv_len", NDArray::from_vector<int64_t>({position + n}, {})},
+                       {"last", NDArray::from_vector<int64_t>({0, n - 1, 0}, {3})}});
+  return out[0].reshape({config_.vocab});
+}
+
+void LlamaModel::reset() { exe_.reset_variables(); }
+
+std::string LlamaModel::summary() const {
+  std::ostringstream os;
+  os << "llama: " << config_.n_layers << " layers, width " << config_.d_model << ", heads " << config_.n_heads << "/"
+     << config_.n_kv_heads << " x " << config_.head_dim << ", ffn " << config_.d_ff << ", vocab " << config_.vocab
+     << ", rope theta " << config_.rope_theta << ", context " << max_context_ << "/" << config_.context_length;
+  return os.str();
+}
+
+int32_t sample(const NDArray& logits, const SamplingOptions& o, uint64_t step) {
+  const float* p = logits.data_as<float>();
+  int64_t n = logits.numel();
+  if (o.temperature <= 0) return static_cast<int32_t>(std::max_element(p, p + n) - p);
+  std::vector<std::pair<float, int32_t>> c(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) c[static_cast<size_t>(i)] = {p[i] / o.temperature, static_cast<int32_t>(i)};
+  size_t k = o.top_k > 0 ? std::min<size_t>(static_cast<size_t>(o.top_k), c.size()) : c.size();
+  std::partial_sort(c.begin(), c.begin() + static_cast<long>(k), c.end(), [](auto& a, auto& b) { return a.first > b.first; });
+  c.resize(k);
+  double mx = c[0].first, sum = 0;
+  std::vector<double> w(k);
+  for (size_t i = 0; i < k; ++i) sum += (w[i] = std::exp(c[i].first - mx));
+  double cum = 0;
+  size_t keep = k;
+  for (size_t i = 0; i < k; ++i) {
+    cum += w[i] / sum;
+    if (cum >= o.top_p) { keep = i + 1; break; }
+  }
+  std::mt19937_64 rng(o.seed * 1000003 + step);
+  std::discrete_distribution<size_t> dist(w.begin(), w.begin() + static_cast<long>(keep));
+  return c[dist(rng)].second;
+}
+
+std::string generate(LlamaModel& model, const std::string& prompt, const GenerateOptions& o, GenerateStats* stats) {
+  const Tokenizer& tok = model.tokenizer();
+  std::string text = o.chat ? tok.apply_chat_template({{"user", prompt}}, true) : prompt;
+  std::vector<int32_t> ids = tok.encode(text, tok.add_bos_default());
+  LOOM_CHECK(!ids.empty(), "[generate] the prompt is empty");
+  model.reset();
+  GenerateStats s;
+  s.prompt_tokens = static_cast<int64_t>(ids.size());
+  auto t0 = std::chrono::steady_clock::now();
+  NDArray logits = model.forward(ids, 0);
+  auto t1 = std::chrono::steady_clock::now();
+  s.prefill_seconds = std::chrono::duration<double>(t1 - t0).count();
+  std::string out;
+  std::vector<int32_t> generated;
+  int64_t position = static_cast<int64_t>(ids.size());
+  for (int i = 0; i < o.max_new_tokens; ++i) {
+    int32_t next = sample(logits, o.sampling, static_cast<uint64_t>(i));
+    if (tok.is_end_of_generation(next)) break;
+    generated.push_back(next);
+    std::string piece = tok.token_to_piece(next);
+    out += piece;
+    if (o.on_text) o.on_text(piece);
+    if (position + 1 > model.max_context() || i + 1 == o.max_new_tokens) break;
+    logits = model.forward({next}, position++);
+  }
+  s.generated_tokens = static_cast<int64_t>(generated.size());
+  s.decode_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+  if (stats) *stats = s;
+  return tok.decode(generated);
+}
+
+}  // namespace loom::models

@@ -1,0 +1,78 @@
+// models/llama.h — Llama-family decoders (Llama, SmolLM, ...) built from a GGUF file through the
+// public graph API: quantized weights stay packed (dequantize_blocks → matmul, fused by the
+// quantized_matmul pass), the KV cache lives in variables updated in place, attention is sdpa,
+// positions reach rope as a tensor. One executable serves prefill (any length) and decode.
+#pragma once
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "io/gguf.h"
+#include "loom/loom.h"
+#include "models/tokenizer.h"
+
+namespace loom::models {
+
+struct LlamaConfig {
+  int64_t n_layers = 0, d_model = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0, d_ff = 0;
+  int64_t vocab = 0, context_length = 0;
+  double rope_theta = 10000, rms_eps = 1e-5;
+  int64_t rope_dim = 0;
+  bool tied_embeddings = false;
+};
+
+struct LlamaOptions {
+  int64_t max_context = 2048;  // KV cache length (clamped to the model's context length)
+  Device device = Device::cpu();
+  int num_threads = 0;  // 0: all cores
+};
+
+class LlamaModel {
+ public:
+  // Reads hyperparameters and weights from GGUF metadata; throws "[llama] <path>: ..." on a model
+  // this builder cannot run (missing tensors, unsupported architecture or tensor type).
+  static LlamaModel load(const std::string& gguf_path, const LlamaOptions& options = {});
+
+  const LlamaConfig& config() const { return config_; }
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
+  int64_t max_context() const { return max_context_; }
+  // Runs `tokens` at positions [position, position + size): appends their keys/values to the
+  // cache and returns the logits of the last token, f32 [vocab].
+  NDArray forward(const std::vector<int32_t>& tokens, int64_t position);
+  // Forgets the cached sequence.
+  void reset();
+  const Executable& executable() const { return exe_; }
+  std::string summary() const;
+
+ private:
+  LlamaConfig config_;
+  int64_t max_context_ = 0;
+  std::shared_ptr<io::GgufFile> file_;
+  std::shared_ptr<Tokenizer> tokenizer_;
+  Executable exe_;
+};
+
+struct SamplingOptions {
+  float temperature = 0;  // 0: greedy
+  int top_k = 40;
+  float top_p = 0.95f;
+  uint64_t seed = 0;
+};
+// Picks the next token from logits.
+int32_t sample(const NDArray& logits, const SamplingOptions& options, uint64_t step);
+
+struct GenerateOptions {
+  int max_new_tokens = 64;
+  bool chat = true;  // wrap the prompt in the model's chat template
+  SamplingOptions sampling;
+  std::function<void(const std::string&)> on_text;  // streamed pieces
+};
+struct GenerateStats {
+  int64_t prompt_tokens = 0, generated_tokens = 0;
+  double prefill_seconds = 0, decode_seconds = 0;
+};
+std::string generate(LlamaModel& model, const std::string& prompt, const GenerateOptions& options,
+                     GenerateStats* stats = nullptr);
+
+}  // namespace loom::models

@@ -68,6 +68,13 @@ class Executable {
   // Bytes copied into variables by assigns so far (in-place updates copy none).
   int64_t variable_bytes_copied() const;
 
+  // Packages (docs/FORMAT.md; implemented in loom_io, src/io/package.cpp). save writes the
+  // optimised graph, variables' initial values, outputs, options and pass log to one `.loom`
+  // file; load memory-maps it (constants stay in the mapping) and lowers the stored graph for
+  // options.device without re-running the passes.
+  void save(const std::string& path) const;
+  static Executable load(const std::string& path, const CompileOptions& options = {});
+
   bool valid() const { return impl_ != nullptr; }
   const std::shared_ptr<ExecutableImpl>& impl() const { return impl_; }
 

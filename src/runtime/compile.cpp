@@ -2,6 +2,7 @@
 #include "ir/op_registry.h"
 #include "loom/graph.h"
 #include "passes/pass.h"
+#include "runtime/compile.h"
 #include "runtime/executable_impl.h"
 
 namespace loom {
@@ -60,10 +61,17 @@ Executable Graph::compile(const std::vector<Tensor>& outputs, const CompileOptio
     LOOM_CHECK(t.graph_data() == g_, "[compile] output ", outs.size(), " belongs to another graph");
     outs.push_back({t.node(), t.index()});
   }
-  ir::GraphData g = *g_;  // passes work on a copy; the user's graph stays as built
+  // Passes work on a copy; the user's graph stays as built.
+  return compile_graph_data(*g_, std::move(outs), options, {}, /*optimize=*/true);
+}
+
+Executable compile_graph_data(ir::GraphData g, std::vector<ir::Value> outs,
+                              const CompileOptions& options, std::vector<std::string> log,
+                              bool optimize) {
+  LOOM_CHECK(options.optimization_level == 0 || options.optimization_level == 1,
+             "[compile] optimization_level must be 0 or 1, got ", options.optimization_level);
   verify(g, outs);
-  std::vector<std::string> log;
-  if (options.optimization_level > 0) {
+  if (optimize && options.optimization_level > 0) {
     passes::PassContext ctx{g, outs, log, options, evaluate_on_reference};
     passes::run_pipeline(ctx);
     verify(g, outs);

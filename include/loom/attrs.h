@@ -210,6 +210,31 @@ struct QuantizedMatmulAttrs {
   int64_t block_size = 0;
   LOOM_FIELDS(format, n, k, axis, block_size)
 };
+// FFT ops (MPSGraphFFTDescriptor). Scaling multiplies the result by 1, 1/V or 1/sqrt(V), where V
+// is the product of the transformed lengths (of the real signal for rfft / irfft).
+enum class FftScaling : int64_t { none = 0, size = 1, unitary = 2 };
+struct FftAttrs {  // fft, rfft, irfft
+  std::vector<int64_t> axes = {-1};  // any set; rfft / irfft: the last listed axis is the real one
+  bool inverse = false;              // fft only: exp(+i...) instead of exp(-i...); never scales
+  FftScaling scaling = FftScaling::none;
+  int64_t length = 0;         // irfft: the real output length of the last axis; 0: from the input
+  bool round_to_odd = false;  // irfft with length 0: 2(m-1)+1 instead of 2(m-1) (MPSGraph)
+  LOOM_FIELDS(axes, inverse, scaling, length, round_to_odd)
+};
+// window: a creation op; kind is hann, hamming, blackman or gaussian (param: its std in samples).
+struct WindowAttrs {
+  std::string kind = "hann";
+  int64_t length = 0;
+  bool periodic = true;  // periodic (for spectral analysis, like torch/scipy fftbins) or symmetric
+  double param = 0;
+  DType dtype = DType::f32;
+  LOOM_FIELDS(kind, length, periodic, param, dtype)
+};
+struct FramesAttrs {  // frames: [..., T] -> [..., 1 + (T - length) / hop, length]; overlap_add
+  int64_t frame_length = 0;
+  int64_t hop = 0;
+  LOOM_FIELDS(frame_length, hop)
+};
 // Attributes of a user-registered op: a free-form list of named values.
 struct CustomAttrs {
   std::vector<int64_t> ints;

@@ -146,6 +146,73 @@ Tensor dequantize_blocks(const Tensor& packed, const std::string& format, int64_
 // `quantized_matmul` pass that produces it from dequantize → matmul).
 Tensor quantized_matmul(const Tensor& x, const Tensor& packed, const std::string& format, int64_t n, int64_t k);
 
+// --- complex numbers, FFT and spectral ops (issue 6) ---------------------------------------------
+// c64 tensors: add/sub/mul/div/neg take c64 operands; abs of c64 is its f32 magnitude.
+Tensor complex(const Tensor& re, const Tensor& im);  // f32, f32 (broadcast) -> c64
+Tensor real(const Tensor& x);                        // c64 -> f32
+Tensor imag(const Tensor& x);                        // c64 -> f32
+Tensor conj(const Tensor& x);                        // c64 -> c64
+Tensor angle(const Tensor& x);                       // c64 -> f32, atan2(im, re)
+// MPSGraph fastFourierTransform: c64 -> c64 over any set of axes, any lengths. `inverse` flips the
+// sign of the exponent and does not scale (numpy's ifft is inverse + FftScaling::size).
+Tensor fft(const Tensor& x, FftAttrs options = {});
+Tensor ifft(const Tensor& x, std::vector<int64_t> axes = {-1},
+            FftScaling scaling = FftScaling::size);  // numpy.fft.ifftn
+// MPSGraph realToHermiteanFFT: f32 -> c64; the last listed axis becomes n/2 + 1 long.
+Tensor rfft(const Tensor& x, FftAttrs options = {});
+// MPSGraph HermiteanToRealFFT: c64 -> f32 (inverse sign, scaled by `scaling` only); the last listed
+// axis (m bins) becomes options.length, or 2(m-1) (+1 with round_to_odd). numpy's irfftn is
+// scaling = size with length = n.
+Tensor irfft(const Tensor& x, FftAttrs options = {});
+// Window functions as creation ops (constant-folded). Periodic windows (the default, as in
+// torch.hann_window and scipy's fftbins=True) are the symmetric window of length n + 1 without its
+// last sample.
+Tensor hann_window(Graph& g, int64_t n, bool periodic = true);
+Tensor hamming_window(Graph& g, int64_t n, bool periodic = true);
+Tensor blackman_window(Graph& g, int64_t n, bool periodic = true);
+Tensor gaussian_window(Graph& g, int64_t n, double std, bool periodic = true);
+// The window values on the host (double precision, then `dtype`): kind hann|hamming|blackman|
+// gaussian (param = gaussian std).
+NDArray window_array(const std::string& kind, int64_t n, bool periodic = true, double param = 0,
+                     DType dtype = DType::f32);
+// Overlapping frames of the last axis: [..., T] -> [..., 1 + (T - frame_length) / hop,
+// frame_length]. The NDArray form is a zero-copy strided view (MPSNDArray arrayView); the graph op
+// writes the frames into its output (the only copy), its CPU kernel reading the signal in place.
+NDArray frames(const NDArray& signal, int64_t frame_length, int64_t hop);
+Tensor frames(const Tensor& signal, int64_t frame_length, int64_t hop);
+// The inverse arrangement: sums [..., F, L] frames placed `hop` apart into [..., (F-1)*hop + L].
+Tensor overlap_add(const Tensor& frames, int64_t hop);
+
+struct StftOptions {
+  int64_t n_fft = 400;
+  int64_t hop = 0;        // 0: n_fft / 4
+  Tensor window;          // [n_fft] f32; undefined: rectangular (ones), as torch.stft
+  bool center = true;     // reflect-pad n_fft/2 samples on each side (torch pad_mode="reflect")
+  bool onesided = true;   // n_fft/2 + 1 bins (rfft) or all n_fft (fft of the real frames)
+  bool normalized = false;  // multiply by 1/sqrt(n_fft)
+};
+// torch.stft(return_complex=True): f32 [..., T] -> c64 [..., bins, frames].
+Tensor stft(const Tensor& signal, const StftOptions& options = {});
+// torch.istft: c64 [..., bins, frames] -> f32 [..., length] (length 0: (frames-1)*hop, less
+// the center padding). Overlap-add divided by the summed squared window.
+Tensor istft(const Tensor& spectrum, const StftOptions& options = {}, int64_t length = 0);
+
+enum class MelScale { slaney, htk };
+struct LogMelOptions {
+  int64_t n_fft = 400;
+  int64_t hop = 160;
+  int64_t n_mels = 80;
+  double sample_rate = 16000;
+  MelScale scale = MelScale::slaney;
+};
+// librosa.filters.mel (norm="slaney"): f32 [n_mels, n_fft/2 + 1], computed on the host.
+NDArray mel_filterbank(double sample_rate, int64_t n_fft, int64_t n_mels,
+                       MelScale scale = MelScale::slaney, double fmin = 0, double fmax = -1);
+// Whisper's front end (whisper/audio.py log_mel_spectrogram): f32 [..., T] -> f32 [..., n_mels,
+// T / hop]: hann stft (center, reflect), last frame dropped, |X|^2, mel filters, log10 of
+// max(mel, 1e-10), floored at (global max - 8), then (x + 4) / 4.
+Tensor log_mel_spectrogram(const Tensor& audio, const LogMelOptions& options = {});
+
 // --- operators --------------------------------------------------------------------------------
 Tensor operator+(const Tensor& a, const Tensor& b);
 Tensor operator-(const Tensor& a, const Tensor& b);

@@ -52,6 +52,7 @@ OpRegistry::OpRegistry() {
   register_indexing_ops(*this);
   register_attention_ops(*this);
   register_quantization_ops(*this);
+  register_fft_ops(*this);
   for (const auto& i : ops_)
     LOOM_CHECK(i.infer, "[registry] op '", i.name, "' has no type inference registered");
 }

@@ -92,5 +92,6 @@ void register_shape_ops(OpRegistry& r);
 void register_indexing_ops(OpRegistry& r);
 void register_attention_ops(OpRegistry& r);
 void register_quantization_ops(OpRegistry& r);
+void register_fft_ops(OpRegistry& r);
 
 }  // namespace loom::ir

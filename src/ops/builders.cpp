@@ -246,6 +246,39 @@ Tensor quantized_matmul(const Tensor& x, const Tensor& packed, const std::string
   return make(op::quantized_matmul, {x, packed}, make_attrs(QuantizedMatmulAttrs{format, n, k, 0, 0}));
 }
 
+// --- complex numbers, FFT and spectral ops (compositions: src/ops/spectral.cpp) ---------------
+Tensor complex(const Tensor& re, const Tensor& im) { return make(op::complex, {re, im}); }
+Tensor real(const Tensor& x) { return make(op::real, {x}); }
+Tensor imag(const Tensor& x) { return make(op::imag, {x}); }
+Tensor conj(const Tensor& x) { return make(op::conj, {x}); }
+Tensor angle(const Tensor& x) { return make(op::angle, {x}); }
+Tensor fft(const Tensor& x, FftAttrs o) { return make(op::fft, {x}, make_attrs(std::move(o))); }
+Tensor ifft(const Tensor& x, std::vector<int64_t> axes, FftScaling scaling) {
+  return fft(x, {.axes = std::move(axes), .inverse = true, .scaling = scaling});
+}
+Tensor rfft(const Tensor& x, FftAttrs o) { return make(op::rfft, {x}, make_attrs(std::move(o))); }
+Tensor irfft(const Tensor& x, FftAttrs o) { return make(op::irfft, {x}, make_attrs(std::move(o))); }
+static Tensor window_op(Graph& g, const char* kind, int64_t n, bool periodic, double param) {
+  return make_n(op::window, {}, make_attrs(WindowAttrs{kind, n, periodic, param, DType::f32}),
+                g.data())[0];
+}
+Tensor hann_window(Graph& g, int64_t n, bool periodic) { return window_op(g, "hann", n, periodic, 0); }
+Tensor hamming_window(Graph& g, int64_t n, bool periodic) {
+  return window_op(g, "hamming", n, periodic, 0);
+}
+Tensor blackman_window(Graph& g, int64_t n, bool periodic) {
+  return window_op(g, "blackman", n, periodic, 0);
+}
+Tensor gaussian_window(Graph& g, int64_t n, double std, bool periodic) {
+  return window_op(g, "gaussian", n, periodic, std);
+}
+Tensor frames(const Tensor& x, int64_t frame_length, int64_t hop) {
+  return make(op::frames, {x}, make_attrs(FramesAttrs{frame_length, hop}));
+}
+Tensor overlap_add(const Tensor& x, int64_t hop) {
+  return make(op::overlap_add, {x}, make_attrs(FramesAttrs{0, hop}));
+}
+
 // --- operators -----------------------------------------------------------------------------------
 Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
 Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }

@@ -24,6 +24,7 @@ const KernelTable& cpu_kernels() {
   return table;
 }
 
+    cpu::register_fft(t);
 class CpuBackend final : public Backend {
  public:
   explicit CpuBackend(int threads) : pool_(threads) {}

@@ -12,6 +12,7 @@ const KernelTable& reference_kernels() {
     ref::register_movement(t);
     ref::register_attention(t);
     ref::register_quantization(t);
+    ref::register_fft(t);
     return t;
   }();
   return table;

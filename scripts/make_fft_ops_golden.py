@@ -7,43 +7,6 @@ import sys
 
 import numpy as np
 
-OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data", "fft_ops")
-os.makedirs(OUT, exist_ok=True)
-rng = np.random.default_rng(6)
-
-
-def save(name, a):
-    np.save(os.path.join(OUT, name + ".npy"), np.ascontiguousarray(a))
-
-
-def crandn(*shape):
-    return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
-
-
-# --- fft / ifft / fft2 / rfft / irfft (computed in complex128 from the f32/c64 inputs)
-x = crandn(3, 1000)
-save("fft_x", x)
-save("fft_out", np.fft.fft(x.astype(np.complex128), axis=-1).astype(np.complex64))
-save("ifft_out", np.fft.ifft(x.astype(np.complex128), axis=-1).astype(np.complex64))
-x = crandn(2, 1031)  # prime: Bluestein
-save("fft_prime_x", x)
-save("fft_prime_out", np.fft.fft(x.astype(np.complex128)).astype(np.complex64))
-x = crandn(24, 5, 36)
-save("fft2_x", x)
-save("fft2_out", np.fft.fftn(x.astype(np.complex128), axes=(0, 2), norm="ortho").astype(np.complex64))
-r = rng.standard_normal((4, 2000)).astype(np.float32)
-save("rfft_x", r)
-save("rfft_out", np.fft.rfft(r.astype(np.float64)).astype(np.complex64))
-r = rng.standard_normal((30, 50)).astype(np.float32)
-save("rfft2_x", r)
-save("rfft2_out", np.fft.rfftn(r.astype(np.float64), axes=(0, 1)).astype(np.complex64))
-h = crandn(3, 513)
-save("irfft_x", h)
-save("irfft_1024_out", np.fft.irfft(h.astype(np.complex128), n=1024).astype(np.float32))
-save("irfft_1025_out", np.fft.irfft(h.astype(np.complex128), n=1025).astype(np.float32))
-
-
 # --- Whisper front end
 def hz_to_mel(f, htk):
     f = np.asanyarray(f, dtype=np.float64)
@@ -97,15 +60,54 @@ def whisper_log_mel(audio, n_fft=400, hop=160, n_mels=80, sr=16000, htk=False):
     return (log_spec + 4.0) / 4.0
 
 
-t = np.arange(16000) / 16000.0
-audio = (0.3 * np.sin(2 * np.pi * 440 * t) + 0.2 * np.sin(2 * np.pi * 1870 * t * (1 + t)) +
-         0.05 * rng.standard_normal(t.size)) * np.minimum(1, 4 * t)
-audio = audio.astype(np.float32)
-save("audio_1s", audio)
-save("mel_filters_slaney_80", mel_filters(16000, 400, 80).astype(np.float32))
-save("mel_filters_htk_40", mel_filters(22050, 1024, 40, htk=True).astype(np.float32))
-window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(400) / 400)
-save("stft_out", stft(audio.astype(np.float64), 400, 160, window).astype(np.complex64))
-save("log_mel_out", whisper_log_mel(audio).astype(np.float32))
-save("log_mel_htk_out", whisper_log_mel(audio, n_mels=64, htk=True).astype(np.float32))
-print("wrote", OUT)
+
+def main():
+    OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data", "fft_ops")
+    os.makedirs(OUT, exist_ok=True)
+    rng = np.random.default_rng(6)
+
+    def save(name, a):
+        np.save(os.path.join(OUT, name + ".npy"), np.ascontiguousarray(a))
+
+    def crandn(*shape):
+        return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
+
+    # --- fft / ifft / fft2 / rfft / irfft (computed in complex128 from the f32/c64 inputs)
+    x = crandn(3, 1000)
+    save("fft_x", x)
+    save("fft_out", np.fft.fft(x.astype(np.complex128), axis=-1).astype(np.complex64))
+    save("ifft_out", np.fft.ifft(x.astype(np.complex128), axis=-1).astype(np.complex64))
+    x = crandn(2, 1031)  # prime: Bluestein
+    save("fft_prime_x", x)
+    save("fft_prime_out", np.fft.fft(x.astype(np.complex128)).astype(np.complex64))
+    x = crandn(24, 5, 36)
+    save("fft2_x", x)
+    save("fft2_out", np.fft.fftn(x.astype(np.complex128), axes=(0, 2), norm="ortho").astype(np.complex64))
+    r = rng.standard_normal((4, 2000)).astype(np.float32)
+    save("rfft_x", r)
+    save("rfft_out", np.fft.rfft(r.astype(np.float64)).astype(np.complex64))
+    r = rng.standard_normal((30, 50)).astype(np.float32)
+    save("rfft2_x", r)
+    save("rfft2_out", np.fft.rfftn(r.astype(np.float64), axes=(0, 1)).astype(np.complex64))
+    h = crandn(3, 513)
+    save("irfft_x", h)
+    save("irfft_1024_out", np.fft.irfft(h.astype(np.complex128), n=1024).astype(np.float32))
+    save("irfft_1025_out", np.fft.irfft(h.astype(np.complex128), n=1025).astype(np.float32))
+
+    t = np.arange(16000) / 16000.0
+    audio = (0.3 * np.sin(2 * np.pi * 440 * t) + 0.2 * np.sin(2 * np.pi * 1870 * t * (1 + t)) +
+             0.05 * rng.standard_normal(t.size)) * np.minimum(1, 4 * t)
+    audio = audio.astype(np.float32)
+    save("audio_1s", audio)
+    save("mel_filters_slaney_80", mel_filters(16000, 400, 80).astype(np.float32))
+    save("mel_filters_htk_40", mel_filters(22050, 1024, 40, htk=True).astype(np.float32))
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(400) / 400)
+    save("stft_out", stft(audio.astype(np.float64), 400, 160, window).astype(np.complex64))
+    save("log_mel_out", whisper_log_mel(audio).astype(np.float32))
+    save("log_mel_htk_out", whisper_log_mel(audio, n_mels=64, htk=True).astype(np.float32))
+    print("wrote", OUT)
+
+
+if __name__ == "__main__":
+    main()

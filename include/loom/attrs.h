@@ -230,10 +230,11 @@ struct WindowAttrs {
   DType dtype = DType::f32;
   LOOM_FIELDS(kind, length, periodic, param, dtype)
 };
-struct FramesAttrs {  // frames: [..., T] -> [..., 1 + (T - length) / hop, length]; overlap_add
+struct FramesAttrs {  // frames: [..., T] -> [..., 1 + (T + 2 pad - length) / hop, length]; overlap_add
   int64_t frame_length = 0;
   int64_t hop = 0;
-  LOOM_FIELDS(frame_length, hop)
+  int64_t pad = 0;  // frames: reflect-pad both ends by this many samples first (stft center=True)
+  LOOM_FIELDS(frame_length, hop, pad)
 };
 // Attributes of a user-registered op: a free-form list of named values.
 struct CustomAttrs {

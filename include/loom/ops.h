@@ -178,8 +178,10 @@ NDArray window_array(const std::string& kind, int64_t n, bool periodic = true, d
 // Overlapping frames of the last axis: [..., T] -> [..., 1 + (T - frame_length) / hop,
 // frame_length]. The NDArray form is a zero-copy strided view (MPSNDArray arrayView); the graph op
 // writes the frames into its output (the only copy), its CPU kernel reading the signal in place.
+// `reflect_pad` (graph op only) frames the signal as if reflect-padded by that many samples on
+// each side (numpy pad mode "reflect", torch.stft center=True) without building the padded copy.
 NDArray frames(const NDArray& signal, int64_t frame_length, int64_t hop);
-Tensor frames(const Tensor& signal, int64_t frame_length, int64_t hop);
+Tensor frames(const Tensor& signal, int64_t frame_length, int64_t hop, int64_t reflect_pad = 0);
 // The inverse arrangement: sums [..., F, L] frames placed `hop` apart into [..., (F-1)*hop + L].
 Tensor overlap_add(const Tensor& frames, int64_t hop);
 

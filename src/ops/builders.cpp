@@ -272,11 +272,11 @@ Tensor blackman_window(Graph& g, int64_t n, bool periodic) {
 Tensor gaussian_window(Graph& g, int64_t n, double std, bool periodic) {
   return window_op(g, "gaussian", n, periodic, std);
 }
-Tensor frames(const Tensor& x, int64_t frame_length, int64_t hop) {
-  return make(op::frames, {x}, make_attrs(FramesAttrs{frame_length, hop}));
+Tensor frames(const Tensor& x, int64_t frame_length, int64_t hop, int64_t reflect_pad) {
+  return make(op::frames, {x}, make_attrs(FramesAttrs{frame_length, hop, reflect_pad}));
 }
 Tensor overlap_add(const Tensor& x, int64_t hop) {
-  return make(op::overlap_add, {x}, make_attrs(FramesAttrs{0, hop}));
+  return make(op::overlap_add, {x}, make_attrs(FramesAttrs{0, hop, 0}));
 }
 
 // --- operators -----------------------------------------------------------------------------------

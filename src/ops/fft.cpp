@@ -118,11 +118,14 @@ std::vector<TensorType> infer_frames(const InferContext& ctx) {
   if (x.shape.rank() < 1) ctx.fail("frames needs a signal of rank >= 1");
   if (is_packed(x.dtype)) ctx.fail("frames does not take packed dtypes");
   if (a.frame_length < 1 || a.hop < 1) ctx.fail("frame_length and hop must be >= 1");
+  if (a.pad < 0) ctx.fail("pad ", a.pad, " is negative");
   int64_t t = x.shape[x.shape.rank() - 1];
-  if (t != kDynamic && t < a.frame_length)
+  if (t != kDynamic && a.pad > 0 && a.pad >= t)
+    ctx.fail("reflect padding of ", a.pad, " needs more than ", a.pad, " samples, got ", t);
+  if (t != kDynamic && t + 2 * a.pad < a.frame_length)
     ctx.fail("signal of ", t, " samples is shorter than one frame of ", a.frame_length);
   std::vector<int64_t> d = x.shape.dims();
-  d.back() = t == kDynamic ? kDynamic : 1 + (t - a.frame_length) / a.hop;
+  d.back() = t == kDynamic ? kDynamic : 1 + (t + 2 * a.pad - a.frame_length) / a.hop;
   d.push_back(a.frame_length);
   return {{x.dtype, Shape(d)}};
 }

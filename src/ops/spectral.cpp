@@ -25,13 +25,8 @@ Tensor stft_rows(const Tensor& signal, const StftOptions& o) {
   check_stft_options(o, "stft");
   LOOM_CHECK(signal.dtype() == DType::f32, "[stft] signal must be f32, got ",
              dtype_name(signal.dtype()));
-  Tensor x = signal;
-  if (o.center) {
-    std::vector<int64_t> before(static_cast<size_t>(x.rank()), 0), after = before;
-    before.back() = after.back() = o.n_fft / 2;
-    x = pad(x, before, after, PadMode::reflect);
-  }
-  Tensor f = frames(x, o.n_fft, hop_of(o));  // [..., F, n_fft]
+  // center: reflect padding folded into the framing (no padded copy of the signal).
+  Tensor f = frames(signal, o.n_fft, hop_of(o), o.center ? o.n_fft / 2 : 0);  // [..., F, n_fft]
   if (o.window.defined()) f = f * o.window;
   FftAttrs fa{.axes = {-1}, .scaling = o.normalized ? FftScaling::unitary : FftScaling::none};
   if (o.onesided) return rfft(f, fa);

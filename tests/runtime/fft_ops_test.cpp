@@ -196,6 +196,7 @@ TEST(FftOps, BadInputsGiveClearErrors) {
   EXPECT_NE(error_of([&](Graph& g) { complex(c(g, {3}), g.placeholder({3}, c64, "z2")); }).find("must be f32"), std::string::npos);
   EXPECT_NE(error_of([&](Graph& g) { add(c(g, {3}), r(g, {3})); }).find("different dtypes"), std::string::npos);
   EXPECT_NE(error_of([&](Graph& g) { frames(r(g, {10}), 16, 4); }).find("shorter than one frame"), std::string::npos);
+  EXPECT_NE(error_of([&](Graph& g) { frames(r(g, {10}), 8, 4, 10); }).find("reflect padding"), std::string::npos);
   EXPECT_NE(error_of([&](Graph& g) { gaussian_window(g, 10, 0); }).find("std must be > 0"), std::string::npos);
   EXPECT_THROW(frames(NDArray(f32, {10}), 16, 4), Error);
   EXPECT_THROW(window_array("kaiser", 8), Error);

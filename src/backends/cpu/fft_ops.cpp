@@ -26,20 +26,57 @@ inline cf cdiv(cf a, cf b) {
           (a.imag() * b.real() - a.real() * b.imag()) / d};
 }
 
-// out = f(inputs) over the broadcast output. Inputs are c64 or f32 (read as x + 0i); the output is
-// c64, or f32 taking the real part of f's result.
+// Element i of an input that is c64 (C) or f32 read as x + 0i.
+template <bool C>
+inline cf load_c(const void* p, int64_t i) {
+  if constexpr (C) return static_cast<const cf*>(p)[i];
+  else return {static_cast<const float*>(p)[i], 0.0f};
+}
+
+// The same-shape case: one flat loop with the input / output kinds fixed at compile time, so it
+// vectorises (the broadcast case below is a general strided loop).
+template <int N, bool C, bool OutC, class F>
+void flat_apply(const KernelContext& c, F f) {
+  const void* in0 = c.inputs[0].data();
+  const void* in1 = N == 2 ? c.inputs[1].data() : nullptr;
+  void* out = c.outputs[0].data();
+  parallel_for(c.pool, c.outputs[0].numel(), 32768, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      cf v[2] = {load_c<C>(in0, i), N == 2 ? load_c<C>(in1, i) : cf()};
+      cf r = f(v);
+      if constexpr (OutC) static_cast<cf*>(out)[i] = r;
+      else static_cast<float*>(out)[i] = r.real();
+    }
+  });
+}
+
+// out = f(inputs) over the broadcast output. Inputs are c64 or f32 (read as x + 0i), all of one
+// kind; the output is c64, or f32 taking the real part of f's result.
 template <class F>
 void complex_apply(const KernelContext& c, F f) {
   const NDArray& out = c.outputs[0];
   if (out.numel() == 0) return;
+  size_t nin = c.inputs.size();
+  bool cplx = c.inputs[0].dtype() == DType::c64, out_c = out.dtype() == DType::c64;
+  bool same = true;
+  for (const auto& in : c.inputs) same = same && in.shape() == out.shape();
+  if (same) {
+    if (nin == 2) {
+      if (cplx) flat_apply<2, true, true>(c, f);
+      else flat_apply<2, false, true>(c, f);  // complex(re, im)
+    } else if (out_c) {
+      flat_apply<1, true, true>(c, f);
+    } else {
+      flat_apply<1, true, false>(c, f);
+    }
+    return;
+  }
   std::vector<Shape> shapes;
   for (const auto& in : c.inputs) shapes.push_back(in.shape());
   BroadcastPlan p = plan_broadcast(out.shape(), shapes);
   int64_t inner = p.dims.back(), rows = out.numel() / inner;
-  size_t nin = c.inputs.size();
-  bool cplx[2] = {false, false};
-  for (size_t i = 0; i < nin; ++i) cplx[i] = c.inputs[i].dtype() == DType::c64;
-  bool out_c = out.dtype() == DType::c64;
+  const void* ptr[2] = {c.inputs[0].data(), nin == 2 ? c.inputs[1].data() : nullptr};
+  void* optr = out.data();
   parallel_for(c.pool, rows, std::max<int64_t>(1, 16384 / inner), [&](int64_t b, int64_t e) {
     for (int64_t row = b; row < e; ++row) {
       int64_t off[2] = {0, 0}, rem = row;
@@ -52,11 +89,11 @@ void complex_apply(const KernelContext& c, F f) {
         cf v[2];
         for (size_t i = 0; i < nin; ++i) {
           int64_t at = off[i] + j * p.strides[i].back();
-          v[i] = cplx[i] ? c.inputs[i].data_as<cf>()[at] : cf(c.inputs[i].data_as<float>()[at], 0);
+          v[i] = cplx ? load_c<true>(ptr[i], at) : load_c<false>(ptr[i], at);
         }
         cf r = f(v);
-        if (out_c) out.data_as<cf>()[row * inner + j] = r;
-        else out.data_as<float>()[row * inner + j] = r.real();
+        if (out_c) static_cast<cf*>(optr)[row * inner + j] = r;
+        else static_cast<float*>(optr)[row * inner + j] = r.real();
       }
     }
   });
@@ -126,9 +163,18 @@ void frames(const KernelContext& c) {
   auto* dst = static_cast<char*>(out.data());
   parallel_for(c.pool, rows, std::max<int64_t>(1, 65536 / l), [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) {
-      int64_t batch = r / f, i = r % f;
-      std::memcpy(dst + static_cast<size_t>(r * l) * es,
-                  src + static_cast<size_t>(batch * t + i * at.hop) * es, static_cast<size_t>(l) * es);
+      int64_t batch = r / f, start = (r % f) * at.hop - at.pad;
+      char* d = dst + static_cast<size_t>(r * l) * es;
+      const char* s = src + static_cast<size_t>(batch * t) * es;
+      if (start >= 0 && start + l <= t) {
+        std::memcpy(d, s + static_cast<size_t>(start) * es, static_cast<size_t>(l) * es);
+        continue;
+      }
+      for (int64_t j = 0; j < l; ++j) {  // a frame over a reflect-padded edge
+        int64_t k = start + j;
+        k = k < 0 ? -k : (k >= t ? 2 * (t - 1) - k : k);
+        std::memcpy(d + static_cast<size_t>(j) * es, s + static_cast<size_t>(k) * es, es);
+      }
     }
   });
 }

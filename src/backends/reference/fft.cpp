@@ -158,8 +158,11 @@ void frames(const KernelContext& c) {
   int64_t batch = x.numel() / std::max<int64_t>(t, 1);
   for (int64_t b = 0; b < batch; ++b)
     for (int64_t i = 0; i < f; ++i)
-      for (int64_t j = 0; j < l; ++j)
-        copy_element(x.dtype(), x.data(), b * t + i * at.hop + j, out.data(), (b * f + i) * l + j);
+      for (int64_t j = 0; j < l; ++j) {
+        int64_t s = i * at.hop + j - at.pad;  // numpy "reflect": the edge sample is not repeated
+        s = s < 0 ? -s : (s >= t ? 2 * (t - 1) - s : s);
+        copy_element(x.dtype(), x.data(), b * t + s, out.data(), (b * f + i) * l + j);
+      }
 }
 
 void overlap_add(const KernelContext& c) {

@@ -109,6 +109,8 @@ std::vector<OpCase> make() {
                [](Graph&, const Outs& in) { return Outs{frames(in[0], 16, 5)}; }});
   c.push_back({"frames/i32_rank1_hop_gt_len", {{"x", i32, {40}, {}, -50, 50}},
                [](Graph&, const Outs& in) { return Outs{frames(in[0], 4, 7)}; }});
+  c.push_back({"frames/reflect_pad_edges", {{"x", f32, {2, 23}}},
+               [](Graph&, const Outs& in) { return Outs{frames(in[0], 16, 3, 8)}; }});
   c.push_back({"overlap_add/f32", {{"x", f32, {2, 7, 16}}},
                [](Graph&, const Outs& in) { return Outs{overlap_add(in[0], 5)}; }});
   // --- compositions

@@ -1,10 +1,20 @@
 // The `loom` command-line tool.
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <map>
 #include <cstring>
 #include <iostream>
 #include <string>
 
 #include "io/gguf.h"
+#include "io/package.h"
+#include "ir/op_registry.h"
+#include "loom/package.h"
+#ifdef LOOM_HAS_ONNX
+#include "io/onnx_import.h"
+#endif
 #include "loom/loom.h"
 #include "models/llama.h"
 
@@ -28,12 +38,19 @@ commands:
       --temperature T      0 = greedy (default); > 0 samples
       --top-k K, --top-p P, --seed S
       --raw                feed the prompt as is (no chat template)
+      --ignore-eos         keep generating after end-of-text (for benchmarks)
       --threads N          CPU threads (default: all cores)
       --max-context N      KV cache length (default 2048)
       --device D           cpu (default) or reference
       --verbose            print the model summary and the compiler's pass log
 
-Later commands (convert, run, view, inspect, quantize, bench) arrive with their issues.
+  convert MODEL.onnx -o MODEL.loom [--device D] [--graph]
+                     import an ONNX model, compile it, write a package (loom convert --help)
+  run MODEL.loom --input NAME=FILE.npy ... [-o DIR] [--device D] [--repeat N]
+                     run a package; outputs are written as DIR/<name>.npy
+  inspect MODEL.loom ops, inputs/outputs, variables, constants by size and pass log of a package
+
+Later commands (view, quantize, bench) arrive with their issues.
 )";
 
 int cmd_selftest(const std::string& device) {
@@ -89,6 +106,7 @@ int cmd_generate(int argc, char** argv) {
     else if (a == "--max-context") opts.max_context = static_cast<int64_t>(number(value()));
     else if (a == "--device") device = value();
     else if (a == "--raw") gen.chat = false;
+    else if (a == "--ignore-eos") gen.ignore_eos = true;
     else if (a == "--verbose" || a == "-v") verbose = true;
     else throw loom::Error("[generate] unknown option '" + a + "' (see loom --help)");
   }
@@ -117,6 +135,178 @@ int cmd_generate(int argc, char** argv) {
   return 0;
 }
 
+
+// ---- packages: convert / run / inspect (issue 7) ---------------------------------------------
+
+constexpr const char* kConvertUsage = R"(usage: loom convert MODEL.onnx -o MODEL.loom [--device cpu|reference] [--graph]
+  Imports an ONNX model, compiles it for the device and writes a package (docs/FORMAT.md).
+  --graph   store the uncompiled graph instead (optimised again when loaded)
+)";
+constexpr const char* kRunUsage = R"(usage: loom run MODEL.loom --input NAME=FILE.npy ... [-o DIR] [--device D] [--repeat N]
+  Loads a package, runs it and writes each output to DIR/<output name>.npy (default: .).
+)";
+constexpr const char* kInspectUsage = R"(usage: loom inspect MODEL.loom
+  Prints a package's kind, inputs, outputs, ops by type, variables, constants by size, pass log.
+)";
+
+bool wants_help(int argc, char** argv) {
+  for (int i = 2; i < argc; ++i)
+    if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0) return true;
+  return false;
+}
+
+std::string human_bytes(double b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB"};
+  int u = 0;
+  while (b >= 1024 && u < 3) b /= 1024, ++u;
+  char s[32];
+  std::snprintf(s, sizeof s, u ? "%.1f %s" : "%.0f %s", b, units[u]);
+  return s;
+}
+
+int cmd_convert(int argc, char** argv) {
+  if (wants_help(argc, argv)) return std::cout << kConvertUsage, 0;
+  std::string in, out, device = "cpu";
+  bool graph_only = false;
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw loom::Error("[convert] " + a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "-o" || a == "--output") out = value();
+    else if (a == "--device") device = value();
+    else if (a == "--graph") graph_only = true;
+    else if (!a.empty() && a[0] == '-') throw loom::Error("[convert] unknown option '" + a + "'");
+    else if (in.empty()) in = a;
+    else throw loom::Error("[convert] more than one model given");
+  }
+  if (in.empty() || out.empty()) throw loom::Error(std::string("[convert] a model and -o are required\n") + kConvertUsage);
+  if (in.size() < 5 || in.substr(in.size() - 5) != ".onnx")
+    throw loom::Error("[convert] " + in + ": only .onnx models are converted (GGUF models run with `loom generate`)");
+#ifdef LOOM_HAS_ONNX
+  auto t0 = std::chrono::steady_clock::now();
+  loom::io::OnnxModel m = loom::io::import_onnx(in);
+  auto t1 = std::chrono::steady_clock::now();
+  if (graph_only) {
+    loom::save_graph(m.graph, m.outputs, out);
+  } else {
+    loom::CompileOptions opt;
+    opt.device = loom::Device::parse(device);
+    m.graph.compile(m.outputs, opt).save(out);
+  }
+  auto t2 = std::chrono::steady_clock::now();
+  std::cout << in << " (opset " << m.opset << ", " << m.graph.num_ops() << " ops) -> " << out
+            << ": imported in " << std::chrono::duration<double>(t1 - t0).count() * 1e3
+            << " ms, compiled and saved in " << std::chrono::duration<double>(t2 - t1).count() * 1e3
+            << " ms\n";
+  return 0;
+#else
+  throw loom::Error("[convert] this loom was built without the ONNX importer (apt-get install libonnx-dev libprotobuf-dev)");
+#endif
+}
+
+int cmd_run(int argc, char** argv) {
+  if (wants_help(argc, argv)) return std::cout << kRunUsage, 0;
+  std::string model, outdir = ".", device = "cpu";
+  int repeat = 1;
+  loom::Feeds feeds;
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw loom::Error("[run] " + a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "--input" || a == "-i") {
+      std::string v = value();
+      auto eq = v.find('=');
+      if (eq == std::string::npos) throw loom::Error("[run] --input expects NAME=FILE.npy, got '" + v + "'");
+      feeds.emplace_back(v.substr(0, eq), loom::NDArray::load_npy(v.substr(eq + 1)));
+    } else if (a == "-o" || a == "--output-dir") {
+      outdir = value();
+    } else if (a == "--device") {
+      device = value();
+    } else if (a == "--repeat") {
+      repeat = std::max(1, std::atoi(value().c_str()));
+    } else if (!a.empty() && a[0] == '-') {
+      throw loom::Error("[run] unknown option '" + a + "'");
+    } else if (model.empty()) {
+      model = a;
+    } else {
+      throw loom::Error("[run] more than one package given");
+    }
+  }
+  if (model.empty()) throw loom::Error(std::string("[run] no package given\n") + kRunUsage);
+  loom::CompileOptions opt;
+  opt.device = loom::Device::parse(device);
+  auto t0 = std::chrono::steady_clock::now();
+  auto exe = loom::Executable::load(model, opt);
+  double load_ms = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() * 1e3;
+  std::vector<loom::NDArray> outs;
+  std::vector<double> times;
+  for (int r = 0; r < repeat; ++r) {
+    auto s = std::chrono::steady_clock::now();
+    outs = exe.run(feeds);
+    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - s).count() * 1e3);
+  }
+  std::filesystem::create_directories(outdir);
+  auto sig = exe.outputs();
+  for (size_t k = 0; k < outs.size(); ++k) {
+    std::string name = k < sig.size() && !sig[k].name.empty() ? sig[k].name : "output_" + std::to_string(k);
+    for (char& c : name)
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.') c = '_';
+    std::string path = outdir + "/" + name + ".npy";
+    outs[k].save_npy(path);
+    std::cout << path << ": " << outs[k].type().to_string() << "\n";
+  }
+  std::sort(times.begin(), times.end());
+  std::cout << "loaded in " << load_ms << " ms; run: " << repeat << "x, median " << times[times.size() / 2]
+            << " ms, min " << times.front() << " ms\n";
+  return 0;
+}
+
+int cmd_inspect(int argc, char** argv) {
+  if (wants_help(argc, argv) || argc < 3) return std::cout << kInspectUsage, argc < 3 ? 2 : 0;
+  std::string path = argv[2];
+  loom::io::Package p = loom::io::read_package(path);
+  const auto& reg = loom::ir::OpRegistry::get();
+  std::cout << path << ": Loom package v" << p.version << ", " << p.kind << " for "
+            << p.options.device.to_string() << ", " << human_bytes(static_cast<double>(p.file_bytes))
+            << " (" << human_bytes(static_cast<double>(p.data_bytes)) << " tensor data)\n";
+  std::map<std::string, int> ops;
+  std::vector<std::pair<int64_t, std::string>> constants;
+  int64_t constant_bytes = 0;
+  std::cout << "inputs:\n";
+  for (const auto& n : p.graph.nodes) {
+    ops[reg.info(n.op).name]++;
+    if (n.op == loom::ir::op::placeholder)
+      std::cout << "  " << loom::attrs_as<loom::PlaceholderAttrs>(*n.attrs).name << " : " << n.outputs[0].to_string() << "\n";
+    if (n.op == loom::ir::op::constant) {
+      const auto& v = loom::attrs_as<loom::ConstantAttrs>(*n.attrs).value;
+      constants.emplace_back(static_cast<int64_t>(v.nbytes()), n.name + " : " + v.type().to_string());
+      constant_bytes += static_cast<int64_t>(v.nbytes());
+    }
+  }
+  std::cout << "outputs:\n";
+  for (const auto& v : p.outputs) std::cout << "  " << p.graph.node(v).name << " : " << p.graph.type(v).to_string() << "\n";
+  std::cout << "ops (" << p.graph.nodes.size() << "):\n";
+  std::vector<std::pair<int, std::string>> by_count;
+  for (const auto& [name, c] : ops) by_count.emplace_back(c, name);
+  std::sort(by_count.rbegin(), by_count.rend());
+  for (const auto& [c, name] : by_count) std::cout << "  " << name << " " << c << "\n";
+  std::cout << "variables (" << p.graph.variables.size() << "):\n";
+  for (const auto& v : p.graph.variables)
+    std::cout << "  " << v.name << " : " << v.type().to_string() << " (" << human_bytes(static_cast<double>(v.initial.nbytes())) << ")\n";
+  std::sort(constants.rbegin(), constants.rend());
+  std::cout << "constants (" << constants.size() << ", " << human_bytes(static_cast<double>(constant_bytes)) << "), largest first:\n";
+  for (size_t k = 0; k < constants.size() && k < 10; ++k)
+    std::cout << "  " << constants[k].second << " (" << human_bytes(static_cast<double>(constants[k].first)) << ")\n";
+  if (constants.size() > 10) std::cout << "  ... " << constants.size() - 10 << " more\n";
+  std::cout << "pass log (" << p.pass_log.size() << "):\n";
+  for (const auto& l : p.pass_log) std::cout << "  " << l << "\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -132,6 +322,9 @@ int main(int argc, char** argv) {
     }
     if (cmd == "selftest") return cmd_selftest(argc > 2 ? argv[2] : "cpu");
     if (cmd == "generate") return cmd_generate(argc, argv);
+    if (cmd == "convert") return cmd_convert(argc, argv);
+    if (cmd == "run") return cmd_run(argc, argv);
+    if (cmd == "inspect") return cmd_inspect(argc, argv);
     std::cerr << "loom: unknown command '" << cmd << "'\n\n" << kUsage;
     return 2;
   } catch (const loom::Error& e) {

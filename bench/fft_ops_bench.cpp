@@ -23,8 +23,8 @@ Case make(const std::string& which, int threads) {
   }
   if (which == "fft_2^20") {
     Tensor x = g.placeholder({1 << 20}, c64, "x");
-    NDArray z = NDArray::from_vector(std::vector<std::complex<float>>(1 << 20, {0.5f, -0.25f}),
-                                     {1 << 20});
+    NDArray z =
+        NDArray::from_vector(std::vector<std::complex<float>>(1 << 20, {0.5f, -0.25f}), {1 << 20});
     return {g.compile({fft(x)}, o), {{"x", z}}};
   }
   Tensor a = g.placeholder({480000}, f32, "audio");
@@ -38,9 +38,21 @@ void BM_FftOps(benchmark::State& state, std::string which) {
   state.SetLabel(which + " " + std::to_string(state.range(0)) + "T");
 }
 
-BENCHMARK_CAPTURE(BM_FftOps, rfft_4096x512, std::string("rfft_4096x512"))->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(BM_FftOps, fft_2p20, std::string("fft_2^20"))->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(BM_FftOps, log_mel_30s, std::string("log_mel_30s"))->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_FftOps, rfft_4096x512, std::string("rfft_4096x512"))
+    ->Arg(1)
+    ->Arg(2)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_FftOps, fft_2p20, std::string("fft_2^20"))
+    ->Arg(1)
+    ->Arg(2)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_FftOps, log_mel_30s, std::string("log_mel_30s"))
+    ->Arg(1)
+    ->Arg(2)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 }  // namespace
 

@@ -91,13 +91,12 @@ std::vector<TensorType> infer_irfft(const InferContext& ctx) {
   Shape out = x.shape;
   if (a.length > 0) {
     if (m != kDynamic && a.length / 2 + 1 != m)
-      ctx.fail("irfft length ", a.length, " needs ", a.length / 2 + 1,
-               " input bins on axis ", last, ", got ", m);
+      ctx.fail("irfft length ", a.length, " needs ", a.length / 2 + 1, " input bins on axis ", last,
+               ", got ", m);
     out[last] = a.length;
   } else if (m != kDynamic) {
     out[last] = 2 * (m - 1) + (a.round_to_odd ? 1 : 0);
-    if (out[last] < 1)
-      ctx.fail("irfft of 1 bin gives an empty signal: set round_to_odd or length");
+    if (out[last] < 1) ctx.fail("irfft of 1 bin gives an empty signal: set round_to_odd or length");
   }
   return {{DType::f32, out}};
 }

@@ -60,7 +60,8 @@ double mel_to_hz(double m, MelScale s) {
 NDArray window_array(const std::string& kind, int64_t n, bool periodic, double param, DType dtype) {
   LOOM_CHECK(spectral::valid_window_kind(kind), "[fft] unknown window '", kind, "'");
   LOOM_CHECK(n >= 1, "[fft] window length ", n, " must be >= 1");
-  return NDArray::from_doubles(spectral::window_values(kind, n, periodic, param), Shape({n}), dtype);
+  return NDArray::from_doubles(spectral::window_values(kind, n, periodic, param), Shape({n}),
+                               dtype);
 }
 
 NDArray frames(const NDArray& signal, int64_t frame_length, int64_t hop) {
@@ -135,9 +136,8 @@ Tensor istft(const Tensor& spectrum, const StftOptions& o, int64_t length) {
   // The window envelope sum_f w^2(t - f*hop), from frames of f's shape. With a static frame count
   // it is a constant (folded); otherwise `where(f == f, ...)` broadcasts w^2 to f's shape.
   Shape fs = f.shape();
-  Tensor frames_w2 = fs[fs.rank() - 2] != kDynamic
-                         ? expand(wsq, {fs[fs.rank() - 2], o.n_fft})
-                         : where(equal(f, f), wsq, wsq);
+  Tensor frames_w2 = fs[fs.rank() - 2] != kDynamic ? expand(wsq, {fs[fs.rank() - 2], o.n_fft})
+                                                   : where(equal(f, f), wsq, wsq);
   Tensor env = overlap_add(frames_w2, hop_of(o));
   y = y / env;
   int64_t start = o.center ? o.n_fft / 2 : 0;
@@ -150,8 +150,8 @@ Tensor log_mel_spectrogram(const Tensor& audio, const LogMelOptions& o) {
   LOOM_CHECK(audio.defined() && audio.rank() >= 1, "[log_mel_spectrogram] audio must be [..., T]");
   Graph g = audio.graph();
   StftOptions so{.n_fft = o.n_fft, .hop = o.hop, .window = hann_window(g, o.n_fft)};
-  Tensor spec = stft_rows(audio, so);             // c64 [..., F, bins]
-  Tensor power = square(abs(spec));                // |X|^2
+  Tensor spec = stft_rows(audio, so);                   // c64 [..., F, bins]
+  Tensor power = square(abs(spec));                     // |X|^2
   power = slice(power, {0}, {-1}, {power.rank() - 2});  // Whisper drops the last frame
   // filters @ magnitudes, with frames as rows: power [..., F-1, bins] x filtersᵀ [bins, n_mels].
   NDArray fb = mel_filterbank(o.sample_rate, o.n_fft, o.n_mels, o.scale);

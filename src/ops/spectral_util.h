@@ -25,8 +25,10 @@ inline std::vector<double> window_values(std::string_view kind, int64_t n, bool 
   const double pi = 3.14159265358979323846;
   for (int64_t i = 0; i < n; ++i) {
     double k = static_cast<double>(i), v = 0;
-    if (kind == "hann") v = 0.5 - 0.5 * std::cos(2 * pi * k / m);
-    else if (kind == "hamming") v = 0.54 - 0.46 * std::cos(2 * pi * k / m);
+    if (kind == "hann")
+      v = 0.5 - 0.5 * std::cos(2 * pi * k / m);
+    else if (kind == "hamming")
+      v = 0.54 - 0.46 * std::cos(2 * pi * k / m);
     else if (kind == "blackman")
       v = 0.42 - 0.5 * std::cos(2 * pi * k / m) + 0.08 * std::cos(4 * pi * k / m);
     else if (kind == "gaussian") {

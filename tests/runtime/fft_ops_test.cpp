@@ -54,16 +54,23 @@ TEST(FftOpsGolden, FftIfftPrimeAndTwoAxes) {
   NDArray p = NDArray::load_npy(data("fft_prime_x"));
   expect_complex_golden(run1([](Graph&, Tensor t) { return fft(t); }, p), "fft_prime_out", 2e-6);
   NDArray x2 = NDArray::load_npy(data("fft2_x"));
-  expect_complex_golden(
-      run1([](Graph&, Tensor t) { return fft(t, {.axes = {0, 2}, .scaling = FftScaling::unitary}); }, x2),
-      "fft2_out", 1e-6);
+  expect_complex_golden(run1(
+                            [](Graph&, Tensor t) {
+                              return fft(t, {.axes = {0, 2}, .scaling = FftScaling::unitary});
+                            },
+                            x2),
+                        "fft2_out", 1e-6);
 }
 
 TEST(FftOpsGolden, RfftIrfft) {
   NDArray r = NDArray::load_npy(data("rfft_x"));
   expect_complex_golden(run1([](Graph&, Tensor t) { return rfft(t); }, r), "rfft_out", 1e-6);
   NDArray r2 = NDArray::load_npy(data("rfft2_x"));
-  expect_complex_golden(run1([](Graph&, Tensor t) { return rfft(t, {.axes = {0, 1}}); }, r2),
+  expect_complex_golden(run1(
+                            [](Graph&, Tensor t) {
+                              return rfft(t, {.axes = {0, 1}});
+                            },
+                            r2),
                         "rfft2_out", 1e-6);
   NDArray h = NDArray::load_npy(data("irfft_x"));
   for (int64_t n : {1024, 1025}) {
@@ -74,33 +81,44 @@ TEST(FftOpsGolden, RfftIrfft) {
     EXPECT_LT(rel_error(got.to_vector<float>(), want.to_vector<float>()), 1e-5) << n;
   }
   // MPSGraph's roundToOddHermitean picks the odd length without naming it.
-  NDArray odd = run1(
-      [](Graph&, Tensor t) { return irfft(t, {.scaling = FftScaling::size, .round_to_odd = true}); }, h);
+  NDArray odd =
+      run1([](Graph&,
+              Tensor t) { return irfft(t, {.scaling = FftScaling::size, .round_to_odd = true}); },
+           h);
   EXPECT_EQ(odd.shape(), Shape({3, 1025}));
 }
 
 TEST(FftOpsGolden, StftAndWhisperLogMel) {
   NDArray audio = NDArray::load_npy(data("audio_1s"));
-  expect_complex_golden(run1([](Graph& g, Tensor t) {
-                          return stft(t, {.n_fft = 400, .hop = 160, .window = hann_window(g, 400)});
-                        }, audio),
+  expect_complex_golden(run1(
+                            [](Graph& g, Tensor t) {
+                              return stft(
+                                  t, {.n_fft = 400, .hop = 160, .window = hann_window(g, 400)});
+                            },
+                            audio),
                         "stft_out", 2e-6);
   NDArray fb = mel_filterbank(16000, 400, 80);
-  EXPECT_LT(rel_error(fb.to_vector<float>(), NDArray::load_npy(data("mel_filters_slaney_80")).to_vector<float>()), 1e-6);
+  EXPECT_LT(rel_error(fb.to_vector<float>(),
+                      NDArray::load_npy(data("mel_filters_slaney_80")).to_vector<float>()),
+            1e-6);
   NDArray htk = mel_filterbank(22050, 1024, 40, MelScale::htk);
-  EXPECT_LT(rel_error(htk.to_vector<float>(), NDArray::load_npy(data("mel_filters_htk_40")).to_vector<float>()), 1e-6);
+  EXPECT_LT(rel_error(htk.to_vector<float>(),
+                      NDArray::load_npy(data("mel_filters_htk_40")).to_vector<float>()),
+            1e-6);
   for (int threads : {1, 2}) {
     NDArray lm = run1([](Graph&, Tensor t) { return log_mel_spectrogram(t); }, audio, threads);
     NDArray want = NDArray::load_npy(data("log_mel_out"));
     ASSERT_EQ(lm.shape(), Shape({80, 100}));
     auto a = lm.to_vector<float>(), b = want.to_vector<float>();
     double worst = 0;
-    for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, static_cast<double>(std::abs(a[i] - b[i])));
+    for (size_t i = 0; i < a.size(); ++i)
+      worst = std::max(worst, static_cast<double>(std::abs(a[i] - b[i])));
     EXPECT_LT(worst, 2e-4) << threads << " threads";
   }
-  NDArray lh = run1([](Graph&, Tensor t) {
-    return log_mel_spectrogram(t, {.n_mels = 64, .scale = MelScale::htk});
-  }, audio);
+  NDArray lh =
+      run1([](Graph&,
+              Tensor t) { return log_mel_spectrogram(t, {.n_mels = 64, .scale = MelScale::htk}); },
+           audio);
   auto a = lh.to_vector<float>(), b = NDArray::load_npy(data("log_mel_htk_out")).to_vector<float>();
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 2e-4) << i;
@@ -118,7 +136,8 @@ TEST(FftOps, LargeRoundTripsAndParseval) {
   Tensor rt = irfft(rfft(a), {.scaling = FftScaling::size, .length = n});
   auto out = g.compile({back, e_time, e_freq, rt, spec}).run({{"re", re}, {"im", im}});
   std::vector<cf> x(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) x[static_cast<size_t>(i)] = {re.data_as<float>()[i], im.data_as<float>()[i]};
+  for (int64_t i = 0; i < n; ++i)
+    x[static_cast<size_t>(i)] = {re.data_as<float>()[i], im.data_as<float>()[i]};
   EXPECT_LT(rel_error(out[0].to_vector<cf>(), x), 1e-6);
   EXPECT_NEAR(out[1].at(0), out[2].at(0), 1e-4 * out[1].at(0));
   EXPECT_LT(rel_error(out[3].to_vector<float>(), re.to_vector<float>()), 1e-6);
@@ -130,7 +149,9 @@ TEST(FftOps, LargeRoundTripsAndParseval) {
       double ph = -2 * M_PI * static_cast<double>((j * k) % n) / static_cast<double>(n);
       acc += std::complex<double>(x[static_cast<size_t>(j)]) * std::polar(1.0, ph);
     }
-    EXPECT_LT(std::abs(std::complex<double>(s[static_cast<size_t>(k)]) - acc), 1e-5 * std::sqrt(static_cast<double>(n)) * 10) << k;
+    EXPECT_LT(std::abs(std::complex<double>(s[static_cast<size_t>(k)]) - acc),
+              1e-5 * std::sqrt(static_cast<double>(n)) * 10)
+        << k;
   }
 }
 
@@ -178,26 +199,54 @@ std::string error_of(const std::function<void(Graph&)>& f) {
 TEST(FftOps, BadInputsGiveClearErrors) {
   auto c = [](Graph& g, Shape s) { return g.placeholder(s, c64, "z"); };
   auto r = [](Graph& g, Shape s) { return g.placeholder(s, f32, "x"); };
-  EXPECT_NE(error_of([&](Graph& g) { fft(c(g, {4, 8}), {.axes = {}}); }).find("axes is empty"), std::string::npos);
-  EXPECT_NE(error_of([&](Graph& g) { fft(c(g, {0, 8}), {.axes = {0}}); }).find("has length 0"), std::string::npos);
-  EXPECT_NE(error_of([&](Graph& g) { rfft(r(g, {4, 0})); }).find("has length 0"), std::string::npos);
-  EXPECT_NE(error_of([&](Graph& g) { fft(c(g, {4, 8}), {.axes = {1, -1}}); }).find("listed twice"), std::string::npos);
-  EXPECT_NE(error_of([&](Graph& g) { fft(c(g, {4, 8}), {.axes = {2}}); }).find("out of range"), std::string::npos);
+  EXPECT_NE(error_of([&](Graph& g) {
+              fft(c(g, {4, 8}), {.axes = {}});
+            }).find("axes is empty"),
+            std::string::npos);
+  EXPECT_NE(error_of([&](Graph& g) {
+              fft(c(g, {0, 8}), {.axes = {0}});
+            }).find("has length 0"),
+            std::string::npos);
+  EXPECT_NE(error_of([&](Graph& g) {
+              rfft(r(g, {4, 0}));
+            }).find("has length 0"),
+            std::string::npos);
+  EXPECT_NE(error_of([&](Graph& g) {
+              fft(c(g, {4, 8}), {.axes = {1, -1}});
+            }).find("listed twice"),
+            std::string::npos);
+  EXPECT_NE(error_of([&](Graph& g) {
+              fft(c(g, {4, 8}), {.axes = {2}});
+            }).find("out of range"),
+            std::string::npos);
   std::string e = error_of([&](Graph& g) { irfft(c(g, {4, 9}), {.length = 20}); });
   EXPECT_NE(e.find("[irfft]"), std::string::npos) << e;
   EXPECT_NE(e.find("needs 11 input bins"), std::string::npos) << e;
-  EXPECT_NE(error_of([&](Graph& g) { irfft(c(g, {4, 1})); }).find("empty signal"), std::string::npos);
+  EXPECT_NE(error_of([&](Graph& g) {
+              irfft(c(g, {4, 1}));
+            }).find("empty signal"),
+            std::string::npos);
   e = error_of([&](Graph& g) { ifft(r(g, {4, 8})); });
   EXPECT_NE(e.find("[fft]"), std::string::npos) << e;
   EXPECT_NE(e.find("must be c64"), std::string::npos) << e;
-  EXPECT_NE(error_of([&](Graph& g) { irfft(r(g, {4, 8})); }).find("must be c64"), std::string::npos);
+  EXPECT_NE(error_of([&](Graph& g) {
+              irfft(r(g, {4, 8}));
+            }).find("must be c64"),
+            std::string::npos);
   EXPECT_NE(error_of([&](Graph& g) { rfft(c(g, {4, 8})); }).find("real f32"), std::string::npos);
   EXPECT_NE(error_of([&](Graph& g) { real(r(g, {3})); }).find("must be c64"), std::string::npos);
-  EXPECT_NE(error_of([&](Graph& g) { complex(c(g, {3}), g.placeholder({3}, c64, "z2")); }).find("must be f32"), std::string::npos);
-  EXPECT_NE(error_of([&](Graph& g) { add(c(g, {3}), r(g, {3})); }).find("different dtypes"), std::string::npos);
-  EXPECT_NE(error_of([&](Graph& g) { frames(r(g, {10}), 16, 4); }).find("shorter than one frame"), std::string::npos);
-  EXPECT_NE(error_of([&](Graph& g) { frames(r(g, {10}), 8, 4, 10); }).find("reflect padding"), std::string::npos);
-  EXPECT_NE(error_of([&](Graph& g) { gaussian_window(g, 10, 0); }).find("std must be > 0"), std::string::npos);
+  EXPECT_NE(error_of([&](Graph& g) {
+              complex(c(g, {3}), g.placeholder({3}, c64, "z2"));
+            }).find("must be f32"),
+            std::string::npos);
+  EXPECT_NE(error_of([&](Graph& g) { add(c(g, {3}), r(g, {3})); }).find("different dtypes"),
+            std::string::npos);
+  EXPECT_NE(error_of([&](Graph& g) { frames(r(g, {10}), 16, 4); }).find("shorter than one frame"),
+            std::string::npos);
+  EXPECT_NE(error_of([&](Graph& g) { frames(r(g, {10}), 8, 4, 10); }).find("reflect padding"),
+            std::string::npos);
+  EXPECT_NE(error_of([&](Graph& g) { gaussian_window(g, 10, 0); }).find("std must be > 0"),
+            std::string::npos);
   EXPECT_THROW(frames(NDArray(f32, {10}), 16, 4), Error);
   EXPECT_THROW(window_array("kaiser", 8), Error);
   // A dynamic length that turns out inconsistent is caught when the shapes are known.

@@ -29,8 +29,10 @@ inline cf cdiv(cf a, cf b) {
 // Element i of an input that is c64 (C) or f32 read as x + 0i.
 template <bool C>
 inline cf load_c(const void* p, int64_t i) {
-  if constexpr (C) return static_cast<const cf*>(p)[i];
-  else return {static_cast<const float*>(p)[i], 0.0f};
+  if constexpr (C)
+    return static_cast<const cf*>(p)[i];
+  else
+    return {static_cast<const float*>(p)[i], 0.0f};
 }
 
 // The same-shape case: one flat loop with the input / output kinds fixed at compile time, so it
@@ -44,8 +46,10 @@ void flat_apply(const KernelContext& c, F f) {
     for (int64_t i = b; i < e; ++i) {
       cf v[2] = {load_c<C>(in0, i), N == 2 ? load_c<C>(in1, i) : cf()};
       cf r = f(v);
-      if constexpr (OutC) static_cast<cf*>(out)[i] = r;
-      else static_cast<float*>(out)[i] = r.real();
+      if constexpr (OutC)
+        static_cast<cf*>(out)[i] = r;
+      else
+        static_cast<float*>(out)[i] = r.real();
     }
   });
 }
@@ -62,8 +66,10 @@ void complex_apply(const KernelContext& c, F f) {
   for (const auto& in : c.inputs) same = same && in.shape() == out.shape();
   if (same) {
     if (nin == 2) {
-      if (cplx) flat_apply<2, true, true>(c, f);
-      else flat_apply<2, false, true>(c, f);  // complex(re, im)
+      if (cplx)
+        flat_apply<2, true, true>(c, f);
+      else
+        flat_apply<2, false, true>(c, f);  // complex(re, im)
     } else if (out_c) {
       flat_apply<1, true, true>(c, f);
     } else {
@@ -92,8 +98,10 @@ void complex_apply(const KernelContext& c, F f) {
           v[i] = cplx ? load_c<true>(ptr[i], at) : load_c<false>(ptr[i], at);
         }
         cf r = f(v);
-        if (out_c) static_cast<cf*>(optr)[row * inner + j] = r;
-        else static_cast<float*>(optr)[row * inner + j] = r.real();
+        if (out_c)
+          static_cast<cf*>(optr)[row * inner + j] = r;
+        else
+          static_cast<float*>(optr)[row * inner + j] = r.real();
       }
     }
   });
@@ -105,14 +113,17 @@ void wrap_complex(KernelTable& t, ir::OpId id, F f) {
   LOOM_CHECK(prev, "[fft] register_fft must run after register_elementwise");
   KernelFn real_kernel = *prev;
   t.set(id, [real_kernel, f](const KernelContext& c) {
-    if (c.inputs[0].dtype() == DType::c64) complex_apply(c, f);
-    else real_kernel(c);
+    if (c.inputs[0].dtype() == DType::c64)
+      complex_apply(c, f);
+    else
+      real_kernel(c);
   });
 }
 
 lf::Scaling scaling_of(FftScaling s) {
-  return s == FftScaling::size ? lf::Scaling::size
-                               : (s == FftScaling::unitary ? lf::Scaling::unitary : lf::Scaling::none);
+  return s == FftScaling::size
+             ? lf::Scaling::size
+             : (s == FftScaling::unitary ? lf::Scaling::unitary : lf::Scaling::none);
 }
 
 std::vector<int> axes_of(const FftAttrs& a, int rank) {
@@ -126,8 +137,8 @@ void fft(const KernelContext& c) {
   const NDArray &x = c.inputs[0], &out = c.outputs[0];
   if (out.numel() == 0) return;
   auto axes = axes_of(at, x.rank());
-  lf::c2c_nd(x.data_as<cf>(), x.strides(), out.data_as<cf>(), out.strides(), x.shape().dims(),
-             axes, at.inverse, scaling_of(at.scaling), c.pool);
+  lf::c2c_nd(x.data_as<cf>(), x.strides(), out.data_as<cf>(), out.strides(), x.shape().dims(), axes,
+             at.inverse, scaling_of(at.scaling), c.pool);
 }
 
 void rfft(const KernelContext& c) {
@@ -135,8 +146,8 @@ void rfft(const KernelContext& c) {
   const NDArray &x = c.inputs[0], &out = c.outputs[0];
   if (out.numel() == 0) return;
   auto axes = axes_of(at, x.rank());
-  lf::r2c_nd(x.data_as<float>(), x.strides(), out.data_as<cf>(), out.strides(),
-             x.shape().dims(), axes, scaling_of(at.scaling), c.pool);
+  lf::r2c_nd(x.data_as<float>(), x.strides(), out.data_as<cf>(), out.strides(), x.shape().dims(),
+             axes, scaling_of(at.scaling), c.pool);
 }
 
 void irfft(const KernelContext& c) {
@@ -147,8 +158,8 @@ void irfft(const KernelContext& c) {
   int last = axes.back();
   LOOM_CHECK(out.shape()[last] / 2 + 1 == x.shape()[last], "[fft] irfft: ", x.shape()[last],
              " bins do not make a signal of length ", out.shape()[last]);
-  lf::c2r_nd(x.data_as<cf>(), x.strides(), out.data_as<float>(), out.strides(),
-             out.shape().dims(), axes, scaling_of(at.scaling), c.pool);
+  lf::c2r_nd(x.data_as<cf>(), x.strides(), out.data_as<float>(), out.strides(), out.shape().dims(),
+             axes, scaling_of(at.scaling), c.pool);
 }
 
 // Each output row is one frame: a copy of `frame_length` samples read straight from the signal.
@@ -214,13 +225,21 @@ void register_fft(KernelTable& t) {
   wrap_complex(t, op::mul, [](const cf* v) { return cmul(v[0], v[1]); });
   wrap_complex(t, op::div, [](const cf* v) { return cdiv(v[0], v[1]); });
   wrap_complex(t, op::neg, [](const cf* v) { return -v[0]; });
-  wrap_complex(t, op::abs, [](const cf* v) { return cf(std::sqrt(v[0].real() * v[0].real() + v[0].imag() * v[0].imag()), 0); });
+  wrap_complex(t, op::abs, [](const cf* v) {
+    return cf(std::sqrt(v[0].real() * v[0].real() + v[0].imag() * v[0].imag()), 0);
+  });
   t.set(op::complex, [](const KernelContext& c) {
     complex_apply(c, [](const cf* v) { return cf(v[0].real(), v[1].real()); });
   });
-  t.set(op::real, [](const KernelContext& c) { complex_apply(c, [](const cf* v) { return cf(v[0].real()); }); });
-  t.set(op::imag, [](const KernelContext& c) { complex_apply(c, [](const cf* v) { return cf(v[0].imag()); }); });
-  t.set(op::conj, [](const KernelContext& c) { complex_apply(c, [](const cf* v) { return std::conj(v[0]); }); });
+  t.set(op::real, [](const KernelContext& c) {
+    complex_apply(c, [](const cf* v) { return cf(v[0].real()); });
+  });
+  t.set(op::imag, [](const KernelContext& c) {
+    complex_apply(c, [](const cf* v) { return cf(v[0].imag()); });
+  });
+  t.set(op::conj, [](const KernelContext& c) {
+    complex_apply(c, [](const cf* v) { return std::conj(v[0]); });
+  });
   t.set(op::angle, [](const KernelContext& c) {
     complex_apply(c, [](const cf* v) { return cf(std::atan2(v[0].imag(), v[0].real())); });
   });

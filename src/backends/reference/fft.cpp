@@ -35,8 +35,10 @@ void complex_apply(const KernelContext& c, F&& f) {
     cd v[2];
     for (size_t i = 0; i < c.inputs.size(); ++i) v[i] = load_c(c.inputs[i], dot(idx, st[i]));
     cd r = f(v);
-    if (out.dtype() == DType::c64) store_c(out, flat, r);
-    else store_element(out.dtype(), out.data(), flat, r.real());
+    if (out.dtype() == DType::c64)
+      store_c(out, flat, r);
+    else
+      store_element(out.dtype(), out.data(), flat, r.real());
   });
 }
 
@@ -46,8 +48,10 @@ void wrap_complex(KernelTable& t, ir::OpId id, cd (*f)(const cd*)) {
   LOOM_CHECK(prev, "[fft] register_fft must run after register_elementwise");
   KernelFn real_kernel = *prev;
   t.set(id, [real_kernel, f](const KernelContext& c) {
-    if (c.inputs[0].dtype() == DType::c64) complex_apply(c, f);
-    else real_kernel(c);
+    if (c.inputs[0].dtype() == DType::c64)
+      complex_apply(c, f);
+    else
+      real_kernel(c);
   });
 }
 
@@ -59,7 +63,8 @@ void dft_axis(std::vector<cd>& a, const Shape& shape, int axis, bool inverse) {
   std::vector<cd> w(static_cast<size_t>(n)), line(static_cast<size_t>(n));
   double sign = inverse ? 1 : -1;
   for (int64_t k = 0; k < n; ++k)
-    w[static_cast<size_t>(k)] = std::polar(1.0, sign * 2 * kPi * static_cast<double>(k) / static_cast<double>(n));
+    w[static_cast<size_t>(k)] =
+        std::polar(1.0, sign * 2 * kPi * static_cast<double>(k) / static_cast<double>(n));
   for (int64_t o = 0; o < outer; ++o)
     for (int64_t i = 0; i < inner; ++i) {
       int64_t base = o * n * inner + i;
@@ -69,7 +74,8 @@ void dft_axis(std::vector<cd>& a, const Shape& shape, int axis, bool inverse) {
           acc += a[static_cast<size_t>(base + j * inner)] * w[static_cast<size_t>(j * k % n)];
         line[static_cast<size_t>(k)] = acc;
       }
-      for (int64_t k = 0; k < n; ++k) a[static_cast<size_t>(base + k * inner)] = line[static_cast<size_t>(k)];
+      for (int64_t k = 0; k < n; ++k)
+        a[static_cast<size_t>(base + k * inner)] = line[static_cast<size_t>(k)];
     }
 }
 
@@ -175,8 +181,10 @@ void overlap_add(const KernelContext& c) {
     std::fill(acc.begin(), acc.end(), 0.0);
     for (int64_t i = 0; i < f; ++i)
       for (int64_t j = 0; j < l; ++j)
-        acc[static_cast<size_t>(i * at.hop + j)] += load_element(x.dtype(), x.data(), (b * f + i) * l + j);
-    for (int64_t k = 0; k < t; ++k) store_element(out.dtype(), out.data(), b * t + k, acc[static_cast<size_t>(k)]);
+        acc[static_cast<size_t>(i * at.hop + j)] +=
+            load_element(x.dtype(), x.data(), (b * f + i) * l + j);
+    for (int64_t k = 0; k < t; ++k)
+      store_element(out.dtype(), out.data(), b * t + k, acc[static_cast<size_t>(k)]);
   }
 }
 
@@ -199,10 +207,18 @@ void register_fft(KernelTable& t) {
   t.set(op::complex, [](const KernelContext& c) {
     complex_apply(c, [](const cd* v) { return cd(v[0].real(), v[1].real()); });
   });
-  t.set(op::real, [](const KernelContext& c) { complex_apply(c, [](const cd* v) { return cd(v[0].real()); }); });
-  t.set(op::imag, [](const KernelContext& c) { complex_apply(c, [](const cd* v) { return cd(v[0].imag()); }); });
-  t.set(op::conj, [](const KernelContext& c) { complex_apply(c, [](const cd* v) { return std::conj(v[0]); }); });
-  t.set(op::angle, [](const KernelContext& c) { complex_apply(c, [](const cd* v) { return cd(std::arg(v[0])); }); });
+  t.set(op::real, [](const KernelContext& c) {
+    complex_apply(c, [](const cd* v) { return cd(v[0].real()); });
+  });
+  t.set(op::imag, [](const KernelContext& c) {
+    complex_apply(c, [](const cd* v) { return cd(v[0].imag()); });
+  });
+  t.set(op::conj, [](const KernelContext& c) {
+    complex_apply(c, [](const cd* v) { return std::conj(v[0]); });
+  });
+  t.set(op::angle, [](const KernelContext& c) {
+    complex_apply(c, [](const cd* v) { return cd(std::arg(v[0])); });
+  });
   t.set(op::fft, fft);
   t.set(op::rfft, rfft);
   t.set(op::irfft, irfft);

@@ -179,3 +179,52 @@ TEST(OnnxNodeSuite, RunsEverySupportedCase) {
 
 }  // namespace
 }  // namespace loom::io
+
+namespace loom::io {
+namespace {
+
+// A one-node model built with the protobuf classes.
+std::string one_node_model(const std::string& op_type, int64_t opset = 17) {
+  onnx::ModelProto m;
+  m.set_ir_version(8);
+  auto* o = m.add_opset_import();
+  o->set_version(opset);
+  auto* g = m.mutable_graph();
+  auto* in = g->add_input();
+  in->set_name("x");
+  auto* tt = in->mutable_type()->mutable_tensor_type();
+  tt->set_elem_type(1);
+  tt->mutable_shape()->add_dim()->set_dim_param("batch");
+  tt->mutable_shape()->add_dim()->set_dim_value(4);
+  auto* n = g->add_node();
+  n->set_op_type(op_type);
+  n->set_name("the_node");
+  n->add_input("x");
+  n->add_output("y");
+  g->add_output()->set_name("y");
+  return m.SerializeAsString();
+}
+
+TEST(OnnxImport, UnsupportedOpNamesTheOpAndTheNode) {
+  try {
+    import_onnx_bytes(one_node_model("Conv"), "m.onnx");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("[onnx] node 'the_node' (Conv): unsupported op type"),
+              std::string::npos) << e.what();
+  }
+  EXPECT_THROW(import_onnx_bytes("not a model", "m.onnx"), Error);
+}
+
+TEST(OnnxImport, DimParamIsADynamicDimAndOutputsKeepTheirNames) {
+  OnnxModel m = import_onnx_bytes(one_node_model("Relu"), "m.onnx");
+  ASSERT_EQ(m.input_names, std::vector<std::string>{"x"});
+  auto exe = m.graph.compile(m.outputs);
+  EXPECT_EQ(exe.inputs()[0].type.shape, Shape({-1, 4}));
+  EXPECT_EQ(exe.outputs()[0].name, "y");
+  auto y = exe.run({{"x", NDArray::from_vector<float>({-1, 2, -3, 4, 5, -6, 7, -8}, {2, 4})}});
+  EXPECT_EQ(y[0].to_vector<float>(), (std::vector<float>{0, 2, 0, 4, 5, 0, 7, 0}));
+}
+
+}  // namespace
+}  // namespace loom::io

@@ -10,7 +10,9 @@
 #include "loom/kernel.h"
 #include "loom/ndarray.h"
 #include "loom/ops.h"
+#include "loom/package.h"
 #include "loom/shape.h"
+#include "loom/transfer.h"
 
 namespace loom {
 const char* version();

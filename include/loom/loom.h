@@ -12,7 +12,6 @@
 #include "loom/ops.h"
 #include "loom/package.h"
 #include "loom/shape.h"
-#include "loom/transfer.h"
 
 namespace loom {
 const char* version();

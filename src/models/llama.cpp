@@ -219,7 +219,7 @@ std::string generate(LlamaModel& model, const std::string& prompt, const Generat
   int64_t position = static_cast<int64_t>(ids.size());
   for (int i = 0; i < o.max_new_tokens; ++i) {
     int32_t next = sample(logits, o.sampling, static_cast<uint64_t>(i));
-    if (tok.is_end_of_generation(next)) break;
+    if (!o.ignore_eos && tok.is_end_of_generation(next)) break;
     generated.push_back(next);
     std::string piece = tok.token_to_piece(next);
     out += piece;

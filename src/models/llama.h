@@ -65,6 +65,7 @@ int32_t sample(const NDArray& logits, const SamplingOptions& options, uint64_t s
 struct GenerateOptions {
   int max_new_tokens = 64;
   bool chat = true;  // wrap the prompt in the model's chat template
+  bool ignore_eos = false;  // keep generating past end-of-generation tokens (benchmarks)
   SamplingOptions sampling;
   std::function<void(const std::string&)> on_text;  // streamed pieces
 };

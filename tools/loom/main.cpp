@@ -38,6 +38,7 @@ commands:
       --temperature T      0 = greedy (default); > 0 samples
       --top-k K, --top-p P, --seed S
       --raw                feed the prompt as is (no chat template)
+      --ignore-eos         keep generating after end-of-text (for benchmarks)
       --threads N          CPU threads (default: all cores)
       --max-context N      KV cache length (default 2048)
       --device D           cpu (default) or reference
@@ -105,6 +106,7 @@ int cmd_generate(int argc, char** argv) {
     else if (a == "--max-context") opts.max_context = static_cast<int64_t>(number(value()));
     else if (a == "--device") device = value();
     else if (a == "--raw") gen.chat = false;
+    else if (a == "--ignore-eos") gen.ignore_eos = true;
     else if (a == "--verbose" || a == "-v") verbose = true;
     else throw loom::Error("[generate] unknown option '" + a + "' (see loom --help)");
   }

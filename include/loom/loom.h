@@ -12,6 +12,7 @@
 #include "loom/ops.h"
 #include "loom/package.h"
 #include "loom/shape.h"
+#include "loom/transfer.h"
 
 namespace loom {
 const char* version();

@@ -16,12 +16,15 @@
 namespace loom {
 
 // A block of bytes. Host storage is 64-byte aligned; `external` storage wraps memory that
-// somebody else owns (a memory-mapped file, an arena) and keeps it alive through `keepalive`.
+// somebody else owns (a memory-mapped file, an arena, a device allocator's block) and keeps it
+// alive through `keepalive`. Device storage (device() != cpu) is never touched by host code: the
+// NDArray methods that read elements refuse it (copy it with loom::to_host first).
 class Storage {
  public:
   static std::shared_ptr<Storage> allocate(size_t bytes, bool zero = true);
   static std::shared_ptr<Storage> external(void* data, size_t bytes,
-                                           std::shared_ptr<void> keepalive = nullptr);
+                                           std::shared_ptr<void> keepalive = nullptr,
+                                           Device device = Device::cpu());
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
@@ -117,6 +120,8 @@ class NDArray {
   size_t nbytes() const { return storage_bytes(dtype_, numel_); }
   TensorType type() const { return {dtype_, shape_}; }
   const std::shared_ptr<Storage>& storage() const { return storage_; }
+  // Where the elements live (the host unless a device backend allocated them).
+  Device device() const { return storage_ ? storage_->device() : Device::cpu(); }
   bool is_contiguous() const;
 
   // Pointer to element [0,...,0]. For packed types the offset must be even.

@@ -1,6 +1,7 @@
 // The backend interface: a device, a kernel per op, threads. Lowering asks a backend for each
 // node's kernel; nothing outside src/backends knows how a kernel is implemented.
 #pragma once
+#include <cstring>
 #include <memory>
 #include <vector>
 
@@ -30,11 +31,30 @@ class Backend {
   // This backend's own kernel for `op`, or null.
   virtual const KernelFn* kernel(ir::OpId op) const = 0;
   virtual ThreadPool* pool() const { return nullptr; }
+
+  // Memory on this backend's device for arenas, outputs and variables (uninitialised). Host
+  // backends hand out ordinary host storage; a device backend its (cached) device memory.
+  virtual std::shared_ptr<Storage> allocate(size_t bytes) const {
+    return Storage::allocate(bytes, false);
+  }
+  // Copies `bytes` from `src` to `dst`, each on the host or on this backend's device, ordered
+  // after the work already issued to the device. Returns once host destinations hold the bytes.
+  virtual void copy(void* dst, const Device& dst_device, const void* src,
+                    const Device& src_device, size_t bytes) const {
+    if (bytes) std::memmove(dst, src, bytes);
+  }
+  // Waits until the device has finished the work issued to it (host backends: nothing to do).
+  virtual void synchronize() const {}
+  // True when the backend's memory is not host memory (arrays must be copied in and out).
+  bool on_device() const { return device().kind == Device::Kind::cuda; }
 };
 
 // The backend for a device (created once per process; the CPU backend per thread count).
 // Throws loom::Error for a device this build cannot run.
 Backend& backend_for(const Device& device, int num_threads = 0);
+
+// GPUs this build can use (0 without the CUDA backend, a driver or a device; never throws).
+int cuda_device_count();
 
 // The reference backend's kernel table: the oracle, with a kernel for every built-in op.
 const KernelTable& reference_kernels();

@@ -22,8 +22,9 @@ std::shared_ptr<Storage> Storage::allocate(size_t bytes, bool zero) {
 }
 
 std::shared_ptr<Storage> Storage::external(void* data, size_t bytes,
-                                           std::shared_ptr<void> keepalive) {
+                                           std::shared_ptr<void> keepalive, Device device) {
   auto s = std::shared_ptr<Storage>(new Storage());
+  s->device_ = device;
   s->data_ = static_cast<std::byte*>(data);
   s->size_ = bytes;
   s->keepalive_ = std::move(keepalive);
@@ -139,8 +140,17 @@ void for_each_element(const NDArray& a, F&& fn) {
 }
 }  // namespace
 
+namespace {
+// Host code must never dereference device memory: a clear error instead of a crash.
+void check_host(const NDArray& a, const char* what) {
+  LOOM_CHECK(a.device().kind != Device::Kind::cuda, "[ndarray] ", what, ": the array lives on ",
+             a.device().to_string(), "; copy it with loom::to_host first");
+}
+}  // namespace
+
 NDArray NDArray::contiguous() const {
   if (is_contiguous()) return *this;
+  check_host(*this, "contiguous");
   NDArray out = empty(dtype_, shape_);
   size_t es = static_cast<size_t>(dtype_bits(dtype_) / 8);
   const std::byte* src = storage_->data();
@@ -152,6 +162,7 @@ NDArray NDArray::contiguous() const {
 }
 
 NDArray NDArray::clone() const {
+  check_host(*this, "clone");
   NDArray c = contiguous();
   NDArray out = empty(dtype_, shape_);
   std::memcpy(out.data(), c.data(), nbytes());
@@ -161,6 +172,7 @@ NDArray NDArray::clone() const {
 std::vector<double> NDArray::to_doubles() const {
   std::vector<double> out(static_cast<size_t>(numel_));
   if (numel_ == 0) return out;
+  check_host(*this, "to_doubles");
   const void* base = storage_->data();
   for_each_element(*this, [&](int64_t flat, int64_t pos) {
     out[static_cast<size_t>(flat)] = detail::load_element(dtype_, base, pos);
@@ -171,6 +183,7 @@ std::vector<double> NDArray::to_doubles() const {
 double NDArray::at(int64_t flat_index) const {
   LOOM_CHECK(flat_index >= 0 && flat_index < numel_, "[ndarray] index ", flat_index,
              " out of range for ", shape_.to_string());
+  check_host(*this, "at");
   int64_t pos = offset_, rem = flat_index;
   for (int d = rank() - 1; d >= 0; --d) {
     pos += (rem % shape_[d]) * strides_[static_cast<size_t>(d)];

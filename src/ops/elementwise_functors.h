@@ -8,23 +8,30 @@
 
 #include "ir/graph.h"
 
+// The functors run on the host and, compiled by nvcc, in CUDA kernels.
+#ifdef __CUDACC__
+#define LOOM_HD __host__ __device__
+#else
+#define LOOM_HD
+#endif
+
 namespace loom::ops::fn {
 
 template <class T>
 inline constexpr bool kInt = std::is_integral_v<T>;
 
-struct add { template <class T> static T apply(T a, T b) { return a + b; } };
-struct sub { template <class T> static T apply(T a, T b) { return a - b; } };
-struct mul { template <class T> static T apply(T a, T b) { return a * b; } };
+struct add { template <class T> LOOM_HD static T apply(T a, T b) { return a + b; } };
+struct sub { template <class T> LOOM_HD static T apply(T a, T b) { return a - b; } };
+struct mul { template <class T> LOOM_HD static T apply(T a, T b) { return a * b; } };
 // Integer division truncates toward zero; division by zero gives 0 (never a trap).
 struct div {
-  template <class T> static T apply(T a, T b) {
+  template <class T> LOOM_HD static T apply(T a, T b) {
     if constexpr (kInt<T>) return b == 0 ? T(0) : a / b;
     else return a / b;
   }
 };
 struct pow {
-  template <class T> static T apply(T a, T b) {
+  template <class T> LOOM_HD static T apply(T a, T b) {
     if constexpr (kInt<T>) {
       if (b < 0) return a == 1 ? 1 : (a == -1 ? (b % 2 ? -1 : 1) : 0);
       T r = 1;
@@ -36,20 +43,20 @@ struct pow {
   }
 };
 struct maximum {
-  template <class T> static T apply(T a, T b) {
+  template <class T> LOOM_HD static T apply(T a, T b) {
     if constexpr (!kInt<T>) if (std::isnan(a) || std::isnan(b)) return a + b;  // propagate NaN
     return a > b ? a : b;
   }
 };
 struct minimum {
-  template <class T> static T apply(T a, T b) {
+  template <class T> LOOM_HD static T apply(T a, T b) {
     if constexpr (!kInt<T>) if (std::isnan(a) || std::isnan(b)) return a + b;
     return a < b ? a : b;
   }
 };
 // numpy semantics: the result has the sign of the divisor.
 struct mod {
-  template <class T> static T apply(T a, T b) {
+  template <class T> LOOM_HD static T apply(T a, T b) {
     if constexpr (kInt<T>) {
       if (b == 0) return 0;
       T r = a % b;
@@ -61,44 +68,44 @@ struct mod {
   }
 };
 
-struct neg { template <class T> static T apply(T x) { return -x; } };
-struct abs { template <class T> static T apply(T x) { return x < 0 ? -x : x; } };
-struct sign { template <class T> static T apply(T x) { return T((x > 0) - (x < 0)); } };
-struct square { template <class T> static T apply(T x) { return x * x; } };
-struct reciprocal { template <class T> static T apply(T x) { return T(1) / x; } };
-struct exp { template <class T> static T apply(T x) { return std::exp(x); } };
-struct log { template <class T> static T apply(T x) { return std::log(x); } };
-struct sqrt { template <class T> static T apply(T x) { return std::sqrt(x); } };
-struct rsqrt { template <class T> static T apply(T x) { return T(1) / std::sqrt(x); } };
-struct sin { template <class T> static T apply(T x) { return std::sin(x); } };
-struct cos { template <class T> static T apply(T x) { return std::cos(x); } };
-struct tanh { template <class T> static T apply(T x) { return std::tanh(x); } };
-struct sigmoid { template <class T> static T apply(T x) { return T(1) / (T(1) + std::exp(-x)); } };
-struct silu { template <class T> static T apply(T x) { return x / (T(1) + std::exp(-x)); } };
-struct erf { template <class T> static T apply(T x) { return std::erf(x); } };
-struct floor { template <class T> static T apply(T x) { return std::floor(x); } };
-struct ceil { template <class T> static T apply(T x) { return std::ceil(x); } };
-struct round { template <class T> static T apply(T x) { return std::nearbyint(x); } };  // half to even
+struct neg { template <class T> LOOM_HD static T apply(T x) { return -x; } };
+struct abs { template <class T> LOOM_HD static T apply(T x) { return x < 0 ? -x : x; } };
+struct sign { template <class T> LOOM_HD static T apply(T x) { return T((x > 0) - (x < 0)); } };
+struct square { template <class T> LOOM_HD static T apply(T x) { return x * x; } };
+struct reciprocal { template <class T> LOOM_HD static T apply(T x) { return T(1) / x; } };
+struct exp { template <class T> LOOM_HD static T apply(T x) { return std::exp(x); } };
+struct log { template <class T> LOOM_HD static T apply(T x) { return std::log(x); } };
+struct sqrt { template <class T> LOOM_HD static T apply(T x) { return std::sqrt(x); } };
+struct rsqrt { template <class T> LOOM_HD static T apply(T x) { return T(1) / std::sqrt(x); } };
+struct sin { template <class T> LOOM_HD static T apply(T x) { return std::sin(x); } };
+struct cos { template <class T> LOOM_HD static T apply(T x) { return std::cos(x); } };
+struct tanh { template <class T> LOOM_HD static T apply(T x) { return std::tanh(x); } };
+struct sigmoid { template <class T> LOOM_HD static T apply(T x) { return T(1) / (T(1) + std::exp(-x)); } };
+struct silu { template <class T> LOOM_HD static T apply(T x) { return x / (T(1) + std::exp(-x)); } };
+struct erf { template <class T> LOOM_HD static T apply(T x) { return std::erf(x); } };
+struct floor { template <class T> LOOM_HD static T apply(T x) { return std::floor(x); } };
+struct ceil { template <class T> LOOM_HD static T apply(T x) { return std::ceil(x); } };
+struct round { template <class T> LOOM_HD static T apply(T x) { return std::nearbyint(x); } };  // half to even
 struct gelu_erf {
-  template <class T> static T apply(T x) { return T(0.5) * x * (T(1) + std::erf(x * T(0.70710678118654752440))); }
+  template <class T> LOOM_HD static T apply(T x) { return T(0.5) * x * (T(1) + std::erf(x * T(0.70710678118654752440))); }
 };
 struct gelu_tanh {
-  template <class T> static T apply(T x) {
+  template <class T> LOOM_HD static T apply(T x) {
     return T(0.5) * x * (T(1) + std::tanh(T(0.79788456080286535588) * (x + T(0.044715) * x * x * x)));
   }
 };
 
 // Comparisons and logic return bool.
-struct equal { template <class T> static bool apply(T a, T b) { return a == b; } };
-struct not_equal { template <class T> static bool apply(T a, T b) { return a != b; } };
-struct less { template <class T> static bool apply(T a, T b) { return a < b; } };
-struct less_equal { template <class T> static bool apply(T a, T b) { return a <= b; } };
-struct greater { template <class T> static bool apply(T a, T b) { return a > b; } };
-struct greater_equal { template <class T> static bool apply(T a, T b) { return a >= b; } };
-struct logical_and { template <class T> static bool apply(T a, T b) { return (a != 0) && (b != 0); } };
-struct logical_or { template <class T> static bool apply(T a, T b) { return (a != 0) || (b != 0); } };
-struct logical_xor { template <class T> static bool apply(T a, T b) { return (a != 0) != (b != 0); } };
-struct logical_not { template <class T> static bool apply(T x) { return x == 0; } };
+struct equal { template <class T> LOOM_HD static bool apply(T a, T b) { return a == b; } };
+struct not_equal { template <class T> LOOM_HD static bool apply(T a, T b) { return a != b; } };
+struct less { template <class T> LOOM_HD static bool apply(T a, T b) { return a < b; } };
+struct less_equal { template <class T> LOOM_HD static bool apply(T a, T b) { return a <= b; } };
+struct greater { template <class T> LOOM_HD static bool apply(T a, T b) { return a > b; } };
+struct greater_equal { template <class T> LOOM_HD static bool apply(T a, T b) { return a >= b; } };
+struct logical_and { template <class T> LOOM_HD static bool apply(T a, T b) { return (a != 0) && (b != 0); } };
+struct logical_or { template <class T> LOOM_HD static bool apply(T a, T b) { return (a != 0) || (b != 0); } };
+struct logical_xor { template <class T> LOOM_HD static bool apply(T a, T b) { return (a != 0) != (b != 0); } };
+struct logical_not { template <class T> LOOM_HD static bool apply(T x) { return x == 0; } };
 
 // Calls f.template operator()<Functor>() for a binary op id; returns false if `op` is not one.
 template <class F>

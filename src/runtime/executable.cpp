@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "ir/op_registry.h"
+#include "loom/transfer.h"
 #include "runtime/executable_impl.h"
 #include "runtime/memory_plan.h"
 
@@ -14,8 +15,31 @@ ExecutableImpl::ExecutableImpl(ir::GraphData g, std::vector<ir::Value> outs,
                                const CompileOptions& opts, std::vector<std::string> lg)
     : graph(std::move(g)), outputs(std::move(outs)), options(opts), log(std::move(lg)) {
   backend = &backends::backend_for(options.device, options.num_threads);
-  for (const auto& v : graph.variables) variables.push_back(v.initial.clone());
+  for (const auto& v : graph.variables)
+    variables.push_back(backend->on_device() ? to_device(v.initial, options.device)
+                                             : v.initial.clone());
   lower();
+  // Constants go to the device once, here, not on every run.
+  if (backend->on_device()) {
+    device_constants.resize(graph.nodes.size());
+    for (size_t i = 0; i < graph.nodes.size(); ++i)
+      if (graph.nodes[i].op == op::constant)
+        device_constants[i] =
+            to_device(attrs_as<ConstantAttrs>(*graph.nodes[i].attrs).value, options.device);
+  }
+}
+
+NDArray ExecutableImpl::empty(DType dtype, const Shape& shape) const {
+  if (!backend->on_device()) return NDArray::empty(dtype, shape);
+  return NDArray(backend->allocate(std::max<size_t>(storage_bytes(dtype, shape.numel()), 1)), dtype,
+                 shape, contiguous_strides(shape), 0);
+}
+
+NDArray ExecutableImpl::clone(const NDArray& a) const {
+  if (!backend->on_device()) return a.clone();
+  NDArray out = empty(a.dtype(), a.shape());
+  backend->copy(out.data(), options.device, a.data(), a.device(), a.nbytes());
+  return out;
 }
 
 void ExecutableImpl::lower() {
@@ -196,7 +220,7 @@ std::shared_ptr<Storage> ExecutableImpl::acquire_arena(int64_t bytes) {
       free_arenas_.erase(free_arenas_.begin() + static_cast<long>(i));
       return a;
     }
-  return Storage::allocate(static_cast<size_t>(std::max<int64_t>(bytes, 64)), false);
+  return backend->allocate(static_cast<size_t>(std::max<int64_t>(bytes, 64)));
 }
 
 void ExecutableImpl::release_arena(std::shared_ptr<Storage> arena) {
@@ -207,6 +231,8 @@ void ExecutableImpl::release_arena(std::shared_ptr<Storage> arena) {
 std::vector<NDArray> ExecutableImpl::run(const Feeds& feeds) {
   // Match feeds to placeholders.
   std::vector<NDArray> inputs(placeholders.size());
+  // On a device, outputs stay there when every input came from there (and there was one).
+  bool all_inputs_on_device = !feeds.empty();
   for (const auto& [name, array] : feeds) {
     auto it = std::find_if(placeholders.begin(), placeholders.end(), [&](int p) {
       return attrs_as<PlaceholderAttrs>(*graph.nodes[static_cast<size_t>(p)].attrs).name == name;
@@ -224,6 +250,23 @@ std::vector<NDArray> ExecutableImpl::run(const Feeds& feeds) {
     bool fits = array.rank() == want.shape.rank();
     for (int d = 0; fits && d < want.shape.rank(); ++d) fits = want.shape[d] == kDynamic || want.shape[d] == array.shape()[d];
     LOOM_CHECK(fits, "[run] input '", name, "' must have shape ", want.shape.to_string(), ", got ", array.shape().to_string());
+    if (backend->on_device()) {
+      // Device arrays are used as they are (zero copy); host arrays are copied in.
+      if (array.device() == options.device) {
+        LOOM_CHECK(array.is_contiguous(), "[run] input '", name, "' is a strided array on ",
+                   options.device.to_string(), "; make it contiguous first");
+        slot = array;
+      } else {
+        LOOM_CHECK(array.device().kind != Device::Kind::cuda, "[run] input '", name,
+                   "' lives on ", array.device().to_string(), ", the executable on ",
+                   options.device.to_string());
+        slot = to_device(array, options.device);
+        all_inputs_on_device = false;
+      }
+      continue;
+    }
+    LOOM_CHECK(array.device().kind != Device::Kind::cuda, "[run] input '", name, "' lives on ",
+               array.device().to_string(), ", the executable on ", options.device.to_string());
     slot = array.contiguous();  // strided inputs are copied once here (documented)
   }
   std::vector<Shape> shapes;
@@ -254,10 +297,13 @@ std::vector<NDArray> ExecutableImpl::run(const Feeds& feeds) {
     auto base = static_cast<size_t>(slot_base[i]);
     switch (node.op) {
       case op::placeholder: slots[base] = inputs[next_input++]; continue;
-      case op::constant: slots[base] = attrs_as<ConstantAttrs>(*node.attrs).value; continue;
+      case op::constant:
+        slots[base] = device_constants.empty() ? attrs_as<ConstantAttrs>(*node.attrs).value
+                                               : device_constants[i];
+        continue;
       case op::read: {
         int v = graph.find_variable(attrs_as<VariableRefAttrs>(*node.attrs).variable);
-        slots[base] = read_copies[i] ? variables[static_cast<size_t>(v)].clone() : variables[static_cast<size_t>(v)];
+        slots[base] = read_copies[i] ? clone(variables[static_cast<size_t>(v)]) : variables[static_cast<size_t>(v)];
         continue;
       }
       case op::assign: {
@@ -266,7 +312,7 @@ std::vector<NDArray> ExecutableImpl::run(const Feeds& feeds) {
         const NDArray& val = slots[static_cast<size_t>(slot_base[static_cast<size_t>(node.inputs[0].node)] + node.inputs[0].index)];
         LOOM_CHECK(val.shape() == var.shape(), "[assign] variable '", name, "' is ", var.type().to_string(), ", value at run time is ", val.type().to_string());
         if (val.data() != var.data()) {  // in-place updates already wrote into the variable
-          std::memmove(var.data(), val.data(), var.nbytes());
+          backend->copy(var.data(), var.device(), val.data(), val.device(), var.nbytes());
           variable_bytes_copied += static_cast<int64_t>(var.nbytes());
         }
         continue;
@@ -288,7 +334,7 @@ std::vector<NDArray> ExecutableImpl::run(const Feeds& feeds) {
       const TensorType& t = plan->types[base + k];
       int64_t off = plan->offset[base + k];
       if (off < 0) {
-        slots[base + k] = NDArray::empty(t.dtype, t.shape);
+        slots[base + k] = empty(t.dtype, t.shape);
       } else {
         int64_t elem_off = off * 8 / dtype_bits(t.dtype);
         slots[base + k] = NDArray(arena, t.dtype, t.shape, contiguous_strides(t.shape), elem_off);
@@ -304,8 +350,10 @@ std::vector<NDArray> ExecutableImpl::run(const Feeds& feeds) {
     // Values the caller must own: never hand out arena memory, variables, constants or inputs.
     const ir::Node& rn = graph.nodes[static_cast<size_t>(std::upper_bound(slot_base.begin(), slot_base.end(), root[static_cast<size_t>(s)]) - slot_base.begin() - 1)];
     bool source = reg.info(rn.op).is_source();
-    result.push_back(source || a.storage() == arena ? a.clone() : a);
+    result.push_back(source || a.storage() == arena ? clone(a) : a);
   }
+  if (backend->on_device() && !all_inputs_on_device)
+    for (auto& r : result) r = to_host(r);
   return result;
 }
 
@@ -336,7 +384,8 @@ NDArray Executable::variable(const std::string& name) const {
   int i = impl_->graph.find_variable(name);
   LOOM_CHECK(i >= 0, "[variable] no variable named '", name, "'");
   std::shared_lock lock(impl_->variables_mutex);
-  return impl_->variables[static_cast<size_t>(i)].clone();
+  const NDArray& v = impl_->variables[static_cast<size_t>(i)];
+  return impl_->backend->on_device() ? to_host(v) : v.clone();
 }
 
 void Executable::set_variable(const std::string& name, const NDArray& value) {
@@ -345,15 +394,17 @@ void Executable::set_variable(const std::string& name, const NDArray& value) {
   std::unique_lock lock(impl_->variables_mutex);
   NDArray& var = impl_->variables[static_cast<size_t>(i)];
   LOOM_CHECK(value.type() == var.type(), "[variable] '", name, "' is ", var.type().to_string(), ", got ", value.type().to_string());
-  NDArray c = value.contiguous();
-  std::memcpy(var.data(), c.data(), var.nbytes());
+  NDArray c = value.device() == var.device() ? value : to_host(value).contiguous();
+  LOOM_CHECK(c.is_contiguous(), "[variable] '", name, "': strided device arrays are not supported");
+  impl_->backend->copy(var.data(), var.device(), c.data(), c.device(), var.nbytes());
 }
 
 void Executable::reset_variables() {
   std::unique_lock lock(impl_->variables_mutex);
   for (size_t i = 0; i < impl_->variables.size(); ++i) {
     const NDArray& init = impl_->graph.variables[i].initial;
-    std::memcpy(impl_->variables[i].data(), init.data(), init.nbytes());
+    impl_->backend->copy(impl_->variables[i].data(), impl_->variables[i].device(), init.data(),
+                         init.device(), init.nbytes());
   }
 }
 

@@ -51,6 +51,12 @@ class ExecutableImpl {
   std::shared_mutex variables_mutex;
   bool has_assign = false;
   std::atomic<int64_t> variable_bytes_copied{0};  // by assigns that were not done in place
+  // Device backends: each constant node's value, uploaded once (empty on the host).
+  std::vector<NDArray> device_constants;
+
+  // Uninitialised contiguous memory of the executable's device; a copy of `a` there.
+  NDArray empty(DType dtype, const Shape& shape) const;
+  NDArray clone(const NDArray& a) const;
 
  private:
   std::shared_ptr<const Plan> make_plan(const std::vector<Shape>& input_shapes);

@@ -88,6 +88,46 @@ TEST_P(OpCaseTest, CpuMatchesReference) {
   for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(compare(again[i], got[i], {0, 0}), "");
 }
 
+// The CUDA backend against the CPU backend, on the same random inputs: host feeds (copied in and
+// out), then the same feeds already on the device (zero copy: outputs stay on the device).
+TEST_P(OpCaseTest, CudaMatchesCpu) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA GPU";
+  OpCase c = *GetParam().c;
+  if (GetParam().dynamic)
+    for (auto& in : c.inputs) in.declared = Shape(std::vector<int64_t>(static_cast<size_t>(in.shape.rank()), kDynamic));
+  std::vector<Tensor> outs;
+  Graph g = build_case(c, &outs);
+  CompileOptions gpu_opt;
+  gpu_opt.device = Device::cuda(0);
+  Executable cpu = g.compile(outs);
+  Executable gpu;
+  try {
+    gpu = g.compile(outs, gpu_opt);
+  } catch (const Error& e) {
+    // Ops without a CUDA kernel yet fail compilation clearly (never run wrong): counted as skips.
+    if (std::string(e.what()).find("has no kernel on cuda") != std::string::npos) GTEST_SKIP() << e.what();
+    throw;
+  }
+  uint64_t seed = std::random_device{}();
+  auto feeds = make_inputs(c, seed);
+  auto want = cpu.run(feeds);
+  auto got = gpu.run(feeds);
+  ASSERT_EQ(want.size(), got.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_EQ(got[i].device(), Device::cpu());
+    Tolerance tol = c.rtol || c.atol ? Tolerance{c.rtol, c.atol} : default_tolerance(want[i].dtype());
+    EXPECT_EQ(compare(got[i], want[i], tol), "") << c.name << " output " << i << " (seed " << seed << ")";
+  }
+  Feeds on_device;
+  for (const auto& [name, a] : feeds) on_device.emplace_back(name, to_device(a, Device::cuda(0)));
+  auto dev = gpu.run(on_device);
+  for (size_t i = 0; i < dev.size(); ++i) {
+    if (!feeds.empty()) EXPECT_EQ(dev[i].device(), Device::cuda(0));
+    Tolerance tol = c.rtol || c.atol ? Tolerance{c.rtol, c.atol} : default_tolerance(got[i].dtype());
+    EXPECT_EQ(compare(to_host(dev[i]), got[i], tol), "") << c.name << " device run, output " << i;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(All, OpCaseTest, ::testing::ValuesIn(all_params()), param_name);
 
 TEST(OpCaseCoverage, EveryRegisteredOpHasACase) {

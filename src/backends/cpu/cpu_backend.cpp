@@ -8,6 +8,15 @@
 namespace loom::backends {
 
 Backend& reference_backend();
+#ifdef LOOM_HAS_CUDA
+namespace cuda {
+Backend& backend(int index);
+int device_count();
+}  // namespace cuda
+int cuda_device_count() { return cuda::device_count(); }
+#else
+int cuda_device_count() { return 0; }
+#endif
 
 namespace {
 const KernelTable& cpu_kernels() {
@@ -19,12 +28,12 @@ const KernelTable& cpu_kernels() {
     cpu::register_movement(t);
     cpu::register_attention(t);
     cpu::register_quantization(t);
+    cpu::register_fft(t);
     return t;
   }();
   return table;
 }
 
-    cpu::register_fft(t);
 class CpuBackend final : public Backend {
  public:
   explicit CpuBackend(int threads) : pool_(threads) {}
@@ -50,7 +59,11 @@ Backend& backend_for(const Device& device, int num_threads) {
       return *b;
     }
     case Device::Kind::cuda:
+#ifdef LOOM_HAS_CUDA
+      return cuda::backend(device.index);
+#else
       fail("[compile] device ", device.to_string(), ": this build of Loom has no CUDA backend");
+#endif
   }
   fail("[compile] unknown device");
 }

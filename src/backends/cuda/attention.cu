@@ -1,0 +1,189 @@
+// CUDA sdpa and rope. sdpa is the straightforward correct kernel: one block per (batch, head,
+// query row), keys in chunks of the block size with an online softmax (running max and sum,
+// accumulator rescaled per chunk), GQA by head groups, bool or additive masks, causal, and the
+// valid KV length read from device memory (no host sync). Flash attention is issue 10.
+#include "backends/cuda/device_util.cuh"
+
+namespace loom::backends::cuda {
+namespace {
+
+constexpr int kThreads = 128;
+
+template <class F>
+__device__ float block_all(float v, F combine, float* sh) {
+  for (int o = 16; o > 0; o >>= 1) v = combine(v, __shfl_xor_sync(0xffffffffu, v, o));
+  int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  __syncthreads();
+  if (lane == 0) sh[warp] = v;
+  __syncthreads();
+  v = sh[0];
+  for (int w = 1; w < static_cast<int>(blockDim.x / 32); ++w) v = combine(v, sh[w]);
+  return v;
+}
+
+struct SdpaArgs {
+  const void *q, *k, *v, *mask;
+  const void* kv_len;
+  void* out;
+  int dq, dk, dv, dm, dn, dout;
+  int64_t B, Hq, Hkv, Lq, Lk, D, Dv;
+  int64_t mst[4];
+  float scale;
+  bool causal, mask_bool;
+};
+
+__global__ void sdpa_kernel(SdpaArgs a) {
+  extern __shared__ float smem[];
+  float* q = smem;                 // [D]
+  float* acc = q + a.D;            // [Dv]
+  float* p = acc + a.Dv;           // [kThreads]
+  __shared__ float red[32];
+  int64_t row = blockIdx.x;        // (b, h, i)
+  int64_t i = row % a.Lq, h = (row / a.Lq) % a.Hq, b = row / (a.Lq * a.Hq);
+  int64_t g = h / (a.Hq / a.Hkv);
+  int64_t kv_len = a.Lk;
+  bool bad = false;
+  if (a.kv_len) {
+    kv_len = load<int64_t>(a.dn, a.kv_len, 0);
+    // An invalid length cannot throw from here: the row becomes NaN rather than silently wrong.
+    if (kv_len < 0 || kv_len > a.Lk) bad = true, kv_len = 0;
+  }
+  for (int64_t d = threadIdx.x; d < a.D; d += blockDim.x)
+    q[d] = load<float>(a.dq, a.q, row * a.D + d);
+  for (int64_t d = threadIdx.x; d < a.Dv; d += blockDim.x) acc[d] = 0;
+  __syncthreads();
+  int64_t kbase = (b * a.Hkv + g) * a.Lk;
+  float m = -INFINITY, l = 0;
+  for (int64_t j0 = 0; j0 < kv_len; j0 += blockDim.x) {
+    int64_t j = j0 + threadIdx.x;
+    float s = -INFINITY;
+    if (j < kv_len) {
+      float dot = 0;
+      for (int64_t d = 0; d < a.D; ++d) dot += q[d] * load<float>(a.dk, a.k, (kbase + j) * a.D + d);
+      s = dot * a.scale;
+      bool keep = !(a.causal && j > kv_len - a.Lq + i);
+      if (a.mask) {
+        int64_t mo = b * a.mst[0] + h * a.mst[1] + i * a.mst[2] + j * a.mst[3];
+        if (a.mask_bool) keep = keep && load<int64_t>(a.dm, a.mask, mo) != 0;
+        else s += load<float>(a.dm, a.mask, mo);
+      }
+      if (!keep) s = -INFINITY;
+    }
+    float mc = block_all(s, [](float x, float y) { return fmaxf(x, y); }, red);
+    float mn = fmaxf(m, mc);
+    float pj = (mn == -INFINITY || s == -INFINITY) ? 0.f : expf(s - mn);
+    float ps = block_all(pj, [](float x, float y) { return x + y; }, red);
+    float alpha = m == -INFINITY ? 0.f : expf(m - mn);
+    p[threadIdx.x] = pj;
+    __syncthreads();
+    int64_t cnt = min(static_cast<int64_t>(blockDim.x), kv_len - j0);
+    for (int64_t d = threadIdx.x; d < a.Dv; d += blockDim.x) {
+      float r = acc[d] * alpha;
+      for (int64_t t = 0; t < cnt; ++t)
+        if (p[t] != 0.f) r += p[t] * load<float>(a.dv, a.v, (kbase + j0 + t) * a.Dv + d);
+      acc[d] = r;
+    }
+    l = l * alpha + ps;
+    m = mn;
+    __syncthreads();
+  }
+  for (int64_t d = threadIdx.x; d < a.Dv; d += blockDim.x)
+    store(a.dout, a.out, row * a.Dv + d, bad ? NAN : (l > 0 ? acc[d] / l : 0.f));
+}
+
+void sdpa(const KernelContext& c) {
+  const auto& at = c.attrs_as<SdpaAttrs>();
+  const NDArray &q = c.inputs[0], &k = c.inputs[1], &v = c.inputs[2], &out = c.outputs[0];
+  SdpaArgs a{};
+  a.q = q.data(), a.k = k.data(), a.v = v.data(), a.out = out.data();
+  a.dq = static_cast<int>(q.dtype()), a.dk = static_cast<int>(k.dtype());
+  a.dv = static_cast<int>(v.dtype()), a.dout = static_cast<int>(out.dtype());
+  a.B = q.shape()[0], a.Hq = q.shape()[1], a.Lq = q.shape()[2], a.D = q.shape()[3];
+  a.Hkv = k.shape()[1], a.Lk = k.shape()[2], a.Dv = v.shape()[3];
+  a.scale = static_cast<float>(at.scale > 0 ? at.scale : 1.0 / std::sqrt(static_cast<double>(a.D)));
+  a.causal = at.causal;
+  size_t next = 3;
+  if (at.has_mask) {
+    const NDArray& mk = c.inputs[next++];
+    a.mask = mk.data();
+    a.dm = static_cast<int>(mk.dtype());
+    a.mask_bool = mk.dtype() == DType::boolean;
+    auto st = broadcast_strides(mk.shape(), Shape({a.B, a.Hq, a.Lq, a.Lk}));
+    for (int d = 0; d < 4; ++d) a.mst[d] = st[static_cast<size_t>(d)];
+  }
+  if (at.has_kv_len) {
+    a.kv_len = c.inputs[next].data();
+    a.dn = static_cast<int>(c.inputs[next].dtype());
+  }
+  int64_t rows = a.B * a.Hq * a.Lq;
+  if (rows == 0 || a.Dv == 0) return;
+  LOOM_CHECK(rows < (int64_t{1} << 31), "[cuda] sdpa: too many query rows");
+  size_t shmem = static_cast<size_t>(a.D + a.Dv + kThreads) * sizeof(float);
+  LOOM_CHECK(shmem <= 48 * 1024, "[cuda] sdpa: head dim ", a.D, " is too large for this kernel");
+  sdpa_kernel<<<static_cast<unsigned>(rows), kThreads, shmem, stream_for(c)>>>(a);
+  LOOM_CUDA_LAUNCHED();
+}
+
+struct RopeArgs {
+  const void *x, *pos;
+  void* out;
+  int dx, dp, dout;
+  int64_t B, H, L, D, rd, half;
+  int pos_rank;
+  bool pos_batched, interleaved;
+  double theta, position_scale;
+};
+
+// One thread per (row, k): the pair (i0, i1) of rotary dim k, plus the pass-through dims.
+__global__ void rope_kernel(RopeArgs a) {
+  int64_t per_row = a.half + (a.D - a.rd);
+  LOOM_GRID_STRIDE(t, a.B * a.H * a.L * per_row) {
+    int64_t row = t / per_row, k = t % per_row;
+    int64_t l = row % a.L, b = row / (a.H * a.L);
+    int64_t base = row * a.D;
+    if (k >= a.half) {
+      int64_t d = a.rd + (k - a.half);
+      store(a.dout, a.out, base + d, load<double>(a.dx, a.x, base + d));
+      continue;
+    }
+    int64_t pi = a.pos_rank == 2 ? (a.pos_batched ? b : 0) * a.L + l : l;
+    double pos = load<double>(a.dp, a.pos, pi) / a.position_scale;
+    double ang = pos * pow(a.theta, -2.0 * static_cast<double>(k) / static_cast<double>(a.rd));
+    double sn, cs;
+    sincos(ang, &sn, &cs);
+    int64_t i0 = a.interleaved ? 2 * k : k, i1 = a.interleaved ? 2 * k + 1 : k + a.half;
+    double x0 = load<double>(a.dx, a.x, base + i0), x1 = load<double>(a.dx, a.x, base + i1);
+    store(a.dout, a.out, base + i0, x0 * cs - x1 * sn);
+    store(a.dout, a.out, base + i1, x1 * cs + x0 * sn);
+  }
+}
+
+void rope(const KernelContext& c) {
+  const auto& at = c.attrs_as<RopeAttrs>();
+  const NDArray &x = c.inputs[0], &p = c.inputs[1], &out = c.outputs[0];
+  RopeArgs a{};
+  a.x = x.data(), a.pos = p.data(), a.out = out.data();
+  a.dx = static_cast<int>(x.dtype()), a.dp = static_cast<int>(p.dtype());
+  a.dout = static_cast<int>(out.dtype());
+  a.B = x.shape()[0], a.H = x.shape()[1], a.L = x.shape()[2], a.D = x.shape()[3];
+  a.rd = at.rotary_dim ? at.rotary_dim : a.D;
+  a.half = a.rd / 2;
+  a.pos_rank = p.rank();
+  a.pos_batched = p.rank() == 2 && p.shape()[0] != 1;
+  a.interleaved = at.interleaved;
+  a.theta = at.theta;
+  a.position_scale = at.position_scale;
+  int64_t n = a.B * a.H * a.L * (a.half + a.D - a.rd);
+  if (n == 0) return;
+  rope_kernel<<<blocks_for(n), 256, 0, stream_for(c)>>>(a);
+  LOOM_CUDA_LAUNCHED();
+}
+
+}  // namespace
+
+void register_attention(KernelTable& t) {
+  t.set(ir::op::sdpa, sdpa);
+  t.set(ir::op::rope, rope);
+}
+
+}  // namespace loom::backends::cuda

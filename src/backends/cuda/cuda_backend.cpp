@@ -1,0 +1,173 @@
+// The CUDA backend: one per GPU, a stream per GPU, a caching allocator, host <-> device copies.
+#include <cuda_runtime_api.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "backends/cuda/cuda_common.h"
+
+namespace loom::backends::cuda {
+namespace {
+
+// Caching allocator: cudaMalloc/cudaFree synchronise the device and cost tens of microseconds, so
+// freed blocks are kept in size classes and handed out again. All work of a device runs on one
+// stream, so a block freed on the host can be reused by the next kernel without an event: the
+// stream orders the new use after the old one.
+class CachingAllocator {
+ public:
+  explicit CachingAllocator(int device) : device_(device) {}
+  ~CachingAllocator() = default;  // the process is ending: the driver frees device memory
+
+  // Size classes: 512-byte granules below 1 MiB, then multiples of 1 MiB (bounded waste).
+  static size_t round(size_t bytes) {
+    if (bytes < (size_t{1} << 20)) return (bytes + 511) & ~size_t{511};
+    return (bytes + (size_t{1} << 20) - 1) & ~((size_t{1} << 20) - 1);
+  }
+
+  void* take(size_t bytes) {
+    {
+      std::lock_guard lock(mutex_);
+      auto it = free_.find(bytes);
+      if (it != free_.end() && !it->second.empty()) {
+        void* p = it->second.back();
+        it->second.pop_back();
+        cached_ -= bytes;
+        return p;
+      }
+    }
+    void* p = nullptr;
+    LOOM_CUDA_CHECK(cudaSetDevice(device_));
+    cudaError_t e = cudaMalloc(&p, bytes);
+    if (e == cudaErrorMemoryAllocation) {
+      // Out of memory: give the cache back to the driver and try once more.
+      (void)cudaGetLastError();
+      release_cache();
+      LOOM_CUDA_CHECK(cudaMalloc(&p, bytes));
+    } else {
+      LOOM_CUDA_CHECK(e);
+    }
+    return p;
+  }
+  void give(void* p, size_t bytes) {
+    std::lock_guard lock(mutex_);
+    free_[bytes].push_back(p);
+    cached_ += bytes;
+  }
+  void release_cache() {
+    std::lock_guard lock(mutex_);
+    cudaStreamSynchronize(cuda::stream(device_));
+    for (auto& [size, list] : free_)
+      for (void* p : list) cudaFree(p);
+    free_.clear();
+    cached_ = 0;
+  }
+
+ private:
+  int device_;
+  std::mutex mutex_;
+  std::map<size_t, std::vector<void*>> free_;
+  size_t cached_ = 0;
+};
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int index) : index_(index), alloc_(index) {
+    LOOM_CUDA_CHECK(cudaSetDevice(index));
+    // Non-blocking: never serialised against the legacy default stream of other libraries.
+    LOOM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  }
+  Device device() const override { return Device::cuda(index_); }
+  const char* name() const override { return "cuda"; }
+  const KernelFn* kernel(ir::OpId op) const override { return table().find(op); }
+
+  std::shared_ptr<Storage> allocate(size_t bytes) const override {
+    size_t size = CachingAllocator::round(std::max<size_t>(bytes, 1));
+    void* p = alloc_.take(size);
+    auto* a = &alloc_;
+    std::shared_ptr<void> keep(p, [a, size](void* q) { a->give(q, size); });
+    return Storage::external(p, bytes, std::move(keep), device());
+  }
+
+  void copy(void* dst, const Device& dst_device, const void* src, const Device& src_device,
+            size_t bytes) const override {
+    if (!bytes) return;
+    bool dst_dev = dst_device.kind == Device::Kind::cuda;
+    bool src_dev = src_device.kind == Device::Kind::cuda;
+    cudaMemcpyKind kind = dst_dev ? (src_dev ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)
+                                  : (src_dev ? cudaMemcpyDeviceToHost : cudaMemcpyHostToHost);
+    LOOM_CUDA_CHECK(cudaSetDevice(index_));
+    LOOM_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, stream_));
+    // Host destinations are read right after; host sources may be freed right after (pageable
+    // memory is staged before cudaMemcpyAsync returns, but a sync keeps this obviously safe).
+    if (!dst_dev || !src_dev) LOOM_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+  void synchronize() const override { LOOM_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+  cudaStream_t stream() const { return stream_; }
+  CachingAllocator& allocator() const { return alloc_; }
+
+ private:
+  static const KernelTable& table() {
+    static const KernelTable t = [] {
+      KernelTable k;
+      register_elementwise(k);
+      register_reduction(k);
+      register_matmul(k);
+      register_movement(k);
+      register_attention(k);
+      register_quantization(k);
+      return k;
+    }();
+    return t;
+  }
+
+  int index_;
+  cudaStream_t stream_ = nullptr;
+  mutable CachingAllocator alloc_;
+};
+
+std::mutex g_mutex;
+std::map<int, std::unique_ptr<CudaBackend>>& backends() {
+  static std::map<int, std::unique_ptr<CudaBackend>> b;
+  return b;
+}
+
+CudaBackend& get(int index) {
+  std::lock_guard lock(g_mutex);
+  auto& b = backends()[index];
+  if (!b) {
+    int n = device_count();
+    LOOM_CHECK(index >= 0 && index < n, "[cuda] device cuda:", index, " is not available (",
+               n, " GPU(s) found)");
+    b = std::make_unique<CudaBackend>(index);
+  }
+  return *b;
+}
+
+}  // namespace
+
+int device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return n;
+}
+
+Backend& backend(int index) { return get(index); }
+
+cudaStream_t stream(int device) { return get(device).stream(); }
+
+cudaStream_t stream_for(const KernelContext& c) {
+  int dev = c.outputs.empty() ? 0 : c.outputs[0].device().index;
+  CudaBackend& b = get(dev);
+  LOOM_CUDA_CHECK(cudaSetDevice(dev));
+  return b.stream();
+}
+
+std::shared_ptr<Storage> scratch(int device, size_t bytes) { return get(device).allocate(bytes); }
+
+}  // namespace loom::backends::cuda

@@ -1,0 +1,16 @@
+// Launchers shared between the CUDA backend's files (quant.cu's kernels used by matmul.cpp).
+#pragma once
+#include "backends/cuda/cuda_common.h"
+
+namespace loom::backends::cuda {
+
+// Affine (de)quantization of x into out, scale/zero point per tensor, axis or block (QuantAttrs).
+void launch_affine(cudaStream_t s, const NDArray& x, const NDArray& scale, const NDArray* zero_point,
+                   const NDArray& out, int64_t axis, int64_t block, bool quantize);
+// out = table[q] (one table) or table[row, q] (a table per index of axis 0).
+void launch_lut(cudaStream_t s, const NDArray& q, const NDArray& table, const NDArray& out);
+// Plain per-element GEMM (double accumulation) for the dtypes cuBLAS has no kernel for (integers).
+void launch_naive_gemm(cudaStream_t s, const void* a, int dta, const void* b, int dtb, void* out,
+                       int dto, int64_t m, int64_t n, int64_t k, bool ta, bool tb);
+
+}  // namespace loom::backends::cuda

@@ -1,0 +1,241 @@
+// matmul on CUDA through cuBLASLt (f32 exact — TF32 is opt-in later —, f16, bf16 with f32
+// accumulation, f64; batched and broadcast batches as strided batches with stride 0), integer
+// matmuls through a plain kernel, and quantized_matmul / dequantize_blocks: affine and LUT weights
+// dequantized on the device into a scratch matrix, block formats dequantized on the host (slow,
+// correct; device decoders are issue 10), then the same GEMM.
+#include <cublasLt.h>
+
+#include <map>
+#include <mutex>
+#include <vector>
+
+#include "backends/cpu/quant/qmatmul.h"
+#include "backends/cuda/kernels.h"
+#include "backends/cuda/strided.h"
+#include "ops/matmul_shape.h"
+
+#define LOOM_CUBLAS_CHECK(call)                                                     \
+  do {                                                                              \
+    cublasStatus_t loom_st_ = (call);                                               \
+    if (loom_st_ != CUBLAS_STATUS_SUCCESS)                                          \
+      ::loom::fail("[cuda] ", #call, ": ", cublasGetStatusString(loom_st_), " (",   \
+                   __FILE__, ":", __LINE__, ")");                                   \
+  } while (0)
+
+namespace loom::backends::cuda {
+namespace {
+namespace op = ir::op;
+
+constexpr size_t kWorkspace = size_t{32} << 20;
+
+struct LtState {
+  cublasLtHandle_t handle = nullptr;
+  std::shared_ptr<Storage> workspace;
+};
+
+LtState& lt(int device) {
+  static std::mutex m;
+  static std::map<int, LtState> states;
+  std::lock_guard lock(m);
+  LtState& s = states[device];
+  if (!s.handle) {
+    LOOM_CUBLAS_CHECK(cublasLtCreate(&s.handle));
+    s.workspace = scratch(device, kWorkspace);
+  }
+  return s;
+}
+
+// Largest power of two (<= 256) dividing the address and every batch stride, in bytes.
+uint32_t alignment(const void* p, int64_t stride_bytes) {
+  auto v = reinterpret_cast<uintptr_t>(p) | static_cast<uintptr_t>(stride_bytes) | 256;
+  return static_cast<uint32_t>(v & (~v + 1));
+}
+
+struct Gemm {
+  const void *a, *b;
+  void* c;
+  DType t;
+  int64_t m, n, k, batch;
+  int64_t sa, sb, sc;  // batch strides in elements (0: broadcast)
+  bool ta, tb;
+};
+
+// Row-major C[m,n] = op(A)·op(B) is column-major Cᵀ[n,m] = op(B)ᵀ·op(A)ᵀ: B goes first.
+void lt_gemm(cudaStream_t stream, int device, const Gemm& g) {
+  cudaDataType_t dt;
+  cublasComputeType_t ct = CUBLAS_COMPUTE_32F;
+  cudaDataType_t st = CUDA_R_32F;
+  switch (g.t) {
+    case DType::f32: dt = CUDA_R_32F; break;
+    case DType::f16: dt = CUDA_R_16F; break;
+    case DType::bf16: dt = CUDA_R_16BF; break;
+    case DType::f64: dt = CUDA_R_64F, ct = CUBLAS_COMPUTE_64F, st = CUDA_R_64F; break;
+    default: fail("[cuda] matmul: no cuBLAS path for ", dtype_name(g.t));
+  }
+  LtState& s = lt(device);
+  size_t es = static_cast<size_t>(dtype_bits(g.t) / 8);
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
+  cublasLtMatmulPreference_t pref = nullptr;
+  struct Cleanup {
+    cublasLtMatmulDesc_t& d;
+    cublasLtMatrixLayout_t &a, &b, &c;
+    cublasLtMatmulPreference_t& p;
+    ~Cleanup() {
+      if (p) cublasLtMatmulPreferenceDestroy(p);
+      if (c) cublasLtMatrixLayoutDestroy(c);
+      if (b) cublasLtMatrixLayoutDestroy(b);
+      if (a) cublasLtMatrixLayoutDestroy(a);
+      if (d) cublasLtMatmulDescDestroy(d);
+    }
+  } cleanup{desc, la, lb, lc, pref};
+  LOOM_CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc, ct, st));
+  cublasOperation_t op_x = g.tb ? CUBLAS_OP_T : CUBLAS_OP_N;  // X = B
+  cublasOperation_t op_y = g.ta ? CUBLAS_OP_T : CUBLAS_OP_N;  // Y = A
+  LOOM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_x, sizeof(op_x)));
+  LOOM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_y, sizeof(op_y)));
+  // Column-major views of the row-major buffers.
+  auto u = [](int64_t v) { return static_cast<uint64_t>(v); };
+  LOOM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&la, dt, g.tb ? u(g.k) : u(g.n), g.tb ? u(g.n) : u(g.k), g.tb ? g.k : g.n));
+  LOOM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lb, dt, g.ta ? u(g.m) : u(g.k), g.ta ? u(g.k) : u(g.m), g.ta ? g.m : g.k));
+  LOOM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lc, dt, u(g.n), u(g.m), g.n));
+  if (g.batch > 1) {
+    int32_t count = static_cast<int32_t>(g.batch);
+    for (auto [l, stride] : {std::pair{la, g.sb}, std::pair{lb, g.sa}, std::pair{lc, g.sc}}) {
+      LOOM_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof(count)));
+      LOOM_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof(stride)));
+    }
+  }
+  LOOM_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+  size_t ws = kWorkspace;
+  LOOM_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+  // Arena offsets and batch strides need not be 256-byte aligned: say what they are.
+  uint32_t al_a = alignment(g.b, g.sb * static_cast<int64_t>(es));
+  uint32_t al_b = alignment(g.a, g.sa * static_cast<int64_t>(es));
+  uint32_t al_c = alignment(g.c, g.sc * static_cast<int64_t>(es));
+  LOOM_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a, sizeof(al_a)));
+  LOOM_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b, sizeof(al_b)));
+  LOOM_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c, sizeof(al_c)));
+  LOOM_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c, sizeof(al_c)));
+  cublasLtMatmulHeuristicResult_t h{};
+  int found = 0;
+  LOOM_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(s.handle, desc, la, lb, lc, lc, pref, 1, &h, &found));
+  LOOM_CHECK(found > 0, "[cuda] matmul: cuBLASLt has no algorithm for ", dtype_name(g.t), " ", g.m,
+             "x", g.k, "x", g.n);
+  float one = 1, zero = 0;
+  double one_d = 1, zero_d = 0;
+  const void* alpha = g.t == DType::f64 ? static_cast<const void*>(&one_d) : &one;
+  const void* beta = g.t == DType::f64 ? static_cast<const void*>(&zero_d) : &zero;
+  LOOM_CUBLAS_CHECK(cublasLtMatmul(s.handle, desc, alpha, g.b, la, g.a, lb, beta, g.c, lc, g.c, lc,
+                                   &h.algo, s.workspace->data(), kWorkspace, stream));
+}
+
+void matmul(const KernelContext& c) {
+  const NDArray &a = c.inputs[0], &b = c.inputs[1], &out = c.outputs[0];
+  const auto& at = c.attrs_as<MatmulAttrs>();
+  auto s = ops::matmul_shape(a.type(), b.type(), at, nullptr);
+  cudaStream_t stream = stream_for(c);
+  int device = out.device().index;
+  if (out.numel() == 0) return;
+  if (s.k == 0) {
+    LOOM_CUDA_CHECK(cudaMemsetAsync(out.data(), 0, out.nbytes(), stream));
+    return;
+  }
+  Shape abatch(std::vector<int64_t>(a.shape().dims().begin(), a.shape().dims().end() - std::min(a.rank(), 2)));
+  Shape bbatch(std::vector<int64_t>(b.shape().dims().begin(), b.shape().dims().end() - std::min(b.rank(), 2)));
+  int64_t a_mat = s.m * s.k, b_mat = s.k * s.n, o_mat = s.m * s.n;
+  auto sa = broadcast_strides(abatch, s.batch), sb = broadcast_strides(bbatch, s.batch);
+  for (auto& v : sa) v *= a_mat;
+  for (auto& v : sb) v *= b_mat;
+  auto so = contiguous_strides(s.batch);
+  for (auto& v : so) v *= o_mat;
+  // Collapse the batch dims; the innermost one becomes cuBLAS's strided batch, the rest a loop.
+  std::vector<int64_t> dims(s.batch.dims().begin(), s.batch.dims().end());
+  auto ix = make_index<3>(dims, {sa, sb, so});
+  int64_t inner = ix.rank ? ix.shape[ix.rank - 1] : 1;
+  int64_t isa = ix.rank ? ix.stride[0][ix.rank - 1] : 0, isb = ix.rank ? ix.stride[1][ix.rank - 1] : 0;
+  int64_t iso = ix.rank ? ix.stride[2][ix.rank - 1] : 0;
+  int64_t outer = s.batch.numel() / std::max<int64_t>(inner, 1);
+  size_t es = static_cast<size_t>(dtype_bits(a.dtype()) / 8);
+  bool blas = a.dtype() == DType::f32 || a.dtype() == DType::f16 || a.dtype() == DType::bf16 ||
+              a.dtype() == DType::f64;
+  for (int64_t o = 0; o < outer; ++o) {
+    int64_t offa = 0, offb = 0, offo = 0, rem = o;
+    for (int d = ix.rank - 2; d >= 0; --d) {
+      int64_t i = rem % ix.shape[d];
+      rem /= ix.shape[d];
+      offa += i * ix.stride[0][d], offb += i * ix.stride[1][d], offo += i * ix.stride[2][d];
+    }
+    const char* pa = static_cast<const char*>(a.data()) + static_cast<size_t>(offa) * es;
+    const char* pb = static_cast<const char*>(b.data()) + static_cast<size_t>(offb) * es;
+    char* po = static_cast<char*>(out.data()) + static_cast<size_t>(offo) * es;
+    if (blas) {
+      lt_gemm(stream, device, {pa, pb, po, a.dtype(), s.m, s.n, s.k, inner, isa, isb, iso, at.transpose_a, at.transpose_b});
+    } else {
+      for (int64_t i = 0; i < inner; ++i)
+        launch_naive_gemm(stream, pa + static_cast<size_t>(i * isa) * es, static_cast<int>(a.dtype()),
+                          pb + static_cast<size_t>(i * isb) * es, static_cast<int>(b.dtype()),
+                          po + static_cast<size_t>(i * iso) * es, static_cast<int>(out.dtype()), s.m, s.n,
+                          s.k, at.transpose_a, at.transpose_b);
+    }
+  }
+}
+
+cpu::quant::Format format_of(const std::string& name) {
+  for (int i = 0; i < cpu::quant::kNumFormats; ++i)
+    if (cpu::quant::format_name(static_cast<cpu::quant::Format>(i)) == name)
+      return static_cast<cpu::quant::Format>(i);
+  fail("[quant] unknown block format '", name, "'");
+}
+
+// Packed block-format rows decoded on the host into `out` (f32 [rows, k] on the device).
+void blocks_to_device(cudaStream_t stream, const NDArray& packed, const std::string& format,
+                      int64_t k, const NDArray& out) {
+  auto f = format_of(format);
+  NDArray host_p = NDArray::empty(packed.dtype(), packed.shape());
+  LOOM_CUDA_CHECK(cudaMemcpyAsync(host_p.data(), packed.data(), packed.nbytes(), cudaMemcpyDeviceToHost, stream));
+  LOOM_CUDA_CHECK(cudaStreamSynchronize(stream));
+  int64_t rows = out.numel() / k;
+  size_t rb = cpu::quant::row_bytes(f, k);
+  NDArray w = NDArray::empty(DType::f32, out.shape());
+  for (int64_t r = 0; r < rows; ++r)
+    cpu::quant::dequantize_row(f, static_cast<const uint8_t*>(host_p.data()) + static_cast<size_t>(r) * rb,
+                               k, w.data_as<float>() + r * k);
+  LOOM_CUDA_CHECK(cudaMemcpyAsync(out.data(), w.data(), w.nbytes(), cudaMemcpyHostToDevice, stream));
+  LOOM_CUDA_CHECK(cudaStreamSynchronize(stream));  // w dies here
+}
+
+void quantized_matmul(const KernelContext& c) {
+  const auto& a = c.attrs_as<QuantizedMatmulAttrs>();
+  const NDArray &x = c.inputs[0], &out = c.outputs[0];
+  cudaStream_t stream = stream_for(c);
+  int device = out.device().index;
+  DType wt = a.format == "affine" || a.format == "lut" ? x.dtype() : DType::f32;
+  LOOM_CHECK(wt == x.dtype(), "[cuda] quantized_matmul: block format ", a.format, " needs f32 activations");
+  auto ws = scratch(device, storage_bytes(wt, a.n * a.k));
+  NDArray w(ws, wt, Shape({a.n, a.k}), contiguous_strides(Shape({a.n, a.k})), 0);
+  if (a.format == "affine")
+    launch_affine(stream, c.inputs[1], c.inputs[2], c.inputs.size() > 3 ? &c.inputs[3] : nullptr, w,
+                  a.axis, a.block_size, false);
+  else if (a.format == "lut")
+    launch_lut(stream, c.inputs[1], c.inputs[2], w);
+  else
+    blocks_to_device(stream, c.inputs[1], a.format, a.k, w);
+  int64_t m = a.k ? x.numel() / a.k : 0;
+  if (m == 0 || a.n == 0) return;
+  lt_gemm(stream, device, {x.data(), w.data(), out.data(), x.dtype(), m, a.n, a.k, 1, 0, 0, 0, false, true});
+  // `w` goes back to the cache when this returns; the stream orders its reuse after the GEMM.
+}
+
+}  // namespace
+
+void register_matmul(KernelTable& t) {
+  t.set(op::matmul, matmul);
+  t.set(op::quantized_matmul, quantized_matmul);
+  t.set(op::dequantize_blocks, [](const KernelContext& c) {
+    const auto& a = c.attrs_as<BlockQuantAttrs>();
+    blocks_to_device(stream_for(c), c.inputs[0], a.format, a.k, c.outputs[0]);
+  });
+}
+
+}  // namespace loom::backends::cuda

@@ -1,0 +1,303 @@
+// CUDA data movement. Most ops are one strided copy (dst and src strides per dim, both possibly
+// negative or zero): transpose, slice, expand, flip, tile (as a 2*rank expand), concat/split
+// windows, dynamic_slice, slice_update. gather, pad and arange have their own kernels.
+#include <cstring>
+
+#include "backends/cuda/device_util.cuh"
+#include "ops/shape_rules.h"
+#include "ops/slice_starts.h"
+
+namespace loom::backends::cuda {
+namespace {
+namespace op = ir::op;
+
+template <class E>
+__global__ void copy_kernel(const E* src, E* dst, int64_t n, StridedIndex<2> ix, int64_t src_base,
+                            int64_t dst_base) {
+  LOOM_GRID_STRIDE(i, n) {
+    int64_t off[2];
+    ix.offsets(i, off);
+    dst[dst_base + off[0]] = src[src_base + off[1]];
+  }
+}
+
+size_t elem_bytes(DType t, const char* op) {
+  LOOM_CHECK(!is_packed(t), "[cuda] ", op, " of packed ", dtype_name(t), " is not supported on cuda");
+  return static_cast<size_t>(dtype_bits(t) / 8);
+}
+
+// dst[dst_base + Σ i_d dst_st_d] = src[src_base + Σ i_d src_st_d] over `shape` (elements).
+void strided_copy(const KernelContext& c, DType t, const void* src, void* dst,
+                  const std::vector<int64_t>& shape, const std::vector<int64_t>& dst_st,
+                  const std::vector<int64_t>& src_st, int64_t src_base, int64_t dst_base,
+                  const char* name) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  if (n == 0) return;
+  auto ix = make_index<2>(shape, {dst_st, src_st});
+  cudaStream_t s = stream_for(c);
+  unsigned g = blocks_for(n);
+  switch (elem_bytes(t, name)) {
+    case 1: copy_kernel<<<g, 256, 0, s>>>(static_cast<const uint8_t*>(src), static_cast<uint8_t*>(dst), n, ix, src_base, dst_base); break;
+    case 2: copy_kernel<<<g, 256, 0, s>>>(static_cast<const uint16_t*>(src), static_cast<uint16_t*>(dst), n, ix, src_base, dst_base); break;
+    case 4: copy_kernel<<<g, 256, 0, s>>>(static_cast<const uint32_t*>(src), static_cast<uint32_t*>(dst), n, ix, src_base, dst_base); break;
+    case 8: copy_kernel<<<g, 256, 0, s>>>(static_cast<const uint64_t*>(src), static_cast<uint64_t*>(dst), n, ix, src_base, dst_base); break;
+    default: fail("[cuda] ", name, " of ", dtype_name(t), " is not supported on cuda");
+  }
+  LOOM_CUDA_LAUNCHED();
+}
+
+// Output-shaped copy from x with per-dim source strides.
+void gather_view(const KernelContext& c, const std::vector<int64_t>& src_st, int64_t src_base,
+                 const char* name) {
+  const NDArray &x = c.inputs[0], &out = c.outputs[0];
+  strided_copy(c, x.dtype(), x.data(), out.data(), dims_of(out.shape()),
+               contiguous_strides(out.shape()), src_st, src_base, 0, name);
+}
+
+// A small device array brought to the host (start offsets, indices to validate).
+NDArray host_copy(const KernelContext& c, const NDArray& a) {
+  NDArray h = NDArray::empty(a.dtype(), a.shape());
+  cudaStream_t s = stream_for(c);
+  LOOM_CUDA_CHECK(cudaMemcpyAsync(h.data(), a.data(), a.nbytes(), cudaMemcpyDeviceToHost, s));
+  LOOM_CUDA_CHECK(cudaStreamSynchronize(s));
+  return h;
+}
+
+void transpose(const KernelContext& c) {
+  const auto& perm = c.attrs_as<PermuteAttrs>().perm;
+  const NDArray& x = c.inputs[0];
+  auto st = contiguous_strides(x.shape());
+  std::vector<int64_t> src(perm.size());
+  for (size_t i = 0; i < perm.size(); ++i)
+    src[i] = st[static_cast<size_t>(normalize_axis(perm[i], x.rank()))];
+  gather_view(c, src, 0, "transpose");
+}
+
+void expand(const KernelContext& c) {
+  const NDArray &x = c.inputs[0], &out = c.outputs[0];
+  gather_view(c, broadcast_strides(x.shape(), out.shape()), 0, "expand");
+}
+
+void slice(const KernelContext& c) {
+  const NDArray& x = c.inputs[0];
+  auto r = ops::resolve_slice(x.shape(), c.attrs_as<SliceAttrs>());
+  auto st = contiguous_strides(x.shape());
+  std::vector<int64_t> src(st.size());
+  int64_t base = 0;
+  for (size_t i = 0; i < st.size(); ++i) {
+    base += r.starts[i] * st[i];
+    src[i] = r.steps[i] * st[i];
+  }
+  gather_view(c, src, base, "slice");
+}
+
+void flip(const KernelContext& c) {
+  const NDArray& x = c.inputs[0];
+  const auto& axes = c.attrs_as<AxesAttrs>().axes;
+  std::vector<bool> f(static_cast<size_t>(x.rank()), axes.empty());
+  for (int64_t a : axes) f[static_cast<size_t>(normalize_axis(a, x.rank()))] = true;
+  auto st = contiguous_strides(x.shape());
+  int64_t base = 0;
+  for (size_t i = 0; i < st.size(); ++i)
+    if (f[i]) {
+      base += (x.shape()[static_cast<int>(i)] - 1) * st[i];
+      st[i] = -st[i];
+    }
+  gather_view(c, st, base, "flip");
+}
+
+void tile(const KernelContext& c) {
+  const NDArray &x = c.inputs[0], &out = c.outputs[0];
+  auto st = contiguous_strides(x.shape());
+  std::vector<int64_t> shape, dst, src;
+  auto ost = contiguous_strides(out.shape());
+  for (int i = 0; i < x.rank(); ++i) {
+    int64_t n = x.shape()[i], reps = n ? out.shape()[i] / n : 0;
+    auto ui = static_cast<size_t>(i);
+    shape.insert(shape.end(), {reps, n});
+    dst.insert(dst.end(), {n * ost[ui], ost[ui]});
+    src.insert(src.end(), {0, st[ui]});
+  }
+  strided_copy(c, x.dtype(), x.data(), out.data(), shape, dst, src, 0, 0, "tile");
+}
+
+void concat(const KernelContext& c) {
+  const NDArray& out = c.outputs[0];
+  int axis = normalize_axis(c.attrs_as<ConcatAttrs>().axis, out.rank());
+  auto ost = contiguous_strides(out.shape());
+  int64_t pos = 0;
+  for (const NDArray& x : c.inputs) {
+    strided_copy(c, x.dtype(), x.data(), out.data(), dims_of(x.shape()), ost,
+                 contiguous_strides(x.shape()), 0, pos * ost[static_cast<size_t>(axis)], "concat");
+    pos += x.shape()[axis];
+  }
+}
+
+void split(const KernelContext& c) {
+  const NDArray& x = c.inputs[0];
+  int axis = normalize_axis(c.attrs_as<SplitAttrs>().axis, x.rank());
+  auto xst = contiguous_strides(x.shape());
+  int64_t pos = 0;
+  for (const NDArray& out : c.outputs) {
+    strided_copy(c, x.dtype(), x.data(), out.data(), dims_of(out.shape()),
+                 contiguous_strides(out.shape()), xst, pos * xst[static_cast<size_t>(axis)], 0,
+                 "split");
+    pos += out.shape()[axis];
+  }
+}
+
+void dynamic_slice(const KernelContext& c) {
+  const NDArray &x = c.inputs[0], &out = c.outputs[0];
+  // The starts live on the device; they are read back (a sync) to check them like the CPU does.
+  auto s0 = ops::read_starts(host_copy(c, c.inputs[1]), x.shape(), out.shape(), "slice");
+  auto st = contiguous_strides(x.shape());
+  int64_t base = 0;
+  for (size_t i = 0; i < st.size(); ++i) base += s0[i] * st[i];
+  gather_view(c, st, base, "dynamic_slice");
+}
+
+void write_region(const KernelContext& c) {
+  const NDArray &x = c.inputs[0], &u = c.inputs[1], &out = c.outputs[0];
+  auto s0 = ops::read_starts(host_copy(c, c.inputs[2]), x.shape(), u.shape(), "slice_update");
+  cudaStream_t s = stream_for(c);
+  if (out.data() != x.data())
+    LOOM_CUDA_CHECK(cudaMemcpyAsync(out.data(), x.data(), x.nbytes(), cudaMemcpyDeviceToDevice, s));
+  auto ost = contiguous_strides(out.shape());
+  int64_t base = 0;
+  for (size_t i = 0; i < ost.size(); ++i) base += s0[i] * ost[i];
+  strided_copy(c, u.dtype(), u.data(), out.data(), dims_of(u.shape()), ost,
+               contiguous_strides(u.shape()), 0, base, "slice_update");
+}
+
+template <class E>
+__global__ void gather_kernel(const E* x, const void* ind, int dti, E* out, int64_t n_out,
+                              int64_t n_ind, int64_t inner, int64_t axis_len) {
+  LOOM_GRID_STRIDE(i, n_out) {
+    int64_t in = i % inner, k = (i / inner) % n_ind, o = i / (inner * n_ind);
+    int64_t idx = load<int64_t>(dti, ind, k);
+    if (idx < 0) idx += axis_len;
+    out[i] = x[(o * axis_len + idx) * inner + in];
+  }
+}
+
+void gather(const KernelContext& c) {
+  const NDArray &x = c.inputs[0], &ind = c.inputs[1], &out = c.outputs[0];
+  int axis = normalize_axis(c.attrs_as<GatherAttrs>().axis, x.rank());
+  int64_t n = x.shape()[axis], inner = 1;
+  for (int i = axis + 1; i < x.rank(); ++i) inner *= x.shape()[i];
+  // Out-of-range indices must fail like on the CPU, not read stray memory: checked on the host.
+  NDArray hi = host_copy(c, ind);
+  for (int64_t i = 0; i < hi.numel(); ++i) {
+    auto k = static_cast<int64_t>(hi.at(i));
+    LOOM_CHECK(k >= -n && k < n, "[gather] index ", k, " is out of range for axis ", axis,
+               " of size ", n);
+  }
+  int64_t n_out = out.numel();
+  if (n_out == 0) return;
+  cudaStream_t s = stream_for(c);
+  unsigned g = blocks_for(n_out);
+  int dti = static_cast<int>(ind.dtype());
+  switch (elem_bytes(x.dtype(), "gather")) {
+    case 1: gather_kernel<<<g, 256, 0, s>>>(x.data_as<uint8_t>(), ind.data(), dti, out.data_as<uint8_t>(), n_out, ind.numel(), inner, n); break;
+    case 2: gather_kernel<<<g, 256, 0, s>>>(x.data_as<uint16_t>(), ind.data(), dti, out.data_as<uint16_t>(), n_out, ind.numel(), inner, n); break;
+    case 4: gather_kernel<<<g, 256, 0, s>>>(x.data_as<uint32_t>(), ind.data(), dti, out.data_as<uint32_t>(), n_out, ind.numel(), inner, n); break;
+    case 8: gather_kernel<<<g, 256, 0, s>>>(x.data_as<uint64_t>(), ind.data(), dti, out.data_as<uint64_t>(), n_out, ind.numel(), inner, n); break;
+    default: fail("[cuda] gather of ", dtype_name(x.dtype()), " is not supported on cuda");
+  }
+  LOOM_CUDA_LAUNCHED();
+}
+
+struct PadArgs {
+  int rank;
+  int64_t out_shape[kMaxRank], in_shape[kMaxRank], in_st[kMaxRank], before[kMaxRank];
+};
+
+__global__ void pad_kernel(const void* x, void* out, int dt, int64_t n, PadArgs a, int mode,
+                           double value) {
+  LOOM_GRID_STRIDE(i, n) {
+    int64_t rem = i, src = 0;
+    bool inside = true;
+    for (int d = a.rank - 1; d >= 0; --d) {
+      int64_t idx = rem % a.out_shape[d];
+      rem /= a.out_shape[d];
+      int64_t len = a.in_shape[d], p = idx - a.before[d];
+      if (p < 0 || p >= len) {
+        if (mode == static_cast<int>(PadMode::constant)) {
+          inside = false;
+        } else if (mode == static_cast<int>(PadMode::edge)) {
+          p = p < 0 ? 0 : len - 1;
+        } else {
+          int64_t period = 2 * (len - 1);
+          p = period ? ((p % period) + period) % period : 0;
+          if (p >= len) p = period - p;
+        }
+      }
+      src += p * a.in_st[d];
+    }
+    if (inside) {
+      if (dt == kF64 || dt == kI64) store(dt, out, i, load<int64_t>(kI64, x, src));  // raw 8 bytes
+      else store(dt, out, i, load<double>(dt, x, src));
+    } else {
+      store(dt, out, i, value);
+    }
+  }
+}
+
+void pad(const KernelContext& c) {
+  const NDArray &x = c.inputs[0], &out = c.outputs[0];
+  const auto& a = c.attrs_as<PadAttrs>();
+  LOOM_CHECK(x.rank() <= kMaxRank, "[cuda] pad of rank ", x.rank());
+  elem_bytes(x.dtype(), "pad");
+  PadArgs p{};
+  p.rank = x.rank();
+  auto st = contiguous_strides(x.shape());
+  for (int d = 0; d < x.rank(); ++d) {
+    auto ud = static_cast<size_t>(d);
+    p.out_shape[d] = out.shape()[d];
+    p.in_shape[d] = x.shape()[d];
+    p.in_st[d] = st[ud];
+    p.before[d] = a.before[ud];
+  }
+  int64_t n = out.numel();
+  if (n == 0) return;
+  // f64 and i64 both travel as raw 8 bytes through an i64 load/store (bit-exact).
+  int dt = static_cast<int>(x.dtype() == DType::f64 ? DType::i64 : x.dtype());
+  if (x.dtype() == DType::f64 && a.mode == PadMode::constant) dt = kF64;
+  pad_kernel<<<blocks_for(n), 256, 0, stream_for(c)>>>(x.data(), out.data(), dt, n, p,
+                                                       static_cast<int>(a.mode), a.value);
+  LOOM_CUDA_LAUNCHED();
+}
+
+__global__ void arange_kernel(void* out, int dt, int64_t n, double start, double step) {
+  LOOM_GRID_STRIDE(i, n) { store(dt, out, i, start + static_cast<double>(i) * step); }
+}
+
+void arange(const KernelContext& c) {
+  const auto& a = c.attrs_as<ArangeAttrs>();
+  const NDArray& out = c.outputs[0];
+  if (out.numel() == 0) return;
+  arange_kernel<<<blocks_for(out.numel()), 256, 0, stream_for(c)>>>(
+      out.data(), static_cast<int>(out.dtype()), out.numel(), a.start, a.step);
+  LOOM_CUDA_LAUNCHED();
+}
+
+}  // namespace
+
+void register_movement(KernelTable& t) {
+  t.set(op::dynamic_slice, dynamic_slice);
+  t.set(op::slice_update, write_region);
+  t.set(op::write_slice, write_region);
+  t.set(op::transpose, transpose);
+  t.set(op::expand, expand);
+  t.set(op::slice, slice);
+  t.set(op::flip, flip);
+  t.set(op::tile, tile);
+  t.set(op::pad, pad);
+  t.set(op::concat, concat);
+  t.set(op::split, split);
+  t.set(op::gather, gather);
+  t.set(op::arange, arange);
+}
+
+}  // namespace loom::backends::cuda

@@ -1,0 +1,309 @@
+// CUDA reductions (sum/mean/max/min/prod over any axes, argmax/argmin) and row normalisations
+// (softmax, log_softmax, layer_norm, rms_norm): one block per output row, accumulating in double
+// for reductions (as the reference does) and in f32 (f64 for f64) for softmax and norms.
+#include <cfloat>
+
+#include "backends/cuda/device_util.cuh"
+
+namespace loom::backends::cuda {
+namespace {
+namespace op = ir::op;
+
+constexpr int kThreads = 256;
+
+// Sum over the block (every thread gets the result).
+template <class T, class F>
+__device__ T block_reduce(T v, F combine) {
+  __shared__ T sh[32];
+  for (int o = 16; o > 0; o >>= 1) v = combine(v, __shfl_xor_sync(0xffffffffu, v, o));
+  int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  __syncthreads();  // sh may still be read by a previous call
+  if (lane == 0) sh[warp] = v;
+  __syncthreads();
+  int nw = (blockDim.x + 31) / 32;
+  v = sh[0];
+  for (int w = 1; w < nw; ++w) v = combine(v, sh[w]);
+  return v;
+}
+
+enum RedOp { kSum, kMean, kMax, kMin, kProd };
+
+__device__ __forceinline__ double red_combine(int r, double a, double b) {
+  switch (r) {
+    case kMax: return (a != a) ? a : ((b != b) ? b : (a > b ? a : b));
+    case kMin: return (a != a) ? a : ((b != b) ? b : (a < b ? a : b));
+    case kProd: return a * b;
+    default: return a + b;
+  }
+}
+__device__ __forceinline__ int64_t red_combine_int(int r, int64_t a, int64_t b) {
+  switch (r) {
+    case kMax: return a > b ? a : b;
+    case kMin: return a < b ? a : b;
+    case kProd: return a * b;
+    default: return a + b;
+  }
+}
+
+// kept: output index -> input offset; red: reduced index -> input offset.
+template <class T>
+__global__ void reduce_kernel(const void* x, int dtx, void* out, int dto, int r, int64_t n_out,
+                              int64_t n_red, StridedIndex<1> kept, StridedIndex<1> red, T init) {
+  for (int64_t o = blockIdx.x; o < n_out; o += gridDim.x) {
+    int64_t base;
+    kept.offsets(o, &base);
+    T acc = init;
+    for (int64_t j = threadIdx.x; j < n_red; j += blockDim.x) {
+      int64_t off;
+      red.offsets(j, &off);
+      T v = load<T>(dtx, x, base + off);
+      if constexpr (std::is_same_v<T, double>) acc = red_combine(r, acc, v);
+      else acc = red_combine_int(r, acc, v);
+    }
+    if constexpr (std::is_same_v<T, double>)
+      acc = block_reduce(acc, [r](double a, double b) { return red_combine(r, a, b); });
+    else
+      acc = block_reduce(acc, [r](int64_t a, int64_t b) { return red_combine_int(r, a, b); });
+    if (threadIdx.x == 0) {
+      if constexpr (std::is_same_v<T, double>) {
+        if (r == kMean) acc = n_red ? acc / static_cast<double>(n_red) : NAN;
+      }
+      store(dto, out, o, acc);
+    }
+  }
+}
+
+struct Split {
+  StridedIndex<1> kept, red;
+  int64_t n_out = 1, n_red = 1;
+};
+
+Split split_axes(const Shape& s, const std::vector<bool>& reduced) {
+  auto st = contiguous_strides(s);
+  std::vector<int64_t> ks, kst, rs, rst;
+  Split sp;
+  for (int d = 0; d < s.rank(); ++d) {
+    if (reduced[static_cast<size_t>(d)]) {
+      rs.push_back(s[d]);
+      rst.push_back(st[static_cast<size_t>(d)]);
+      sp.n_red *= s[d];
+    } else {
+      ks.push_back(s[d]);
+      kst.push_back(st[static_cast<size_t>(d)]);
+      sp.n_out *= s[d];
+    }
+  }
+  sp.kept = make_index<1>(ks, {kst});
+  sp.red = make_index<1>(rs, {rst});
+  return sp;
+}
+
+unsigned grid_rows(int64_t rows) {
+  return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>(rows, 65535 * 4)));
+}
+
+void reduce(const KernelContext& c, RedOp r, const char* name) {
+  const NDArray &x = c.inputs[0], &out = c.outputs[0];
+  const auto& a = c.attrs_as<ReduceAttrs>();
+  std::vector<bool> red(static_cast<size_t>(x.rank()), a.axes.empty());
+  for (int64_t ax : a.axes) red[static_cast<size_t>(normalize_axis(ax, x.rank()))] = true;
+  Split sp = split_axes(x.shape(), red);
+  if (sp.n_out == 0) return;
+  bool floating = is_floating(x.dtype());
+  LOOM_CHECK(floating || sp.n_red > 0 || (r != kMax && r != kMin), "[", name,
+             "] empty reduction of an integer tensor");
+  cudaStream_t s = stream_for(c);
+  if (floating) {
+    double init = r == kProd ? 1 : r == kMax ? -INFINITY : r == kMin ? INFINITY : 0;
+    reduce_kernel<double><<<grid_rows(sp.n_out), kThreads, 0, s>>>(
+        x.data(), static_cast<int>(x.dtype()), out.data(), static_cast<int>(out.dtype()), r,
+        sp.n_out, sp.n_red, sp.kept, sp.red, init);
+  } else {
+    int64_t init = r == kProd ? 1 : r == kMax ? INT64_MIN : r == kMin ? INT64_MAX : 0;
+    reduce_kernel<int64_t><<<grid_rows(sp.n_out), kThreads, 0, s>>>(
+        x.data(), static_cast<int>(x.dtype()), out.data(), static_cast<int>(out.dtype()), r,
+        sp.n_out, sp.n_red, sp.kept, sp.red, init);
+  }
+  LOOM_CUDA_LAUNCHED();
+}
+
+// The reference's rule: the first NaN wins; otherwise the strictly better value; ties keep the
+// lower index.
+struct Arg {
+  double v;
+  int64_t i;
+};
+__device__ __forceinline__ Arg arg_pick(Arg a, Arg b, bool is_max) {
+  if (a.i < 0) return b;
+  if (b.i < 0) return a;
+  bool an = a.v != a.v, bn = b.v != b.v;
+  if (an || bn) return an && bn ? (a.i < b.i ? a : b) : (an ? a : b);
+  if (a.v == b.v) return a.i < b.i ? a : b;
+  return (is_max ? a.v > b.v : a.v < b.v) ? a : b;
+}
+
+__global__ void arg_kernel(const void* x, int dtx, int64_t* out, int64_t n_out, int64_t n_red,
+                           StridedIndex<1> kept, int64_t red_stride, bool is_max) {
+  __shared__ double sv[kThreads];
+  __shared__ int64_t si[kThreads];
+  for (int64_t o = blockIdx.x; o < n_out; o += gridDim.x) {
+    int64_t base;
+    kept.offsets(o, &base);
+    Arg best{0, -1};
+    for (int64_t j = threadIdx.x; j < n_red; j += blockDim.x)
+      best = arg_pick(best, Arg{load<double>(dtx, x, base + j * red_stride), j}, is_max);
+    sv[threadIdx.x] = best.v;
+    si[threadIdx.x] = best.i;
+    __syncthreads();
+    for (int w = blockDim.x / 2; w > 0; w >>= 1) {
+      if (threadIdx.x < w) {
+        Arg r = arg_pick(Arg{sv[threadIdx.x], si[threadIdx.x]},
+                         Arg{sv[threadIdx.x + w], si[threadIdx.x + w]}, is_max);
+        sv[threadIdx.x] = r.v;
+        si[threadIdx.x] = r.i;
+      }
+      __syncthreads();
+    }
+    if (threadIdx.x == 0) out[o] = si[0];
+    __syncthreads();
+  }
+}
+
+void arg_reduce(const KernelContext& c, bool is_max) {
+  const NDArray &x = c.inputs[0], &out = c.outputs[0];
+  int axis = normalize_axis(c.attrs_as<ArgReduceAttrs>().axis, x.rank());
+  std::vector<bool> red(static_cast<size_t>(x.rank()), false);
+  red[static_cast<size_t>(axis)] = true;
+  Split sp = split_axes(x.shape(), red);
+  if (sp.n_out == 0) return;
+  int64_t stride = contiguous_strides(x.shape())[static_cast<size_t>(axis)];
+  arg_kernel<<<grid_rows(sp.n_out), kThreads, 0, stream_for(c)>>>(
+      x.data(), static_cast<int>(x.dtype()), out.data_as<int64_t>(), sp.n_out, sp.n_red, sp.kept,
+      stride, is_max);
+  LOOM_CUDA_LAUNCHED();
+}
+
+// Softmax over `len` elements spaced `inner` apart: online max/sum in one read, then the write.
+template <class T>
+__global__ void softmax_kernel(const void* x, int dtx, void* out, int dto, int64_t rows,
+                               int64_t len, int64_t inner, bool log_out) {
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    int64_t base = (r / inner) * len * inner + r % inner;
+    T m = -INFINITY, s = 0;
+    for (int64_t j = threadIdx.x; j < len; j += blockDim.x) {
+      T v = load<T>(dtx, x, base + j * inner);
+      if (v > m) {
+        s = s * exp(m - v) + 1;
+        m = v;
+      } else {
+        s += exp(v - m);
+      }
+    }
+    // Combine (m, s) pairs: rescale each partial sum to the block's max.
+    T bm = block_reduce(m, [](T a, T b) { return a > b ? a : b; });
+    T part = m == -INFINITY ? T(0) : s * exp(m - bm);
+    T bs = block_reduce(part, [](T a, T b) { return a + b; });
+    T lse = log(bs);
+    for (int64_t j = threadIdx.x; j < len; j += blockDim.x) {
+      T v = load<T>(dtx, x, base + j * inner) - bm;
+      store(dto, out, base + j * inner, log_out ? v - lse : exp(v) / bs);
+    }
+  }
+}
+
+void softmax(const KernelContext& c, bool log_out) {
+  const NDArray &x = c.inputs[0], &out = c.outputs[0];
+  int axis = normalize_axis(c.attrs_as<AxisAttrs>().axis, x.rank());
+  int64_t len = x.shape()[axis], inner = 1;
+  for (int i = axis + 1; i < x.rank(); ++i) inner *= x.shape()[i];
+  int64_t rows = len * inner ? x.numel() / len : 0;
+  if (rows == 0 || len == 0) return;
+  cudaStream_t s = stream_for(c);
+  if (x.dtype() == DType::f64)
+    softmax_kernel<double><<<grid_rows(rows), kThreads, 0, s>>>(
+        x.data(), static_cast<int>(x.dtype()), out.data(), static_cast<int>(out.dtype()), rows, len,
+        inner, log_out);
+  else
+    softmax_kernel<float><<<grid_rows(rows), kThreads, 0, s>>>(
+        x.data(), static_cast<int>(x.dtype()), out.data(), static_cast<int>(out.dtype()), rows, len,
+        inner, log_out);
+  LOOM_CUDA_LAUNCHED();
+}
+
+// Layer/RMS norm over contiguous rows of `cols`; gamma/beta broadcast to the normalised shape.
+template <class T>
+__global__ void norm_kernel(const void* x, int dtx, void* out, int dto, int64_t rows, int64_t cols,
+                            const void* g, int dtg, const void* b, int dtb, StridedIndex<2> gb,
+                            bool rms, double eps) {
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    int64_t base = r * cols;
+    T s = 0, ss = 0;
+    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
+      T v = load<T>(dtx, x, base + j);
+      s += v;
+      ss += v * v;
+    }
+    s = block_reduce(s, [](T a, T c) { return a + c; });
+    ss = block_reduce(ss, [](T a, T c) { return a + c; });
+    T n = static_cast<T>(cols);
+    T mean = rms ? T(0) : s / n;
+    T var = rms ? ss / n : ss / n - mean * mean;
+    if (var < 0) var = 0;
+    T inv = T(1) / sqrt(var + static_cast<T>(eps));
+    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
+      T v = (load<T>(dtx, x, base + j) - mean) * inv;
+      if (g || b) {
+        int64_t off[2];
+        gb.offsets(j, off);
+        if (g) v *= load<T>(dtg, g, off[0]);
+        if (b) v += load<T>(dtb, b, off[1]);
+      }
+      store(dto, out, base + j, v);
+    }
+  }
+}
+
+void norm(const KernelContext& c, bool rms) {
+  const NDArray &x = c.inputs[0], &out = c.outputs[0];
+  const auto& a = c.attrs_as<NormAttrs>();
+  int axis = normalize_axis(a.axis, x.rank());
+  int64_t cols = 1;
+  for (int i = axis; i < x.rank(); ++i) cols *= x.shape()[i];
+  int64_t rows = cols ? x.numel() / cols : 0;
+  if (rows == 0) return;
+  Shape ns(std::vector<int64_t>(x.shape().dims().begin() + axis, x.shape().dims().end()));
+  const NDArray* g = c.inputs.size() > 1 ? &c.inputs[1] : nullptr;
+  const NDArray* b = c.inputs.size() > 2 ? &c.inputs[2] : nullptr;
+  std::array<std::vector<int64_t>, 2> st{
+      g ? broadcast_strides(g->shape(), ns) : std::vector<int64_t>(static_cast<size_t>(ns.rank()), 0),
+      b ? broadcast_strides(b->shape(), ns) : std::vector<int64_t>(static_cast<size_t>(ns.rank()), 0)};
+  StridedIndex<2> gb = make_index<2>(dims_of(ns), st);
+  cudaStream_t s = stream_for(c);
+  auto launch = [&]<class T>() {
+    norm_kernel<T><<<grid_rows(rows), kThreads, 0, s>>>(
+        x.data(), static_cast<int>(x.dtype()), out.data(), static_cast<int>(out.dtype()), rows, cols,
+        g ? g->data() : nullptr, g ? static_cast<int>(g->dtype()) : 0, b ? b->data() : nullptr,
+        b ? static_cast<int>(b->dtype()) : 0, gb, rms, a.eps);
+  };
+  // Sums of squares in f32 lose digits for long rows with a large mean: accumulate in f64.
+  launch.template operator()<double>();
+  LOOM_CUDA_LAUNCHED();
+}
+
+}  // namespace
+
+void register_reduction(KernelTable& t) {
+  t.set(op::reduce_sum, [](const KernelContext& c) { reduce(c, kSum, "reduce_sum"); });
+  t.set(op::reduce_mean, [](const KernelContext& c) { reduce(c, kMean, "reduce_mean"); });
+  t.set(op::reduce_max, [](const KernelContext& c) { reduce(c, kMax, "reduce_max"); });
+  t.set(op::reduce_min, [](const KernelContext& c) { reduce(c, kMin, "reduce_min"); });
+  t.set(op::reduce_prod, [](const KernelContext& c) { reduce(c, kProd, "reduce_prod"); });
+  t.set(op::argmax, [](const KernelContext& c) { arg_reduce(c, true); });
+  t.set(op::argmin, [](const KernelContext& c) { arg_reduce(c, false); });
+  t.set(op::softmax, [](const KernelContext& c) { softmax(c, false); });
+  t.set(op::log_softmax, [](const KernelContext& c) { softmax(c, true); });
+  t.set(op::layer_norm, [](const KernelContext& c) { norm(c, false); });
+  t.set(op::rms_norm, [](const KernelContext& c) { norm(c, true); });
+}
+
+}  // namespace loom::backends::cuda

@@ -219,6 +219,18 @@ TEST(Compile, PassLogAndDisabledPasses) {
 #endif
 }
 
+TEST(Compile, FoldsViewsOfConstants) {
+  Graph g;
+  auto c = g.constant(NDArray::from_vector<float>({1, 2, 3, 4, 5, 6}, {2, 3}));
+  auto x = g.placeholder({3, 2}, f32, "x");
+  auto exe = g.compile({reshape(exp(c), {3, 2}) + x});
+  std::string log;
+  for (const auto& l : exe.pass_log()) log += l + "\n";
+  EXPECT_NE(log.find("[constant_folding] folded 2 op(s)"), std::string::npos) << log;
+  auto out = exe.run({{"x", zeros({3, 2})}})[0].to_vector<float>();
+  for (int i = 0; i < 6; ++i) EXPECT_NEAR(out[static_cast<size_t>(i)], std::exp(i + 1.0), 1e-4);
+}
+
 TEST(Dispatch, PerOpOverheadIsSmall) {
   // 200 tiny ops; the per-op cost of the runtime (not the math) is what this measures.
   Graph g;

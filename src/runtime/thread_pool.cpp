@@ -20,13 +20,13 @@ ThreadPool::~ThreadPool() {
   for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::run_chunks() {
+void ThreadPool::run_chunks(Job& job) {
   for (;;) {
-    int64_t c = next_.fetch_add(1);
-    if (c >= num_chunks_) break;
-    int64_t b = c * chunk_, e = std::min(n_, b + chunk_);
-    (*fn_)(b, e);
-    if (done_.fetch_add(1) + 1 == num_chunks_) {
+    int64_t c = job.next.fetch_add(1);
+    if (c >= job.chunks) return;
+    int64_t b = c * job.chunk, e = std::min(job.n, b + job.chunk);
+    (*job.fn)(b, e);
+    if (job.done.fetch_add(1) + 1 == job.chunks) {
       std::lock_guard lock(m_);
       done_cv_.notify_all();
     }
@@ -36,19 +36,15 @@ void ThreadPool::run_chunks() {
 void ThreadPool::worker_loop() {
   uint64_t seen = 0;
   for (;;) {
+    std::shared_ptr<Job> job;
     {
       std::unique_lock lock(m_);
       cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
       if (stop_) return;
       seen = generation_;
-      ++active_;
+      job = job_;
     }
-    run_chunks();
-    {
-      std::lock_guard lock(m_);
-      --active_;
-      done_cv_.notify_all();
-    }
+    run_chunks(*job);
   }
 }
 
@@ -61,24 +57,22 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain,
     return;
   }
   std::lock_guard busy(busy_, std::adopt_lock);
-  int64_t max_chunks = static_cast<int64_t>(size()) * 4;
+  auto job = std::make_shared<Job>();
+  job->fn = &fn;
+  job->n = n;
+  int64_t chunks = std::min<int64_t>(static_cast<int64_t>(size()) * 4, (n + grain - 1) / grain);
+  job->chunk = (n + chunks - 1) / chunks;
+  job->chunks = (n + job->chunk - 1) / job->chunk;
   {
-    // Job state is published under m_, so a worker that wakes late sees a consistent job.
     std::lock_guard lock(m_);
-    num_chunks_ = std::min(max_chunks, (n + grain - 1) / grain);
-    chunk_ = (n + num_chunks_ - 1) / num_chunks_;
-    num_chunks_ = (n + chunk_ - 1) / chunk_;
-    n_ = n;
-    fn_ = &fn;
-    next_ = 0;
-    done_ = 0;
+    job_ = job;
     ++generation_;
   }
   cv_.notify_all();
-  run_chunks();
+  run_chunks(*job);
+  // Every chunk has run when done == chunks, so fn is no longer used and may go out of scope.
   std::unique_lock lock(m_);
-  // Wait for every chunk and for every worker to leave run_chunks (so fn_ may be reused).
-  done_cv_.wait(lock, [&] { return done_.load() == num_chunks_ && active_ == 0; });
+  done_cv_.wait(lock, [&] { return job->done.load() == job->chunks; });
 }
 
 void parallel_for(ThreadPool* pool, int64_t n, int64_t grain,

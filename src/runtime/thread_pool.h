@@ -3,6 +3,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -20,19 +21,22 @@ class ThreadPool {
   void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
  private:
+  // One parallel_for call. Workers hold it by shared_ptr, so a worker that wakes late only ever
+  // touches the counters of the job it woke for (which are all claimed by then), never the next.
+  struct Job {
+    const std::function<void(int64_t, int64_t)>* fn = nullptr;
+    int64_t n = 0, chunk = 0, chunks = 0;
+    std::atomic<int64_t> next{0}, done{0};
+  };
   void worker_loop();
-  void run_chunks();
+  void run_chunks(Job& job);
 
   std::vector<std::thread> workers_;
   std::mutex busy_;  // held by the caller whose job is running
   std::mutex m_;
   std::condition_variable cv_, done_cv_;
-  const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
-  int64_t n_ = 0, chunk_ = 0, num_chunks_ = 0;
-  std::atomic<int64_t> next_{0};
-  std::atomic<int64_t> done_{0};
+  std::shared_ptr<Job> job_;
   uint64_t generation_ = 0;
-  int active_ = 0;
   bool stop_ = false;
 };
 

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "loom/loom.h"
+#include "runtime/thread_pool.h"
 
 namespace loom {
 namespace {
@@ -155,6 +156,20 @@ TEST(Concurrency, ManyThreadsRunOneExecutable) {
     });
   for (auto& th : threads) th.join();
   EXPECT_EQ(bad.load(), 0);
+}
+
+TEST(Concurrency, ThreadPoolBackToBackJobsOfChangingSizes) {
+  // Consecutive jobs with different chunk counts: a worker waking late must never touch the next
+  // job's counters (this once lost a chunk count and hung a 512-token prefill).
+  ThreadPool pool(4);
+  for (int i = 0; i < 20000; ++i) {
+    int64_t n = 1 + (i * 7919) % 97;
+    std::atomic<int64_t> sum{0};
+    pool.parallel_for(n, 1 + i % 3, [&](int64_t b, int64_t e) {
+      for (int64_t j = b; j < e; ++j) sum += j;
+    });
+    ASSERT_EQ(sum.load(), n * (n - 1) / 2) << "job " << i;
+  }
 }
 
 TEST(CustomOp, RegisteredFromOutsideRunsOnCpuAndReference) {

@@ -22,6 +22,8 @@ struct CompileOptions {
   size_t plan_cache_capacity = 64;
   // Worker threads for the CPU backend; 0: all cores.
   int num_threads = 0;
+  // Time every kernel (per op type); see Executable::profile_report. Costs ~50 ns per op.
+  bool profile = false;
 };
 
 using Feeds = std::vector<std::pair<std::string, NDArray>>;
@@ -65,6 +67,8 @@ class Executable {
   // Memory plan figures for the given input shapes (plans them if not cached).
   PlanStats plan_stats(const std::vector<std::pair<std::string, Shape>>& input_shapes) const;
   size_t cached_plans() const;
+  // With CompileOptions::profile: time per op type over all runs so far, slowest first.
+  std::string profile_report() const;
   // Bytes copied into variables by assigns so far (in-place updates copy none).
   int64_t variable_bytes_copied() const;
 

@@ -149,6 +149,7 @@ LlamaModel LlamaModel::load(const std::string& path, const LlamaOptions& options
   CompileOptions opt;
   opt.device = options.device;
   opt.num_threads = options.num_threads;
+  opt.profile = options.profile;
   m.exe_ = g.compile({logits}, opt);
   return m;
 }

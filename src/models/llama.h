@@ -26,6 +26,7 @@ struct LlamaOptions {
   int64_t max_context = 2048;  // KV cache length (clamped to the model's context length)
   Device device = Device::cpu();
   int num_threads = 0;  // 0: all cores
+  bool profile = false;  // time every op (Executable::profile_report)
 };
 
 class LlamaModel {

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <map>
 #include <sstream>
@@ -13,7 +14,12 @@ namespace op = ir::op;
 
 ExecutableImpl::ExecutableImpl(ir::GraphData g, std::vector<ir::Value> outs,
                                const CompileOptions& opts, std::vector<std::string> lg)
-    : graph(std::move(g)), outputs(std::move(outs)), options(opts), log(std::move(lg)) {
+    : graph(std::move(g)),
+      outputs(std::move(outs)),
+      options(opts),
+      log(std::move(lg)),
+      profile_ns(options.profile ? graph.nodes.size() : 0),
+      profile_calls(options.profile ? graph.nodes.size() : 0) {
   backend = &backends::backend_for(options.device, options.num_threads);
   for (const auto& v : graph.variables)
     variables.push_back(backend->on_device() ? to_device(v.initial, options.device)
@@ -341,7 +347,14 @@ std::vector<NDArray> ExecutableImpl::run(const Feeds& feeds) {
       }
     }
     KernelContext ctx{ins, std::span<NDArray>(slots.data() + base, node.outputs.size()), node.attrs.get(), pool};
-    (*kernels[i])(ctx);
+    if (options.profile) {
+      auto t0 = std::chrono::steady_clock::now();
+      (*kernels[i])(ctx);
+      profile_ns[i] += std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
+      ++profile_calls[i];
+    } else {
+      (*kernels[i])(ctx);
+    }
   }
   std::vector<NDArray> result;
   for (const auto& v : outputs) {
@@ -433,6 +446,32 @@ PlanStats Executable::plan_stats(const std::vector<std::pair<std::string, Shape>
 }
 
 size_t Executable::cached_plans() const { return impl_->cached_plans(); }
+
+std::string Executable::profile_report() const {
+  LOOM_CHECK(impl_->options.profile, "[profile] compile with CompileOptions::profile = true");
+  const auto& reg = ir::OpRegistry::get();
+  std::map<std::string, std::pair<int64_t, int64_t>> by_op;  // ns, calls
+  int64_t total = 0;
+  for (size_t i = 0; i < impl_->graph.nodes.size(); ++i) {
+    auto& e = by_op[reg.info(impl_->graph.nodes[i].op).name];
+    e.first += impl_->profile_ns[i].load();
+    e.second += impl_->profile_calls[i].load();
+    total += impl_->profile_ns[i].load();
+  }
+  std::vector<std::pair<std::string, std::pair<int64_t, int64_t>>> rows(by_op.begin(), by_op.end());
+  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
+  std::ostringstream os;
+  os << "op                      time ms   share   calls   us/call\n";
+  for (const auto& [name, v] : rows) {
+    if (!v.second) continue;
+    char line[160];
+    std::snprintf(line, sizeof line, "%-22s %9.3f  %5.1f%%  %6lld  %8.2f\n", name.c_str(), v.first / 1e6,
+                  total ? 100.0 * static_cast<double>(v.first) / static_cast<double>(total) : 0.0,
+                  static_cast<long long>(v.second), v.first / 1e3 / static_cast<double>(v.second));
+    os << line;
+  }
+  return os.str();
+}
 
 int64_t Executable::variable_bytes_copied() const { return impl_->variable_bytes_copied.load(); }
 

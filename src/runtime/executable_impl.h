@@ -50,7 +50,9 @@ class ExecutableImpl {
   std::vector<NDArray> variables;
   std::shared_mutex variables_mutex;
   bool has_assign = false;
-  std::atomic<int64_t> variable_bytes_copied{0};  // by assigns that were not done in place
+  std::atomic<int64_t> variable_bytes_copied{0};
+  // Profiling (CompileOptions::profile): nanoseconds and calls per node.
+  std::vector<std::atomic<int64_t>> profile_ns, profile_calls;  // by assigns that were not done in place
   // Device backends: each constant node's value, uploaded once (empty on the host).
   std::vector<NDArray> device_constants;
 

@@ -1,6 +1,10 @@
 #include "runtime/thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include "loom/kernel.h"
 
@@ -33,13 +37,30 @@ void ThreadPool::run_chunks(Job& job) {
   }
 }
 
+namespace {
+inline void cpu_relax() {
+#if defined(__x86_64__)
+  _mm_pause();
+#endif
+}
+// How long an idle worker (or a caller waiting for its chunks) spins before blocking.
+constexpr auto kSpin = std::chrono::microseconds(200);
+}  // namespace
+
 void ThreadPool::worker_loop() {
   uint64_t seen = 0;
   for (;;) {
+    auto until = std::chrono::steady_clock::now() + kSpin;
+    for (int i = 0; published_.load(std::memory_order_acquire) == seen; ++i) {
+      cpu_relax();
+      if ((i & 255) == 255 && std::chrono::steady_clock::now() > until) break;
+    }
     std::shared_ptr<Job> job;
     {
       std::unique_lock lock(m_);
+      ++sleeping_;
       cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
+      --sleeping_;
       if (stop_) return;
       seen = generation_;
       job = job_;
@@ -63,14 +84,21 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain,
   int64_t chunks = std::min<int64_t>(static_cast<int64_t>(size()) * 4, (n + grain - 1) / grain);
   job->chunk = (n + chunks - 1) / chunks;
   job->chunks = (n + job->chunk - 1) / job->chunk;
+  bool wake;
   {
     std::lock_guard lock(m_);
     job_ = job;
-    ++generation_;
+    published_.store(++generation_, std::memory_order_release);
+    wake = sleeping_ > 0;
   }
-  cv_.notify_all();
+  if (wake) cv_.notify_all();
   run_chunks(*job);
   // Every chunk has run when done == chunks, so fn is no longer used and may go out of scope.
+  auto until = std::chrono::steady_clock::now() + kSpin;
+  for (int i = 0; job->done.load(std::memory_order_acquire) != job->chunks; ++i) {
+    cpu_relax();
+    if ((i & 255) == 255 && std::chrono::steady_clock::now() > until) break;
+  }
   std::unique_lock lock(m_);
   done_cv_.wait(lock, [&] { return job->done.load() == job->chunks; });
 }

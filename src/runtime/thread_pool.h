@@ -37,6 +37,10 @@ class ThreadPool {
   std::condition_variable cv_, done_cv_;
   std::shared_ptr<Job> job_;
   uint64_t generation_ = 0;
+  // Mirrors generation_ so idle workers can spin on it briefly before sleeping: decode runs
+  // hundreds of short parallel regions back to back, and a futex wake costs more than the work.
+  std::atomic<uint64_t> published_{0};
+  int sleeping_ = 0;  // workers blocked on cv_ (guarded by m_)
   bool stop_ = false;
 };
 

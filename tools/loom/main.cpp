@@ -43,6 +43,7 @@ commands:
       --max-context N      KV cache length (default 2048)
       --device D           cpu (default) or reference
       --verbose            print the model summary and the compiler's pass log
+      --profile            time every op and print where the time went
 
   convert MODEL.onnx -o MODEL.loom [--device D] [--graph]
                      import an ONNX model, compile it, write a package (loom convert --help)
@@ -108,6 +109,7 @@ int cmd_generate(int argc, char** argv) {
     else if (a == "--raw") gen.chat = false;
     else if (a == "--ignore-eos") gen.ignore_eos = true;
     else if (a == "--verbose" || a == "-v") verbose = true;
+    else if (a == "--profile") opts.profile = true;
     else throw loom::Error("[generate] unknown option '" + a + "' (see loom --help)");
   }
   if (model_path.empty()) {
@@ -132,6 +134,7 @@ int cmd_generate(int argc, char** argv) {
             << st.prompt_tokens / std::max(st.prefill_seconds, 1e-9) << " tok/s); generated: " << st.generated_tokens
             << " tokens in " << st.decode_seconds * 1e3 << " ms ("
             << st.generated_tokens / std::max(st.decode_seconds, 1e-9) << " tok/s)\n";
+  if (opts.profile) std::cerr << model.executable().profile_report();
   return 0;
 }
 

@@ -67,6 +67,8 @@ class Executable {
   // Memory plan figures for the given input shapes (plans them if not cached).
   PlanStats plan_stats(const std::vector<std::pair<std::string, Shape>>& input_shapes) const;
   size_t cached_plans() const;
+  // Bytes held by the executable's constants (weights), as compiled.
+  int64_t constant_bytes() const;
   // With CompileOptions::profile: time per op type over all runs so far, slowest first.
   std::string profile_report() const;
   // Bytes copied into variables by assigns so far (in-place updates copy none).

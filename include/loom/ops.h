@@ -4,6 +4,7 @@
 // its input types. Elementwise ops broadcast by numpy rules and require equal dtypes (cast
 // explicitly: Loom never promotes silently). Dims may be dynamic (-1) everywhere.
 #pragma once
+#include <string>
 #include <vector>
 
 #include "loom/attrs.h"
@@ -214,6 +215,19 @@ NDArray mel_filterbank(double sample_rate, int64_t n_fft, int64_t n_mels,
 // T / hop]: hann stft (center, reflect), last frame dropped, |X|^2, mel filters, log10 of
 // max(mel, 1e-10), floored at (global max - 8), then (x + 4) / 4.
 Tensor log_mel_spectrogram(const Tensor& audio, const LogMelOptions& options = {});
+
+// Stores the constant weights of every matmul (2-D float constants with at least min_elements) in
+// `bits` bits: affine per block of `block` along the contraction axis, or a per-row lookup table
+// (k-means). Returns the new graph and rewrites `outputs` to its tensors; compiling it fuses each
+// dequantize → matmul into quantized_matmul. `log` (optional) lists what was quantized.
+struct QuantizeWeightsOptions {
+  int bits = 4;
+  int64_t block = 32;
+  enum class Mode { affine, lut } mode = Mode::affine;
+  int64_t min_elements = 4096;
+};
+Graph quantize_weights(const Graph& graph, std::vector<Tensor>& outputs,
+                       const QuantizeWeightsOptions& options = {}, std::vector<std::string>* log = nullptr);
 
 // --- operators --------------------------------------------------------------------------------
 Tensor operator+(const Tensor& a, const Tensor& b);

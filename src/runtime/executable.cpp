@@ -447,6 +447,13 @@ PlanStats Executable::plan_stats(const std::vector<std::pair<std::string, Shape>
 
 size_t Executable::cached_plans() const { return impl_->cached_plans(); }
 
+int64_t Executable::constant_bytes() const {
+  int64_t total = 0;
+  for (const auto& n : impl_->graph.nodes)
+    if (n.op == ir::op::constant) total += static_cast<int64_t>(attrs_as<ConstantAttrs>(*n.attrs).value.nbytes());
+  return total;
+}
+
 std::string Executable::profile_report() const {
   LOOM_CHECK(impl_->options.profile, "[profile] compile with CompileOptions::profile = true");
   const auto& reg = ir::OpRegistry::get();

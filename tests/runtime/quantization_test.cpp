@@ -84,6 +84,40 @@ TEST(QuantizedMatmulFusion, GgufBlockFormats) {
   }
 }
 
+TEST(QuantizeWeights, ShrinksAnMlpAndStaysClose) {
+  for (auto mode : {QuantizeWeightsOptions::Mode::affine, QuantizeWeightsOptions::Mode::lut}) {
+    for (int bits : {4, 8}) {
+      Graph g;
+      auto x = g.placeholder({-1, 256}, f32, "x");
+      auto w1 = g.constant(random_normal({256, 512}, f32, 1, 0, 0.05));                 // [k, n]
+      auto w2 = g.constant(random_normal({128, 512}, f32, 2, 0, 0.05));                 // [n, k]
+      std::vector<Tensor> outs = {matmul(gelu(matmul(x, w1)), w2, {.transpose_a = false, .transpose_b = true})};
+      auto base = g.compile(outs);
+      std::vector<std::string> log;
+      Graph q = quantize_weights(g, outs, {.bits = bits, .block = 32, .mode = mode}, &log);
+      ASSERT_EQ(log.size(), 2u);
+      auto small = q.compile(outs);
+      std::string plog;
+      for (const auto& l : small.pass_log()) plog += l + "\n";
+      EXPECT_NE(plog.find("[quantized_matmul] fused"), std::string::npos) << plog;
+      // int4: 1/8 of f32 plus per-block scale and zero point (or one 16-entry table per row);
+      // 256-entry tables per row only pay off for long rows, so lut-8 is not checked here.
+      double ratio = static_cast<double>(small.constant_bytes()) / static_cast<double>(base.constant_bytes());
+      if (mode == QuantizeWeightsOptions::Mode::affine || bits == 4)
+        EXPECT_LT(ratio, bits == 4 ? 0.2 : 0.33) << "bits " << bits;
+      auto in = random_uniform({3, 256}, f32, -1, 1, std::random_device{}());
+      auto a = small.run({{"x", in}})[0].to_vector<float>(), b = base.run({{"x", in}})[0].to_vector<float>();
+      double err = 0, norm = 0;
+      for (size_t i = 0; i < a.size(); ++i) err += (a[i] - b[i]) * (a[i] - b[i]), norm += b[i] * b[i];
+      EXPECT_LT(std::sqrt(err / norm), bits == 4 ? 0.25 : 0.03) << "relative error, bits " << bits;
+    }
+  }
+  Graph g;
+  auto x = g.placeholder({2, 64}, f32, "x");
+  std::vector<Tensor> outs = {matmul(x, g.constant(random_normal({64, 64}, f32, 3)))};
+  EXPECT_THROW(quantize_weights(g, outs, {.bits = 3}), Error);
+}
+
 TEST(Quantization, BadParametersAreClearErrors) {
   Graph g;
   auto q = g.placeholder({4, 64}, u4, "q");

@@ -17,6 +17,9 @@
 #endif
 #include "loom/loom.h"
 #include "models/llama.h"
+#ifdef LOOM_HAS_VIEW
+#include "view.h"
+#endif
 
 namespace {
 
@@ -50,8 +53,11 @@ commands:
   run MODEL.loom --input NAME=FILE.npy ... [-o DIR] [--device D] [--repeat N]
                      run a package; outputs are written as DIR/<name>.npy
   inspect MODEL.loom ops, inputs/outputs, variables, constants by size and pass log of a package
+  view MODEL.loom [--port N] [--device D] [--diff OTHER.loom]
+                     serve a page that shows the package as stored and as compiled for a device
+                     (op navigator, graph, inspector, constants, variables, pass log, profile)
 
-Later commands (view, quantize, bench) arrive with their issues.
+Later commands (quantize, bench) arrive with their issues.
 )";
 
 int cmd_selftest(const std::string& device) {
@@ -143,6 +149,8 @@ int cmd_generate(int argc, char** argv) {
 
 constexpr const char* kConvertUsage = R"(usage: loom convert MODEL.onnx -o MODEL.loom [--device cpu|reference] [--graph]
   Imports an ONNX model, compiles it for the device and writes a package (docs/FORMAT.md).
+  MODEL.gguf (Llama family) is built with the Llama builder and saved as an executable package;
+  --max-context N sets its KV cache length (default 256).
   --graph   store the uncompiled graph instead (optimised again when loaded)
 )";
 constexpr const char* kRunUsage = R"(usage: loom run MODEL.loom --input NAME=FILE.npy ... [-o DIR] [--device D] [--repeat N]
@@ -171,6 +179,7 @@ int cmd_convert(int argc, char** argv) {
   if (wants_help(argc, argv)) return std::cout << kConvertUsage, 0;
   std::string in, out, device = "cpu";
   bool graph_only = false;
+  int64_t max_context = 256;  // GGUF: KV cache rows stored in the package
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -180,13 +189,30 @@ int cmd_convert(int argc, char** argv) {
     if (a == "-o" || a == "--output") out = value();
     else if (a == "--device") device = value();
     else if (a == "--graph") graph_only = true;
+    else if (a == "--max-context")
+      max_context = std::atoll(value().c_str());
     else if (!a.empty() && a[0] == '-') throw loom::Error("[convert] unknown option '" + a + "'");
     else if (in.empty()) in = a;
     else throw loom::Error("[convert] more than one model given");
   }
   if (in.empty() || out.empty()) throw loom::Error(std::string("[convert] a model and -o are required\n") + kConvertUsage);
+  if (in.size() > 5 && in.substr(in.size() - 5) == ".gguf") {
+    // A Llama-family GGUF through the model builder: the compiled executable (decode graph, KV
+    // cache variables of --max-context rows) is what gets saved, e.g. for `loom view`.
+    loom::models::LlamaOptions lo;
+    lo.device = loom::Device::parse(device);
+    lo.max_context = max_context;
+    auto t0 = std::chrono::steady_clock::now();
+    auto model = loom::models::LlamaModel::load(in, lo);
+    model.executable().save(out);
+    std::cout << in << " (" << model.config().n_layers << " layers) -> " << out << " in "
+              << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() * 1e3
+              << " ms\n";
+    return 0;
+  }
   if (in.size() < 5 || in.substr(in.size() - 5) != ".onnx")
-    throw loom::Error("[convert] " + in + ": only .onnx models are converted (GGUF models run with `loom generate`)");
+    throw loom::Error("[convert] " + in +
+                      ": only .onnx and Llama-family .gguf models are converted");
 #ifdef LOOM_HAS_ONNX
   auto t0 = std::chrono::steady_clock::now();
   loom::io::OnnxModel m = loom::io::import_onnx(in);
@@ -328,6 +354,9 @@ int main(int argc, char** argv) {
     if (cmd == "convert") return cmd_convert(argc, argv);
     if (cmd == "run") return cmd_run(argc, argv);
     if (cmd == "inspect") return cmd_inspect(argc, argv);
+#ifdef LOOM_HAS_VIEW
+    if (cmd == "view") return loom::view::cmd_view(argc, argv);
+#endif
     std::cerr << "loom: unknown command '" << cmd << "'\n\n" << kUsage;
     return 2;
   } catch (const loom::Error& e) {

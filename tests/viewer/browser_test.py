@@ -1,0 +1,228 @@
+#!/usr/bin/env python3
+"""`loom view` in real headless Chromium (Debian `chromium`, driven by PyPI `playwright` through
+its executable path: no browser download).
+
+Starts `loom view` on a free port for (1) a synthetic Llama-like package with blocks, a KV-cache
+variable per layer and named weights (tests/viewer/make_synthetic.py), (2) a package given with
+--package, (3) a synthetic ~20 000-op graph (scale: time to an interactive overview, expanding a
+group), (4) a malformed file. Checks that the panes render, op counts match `loom inspect`,
+clicking an op type highlights every instance, selecting a node fills the inspector, a
+variable's uses are listed, constants are sorted by size, the constant viewer opens, the
+compiled view loads; saves screenshots under --out.
+
+usage: browser_test.py --loom BUILD/loom --chromium /usr/bin/chromium --out DIR [--package P]
+"""
+import argparse
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+
+from playwright.sync_api import sync_playwright
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+failures = []
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what, flush=True)
+    if not cond:
+        failures.append(what)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class View:
+    """`loom view PACKAGE` on a free port, stopped on exit."""
+
+    def __init__(self, loom, package, *extra):
+        self.port = free_port()
+        self.proc = subprocess.Popen([loom, "view", package, "--port", str(self.port), *extra],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        line = self.proc.stdout.readline()
+        if "http://127.0.0.1:" not in line:
+            raise RuntimeError("loom view did not start: " + line + self.proc.stdout.read())
+        self.url = re.search(r"http://\S+/", line).group(0)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def inspect_counts(loom, package):
+    out = subprocess.run([loom, "inspect", package], capture_output=True, text=True, check=True).stdout
+    counts, on = {}, False
+    for line in out.splitlines():
+        if line.startswith("ops ("):
+            on = True
+            continue
+        if on:
+            m = re.match(r"^  (\S+) (\d+)$", line)
+            if not m:
+                break
+            counts[m.group(1)] = int(m.group(2))
+    return counts
+
+
+def wait_ready(page):
+    page.wait_for_function("window.loomViewer && window.loomViewer.ready", timeout=60000)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--loom", required=True)
+    ap.add_argument("--chromium", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--package")
+    a = ap.parse_args()
+    os.makedirs(a.out, exist_ok=True)
+    syn = os.path.join(a.out, "synthetic_4.loom")
+    big = os.path.join(a.out, "synthetic_20k.loom")
+    bad = os.path.join(a.out, "malformed.loom")
+    gen = [sys.executable, os.path.join(HERE, "make_synthetic.py")]
+    subprocess.run(gen + [syn, "--layers", "4"], check=True)
+    subprocess.run(gen + [big, "--layers", "120", "--ffn", "8"], check=True)
+    with open(bad, "wb") as f:
+        f.write(b"LOOMPKG\0\x01\0\0\0\xff\xff\0\0\0\0\0\0{not json")
+    timings = {}
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=a.chromium, headless=True,
+                                     args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1500, "height": 900})
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+
+        # 1. The synthetic model: every pane.
+        with View(a.loom, syn) as v:
+            page.goto(v.url)
+            wait_ready(page)
+            check(page.get_by_test_id("error").is_hidden(), "no error banner")
+            counts = inspect_counts(a.loom, syn)
+            shown = {li.get_attribute("data-op"): int(li.get_by_test_id("op-count").inner_text())
+                     for li in page.get_by_test_id("op-type").all()}
+            check(shown == counts, f"op navigator counts equal `loom inspect` ({len(counts)} types)")
+            groups = page.evaluate("window.loomViewer.lay.groups.length")
+            check(groups >= 4, f"blocks blk.N are groups ({groups})")
+            # Multi-select: mul and matmul highlight every instance once their groups are open.
+            page.get_by_test_id("expand-all").click()
+            page.locator("[data-testid=op-type][data-op=matmul]").click()
+            page.locator("[data-testid=op-type][data-op=mul]").click(modifiers=["Control"])
+            hi = page.evaluate("window.loomViewer.highlightedNodes().length")
+            check(hi == counts["matmul"] + counts["mul"],
+                  f"multi-select highlights every matmul and mul ({hi})")
+            page.get_by_test_id("fit").click()
+            page.wait_for_timeout(200)
+            page.screenshot(path=os.path.join(a.out, "viewer_highlight.png"))
+            # Select a node through the instance list: the inspector fills.
+            page.locator("[data-testid=op-type][data-op=matmul] .tw").click()
+            page.get_by_test_id("op-instance").first.click()
+            title = page.get_by_test_id("inspector-title").inner_text()
+            check(title.startswith("matmul"), f"inspector shows the selected node ({title})")
+            check(page.get_by_test_id("inspector-inputs").locator("tr").count() == 2,
+                  "inspector lists the matmul's two inputs")
+            # Click on the canvas at the selected node: hit testing selects it again.
+            box = page.evaluate("""(() => { const S = window.loomViewer, b = S.lay.nodeBox.get(S.selNode);
+                return [S.cam.x + (b.x + b.w / 2) * S.cam.k, S.cam.y + (b.y + b.h / 2) * S.cam.k]; })()""")
+            cbox = page.get_by_test_id("graph-canvas").bounding_box()
+            page.evaluate("window.loomViewer.selNode = -1")
+            page.mouse.click(cbox["x"] + box[0], cbox["y"] + box[1])
+            check(page.evaluate("window.loomViewer.selNode") >= 0, "clicking a node on the canvas selects it")
+            # Variables: where created and every use.
+            page.get_by_test_id("tab-variables").click()
+            page.get_by_test_id("variable").first.click()
+            uses = page.get_by_test_id("variable-uses").inner_text()
+            check("read" in uses and "assign" in uses, "variable inspector lists its read and assign")
+            # Constants sorted by size; the constant viewer.
+            page.get_by_test_id("tab-constants").click()
+            sizes = [int(x) for x in page.eval_on_selector_all(
+                "[data-testid=constant]", "els => els.map(e => e.dataset.bytes)")]
+            check(sizes == sorted(sizes, reverse=True) and len(sizes) > 10,
+                  f"constants sorted by size ({len(sizes)})")
+            page.get_by_test_id("constant").first.dblclick()
+            page.get_by_test_id("cv-heatmap").wait_for()
+            check(page.get_by_test_id("cv-histogram").is_visible(), "constant viewer: histogram")
+            check(len(page.get_by_test_id("cv-values").locator("span").all()) > 0,
+                  "constant viewer: values")
+            page.screenshot(path=os.path.join(a.out, "viewer_constant.png"))
+            page.get_by_test_id("constant-viewer-close").click()
+            # Compiled view.
+            page.get_by_test_id("view-select").select_option("cpu")
+            page.wait_for_function("window.loomViewer.view === 'cpu' && window.loomViewer.ready")
+            check(page.get_by_test_id("error").is_hidden(), "compiled view (cpu) loads")
+            check(page.get_by_test_id("pass-line").count() > 0, "pass log is listed")
+            # Profile overlay.
+            page.get_by_test_id("tab-profile").click()
+            page.get_by_test_id("profile-run").click()
+            page.get_by_test_id("profile-row").first.wait_for(timeout=60000)
+            check(page.get_by_test_id("profile-row").count() > 0, "profile lists the slowest ops")
+            page.get_by_test_id("tab-ops").click()
+            page.get_by_test_id("fit").click()
+            page.wait_for_timeout(200)
+            page.screenshot(path=os.path.join(a.out, "viewer_profile.png"))
+
+        # 2. A package from the repository (small MLP).
+        if a.package:
+            with View(a.loom, a.package) as v:
+                page.goto(v.url)
+                wait_ready(page)
+                counts = inspect_counts(a.loom, a.package)
+                shown = {li.get_attribute("data-op"): int(li.get_by_test_id("op-count").inner_text())
+                         for li in page.get_by_test_id("op-type").all()}
+                check(shown == counts, f"{os.path.basename(a.package)}: op counts equal `loom inspect`")
+                check(len(page.evaluate("window.loomViewer.visibleNodes()")) > 0, "nodes drawn")
+
+        # 3. Scale: ~20 000 ops open to an interactive overview; expanding a group is fast.
+        with View(a.loom, big) as v:
+            t0 = time.time()
+            page.goto(v.url)
+            wait_ready(page)
+            timings["open_s"] = time.time() - t0
+            timings.update(page.evaluate("window.loomViewer.timings"))
+            n = page.evaluate("window.loomViewer.graph.nodes.length")
+            check(n > 19000, f"synthetic graph has {n} nodes")
+            check(timings["open_s"] <= 2.0, f"20k-op overview ready in {timings['open_s']:.2f} s (<= 2 s)")
+            gid = page.evaluate("window.loomViewer.lay.groups.find(g => !g.expanded).gid")
+            t = page.evaluate(f"(() => {{ window.loomViewer.toggleGroup({gid}); return window.loomViewer.timings.last_toggle_ms; }})()")
+            timings["expand_group_ms"] = t
+            check(t <= 300, f"expanding a group takes {t:.1f} ms (<= 300 ms)")
+            t = page.evaluate("(() => { window.loomViewer.setAll(true); return window.loomViewer.timings.last_toggle_ms; })()")
+            timings["expand_all_ms"] = t
+            timings["expanded_nodes_drawn"] = len(page.evaluate("window.loomViewer.visibleNodes()"))
+            check(t <= 2000, f"expanding everything takes {t:.0f} ms")
+            page.evaluate("window.loomViewer.setAll(false)")
+            page.wait_for_timeout(200)
+            page.screenshot(path=os.path.join(a.out, "viewer_20k_overview.png"))
+
+        # 4. A malformed package: a clear message in the page.
+        with View(a.loom, bad) as v:
+            page.goto(v.url)
+            wait_ready(page)
+            msg = page.get_by_test_id("error").inner_text()
+            check("[package]" in msg and "[view]" in msg, "malformed package: message shown: " + msg[:80])
+            page.screenshot(path=os.path.join(a.out, "viewer_malformed.png"))
+
+        check(not errors, "no JavaScript errors: " + "; ".join(errors[:3]))
+        browser.close()
+    with open(os.path.join(a.out, "timings.json"), "w") as f:
+        json.dump(timings, f, indent=1)
+    print("timings:", json.dumps(timings))
+    print(f"screenshots in {a.out}")
+    if failures:
+        print(f"{len(failures)} check(s) failed")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,252 @@
+// `loom view` endpoints over real HTTP: an in-process server on an ephemeral port, every JSON
+// endpoint checked against the package it serves; the page's files; a malformed package.
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "loom/loom.h"
+#include "loom/package.h"
+#include "view.h"
+
+namespace loom::view {
+namespace {
+
+using json = nlohmann::json;
+
+std::string tmp_path(const std::string& name) {
+  return (std::filesystem::temp_directory_path() /
+          ("loom_view_" + std::to_string(::getpid()) + "_" + name))
+      .string();
+}
+
+// A small model with what the viewer shows: named weights in two blocks (constants of different
+// sizes), a KV-cache-like variable (read, update, assign) and an input.
+std::string make_package(bool executable) {
+  Graph g;
+  auto x = g.placeholder({-1, 8}, f32, "x");
+  auto w0 = g.constant(NDArray::from_vector<float>({0, 1, 2, 3, 4, 5, 6, 7}, Shape({8, 1}))
+                           .reshape({8, 1}),
+                       "blk.0.w");
+  auto big = g.constant(random_normal({8, 32}, f32, 3), "blk.1.w");
+  auto cache = g.variable(NDArray::from_vector<float>(std::vector<float>(32, 0), Shape({1, 32})),
+                          "cache");
+  auto h = tanh(matmul(x, big));
+  auto updated = add(g.read(cache), sum(h, {0}, true));
+  g.assign(cache, updated);
+  auto y = add(matmul(h, transpose(big, {1, 0})), mul(x, x));
+  auto z = matmul(y, w0);
+  std::string path = tmp_path(executable ? "exe.loom" : "graph.loom");
+  if (executable)
+    g.compile({z}).save(path);
+  else
+    save_graph(g, {z}, path);
+  return path;
+}
+
+class ViewServer : public ::testing::Test {
+ protected:
+  void start(const std::string& path, const std::string& diff = "") {
+    viewer_ = std::make_unique<Viewer>(path, diff);
+    server_ = std::make_unique<Server>(*viewer_);
+    port_ = server_->start(0);
+    ASSERT_GT(port_, 0);
+  }
+  void TearDown() override {
+    server_.reset();
+    viewer_.reset();
+  }
+  // GET over HTTP; returns {status, body}.
+  std::pair<int, std::string> get(const std::string& url) {
+    httplib::Client c("127.0.0.1", port_);
+    c.set_read_timeout(60, 0);
+    auto r = c.Get(url.c_str());
+    if (!r) return {-1, ""};
+    return {r->status, r->body};
+  }
+  json get_json(const std::string& url, int expect = 200) {
+    auto [status, body] = get(url);
+    EXPECT_EQ(status, expect) << url << ": " << body;
+    return json::parse(body);
+  }
+
+  std::unique_ptr<Viewer> viewer_;
+  std::unique_ptr<Server> server_;
+  int port_ = 0;
+};
+
+TEST_F(ViewServer, ServesThePageFromTheBinary) {
+  start(make_package(false));
+  auto [s, html] = get("/");
+  EXPECT_EQ(s, 200);
+  EXPECT_NE(html.find("loom view"), std::string::npos);
+  EXPECT_NE(html.find("data-testid=\"graph-canvas\""), std::string::npos);
+  for (const char* f : {"/viewer.js", "/layout.js", "/viewer.css"}) {
+    auto [fs, body] = get(f);
+    EXPECT_EQ(fs, 200) << f;
+    EXPECT_GT(body.size(), 1000u) << f;
+  }
+  EXPECT_EQ(get("/nope.js").first, 404);
+  EXPECT_EQ(get("/api/nope").first, 404);
+}
+
+TEST_F(ViewServer, SummaryAndGraphMatchThePackage) {
+  std::string path = make_package(false);
+  start(path);
+  std::vector<Tensor> outs;
+  Graph g = load_graph(path, &outs);
+  const auto& data = *g.data();
+
+  json s = get_json("/api/summary");
+  EXPECT_EQ(s["kind"], "graph");
+  EXPECT_EQ(s["num_nodes"], data.nodes.size());
+  ASSERT_EQ(s["inputs"].size(), 1u);
+  EXPECT_EQ(s["inputs"][0]["name"], "x");
+  EXPECT_EQ(s["inputs"][0]["type"]["shape"], json::array({-1, 8}));
+
+  json gj = get_json("/api/graph?view=asis");
+  ASSERT_EQ(gj["nodes"].size(), data.nodes.size());
+  int total = 0;
+  for (const auto& c : gj["op_counts"]) total += c["count"].get<int>();
+  EXPECT_EQ(total, static_cast<int>(data.nodes.size()));
+  for (size_t i = 0; i < data.nodes.size(); ++i) {
+    const json& n = gj["nodes"][i];
+    EXPECT_EQ(n["name"], data.nodes[i].name);
+    ASSERT_EQ(n["inputs"].size(), data.nodes[i].inputs.size());
+    for (size_t k = 0; k < data.nodes[i].inputs.size(); ++k)
+      EXPECT_EQ(n["inputs"][k][0], data.nodes[i].inputs[k].node);
+    if (n["op"] == "matmul") {
+      EXPECT_EQ(n["fusion"], "contraction");
+      EXPECT_TRUE(n["attrs"].contains("transpose_b"));
+    }
+  }
+  EXPECT_EQ(gj["outputs"][0][0], outs[0].node());
+
+  // Compiled for the CPU through the public API: optimised (fewer or equal ops), pass log.
+  json cpu = get_json("/api/graph?view=cpu");
+  EXPECT_EQ(cpu["view"], "cpu");
+  EXPECT_LE(cpu["nodes"].size(), gj["nodes"].size());
+  EXPECT_FALSE(cpu["pass_log"].empty());
+  json ops = get_json("/api/ops?view=cpu");
+  size_t n_ops = 0;
+  for (const auto& o : ops["ops"]) n_ops += o["nodes"].size();
+  EXPECT_EQ(n_ops, cpu["nodes"].size());
+  // The compiled view updates the cache in place (KV-cache style): a write_slice or an assign.
+  bool has_update = false;
+  for (const auto& n : cpu["nodes"]) has_update |= n["op"] == "assign" || n["fusion"] == "inplace";
+  EXPECT_TRUE(has_update);
+}
+
+TEST_F(ViewServer, ConstantsSortedBySizeWithStatsAndPages) {
+  start(make_package(false));
+  json c = get_json("/api/constants?view=asis")["constants"];
+  ASSERT_GE(c.size(), 2u);
+  for (size_t i = 1; i < c.size(); ++i) EXPECT_GE(c[i - 1]["nbytes"], c[i]["nbytes"]);
+  EXPECT_EQ(c[0]["name"], "blk.1.w");
+  EXPECT_EQ(c[0]["nbytes"], 8 * 32 * 4);
+  EXPECT_EQ(c[0]["uses"].size(), 2u);  // matmul and transpose
+
+  int w0 = -1;
+  for (const auto& x : c)
+    if (x["name"] == "blk.0.w") w0 = x["node"];
+  ASSERT_GE(w0, 0);
+  json v = get_json("/api/constant?view=asis&node=" + std::to_string(w0) + "&offset=2&count=3");
+  EXPECT_EQ(v["stats"]["min"], 0.0);
+  EXPECT_EQ(v["stats"]["max"], 7.0);
+  EXPECT_DOUBLE_EQ(v["stats"]["mean"].get<double>(), 3.5);
+  EXPECT_NEAR(v["stats"]["std"].get<double>(), std::sqrt(5.25), 1e-9);
+  EXPECT_EQ(v["stats"]["zeros"], 1);
+  int64_t hist = 0;
+  for (const auto& b : v["histogram"]["bins"]) hist += b.get<int64_t>();
+  EXPECT_EQ(hist, 8);
+  EXPECT_EQ(v["values"]["data"], json::array({2.0, 3.0, 4.0}));
+  EXPECT_EQ(v["heatmap"]["rows"], 8);
+  EXPECT_EQ(v["heatmap"]["cols"], 1);
+  EXPECT_EQ(v["heatmap"]["cells"].size(), 8u);
+  EXPECT_EQ(v["consumers"].size(), 1u);
+  EXPECT_EQ(v["consumers"][0]["op"], "matmul");
+
+  // Not a constant, not a number: clear errors.
+  json e = get_json("/api/constant?view=asis&node=0", 404);
+  EXPECT_NE(e["error"].get<std::string>().find("[view]"), std::string::npos);
+  e = get_json("/api/constant?view=asis&node=abc", 422);
+  EXPECT_NE(e["error"].get<std::string>().find("expects an integer"), std::string::npos);
+}
+
+TEST_F(ViewServer, VariablesListEveryUse) {
+  start(make_package(false));
+  json vars = get_json("/api/variables?view=asis")["variables"];
+  ASSERT_EQ(vars.size(), 1u);
+  EXPECT_EQ(vars[0]["name"], "cache");
+  std::set<std::string> kinds;
+  for (const auto& u : vars[0]["uses"]) kinds.insert(u["kind"]);
+  EXPECT_TRUE(kinds.count("read"));
+  EXPECT_TRUE(kinds.count("assign"));
+  json gj = get_json("/api/graph?view=asis");
+  for (const auto& u : vars[0]["uses"]) {
+    const json& n = gj["nodes"][u["node"].get<size_t>()];
+    EXPECT_EQ(n["op"], u["op"]);
+    if (u["kind"] != "write in place") EXPECT_EQ(n["variable"], "cache");
+  }
+}
+
+TEST_F(ViewServer, ProfileTimesEveryKernel) {
+  start(make_package(true));
+  json p = get_json("/api/profile?view=cpu&runs=3");
+  EXPECT_EQ(p["runs"], 3);
+  EXPECT_GT(p["ms_per_run"].get<double>(), 0);
+  ASSERT_FALSE(p["nodes"].empty());
+  bool matmul = false;
+  for (const auto& n : p["nodes"]) {
+    EXPECT_GE(n["us"].get<double>(), 0);
+    EXPECT_EQ(n["calls"], 3);
+    matmul |= n["op"] == "matmul";
+  }
+  EXPECT_TRUE(matmul);
+  EXPECT_EQ(p["inputs"][0]["type"]["shape"], json::array({1, 8}));  // dynamic dims run as 1
+}
+
+TEST_F(ViewServer, MalformedPackageIsAClearMessage) {
+  std::string path = tmp_path("bad.loom");
+  {
+    std::ofstream f(path, std::ios::binary);
+    f << "LOOMPKG" << '\0' << "garbage that is not a header";
+  }
+  start(path);
+  json s = get_json("/api/summary", 422);
+  std::string msg = s["error"];
+  EXPECT_NE(msg.find("[view] cannot open the package"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("[package]"), std::string::npos) << msg;
+  json g = get_json("/api/graph", 422);
+  EXPECT_NE(g["error"].get<std::string>().find("[package]"), std::string::npos);
+  // The page itself still loads and shows the message.
+  EXPECT_EQ(get("/").first, 200);
+
+  start(tmp_path("missing.loom"));
+  EXPECT_NE(get_json("/api/summary", 422)["error"].get<std::string>().find("[view]"),
+            std::string::npos);
+}
+
+TEST_F(ViewServer, UnknownDeviceIsAnError) {
+  start(make_package(false));
+  json e = get_json("/api/graph?view=tpu", 422);
+  EXPECT_NE(e["error"].get<std::string>().find("[view]"), std::string::npos);
+}
+
+TEST_F(ViewServer, DiffOfTwoPackages) {
+  std::string a = make_package(false), b = make_package(true);
+  start(a, b);
+  json d = get_json("/api/diff");
+  EXPECT_EQ(d["a"], a);
+  EXPECT_EQ(d["b"], b);
+  std::vector<Tensor> outs;
+  EXPECT_EQ(d["nodes_a"], load_graph(a, &outs).data()->nodes.size());
+  EXPECT_EQ(d["nodes_b"], load_graph(b, &outs).data()->nodes.size());
+  EXPECT_FALSE(d["ops"].empty());
+}
+
+}  // namespace
+}  // namespace loom::view

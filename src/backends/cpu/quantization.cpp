@@ -52,19 +52,55 @@ void affine(const KernelContext& c, bool quantize, int64_t axis, int64_t block) 
   });
 }
 
+// One scale / zero point value as float (the common float dtypes without the generic path).
+inline float param(const NDArray& a, int64_t i) {
+  switch (a.dtype()) {
+    case DType::f32: return a.data_as<float>()[i];
+    case DType::f16: return f16_to_f32(a.data_as<uint16_t>()[i]);
+    case DType::bf16: return bf16_to_f32(a.data_as<uint16_t>()[i]);
+    default: return static_cast<float>(detail::load_element(a.dtype(), a.data(), i));
+  }
+}
+
+// How an affine weight [n, k] groups its scales along a row: `blocks` groups of `len` columns,
+// group b of row r using scale index index(r, b). Every granularity (per tensor, per axis on
+// either axis, per block on either axis) reduces to this.
+struct RowGroups {
+  int64_t len = 1, blocks = 1;
+  int kind = 0;  // 0: index 0; 1: r * blocks + b; 2: b; 3: r; 4: (r / block) * k + b
+  int64_t block = 0, k = 0;
+  RowGroups(const QuantizedMatmulAttrs& a, int64_t scale_numel) : k(a.k) {
+    int axis = normalize_axis(a.axis, 2);
+    block = a.block_size;
+    if (scale_numel == 1) { len = a.k; kind = 0; }
+    else if (axis == 1 && a.block_size > 0) { len = a.block_size; blocks = (a.k + len - 1) / len; kind = 1; }
+    else if (axis == 1) { len = 1; blocks = a.k; kind = 2; }
+    else if (a.block_size > 0) { len = 1; blocks = a.k; kind = 4; }
+    else { len = a.k; kind = 3; }
+  }
+  int64_t index(int64_t r, int64_t b) const {
+    switch (kind) {
+      case 0: return 0;
+      case 1: return r * blocks + b;
+      case 2: return b;
+      case 3: return r;
+      default: return (r / block) * k + b;
+    }
+  }
+};
+
 // Dequantizes weight rows [r0, r1) of an affine / LUT quantized_matmul into buf (row-major).
 void dequantize_rows(const KernelContext& c, int64_t r0, int64_t r1, float* buf) {
   const auto& a = c.attrs_as<QuantizedMatmulAttrs>();
   const NDArray& w = c.inputs[1];
   int64_t k = a.k;
-  std::vector<float> row(static_cast<size_t>(k));
   if (a.format == "lut") {
     const NDArray& t = c.inputs[2];
     int64_t entries = t.shape()[t.rank() - 1];
     bool per_row = t.rank() == 2;
+    std::vector<float> row(static_cast<size_t>(k)), table(static_cast<size_t>(entries));
     for (int64_t r = r0; r < r1; ++r) {
       load_run<float>(w.dtype(), w.data(), r * k, 1, k, row.data());
-      std::vector<float> table(static_cast<size_t>(entries));
       load_run<float>(t.dtype(), t.data(), per_row ? r * entries : 0, 1, entries, table.data());
       for (int64_t i = 0; i < k; ++i) buf[(r - r0) * k + i] = table[static_cast<size_t>(row[static_cast<size_t>(i)])];
     }
@@ -72,16 +108,66 @@ void dequantize_rows(const KernelContext& c, int64_t r0, int64_t r1, float* buf)
   }
   const NDArray& s = c.inputs[2];
   const NDArray* zp = c.inputs.size() > 3 ? &c.inputs[3] : nullptr;
-  ops::AffineLayout L(w.shape(), a.axis, a.block_size, s.numel());
-  int axis = normalize_axis(a.axis, 2);
+  RowGroups G(a, s.numel());
   for (int64_t r = r0; r < r1; ++r) {
-    load_run<float>(w.dtype(), w.data(), r * k, 1, k, row.data());
-    for (int64_t i = 0; i < k; ++i) {
-      int64_t si = axis == 0 ? L.scale_index(0, r, i) : L.scale_index(r, i, 0);
-      double z = zp ? detail::load_element(zp->dtype(), zp->data(), si) : 0;
-      buf[(r - r0) * k + i] = static_cast<float>((row[static_cast<size_t>(i)] - z) * detail::load_element(s.dtype(), s.data(), si));
+    float* out = buf + (r - r0) * k;
+    load_run<float>(w.dtype(), w.data(), r * k, 1, k, out);
+    for (int64_t b = 0; b < G.blocks; ++b) {
+      int64_t si = G.index(r, b);
+      float sc = param(s, si), z = zp ? param(*zp, si) : 0.f;
+      int64_t j1 = std::min(k, (b + 1) * G.len);
+      for (int64_t j = b * G.len; j < j1; ++j) out[j] = (out[j] - z) * sc;
     }
   }
+}
+
+// Dot product with 16 independent partial sums, so the compiler vectorises it without
+// reassociating floating-point math globally (-ffast-math is not used anywhere).
+inline float dot_lanes(const float* a, const float* b, int64_t n) {
+  float lane[16] = {};
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16)
+    for (int l = 0; l < 16; ++l) lane[l] += a[j + l] * b[j + l];
+  float acc = 0;
+  for (; j < n; ++j) acc += a[j] * b[j];
+  for (float v : lane) acc += v;
+  return acc;
+}
+
+// GEMV-shaped affine product without dequantizing: per group, y += s·(x·q) − s·z·Σx, with Σx per
+// group computed once per call. Exact in real arithmetic; reads 4/8-bit weights only once.
+void affine_gemv(const KernelContext& c, const float* px, int64_t m, float* py) {
+  const auto& a = c.attrs_as<QuantizedMatmulAttrs>();
+  const NDArray &w = c.inputs[1], &s = c.inputs[2];
+  const NDArray* zp = c.inputs.size() > 3 ? &c.inputs[3] : nullptr;
+  RowGroups G(a, s.numel());
+  int64_t k = a.k;
+  std::vector<float> xsum(static_cast<size_t>(m * G.blocks), 0.f);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t b = 0; b < G.blocks; ++b) {
+      int64_t j1 = std::min(k, (b + 1) * G.len);
+      float acc = 0;
+      for (int64_t j = b * G.len; j < j1; ++j) acc += px[i * k + j];
+      xsum[static_cast<size_t>(i * G.blocks + b)] = acc;
+    }
+  parallel_for(c.pool, a.n, std::max<int64_t>(1, 16384 / std::max<int64_t>(k, 1)), [&](int64_t r0, int64_t r1) {
+    std::vector<float> q(static_cast<size_t>(k));
+    for (int64_t r = r0; r < r1; ++r) {
+      load_run<float>(w.dtype(), w.data(), r * k, 1, k, q.data());
+      for (int64_t i = 0; i < m; ++i) {
+        const float* xr = px + i * k;
+        float acc = 0;
+        for (int64_t b = 0; b < G.blocks; ++b) {
+          int64_t j0 = b * G.len, j1 = std::min(k, j0 + G.len);
+          float dot = dot_lanes(xr + j0, q.data() + j0, j1 - j0);
+          int64_t si = G.index(r, b);
+          float sc = param(s, si), z = zp ? param(*zp, si) : 0.f;
+          acc += sc * (dot - z * xsum[static_cast<size_t>(i * G.blocks + b)]);
+        }
+        py[i * a.n + r] = acc;
+      }
+    }
+  });
 }
 
 void quantized_matmul(const KernelContext& c) {
@@ -102,6 +188,8 @@ void quantized_matmul(const KernelContext& c) {
   }
   if (a.format != "affine" && a.format != "lut") {
     q::qmatmul(format_of(a.format), px, m, a.k, c.inputs[1].data(), a.n, py, c.pool);
+  } else if (a.format == "affine" && m <= 8 && RowGroups(a, c.inputs[2].numel()).len >= 8) {
+    affine_gemv(c, px, m, py);
   } else {
     // Tiles of weight rows sized to stay in L2 (~256 KiB of f32).
     int64_t tile = std::max<int64_t>(8, (1 << 16) / std::max<int64_t>(a.k, 1));
@@ -115,9 +203,7 @@ void quantized_matmul(const KernelContext& c) {
           for (int64_t r = r0; r < r1; ++r) {
             const float* wr = buf.data() + (r - r0) * a.k;
             const float* xr = px + i * a.k;
-            float acc = 0;
-            for (int64_t p = 0; p < a.k; ++p) acc += xr[p] * wr[p];
-            py[i * a.n + r] = acc;
+            py[i * a.n + r] = dot_lanes(xr, wr, a.k);
           }
       } else {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(m), static_cast<blasint>(r1 - r0),

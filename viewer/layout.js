@@ -55,7 +55,9 @@ const Layout = (() => {
     const grp = new Int32Array(N).fill(NONE);
     for (const n of nodes) {
       if (chip[n.id]) continue;
+      // Reads and assigns carry their variable's name (`blk.3.k_cache`).
       let b = explicitOf(n.name);
+      if (b === NONE && n.variable) b = explicitOf(n.variable);
       if (b === NONE)
         for (const [p] of n.inputs)
           if (chip[p]) {

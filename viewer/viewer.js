@@ -702,7 +702,9 @@
           ctx.fillStyle = col;
           roundRect(x, y, 54, 12, 3); ctx.fill();
           ctx.fillStyle = '#fff'; ctx.font = '8px sans-serif';
-          ctx.fillText(clip(pn.name || pn.op, 50), x + 3, y + 9);
+          // The block is the group's label already: show the rest ("attn_q.weight").
+          const label = (pn.name || pn.op).replace(/^(blk|layers?|blocks?|h)[._\/]\d+[._\/]/, '');
+          ctx.fillText(clip(label, 50), x + 3, y + 9);
           x += 58;
         }
       }

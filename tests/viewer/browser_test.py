@@ -181,6 +181,14 @@ def main():
                          for li in page.get_by_test_id("op-type").all()}
                 check(shown == counts, f"{os.path.basename(a.package)}: op counts equal `loom inspect`")
                 check(len(page.evaluate("window.loomViewer.visibleNodes()")) > 0, "nodes drawn")
+                # One block opened, its attention op selected: the screenshot of a real model.
+                page.evaluate("""(() => { const S = window.loomViewer;
+                    const g = S.lay.groups.find(g => !g.expanded); if (g) S.toggleGroup(g.gid);
+                    const n = S.graph.nodes.find(n => n.op === 'sdpa' || n.op === 'matmul');
+                    if (n) S.select(n.id, true); })()""")
+                page.wait_for_timeout(200)
+                name = os.path.splitext(os.path.basename(a.package))[0]
+                page.screenshot(path=os.path.join(a.out, f"viewer_{name}.png"))
 
         # 3. Scale: ~20 000 ops open to an interactive overview; expanding a group is fast.
         with View(a.loom, big) as v:

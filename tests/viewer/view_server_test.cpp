@@ -8,6 +8,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "ir/graph.h"
 #include "loom/loom.h"
 #include "loom/package.h"
 #include "view.h"
@@ -189,7 +190,9 @@ TEST_F(ViewServer, VariablesListEveryUse) {
   for (const auto& u : vars[0]["uses"]) {
     const json& n = gj["nodes"][u["node"].get<size_t>()];
     EXPECT_EQ(n["op"], u["op"]);
-    if (u["kind"] != "write in place") EXPECT_EQ(n["variable"], "cache");
+    if (u["kind"] != "write in place") {
+      EXPECT_EQ(n["variable"], "cache");
+    }
   }
 }
 

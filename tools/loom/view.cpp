@@ -25,6 +25,11 @@ namespace {
 
 using json = nlohmann::json;
 
+// With a charset, cpp-httplib does not compress the answer: its Brotli at the highest quality
+// takes ~7 s for the 3 MB graph of a 20 000-op model, where sending it uncompressed over
+// localhost takes milliseconds.
+constexpr const char* kJson = "application/json; charset=utf-8";
+
 // JSON has no NaN/Inf: they travel as strings, as in the package header.
 json num(double d) {
   if (std::isnan(d)) return "nan";
@@ -295,7 +300,7 @@ json Viewer::State::graph_json(const ViewData& v) const {
 namespace {
 
 Response json_response(const json& j, int status = 200) {
-  return {status, "application/json", j.dump()};
+  return {status, kJson, j.dump()};
 }
 Response error_response(const std::string& msg, int status = 422) {
   return json_response({{"error", msg}}, status);
@@ -441,7 +446,7 @@ Response Viewer::handle(const std::string& path, const Query& query) {
         path == "/api/constants" || path == "/api/constant" || path == "/api/passes") {
       ViewData& v = s_->view(view_name());
       if (!v.error.empty()) return error_response(v.error);
-      if (path == "/api/graph") return {200, "application/json", v.graph_json};
+      if (path == "/api/graph") return {200, kJson, v.graph_json};
       if (path == "/api/passes") return json_response({{"pass_log", v.pass_log}});
       if (path == "/api/variables") return json_response({{"variables", variables_json(v.graph)}});
       if (path == "/api/constants") return json_response({{"constants", constants_json(v.graph)}});

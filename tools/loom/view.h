@@ -15,7 +15,7 @@ namespace loom::view {
 
 struct Response {
   int status = 200;
-  std::string content_type = "application/json";
+  std::string content_type = "application/json; charset=utf-8";
   std::string body;
 };
 

@@ -236,6 +236,17 @@ struct FramesAttrs {  // frames: [..., T] -> [..., 1 + (T + 2 pad - length) / ho
   int64_t pad = 0;  // frames: reflect-pad both ends by this many samples first (stft center=True)
   LOOM_FIELDS(frame_length, hop, pad)
 };
+// call: runs the executable bound to `symbol` (CompileOptions::callables, Executable::bind). The
+// declared output types: dtypes as "f32,i64", ranks, and all dims flattened (-1: dynamic).
+// optional: while unbound, outputs are zeros (dynamic dims taken from input 0) instead of an error.
+struct CallAttrs {
+  std::string symbol;
+  std::string output_dtypes;
+  std::vector<int64_t> output_ranks;
+  std::vector<int64_t> output_dims;
+  bool optional = false;
+  LOOM_FIELDS(symbol, output_dtypes, output_ranks, output_dims, optional)
+};
 // Attributes of a user-registered op: a free-form list of named values.
 struct CustomAttrs {
   std::vector<int64_t> ints;

@@ -1,5 +1,6 @@
 // loom/executable.h — compiling a graph and running it.
 #pragma once
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -9,6 +10,8 @@
 #include "loom/ndarray.h"
 
 namespace loom {
+
+class Executable;
 
 struct CompileOptions {
   Device device = Device::cpu();
@@ -24,6 +27,10 @@ struct CompileOptions {
   int num_threads = 0;
   // Time every kernel (per op type); see Executable::profile_report. Costs ~50 ns per op.
   bool profile = false;
+  // Executables for the graph's `call` sites, by symbol (see loom::call). Compiling checks each
+  // one's signature against its call sites; a required call site whose symbol is missing is an
+  // error, an optional one stays unbound. Rebind later with Executable::bind.
+  std::map<std::string, Executable> callables;
 };
 
 using Feeds = std::vector<std::pair<std::string, NDArray>>;
@@ -74,11 +81,25 @@ class Executable {
   // Bytes copied into variables by assigns so far (in-place updates copy none).
   int64_t variable_bytes_copied() const;
 
+  // Callables (`call` sites, docs/ARCHITECTURE.md "Calls"): the symbols the graph calls, and the
+  // executable bound to one (invalid while unbound).
+  std::vector<std::string> call_symbols() const;
+  Executable callable(const std::string& symbol) const;
+  // Binds `callee` to `symbol` without recompiling: checks its signature against every call site
+  // (inputs, outputs: dtype, rank, static dims), its device and that no call would recurse. Runs
+  // that start afterwards use it; runs in flight finish with the old binding. Thread-safe.
+  void bind(const std::string& symbol, const Executable& callee);
+  // Removes the binding: optional call sites then return zeros, required ones fail the run with
+  // "[call] 'symbol': no executable is bound".
+  void unbind(const std::string& symbol);
+
   // Packages (docs/FORMAT.md; implemented in loom_io, src/io/package.cpp). save writes the
   // optimised graph, variables' initial values, outputs, options and pass log to one `.loom`
   // file; load memory-maps it (constants stay in the mapping) and lowers the stored graph for
   // options.device without re-running the passes.
-  void save(const std::string& path) const;
+  // Callables are stored by symbol: embedded as nested packages (embed_callables), or left unbound
+  // to be bound at load through options.callables (which also overrides embedded ones).
+  void save(const std::string& path, bool embed_callables = true) const;
   static Executable load(const std::string& path, const CompileOptions& options = {});
 
   bool valid() const { return impl_ != nullptr; }

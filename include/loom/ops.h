@@ -245,4 +245,19 @@ Tensor operator-(double a, const Tensor& b);
 Tensor operator*(double a, const Tensor& b);
 Tensor operator/(double a, const Tensor& b);
 
+// --- calls (MPSGraph callables) ---------------------------------------------------------------
+struct CallOptions {
+  // While no executable is bound to the symbol, return zeros of the declared types (dynamic dims
+  // taken from the same axes of input 0) instead of failing the run. For adapters added to a
+  // base model's values (LoRA): unbound, the base model computes exactly what it did without.
+  bool optional = false;
+};
+// Runs the executable bound to `symbol` (CompileOptions::callables when the caller is compiled,
+// or Executable::bind later) on `inputs` (at least one), in the callee's input order, and
+// returns its outputs, which must fit `output_types` (dims may be -1: resolved per run by the
+// callee). Compiling checks the callee's signature against the call site.
+std::vector<Tensor> call(const std::string& symbol, const std::vector<Tensor>& inputs,
+                         const std::vector<TensorType>& output_types,
+                         const CallOptions& options = {});
+
 }  // namespace loom

@@ -13,8 +13,10 @@
 
 namespace loom {
 
-// The package format version this Loom writes (and the newest it reads).
-inline constexpr uint32_t kPackageVersion = 1;
+// The newest package format version this Loom reads and writes. Version 2 adds callables (an
+// executable's call symbols with embedded callee packages); packages without them are written as
+// version 1, which every Loom reads.
+inline constexpr uint32_t kPackageVersion = 2;
 
 // Writes an uncompiled graph and the tensors it returns (kind "graph").
 void save_graph(const Graph& graph, const std::vector<Tensor>& outputs, const std::string& path);

@@ -18,6 +18,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <sstream>
 #include <tuple>
 
 #include "ir/op_registry.h"
@@ -118,8 +119,9 @@ struct Mapping {
   std::byte* data = nullptr;
   size_t size = 0;
   bool mapped = false;
+  std::shared_ptr<Mapping> parent;  // an embedded package: a range of its parent's bytes
   ~Mapping() {
-    if (!data) return;
+    if (!data || parent) return;
     if (mapped) ::munmap(data, size);
     else std::free(data);
   }
@@ -127,7 +129,8 @@ struct Mapping {
 
 class Reader {
  public:
-  Reader(std::string name, std::shared_ptr<Mapping> map) : name_(std::move(name)), map_(std::move(map)) {}
+  Reader(std::string name, std::shared_ptr<Mapping> map, int depth = 0)
+      : name_(std::move(name)), map_(std::move(map)), depth_(depth) {}
 
   template <class... Args>
   [[noreturn]] void error(const Args&... args) const {
@@ -388,19 +391,105 @@ class Reader {
     const json& outs = array(gj, "outputs", "graph");
     for (size_t k = 0; k < outs.size(); ++k)
       pkg.outputs.push_back(value_ref(outs[k], g, g.nodes.size(), "graph.outputs[" + std::to_string(k) + "]"));
+    parse_callables(h, pkg);
+  }
+
+  // Callables (version 2): embedded packages are byte ranges of this one's data section, read
+  // in place (their constants stay in the same mapping).
+  void parse_callables(const json& h, Package& pkg) const {
+    auto it = h.find("callables");
+    if (it == h.end()) return;
+    if (pkg.version < 2) error("callables need format version 2");
+    if (!it->is_array()) error("header.callables must be an array");
+    std::set<std::string> seen;
+    for (size_t i = 0; i < it->size(); ++i) {
+      std::string w = "callables[" + std::to_string(i) + "]";
+      const json& c = (*it)[i];
+      Package::Callable entry;
+      entry.symbol = str(member(c, "symbol", w), w + ".symbol");
+      if (entry.symbol.empty()) error(w, " has an empty symbol");
+      if (!seen.insert(entry.symbol).second) error(w, ": symbol '", entry.symbol, "' is stored twice");
+      NDArray bytes = tensor(member(c, "package", w), w + ".package");
+      if (bytes.defined()) {
+        if (bytes.dtype() != u8 || bytes.rank() != 1) error(w, ".package must be u8 bytes");
+        if (depth_ >= 16) error(w, ": callables nest deeper than 16 levels");
+        auto sub = std::make_shared<Mapping>();
+        sub->data = static_cast<std::byte*>(bytes.data());
+        sub->size = static_cast<size_t>(bytes.nbytes());
+        sub->parent = map_;
+        entry.package = std::make_shared<Package>(
+            Reader(name_ + " (callable '" + entry.symbol + "')", sub, depth_ + 1).read());
+      }
+      pkg.callables.push_back(std::move(entry));
+    }
   }
 
   std::string name_;
   std::shared_ptr<Mapping> map_;
+  int depth_ = 0;
   uint64_t data_start_ = 0;
   uint64_t data_size_ = 0;
 };
 
 }  // namespace
 
+namespace {
+void write_stream(std::ostream& f, const std::string& path, const std::string& kind,
+                  const ir::GraphData& g, const std::vector<ir::Value>& outputs,
+                  const CompileOptions& options, const std::vector<std::string>& pass_log,
+                  const std::vector<CallableEntry>& callables);
+
+// The lowering lines describe one device's kernels; the loader lowers again and logs its own.
+std::vector<std::string> saved_log(const ExecutableImpl& e) {
+  std::vector<std::string> log;
+  for (const auto& l : e.log)
+    if (l.rfind("[lower]", 0) != 0) log.push_back(l);
+  return log;
+}
+
+// An executable's callables to store: each bound callee (embedded, recursively) or unbound.
+std::vector<CallableEntry> callable_entries(const ExecutableImpl& e, bool embed) {
+  std::vector<CallableEntry> out;
+  auto b = e.bindings();
+  for (size_t i = 0; i < e.call_symbols.size(); ++i)
+    out.push_back({e.call_symbols[i], embed ? Executable(b->callee[i]) : Executable()});
+  return out;
+}
+
+// A whole package in memory: how a callee is embedded in its caller's data section.
+NDArray package_bytes(const Executable& exe, const std::string& path) {
+  const ExecutableImpl& e = *exe.impl();
+  std::ostringstream os(std::ios::binary);
+  write_stream(os, path, "executable", e.graph, e.outputs, e.options, saved_log(e),
+               callable_entries(e, true));
+  std::string bytes = os.str();
+  NDArray a = NDArray::empty(u8, {static_cast<int64_t>(bytes.size())});
+  std::memcpy(a.data(), bytes.data(), bytes.size());
+  return a;
+}
+}  // namespace
+
 void write_package(const std::string& path, const std::string& kind, const ir::GraphData& g,
                    const std::vector<ir::Value>& outputs, const CompileOptions& options,
-                   const std::vector<std::string>& pass_log) {
+                   const std::vector<std::string>& pass_log,
+                   const std::vector<CallableEntry>& callables) {
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    LOOM_CHECK(f, "[package] ", path, ": cannot open for writing: ", std::strerror(errno));
+    write_stream(f, path, kind, g, outputs, options, pass_log, callables);
+    f.flush();
+    LOOM_CHECK(f, "[package] ", path, ": write failed: ", std::strerror(errno));
+  }
+  LOOM_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "[package] ", path,
+             ": cannot rename the written file into place: ", std::strerror(errno));
+}
+
+namespace {
+void write_stream(std::ostream& f, const std::string& path, const std::string& kind,
+                  const ir::GraphData& g, const std::vector<ir::Value>& outputs,
+                  const CompileOptions& options, const std::vector<std::string>& pass_log,
+                  const std::vector<CallableEntry>& callables) {
   const auto& reg = ir::OpRegistry::get();
   DataWriter data;
   json vars = json::array();
@@ -427,13 +516,20 @@ void write_package(const std::string& path, const std::string& kind, const ir::G
                  {"compile_options", options_json(options)},
                  {"pass_log", pass_log},
                  {"graph", {{"variables", vars}, {"nodes", nodes}, {"outputs", outs}}}};
+  // Version 2 only where needed, so that packages without calls stay readable by older Looms.
+  uint32_t version = 1;
+  if (!callables.empty()) {
+    json cj = json::array();
+    for (const auto& c : callables)
+      cj.push_back({{"symbol", c.symbol},
+                    {"package", c.executable.valid()
+                                    ? data.ref(package_bytes(c.executable, path + " (callable '" + c.symbol + "')"))
+                                    : json(nullptr)}});
+    header["callables"] = cj;
+    version = 2;
+  }
   std::string text = header.dump();
-
-  std::string tmp = path + ".tmp";
   {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    LOOM_CHECK(f, "[package] ", path, ": cannot open for writing: ", std::strerror(errno));
-    uint32_t version = kPackageVersion;
     uint64_t header_len = text.size();
     f.write(kMagic, 8);
     f.write(reinterpret_cast<const char*>(&version), 4);
@@ -452,12 +548,9 @@ void write_package(const std::string& path, const std::string& kind, const ir::G
       pos += a.nbytes();
       pad_to(data_start + align_up(pos - data_start));
     }
-    f.flush();
-    LOOM_CHECK(f, "[package] ", path, ": write failed: ", std::strerror(errno));
   }
-  LOOM_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "[package] ", path,
-             ": cannot rename the written file into place: ", std::strerror(errno));
 }
+}  // namespace
 
 Package read_package(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -523,23 +616,33 @@ Graph load_graph(const std::string& path, std::vector<Tensor>* outputs) {
   return Graph(data);
 }
 
-void Executable::save(const std::string& path) const {
+void Executable::save(const std::string& path, bool embed_callables) const {
   LOOM_CHECK(impl_, "[package] ", path, ": cannot save an empty Executable");
-  // Lowering lines describe one device's kernels; the loader lowers again and logs its own.
-  std::vector<std::string> log;
-  for (const auto& l : impl_->log)
-    if (l.rfind("[lower]", 0) != 0) log.push_back(l);
-  io::write_package(path, "executable", impl_->graph, impl_->outputs, impl_->options, log);
+  io::write_package(path, "executable", impl_->graph, impl_->outputs, impl_->options,
+                    io::saved_log(*impl_), io::callable_entries(*impl_, embed_callables));
 }
 
-Executable Executable::load(const std::string& path, const CompileOptions& options) {
-  io::Package pkg = io::read_package(path);
+namespace {
+// Loads embedded callees first (same device and threads), unless options.callables binds the
+// symbol already; symbols stored unbound must come from options.callables.
+Executable load_package(io::Package& pkg, const CompileOptions& options) {
+  CompileOptions o = options;
+  CompileOptions nested = options;
+  nested.callables.clear();
+  for (auto& c : pkg.callables)
+    if (c.package && !o.callables.count(c.symbol)) o.callables[c.symbol] = load_package(*c.package, nested);
   // An executable's graph is already optimised for the stored options: lower it only. A plain
   // graph gets the whole pipeline, as Graph::compile would.
   bool optimize = pkg.kind == "graph";
+  return compile_graph_data(std::move(pkg.graph), std::move(pkg.outputs), o,
+                            std::move(pkg.pass_log), optimize);
+}
+}  // namespace
+
+Executable Executable::load(const std::string& path, const CompileOptions& options) {
+  io::Package pkg = io::read_package(path);
   try {
-    return compile_graph_data(std::move(pkg.graph), std::move(pkg.outputs), options,
-                              std::move(pkg.pass_log), optimize);
+    return load_package(pkg, options);
   } catch (const Error& e) {
     fail("[package] ", path, ": ", e.what());
   }

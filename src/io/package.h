@@ -2,6 +2,7 @@
 // loom/package.h: `loom inspect` and the tests read the header fields directly.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -19,12 +20,26 @@ struct Package {
   std::vector<ir::Value> outputs;
   uint64_t file_bytes = 0;
   uint64_t data_bytes = 0;         // the tensor data section
+  // Call symbols of an executable (version 2): an embedded callee package, or null (unbound, to
+  // be bound at load through CompileOptions::callables).
+  struct Callable {
+    std::string symbol;
+    std::shared_ptr<Package> package;
+  };
+  std::vector<Callable> callables;
+};
+
+// A call symbol to store: `executable` is embedded, or left unbound when invalid.
+struct CallableEntry {
+  std::string symbol;
+  Executable executable;
 };
 
 // Writes `graph` + `outputs` as a package. kind: "graph" or "executable".
 void write_package(const std::string& path, const std::string& kind, const ir::GraphData& graph,
                    const std::vector<ir::Value>& outputs, const CompileOptions& options,
-                   const std::vector<std::string>& pass_log);
+                   const std::vector<std::string>& pass_log,
+                   const std::vector<CallableEntry>& callables = {});
 // Memory-maps and validates a package; constants reference the mapping (kept alive by them).
 Package read_package(const std::string& path);
 // The same from bytes in memory (the fuzz tests); `name` is used in error messages. The bytes

@@ -18,6 +18,7 @@ const char* fusion_class_name(FusionClass c) {
     case FusionClass::inplace: return "inplace";
     case FusionClass::fused: return "fused";
     case FusionClass::custom: return "custom";
+    case FusionClass::call: return "call";
   }
   return "?";
 }
@@ -53,6 +54,7 @@ OpRegistry::OpRegistry() {
   register_attention_ops(*this);
   register_quantization_ops(*this);
   register_fft_ops(*this);
+  register_call_ops(*this);
   for (const auto& i : ops_)
     LOOM_CHECK(i.infer, "[registry] op '", i.name, "' has no type inference registered");
 }

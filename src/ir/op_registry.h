@@ -15,7 +15,8 @@ namespace loom::ir {
 
 enum class FusionClass {
   source, effect, elementwise, reduction, normalization, contraction, view, movement, creation,
-  inplace, fused, custom
+  inplace, fused, custom,
+  call  // runs another executable (src/ops/call.cpp): never folded, merged or inlined
 };
 const char* fusion_class_name(FusionClass c);
 
@@ -58,7 +59,7 @@ struct OpInfo {
   // Pure: result depends only on inputs and attrs (CSE and constant folding may touch it).
   bool is_pure() const {
     return fusion != FusionClass::effect && fusion != FusionClass::source &&
-           fusion != FusionClass::inplace;
+           fusion != FusionClass::inplace && fusion != FusionClass::call;
   }
   bool is_view() const { return fusion == FusionClass::view; }
   // Writes into input 0's memory and returns it (output aliases input 0, a kernel still runs).
@@ -93,5 +94,6 @@ void register_indexing_ops(OpRegistry& r);
 void register_attention_ops(OpRegistry& r);
 void register_quantization_ops(OpRegistry& r);
 void register_fft_ops(OpRegistry& r);
+void register_call_ops(OpRegistry& r);
 
 }  // namespace loom::ir

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <fstream>
 #include <random>
 #include <sstream>
 
@@ -117,6 +118,21 @@ LlamaModel LlamaModel::load(const std::string& path, const LlamaOptions& options
   auto kv_len = g.placeholder({}, i64, "kv_len");       // position + number of tokens
   auto last = g.placeholder({3}, i64, "last");          // {0, tokens - 1, 0}
   const int64_t D = c.head_dim, H = c.n_heads, Hkv = c.n_kv_heads;
+  static const std::vector<std::string> kLoraTargets = {"attn_q", "attn_k", "attn_v", "attn_output",
+                                                        "ffn_gate", "ffn_up", "ffn_down"};
+  for (const auto& t : options.lora_targets)
+    LOOM_CHECK(std::find(kLoraTargets.begin(), kLoraTargets.end(), t) != kLoraTargets.end(),
+               "[llama] unknown LoRA target '", t, "' (attn_q attn_k attn_v attn_output ffn_gate ffn_up ffn_down)");
+  // A projection, plus an optional LoRA call site when it is a target.
+  auto project = [&](const Tensor& x, const std::string& prefix, const std::string& name) {
+    Builder::Weight w = b.weight(g, prefix + name + ".weight");
+    Tensor y = Builder::linear(x, w);
+    if (std::find(options.lora_targets.begin(), options.lora_targets.end(), name) == options.lora_targets.end())
+      return y;
+    std::string symbol = prefix + name + ".lora";
+    m.lora_sites_.push_back({symbol, w.cols, w.rows});
+    return y + call(symbol, {x}, {{f32, Shape({1, -1, w.rows})}}, {.optional = true})[0];
+  };
   auto embeddings = b.weight(g, "token_embd.weight");
   Tensor h = b.embed(tokens, embeddings);  // [1, L, d]
   RopeAttrs rope_opts{.interleaved = true, .theta = c.rope_theta, .position_scale = 1, .rotary_dim = c.rope_dim == D ? 0 : c.rope_dim};
@@ -125,9 +141,9 @@ LlamaModel LlamaModel::load(const std::string& path, const LlamaOptions& options
     std::string p = "blk." + std::to_string(l) + ".";
     Tensor x = rms_norm(h, b.vector(g, p + "attn_norm.weight"), {.axis = -1, .eps = c.rms_eps});
     // GGUF Llama q/k weights are permuted for ggml's interleaved ("normal") rotary layout.
-    Tensor q = rope(heads(Builder::linear(x, b.weight(g, p + "attn_q.weight")), H), positions, rope_opts);
-    Tensor k = rope(heads(Builder::linear(x, b.weight(g, p + "attn_k.weight")), Hkv), positions, rope_opts);
-    Tensor v = heads(Builder::linear(x, b.weight(g, p + "attn_v.weight")), Hkv);
+    Tensor q = rope(heads(project(x, p, "attn_q"), H), positions, rope_opts);
+    Tensor k = rope(heads(project(x, p, "attn_k"), Hkv), positions, rope_opts);
+    Tensor v = heads(project(x, p, "attn_v"), Hkv);
     Variable kc = g.variable(zeros({1, Hkv, m.max_context_, D}), p + "k_cache");
     Variable vc = g.variable(zeros({1, Hkv, m.max_context_, D}), p + "v_cache");
     Tensor keys = slice_update(g.read(kc), k, cache_at);  // written in place by the compiler
@@ -136,11 +152,11 @@ LlamaModel LlamaModel::load(const std::string& path, const LlamaOptions& options
     g.assign(vc, values);
     Tensor att = sdpa(q, keys, values, {.causal = true, .kv_len = kv_len});
     att = reshape(transpose(att, {0, 2, 1, 3}), {1, -1, c.d_model});
-    h = h + Builder::linear(att, b.weight(g, p + "attn_output.weight"));
+    h = h + project(att, p, "attn_output");
     x = rms_norm(h, b.vector(g, p + "ffn_norm.weight"), {.axis = -1, .eps = c.rms_eps});
-    Tensor gate = Builder::linear(x, b.weight(g, p + "ffn_gate.weight"));
-    Tensor up = Builder::linear(x, b.weight(g, p + "ffn_up.weight"));
-    h = h + Builder::linear(silu(gate) * up, b.weight(g, p + "ffn_down.weight"));
+    Tensor gate = project(x, p, "ffn_gate");
+    Tensor up = project(x, p, "ffn_up");
+    h = h + project(silu(gate) * up, p, "ffn_down");
   }
   h = rms_norm(h, b.vector(g, "output_norm.weight"), {.axis = -1, .eps = c.rms_eps});
   Tensor last_h = slice(h, last, {1, 1, c.d_model});
@@ -151,7 +167,62 @@ LlamaModel LlamaModel::load(const std::string& path, const LlamaOptions& options
   opt.num_threads = options.num_threads;
   opt.profile = options.profile;
   m.exe_ = g.compile({logits}, opt);
+  m.adapter_options_.device = options.device;
+  m.adapter_options_.num_threads = options.num_threads;
   return m;
+}
+
+Executable lora_executable(const NDArray& a, const NDArray& b, double scale,
+                           const CompileOptions& options) {
+  LOOM_CHECK(a.rank() == 2 && b.rank() == 2 && b.shape()[1] == a.shape()[0], "[lora] A must be [r, d_in] and B [d_out, r], got ",
+             a.type().to_string(), " and ", b.type().to_string());
+  Graph g;
+  auto x = g.placeholder({1, -1, a.shape()[1]}, f32, "x");
+  auto down = matmul(x, g.constant(a.dtype() == f32 ? a : a.astype(f32)), {.transpose_b = true});
+  auto up = matmul(down, g.constant(b.dtype() == f32 ? b : b.astype(f32)), {.transpose_b = true});
+  return g.compile({scale == 1 ? up : up * scale}, options);
+}
+
+LoraAdapter LlamaModel::random_adapter(int64_t rank, uint64_t seed, double scale) const {
+  LOOM_CHECK(rank > 0, "[lora] rank must be positive, got ", rank);
+  LOOM_CHECK(!lora_sites_.empty(), "[lora] the model has no LoRA call sites (LlamaOptions::lora_targets)");
+  LoraAdapter adapter;
+  adapter.name = "random-r" + std::to_string(rank) + "-s" + std::to_string(seed);
+  uint64_t k = 0;
+  for (const auto& site : lora_sites_) {
+    NDArray a = random_normal({rank, site.in}, f32, seed * 7919 + 2 * k, 0, 1 / std::sqrt(static_cast<double>(site.in)));
+    NDArray b = random_normal({site.out, rank}, f32, seed * 7919 + 2 * k + 1, 0, 1 / std::sqrt(static_cast<double>(rank)));
+    adapter.callables[site.symbol] = lora_executable(a, b, scale, adapter_options_);
+    ++k;
+  }
+  return adapter;
+}
+
+LoraAdapter LlamaModel::load_adapter(const std::string& dir, double scale) const {
+  LoraAdapter adapter;
+  adapter.name = dir;
+  for (const auto& site : lora_sites_) {
+    std::string base = dir + "/" + site.symbol;
+    std::ifstream probe(base + ".a.npy");
+    if (!probe) continue;
+    NDArray a = NDArray::load_npy(base + ".a.npy");
+    NDArray b = NDArray::load_npy(base + ".b.npy");
+    LOOM_CHECK(a.rank() == 2 && a.shape()[1] == site.in && b.rank() == 2 && b.shape()[0] == site.out,
+               "[lora] ", base, ": A must be [r, ", site.in, "] and B [", site.out, ", r], got ",
+               a.type().to_string(), " and ", b.type().to_string());
+    adapter.callables[site.symbol] = lora_executable(a, b, scale, adapter_options_);
+  }
+  LOOM_CHECK(!adapter.callables.empty(), "[lora] ", dir, ": no <symbol>.a.npy / .b.npy pairs for this model's sites (e.g. ",
+             lora_sites_.empty() ? std::string("none: set LlamaOptions::lora_targets") : lora_sites_[0].symbol, ")");
+  return adapter;
+}
+
+void LlamaModel::bind_adapter(const LoraAdapter& adapter) {
+  for (const auto& [symbol, exe] : adapter.callables) exe_.bind(symbol, exe);
+}
+
+void LlamaModel::unbind_adapters() {
+  for (const auto& site : lora_sites_) exe_.unbind(site.symbol);
 }
 
 NDArray LlamaModel::forward(const std::vector<int32_t>& tokens, int64_t position) {

@@ -4,6 +4,7 @@
 // positions reach rope as a tensor. One executable serves prefill (any length) and decode.
 #pragma once
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,7 +28,21 @@ struct LlamaOptions {
   Device device = Device::cpu();
   int num_threads = 0;  // 0: all cores
   bool profile = false;  // time every op (Executable::profile_report)
+  // LoRA: projections (attn_q attn_k attn_v attn_output ffn_gate ffn_up ffn_down) that get an
+  // optional call site "blk.N.<target>.lora" whose result is added to the projection: y = x·Wᵀ +
+  // call(x). Unbound, a call returns zeros, so the model computes exactly the base logits.
+  std::vector<std::string> lora_targets;
 };
+
+// A set of adapters: an executable per LoRA call symbol ("blk.3.attn_q.lora").
+struct LoraAdapter {
+  std::string name;
+  std::map<std::string, Executable> callables;
+};
+// One adapter projection: y = (x · Aᵀ) · Bᵀ · scale with A f32 [r, d_in], B f32 [d_out, r];
+// x f32 [1, L, d_in] -> y f32 [1, L, d_out].
+Executable lora_executable(const NDArray& a, const NDArray& b, double scale,
+                           const CompileOptions& options = {});
 
 class LlamaModel {
  public:
@@ -44,6 +59,22 @@ class LlamaModel {
   // Forgets the cached sequence.
   void reset();
   const Executable& executable() const { return exe_; }
+
+  // LoRA call sites (LlamaOptions::lora_targets): symbol and the projection's in/out widths.
+  struct LoraSite {
+    std::string symbol;
+    int64_t in = 0, out = 0;
+  };
+  const std::vector<LoraSite>& lora_sites() const { return lora_sites_; }
+  // Random adapters for every site (A ~ N(0, 1/d_in), B ~ N(0, 1/r)), for demos and tests.
+  LoraAdapter random_adapter(int64_t rank, uint64_t seed, double scale = 1) const;
+  // From a directory of <symbol>.a.npy / <symbol>.b.npy pairs (A [r, d_in], B [d_out, r], f32 or
+  // f16); sites without files stay unbound.
+  LoraAdapter load_adapter(const std::string& dir, double scale = 1) const;
+  // Binds every callable of the adapter (no recompiling: microseconds); unbind_adapters returns
+  // the model to its base logits.
+  void bind_adapter(const LoraAdapter& adapter);
+  void unbind_adapters();
   std::string summary() const;
 
  private:
@@ -52,6 +83,8 @@ class LlamaModel {
   std::shared_ptr<io::GgufFile> file_;
   std::shared_ptr<Tokenizer> tokenizer_;
   Executable exe_;
+  std::vector<LoraSite> lora_sites_;
+  CompileOptions adapter_options_;  // the model's device and threads
 };
 
 struct SamplingOptions {

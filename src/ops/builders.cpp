@@ -2,6 +2,7 @@
 #include "ir/op_registry.h"
 #include "loom/custom_op.h"
 #include "loom/ops.h"
+#include "ops/call.h"
 
 namespace loom {
 namespace {
@@ -293,6 +294,14 @@ Tensor operator+(double a, const Tensor& b) { return add(scalar_like(b, a), b); 
 Tensor operator-(double a, const Tensor& b) { return sub(scalar_like(b, a), b); }
 Tensor operator*(double a, const Tensor& b) { return mul(scalar_like(b, a), b); }
 Tensor operator/(double a, const Tensor& b) { return div(scalar_like(b, a), b); }
+
+std::vector<Tensor> call(const std::string& symbol, const std::vector<Tensor>& inputs,
+                         const std::vector<TensorType>& output_types, const CallOptions& options) {
+  LOOM_CHECK(!inputs.empty(), "[call] '", symbol, "' needs at least one input");
+  CallAttrs a{.symbol = symbol, .optional = options.optional};
+  ops::set_call_output_types(a, output_types);
+  return make_n(op::call, inputs, make_attrs(std::move(a)));
+}
 
 const char* version() { return "0.1.0"; }
 

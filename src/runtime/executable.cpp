@@ -33,6 +33,7 @@ ExecutableImpl::ExecutableImpl(ir::GraphData g, std::vector<ir::Value> outs,
         device_constants[i] =
             to_device(attrs_as<ConstantAttrs>(*graph.nodes[i].attrs).value, options.device);
   }
+  init_calls();  // src/runtime/call.cpp
 }
 
 NDArray ExecutableImpl::empty(DType dtype, const Shape& shape) const {
@@ -66,6 +67,7 @@ void ExecutableImpl::lower() {
     if (node.op == op::placeholder) placeholders.push_back(static_cast<int>(i));
     if (node.op == op::assign) has_assign = true;
     if (info.is_source() || info.is_view() || info.has_side_effects()) continue;
+    if (node.op == op::call) continue;  // the runtime runs the bound executable (call.cpp)
     const KernelFn* k = backend->kernel(node.op);
     if (!k && info.host_kernel && options.device.kind != Device::Kind::cuda) k = &info.host_kernel;
     if (!k && options.device.kind == Device::Kind::cpu) {
@@ -136,7 +138,8 @@ void ExecutableImpl::lower() {
   }
 }
 
-std::shared_ptr<const Plan> ExecutableImpl::make_plan(const std::vector<Shape>& input_shapes) {
+std::shared_ptr<const Plan> ExecutableImpl::make_plan(const std::vector<Shape>& input_shapes,
+                                                     const CallBindings& bindings) {
   const auto& reg = ir::OpRegistry::get();
   auto plan = std::make_shared<Plan>();
   plan->types.resize(static_cast<size_t>(num_slots));
@@ -155,6 +158,11 @@ std::shared_ptr<const Plan> ExecutableImpl::make_plan(const std::vector<Shape>& 
       in.push_back(plan->types[static_cast<size_t>(slot_base[static_cast<size_t>(v.node)] + v.index)]);
       const ir::Node& src = graph.node(v);
       values.push_back(src.op == op::constant ? &attrs_as<ConstantAttrs>(*src.attrs).value : nullptr);
+    }
+    if (node.op == op::call) {  // output shapes come from the bound executable
+      std::vector<TensorType> out = call_types(i, in, bindings);
+      for (size_t k = 0; k < out.size(); ++k) plan->types[static_cast<size_t>(base) + k] = out[k];
+      continue;
     }
     const auto& info = reg.info(node.op);
     ir::InferContext ctx{info, *node.attrs, in, values};
@@ -184,26 +192,42 @@ std::shared_ptr<const Plan> ExecutableImpl::make_plan(const std::vector<Shape>& 
   std::vector<int64_t> offsets;
   plan->arena_bytes = plan_offsets(req, offsets);
   for (size_t r = 0; r < req.size(); ++r) plan->offset[static_cast<size_t>(req_slot[r])] = offsets[r];
+  plan->bindings_version = bindings.version;
   return plan;
 }
 
-std::shared_ptr<const Plan> ExecutableImpl::plan_for(const std::vector<Shape>& shapes) {
+std::shared_ptr<const Plan> ExecutableImpl::plan_for(const std::vector<Shape>& shapes,
+                                                    const CallBindings* bindings) {
+  static const CallBindings kNoCalls;
+  std::shared_ptr<const CallBindings> held;
+  if (!bindings && call_nodes.empty()) bindings = &kNoCalls;
+  if (!bindings) {
+    held = this->bindings();
+    bindings = held.get();
+  }
   std::string key;
   for (const auto& s : shapes) {
     for (int64_t d : s) key += std::to_string(d) + ",";
     key += ";";
   }
+  std::shared_ptr<const Plan> found;
   {
     std::lock_guard lock(cache_mutex_);
     auto it = cache_.find(key);
     if (it != cache_.end()) {
       lru_.splice(lru_.begin(), lru_, it->second);
-      return it->second->second;
+      found = it->second->second;
     }
   }
-  auto plan = make_plan(shapes);
+  // A plan made under other call bindings stays valid while the callees agree on its types.
+  if (found && calls_valid(*found, *bindings)) return found;
+  auto plan = make_plan(shapes, *bindings);
   std::lock_guard lock(cache_mutex_);
-  if (cache_.count(key)) return cache_[key]->second;
+  if (auto it = cache_.find(key); it != cache_.end()) {
+    if (it->second->second->bindings_version == bindings->version) return it->second->second;
+    it->second->second = plan;  // replaces a plan made under other bindings
+    return plan;
+  }
   lru_.emplace_front(key, plan);
   cache_[key] = lru_.begin();
   while (lru_.size() > std::max<size_t>(options.plan_cache_capacity, 1)) {
@@ -275,18 +299,27 @@ std::vector<NDArray> ExecutableImpl::run(const Feeds& feeds) {
                array.device().to_string(), ", the executable on ", options.device.to_string());
     slot = array.contiguous();  // strided inputs are copied once here (documented)
   }
-  std::vector<Shape> shapes;
-  for (size_t i = 0; i < inputs.size(); ++i) {
+  for (size_t i = 0; i < inputs.size(); ++i)
     LOOM_CHECK(inputs[i].defined(), "[run] missing input '", attrs_as<PlaceholderAttrs>(*graph.nodes[static_cast<size_t>(placeholders[i])].attrs).name, "'");
-    shapes.push_back(inputs[i].shape());
-  }
+  std::vector<NDArray> result = execute(std::move(inputs));
+  if (backend->on_device() && !all_inputs_on_device)
+    for (auto& r : result) r = to_host(r);
+  return result;
+}
+
+// Runs on matched, checked inputs (placeholder order); results stay on the device.
+std::vector<NDArray> ExecutableImpl::execute(std::vector<NDArray> inputs) {
+  std::vector<Shape> shapes;
+  for (const auto& a : inputs) shapes.push_back(a.shape());
+  // Calls: one snapshot of the bindings for the whole run (null when the graph has no calls).
+  std::shared_ptr<const CallBindings> call_bindings = call_nodes.empty() ? nullptr : bindings();
 
   std::shared_lock<std::shared_mutex> shared(variables_mutex, std::defer_lock);
   std::unique_lock<std::shared_mutex> exclusive(variables_mutex, std::defer_lock);
   if (has_assign) exclusive.lock();
   else shared.lock();
 
-  auto plan = plan_for(shapes);
+  auto plan = plan_for(shapes, call_bindings.get());
   auto arena = acquire_arena(plan->arena_bytes);
   struct ArenaGuard {
     ExecutableImpl* self;
@@ -323,6 +356,7 @@ std::vector<NDArray> ExecutableImpl::run(const Feeds& feeds) {
         }
         continue;
       }
+      case op::call: run_call(i, slots, *plan, *call_bindings); continue;
       default: break;
     }
     if (reg.info(node.op).is_view()) {
@@ -365,8 +399,6 @@ std::vector<NDArray> ExecutableImpl::run(const Feeds& feeds) {
     bool source = reg.info(rn.op).is_source();
     result.push_back(source || a.storage() == arena ? clone(a) : a);
   }
-  if (backend->on_device() && !all_inputs_on_device)
-    for (auto& r : result) r = to_host(r);
   return result;
 }
 

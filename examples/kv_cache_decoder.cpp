@@ -12,7 +12,8 @@
 
 namespace {
 
-constexpr int64_t kVocab = 97, kModel = 64, kHeads = 4, kKvHeads = 2, kHeadDim = 16, kFfn = 128, kLayers = 2;
+constexpr int64_t kVocab = 97, kModel = 64, kHeads = 4, kKvHeads = 2, kHeadDim = 16, kFfn = 128,
+                  kLayers = 2;
 
 struct Weights {
   loom::NDArray embed, out_norm;
@@ -24,22 +25,26 @@ struct Weights {
 
 Weights random_weights() {
   uint64_t seed = 1;
-  auto w = [&](loom::Shape s, double scale) { return loom::random_normal(s, loom::f32, seed++, 0, scale); };
+  auto w = [&](loom::Shape s, double scale) {
+    return loom::random_normal(s, loom::f32, seed++, 0, scale);
+  };
   Weights W;
   W.embed = w({kVocab, kModel}, 1.0);
   W.out_norm = loom::random_uniform({kModel}, loom::f32, 0.8, 1.2, seed++);
   for (int l = 0; l < kLayers; ++l) {
     double s = 1.0 / std::sqrt(static_cast<double>(kModel));
-    W.layers.push_back({loom::random_uniform({kModel}, loom::f32, 0.8, 1.2, seed++), w({kHeads * kHeadDim, kModel}, s),
-                        w({kKvHeads * kHeadDim, kModel}, s), w({kKvHeads * kHeadDim, kModel}, s),
-                        w({kModel, kHeads * kHeadDim}, s), loom::random_uniform({kModel}, loom::f32, 0.8, 1.2, seed++),
-                        w({kFfn, kModel}, s), w({kFfn, kModel}, s), w({kModel, kFfn}, 1.0 / std::sqrt(double(kFfn)))});
+    W.layers.push_back({loom::random_uniform({kModel}, loom::f32, 0.8, 1.2, seed++),
+                        w({kHeads * kHeadDim, kModel}, s), w({kKvHeads * kHeadDim, kModel}, s),
+                        w({kKvHeads * kHeadDim, kModel}, s), w({kModel, kHeads * kHeadDim}, s),
+                        loom::random_uniform({kModel}, loom::f32, 0.8, 1.2, seed++),
+                        w({kFfn, kModel}, s), w({kFfn, kModel}, s),
+                        w({kModel, kFfn}, 1.0 / std::sqrt(double(kFfn)))});
   }
   return W;
 }
 
-// Builds the decoder. With a cache, `tokens` are the new tokens at `positions`; without, they are the
-// whole sequence. Returns the logits of the last token.
+// Builds the decoder. With a cache, `tokens` are the new tokens at `positions`; without, they are
+// the whole sequence. Returns the logits of the last token.
 loom::Executable build(const Weights& W, bool cached, int64_t max_len) {
   using namespace loom;
   Graph g;
@@ -48,8 +53,12 @@ loom::Executable build(const Weights& W, bool cached, int64_t max_len) {
   auto at = g.placeholder({4}, i64, "cache_at");
   auto kv_len = g.placeholder({}, i64, "kv_len");
   auto last = g.placeholder({3}, i64, "last");
-  auto lin = [&](const Tensor& x, const NDArray& w) { return matmul(x, g.constant(w), {.transpose_a = false, .transpose_b = true}); };
-  auto heads = [&](const Tensor& x, int64_t n) { return transpose(reshape(x, {1, -1, n, kHeadDim}), {0, 2, 1, 3}); };
+  auto lin = [&](const Tensor& x, const NDArray& w) {
+    return matmul(x, g.constant(w), {.transpose_a = false, .transpose_b = true});
+  };
+  auto heads = [&](const Tensor& x, int64_t n) {
+    return transpose(reshape(x, {1, -1, n, kHeadDim}), {0, 2, 1, 3});
+  };
   Tensor h = gather(g.constant(W.embed), tokens, 0);
   for (int64_t l = 0; l < kLayers; ++l) {
     const auto& L = W.layers[static_cast<size_t>(l)];
@@ -73,7 +82,8 @@ loom::Executable build(const Weights& W, bool cached, int64_t max_len) {
     h = h + lin(silu(lin(x, L.gate)) * lin(x, L.up), L.down);
   }
   h = rms_norm(h, g.constant(W.out_norm));
-  return g.compile({matmul(slice(h, last, {1, 1, kModel}), g.constant(W.embed), {.transpose_a = false, .transpose_b = true})});
+  return g.compile({matmul(slice(h, last, {1, 1, kModel}), g.constant(W.embed),
+                           {.transpose_a = false, .transpose_b = true})});
 }
 
 loom::Feeds feeds(const std::vector<int32_t>& toks, int64_t start) {
@@ -103,7 +113,8 @@ int main(int argc, char** argv) {
   for (int64_t s = 0; s < steps; ++s) {
     auto ref = full.run(feeds(seq, 0))[0].to_vector<float>();
     auto got = logits.to_vector<float>();
-    for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, static_cast<double>(std::abs(got[i] - ref[i])));
+    for (size_t i = 0; i < got.size(); ++i)
+      worst = std::max(worst, static_cast<double>(std::abs(got[i] - ref[i])));
     auto next = static_cast<int32_t>(std::max_element(got.begin(), got.end()) - got.begin());
     seq.push_back(next);
     logits = cached.run(feeds({next}, static_cast<int64_t>(seq.size()) - 1))[0];

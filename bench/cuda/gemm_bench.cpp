@@ -34,9 +34,14 @@ int main() {
   }
   cublasHandle_t h;
   cublasCreate(&h);
-  struct Row { DType t; int64_t n; double loom, blas; };
+  struct Row {
+    DType t;
+    int64_t n;
+    double loom, blas;
+  };
   std::vector<Row> rows;
-  for (auto [t, n] : std::vector<std::pair<DType, int64_t>>{{bf16, 4096}, {f16, 4096}, {bf16, 8192}, {f32, 4096}}) {
+  for (auto [t, n] : std::vector<std::pair<DType, int64_t>>{
+           {bf16, 4096}, {f16, 4096}, {bf16, 8192}, {f32, 4096}}) {
     Graph g;
     auto a = g.placeholder({n, n}, t, "a");
     auto b = g.placeholder({n, n}, t, "b");
@@ -53,15 +58,17 @@ int main() {
     float one = 1, zero = 0;
     int ni = static_cast<int>(n);
     double blas_ms = time_ms(iters, [&] {
-      cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, ni, ni, ni, &one, db.data(), dt, ni, da.data(), dt, ni,
-                   &zero, dc.data(), dt, ni, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+      cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, ni, ni, ni, &one, db.data(), dt, ni, da.data(), dt,
+                   ni, &zero, dc.data(), dt, ni, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
     });
     rows.push_back({t, n, loom_ms, blas_ms});
   }
   cudaDeviceProp p;
   cudaGetDeviceProperties(&p, 0);
-  std::printf("\nGEMM on %s (square n x n x n, row-major; cuBLAS: cublasGemmEx, f32 compute)\n", p.name);
-  std::printf("%-6s %6s %10s %10s %8s %10s\n", "dtype", "n", "loom ms", "cublas ms", "ratio", "TFLOP/s");
+  std::printf("\nGEMM on %s (square n x n x n, row-major; cuBLAS: cublasGemmEx, f32 compute)\n",
+              p.name);
+  std::printf("%-6s %6s %10s %10s %8s %10s\n", "dtype", "n", "loom ms", "cublas ms", "ratio",
+              "TFLOP/s");
   for (const auto& r : rows) {
     double tf = 2.0 * r.n * r.n * r.n / (r.loom * 1e-3) / 1e12;
     std::printf("%-6s %6ld %10.3f %10.3f %8.3f %10.1f\n", std::string(dtype_name(r.t)).c_str(),

@@ -17,9 +17,9 @@
 #include "loom/dtype.h"
 #include "loom/ndarray.h"
 
-#define LOOM_FIELDS(...)                                            \
-  static constexpr std::string_view kFieldNames = #__VA_ARGS__;     \
-  auto fields() { return std::tie(__VA_ARGS__); }                   \
+#define LOOM_FIELDS(...)                                        \
+  static constexpr std::string_view kFieldNames = #__VA_ARGS__; \
+  auto fields() { return std::tie(__VA_ARGS__); }               \
   auto fields() const { return std::tie(__VA_ARGS__); }
 
 namespace loom {
@@ -166,8 +166,8 @@ struct DynamicSliceAttrs {  // start from a tensor, static sizes
 };
 struct SdpaAttrs {
   bool causal = false;
-  double scale = 0;         // 0: 1/sqrt(head dim)
-  bool has_mask = false;    // inputs: q, k, v, [mask], [kv_len]
+  double scale = 0;       // 0: 1/sqrt(head dim)
+  bool has_mask = false;  // inputs: q, k, v, [mask], [kv_len]
   bool has_kv_len = false;
   LOOM_FIELDS(causal, scale, has_mask, has_kv_len)
 };
@@ -183,8 +183,8 @@ struct RopeAttrs {
 // q.shape[axis] replaced by ceil(q.shape[axis] / block_size): per block of `block_size` along axis.
 struct QuantAttrs {
   int64_t axis = -1;
-  int64_t block_size = 0;     // 0: per tensor or per axis
-  DType dtype = DType::f32;   // dequantize: the float result; quantize: the integer result
+  int64_t block_size = 0;    // 0: per tensor or per axis
+  DType dtype = DType::f32;  // dequantize: the float result; quantize: the integer result
   LOOM_FIELDS(axis, block_size, dtype)
 };
 // Lookup-table weights: x = table[q] (one table of 16/256 entries), or table[row, q] with one table
@@ -193,8 +193,8 @@ struct LutAttrs {
   DType dtype = DType::f32;
   LOOM_FIELDS(dtype)
 };
-// Weights packed in a block format (GGUF's q4_0 q4_1 q8_0 q5_0 q5_1 q4_k q5_k q6_k iq4_nl, or Loom's
-// affine_u4 affine_i8): u8 [rows, row_bytes] decoding to f32 [rows, k].
+// Weights packed in a block format (GGUF's q4_0 q4_1 q8_0 q5_0 q5_1 q4_k q5_k q6_k iq4_nl, or
+// Loom's affine_u4 affine_i8): u8 [rows, row_bytes] decoding to f32 [rows, k].
 struct BlockQuantAttrs {
   std::string format;
   int64_t k = 0;
@@ -213,7 +213,7 @@ struct QuantizedMatmulAttrs {
 // FFT ops (MPSGraphFFTDescriptor). Scaling multiplies the result by 1, 1/V or 1/sqrt(V), where V
 // is the product of the transformed lengths (of the real signal for rfft / irfft).
 enum class FftScaling : int64_t { none = 0, size = 1, unitary = 2 };
-struct FftAttrs {  // fft, rfft, irfft
+struct FftAttrs {                    // fft, rfft, irfft
   std::vector<int64_t> axes = {-1};  // any set; rfft / irfft: the last listed axis is the real one
   bool inverse = false;              // fft only: exp(+i...) instead of exp(-i...); never scales
   FftScaling scaling = FftScaling::none;
@@ -230,7 +230,8 @@ struct WindowAttrs {
   DType dtype = DType::f32;
   LOOM_FIELDS(kind, length, periodic, param, dtype)
 };
-struct FramesAttrs {  // frames: [..., T] -> [..., 1 + (T + 2 pad - length) / hop, length]; overlap_add
+struct FramesAttrs {  // frames: [..., T] -> [..., 1 + (T + 2 pad - length) / hop, length];
+                      // overlap_add
   int64_t frame_length = 0;
   int64_t hop = 0;
   int64_t pad = 0;  // frames: reflect-pad both ends by this many samples first (stft center=True)
@@ -265,48 +266,75 @@ size_t hash_attr_value(const AttrValue& v);
 
 template <class T>
 AttrValue to_attr_value(const T& v) {
-  if constexpr (std::is_same_v<T, bool>) return v;
+  if constexpr (std::is_same_v<T, bool>)
+    return v;
   else if constexpr (std::is_enum_v<T> && !std::is_same_v<T, DType>)
     return static_cast<int64_t>(v);
-  else if constexpr (std::is_same_v<T, DType>) return std::string(dtype_name(v));
-  else if constexpr (std::is_integral_v<T>) return static_cast<int64_t>(v);
-  else if constexpr (std::is_floating_point_v<T>) return static_cast<double>(v);
+  else if constexpr (std::is_same_v<T, DType>)
+    return std::string(dtype_name(v));
+  else if constexpr (std::is_integral_v<T>)
+    return static_cast<int64_t>(v);
+  else if constexpr (std::is_floating_point_v<T>)
+    return static_cast<double>(v);
   else if constexpr (std::is_same_v<T, std::vector<float>>)
     return std::vector<double>(v.begin(), v.end());
-  else return AttrValue(v);
+  else
+    return AttrValue(v);
 }
 
 template <class T>
 void from_attr_value(const AttrValue& a, T& out, std::string_view field) {
-  auto wrong = [&]() { fail("[attrs] field '", field, "' has the wrong type: ", attr_value_to_string(a)); };
+  auto wrong = [&]() {
+    fail("[attrs] field '", field, "' has the wrong type: ", attr_value_to_string(a));
+  };
   if constexpr (std::is_same_v<T, bool>) {
-    if (auto* p = std::get_if<bool>(&a)) out = *p;
-    else if (auto* q = std::get_if<int64_t>(&a)) out = *q != 0;
-    else wrong();
+    if (auto* p = std::get_if<bool>(&a))
+      out = *p;
+    else if (auto* q = std::get_if<int64_t>(&a))
+      out = *q != 0;
+    else
+      wrong();
   } else if constexpr (std::is_same_v<T, DType>) {
-    if (auto* p = std::get_if<std::string>(&a)) out = dtype_from_name(*p);
-    else wrong();
+    if (auto* p = std::get_if<std::string>(&a))
+      out = dtype_from_name(*p);
+    else
+      wrong();
   } else if constexpr (std::is_enum_v<T>) {
-    if (auto* p = std::get_if<int64_t>(&a)) out = static_cast<T>(*p);
-    else wrong();
+    if (auto* p = std::get_if<int64_t>(&a))
+      out = static_cast<T>(*p);
+    else
+      wrong();
   } else if constexpr (std::is_integral_v<T>) {
-    if (auto* p = std::get_if<int64_t>(&a)) out = static_cast<T>(*p);
-    else wrong();
+    if (auto* p = std::get_if<int64_t>(&a))
+      out = static_cast<T>(*p);
+    else
+      wrong();
   } else if constexpr (std::is_floating_point_v<T>) {
-    if (auto* p = std::get_if<double>(&a)) out = static_cast<T>(*p);
-    else if (auto* q = std::get_if<int64_t>(&a)) out = static_cast<T>(*q);
-    else wrong();
+    if (auto* p = std::get_if<double>(&a))
+      out = static_cast<T>(*p);
+    else if (auto* q = std::get_if<int64_t>(&a))
+      out = static_cast<T>(*q);
+    else
+      wrong();
   } else if constexpr (std::is_same_v<T, std::vector<double>>) {
-    if (auto* p = std::get_if<std::vector<double>>(&a)) out = *p;
-    else if (auto* q = std::get_if<std::vector<int64_t>>(&a)) out.assign(q->begin(), q->end());
-    else wrong();
+    if (auto* p = std::get_if<std::vector<double>>(&a))
+      out = *p;
+    else if (auto* q = std::get_if<std::vector<int64_t>>(&a))
+      out.assign(q->begin(), q->end());
+    else
+      wrong();
   } else if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
-    if (auto* p = std::get_if<std::vector<int64_t>>(&a)) out = *p;
-    else if (auto* q = std::get_if<std::vector<double>>(&a); q && q->empty()) out.clear();
-    else wrong();
+    if (auto* p = std::get_if<std::vector<int64_t>>(&a))
+      out = *p;
+    else if (auto* q = std::get_if<std::vector<double>>(&a); q && q->empty())
+      out.clear();
+    else
+      wrong();
   } else {
-    if (auto* p = std::get_if<T>(&a)) out = *p;
-    else wrong();
+    if (auto* p = std::get_if<T>(&a))
+      out = *p;
+    else
+      wrong();
   }
 }
 
@@ -329,8 +357,11 @@ class AttrsImpl final : public Attrs {
     AttrFields out;
     auto names = split_field_names(T::kFieldNames);
     size_t i = 0;
-    std::apply([&](const auto&... f) { (out.emplace_back(std::string(names[i++]), to_attr_value(f)), ...); },
-               value.fields());
+    std::apply(
+        [&](const auto&... f) {
+          (out.emplace_back(std::string(names[i++]), to_attr_value(f)), ...);
+        },
+        value.fields());
     return out;
   }
   void set_fields(const AttrFields& in) override {
@@ -353,7 +384,8 @@ class AttrsImpl final : public Attrs {
   static bool fields_equal(const T& a, const T& b) {
     // NDArray fields compare by identity of storage + layout (constants are deduplicated by
     // value in CSE through their hash and a byte compare there).
-    return field_tuple_equal(a.fields(), b.fields(), std::make_index_sequence<std::tuple_size_v<decltype(a.fields())>>{});
+    return field_tuple_equal(a.fields(), b.fields(),
+                             std::make_index_sequence<std::tuple_size_v<decltype(a.fields())>>{});
   }
   template <class Tup, size_t... I>
   static bool field_tuple_equal(const Tup& x, const Tup& y, std::index_sequence<I...>) {

@@ -11,8 +11,8 @@
 namespace loom {
 
 struct CustomOpDef {
-  std::string name;      // unique; becomes the op's name in IR text and error messages
-  int num_inputs = 1;    // -1: any number
+  std::string name;    // unique; becomes the op's name in IR text and error messages
+  int num_inputs = 1;  // -1: any number
   // Output types from input types (dims may be dynamic) and attributes; throw loom::Error
   // (e.g. with loom::fail) when the inputs do not fit.
   std::function<std::vector<TensorType>(std::span<const TensorType>, const CustomAttrs&)> infer;

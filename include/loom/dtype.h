@@ -25,14 +25,14 @@ inline constexpr DType i4 = DType::i4;
 inline constexpr DType u4 = DType::u4;
 inline constexpr DType c64 = DType::c64;
 
-int dtype_bits(DType t);                   // bits per element (4 for i4/u4)
-std::string_view dtype_name(DType t);      // "f32", "bool", ...
+int dtype_bits(DType t);                    // bits per element (4 for i4/u4)
+std::string_view dtype_name(DType t);       // "f32", "bool", ...
 DType dtype_from_name(std::string_view s);  // throws loom::Error on an unknown name
-bool is_floating(DType t);                 // f32 f16 bf16 f64
-bool is_integer(DType t);                  // i8 u8 i16 i32 i64 i4 u4 (not bool)
+bool is_floating(DType t);                  // f32 f16 bf16 f64
+bool is_integer(DType t);                   // i8 u8 i16 i32 i64 i4 u4 (not bool)
 bool is_signed_integer(DType t);
 bool is_complex(DType t);
-bool is_packed(DType t);                   // sub-byte types
+bool is_packed(DType t);  // sub-byte types
 // Bytes needed to store `numel` elements (rounds packed types up to whole bytes).
 size_t storage_bytes(DType t, int64_t numel);
 

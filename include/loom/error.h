@@ -7,7 +7,8 @@
 namespace loom {
 
 // Every user-facing failure (bad shapes, unknown ops, malformed files, wrong run inputs) throws
-// loom::Error. Messages start with the op or file they concern: "[matmul] f32[2,3] x f32[4,5]: ...".
+// loom::Error. Messages start with the op or file they concern: "[matmul] f32[2,3] x f32[4,5]:
+// ...".
 class Error : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
@@ -29,7 +30,7 @@ template <class... Args>
 
 }  // namespace loom
 
-#define LOOM_CHECK(cond, ...)                   \
-  do {                                          \
-    if (!(cond)) ::loom::fail(__VA_ARGS__);     \
+#define LOOM_CHECK(cond, ...)               \
+  do {                                      \
+    if (!(cond)) ::loom::fail(__VA_ARGS__); \
   } while (0)

@@ -36,9 +36,9 @@ struct CompileOptions {
 using Feeds = std::vector<std::pair<std::string, NDArray>>;
 
 struct PlanStats {
-  int64_t arena_bytes = 0;          // the memory plan's peak: one arena per run
-  int64_t intermediate_bytes = 0;   // sum of all intermediates, had none been reused
-  int steps = 0;                    // kernels launched per run
+  int64_t arena_bytes = 0;         // the memory plan's peak: one arena per run
+  int64_t intermediate_bytes = 0;  // sum of all intermediates, had none been reused
+  int steps = 0;                   // kernels launched per run
 };
 
 class ExecutableImpl;

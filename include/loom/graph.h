@@ -46,7 +46,8 @@ class Tensor {
 class Variable {
  public:
   Variable() = default;
-  Variable(std::shared_ptr<ir::GraphData> g, std::string name) : g_(std::move(g)), name_(std::move(name)) {}
+  Variable(std::shared_ptr<ir::GraphData> g, std::string name)
+      : g_(std::move(g)), name_(std::move(name)) {}
   const std::string& name() const { return name_; }
   TensorType type() const;
   const std::shared_ptr<ir::GraphData>& graph_data() const { return g_; }

@@ -11,10 +11,10 @@ namespace loom {
 class ThreadPool;
 
 struct KernelContext {
-  std::span<const NDArray> inputs;   // contiguous, shapes resolved
-  std::span<NDArray> outputs;        // preallocated, contiguous, to be fully written
+  std::span<const NDArray> inputs;  // contiguous, shapes resolved
+  std::span<NDArray> outputs;       // preallocated, contiguous, to be fully written
   const Attrs* attrs = nullptr;
-  ThreadPool* pool = nullptr;        // the backend's threads (may be null: run serially)
+  ThreadPool* pool = nullptr;  // the backend's threads (may be null: run serially)
 
   template <class T>
   const T& attrs_as() const {

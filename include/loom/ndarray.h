@@ -44,16 +44,26 @@ class Storage {
 
 template <class T>
 constexpr DType dtype_of() {
-  if constexpr (std::is_same_v<T, float>) return DType::f32;
-  else if constexpr (std::is_same_v<T, double>) return DType::f64;
-  else if constexpr (std::is_same_v<T, int8_t>) return DType::i8;
-  else if constexpr (std::is_same_v<T, uint8_t>) return DType::u8;
-  else if constexpr (std::is_same_v<T, int16_t>) return DType::i16;
-  else if constexpr (std::is_same_v<T, int32_t>) return DType::i32;
-  else if constexpr (std::is_same_v<T, int64_t>) return DType::i64;
-  else if constexpr (std::is_same_v<T, bool>) return DType::boolean;
-  else if constexpr (std::is_same_v<T, std::complex<float>>) return DType::c64;
-  else static_assert(sizeof(T) == 0, "no loom dtype for this C++ type");
+  if constexpr (std::is_same_v<T, float>)
+    return DType::f32;
+  else if constexpr (std::is_same_v<T, double>)
+    return DType::f64;
+  else if constexpr (std::is_same_v<T, int8_t>)
+    return DType::i8;
+  else if constexpr (std::is_same_v<T, uint8_t>)
+    return DType::u8;
+  else if constexpr (std::is_same_v<T, int16_t>)
+    return DType::i16;
+  else if constexpr (std::is_same_v<T, int32_t>)
+    return DType::i32;
+  else if constexpr (std::is_same_v<T, int64_t>)
+    return DType::i64;
+  else if constexpr (std::is_same_v<T, bool>)
+    return DType::boolean;
+  else if constexpr (std::is_same_v<T, std::complex<float>>)
+    return DType::c64;
+  else
+    static_assert(sizeof(T) == 0, "no loom dtype for this C++ type");
 }
 
 // An n-dimensional array on the host. Copies are shallow (they share storage); `clone()` copies
@@ -74,8 +84,9 @@ class NDArray {
   static NDArray from_vector(const std::vector<T>& values, Shape shape) {
     constexpr DType dt = dtype_of<T>();
     NDArray a = empty(dt, std::move(shape));
-    LOOM_CHECK(static_cast<int64_t>(values.size()) == a.numel(), "[ndarray] from_vector: ",
-               values.size(), " values for shape ", a.shape().to_string());
+    LOOM_CHECK(static_cast<int64_t>(values.size()) == a.numel(),
+               "[ndarray] from_vector: ", values.size(), " values for shape ",
+               a.shape().to_string());
     if constexpr (std::is_same_v<T, bool>) {
       for (size_t i = 0; i < values.size(); ++i) a.data_as<uint8_t>()[i] = values[i] ? 1 : 0;
     } else {
@@ -87,8 +98,7 @@ class NDArray {
   static NDArray from_doubles(const std::vector<double>& values, Shape shape, DType dtype);
   template <class T>
   static NDArray from_vector(const std::vector<T>& values, Shape shape, DType dtype) {
-    return from_doubles(std::vector<double>(values.begin(), values.end()), std::move(shape),
-                        dtype);
+    return from_doubles(std::vector<double>(values.begin(), values.end()), std::move(shape), dtype);
   }
   // Every element converted to T, in row-major order, whatever the strides.
   template <class T>

@@ -77,7 +77,8 @@ Tensor log_softmax(const Tensor& x, int64_t axis = -1);
 // Normalises over axes [axis, rank); gamma/beta (optional) have the normalised dims' shape.
 Tensor layer_norm(const Tensor& x, const Tensor& gamma = {}, const Tensor& beta = {},
                   NormAttrs options = {});
-Tensor rms_norm(const Tensor& x, const Tensor& gamma = {}, NormAttrs options = {.axis = -1, .eps = 1e-6});
+Tensor rms_norm(const Tensor& x, const Tensor& gamma = {},
+                NormAttrs options = {.axis = -1, .eps = 1e-6});
 
 // --- linear algebra ---------------------------------------------------------------------------
 // numpy matmul: batch dims broadcast; 1-D operands get a dim added and removed.
@@ -141,11 +142,13 @@ Tensor quantize(const Tensor& x, const Tensor& scale, const Tensor& zero_point =
                 QuantAttrs options = {.axis = -1, .block_size = 0, .dtype = DType::i8});
 // table[q] with 16 (u4) or 256 (u8) entries; table [entries] or one per row: [q.shape[0], entries].
 Tensor dequantize_lut(const Tensor& indices, const Tensor& table, DType dtype = DType::f32);
-// Rows of a block format (GGUF q4_0 ... or Loom affine_u4 / affine_i8): u8 [..., row_bytes] → f32 [..., k].
+// Rows of a block format (GGUF q4_0 ... or Loom affine_u4 / affine_i8): u8 [..., row_bytes] → f32
+// [..., k].
 Tensor dequantize_blocks(const Tensor& packed, const std::string& format, int64_t k);
 // y = x · Wᵀ where W [n, k] is stored in a block format (the fused form; see also the
 // `quantized_matmul` pass that produces it from dequantize → matmul).
-Tensor quantized_matmul(const Tensor& x, const Tensor& packed, const std::string& format, int64_t n, int64_t k);
+Tensor quantized_matmul(const Tensor& x, const Tensor& packed, const std::string& format, int64_t n,
+                        int64_t k);
 
 // --- complex numbers, FFT and spectral ops (issue 6) ---------------------------------------------
 // c64 tensors: add/sub/mul/div/neg take c64 operands; abs of c64 is its f32 magnitude.
@@ -188,10 +191,10 @@ Tensor overlap_add(const Tensor& frames, int64_t hop);
 
 struct StftOptions {
   int64_t n_fft = 400;
-  int64_t hop = 0;        // 0: n_fft / 4
-  Tensor window;          // [n_fft] f32; undefined: rectangular (ones), as torch.stft
-  bool center = true;     // reflect-pad n_fft/2 samples on each side (torch pad_mode="reflect")
-  bool onesided = true;   // n_fft/2 + 1 bins (rfft) or all n_fft (fft of the real frames)
+  int64_t hop = 0;          // 0: n_fft / 4
+  Tensor window;            // [n_fft] f32; undefined: rectangular (ones), as torch.stft
+  bool center = true;       // reflect-pad n_fft/2 samples on each side (torch pad_mode="reflect")
+  bool onesided = true;     // n_fft/2 + 1 bins (rfft) or all n_fft (fft of the real frames)
   bool normalized = false;  // multiply by 1/sqrt(n_fft)
 };
 // torch.stft(return_complex=True): f32 [..., T] -> c64 [..., bins, frames].
@@ -227,7 +230,8 @@ struct QuantizeWeightsOptions {
   int64_t min_elements = 4096;
 };
 Graph quantize_weights(const Graph& graph, std::vector<Tensor>& outputs,
-                       const QuantizeWeightsOptions& options = {}, std::vector<std::string>* log = nullptr);
+                       const QuantizeWeightsOptions& options = {},
+                       std::vector<std::string>* log = nullptr);
 
 // --- operators --------------------------------------------------------------------------------
 Tensor operator+(const Tensor& a, const Tensor& b);

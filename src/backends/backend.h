@@ -39,8 +39,8 @@ class Backend {
   }
   // Copies `bytes` from `src` to `dst`, each on the host or on this backend's device, ordered
   // after the work already issued to the device. Returns once host destinations hold the bytes.
-  virtual void copy(void* dst, const Device& dst_device, const void* src,
-                    const Device& src_device, size_t bytes) const {
+  virtual void copy(void* dst, const Device& dst_device, const void* src, const Device& src_device,
+                    size_t bytes) const {
     if (bytes) std::memmove(dst, src, bytes);
   }
   // Waits until the device has finished the work issued to it (host backends: nothing to do).

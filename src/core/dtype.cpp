@@ -13,10 +13,10 @@ struct DTypeRow {
 };
 // One row per dtype: the single table everything else reads.
 constexpr DTypeRow kRows[kNumDTypes] = {
-    {DType::f32, "f32", 32}, {DType::f16, "f16", 16},  {DType::bf16, "bf16", 16},
-    {DType::f64, "f64", 64}, {DType::i8, "i8", 8},     {DType::u8, "u8", 8},
-    {DType::i16, "i16", 16}, {DType::i32, "i32", 32},  {DType::i64, "i64", 64},
-    {DType::boolean, "bool", 8}, {DType::i4, "i4", 4}, {DType::u4, "u4", 4},
+    {DType::f32, "f32", 32},     {DType::f16, "f16", 16}, {DType::bf16, "bf16", 16},
+    {DType::f64, "f64", 64},     {DType::i8, "i8", 8},    {DType::u8, "u8", 8},
+    {DType::i16, "i16", 16},     {DType::i32, "i32", 32}, {DType::i64, "i64", 64},
+    {DType::boolean, "bool", 8}, {DType::i4, "i4", 4},    {DType::u4, "u4", 4},
     {DType::c64, "c64", 64}};
 const DTypeRow& row(DType t) { return kRows[static_cast<int>(t)]; }
 }  // namespace
@@ -38,14 +38,20 @@ bool is_floating(DType t) {
 }
 bool is_integer(DType t) {
   switch (t) {
-    case DType::i8: case DType::u8: case DType::i16: case DType::i32: case DType::i64:
-    case DType::i4: case DType::u4: return true;
-    default: return false;
+    case DType::i8:
+    case DType::u8:
+    case DType::i16:
+    case DType::i32:
+    case DType::i64:
+    case DType::i4:
+    case DType::u4:
+      return true;
+    default:
+      return false;
   }
 }
 bool is_signed_integer(DType t) {
-  return t == DType::i8 || t == DType::i16 || t == DType::i32 || t == DType::i64 ||
-         t == DType::i4;
+  return t == DType::i8 || t == DType::i16 || t == DType::i32 || t == DType::i64 || t == DType::i4;
 }
 bool is_complex(DType t) { return t == DType::c64; }
 bool is_packed(DType t) { return dtype_bits(t) < 8; }
@@ -61,7 +67,10 @@ float f16_to_f32(uint16_t h) {
       u = sign;
     } else {  // subnormal: renormalise
       exp = 127 - 15 + 1;
-      while (!(man & 0x400u)) { man <<= 1; --exp; }
+      while (!(man & 0x400u)) {
+        man <<= 1;
+        --exp;
+      }
       u = sign | (exp << 23) | ((man & 0x3ffu) << 13);
     }
   } else if (exp == 31) {
@@ -79,9 +88,9 @@ uint16_t f32_to_f16(float f) {
   std::memcpy(&u, &f, 4);
   uint32_t sign = (u >> 16) & 0x8000u;
   uint32_t au = u & 0x7fffffffu;
-  if (au > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u);  // NaN
+  if (au > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u);   // NaN
   if (au >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // overflow -> inf
-  if (au < 0x38800000u) {  // subnormal or zero in f16
+  if (au < 0x38800000u) {                                               // subnormal or zero in f16
     if (au < 0x33000000u) return static_cast<uint16_t>(sign);
     uint32_t exp = au >> 23, man = (au & 0x7fffffu) | 0x800000u;
     uint32_t shift = 126 - exp;  // 14 + (113 - exp) ... aligns to 2^-24 units

@@ -74,11 +74,12 @@ NDArray::NDArray(std::shared_ptr<Storage> storage, DType dtype, Shape shape,
     int64_t span = (shape_[i] - 1) * strides_[static_cast<size_t>(i)];
     (span < 0 ? lo : hi) += span;
   }
-  int64_t capacity = static_cast<int64_t>(storage_->size() * 8 / static_cast<size_t>(dtype_bits(dtype)));
+  int64_t capacity =
+      static_cast<int64_t>(storage_->size() * 8 / static_cast<size_t>(dtype_bits(dtype)));
   LOOM_CHECK(lo >= 0 && hi < capacity, "[ndarray] view ", shape_.to_string(), " with offset ",
              offset_, " reaches elements [", lo, ", ", hi, "] of a storage holding ", capacity);
-  LOOM_CHECK(!is_packed(dtype_) || (offset_ % 2 == 0 && is_contiguous()),
-             "[ndarray] packed ", dtype_name(dtype_), " arrays must be contiguous at an even offset");
+  LOOM_CHECK(!is_packed(dtype_) || (offset_ % 2 == 0 && is_contiguous()), "[ndarray] packed ",
+             dtype_name(dtype_), " arrays must be contiguous at an even offset");
 }
 
 bool NDArray::is_contiguous() const {

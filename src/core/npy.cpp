@@ -10,17 +10,28 @@ namespace {
 
 const char* npy_descr(DType t) {
   switch (t) {
-    case DType::f32: return "<f4";
-    case DType::f64: return "<f8";
-    case DType::f16: return "<f2";
-    case DType::i8: return "|i1";
-    case DType::u8: return "|u1";
-    case DType::i16: return "<i2";
-    case DType::i32: return "<i4";
-    case DType::i64: return "<i8";
-    case DType::boolean: return "|b1";
-    case DType::c64: return "<c8";
-    default: return nullptr;
+    case DType::f32:
+      return "<f4";
+    case DType::f64:
+      return "<f8";
+    case DType::f16:
+      return "<f2";
+    case DType::i8:
+      return "|i1";
+    case DType::u8:
+      return "|u1";
+    case DType::i16:
+      return "<i2";
+    case DType::i32:
+      return "<i4";
+    case DType::i64:
+      return "<i8";
+    case DType::boolean:
+      return "|b1";
+    case DType::c64:
+      return "<c8";
+    default:
+      return nullptr;
   }
 }
 
@@ -82,7 +93,8 @@ NDArray NDArray::load_npy(const std::string& path) {
   LOOM_CHECK(f.good() && hlen < (1u << 20), "[npy] ", path, ": bad header length");
   std::string h(hlen, '\0');
   f.read(h.data(), hlen);
-  LOOM_CHECK(f.gcount() == static_cast<std::streamsize>(hlen), "[npy] ", path, ": truncated header");
+  LOOM_CHECK(f.gcount() == static_cast<std::streamsize>(hlen), "[npy] ", path,
+             ": truncated header");
   DType dt = dtype_from_descr(header_field(h, "descr", path), path);
   LOOM_CHECK(header_field(h, "fortran_order", path) == "False", "[npy] ", path,
              ": Fortran order is not supported");

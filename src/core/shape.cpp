@@ -43,9 +43,12 @@ std::string TensorType::to_string() const {
 
 std::string Device::to_string() const {
   switch (kind) {
-    case Kind::cpu: return "cpu";
-    case Kind::reference: return "reference";
-    case Kind::cuda: return "cuda:" + std::to_string(index);
+    case Kind::cpu:
+      return "cpu";
+    case Kind::reference:
+      return "reference";
+    case Kind::cuda:
+      return "cuda:" + std::to_string(index);
   }
   return "?";
 }

@@ -35,20 +35,34 @@ std::string read_file(const std::string& path, const char* what) {
 // Debian headers, hence numbers rather than the enum).
 DType dtype_of_onnx(int t, const std::string& where) {
   switch (t) {
-    case 1: return f32;
-    case 2: return u8;
-    case 3: return i8;
-    case 5: return i16;
-    case 6: return i32;
-    case 7: return i64;
-    case 9: return boolean;
-    case 10: return f16;
-    case 11: return f64;
-    case 14: return c64;
-    case 16: return bf16;
-    case 21: return u4;
-    case 22: return i4;
-    default: fail("[onnx] ", where, ": unsupported tensor data type ", t);
+    case 1:
+      return f32;
+    case 2:
+      return u8;
+    case 3:
+      return i8;
+    case 5:
+      return i16;
+    case 6:
+      return i32;
+    case 7:
+      return i64;
+    case 9:
+      return boolean;
+    case 10:
+      return f16;
+    case 11:
+      return f64;
+    case 14:
+      return c64;
+    case 16:
+      return bf16;
+    case 21:
+      return u4;
+    case 22:
+      return i4;
+    default:
+      fail("[onnx] ", where, ": unsupported tensor data type ", t);
   }
 }
 
@@ -70,9 +84,12 @@ NDArray tensor_from_proto(const onnx::TensorProto& t, const std::string& base_di
     std::string location;
     int64_t offset = 0, length = -1;
     for (const auto& kv : t.external_data()) {
-      if (kv.key() == "location") location = kv.value();
-      else if (kv.key() == "offset") offset = std::stoll(kv.value());
-      else if (kv.key() == "length") length = std::stoll(kv.value());
+      if (kv.key() == "location")
+        location = kv.value();
+      else if (kv.key() == "offset")
+        offset = std::stoll(kv.value());
+      else if (kv.key() == "length")
+        length = std::stoll(kv.value());
     }
     fs::path rel(location);
     LOOM_CHECK(!location.empty() && rel.is_relative() &&
@@ -178,7 +195,8 @@ struct Ctx {
   // An input that must be known at import time (shapes, axes, pads, ...), as integers.
   std::optional<std::vector<int64_t>> const_ints(size_t k, const char* what) const {
     if (!has(k)) return std::nullopt;
-    if (!cin[k]) error("input ", k, " (", what, ") must be a constant: Loom needs it at import time");
+    if (!cin[k])
+      error("input ", k, " (", what, ") must be a constant: Loom needs it at import time");
     auto d = cin[k]->to_doubles();
     return std::vector<int64_t>(d.begin(), d.end());
   }
@@ -222,7 +240,8 @@ Converter variadic(Binary f, bool mean = false) {
 using ReduceFn = Tensor (*)(const Tensor&, std::vector<int64_t>, bool);
 // Reductions: axes as an attribute before `axes_input_since`, as an optional input after.
 std::vector<Tensor> reduce(Ctx& c, ReduceFn f, bool axes_as_input) {
-  std::optional<std::vector<int64_t>> axes = axes_as_input ? c.const_ints(1, "axes") : c.ints("axes");
+  std::optional<std::vector<int64_t>> axes =
+      axes_as_input ? c.const_ints(1, "axes") : c.ints("axes");
   bool keep = c.i("keepdims", 1) != 0;
   if (!axes || axes->empty()) {
     if (c.i("noop_with_empty_axes", 0)) return {c.x(0)};
@@ -270,7 +289,8 @@ std::vector<Tensor> split_onnx(Ctx& c) {
   int64_t axis = c.i("axis", 0);
   if (axis < 0) axis += r;
   if (axis < 0 || axis >= r) c.error("axis out of range");
-  std::optional<std::vector<int64_t>> sizes = c.opset >= 13 ? c.const_ints(1, "split") : c.ints("split");
+  std::optional<std::vector<int64_t>> sizes =
+      c.opset >= 13 ? c.const_ints(1, "split") : c.ints("split");
   size_t n = static_cast<size_t>(c.node.output_size());
   if (!sizes) {
     int64_t dim = x.shape()[static_cast<int>(axis)];
@@ -291,7 +311,9 @@ std::vector<Tensor> slice_onnx(Ctx& c) {
   auto steps = c.const_ints(4, "steps").value_or(std::vector<int64_t>(starts.size(), 1));
   int r = c.rank(0);
   for (size_t k = 0; k < starts.size(); ++k) {
-    int64_t dim = k < axes.size() ? c.x(0).shape()[static_cast<int>(axes[k] < 0 ? axes[k] + r : axes[k])] : -1;
+    int64_t dim = k < axes.size()
+                      ? c.x(0).shape()[static_cast<int>(axes[k] < 0 ? axes[k] + r : axes[k])]
+                      : -1;
     // ONNX clamps ends (and starts) into the dim; Loom clamps ends but wants in-range starts and
     // kSliceEnd for "to the end".
     if (ends[k] >= (int64_t{1} << 62)) ends[k] = kSliceEnd;
@@ -314,16 +336,22 @@ std::vector<Tensor> slice_onnx(Ctx& c) {
 
 std::vector<Tensor> pad_onnx(Ctx& c) {
   std::string mode = c.s("mode", "constant");
-  PadMode m = mode == "constant" ? PadMode::constant
+  PadMode m = mode == "constant"  ? PadMode::constant
               : mode == "reflect" ? PadMode::reflect
               : mode == "edge"    ? PadMode::edge
-                                  : (c.error("mode '", mode, "' is not supported"), PadMode::constant);
+                               : (c.error("mode '", mode, "' is not supported"), PadMode::constant);
   int r = c.rank(0);
-  std::vector<int64_t> pads = c.opset >= 11 ? *c.const_ints(1, "pads") : c.ints("pads").value_or(std::vector<int64_t>{});
-  double value = c.opset >= 11 ? (c.has(2) ? (c.const_scalar(2) ? *c.const_scalar(2) : (c.error("constant_value must be a constant"), 0.0)) : 0.0)
-                               : c.f("value", 0);
+  std::vector<int64_t> pads =
+      c.opset >= 11 ? *c.const_ints(1, "pads") : c.ints("pads").value_or(std::vector<int64_t>{});
+  double value =
+      c.opset >= 11
+          ? (c.has(2) ? (c.const_scalar(2) ? *c.const_scalar(2)
+                                           : (c.error("constant_value must be a constant"), 0.0))
+                      : 0.0)
+          : c.f("value", 0);
   auto axes = c.const_ints(3, "axes").value_or(all_axes(r));
-  if (pads.size() != 2 * axes.size()) c.error("pads has ", pads.size(), " values for ", axes.size(), " axes");
+  if (pads.size() != 2 * axes.size())
+    c.error("pads has ", pads.size(), " values for ", axes.size(), " axes");
   std::vector<int64_t> before(static_cast<size_t>(r), 0), after(static_cast<size_t>(r), 0);
   for (size_t k = 0; k < axes.size(); ++k) {
     int64_t a = axes[k] < 0 ? axes[k] + r : axes[k];
@@ -338,17 +366,26 @@ std::vector<Tensor> constant_onnx(Ctx& c) {
   const auto& a = c.node.attribute(0);
   const std::string& n = a.name();
   NDArray v;
-  if (n == "value") v = tensor_from_proto(a.t(), ".", "node '" + c.node.name() + "' value");
-  else if (n == "value_float") v = NDArray::from_vector<float>({a.f()}, {});
-  else if (n == "value_floats") v = NDArray::from_vector<float>(std::vector<float>(a.floats().begin(), a.floats().end()), {a.floats_size()});
-  else if (n == "value_int") v = NDArray::from_vector<int64_t>({a.i()}, {});
-  else if (n == "value_ints") v = NDArray::from_vector<int64_t>(std::vector<int64_t>(a.ints().begin(), a.ints().end()), {a.ints_size()});
-  else c.error("attribute '", n, "' is not supported");
+  if (n == "value")
+    v = tensor_from_proto(a.t(), ".", "node '" + c.node.name() + "' value");
+  else if (n == "value_float")
+    v = NDArray::from_vector<float>({a.f()}, {});
+  else if (n == "value_floats")
+    v = NDArray::from_vector<float>(std::vector<float>(a.floats().begin(), a.floats().end()),
+                                    {a.floats_size()});
+  else if (n == "value_int")
+    v = NDArray::from_vector<int64_t>({a.i()}, {});
+  else if (n == "value_ints")
+    v = NDArray::from_vector<int64_t>(std::vector<int64_t>(a.ints().begin(), a.ints().end()),
+                                      {a.ints_size()});
+  else
+    c.error("attribute '", n, "' is not supported");
   return {c.g.constant(v, c.node.output(0))};
 }
 
 std::vector<Tensor> gemm_onnx(Ctx& c) {
-  Tensor y = matmul(c.x(0), c.x(1), {.transpose_a = c.i("transA", 0) != 0, .transpose_b = c.i("transB", 0) != 0});
+  Tensor y = matmul(c.x(0), c.x(1),
+                    {.transpose_a = c.i("transA", 0) != 0, .transpose_b = c.i("transB", 0) != 0});
   double alpha = c.f("alpha", 1), beta = c.f("beta", 1);
   if (alpha != 1) y = mul(y, c.scalar_like(alpha, y));
   if (c.has(2)) {
@@ -361,7 +398,8 @@ std::vector<Tensor> gemm_onnx(Ctx& c) {
 
 std::vector<Tensor> clip_onnx(Ctx& c) {
   Tensor y = c.x(0);
-  if (c.opset < 11) return {clamp(y, c.f("min", -3.4028234663852886e38), c.f("max", 3.4028234663852886e38))};
+  if (c.opset < 11)
+    return {clamp(y, c.f("min", -3.4028234663852886e38), c.f("max", 3.4028234663852886e38))};
   if (c.has(1)) y = maximum(y, c.x(1));
   if (c.has(2)) y = minimum(y, c.x(2));
   return {y};
@@ -397,7 +435,9 @@ std::vector<Tensor> expand_onnx(Ctx& c) {
   for (size_t k = 0; k < r; ++k) {
     size_t from_end = r - 1 - k;
     int64_t s = from_end < shape.size() ? shape[shape.size() - 1 - from_end] : 1;
-    int64_t d = from_end < static_cast<size_t>(xs.rank()) ? xs[static_cast<int>(xs.rank() - 1 - from_end)] : 1;
+    int64_t d = from_end < static_cast<size_t>(xs.rank())
+                    ? xs[static_cast<int>(xs.rank() - 1 - from_end)]
+                    : 1;
     target[k] = s == 1 ? (from_end < static_cast<size_t>(xs.rank()) ? -1 : 1) : s;
     if (s == 1 && d >= 0) target[k] = d;
   }
@@ -421,7 +461,8 @@ std::vector<Tensor> shape_onnx(Ctx& c) {
   e = std::clamp<int64_t>(e, 0, r);
   std::vector<int64_t> dims;
   for (int64_t k = b; k < e; ++k) {
-    if (s[static_cast<int>(k)] < 0) c.error("Shape of a dynamic dim is not supported (Loom imports shape-free graphs)");
+    if (s[static_cast<int>(k)] < 0)
+      c.error("Shape of a dynamic dim is not supported (Loom imports shape-free graphs)");
     dims.push_back(s[static_cast<int>(k)]);
   }
   return {c.g.constant(NDArray::from_vector<int64_t>(dims, {static_cast<int64_t>(dims.size())}))};
@@ -433,11 +474,13 @@ const std::map<std::string, std::vector<Entry>>& converters() {
       {"Sub", {{7, binary(sub)}}},
       {"Mul", {{7, binary(mul)}}},
       {"Div", {{7, binary(div)}}},
-      {"Pow", {{7, [](Ctx& c) -> std::vector<Tensor> {
-                  Tensor e = c.x(1);
-                  if (e.dtype() != c.x(0).dtype()) e = cast(e, c.x(0).dtype());
-                  return {pow(c.x(0), e)};
-                }}}},
+      {"Pow",
+       {{7,
+         [](Ctx& c) -> std::vector<Tensor> {
+           Tensor e = c.x(1);
+           if (e.dtype() != c.x(0).dtype()) e = cast(e, c.x(0).dtype());
+           return {pow(c.x(0), e)};
+         }}}},
       {"Max", {{8, variadic(maximum)}}},
       {"Min", {{8, variadic(minimum)}}},
       {"Sum", {{8, variadic(add)}}},
@@ -457,20 +500,37 @@ const std::map<std::string, std::vector<Entry>>& converters() {
       {"Floor", {{6, unary(floor)}}},
       {"Ceil", {{6, unary(ceil)}}},
       {"Round", {{11, unary(round)}}},
-      {"Relu", {{6, [](Ctx& c) -> std::vector<Tensor> { return {maximum(c.x(0), c.scalar_like(0, c.x(0)))}; }}}},
-      {"LeakyRelu", {{6, [](Ctx& c) -> std::vector<Tensor> {
-                        const Tensor& x = c.x(0);
-                        return {where(less(x, c.scalar_like(0, x)), mul(x, c.scalar_like(c.f("alpha", 0.01), x)), x)};
-                      }}}},
-      {"HardSigmoid", {{6, [](Ctx& c) -> std::vector<Tensor> {
-                          const Tensor& x = c.x(0);
-                          return {clamp(add(mul(x, c.scalar_like(c.f("alpha", 0.2), x)), c.scalar_like(c.f("beta", 0.5), x)), 0, 1)};
-                        }}}},
-      {"Softplus", {{1, [](Ctx& c) -> std::vector<Tensor> {
-                       const Tensor& x = c.x(0);
-                       return {log(add(exp(x), c.scalar_like(1, x)))};
-                     }}}},
-      {"Gelu", {{20, [](Ctx& c) -> std::vector<Tensor> { return {gelu(c.x(0), c.s("approximate", "none") == "tanh")}; }}}},
+      {"Relu",
+       {{6,
+         [](Ctx& c) -> std::vector<Tensor> {
+           return {maximum(c.x(0), c.scalar_like(0, c.x(0)))};
+         }}}},
+      {"LeakyRelu",
+       {{6,
+         [](Ctx& c) -> std::vector<Tensor> {
+           const Tensor& x = c.x(0);
+           return {where(less(x, c.scalar_like(0, x)), mul(x, c.scalar_like(c.f("alpha", 0.01), x)),
+                         x)};
+         }}}},
+      {"HardSigmoid",
+       {{6,
+         [](Ctx& c) -> std::vector<Tensor> {
+           const Tensor& x = c.x(0);
+           return {clamp(
+               add(mul(x, c.scalar_like(c.f("alpha", 0.2), x)), c.scalar_like(c.f("beta", 0.5), x)),
+               0, 1)};
+         }}}},
+      {"Softplus",
+       {{1,
+         [](Ctx& c) -> std::vector<Tensor> {
+           const Tensor& x = c.x(0);
+           return {log(add(exp(x), c.scalar_like(1, x)))};
+         }}}},
+      {"Gelu",
+       {{20,
+         [](Ctx& c) -> std::vector<Tensor> {
+           return {gelu(c.x(0), c.s("approximate", "none") == "tanh")};
+         }}}},
       {"Clip", {{6, clip_onnx}}},
       {"Equal", {{11, binary(equal)}}},
       {"Less", {{9, binary(less)}}},
@@ -481,46 +541,89 @@ const std::map<std::string, std::vector<Entry>>& converters() {
       {"And", {{7, binary(logical_and)}}},
       {"Or", {{7, binary(logical_or)}}},
       {"Xor", {{7, binary(logical_xor)}}},
-      {"Where", {{9, [](Ctx& c) -> std::vector<Tensor> { return {where(c.x(0), c.x(1), c.x(2))}; }}}},
-      {"Cast", {{6, [](Ctx& c) -> std::vector<Tensor> {
-                   if (c.i("saturate", 1) == 0) c.error("saturate=0 is not supported");
-                   return {cast(c.x(0), dtype_of_onnx(static_cast<int>(c.i("to", 1)), "node '" + c.node.name() + "'"))};
-                 }}}},
+      {"Where",
+       {{9, [](Ctx& c) -> std::vector<Tensor> { return {where(c.x(0), c.x(1), c.x(2))}; }}}},
+      {"Cast",
+       {{6,
+         [](Ctx& c) -> std::vector<Tensor> {
+           if (c.i("saturate", 1) == 0) c.error("saturate=0 is not supported");
+           return {cast(c.x(0), dtype_of_onnx(static_cast<int>(c.i("to", 1)),
+                                              "node '" + c.node.name() + "'"))};
+         }}}},
       {"MatMul", {{1, binary([](const Tensor& a, const Tensor& b) { return matmul(a, b); })}}},
       {"Gemm", {{7, gemm_onnx}}},
-      {"Softmax", {{13, [](Ctx& c) -> std::vector<Tensor> { return {softmax(c.x(0), c.i("axis", -1))}; }}}},
-      {"LogSoftmax", {{13, [](Ctx& c) -> std::vector<Tensor> { return {log_softmax(c.x(0), c.i("axis", -1))}; }}}},
+      {"Softmax",
+       {{13, [](Ctx& c) -> std::vector<Tensor> { return {softmax(c.x(0), c.i("axis", -1))}; }}}},
+      {"LogSoftmax",
+       {{13,
+         [](Ctx& c) -> std::vector<Tensor> { return {log_softmax(c.x(0), c.i("axis", -1))}; }}}},
       {"LayerNormalization", {{17, layer_norm_onnx}}},
-      {"ReduceSum", {{1, [](Ctx& c) { return reduce(c, sum, false); }}, {13, [](Ctx& c) { return reduce(c, sum, true); }}}},
-      {"ReduceMean", {{1, [](Ctx& c) { return reduce(c, mean, false); }}, {18, [](Ctx& c) { return reduce(c, mean, true); }}}},
-      {"ReduceMax", {{1, [](Ctx& c) { return reduce(c, max, false); }}, {18, [](Ctx& c) { return reduce(c, max, true); }}}},
-      {"ReduceMin", {{1, [](Ctx& c) { return reduce(c, min, false); }}, {18, [](Ctx& c) { return reduce(c, min, true); }}}},
-      {"ReduceProd", {{1, [](Ctx& c) { return reduce(c, prod, false); }}, {18, [](Ctx& c) { return reduce(c, prod, true); }}}},
+      {"ReduceSum",
+       {{1, [](Ctx& c) { return reduce(c, sum, false); }},
+        {13, [](Ctx& c) { return reduce(c, sum, true); }}}},
+      {"ReduceMean",
+       {{1, [](Ctx& c) { return reduce(c, mean, false); }},
+        {18, [](Ctx& c) { return reduce(c, mean, true); }}}},
+      {"ReduceMax",
+       {{1, [](Ctx& c) { return reduce(c, max, false); }},
+        {18, [](Ctx& c) { return reduce(c, max, true); }}}},
+      {"ReduceMin",
+       {{1, [](Ctx& c) { return reduce(c, min, false); }},
+        {18, [](Ctx& c) { return reduce(c, min, true); }}}},
+      {"ReduceProd",
+       {{1, [](Ctx& c) { return reduce(c, prod, false); }},
+        {18, [](Ctx& c) { return reduce(c, prod, true); }}}},
       {"ArgMax", {{11, [](Ctx& c) { return argreduce(c, true); }}}},
       {"ArgMin", {{11, [](Ctx& c) { return argreduce(c, false); }}}},
-      {"Reshape", {{5, [](Ctx& c) -> std::vector<Tensor> {
-                      auto shape = *c.const_ints(1, "shape");
-                      if (c.i("allowzero", 0) && std::count(shape.begin(), shape.end(), 0))
-                        c.error("allowzero=1 with a 0 in the shape is not supported");
-                      return {reshape(c.x(0), shape)};
-                    }}}},
-      {"Transpose", {{1, [](Ctx& c) -> std::vector<Tensor> {
-                        return {transpose(c.x(0), c.ints("perm").value_or(std::vector<int64_t>{}))};
-                      }}}},
-      {"Squeeze", {{1, [](Ctx& c) -> std::vector<Tensor> { return {squeeze(c.x(0), c.ints("axes").value_or(std::vector<int64_t>{}))}; }},
-                   {13, [](Ctx& c) -> std::vector<Tensor> { return {squeeze(c.x(0), c.const_ints(1, "axes").value_or(std::vector<int64_t>{}))}; }}}},
-      {"Unsqueeze", {{1, [](Ctx& c) -> std::vector<Tensor> { return {unsqueeze(c.x(0), *c.ints("axes"))}; }},
-                     {13, [](Ctx& c) -> std::vector<Tensor> { return {unsqueeze(c.x(0), *c.const_ints(1, "axes"))}; }}}},
-      {"Concat", {{4, [](Ctx& c) -> std::vector<Tensor> {
-                     std::vector<Tensor> xs;
-                     for (size_t k = 0; k < c.in.size(); ++k) xs.push_back(c.x(k));
-                     return {concat(xs, c.i("axis", 0))};
-                   }}}},
+      {"Reshape",
+       {{5,
+         [](Ctx& c) -> std::vector<Tensor> {
+           auto shape = *c.const_ints(1, "shape");
+           if (c.i("allowzero", 0) && std::count(shape.begin(), shape.end(), 0))
+             c.error("allowzero=1 with a 0 in the shape is not supported");
+           return {reshape(c.x(0), shape)};
+         }}}},
+      {"Transpose",
+       {{1,
+         [](Ctx& c) -> std::vector<Tensor> {
+           return {transpose(c.x(0), c.ints("perm").value_or(std::vector<int64_t>{}))};
+         }}}},
+      {"Squeeze",
+       {{1,
+         [](Ctx&
+                c) -> std::
+                       vector<Tensor> {
+                         return {squeeze(c.x(0), c.ints("axes").value_or(std::vector<int64_t>{}))};
+                       }},
+        {13,
+         [](Ctx& c) -> std::
+                        vector<Tensor> {
+                          return {squeeze(
+                              c.x(0), c.const_ints(1, "axes").value_or(std::vector<int64_t>{}))};
+                        }}}},
+      {"Unsqueeze",
+       {{1, [](Ctx& c) -> std::vector<Tensor> { return {unsqueeze(c.x(0), *c.ints("axes"))}; }},
+        {13,
+         [](Ctx& c)
+             -> std::vector<Tensor> { return {unsqueeze(c.x(0), *c.const_ints(1, "axes"))}; }}}},
+      {"Concat",
+       {{4,
+         [](Ctx& c) -> std::
+                        vector<Tensor> {
+                          std::vector<Tensor> xs;
+                          for (size_t k = 0; k < c.in.size(); ++k) xs.push_back(c.x(k));
+                          return {concat(xs, c.i("axis", 0))};
+                        }}}},
       {"Split", {{2, split_onnx}}},
       {"Slice", {{10, slice_onnx}}},
-      {"Gather", {{1, [](Ctx& c) -> std::vector<Tensor> { return {gather(c.x(0), c.x(1), c.i("axis", 0))}; }}}},
+      {"Gather",
+       {{1,
+         [](Ctx& c) -> std::vector<Tensor> { return {gather(c.x(0), c.x(1), c.i("axis", 0))}; }}}},
       {"Pad", {{2, pad_onnx}}},
-      {"Tile", {{6, [](Ctx& c) -> std::vector<Tensor> { return {tile(c.x(0), *c.const_ints(1, "repeats"))}; }}}},
+      {"Tile",
+       {{6,
+         [](Ctx& c)
+             -> std::vector<Tensor> { return {tile(c.x(0), *c.const_ints(1, "repeats"))}; }}}},
       {"Expand", {{8, expand_onnx}}},
       {"Flatten", {{1, flatten_onnx}}},
       {"Identity", {{1, [](Ctx& c) -> std::vector<Tensor> { return {c.x(0)}; }}}},
@@ -542,7 +645,8 @@ class Importer {
     if (out.opset == 0) {
       std::string domains;
       for (const auto& o : m.opset_import()) domains += (domains.empty() ? "" : ", ") + o.domain();
-      fail("[onnx] ", name_, ": models without the ai.onnx opset (domains: ", domains, ") are not supported");
+      fail("[onnx] ", name_, ": models without the ai.onnx opset (domains: ", domains,
+           ") are not supported");
     }
     const onnx::GraphProto& gp = m.graph();
     Graph& g = out.graph;
@@ -560,11 +664,13 @@ class Importer {
         consts_[vi.name()] = bound->second;
         continue;
       }
-      LOOM_CHECK(vi.type().has_tensor_type(), "[onnx] ", name_, ": input '", vi.name(), "' is not a tensor");
+      LOOM_CHECK(vi.type().has_tensor_type(), "[onnx] ", name_, ": input '", vi.name(),
+                 "' is not a tensor");
       const auto& tt = vi.type().tensor_type();
       DType dt = dtype_of_onnx(tt.elem_type(), "input '" + vi.name() + "'");
       std::vector<int64_t> dims;
-      for (const auto& d : tt.shape().dim()) dims.push_back(d.has_dim_value() ? d.dim_value() : kDynamic);
+      for (const auto& d : tt.shape().dim())
+        dims.push_back(d.has_dim_value() ? d.dim_value() : kDynamic);
       values_[vi.name()] = g.placeholder(Shape(dims), dt, vi.name());
       out.input_names.push_back(vi.name());
     }
@@ -643,7 +749,9 @@ class Importer {
     std::vector<NDArray> values = scratch.compile(outs, o).run({});
     std::vector<Tensor> res;
     for (size_t k = 0; k < values.size(); ++k)
-      res.push_back(c.g.constant(values[k], k < static_cast<size_t>(c.node.output_size()) ? c.node.output(static_cast<int>(k)) : ""));
+      res.push_back(c.g.constant(values[k], k < static_cast<size_t>(c.node.output_size())
+                                                ? c.node.output(static_cast<int>(k))
+                                                : ""));
     return res;
   }
   static NDArray constant_value(const Tensor& t);
@@ -679,7 +787,8 @@ void Importer::rename_outputs(OnnxModel& m) {
 OnnxModel import_onnx_bytes(const std::string& bytes, const std::string& name,
                             const std::string& base_dir, const OnnxImportOptions& options) {
   onnx::ModelProto m;
-  LOOM_CHECK(m.ParseFromString(bytes), "[onnx] ", name, ": not a valid ONNX model (protobuf parse failed)");
+  LOOM_CHECK(m.ParseFromString(bytes), "[onnx] ", name,
+             ": not a valid ONNX model (protobuf parse failed)");
   return Importer(name, base_dir, options).run(m);
 }
 
@@ -690,7 +799,8 @@ OnnxModel import_onnx(const std::string& path, const OnnxImportOptions& options)
 
 NDArray read_onnx_tensor(const std::string& path) {
   onnx::TensorProto t;
-  LOOM_CHECK(t.ParseFromString(read_file(path, "the tensor")), "[onnx] ", path, ": not a TensorProto");
+  LOOM_CHECK(t.ParseFromString(read_file(path, "the tensor")), "[onnx] ", path,
+             ": not a TensorProto");
   std::string dir = fs::path(path).parent_path().string();
   return tensor_from_proto(t, dir.empty() ? "." : dir, path);
 }

@@ -19,7 +19,7 @@ struct OnnxModel {
   std::vector<Tensor> outputs;            // in the model's output order
   std::vector<std::string> output_names;  // ONNX names (the producing nodes are renamed to them)
   std::vector<std::string> input_names;
-  int64_t opset = 0;                      // of the default ("" / ai.onnx) domain
+  int64_t opset = 0;  // of the default ("" / ai.onnx) domain
 };
 
 struct OnnxImportOptions {

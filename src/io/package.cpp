@@ -43,7 +43,8 @@ uint64_t align_up(uint64_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
 
 // Tensors to write, deduplicated by identity (tied weights share storage and layout).
 struct DataWriter {
-  using Key = std::tuple<const Storage*, int64_t, DType, std::vector<int64_t>, std::vector<int64_t>>;
+  using Key =
+      std::tuple<const Storage*, int64_t, DType, std::vector<int64_t>, std::vector<int64_t>>;
   std::map<Key, uint64_t> offsets;
   std::vector<NDArray> arrays;  // contiguous, in offset order
   uint64_t size = 0;
@@ -81,11 +82,16 @@ json attr_json(const AttrValue& v, DataWriter& data) {
   return std::visit(
       [&](const auto& x) -> json {
         using T = std::decay_t<decltype(x)>;
-        if constexpr (std::is_same_v<T, int64_t>) return {{"i", x}};
-        else if constexpr (std::is_same_v<T, double>) return {{"f", double_json(x)}};
-        else if constexpr (std::is_same_v<T, bool>) return {{"b", x}};
-        else if constexpr (std::is_same_v<T, std::string>) return {{"s", x}};
-        else if constexpr (std::is_same_v<T, std::vector<int64_t>>) return {{"iv", x}};
+        if constexpr (std::is_same_v<T, int64_t>)
+          return {{"i", x}};
+        else if constexpr (std::is_same_v<T, double>)
+          return {{"f", double_json(x)}};
+        else if constexpr (std::is_same_v<T, bool>)
+          return {{"b", x}};
+        else if constexpr (std::is_same_v<T, std::string>)
+          return {{"s", x}};
+        else if constexpr (std::is_same_v<T, std::vector<int64_t>>)
+          return {{"iv", x}};
         else if constexpr (std::is_same_v<T, std::vector<double>>) {
           json a = json::array();
           for (double d : x) a.push_back(double_json(d));
@@ -122,8 +128,10 @@ struct Mapping {
   std::shared_ptr<Mapping> parent;  // an embedded package: a range of its parent's bytes
   ~Mapping() {
     if (!data || parent) return;
-    if (mapped) ::munmap(data, size);
-    else std::free(data);
+    if (mapped)
+      ::munmap(data, size);
+    else
+      std::free(data);
   }
 };
 
@@ -147,7 +155,8 @@ class Reader {
     std::memcpy(&version, p + 8, 4);
     std::memcpy(&header_len, p + 12, 8);
     if (version == 0 || version > kPackageVersion)
-      error("format version ", version, " is not supported (this Loom reads 1 to ", kPackageVersion, ")");
+      error("format version ", version, " is not supported (this Loom reads 1 to ", kPackageVersion,
+            ")");
     if (header_len > size - kPrefixBytes)
       error("header length ", header_len, " runs past the end of the file (", size, " bytes)");
     data_start_ = align_up(kPrefixBytes + header_len);
@@ -215,7 +224,8 @@ class Reader {
   std::vector<int64_t> int_list(const json& j, const std::string& where) const {
     if (!j.is_array()) error(where, " must be an array of integers");
     std::vector<int64_t> v;
-    for (size_t i = 0; i < j.size(); ++i) v.push_back(integer(j[i], where + "[" + std::to_string(i) + "]"));
+    for (size_t i = 0; i < j.size(); ++i)
+      v.push_back(integer(j[i], where + "[" + std::to_string(i) + "]"));
     return v;
   }
   DType dtype(const json& j, const std::string& where) const {
@@ -259,7 +269,8 @@ class Reader {
             want, " bytes)");
     if (offset < 0 || static_cast<uint64_t>(offset) % kAlign != 0)
       error(where, ": data offset ", offset, " is not a multiple of ", kAlign);
-    if (static_cast<uint64_t>(offset) > data_size_ || want > data_size_ - static_cast<uint64_t>(offset))
+    if (static_cast<uint64_t>(offset) > data_size_ ||
+        want > data_size_ - static_cast<uint64_t>(offset))
       error(where, ": data [", offset, ", +", want, ") lies outside the data section (", data_size_,
             " bytes)");
     std::byte* at = map_->data + data_start_ + static_cast<uint64_t>(offset);
@@ -289,13 +300,15 @@ class Reader {
     error(where, ": unknown attribute tag '", tag, "'");
   }
 
-  ir::Value value_ref(const json& j, const ir::GraphData& g, size_t before, const std::string& where) const {
+  ir::Value value_ref(const json& j, const ir::GraphData& g, size_t before,
+                      const std::string& where) const {
     if (!j.is_array() || j.size() != 2) error(where, " must be [node, output]");
     int64_t node = integer(j[0], where + "[0]");
     int64_t index = integer(j[1], where + "[1]");
     if (node < 0 || static_cast<size_t>(node) >= before)
       error(where, " refers to node ", node, ", which is not defined before it");
-    if (index < 0 || static_cast<size_t>(index) >= g.nodes[static_cast<size_t>(node)].outputs.size())
+    if (index < 0 ||
+        static_cast<size_t>(index) >= g.nodes[static_cast<size_t>(node)].outputs.size())
       error(where, " refers to output ", index, " of node ", node, ", which has ",
             g.nodes[static_cast<size_t>(node)].outputs.size());
     return {static_cast<int32_t>(node), static_cast<int32_t>(index)};
@@ -316,14 +329,20 @@ class Reader {
     } catch (const Error& e) {
       error("compile_options.device: ", e.what());
     }
-    pkg.options.optimization_level = static_cast<int>(integer_in(member(opt, "optimization_level", ow), 0, 1, ow + ".optimization_level"));
+    pkg.options.optimization_level = static_cast<int>(
+        integer_in(member(opt, "optimization_level", ow), 0, 1, ow + ".optimization_level"));
     const json& dp = array(opt, "disabled_passes", ow);
-    for (const auto& p : dp) pkg.options.disabled_passes.push_back(str(p, ow + ".disabled_passes[]"));
-    pkg.options.constant_folding_max_elements = integer(member(opt, "constant_folding_max_elements", ow), ow);
-    pkg.options.plan_cache_capacity = static_cast<size_t>(integer_in(member(opt, "plan_cache_capacity", ow), 1, 1 << 20, ow + ".plan_cache_capacity"));
-    pkg.options.num_threads = static_cast<int>(integer_in(member(opt, "num_threads", ow), 0, 1 << 16, ow + ".num_threads"));
+    for (const auto& p : dp)
+      pkg.options.disabled_passes.push_back(str(p, ow + ".disabled_passes[]"));
+    pkg.options.constant_folding_max_elements =
+        integer(member(opt, "constant_folding_max_elements", ow), ow);
+    pkg.options.plan_cache_capacity = static_cast<size_t>(integer_in(
+        member(opt, "plan_cache_capacity", ow), 1, 1 << 20, ow + ".plan_cache_capacity"));
+    pkg.options.num_threads = static_cast<int>(
+        integer_in(member(opt, "num_threads", ow), 0, 1 << 16, ow + ".num_threads"));
 
-    for (const auto& l : array(h, "pass_log", "header")) pkg.pass_log.push_back(str(l, "pass_log[]"));
+    for (const auto& l : array(h, "pass_log", "header"))
+      pkg.pass_log.push_back(str(l, "pass_log[]"));
 
     const json& gj = member(h, "graph", "header");
     ir::GraphData& g = pkg.graph;
@@ -370,7 +389,8 @@ class Reader {
       }
       if (id == ir::op::placeholder) {
         const auto& pname = attrs_as<PlaceholderAttrs>(*attrs).name;
-        if (!placeholder_names.insert(pname).second) error(w, ": input '", pname, "' is defined twice");
+        if (!placeholder_names.insert(pname).second)
+          error(w, ": input '", pname, "' is defined twice");
       }
       try {
         ir::add_node(g, id, std::move(inputs), std::move(attrs), name);  // re-runs type inference
@@ -385,12 +405,14 @@ class Reader {
       if (!same) {
         std::string got;
         for (const auto& t : inferred) got += (got.empty() ? "" : ", ") + t.to_string();
-        error(w, ": stored output types ", outs.dump(), " differ from the inferred ones (", got, ")");
+        error(w, ": stored output types ", outs.dump(), " differ from the inferred ones (", got,
+              ")");
       }
     }
     const json& outs = array(gj, "outputs", "graph");
     for (size_t k = 0; k < outs.size(); ++k)
-      pkg.outputs.push_back(value_ref(outs[k], g, g.nodes.size(), "graph.outputs[" + std::to_string(k) + "]"));
+      pkg.outputs.push_back(
+          value_ref(outs[k], g, g.nodes.size(), "graph.outputs[" + std::to_string(k) + "]"));
     parse_callables(h, pkg);
   }
 
@@ -408,7 +430,8 @@ class Reader {
       Package::Callable entry;
       entry.symbol = str(member(c, "symbol", w), w + ".symbol");
       if (entry.symbol.empty()) error(w, " has an empty symbol");
-      if (!seen.insert(entry.symbol).second) error(w, ": symbol '", entry.symbol, "' is stored twice");
+      if (!seen.insert(entry.symbol).second)
+        error(w, ": symbol '", entry.symbol, "' is stored twice");
       NDArray bytes = tensor(member(c, "package", w), w + ".package");
       if (bytes.defined()) {
         if (bytes.dtype() != u8 || bytes.rank() != 1) error(w, ".package must be u8 bytes");
@@ -523,7 +546,8 @@ void write_stream(std::ostream& f, const std::string& path, const std::string& k
     for (const auto& c : callables)
       cj.push_back({{"symbol", c.symbol},
                     {"package", c.executable.valid()
-                                    ? data.ref(package_bytes(c.executable, path + " (callable '" + c.symbol + "')"))
+                                    ? data.ref(package_bytes(
+                                          c.executable, path + " (callable '" + c.symbol + "')"))
                                     : json(nullptr)}});
     header["callables"] = cj;
     version = 2;
@@ -580,7 +604,8 @@ Package read_package(const std::string& path) {
 Package read_package_bytes(const void* data, size_t size, const std::string& name) {
   auto map = std::make_shared<Mapping>();
   map->size = size;
-  map->data = static_cast<std::byte*>(std::aligned_alloc(kAlign, align_up(std::max<size_t>(size, 1))));
+  map->data =
+      static_cast<std::byte*>(std::aligned_alloc(kAlign, align_up(std::max<size_t>(size, 1))));
   LOOM_CHECK(map->data, "[package] ", name, ": out of memory");
   if (size) std::memcpy(map->data, data, size);
   return Reader(name, map).read();
@@ -603,7 +628,8 @@ std::vector<ir::Value> output_values(const Graph& graph, const std::vector<Tenso
 }  // namespace
 
 void save_graph(const Graph& graph, const std::vector<Tensor>& outputs, const std::string& path) {
-  io::write_package(path, "graph", *graph.data(), output_values(graph, outputs), CompileOptions{}, {});
+  io::write_package(path, "graph", *graph.data(), output_values(graph, outputs), CompileOptions{},
+                    {});
 }
 
 Graph load_graph(const std::string& path, std::vector<Tensor>* outputs) {
@@ -630,7 +656,8 @@ Executable load_package(io::Package& pkg, const CompileOptions& options) {
   CompileOptions nested = options;
   nested.callables.clear();
   for (auto& c : pkg.callables)
-    if (c.package && !o.callables.count(c.symbol)) o.callables[c.symbol] = load_package(*c.package, nested);
+    if (c.package && !o.callables.count(c.symbol))
+      o.callables[c.symbol] = load_package(*c.package, nested);
   // An executable's graph is already optimised for the stored options: lower it only. A plain
   // graph gets the whole pipeline, as Graph::compile would.
   bool optimize = pkg.kind == "graph";

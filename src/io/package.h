@@ -13,13 +13,13 @@ namespace loom::io {
 
 struct Package {
   uint32_t version = 0;
-  std::string kind;                // "graph" or "executable"
-  CompileOptions options;          // as stored (device included)
+  std::string kind;        // "graph" or "executable"
+  CompileOptions options;  // as stored (device included)
   std::vector<std::string> pass_log;
   ir::GraphData graph;
   std::vector<ir::Value> outputs;
   uint64_t file_bytes = 0;
-  uint64_t data_bytes = 0;         // the tensor data section
+  uint64_t data_bytes = 0;  // the tensor data section
   // Call symbols of an executable (version 2): an embedded callee package, or null (unbound, to
   // be bound at load through CompileOptions::callables).
   struct Callable {

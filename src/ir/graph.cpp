@@ -13,8 +13,7 @@ int GraphData::find_variable(const std::string& name) const {
 
 int GraphData::find_placeholder(const std::string& name) const {
   for (size_t i = 0; i < nodes.size(); ++i)
-    if (nodes[i].op == op::placeholder &&
-        attrs_as<PlaceholderAttrs>(*nodes[i].attrs).name == name)
+    if (nodes[i].op == op::placeholder && attrs_as<PlaceholderAttrs>(*nodes[i].attrs).name == name)
       return static_cast<int>(i);
   return -1;
 }
@@ -41,9 +40,9 @@ std::vector<Value> add_node(GraphData& g, OpId op_id, std::vector<Value> inputs,
   }
   if (info.arity >= 0 && static_cast<int>(inputs.size()) != info.arity)
     fail("[", info.name, "] takes ", info.arity, " inputs, got ", inputs.size());
-  InferContext ctx{info, *attrs, in_types,
-                   any_value ? std::span<const NDArray* const>(values)
-                             : std::span<const NDArray* const>()};
+  InferContext ctx{
+      info, *attrs, in_types,
+      any_value ? std::span<const NDArray* const>(values) : std::span<const NDArray* const>()};
   Node n;
   n.op = op_id;
   n.outputs = info.infer(ctx);

@@ -52,7 +52,7 @@ struct GraphData {
     return nodes[static_cast<size_t>(v.node)].outputs[static_cast<size_t>(v.index)];
   }
   const Node& node(Value v) const { return nodes[static_cast<size_t>(v.node)]; }
-  int find_variable(const std::string& name) const;  // -1 if absent
+  int find_variable(const std::string& name) const;     // -1 if absent
   int find_placeholder(const std::string& name) const;  // node index or -1
 };
 

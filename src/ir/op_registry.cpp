@@ -6,19 +6,32 @@ namespace loom::ir {
 
 const char* fusion_class_name(FusionClass c) {
   switch (c) {
-    case FusionClass::source: return "source";
-    case FusionClass::effect: return "effect";
-    case FusionClass::elementwise: return "elementwise";
-    case FusionClass::reduction: return "reduction";
-    case FusionClass::normalization: return "normalization";
-    case FusionClass::contraction: return "contraction";
-    case FusionClass::view: return "view";
-    case FusionClass::movement: return "movement";
-    case FusionClass::creation: return "creation";
-    case FusionClass::inplace: return "inplace";
-    case FusionClass::fused: return "fused";
-    case FusionClass::custom: return "custom";
-    case FusionClass::call: return "call";
+    case FusionClass::source:
+      return "source";
+    case FusionClass::effect:
+      return "effect";
+    case FusionClass::elementwise:
+      return "elementwise";
+    case FusionClass::reduction:
+      return "reduction";
+    case FusionClass::normalization:
+      return "normalization";
+    case FusionClass::contraction:
+      return "contraction";
+    case FusionClass::view:
+      return "view";
+    case FusionClass::movement:
+      return "movement";
+    case FusionClass::creation:
+      return "creation";
+    case FusionClass::inplace:
+      return "inplace";
+    case FusionClass::fused:
+      return "fused";
+    case FusionClass::custom:
+      return "custom";
+    case FusionClass::call:
+      return "call";
   }
   return "?";
 }
@@ -32,15 +45,15 @@ void InferContext::throw_error(const std::string& msg) const {
 
 OpRegistry::OpRegistry() {
   // Generated rows: name, fusion class, arity, attribute struct — straight from ops.def.
-#define LOOM_OP(op_name, fusion_class, op_arity, attrs_type)                       \
-  {                                                                                \
-    OpInfo i;                                                                      \
-    i.id = op::op_name;                                                            \
-    i.name = #op_name;                                                             \
-    i.fusion = FusionClass::fusion_class;                                          \
-    i.arity = op_arity;                                                            \
-    i.default_attrs = [] { return make_attrs(attrs_type{}); };                     \
-    ops_.push_back(std::move(i));                                                  \
+#define LOOM_OP(op_name, fusion_class, op_arity, attrs_type)   \
+  {                                                            \
+    OpInfo i;                                                  \
+    i.id = op::op_name;                                        \
+    i.name = #op_name;                                         \
+    i.fusion = FusionClass::fusion_class;                      \
+    i.arity = op_arity;                                        \
+    i.default_attrs = [] { return make_attrs(attrs_type{}); }; \
+    ops_.push_back(std::move(i));                              \
   }
 #include "ops/ops.def"
 #undef LOOM_OP

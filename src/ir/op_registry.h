@@ -14,8 +14,18 @@
 namespace loom::ir {
 
 enum class FusionClass {
-  source, effect, elementwise, reduction, normalization, contraction, view, movement, creation,
-  inplace, fused, custom,
+  source,
+  effect,
+  elementwise,
+  reduction,
+  normalization,
+  contraction,
+  view,
+  movement,
+  creation,
+  inplace,
+  fused,
+  custom,
   call  // runs another executable (src/ops/call.cpp): never folded, merged or inlined
 };
 const char* fusion_class_name(FusionClass c);
@@ -48,7 +58,7 @@ struct OpInfo {
   OpId id = 0;
   std::string name;
   FusionClass fusion = FusionClass::custom;
-  int arity = 0;  // -1: variadic
+  int arity = 0;                            // -1: variadic
   std::function<AttrsPtr()> default_attrs;  // attrs of the op's struct, default-initialised
   InferFn infer;
   KernelFn host_kernel;  // user-registered ops only: runs on cpu and reference backends

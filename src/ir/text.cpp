@@ -61,8 +61,10 @@ std::string print_graph(const GraphData& g, const std::vector<Value>& outputs) {
   bool elided = false;
   for (const auto& v : g.variables) {
     os << "var @" << v.name << " : " << v.type().to_string() << " = ";
-    if (v.initial.numel() > 256) os << v.type().to_string() << "<" << v.initial.nbytes() << " bytes>\n";
-    else os << array_text(v.initial) << "\n";
+    if (v.initial.numel() > 256)
+      os << v.type().to_string() << "<" << v.initial.nbytes() << " bytes>\n";
+    else
+      os << array_text(v.initial) << "\n";
   }
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     const Node& n = g.nodes[i];
@@ -70,13 +72,15 @@ std::string print_graph(const GraphData& g, const std::vector<Value>& outputs) {
     os << reg.info(n.op).name;
     if (!n.inputs.empty()) {
       os << "(";
-      for (size_t k = 0; k < n.inputs.size(); ++k) os << (k ? ", " : "") << value_name(g, n.inputs[k]);
+      for (size_t k = 0; k < n.inputs.size(); ++k)
+        os << (k ? ", " : "") << value_name(g, n.inputs[k]);
       os << ")";
     }
     os << attrs_text(*n.attrs, elided);
     if (!n.outputs.empty()) {
       os << " :";
-      for (size_t k = 0; k < n.outputs.size(); ++k) os << (k ? ", " : " ") << n.outputs[k].to_string();
+      for (size_t k = 0; k < n.outputs.size(); ++k)
+        os << (k ? ", " : " ") << n.outputs[k].to_string();
     }
     os << "\n";
   }
@@ -95,16 +99,35 @@ class Parser {
   [[noreturn]] void error(const std::string& what) const {
     fail("[ir parse] line ", line_, ", column ", pos_ + 1, ": ", what, "\n  ", s_);
   }
-  void ws() { while (pos_ < s_.size() && std::isspace(static_cast<unsigned char>(s_[pos_]))) ++pos_; }
-  bool eat(char c) { ws(); if (pos_ < s_.size() && s_[pos_] == c) { ++pos_; return true; } return false; }
-  void expect(char c) { if (!eat(c)) error(std::string("expected '") + c + "'"); }
-  bool at_end() { ws(); return pos_ >= s_.size(); }
-  bool starts_with(const char* w) { ws(); return s_.compare(pos_, std::strlen(w), w) == 0; }
+  void ws() {
+    while (pos_ < s_.size() && std::isspace(static_cast<unsigned char>(s_[pos_]))) ++pos_;
+  }
+  bool eat(char c) {
+    ws();
+    if (pos_ < s_.size() && s_[pos_] == c) {
+      ++pos_;
+      return true;
+    }
+    return false;
+  }
+  void expect(char c) {
+    if (!eat(c)) error(std::string("expected '") + c + "'");
+  }
+  bool at_end() {
+    ws();
+    return pos_ >= s_.size();
+  }
+  bool starts_with(const char* w) {
+    ws();
+    return s_.compare(pos_, std::strlen(w), w) == 0;
+  }
 
   std::string ident() {
     ws();
     size_t b = pos_;
-    while (pos_ < s_.size() && (std::isalnum(static_cast<unsigned char>(s_[pos_])) || s_[pos_] == '_' || s_[pos_] == '.')) ++pos_;
+    while (pos_ < s_.size() && (std::isalnum(static_cast<unsigned char>(s_[pos_])) ||
+                                s_[pos_] == '_' || s_[pos_] == '.'))
+      ++pos_;
     if (b == pos_) error("expected a name");
     return s_.substr(b, pos_ - b);
   }
@@ -139,7 +162,9 @@ class Parser {
     ws();
     size_t b = pos_;
     expect('%');
-    while (pos_ < s_.size() && (std::isdigit(static_cast<unsigned char>(s_[pos_])) || s_[pos_] == '.')) ++pos_;
+    while (pos_ < s_.size() &&
+           (std::isdigit(static_cast<unsigned char>(s_[pos_])) || s_[pos_] == '.'))
+      ++pos_;
     std::string name = s_.substr(b, pos_ - b);
     auto it = names.find(name);
     if (it == names.end()) error("unknown value " + name);
@@ -154,8 +179,10 @@ class Parser {
     std::vector<int64_t> dims;
     while (!eat(']')) {
       if (!dims.empty()) expect(',');
-      if (eat('?')) dims.push_back(kDynamic);
-      else dims.push_back(integer());
+      if (eat('?'))
+        dims.push_back(kDynamic);
+      else
+        dims.push_back(integer());
     }
     t.shape = Shape(dims);
     return t;
@@ -170,12 +197,20 @@ class Parser {
     while (!eat('}')) {
       if (!v.empty()) expect(',');
       ws();
-      if (starts_with("nan")) { pos_ += 3; v.push_back(NAN); }
-      else if (starts_with("inf")) { pos_ += 3; v.push_back(INFINITY); }
-      else if (starts_with("-inf")) { pos_ += 4; v.push_back(-INFINITY); }
-      else v.push_back(number());
+      if (starts_with("nan")) {
+        pos_ += 3;
+        v.push_back(NAN);
+      } else if (starts_with("inf")) {
+        pos_ += 3;
+        v.push_back(INFINITY);
+      } else if (starts_with("-inf")) {
+        pos_ += 4;
+        v.push_back(-INFINITY);
+      } else
+        v.push_back(number());
     }
-    if (!t.shape.is_static() || static_cast<int64_t>(v.size()) != t.shape.numel()) error("array has the wrong number of values");
+    if (!t.shape.is_static() || static_cast<int64_t>(v.size()) != t.shape.numel())
+      error("array has the wrong number of values");
     return NDArray::from_doubles(v, t.shape, t.dtype);
   }
 
@@ -202,15 +237,24 @@ class Parser {
         if (!d.empty()) expect(',');
         bool is_int = number_is_int();
         size_t save = pos_;
-        if (is_int) { iv.push_back(integer()); pos_ = save; }
+        if (is_int) {
+          iv.push_back(integer());
+          pos_ = save;
+        }
         all_int = all_int && is_int;
         d.push_back(number());
       }
       if (all_int) return iv;
       return d;
     }
-    if (starts_with("true")) { pos_ += 4; return true; }
-    if (starts_with("false")) { pos_ += 5; return false; }
+    if (starts_with("true")) {
+      pos_ += 4;
+      return true;
+    }
+    if (starts_with("false")) {
+      pos_ += 5;
+      return false;
+    }
     if (std::isalpha(static_cast<unsigned char>(c))) return array();
     if (number_is_int()) return integer();
     return number();
@@ -324,7 +368,8 @@ GraphData parse_graph(const std::string& text, std::vector<Value>* outputs) {
     if (!result.empty()) {
       if (names.count(result)) p.error("value " + result + " defined twice");
       if (outs.size() == 1) names[result] = outs[0];
-      for (size_t k = 0; k < outs.size() && outs.size() > 1; ++k) names[result + "." + std::to_string(k)] = outs[k];
+      for (size_t k = 0; k < outs.size() && outs.size() > 1; ++k)
+        names[result + "." + std::to_string(k)] = outs[k];
     }
   }
   return g;

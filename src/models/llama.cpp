@@ -13,22 +13,33 @@ namespace {
 // GGUF tensor types that stay packed, with Loom's block format name.
 const char* block_format(io::GgufType t) {
   switch (t) {
-    case io::GgufType::Q4_0: return "q4_0";
-    case io::GgufType::Q4_1: return "q4_1";
-    case io::GgufType::Q8_0: return "q8_0";
-    case io::GgufType::Q5_0: return "q5_0";
-    case io::GgufType::Q5_1: return "q5_1";
-    case io::GgufType::Q4_K: return "q4_k";
-    case io::GgufType::Q5_K: return "q5_k";
-    case io::GgufType::Q6_K: return "q6_k";
-    case io::GgufType::IQ4_NL: return "iq4_nl";
-    default: return nullptr;
+    case io::GgufType::Q4_0:
+      return "q4_0";
+    case io::GgufType::Q4_1:
+      return "q4_1";
+    case io::GgufType::Q8_0:
+      return "q8_0";
+    case io::GgufType::Q5_0:
+      return "q5_0";
+    case io::GgufType::Q5_1:
+      return "q5_1";
+    case io::GgufType::Q4_K:
+      return "q4_k";
+    case io::GgufType::Q5_K:
+      return "q5_k";
+    case io::GgufType::Q6_K:
+      return "q6_k";
+    case io::GgufType::IQ4_NL:
+      return "iq4_nl";
+    default:
+      return nullptr;
   }
 }
 
 class Builder {
  public:
-  Builder(const io::GgufFile& f, std::shared_ptr<io::GgufFile> keep) : f_(f), keep_(std::move(keep)) {}
+  Builder(const io::GgufFile& f, std::shared_ptr<io::GgufFile> keep)
+      : f_(f), keep_(std::move(keep)) {}
 
   const io::GgufTensor& tensor(const std::string& name) {
     const io::GgufTensor* t = f_.find_tensor(name);
@@ -46,7 +57,8 @@ class Builder {
   };
   Weight weight(Graph& g, const std::string& name) {
     const io::GgufTensor& t = tensor(name);
-    LOOM_CHECK(t.dims.size() == 2, "[llama] ", f_.path(), ": tensor '", name, "' has ", t.dims.size(), " dims, expected 2");
+    LOOM_CHECK(t.dims.size() == 2, "[llama] ", f_.path(), ": tensor '", name, "' has ",
+               t.dims.size(), " dims, expected 2");
     Weight w;
     w.cols = t.dims[0];
     w.rows = t.dims[1];
@@ -55,15 +67,19 @@ class Builder {
       int64_t rb = static_cast<int64_t>(t.nbytes) / w.rows;
       auto storage = Storage::external(const_cast<uint8_t*>(t.data), t.nbytes, keep_);
       w.packed = g.constant(NDArray(storage, u8, {w.rows, rb}, {rb, 1}, 0), name);
-    } else if (t.type == io::GgufType::F32 || t.type == io::GgufType::F16 || t.type == io::GgufType::BF16) {
+    } else if (t.type == io::GgufType::F32 || t.type == io::GgufType::F16 ||
+               t.type == io::GgufType::BF16) {
       w.dense = g.constant(io::to_f32(t).reshape({w.rows, w.cols}), name);
     } else {
       fail("[llama] ", f_.path(), ": tensor '", name, "' has type ", io::gguf_type_name(t.type),
-           ", which this builder does not run (supported: F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K Q6_K IQ4_NL)");
+           ", which this builder does not run (supported: F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 "
+           "Q4_K Q5_K Q6_K IQ4_NL)");
     }
     return w;
   }
-  Tensor vector(Graph& g, const std::string& name) { return g.constant(io::to_f32(tensor(name)), name); }
+  Tensor vector(Graph& g, const std::string& name) {
+    return g.constant(io::to_f32(tensor(name)), name);
+  }
 
   // y = x · Wᵀ. Written as dequantize → matmul; the compiler fuses it into quantized_matmul.
   static Tensor linear(const Tensor& x, const Weight& w) {
@@ -88,7 +104,8 @@ LlamaModel LlamaModel::load(const std::string& path, const LlamaOptions& options
   m.file_ = std::make_shared<io::GgufFile>(io::GgufFile::open(path));
   const io::GgufFile& f = *m.file_;
   std::string arch = f.get_string("general.architecture");
-  LOOM_CHECK(arch == "llama", "[llama] ", path, ": architecture '", arch, "' is not a Llama-family decoder");
+  LOOM_CHECK(arch == "llama", "[llama] ", path, ": architecture '", arch,
+             "' is not a Llama-family decoder");
   auto key = [&](const char* k) { return arch + "." + k; };
   LlamaConfig& c = m.config_;
   c.n_layers = f.get_int(key("block_count"));
@@ -99,10 +116,10 @@ LlamaModel LlamaModel::load(const std::string& path, const LlamaOptions& options
   c.context_length = f.get_int(key("context_length"), 2048);
   c.rope_theta = f.get_float(key("rope.freq_base"), 10000.0);
   c.rms_eps = f.get_float(key("attention.layer_norm_rms_epsilon"), 1e-5);
-  LOOM_CHECK(c.n_layers > 0 && c.d_model > 0 && c.n_heads > 0 && c.n_kv_heads > 0 && c.d_model % c.n_heads == 0 &&
-                 c.n_heads % c.n_kv_heads == 0,
-             "[llama] ", path, ": inconsistent hyperparameters (layers ", c.n_layers, ", width ", c.d_model, ", heads ",
-             c.n_heads, "/", c.n_kv_heads, ")");
+  LOOM_CHECK(c.n_layers > 0 && c.d_model > 0 && c.n_heads > 0 && c.n_kv_heads > 0 &&
+                 c.d_model % c.n_heads == 0 && c.n_heads % c.n_kv_heads == 0,
+             "[llama] ", path, ": inconsistent hyperparameters (layers ", c.n_layers, ", width ",
+             c.d_model, ", heads ", c.n_heads, "/", c.n_kv_heads, ")");
   c.head_dim = c.d_model / c.n_heads;
   c.rope_dim = f.get_int(key("rope.dimension_count"), c.head_dim);
   c.tied_embeddings = f.find_tensor("output.weight") == nullptr;
@@ -118,16 +135,18 @@ LlamaModel LlamaModel::load(const std::string& path, const LlamaOptions& options
   auto kv_len = g.placeholder({}, i64, "kv_len");       // position + number of tokens
   auto last = g.placeholder({3}, i64, "last");          // {0, tokens - 1, 0}
   const int64_t D = c.head_dim, H = c.n_heads, Hkv = c.n_kv_heads;
-  static const std::vector<std::string> kLoraTargets = {"attn_q", "attn_k", "attn_v", "attn_output",
-                                                        "ffn_gate", "ffn_up", "ffn_down"};
+  static const std::vector<std::string> kLoraTargets = {
+      "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
   for (const auto& t : options.lora_targets)
     LOOM_CHECK(std::find(kLoraTargets.begin(), kLoraTargets.end(), t) != kLoraTargets.end(),
-               "[llama] unknown LoRA target '", t, "' (attn_q attn_k attn_v attn_output ffn_gate ffn_up ffn_down)");
+               "[llama] unknown LoRA target '", t,
+               "' (attn_q attn_k attn_v attn_output ffn_gate ffn_up ffn_down)");
   // A projection, plus an optional LoRA call site when it is a target.
   auto project = [&](const Tensor& x, const std::string& prefix, const std::string& name) {
     Builder::Weight w = b.weight(g, prefix + name + ".weight");
     Tensor y = Builder::linear(x, w);
-    if (std::find(options.lora_targets.begin(), options.lora_targets.end(), name) == options.lora_targets.end())
+    if (std::find(options.lora_targets.begin(), options.lora_targets.end(), name) ==
+        options.lora_targets.end())
       return y;
     std::string symbol = prefix + name + ".lora";
     m.lora_sites_.push_back({symbol, w.cols, w.rows});
@@ -135,8 +154,13 @@ LlamaModel LlamaModel::load(const std::string& path, const LlamaOptions& options
   };
   auto embeddings = b.weight(g, "token_embd.weight");
   Tensor h = b.embed(tokens, embeddings);  // [1, L, d]
-  RopeAttrs rope_opts{.interleaved = true, .theta = c.rope_theta, .position_scale = 1, .rotary_dim = c.rope_dim == D ? 0 : c.rope_dim};
-  auto heads = [&](const Tensor& x, int64_t n) { return transpose(reshape(x, {1, -1, n, D}), {0, 2, 1, 3}); };
+  RopeAttrs rope_opts{.interleaved = true,
+                      .theta = c.rope_theta,
+                      .position_scale = 1,
+                      .rotary_dim = c.rope_dim == D ? 0 : c.rope_dim};
+  auto heads = [&](const Tensor& x, int64_t n) {
+    return transpose(reshape(x, {1, -1, n, D}), {0, 2, 1, 3});
+  };
   for (int64_t l = 0; l < c.n_layers; ++l) {
     std::string p = "blk." + std::to_string(l) + ".";
     Tensor x = rms_norm(h, b.vector(g, p + "attn_norm.weight"), {.axis = -1, .eps = c.rms_eps});
@@ -174,8 +198,9 @@ LlamaModel LlamaModel::load(const std::string& path, const LlamaOptions& options
 
 Executable lora_executable(const NDArray& a, const NDArray& b, double scale,
                            const CompileOptions& options) {
-  LOOM_CHECK(a.rank() == 2 && b.rank() == 2 && b.shape()[1] == a.shape()[0], "[lora] A must be [r, d_in] and B [d_out, r], got ",
-             a.type().to_string(), " and ", b.type().to_string());
+  LOOM_CHECK(a.rank() == 2 && b.rank() == 2 && b.shape()[1] == a.shape()[0],
+             "[lora] A must be [r, d_in] and B [d_out, r], got ", a.type().to_string(), " and ",
+             b.type().to_string());
   Graph g;
   auto x = g.placeholder({1, -1, a.shape()[1]}, f32, "x");
   auto down = matmul(x, g.constant(a.dtype() == f32 ? a : a.astype(f32)), {.transpose_b = true});
@@ -185,13 +210,16 @@ Executable lora_executable(const NDArray& a, const NDArray& b, double scale,
 
 LoraAdapter LlamaModel::random_adapter(int64_t rank, uint64_t seed, double scale) const {
   LOOM_CHECK(rank > 0, "[lora] rank must be positive, got ", rank);
-  LOOM_CHECK(!lora_sites_.empty(), "[lora] the model has no LoRA call sites (LlamaOptions::lora_targets)");
+  LOOM_CHECK(!lora_sites_.empty(),
+             "[lora] the model has no LoRA call sites (LlamaOptions::lora_targets)");
   LoraAdapter adapter;
   adapter.name = "random-r" + std::to_string(rank) + "-s" + std::to_string(seed);
   uint64_t k = 0;
   for (const auto& site : lora_sites_) {
-    NDArray a = random_normal({rank, site.in}, f32, seed * 7919 + 2 * k, 0, 1 / std::sqrt(static_cast<double>(site.in)));
-    NDArray b = random_normal({site.out, rank}, f32, seed * 7919 + 2 * k + 1, 0, 1 / std::sqrt(static_cast<double>(rank)));
+    NDArray a = random_normal({rank, site.in}, f32, seed * 7919 + 2 * k, 0,
+                              1 / std::sqrt(static_cast<double>(site.in)));
+    NDArray b = random_normal({site.out, rank}, f32, seed * 7919 + 2 * k + 1, 0,
+                              1 / std::sqrt(static_cast<double>(rank)));
     adapter.callables[site.symbol] = lora_executable(a, b, scale, adapter_options_);
     ++k;
   }
@@ -207,13 +235,17 @@ LoraAdapter LlamaModel::load_adapter(const std::string& dir, double scale) const
     if (!probe) continue;
     NDArray a = NDArray::load_npy(base + ".a.npy");
     NDArray b = NDArray::load_npy(base + ".b.npy");
-    LOOM_CHECK(a.rank() == 2 && a.shape()[1] == site.in && b.rank() == 2 && b.shape()[0] == site.out,
-               "[lora] ", base, ": A must be [r, ", site.in, "] and B [", site.out, ", r], got ",
-               a.type().to_string(), " and ", b.type().to_string());
+    LOOM_CHECK(
+        a.rank() == 2 && a.shape()[1] == site.in && b.rank() == 2 && b.shape()[0] == site.out,
+        "[lora] ", base, ": A must be [r, ", site.in, "] and B [", site.out, ", r], got ",
+        a.type().to_string(), " and ", b.type().to_string());
     adapter.callables[site.symbol] = lora_executable(a, b, scale, adapter_options_);
   }
-  LOOM_CHECK(!adapter.callables.empty(), "[lora] ", dir, ": no <symbol>.a.npy / .b.npy pairs for this model's sites (e.g. ",
-             lora_sites_.empty() ? std::string("none: set LlamaOptions::lora_targets") : lora_sites_[0].symbol, ")");
+  LOOM_CHECK(!adapter.callables.empty(), "[lora] ", dir,
+             ": no <symbol>.a.npy / .b.npy pairs for this model's sites (e.g. ",
+             lora_sites_.empty() ? std::string("none: set LlamaOptions::lora_targets")
+                                 : lora_sites_[0].symbol,
+             ")");
   return adapter;
 }
 
@@ -228,11 +260,13 @@ void LlamaModel::unbind_adapters() {
 NDArray LlamaModel::forward(const std::vector<int32_t>& tokens, int64_t position) {
   auto n = static_cast<int64_t>(tokens.size());
   LOOM_CHECK(n > 0, "[llama] forward needs at least one token");
-  LOOM_CHECK(position >= 0 && position + n <= max_context_, "[llama] positions ", position, "..", position + n,
-             " exceed the context of ", max_context_, " tokens (raise --max-context)");
+  LOOM_CHECK(position >= 0 && position + n <= max_context_, "[llama] positions ", position, "..",
+             position + n, " exceed the context of ", max_context_,
+             " tokens (raise --max-context)");
   std::vector<int32_t> pos(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) pos[static_cast<size_t>(i)] = static_cast<int32_t>(position + i);
-  for (int32_t t : tokens) LOOM_CHECK(t >= 0 && t < config_.vocab, "[llama] token id ", t, " is outside the vocabulary");
+  for (int32_t t : tokens)
+    LOOM_CHECK(t >= 0 && t < config_.vocab, "[llama] token id ", t, " is outside the vocabulary");
   auto out = exe_.run({{"tokens", NDArray::from_vector(tokens, {1, n})},
                        {"positions", NDArray::from_vector(pos, {n})},
                        {"cache_at", NDArray::from_vector<int64_t>({0, 0, position, 0}, {4})},
@@ -245,9 +279,10 @@ void LlamaModel::reset() { exe_.reset_variables(); }
 
 std::string LlamaModel::summary() const {
   std::ostringstream os;
-  os << "llama: " << config_.n_layers << " layers, width " << config_.d_model << ", heads " << config_.n_heads << "/"
-     << config_.n_kv_heads << " x " << config_.head_dim << ", ffn " << config_.d_ff << ", vocab " << config_.vocab
-     << ", rope theta " << config_.rope_theta << ", context " << max_context_ << "/" << config_.context_length;
+  os << "llama: " << config_.n_layers << " layers, width " << config_.d_model << ", heads "
+     << config_.n_heads << "/" << config_.n_kv_heads << " x " << config_.head_dim << ", ffn "
+     << config_.d_ff << ", vocab " << config_.vocab << ", rope theta " << config_.rope_theta
+     << ", context " << max_context_ << "/" << config_.context_length;
   return os.str();
 }
 
@@ -256,9 +291,11 @@ int32_t sample(const NDArray& logits, const SamplingOptions& o, uint64_t step) {
   int64_t n = logits.numel();
   if (o.temperature <= 0) return static_cast<int32_t>(std::max_element(p, p + n) - p);
   std::vector<std::pair<float, int32_t>> c(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) c[static_cast<size_t>(i)] = {p[i] / o.temperature, static_cast<int32_t>(i)};
+  for (int64_t i = 0; i < n; ++i)
+    c[static_cast<size_t>(i)] = {p[i] / o.temperature, static_cast<int32_t>(i)};
   size_t k = o.top_k > 0 ? std::min<size_t>(static_cast<size_t>(o.top_k), c.size()) : c.size();
-  std::partial_sort(c.begin(), c.begin() + static_cast<long>(k), c.end(), [](auto& a, auto& b) { return a.first > b.first; });
+  std::partial_sort(c.begin(), c.begin() + static_cast<long>(k), c.end(),
+                    [](auto& a, auto& b) { return a.first > b.first; });
   c.resize(k);
   double mx = c[0].first, sum = 0;
   std::vector<double> w(k);
@@ -267,14 +304,18 @@ int32_t sample(const NDArray& logits, const SamplingOptions& o, uint64_t step) {
   size_t keep = k;
   for (size_t i = 0; i < k; ++i) {
     cum += w[i] / sum;
-    if (cum >= o.top_p) { keep = i + 1; break; }
+    if (cum >= o.top_p) {
+      keep = i + 1;
+      break;
+    }
   }
   std::mt19937_64 rng(o.seed * 1000003 + step);
   std::discrete_distribution<size_t> dist(w.begin(), w.begin() + static_cast<long>(keep));
   return c[dist(rng)].second;
 }
 
-std::string generate(LlamaModel& model, const std::string& prompt, const GenerateOptions& o, GenerateStats* stats) {
+std::string generate(LlamaModel& model, const std::string& prompt, const GenerateOptions& o,
+                     GenerateStats* stats) {
   const Tokenizer& tok = model.tokenizer();
   std::string text = o.chat ? tok.apply_chat_template({{"user", prompt}}, true) : prompt;
   std::vector<int32_t> ids = tok.encode(text, tok.add_bos_default());

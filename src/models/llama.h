@@ -26,7 +26,7 @@ struct LlamaConfig {
 struct LlamaOptions {
   int64_t max_context = 2048;  // KV cache length (clamped to the model's context length)
   Device device = Device::cpu();
-  int num_threads = 0;  // 0: all cores
+  int num_threads = 0;   // 0: all cores
   bool profile = false;  // time every op (Executable::profile_report)
   // LoRA: projections (attn_q attn_k attn_v attn_output ffn_gate ffn_up ffn_down) that get an
   // optional call site "blk.N.<target>.lora" whose result is added to the projection: y = x·Wᵀ +
@@ -98,7 +98,7 @@ int32_t sample(const NDArray& logits, const SamplingOptions& options, uint64_t s
 
 struct GenerateOptions {
   int max_new_tokens = 64;
-  bool chat = true;  // wrap the prompt in the model's chat template
+  bool chat = true;         // wrap the prompt in the model's chat template
   bool ignore_eos = false;  // keep generating past end-of-generation tokens (benchmarks)
   SamplingOptions sampling;
   std::function<void(const std::string&)> on_text;  // streamed pieces

@@ -18,9 +18,12 @@ struct AffineLayout {
     int r = q.rank();
     int axis = r ? normalize_axis(axis_attr, r) : 0;
     for (int i = 0; i < r; ++i) {
-      if (i < axis) outer *= q[i];
-      else if (i == axis) len = q[i];
-      else inner *= q[i];
+      if (i < axis)
+        outer *= q[i];
+      else if (i == axis)
+        len = q[i];
+      else
+        inner *= q[i];
     }
     if (block_size > 0) {
       kind = 2;
@@ -47,12 +50,30 @@ inline double quantize_value(double x, double scale, double zero_point, double l
 
 inline void integer_range(DType t, double* lo, double* hi) {
   switch (t) {
-    case DType::i4: *lo = -8; *hi = 7; return;
-    case DType::u4: *lo = 0; *hi = 15; return;
-    case DType::i8: *lo = -128; *hi = 127; return;
-    case DType::u8: *lo = 0; *hi = 255; return;
-    case DType::i16: *lo = -32768; *hi = 32767; return;
-    default: *lo = -2147483648.0; *hi = 2147483647.0; return;
+    case DType::i4:
+      *lo = -8;
+      *hi = 7;
+      return;
+    case DType::u4:
+      *lo = 0;
+      *hi = 15;
+      return;
+    case DType::i8:
+      *lo = -128;
+      *hi = 127;
+      return;
+    case DType::u8:
+      *lo = 0;
+      *hi = 255;
+      return;
+    case DType::i16:
+      *lo = -32768;
+      *hi = 32767;
+      return;
+    default:
+      *lo = -2147483648.0;
+      *hi = 2147483647.0;
+      return;
   }
 }
 

@@ -7,22 +7,33 @@ namespace {
 std::vector<TensorType> infer_sdpa(const InferContext& ctx) {
   const auto& a = ctx.attrs_as<SdpaAttrs>();
   size_t want = 3 + (a.has_mask ? 1 : 0) + (a.has_kv_len ? 1 : 0);
-  if (ctx.inputs.size() != want) ctx.fail("expects ", want, " inputs (q, k, v", a.has_mask ? ", mask" : "", a.has_kv_len ? ", kv_len" : "", "), got ", ctx.inputs.size());
+  if (ctx.inputs.size() != want)
+    ctx.fail("expects ", want, " inputs (q, k, v", a.has_mask ? ", mask" : "",
+             a.has_kv_len ? ", kv_len" : "", "), got ", ctx.inputs.size());
   const TensorType &q = ctx.inputs[0], &k = ctx.inputs[1], &v = ctx.inputs[2];
   for (size_t i = 0; i < 3; ++i) {
-    if (ctx.inputs[i].shape.rank() != 4) ctx.fail("q, k and v must be [B, H, L, D]; input ", i, " has rank ", ctx.inputs[i].shape.rank());
-    if (ctx.inputs[i].dtype != DType::f32 && ctx.inputs[i].dtype != DType::f16 && ctx.inputs[i].dtype != DType::bf16)
+    if (ctx.inputs[i].shape.rank() != 4)
+      ctx.fail("q, k and v must be [B, H, L, D]; input ", i, " has rank ",
+               ctx.inputs[i].shape.rank());
+    if (ctx.inputs[i].dtype != DType::f32 && ctx.inputs[i].dtype != DType::f16 &&
+        ctx.inputs[i].dtype != DType::bf16)
       ctx.fail("q, k and v must be f32, f16 or bf16");
   }
   if (k.dtype != v.dtype) ctx.fail("k and v have different dtypes");
   auto known = [](int64_t x, int64_t y) { return x != kDynamic && y != kDynamic; };
   int64_t hq = q.shape[1], hkv = k.shape[1];
-  if (known(hq, hkv) && (hkv == 0 || hq % hkv != 0)) ctx.fail("q has ", hq, " heads, k has ", hkv, ": query heads must be a multiple of key/value heads");
-  if (known(k.shape[1], v.shape[1]) && k.shape[1] != v.shape[1]) ctx.fail("k has ", k.shape[1], " heads, v has ", v.shape[1]);
-  if (known(q.shape[3], k.shape[3]) && q.shape[3] != k.shape[3]) ctx.fail("q head dim ", q.shape[3], " differs from k's ", k.shape[3]);
-  if (known(k.shape[2], v.shape[2]) && k.shape[2] != v.shape[2]) ctx.fail("k has ", k.shape[2], " keys, v has ", v.shape[2]);
+  if (known(hq, hkv) && (hkv == 0 || hq % hkv != 0))
+    ctx.fail("q has ", hq, " heads, k has ", hkv,
+             ": query heads must be a multiple of key/value heads");
+  if (known(k.shape[1], v.shape[1]) && k.shape[1] != v.shape[1])
+    ctx.fail("k has ", k.shape[1], " heads, v has ", v.shape[1]);
+  if (known(q.shape[3], k.shape[3]) && q.shape[3] != k.shape[3])
+    ctx.fail("q head dim ", q.shape[3], " differs from k's ", k.shape[3]);
+  if (known(k.shape[2], v.shape[2]) && k.shape[2] != v.shape[2])
+    ctx.fail("k has ", k.shape[2], " keys, v has ", v.shape[2]);
   Shape batch = ops::broadcast_shapes(ctx, Shape({q.shape[0]}), Shape({k.shape[0]}));
-  if (known(q.shape[0], k.shape[0]) && q.shape[0] != k.shape[0]) ctx.fail("batch ", q.shape[0], " vs ", k.shape[0]);
+  if (known(q.shape[0], k.shape[0]) && q.shape[0] != k.shape[0])
+    ctx.fail("batch ", q.shape[0], " vs ", k.shape[0]);
   (void)batch;
   size_t next = 3;
   if (a.has_mask) {
@@ -34,7 +45,8 @@ std::vector<TensorType> infer_sdpa(const InferContext& ctx) {
   }
   if (a.has_kv_len) {
     const TensorType& n = ctx.inputs[next++];
-    if ((n.dtype != DType::i32 && n.dtype != DType::i64) || n.shape.rank() > 1 || (n.shape.rank() == 1 && n.shape[0] != 1 && n.shape[0] != kDynamic))
+    if ((n.dtype != DType::i32 && n.dtype != DType::i64) || n.shape.rank() > 1 ||
+        (n.shape.rank() == 1 && n.shape[0] != 1 && n.shape[0] != kDynamic))
       ctx.fail("kv_len must be an i32/i64 scalar");
   }
   if (!(a.scale >= 0)) ctx.fail("scale must be >= 0 (0 = 1/sqrt(D))");
@@ -49,11 +61,13 @@ std::vector<TensorType> infer_rope(const InferContext& ctx) {
   if (p.dtype != DType::i32 && p.dtype != DType::i64) ctx.fail("positions must be i32 or i64");
   if (p.shape.rank() != 1 && p.shape.rank() != 2) ctx.fail("positions must be [L] or [B, L]");
   int64_t d = x.shape[3];
-  if (a.rotary_dim < 0 || a.rotary_dim % 2 || (d != kDynamic && a.rotary_dim > d)) ctx.fail("rotary_dim ", a.rotary_dim, " must be even and <= head dim ", d);
+  if (a.rotary_dim < 0 || a.rotary_dim % 2 || (d != kDynamic && a.rotary_dim > d))
+    ctx.fail("rotary_dim ", a.rotary_dim, " must be even and <= head dim ", d);
   if (d != kDynamic && a.rotary_dim == 0 && d % 2) ctx.fail("head dim ", d, " must be even");
   if (!(a.theta > 0) || !(a.position_scale > 0)) ctx.fail("theta and position_scale must be > 0");
   int64_t pl = p.shape[p.shape.rank() - 1];
-  if (pl != kDynamic && x.shape[2] != kDynamic && pl != x.shape[2]) ctx.fail("positions has ", pl, " entries for sequence length ", x.shape[2]);
+  if (pl != kDynamic && x.shape[2] != kDynamic && pl != x.shape[2])
+    ctx.fail("positions has ", pl, " entries for sequence length ", x.shape[2]);
   return {x};
 }
 

@@ -54,7 +54,8 @@ Graph::Graph() : g_(std::make_shared<ir::GraphData>()) {}
 Tensor Graph::placeholder(Shape shape, DType dtype, const std::string& name) {
   LOOM_CHECK(!name.empty(), "[placeholder] needs a name");
   LOOM_CHECK(g_->find_placeholder(name) < 0, "[placeholder] name '", name, "' is already used");
-  auto v = ir::add_node(*g_, op::placeholder, {}, make_attrs(PlaceholderAttrs{name, dtype, shape.dims()}), name);
+  auto v = ir::add_node(*g_, op::placeholder, {},
+                        make_attrs(PlaceholderAttrs{name, dtype, shape.dims()}), name);
   return Tensor(g_, v[0].node, 0);
 }
 
@@ -77,7 +78,8 @@ Variable Graph::variable(const NDArray& initial, const std::string& name) {
 Tensor Graph::read(const Variable& v) {
   LOOM_CHECK(v.graph_data() == g_, "[read] variable '", v.name(), "' belongs to another graph");
   TensorType t = v.type();
-  auto out = ir::add_node(*g_, op::read, {}, make_attrs(VariableRefAttrs{v.name(), t.dtype, t.shape.dims()}));
+  auto out = ir::add_node(*g_, op::read, {},
+                          make_attrs(VariableRefAttrs{v.name(), t.dtype, t.shape.dims()}));
   return Tensor(g_, out[0].node, 0);
 }
 
@@ -124,42 +126,59 @@ std::vector<Tensor> custom_op(const std::string& name, const std::vector<Tensor>
 // --- elementwise -------------------------------------------------------------------------------
 #define LOOM_BINARY(fn) \
   Tensor fn(const Tensor& a, const Tensor& b) { return make(op::fn, {a, b}); }
-LOOM_BINARY(add) LOOM_BINARY(sub) LOOM_BINARY(mul) LOOM_BINARY(div) LOOM_BINARY(pow)
-LOOM_BINARY(maximum) LOOM_BINARY(minimum) LOOM_BINARY(mod) LOOM_BINARY(equal)
-LOOM_BINARY(not_equal) LOOM_BINARY(less) LOOM_BINARY(less_equal) LOOM_BINARY(greater)
-LOOM_BINARY(greater_equal) LOOM_BINARY(logical_and) LOOM_BINARY(logical_or) LOOM_BINARY(logical_xor)
+LOOM_BINARY(add)
+LOOM_BINARY(sub) LOOM_BINARY(mul) LOOM_BINARY(div) LOOM_BINARY(pow) LOOM_BINARY(maximum)
+    LOOM_BINARY(minimum) LOOM_BINARY(mod) LOOM_BINARY(equal) LOOM_BINARY(not_equal)
+        LOOM_BINARY(less) LOOM_BINARY(less_equal) LOOM_BINARY(greater) LOOM_BINARY(greater_equal)
+            LOOM_BINARY(logical_and) LOOM_BINARY(logical_or) LOOM_BINARY(logical_xor)
 #undef LOOM_BINARY
 #define LOOM_UNARY(fn) \
   Tensor fn(const Tensor& x) { return make(op::fn, {x}); }
-LOOM_UNARY(neg) LOOM_UNARY(abs) LOOM_UNARY(sign) LOOM_UNARY(square) LOOM_UNARY(reciprocal)
-LOOM_UNARY(exp) LOOM_UNARY(log) LOOM_UNARY(sqrt) LOOM_UNARY(rsqrt) LOOM_UNARY(sin) LOOM_UNARY(cos)
-LOOM_UNARY(tanh) LOOM_UNARY(sigmoid) LOOM_UNARY(silu) LOOM_UNARY(erf) LOOM_UNARY(floor)
-LOOM_UNARY(ceil) LOOM_UNARY(round) LOOM_UNARY(logical_not)
+                LOOM_UNARY(neg) LOOM_UNARY(abs) LOOM_UNARY(sign) LOOM_UNARY(square)
+                    LOOM_UNARY(reciprocal) LOOM_UNARY(exp) LOOM_UNARY(log) LOOM_UNARY(sqrt)
+                        LOOM_UNARY(rsqrt) LOOM_UNARY(sin) LOOM_UNARY(cos) LOOM_UNARY(tanh)
+                            LOOM_UNARY(sigmoid) LOOM_UNARY(silu) LOOM_UNARY(erf) LOOM_UNARY(floor)
+                                LOOM_UNARY(ceil) LOOM_UNARY(round) LOOM_UNARY(logical_not)
 #undef LOOM_UNARY
 
-Tensor gelu(const Tensor& x, bool tanh_approximation) {
+                                    Tensor gelu(const Tensor& x, bool tanh_approximation) {
   return make(op::gelu, {x}, make_attrs(GeluAttrs{tanh_approximation}));
 }
 Tensor clamp(const Tensor& x, double lo, double hi) {
   LOOM_CHECK(lo <= hi, "[clamp] min ", lo, " > max ", hi);
   return make(op::clamp, {x}, make_attrs(ClampAttrs{lo, hi}));
 }
-Tensor where(const Tensor& c, const Tensor& a, const Tensor& b) { return make(op::where, {c, a, b}); }
-Tensor cast(const Tensor& x, DType dtype) { return make(op::cast, {x}, make_attrs(CastAttrs{dtype})); }
+Tensor where(const Tensor& c, const Tensor& a, const Tensor& b) {
+  return make(op::where, {c, a, b});
+}
+Tensor cast(const Tensor& x, DType dtype) {
+  return make(op::cast, {x}, make_attrs(CastAttrs{dtype}));
+}
 
 // --- reductions / normalization / matmul --------------------------------------------------------
-#define LOOM_REDUCE(fn, id) \
-  Tensor fn(const Tensor& x, std::vector<int64_t> axes, bool keepdims) { \
-    return make(op::id, {x}, make_attrs(ReduceAttrs{std::move(axes), keepdims})); }
-LOOM_REDUCE(sum, reduce_sum) LOOM_REDUCE(mean, reduce_mean) LOOM_REDUCE(max, reduce_max)
-LOOM_REDUCE(min, reduce_min) LOOM_REDUCE(prod, reduce_prod)
+#define LOOM_REDUCE(fn, id)                                                       \
+  Tensor fn(const Tensor& x, std::vector<int64_t> axes, bool keepdims) {          \
+    return make(op::id, {x}, make_attrs(ReduceAttrs{std::move(axes), keepdims})); \
+  }
+LOOM_REDUCE(sum, reduce_sum)
+LOOM_REDUCE(mean, reduce_mean) LOOM_REDUCE(max, reduce_max) LOOM_REDUCE(min, reduce_min)
+    LOOM_REDUCE(prod, reduce_prod)
 #undef LOOM_REDUCE
-Tensor argmax(const Tensor& x, int64_t axis, bool keepdims) { return make(op::argmax, {x}, make_attrs(ArgReduceAttrs{axis, keepdims})); }
-Tensor argmin(const Tensor& x, int64_t axis, bool keepdims) { return make(op::argmin, {x}, make_attrs(ArgReduceAttrs{axis, keepdims})); }
-Tensor softmax(const Tensor& x, int64_t axis) { return make(op::softmax, {x}, make_attrs(AxisAttrs{axis})); }
-Tensor log_softmax(const Tensor& x, int64_t axis) { return make(op::log_softmax, {x}, make_attrs(AxisAttrs{axis})); }
+        Tensor argmax(const Tensor& x, int64_t axis, bool keepdims) {
+  return make(op::argmax, {x}, make_attrs(ArgReduceAttrs{axis, keepdims}));
+}
+Tensor argmin(const Tensor& x, int64_t axis, bool keepdims) {
+  return make(op::argmin, {x}, make_attrs(ArgReduceAttrs{axis, keepdims}));
+}
+Tensor softmax(const Tensor& x, int64_t axis) {
+  return make(op::softmax, {x}, make_attrs(AxisAttrs{axis}));
+}
+Tensor log_softmax(const Tensor& x, int64_t axis) {
+  return make(op::log_softmax, {x}, make_attrs(AxisAttrs{axis}));
+}
 Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, NormAttrs o) {
-  LOOM_CHECK(gamma.defined() || !beta.defined(), "[layer_norm] beta without gamma: pass a gamma of ones");
+  LOOM_CHECK(gamma.defined() || !beta.defined(),
+             "[layer_norm] beta without gamma: pass a gamma of ones");
   std::vector<Tensor> in{x};
   if (gamma.defined()) in.push_back(gamma);
   if (beta.defined()) in.push_back(beta);
@@ -170,13 +189,23 @@ Tensor rms_norm(const Tensor& x, const Tensor& gamma, NormAttrs o) {
   if (gamma.defined()) in.push_back(gamma);
   return make(op::rms_norm, in, make_attrs(o));
 }
-Tensor matmul(const Tensor& a, const Tensor& b, MatmulAttrs o) { return make(op::matmul, {a, b}, make_attrs(o)); }
+Tensor matmul(const Tensor& a, const Tensor& b, MatmulAttrs o) {
+  return make(op::matmul, {a, b}, make_attrs(o));
+}
 
 // --- shape ---------------------------------------------------------------------------------------
-Tensor reshape(const Tensor& x, std::vector<int64_t> s) { return make(op::reshape, {x}, make_attrs(ShapeAttrs{std::move(s)})); }
-Tensor squeeze(const Tensor& x, std::vector<int64_t> a) { return make(op::squeeze, {x}, make_attrs(AxesAttrs{std::move(a)})); }
-Tensor unsqueeze(const Tensor& x, std::vector<int64_t> a) { return make(op::unsqueeze, {x}, make_attrs(AxesAttrs{std::move(a)})); }
-Tensor expand(const Tensor& x, std::vector<int64_t> s) { return make(op::expand, {x}, make_attrs(ShapeAttrs{std::move(s)})); }
+Tensor reshape(const Tensor& x, std::vector<int64_t> s) {
+  return make(op::reshape, {x}, make_attrs(ShapeAttrs{std::move(s)}));
+}
+Tensor squeeze(const Tensor& x, std::vector<int64_t> a) {
+  return make(op::squeeze, {x}, make_attrs(AxesAttrs{std::move(a)}));
+}
+Tensor unsqueeze(const Tensor& x, std::vector<int64_t> a) {
+  return make(op::unsqueeze, {x}, make_attrs(AxesAttrs{std::move(a)}));
+}
+Tensor expand(const Tensor& x, std::vector<int64_t> s) {
+  return make(op::expand, {x}, make_attrs(ShapeAttrs{std::move(s)}));
+}
 Tensor transpose(const Tensor& x, std::vector<int64_t> perm) {
   if (perm.empty())
     for (int i = x.rank() - 1; i >= 0; --i) perm.push_back(i);
@@ -192,14 +221,23 @@ std::vector<Tensor> split(const Tensor& x, std::vector<int64_t> sizes, int64_t a
 }
 Tensor slice(const Tensor& x, std::vector<int64_t> starts, std::vector<int64_t> ends,
              std::vector<int64_t> axes, std::vector<int64_t> steps) {
-  return make(op::slice, {x}, make_attrs(SliceAttrs{std::move(axes), std::move(starts), std::move(ends), std::move(steps)}));
+  return make(op::slice, {x},
+              make_attrs(SliceAttrs{std::move(axes), std::move(starts), std::move(ends),
+                                    std::move(steps)}));
 }
-Tensor gather(const Tensor& x, const Tensor& idx, int64_t axis) { return make(op::gather, {x, idx}, make_attrs(GatherAttrs{axis})); }
-Tensor pad(const Tensor& x, std::vector<int64_t> before, std::vector<int64_t> after, PadMode mode, double value) {
+Tensor gather(const Tensor& x, const Tensor& idx, int64_t axis) {
+  return make(op::gather, {x, idx}, make_attrs(GatherAttrs{axis}));
+}
+Tensor pad(const Tensor& x, std::vector<int64_t> before, std::vector<int64_t> after, PadMode mode,
+           double value) {
   return make(op::pad, {x}, make_attrs(PadAttrs{std::move(before), std::move(after), mode, value}));
 }
-Tensor tile(const Tensor& x, std::vector<int64_t> reps) { return make(op::tile, {x}, make_attrs(TileAttrs{std::move(reps)})); }
-Tensor flip(const Tensor& x, std::vector<int64_t> axes) { return make(op::flip, {x}, make_attrs(AxesAttrs{std::move(axes)})); }
+Tensor tile(const Tensor& x, std::vector<int64_t> reps) {
+  return make(op::tile, {x}, make_attrs(TileAttrs{std::move(reps)}));
+}
+Tensor flip(const Tensor& x, std::vector<int64_t> axes) {
+  return make(op::flip, {x}, make_attrs(AxesAttrs{std::move(axes)}));
+}
 Tensor arange(Graph& g, double start, double stop, double step, DType dtype) {
   return make_n(op::arange, {}, make_attrs(ArangeAttrs{start, stop, step, dtype}), g.data())[0];
 }
@@ -213,20 +251,23 @@ Tensor slice_update(const Tensor& x, const Tensor& update, const Tensor& starts)
 }
 Tensor slice_update(const Tensor& x, const Tensor& update, std::vector<int64_t> starts) {
   LOOM_CHECK(x.defined(), "[slice_update] base is undefined");
-  auto s = x.graph().constant(NDArray::from_vector<int64_t>(starts, {static_cast<int64_t>(starts.size())}));
+  auto s = x.graph().constant(
+      NDArray::from_vector<int64_t>(starts, {static_cast<int64_t>(starts.size())}));
   return slice_update(x, update, s);
 }
 Tensor sdpa(const Tensor& q, const Tensor& k, const Tensor& v, const SdpaOptions& o) {
   std::vector<Tensor> in{q, k, v};
   if (o.mask.defined()) in.push_back(o.mask);
   if (o.kv_len.defined()) in.push_back(o.kv_len);
-  return make(op::sdpa, in, make_attrs(SdpaAttrs{o.causal, o.scale, o.mask.defined(), o.kv_len.defined()}));
+  return make(op::sdpa, in,
+              make_attrs(SdpaAttrs{o.causal, o.scale, o.mask.defined(), o.kv_len.defined()}));
 }
 Tensor rope(const Tensor& x, const Tensor& positions, RopeAttrs o) {
   return make(op::rope, {x, positions}, make_attrs(o));
 }
 
-// --- quantization ---------------------------------------------------------------------------------
+// --- quantization
+// ---------------------------------------------------------------------------------
 Tensor dequantize(const Tensor& q, const Tensor& scale, const Tensor& zero_point, QuantAttrs o) {
   std::vector<Tensor> in{q, scale};
   if (zero_point.defined()) in.push_back(zero_point);
@@ -243,8 +284,10 @@ Tensor dequantize_lut(const Tensor& indices, const Tensor& table, DType dtype) {
 Tensor dequantize_blocks(const Tensor& packed, const std::string& format, int64_t k) {
   return make(op::dequantize_blocks, {packed}, make_attrs(BlockQuantAttrs{format, k}));
 }
-Tensor quantized_matmul(const Tensor& x, const Tensor& packed, const std::string& format, int64_t n, int64_t k) {
-  return make(op::quantized_matmul, {x, packed}, make_attrs(QuantizedMatmulAttrs{format, n, k, 0, 0}));
+Tensor quantized_matmul(const Tensor& x, const Tensor& packed, const std::string& format, int64_t n,
+                        int64_t k) {
+  return make(op::quantized_matmul, {x, packed},
+              make_attrs(QuantizedMatmulAttrs{format, n, k, 0, 0}));
 }
 
 // --- complex numbers, FFT and spectral ops (compositions: src/ops/spectral.cpp) ---------------
@@ -263,7 +306,9 @@ static Tensor window_op(Graph& g, const char* kind, int64_t n, bool periodic, do
   return make_n(op::window, {}, make_attrs(WindowAttrs{kind, n, periodic, param, DType::f32}),
                 g.data())[0];
 }
-Tensor hann_window(Graph& g, int64_t n, bool periodic) { return window_op(g, "hann", n, periodic, 0); }
+Tensor hann_window(Graph& g, int64_t n, bool periodic) {
+  return window_op(g, "hann", n, periodic, 0);
+}
 Tensor hamming_window(Graph& g, int64_t n, bool periodic) {
   return window_op(g, "hamming", n, periodic, 0);
 }

@@ -23,8 +23,9 @@ std::vector<TensorType> call_output_types(const CallAttrs& a) {
     int64_t r = a.output_ranks[k];
     LOOM_CHECK(r >= 0 && at + static_cast<size_t>(r) <= a.output_dims.size(), "[call] '", a.symbol,
                "': output ", k, " has an invalid rank ", r);
-    std::vector<int64_t> dims(a.output_dims.begin() + static_cast<long>(at),
-                              a.output_dims.begin() + static_cast<long>(at + static_cast<size_t>(r)));
+    std::vector<int64_t> dims(
+        a.output_dims.begin() + static_cast<long>(at),
+        a.output_dims.begin() + static_cast<long>(at + static_cast<size_t>(r)));
     at += static_cast<size_t>(r);
     for (int64_t d : dims)
       LOOM_CHECK(d >= kDynamic, "[call] '", a.symbol, "': output ", k, " has an invalid dim ", d);

@@ -47,13 +47,13 @@ void set(OpRegistry& r, OpId id, Rule rule) {
 void register_elementwise_ops(OpRegistry& r) {
   for (OpId id : {op::add, op::sub, op::mul, op::div, op::pow, op::maximum, op::minimum, op::mod})
     set(r, id, Rule::arithmetic);
-  for (OpId id : {op::reciprocal, op::exp, op::log, op::sqrt, op::rsqrt, op::sin, op::cos,
-                  op::tanh, op::sigmoid, op::silu, op::gelu, op::erf, op::floor, op::ceil,
-                  op::round})
+  for (OpId id : {op::reciprocal, op::exp, op::log, op::sqrt, op::rsqrt, op::sin, op::cos, op::tanh,
+                  op::sigmoid, op::silu, op::gelu, op::erf, op::floor, op::ceil, op::round})
     set(r, id, Rule::float_math);
-  for (OpId id : {op::neg, op::abs, op::sign, op::square, op::clamp}) set(r, id, Rule::numeric_unary);
-  for (OpId id : {op::equal, op::not_equal, op::less, op::less_equal, op::greater,
-                  op::greater_equal})
+  for (OpId id : {op::neg, op::abs, op::sign, op::square, op::clamp})
+    set(r, id, Rule::numeric_unary);
+  for (OpId id :
+       {op::equal, op::not_equal, op::less, op::less_equal, op::greater, op::greater_equal})
     set(r, id, Rule::compare);
   for (OpId id : {op::logical_and, op::logical_or, op::logical_xor}) set(r, id, Rule::logical);
   set(r, op::logical_not, Rule::logical_unary);

@@ -9,7 +9,8 @@ void register_indexing_ops(OpRegistry& r) {
     const TensorType& idx = ctx.inputs[1];
     if (idx.dtype != DType::i32 && idx.dtype != DType::i64) ctx.fail("indices must be i32 or i64");
     if (x.shape.rank() == 0) ctx.fail("cannot gather from a scalar");
-    int axis = ops::normalize_axes(ctx, {ctx.attrs_as<GatherAttrs>().axis}, x.shape.rank(), false)[0];
+    int axis =
+        ops::normalize_axes(ctx, {ctx.attrs_as<GatherAttrs>().axis}, x.shape.rank(), false)[0];
     std::vector<int64_t> out(x.shape.dims().begin(), x.shape.dims().begin() + axis);
     out.insert(out.end(), idx.shape.dims().begin(), idx.shape.dims().end());
     out.insert(out.end(), x.shape.dims().begin() + axis + 1, x.shape.dims().end());
@@ -28,20 +29,24 @@ void register_indexing_ops(OpRegistry& r) {
     const TensorType& x = ctx.inputs[0];
     const auto& sizes = ctx.attrs_as<DynamicSliceAttrs>().sizes;
     check_starts(ctx, 1, x.shape.rank());
-    if (static_cast<int>(sizes.size()) != x.shape.rank()) ctx.fail("sizes needs ", x.shape.rank(), " entries");
+    if (static_cast<int>(sizes.size()) != x.shape.rank())
+      ctx.fail("sizes needs ", x.shape.rank(), " entries");
     for (int i = 0; i < x.shape.rank(); ++i) {
       int64_t s = sizes[static_cast<size_t>(i)];
-      if (s < 0 || (x.shape[i] != kDynamic && s > x.shape[i])) ctx.fail("size ", s, " on axis ", i, " does not fit dim ", x.shape[i]);
+      if (s < 0 || (x.shape[i] != kDynamic && s > x.shape[i]))
+        ctx.fail("size ", s, " on axis ", i, " does not fit dim ", x.shape[i]);
     }
     return std::vector<TensorType>{{x.dtype, Shape(sizes)}};
   };
   auto update = [check_starts](const InferContext& ctx) {
     const TensorType &x = ctx.inputs[0], &u = ctx.inputs[1];
     ops::expect_same_dtype(ctx, 0, 1);
-    if (u.shape.rank() != x.shape.rank()) ctx.fail("update has rank ", u.shape.rank(), ", base has ", x.shape.rank());
+    if (u.shape.rank() != x.shape.rank())
+      ctx.fail("update has rank ", u.shape.rank(), ", base has ", x.shape.rank());
     for (int i = 0; i < x.shape.rank(); ++i)
       if (u.shape[i] != kDynamic && x.shape[i] != kDynamic && u.shape[i] > x.shape[i])
-        ctx.fail("update dim ", i, " (", u.shape[i], ") is larger than the base's (", x.shape[i], ")");
+        ctx.fail("update dim ", i, " (", u.shape[i], ") is larger than the base's (", x.shape[i],
+                 ")");
     check_starts(ctx, 2, x.shape.rank());
     return std::vector<TensorType>{x};
   };

@@ -11,12 +11,19 @@ Shape broadcast_shapes(const InferContext& ctx, const Shape& a, const Shape& b) 
     int ia = i - (r - a.rank()), ib = i - (r - b.rank());
     int64_t da = ia >= 0 ? a[ia] : 1, db = ib >= 0 ? b[ib] : 1;
     int64_t d;
-    if (da == 1) d = db;
-    else if (db == 1) d = da;
-    else if (da == kDynamic) d = db;
-    else if (db == kDynamic) d = da;
-    else if (da == db) d = da;
-    else ctx.fail("shapes ", a.to_string(), " and ", b.to_string(), " do not broadcast (dim ", i, ": ", da, " vs ", db, ")");
+    if (da == 1)
+      d = db;
+    else if (db == 1)
+      d = da;
+    else if (da == kDynamic)
+      d = db;
+    else if (db == kDynamic)
+      d = da;
+    else if (da == db)
+      d = da;
+    else
+      ctx.fail("shapes ", a.to_string(), " and ", b.to_string(), " do not broadcast (dim ", i, ": ",
+               da, " vs ", db, ")");
     out[static_cast<size_t>(i)] = d;
   }
   return Shape(out);
@@ -52,8 +59,8 @@ void expect_float(const InferContext& ctx, size_t i) {
     ctx.fail("input ", i, " must be floating point, got ", dtype_name(ctx.inputs[i].dtype));
 }
 
-std::vector<int> normalize_axes(const InferContext& ctx, const std::vector<int64_t>& axes,
-                                int rank, bool empty_is_all) {
+std::vector<int> normalize_axes(const InferContext& ctx, const std::vector<int64_t>& axes, int rank,
+                                bool empty_is_all) {
   std::vector<int> out;
   if (axes.empty() && empty_is_all) {
     for (int i = 0; i < rank; ++i) out.push_back(i);

@@ -20,8 +20,8 @@ void expect_same_dtype(const InferContext& ctx, size_t a, size_t b);
 void expect_float(const InferContext& ctx, size_t i);
 // Normalises each axis against `rank`; duplicates are an error. Empty means all axes if
 // `empty_is_all`.
-std::vector<int> normalize_axes(const InferContext& ctx, const std::vector<int64_t>& axes,
-                                int rank, bool empty_is_all);
+std::vector<int> normalize_axes(const InferContext& ctx, const std::vector<int64_t>& axes, int rank,
+                                bool empty_is_all);
 
 // Checks the scale / zero point of an affine (de)quantize against q; returns the normalised axis.
 int check_affine_params(const InferContext& ctx, const TensorType& q, const TensorType& scale,

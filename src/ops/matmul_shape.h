@@ -6,8 +6,8 @@ namespace loom::ops {
 
 struct MatmulShape {
   int64_t m = 0, n = 0, k = 0;
-  Shape batch;          // broadcast batch dims
-  Shape out;            // output shape
+  Shape batch;                              // broadcast batch dims
+  Shape out;                                // output shape
   bool a_vector = false, b_vector = false;  // 1-D operands (promoted, then squeezed)
 };
 

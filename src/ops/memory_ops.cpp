@@ -26,7 +26,9 @@ void register_memory_ops(OpRegistry& r) {
     bool fits = v.dtype == var.dtype && v.shape.rank() == var.shape.rank();
     for (int i = 0; fits && i < v.shape.rank(); ++i)
       fits = v.shape[i] == kDynamic || v.shape[i] == var.shape[i];
-    if (!fits) ctx.fail("variable '", a.variable, "' is ", var.to_string(), ", cannot assign ", v.to_string());
+    if (!fits)
+      ctx.fail("variable '", a.variable, "' is ", var.to_string(), ", cannot assign ",
+               v.to_string());
     return std::vector<TensorType>{};
   };
 }

@@ -26,11 +26,14 @@ void register_normalization_ops(OpRegistry& r) {
       const TensorType& p = ctx.inputs[i];
       ops::expect_float(ctx, i);
       int norm_rank = x.shape.rank() - axis;
-      if (p.shape.rank() > norm_rank) ctx.fail("input ", i, " has rank ", p.shape.rank(), ", more than the ", norm_rank, " normalised dims");
+      if (p.shape.rank() > norm_rank)
+        ctx.fail("input ", i, " has rank ", p.shape.rank(), ", more than the ", norm_rank,
+                 " normalised dims");
       for (int d = 0; d < p.shape.rank(); ++d) {
         int64_t pd = p.shape[d], xd = x.shape[x.shape.rank() - p.shape.rank() + d];
         if (pd != 1 && pd != kDynamic && xd != kDynamic && pd != xd)
-          ctx.fail("input ", i, " ", p.shape.to_string(), " does not match the normalised dims of ", x.shape.to_string());
+          ctx.fail("input ", i, " ", p.shape.to_string(), " does not match the normalised dims of ",
+                   x.shape.to_string());
       }
     }
     return std::vector<TensorType>{x};

@@ -9,13 +9,16 @@ void register_reduction_ops(OpRegistry& r) {
     const TensorType& x = ctx.inputs[0];
     if (x.dtype == DType::boolean || is_packed(x.dtype) || is_complex(x.dtype))
       ctx.fail("cannot reduce dtype ", dtype_name(x.dtype));
-    if (ctx.info.id == op::reduce_mean && !is_floating(x.dtype)) ctx.fail("mean needs a float input");
+    if (ctx.info.id == op::reduce_mean && !is_floating(x.dtype))
+      ctx.fail("mean needs a float input");
     auto axes = ops::normalize_axes(ctx, a.axes, x.shape.rank(), true);
     std::vector<int64_t> out;
     for (int i = 0; i < x.shape.rank(); ++i) {
       bool reduced = std::find(axes.begin(), axes.end(), i) != axes.end();
-      if (!reduced) out.push_back(x.shape[i]);
-      else if (a.keepdims) out.push_back(1);
+      if (!reduced)
+        out.push_back(x.shape[i]);
+      else if (a.keepdims)
+        out.push_back(1);
     }
     return std::vector<TensorType>{{x.dtype, Shape(out)}};
   };
@@ -32,8 +35,10 @@ void register_reduction_ops(OpRegistry& r) {
     if (x.shape[axis] == 0) ctx.fail("axis ", a.axis, " is empty");
     std::vector<int64_t> out;
     for (int i = 0; i < x.shape.rank(); ++i) {
-      if (i != axis) out.push_back(x.shape[i]);
-      else if (a.keepdims) out.push_back(1);
+      if (i != axis)
+        out.push_back(x.shape[i]);
+      else if (a.keepdims)
+        out.push_back(1);
     }
     return std::vector<TensorType>{{DType::i64, Shape(out)}};
   };

@@ -16,10 +16,12 @@ SliceDim slice_dim(int64_t dim, int64_t start, int64_t end, int64_t step) {
     e = end == kSliceEnd ? dim : (end < 0 ? clampi(end + dim, 0, dim) : clampi(end, 0, dim));
     return {s, e > s ? (e - s + step - 1) / step : 0};
   }
-  s = start == kSliceEnd ? dim - 1
-                         : (start < 0 ? clampi(start + dim, -1, dim - 1) : clampi(start, -1, dim - 1));
-  e = (end == kSliceEnd || end == -kSliceEnd) ? -1
-                                              : (end < 0 ? clampi(end + dim, -1, dim - 1) : clampi(end, -1, dim - 1));
+  s = start == kSliceEnd
+          ? dim - 1
+          : (start < 0 ? clampi(start + dim, -1, dim - 1) : clampi(start, -1, dim - 1));
+  e = (end == kSliceEnd || end == -kSliceEnd)
+          ? -1
+          : (end < 0 ? clampi(end + dim, -1, dim - 1) : clampi(end, -1, dim - 1));
   return {s, s > e ? (s - e + (-step) - 1) / (-step) : 0};
 }
 
@@ -30,7 +32,8 @@ ResolvedSlice resolve_slice(const Shape& in, const SliceAttrs& a) {
   r.out = in;
   for (size_t i = 0; i < a.starts.size(); ++i) {
     // No axes listed: the first starts.size() axes.
-    int ax = normalize_axis(a.axes.empty() ? static_cast<int64_t>(i) : a.axes[i], in.rank(), "[slice] axis");
+    int ax = normalize_axis(a.axes.empty() ? static_cast<int64_t>(i) : a.axes[i], in.rank(),
+                            "[slice] axis");
     int64_t step = a.steps.empty() ? 1 : a.steps[i];
     SliceDim d = slice_dim(in[ax], a.starts[i], a.ends[i], step);
     r.starts[static_cast<size_t>(ax)] = d.start;
@@ -46,7 +49,8 @@ Shape resolve_reshape(const Shape& in, const std::vector<int64_t>& target, const
   int64_t known = 1;
   for (size_t i = 0; i < out.size(); ++i) {
     if (out[i] == 0) {
-      LOOM_CHECK(static_cast<int>(i) < in.rank(), "[", op, "] 0 at position ", i, " but input ", in.to_string(), " has rank ", in.rank());
+      LOOM_CHECK(static_cast<int>(i) < in.rank(), "[", op, "] 0 at position ", i, " but input ",
+                 in.to_string(), " has rank ", in.rank());
       out[i] = in[static_cast<int>(i)];
     }
     if (out[i] == -1) {
@@ -59,10 +63,12 @@ Shape resolve_reshape(const Shape& in, const std::vector<int64_t>& target, const
   }
   int64_t n = in.numel();
   if (infer >= 0) {
-    LOOM_CHECK(known != 0 && n % known == 0, "[", op, "] cannot reshape ", in.to_string(), " to ", Shape(target).to_string());
+    LOOM_CHECK(known != 0 && n % known == 0, "[", op, "] cannot reshape ", in.to_string(), " to ",
+               Shape(target).to_string());
     out[static_cast<size_t>(infer)] = n / known;
   }
-  LOOM_CHECK(Shape(out).numel() == n, "[", op, "] cannot reshape ", in.to_string(), " (", n, " elements) to ", Shape(target).to_string());
+  LOOM_CHECK(Shape(out).numel() == n, "[", op, "] cannot reshape ", in.to_string(), " (", n,
+             " elements) to ", Shape(target).to_string());
   return Shape(out);
 }
 
@@ -87,7 +93,8 @@ V infer_reshape(const InferContext& ctx) {
   int minus = 0;
   for (size_t i = 0; i < out.size(); ++i) {
     if (out[i] == 0) {
-      if (static_cast<int>(i) >= x.shape.rank()) ctx.fail("0 at position ", i, " beyond the input's rank");
+      if (static_cast<int>(i) >= x.shape.rank())
+        ctx.fail("0 at position ", i, " beyond the input's rank");
       out[i] = x.shape[static_cast<int>(i)];
     } else if (out[i] == -1) {
       ++minus;
@@ -154,12 +161,14 @@ V infer_transpose(const InferContext& ctx) {
   const TensorType& x = ctx.inputs[0];
   const auto& perm = ctx.attrs_as<PermuteAttrs>().perm;
   int r = x.shape.rank();
-  if (static_cast<int>(perm.size()) != r) ctx.fail("perm has ", perm.size(), " entries for rank ", r);
+  if (static_cast<int>(perm.size()) != r)
+    ctx.fail("perm has ", perm.size(), " entries for rank ", r);
   std::vector<bool> seen(static_cast<size_t>(r), false);
   std::vector<int64_t> out;
   for (int64_t p : perm) {
     int a = static_cast<int>(p < 0 ? p + r : p);
-    if (a < 0 || a >= r || seen[static_cast<size_t>(a)]) ctx.fail("perm ", Shape(perm).to_string(), " is not a permutation");
+    if (a < 0 || a >= r || seen[static_cast<size_t>(a)])
+      ctx.fail("perm ", Shape(perm).to_string(), " is not a permutation");
     seen[static_cast<size_t>(a)] = true;
     out.push_back(x.shape[a]);
   }
@@ -175,7 +184,8 @@ V infer_concat(const InferContext& ctx) {
   for (size_t i = 1; i < ctx.inputs.size(); ++i) {
     const TensorType& y = ctx.inputs[i];
     ops::expect_same_dtype(ctx, 0, i);
-    if (y.shape.rank() != x.shape.rank()) ctx.fail("input ", i, " has rank ", y.shape.rank(), ", input 0 has ", x.shape.rank());
+    if (y.shape.rank() != x.shape.rank())
+      ctx.fail("input ", i, " has rank ", y.shape.rank(), ", input 0 has ", x.shape.rank());
     for (int d = 0; d < x.shape.rank(); ++d) {
       auto& o = out[static_cast<size_t>(d)];
       if (d == axis) {
@@ -226,7 +236,9 @@ V infer_slice(const InferContext& ctx) {
     int d = normalize_axis(axes[i], x.shape.rank());
     int64_t step = a.steps.empty() ? 1 : a.steps[i];
     if (step == 0) ctx.fail("step is 0 on axis ", axes[i]);
-    out[d] = x.shape[d] == kDynamic ? kDynamic : ops::slice_dim(x.shape[d], a.starts[i], a.ends[i], step).length;
+    out[d] = x.shape[d] == kDynamic
+                 ? kDynamic
+                 : ops::slice_dim(x.shape[d], a.starts[i], a.ends[i], step).length;
   }
   return {{x.dtype, out}};
 }
@@ -241,19 +253,24 @@ V infer_pad(const InferContext& ctx) {
   for (int i = 0; i < r; ++i) {
     int64_t b = a.before[static_cast<size_t>(i)], e = a.after[static_cast<size_t>(i)];
     if (b < 0 || e < 0) ctx.fail("negative padding on axis ", i, " (use slice to crop)");
-    if (a.mode == PadMode::reflect && x.shape[i] != kDynamic && (b >= x.shape[i] || e >= x.shape[i]) && (b || e))
-      ctx.fail("reflect padding of ", std::max(b, e), " on axis ", i, " needs a dim larger than that, got ", x.shape[i]);
-    if (a.mode == PadMode::edge && x.shape[i] == 0 && (b || e)) ctx.fail("edge padding of an empty axis ", i);
+    if (a.mode == PadMode::reflect && x.shape[i] != kDynamic &&
+        (b >= x.shape[i] || e >= x.shape[i]) && (b || e))
+      ctx.fail("reflect padding of ", std::max(b, e), " on axis ", i,
+               " needs a dim larger than that, got ", x.shape[i]);
+    if (a.mode == PadMode::edge && x.shape[i] == 0 && (b || e))
+      ctx.fail("edge padding of an empty axis ", i);
     if (x.shape[i] != kDynamic) out[i] = x.shape[i] + b + e;
   }
-  if (static_cast<int64_t>(a.mode) < 0 || static_cast<int64_t>(a.mode) > 2) ctx.fail("unknown pad mode");
+  if (static_cast<int64_t>(a.mode) < 0 || static_cast<int64_t>(a.mode) > 2)
+    ctx.fail("unknown pad mode");
   return {{x.dtype, out}};
 }
 
 V infer_tile(const InferContext& ctx) {
   const TensorType& x = ctx.inputs[0];
   const auto& reps = ctx.attrs_as<TileAttrs>().reps;
-  if (static_cast<int>(reps.size()) != x.shape.rank()) ctx.fail("reps needs ", x.shape.rank(), " entries");
+  if (static_cast<int>(reps.size()) != x.shape.rank())
+    ctx.fail("reps needs ", x.shape.rank(), " entries");
   Shape out = x.shape;
   for (int i = 0; i < x.shape.rank(); ++i) {
     int64_t rp = reps[static_cast<size_t>(i)];
@@ -271,7 +288,8 @@ V infer_flip(const InferContext& ctx) {
 V infer_arange(const InferContext& ctx) {
   const auto& a = ctx.attrs_as<ArangeAttrs>();
   if (a.step == 0) ctx.fail("step is 0");
-  if (a.dtype == DType::boolean || is_packed(a.dtype) || is_complex(a.dtype)) ctx.fail("unsupported dtype ", dtype_name(a.dtype));
+  if (a.dtype == DType::boolean || is_packed(a.dtype) || is_complex(a.dtype))
+    ctx.fail("unsupported dtype ", dtype_name(a.dtype));
   double n = std::ceil((a.stop - a.start) / a.step);
   if (!(n < 1e12)) ctx.fail("too many elements");
   return {{a.dtype, Shape({n > 0 ? static_cast<int64_t>(n) : 0})}};

@@ -53,11 +53,17 @@ void attention_pattern(PassContext& ctx) {
       // The scores side is the one that leads to a matmul (possibly through a scale).
       auto leads_to_matmul = [&](ir::Value x) {
         const ir::Node& n = G.node(x);
-        return n.op == ir::op::matmul || ((n.op == ir::op::mul || n.op == ir::op::div) && G.node(n.inputs[0]).op == ir::op::matmul);
+        return n.op == ir::op::matmul || ((n.op == ir::op::mul || n.op == ir::op::div) &&
+                                          G.node(n.inputs[0]).op == ir::op::matmul);
       };
-      if (leads_to_matmul(add.inputs[0])) { mask = add.inputs[1]; z = add.inputs[0]; }
-      else if (leads_to_matmul(add.inputs[1])) { mask = add.inputs[0]; z = add.inputs[1]; }
-      else continue;
+      if (leads_to_matmul(add.inputs[0])) {
+        mask = add.inputs[1];
+        z = add.inputs[0];
+      } else if (leads_to_matmul(add.inputs[1])) {
+        mask = add.inputs[0];
+        z = add.inputs[1];
+      } else
+        continue;
     }
     double scale = 1;
     if ((G.node(z).op == ir::op::mul || G.node(z).op == ir::op::div) && G.single_use(z)) {
@@ -74,7 +80,9 @@ void attention_pattern(PassContext& ctx) {
     ir::Value q = qk.inputs[0], k = qk.inputs[1];
     if (!qk_attrs.transpose_b) {
       const ir::Node& t = G.node(k);
-      if (t.op != ir::op::transpose || attrs_as<PermuteAttrs>(*t.attrs).perm != std::vector<int64_t>{0, 1, 3, 2}) continue;
+      if (t.op != ir::op::transpose ||
+          attrs_as<PermuteAttrs>(*t.attrs).perm != std::vector<int64_t>{0, 1, 3, 2})
+        continue;
       k = t.inputs[0];
     }
     std::vector<ir::Value> inputs{q, k, v};
@@ -96,9 +104,10 @@ void attention_pattern(PassContext& ctx) {
     pv.inputs = inputs;
     pv.attrs = attrs_ptr;
 
-    ctx.note("attention_pattern", "fused matmul-softmax-matmul at " + name + " into sdpa (scale " + std::to_string(scale) + (mask.valid() ? ", with mask)" : ")"));
+    ctx.note("attention_pattern", "fused matmul-softmax-matmul at " + name + " into sdpa (scale " +
+                                      std::to_string(scale) +
+                                      (mask.valid() ? ", with mask)" : ")"));
   }
-
 }
 
 }  // namespace loom::passes

@@ -32,7 +32,9 @@ void common_subexpression_elimination(PassContext& ctx) {
     if (!is_const && !reg.info(n.op).is_pure()) continue;
     size_t h = std::hash<int>()(n.op);
     h = detail::hash_combine(h, n.attrs->hash());
-    for (const auto& v : n.inputs) h = detail::hash_combine(h, (static_cast<size_t>(v.node) << 8) ^ static_cast<size_t>(v.index));
+    for (const auto& v : n.inputs)
+      h = detail::hash_combine(h,
+                               (static_cast<size_t>(v.node) << 8) ^ static_cast<size_t>(v.index));
     auto [b, e] = seen.equal_range(h);
     bool found = false;
     for (auto it = b; it != e && !found; ++it) {
@@ -41,7 +43,8 @@ void common_subexpression_elimination(PassContext& ctx) {
       if (is_const ? !same_constant(m, n) : !m.attrs->equals(*n.attrs)) continue;
       forward[i] = static_cast<int32_t>(it->second);
       for (size_t k = 0; k < n.outputs.size(); ++k)
-        repl.push_back({{static_cast<int32_t>(i), static_cast<int32_t>(k)}, {static_cast<int32_t>(it->second), static_cast<int32_t>(k)}});
+        repl.push_back({{static_cast<int32_t>(i), static_cast<int32_t>(k)},
+                        {static_cast<int32_t>(it->second), static_cast<int32_t>(k)}});
       keep[i] = false;
       found = true;
       ++merged;

@@ -15,13 +15,17 @@ void constant_folding(PassContext& ctx) {
     std::vector<NDArray> in;
     for (const auto& v : n.inputs) {
       const ir::Node& src = ctx.graph.node(v);
-      if (src.op != ir::op::constant) { all_const = false; break; }
+      if (src.op != ir::op::constant) {
+        all_const = false;
+        break;
+      }
       in.push_back(attrs_as<ConstantAttrs>(*src.attrs).value);
     }
     if (!all_const) continue;
     bool small = true;
     for (const auto& t : n.outputs)
-      small = small && t.shape.is_static() && t.shape.numel() <= ctx.options.constant_folding_max_elements;
+      small = small && t.shape.is_static() &&
+              t.shape.numel() <= ctx.options.constant_folding_max_elements;
     if (!small) continue;
     // Never make the model bigger: folding dequantize, expand or tile of a constant would
     // replace compact weights by large ones (and hide them from quantized_matmul fusion).
@@ -38,7 +42,8 @@ void constant_folding(PassContext& ctx) {
     n.attrs = make_attrs(ConstantAttrs{out[0]});
     ++folded;
   }
-  if (folded) ctx.note("constant_folding", "folded " + std::to_string(folded) + " op(s) into constants");
+  if (folded)
+    ctx.note("constant_folding", "folded " + std::to_string(folded) + " op(s) into constants");
 }
 
 }  // namespace loom::passes

@@ -22,13 +22,17 @@ void inplace_variable_update(PassContext& ctx) {
     if (update.op != ir::op::slice_update) continue;
     auto r = static_cast<size_t>(update.inputs[0].node);
     const ir::Node& read = g.nodes[r];
-    if (read.op != ir::op::read || attrs_as<VariableRefAttrs>(*read.attrs).variable != var || uses[r] != 1) continue;
+    if (read.op != ir::op::read || attrs_as<VariableRefAttrs>(*read.attrs).variable != var ||
+        uses[r] != 1)
+      continue;
     bool other_read = false;
     for (size_t j = x + 1; j < a; ++j)
-      other_read |= g.nodes[j].op == ir::op::read && attrs_as<VariableRefAttrs>(*g.nodes[j].attrs).variable == var;
+      other_read |= g.nodes[j].op == ir::op::read &&
+                    attrs_as<VariableRefAttrs>(*g.nodes[j].attrs).variable == var;
     if (other_read) continue;
     update.op = ir::op::write_slice;
-    ctx.note("inplace_variable_update", "variable '" + var + "' is updated in place by " + update.name);
+    ctx.note("inplace_variable_update",
+             "variable '" + var + "' is updated in place by " + update.name);
   }
 }
 

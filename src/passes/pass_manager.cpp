@@ -51,7 +51,8 @@ void insert_before(PassContext& ctx, size_t index, std::vector<ir::Node> nodes) 
     for (auto& v : ctx.graph.nodes[i].inputs) shift(v);
   for (auto& v : ctx.outputs) shift(v);
   ctx.graph.nodes.insert(ctx.graph.nodes.begin() + static_cast<long>(index),
-                         std::make_move_iterator(nodes.begin()), std::make_move_iterator(nodes.end()));
+                         std::make_move_iterator(nodes.begin()),
+                         std::make_move_iterator(nodes.end()));
 }
 
 void run_pipeline(PassContext& ctx) {

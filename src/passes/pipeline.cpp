@@ -7,10 +7,18 @@ const std::vector<PassInfo>& pipeline() {
   static const std::vector<PassInfo> p = {
       {"dce", "first: no later pass should spend time on ops nobody uses", dead_code_elimination},
       {"constant_folding", "before CSE: folded constants become equal and merge", constant_folding},
-      {"cse", "after folding: merges duplicate ops and equal constants", common_subexpression_elimination},
-      {"attention_pattern", "after CSE, so shared subexpressions are seen once; before DCE, which drops the unfused scores", attention_pattern},
-      {"quantized_matmul", "after folding/CSE (weights are constants by then); before DCE, which drops the float weights", quantized_matmul_fusion},
-      {"inplace_variable_update", "late: after every rewrite that could add uses of the cache read", inplace_variable_update},
+      {"cse", "after folding: merges duplicate ops and equal constants",
+       common_subexpression_elimination},
+      {"attention_pattern",
+       "after CSE, so shared subexpressions are seen once; before DCE, which drops the unfused "
+       "scores",
+       attention_pattern},
+      {"quantized_matmul",
+       "after folding/CSE (weights are constants by then); before DCE, which drops the float "
+       "weights",
+       quantized_matmul_fusion},
+      {"inplace_variable_update", "late: after every rewrite that could add uses of the cache read",
+       inplace_variable_update},
       {"dce", "last: removes what folding and CSE left unused", dead_code_elimination},
   };
   return p;

@@ -16,7 +16,8 @@ size_t nearest(const std::vector<float>& t, float v) {
   auto it = std::lower_bound(t.begin(), t.end(), v);
   if (it == t.end()) return t.size() - 1;
   if (it == t.begin()) return 0;
-  return (v - *(it - 1) <= *it - v) ? static_cast<size_t>(it - t.begin() - 1) : static_cast<size_t>(it - t.begin());
+  return (v - *(it - 1) <= *it - v) ? static_cast<size_t>(it - t.begin() - 1)
+                                    : static_cast<size_t>(it - t.begin());
 }
 
 // Lloyd iterations from quantile seeds: a small k-means for one row's lookup table.
@@ -44,14 +45,16 @@ std::vector<float> lut_for_row(const float* w, int64_t k, int entries) {
 
 }  // namespace
 
-Graph quantize_weights(const Graph& graph, std::vector<Tensor>& outputs, const QuantizeWeightsOptions& o,
-                       std::vector<std::string>* log) {
+Graph quantize_weights(const Graph& graph, std::vector<Tensor>& outputs,
+                       const QuantizeWeightsOptions& o, std::vector<std::string>* log) {
   LOOM_CHECK(o.bits == 4 || o.bits == 8, "[quantize_weights] bits must be 4 or 8, got ", o.bits);
-  LOOM_CHECK(o.block > 0 || o.mode == QuantizeWeightsOptions::Mode::lut, "[quantize_weights] block must be > 0");
+  LOOM_CHECK(o.block > 0 || o.mode == QuantizeWeightsOptions::Mode::lut,
+             "[quantize_weights] block must be > 0");
   auto g = std::make_shared<ir::GraphData>(*graph.data());
   std::vector<ir::Value> outs;
   for (const auto& t : outputs) {
-    LOOM_CHECK(t.graph_data() == graph.data(), "[quantize_weights] an output belongs to another graph");
+    LOOM_CHECK(t.graph_data() == graph.data(),
+               "[quantize_weights] an output belongs to another graph");
     outs.push_back({t.node(), t.index()});
   }
   std::vector<std::string> notes;
@@ -65,10 +68,14 @@ Graph quantize_weights(const Graph& graph, std::vector<Tensor>& outputs, const Q
     if (wn.op != ir::op::constant) continue;
     const NDArray& w = attrs_as<ConstantAttrs>(*wn.attrs).value;
     const auto& ma = attrs_as<MatmulAttrs>(*mm.attrs);
-    if (w.rank() != 2 || !is_floating(w.dtype()) || w.numel() < o.min_elements || ma.transpose_a) continue;
+    if (w.rank() != 2 || !is_floating(w.dtype()) || w.numel() < o.min_elements || ma.transpose_a)
+      continue;
     // Weights as [n, k] rows (the layout quantized_matmul reads), f32.
     NDArray nk = ma.transpose_b ? w.astype(f32).contiguous()
-                                : w.astype(f32).view({w.shape()[1], w.shape()[0]}, {w.strides()[1], w.strides()[0]}, w.offset()).contiguous();
+                                : w.astype(f32)
+                                      .view({w.shape()[1], w.shape()[0]},
+                                            {w.strides()[1], w.strides()[0]}, w.offset())
+                                      .contiguous();
     int64_t n = nk.shape()[0], k = nk.shape()[1];
     const float* src = nk.data_as<float>();
     std::vector<ir::Node> added;
@@ -92,13 +99,15 @@ Graph quantize_weights(const Graph& graph, std::vector<Tensor>& outputs, const Q
         for (int64_t b = 0; b < nb; ++b) {
           int64_t lo_i = b * o.block, hi_i = std::min(k, lo_i + o.block);
           float lo = 0, hi = 0;  // include 0 so zero stays exact
-          for (int64_t j = lo_i; j < hi_i; ++j) lo = std::min(lo, src[r * k + j]), hi = std::max(hi, src[r * k + j]);
+          for (int64_t j = lo_i; j < hi_i; ++j)
+            lo = std::min(lo, src[r * k + j]), hi = std::max(hi, src[r * k + j]);
           double s = hi > lo ? (hi - lo) / levels : 1.0;
           double z = std::nearbyint(-lo / s);
           scale.data_as<float>()[r * nb + b] = static_cast<float>(s);
           zp.data_as<float>()[r * nb + b] = static_cast<float>(z);
           for (int64_t j = lo_i; j < hi_i; ++j)
-            q[static_cast<size_t>(r * k + j)] = std::clamp(std::nearbyint(src[r * k + j] / s) + z, 0.0, levels);
+            q[static_cast<size_t>(r * k + j)] =
+                std::clamp(std::nearbyint(src[r * k + j] / s) + z, 0.0, levels);
         }
       constant(NDArray::from_doubles(q, {n, k}, o.bits == 4 ? u4 : u8), ".q");
       constant(scale, ".scale");
@@ -123,7 +132,8 @@ Graph quantize_weights(const Graph& graph, std::vector<Tensor>& outputs, const Q
       dq.attrs = make_attrs(LutAttrs{f32});
     }
     auto first = static_cast<int32_t>(i);
-    for (size_t c = 0; c < added.size(); ++c) dq.inputs.push_back({first + static_cast<int32_t>(c), 0});
+    for (size_t c = 0; c < added.size(); ++c)
+      dq.inputs.push_back({first + static_cast<int32_t>(c), 0});
     added.push_back(std::move(dq));
     auto inserted = static_cast<int32_t>(added.size());
     passes::insert_before(ctx, i, std::move(added));
@@ -132,8 +142,9 @@ Graph quantize_weights(const Graph& graph, std::vector<Tensor>& outputs, const Q
     target.inputs[1] = {first + inserted - 1, 0};
     target.attrs = make_attrs(MatmulAttrs{false, true});
     ++done;
-    notes.push_back("[quantize_weights] " + wn.name + " [" + std::to_string(n) + "x" + std::to_string(k) + "] -> " +
-                    std::to_string(o.bits) + "-bit " + (o.mode == QuantizeWeightsOptions::Mode::affine ? "affine" : "lut"));
+    notes.push_back("[quantize_weights] " + wn.name + " [" + std::to_string(n) + "x" +
+                    std::to_string(k) + "] -> " + std::to_string(o.bits) + "-bit " +
+                    (o.mode == QuantizeWeightsOptions::Mode::affine ? "affine" : "lut"));
   }
   if (log) *log = notes;
   outputs.clear();

@@ -10,7 +10,9 @@ namespace loom::passes {
 namespace {
 
 bool is_constant(const ir::GraphData& g, ir::Value v) { return g.node(v).op == ir::op::constant; }
-const NDArray& constant_of(const ir::GraphData& g, ir::Value v) { return attrs_as<ConstantAttrs>(*g.node(v).attrs).value; }
+const NDArray& constant_of(const ir::GraphData& g, ir::Value v) {
+  return attrs_as<ConstantAttrs>(*g.node(v).attrs).value;
+}
 
 // 2-D transpose of a constant (any dtype, packed included), by value.
 NDArray transposed(const NDArray& a) {
@@ -20,7 +22,8 @@ NDArray transposed(const NDArray& a) {
     return a.view({c, r}, {a.strides()[1], a.strides()[0]}, a.offset()).contiguous();
   std::vector<double> v = a.to_doubles(), t(v.size());
   for (int64_t i = 0; i < r; ++i)
-    for (int64_t j = 0; j < c; ++j) t[static_cast<size_t>(j * r + i)] = v[static_cast<size_t>(i * c + j)];
+    for (int64_t j = 0; j < c; ++j)
+      t[static_cast<size_t>(j * r + i)] = v[static_cast<size_t>(i * c + j)];
   return NDArray::from_doubles(t, {c, r}, a.dtype());
 }
 
@@ -100,7 +103,8 @@ void quantized_matmul_fusion(PassContext& ctx) {
       insert_before(ctx, i, std::move(added));
       i += new_constants.size();
       std::vector<ir::Value> fixed{inputs[0]};
-      for (size_t c = 0; c < new_constants.size(); ++c) fixed.push_back({first + static_cast<int32_t>(c), 0});
+      for (size_t c = 0; c < new_constants.size(); ++c)
+        fixed.push_back({first + static_cast<int32_t>(c), 0});
       if (qa.format == "lut") fixed.push_back(inputs.back());
       inputs = fixed;
     }
@@ -117,8 +121,9 @@ void quantized_matmul_fusion(PassContext& ctx) {
     target.op = ir::op::quantized_matmul;
     target.inputs = inputs;
     target.attrs = attrs;
-    ctx.note("quantized_matmul", "fused " + what + " → matmul at " + target.name + " (" + std::to_string(n) + "x" +
-                                     std::to_string(k) + ", float weights never materialised)");
+    ctx.note("quantized_matmul", "fused " + what + " → matmul at " + target.name + " (" +
+                                     std::to_string(n) + "x" + std::to_string(k) +
+                                     ", float weights never materialised)");
   }
 }
 

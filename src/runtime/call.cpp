@@ -7,6 +7,8 @@
 // bindings version they were checked under; after a rebind each cached plan is re-checked once
 // (the new callees' output types for the plan's shapes, from their own cached plans) and only
 // remade if a callee disagrees.
+#include "ops/call.h"
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -14,7 +16,6 @@
 
 #include "ir/op_registry.h"
 #include "loom/transfer.h"
-#include "ops/call.h"
 #include "runtime/executable_impl.h"
 
 namespace loom {
@@ -86,14 +87,17 @@ void ExecutableImpl::init_calls() {
   auto callables = std::move(options.callables);
   options.callables.clear();
   for (const auto& [symbol, exe] : callables) {
-    LOOM_CHECK(exe.valid(), "[call] '", symbol, "': CompileOptions::callables holds an empty Executable");
+    LOOM_CHECK(exe.valid(), "[call] '", symbol,
+               "': CompileOptions::callables holds an empty Executable");
     bind(symbol, exe.impl());
   }
   for (int i : call_nodes) {
     const auto& a = attrs_as<CallAttrs>(*graph.nodes[static_cast<size_t>(i)].attrs);
-    LOOM_CHECK(a.optional || bindings_->callee[static_cast<size_t>(call_symbol[static_cast<size_t>(i)])],
-               "[call] '", a.symbol, "': no executable is bound to this symbol (add it to "
-               "CompileOptions::callables, or make the call site optional)");
+    LOOM_CHECK(
+        a.optional || bindings_->callee[static_cast<size_t>(call_symbol[static_cast<size_t>(i)])],
+        "[call] '", a.symbol,
+        "': no executable is bound to this symbol (add it to "
+        "CompileOptions::callables, or make the call site optional)");
   }
 }
 
@@ -119,24 +123,25 @@ void ExecutableImpl::check_callee(const std::string& symbol, const ExecutableImp
           callee.graph.nodes[static_cast<size_t>(callee.placeholders[k])].outputs[0];
       const TensorType& got = graph.type(n.inputs[k]);
       LOOM_CHECK(ops::types_compatible(want, got), "[call] '", symbol, "': input ", k, " is ",
-                 got.to_string(), ", the callee's input '", placeholder_name(callee, k),
-                 "' is ", want.to_string());
+                 got.to_string(), ", the callee's input '", placeholder_name(callee, k), "' is ",
+                 want.to_string());
     }
     LOOM_CHECK(n.outputs.size() == outs.size(), "[call] '", symbol, "': the call site declares ",
                n.outputs.size(), " output(s), the callee returns ", outs.size());
     for (size_t k = 0; k < outs.size(); ++k)
-      LOOM_CHECK(ops::types_compatible(n.outputs[k], outs[k]), "[call] '", symbol, "': output ",
-                 k, " is declared ", n.outputs[k].to_string(), ", the callee returns ",
+      LOOM_CHECK(ops::types_compatible(n.outputs[k], outs[k]), "[call] '", symbol, "': output ", k,
+                 " is declared ", n.outputs[k].to_string(), ", the callee returns ",
                  outs[k].to_string());
   }
 }
 
 void ExecutableImpl::bind(const std::string& symbol, std::shared_ptr<ExecutableImpl> callee) {
   auto it = std::lower_bound(call_symbols.begin(), call_symbols.end(), symbol);
-  LOOM_CHECK(it != call_symbols.end() && *it == symbol, "[call] '", symbol,
-             "': no call site calls this symbol (",
-             call_symbols.empty() ? "the graph has no calls" : "symbols: " + join(call_symbols, ", "),
-             ")");
+  LOOM_CHECK(
+      it != call_symbols.end() && *it == symbol, "[call] '", symbol,
+      "': no call site calls this symbol (",
+      call_symbols.empty() ? "the graph has no calls" : "symbols: " + join(call_symbols, ", "),
+      ")");
   auto index = static_cast<size_t>(it - call_symbols.begin());
   if (callee) check_callee(symbol, *callee);
   std::lock_guard bind_lock(bind_mutex());
@@ -160,13 +165,14 @@ std::vector<TensorType> ExecutableImpl::output_types(const std::vector<Shape>& s
   for (size_t k = 0; k < shapes.size(); ++k) {
     const TensorType& want = graph.nodes[static_cast<size_t>(placeholders[k])].outputs[0];
     LOOM_CHECK(shape_fits(want.shape, shapes[k]), "[call] '", symbol, "': input ", k, " has shape ",
-               shapes[k].to_string(), ", the callee's input '", placeholder_name(*this, k),
-               "' is ", want.to_string());
+               shapes[k].to_string(), ", the callee's input '", placeholder_name(*this, k), "' is ",
+               want.to_string());
   }
   auto plan = plan_for(shapes);
   std::vector<TensorType> types;
   for (const auto& v : outputs)
-    types.push_back(plan->types[static_cast<size_t>(slot_base[static_cast<size_t>(v.node)] + v.index)]);
+    types.push_back(
+        plan->types[static_cast<size_t>(slot_base[static_cast<size_t>(v.node)] + v.index)]);
   return types;
 }
 
@@ -177,7 +183,8 @@ std::vector<TensorType> ExecutableImpl::call_types(size_t node, const std::vecto
   const auto& callee = b.callee[static_cast<size_t>(call_symbol[node])];
   std::vector<TensorType> out;
   if (!callee) {
-    LOOM_CHECK(a.optional, "[call] '", a.symbol, "': no executable is bound to this symbol "
+    LOOM_CHECK(a.optional, "[call] '", a.symbol,
+               "': no executable is bound to this symbol "
                "(Executable::bind one, or make the call site optional)");
     for (TensorType t : n.outputs) {  // zeros; dynamic dims from input 0 (checked when built)
       std::vector<int64_t> dims = t.shape.dims();
@@ -206,7 +213,8 @@ bool ExecutableImpl::calls_valid(const Plan& plan, const CallBindings& b) {
     const ir::Node& n = graph.nodes[static_cast<size_t>(i)];
     std::vector<TensorType> in;
     for (const auto& v : n.inputs)
-      in.push_back(plan.types[static_cast<size_t>(slot_base[static_cast<size_t>(v.node)] + v.index)]);
+      in.push_back(
+          plan.types[static_cast<size_t>(slot_base[static_cast<size_t>(v.node)] + v.index)]);
     std::vector<TensorType> out;
     try {
       out = call_types(static_cast<size_t>(i), in, b);
@@ -231,8 +239,8 @@ std::vector<NDArray> ExecutableImpl::run_inputs(std::vector<NDArray> inputs,
     LOOM_CHECK(a.dtype() == want.dtype && shape_fits(want.shape, a.shape()), "[call] '", symbol,
                "': input ", k, " is ", a.type().to_string(), ", the callee's input '",
                placeholder_name(*this, k), "' is ", want.to_string());
-    LOOM_CHECK(a.device() == options.device || (!backend->on_device() &&
-                                                a.device().kind != Device::Kind::cuda),
+    LOOM_CHECK(a.device() == options.device ||
+                   (!backend->on_device() && a.device().kind != Device::Kind::cuda),
                "[call] '", symbol, "': input ", k, " lives on ", a.device().to_string(),
                ", the callee on ", options.device.to_string());
     if (!a.is_contiguous()) a = backend->on_device() ? clone(a) : a.contiguous();
@@ -246,7 +254,8 @@ void ExecutableImpl::run_call(size_t node, std::vector<NDArray>& slots, const Pl
   const auto& a = attrs_as<CallAttrs>(*n.attrs);
   auto base = static_cast<size_t>(slot_base[node]);
   const auto& callee = b.callee[static_cast<size_t>(call_symbol[node])];
-  auto t0 = options.profile ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+  auto t0 =
+      options.profile ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
   std::vector<NDArray> outs;
   if (callee) {
     std::vector<NDArray> ins;
@@ -270,8 +279,9 @@ void ExecutableImpl::run_call(size_t node, std::vector<NDArray>& slots, const Pl
     slots[base + k] = std::move(outs[k]);
   }
   if (options.profile) {
-    profile_ns[node] += std::chrono::duration_cast<std::chrono::nanoseconds>(
-                            std::chrono::steady_clock::now() - t0).count();
+    profile_ns[node] +=
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0)
+            .count();
     ++profile_calls[node];
   }
 }
@@ -286,7 +296,8 @@ Executable Executable::callable(const std::string& symbol) const {
   LOOM_CHECK(impl_, "[call] executable is empty");
   const auto& s = impl_->call_symbols;
   auto it = std::lower_bound(s.begin(), s.end(), symbol);
-  LOOM_CHECK(it != s.end() && *it == symbol, "[call] '", symbol, "': no call site calls this symbol");
+  LOOM_CHECK(it != s.end() && *it == symbol, "[call] '", symbol,
+             "': no call site calls this symbol");
   return Executable(impl_->bindings()->callee[static_cast<size_t>(it - s.begin())]);
 }
 

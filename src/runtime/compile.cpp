@@ -1,8 +1,9 @@
 // The compile driver: verify -> optimisation passes -> lower for the device -> Executable.
+#include "runtime/compile.h"
+
 #include "ir/op_registry.h"
 #include "loom/graph.h"
 #include "passes/pass.h"
-#include "runtime/compile.h"
 #include "runtime/executable_impl.h"
 
 namespace loom {
@@ -18,10 +19,12 @@ void verify(const ir::GraphData& g, const std::vector<ir::Value>& outputs) {
     for (const auto& v : n.inputs)
       LOOM_CHECK(v.node >= 0 && static_cast<size_t>(v.node) < i &&
                      static_cast<size_t>(v.index) < g.node(v).outputs.size(),
-                 "[verify] ", info.name, " (", n.name, ") uses a value that is not defined before it");
+                 "[verify] ", info.name, " (", n.name,
+                 ") uses a value that is not defined before it");
     if (n.op == ir::op::read || n.op == ir::op::assign) {
       const auto& name = attrs_as<VariableRefAttrs>(*n.attrs).variable;
-      LOOM_CHECK(g.find_variable(name) >= 0, "[verify] ", info.name, " of unknown variable '", name, "'");
+      LOOM_CHECK(g.find_variable(name) >= 0, "[verify] ", info.name, " of unknown variable '", name,
+                 "'");
     }
   }
   for (const auto& v : outputs)
@@ -76,7 +79,8 @@ Executable compile_graph_data(ir::GraphData g, std::vector<ir::Value> outs,
     passes::run_pipeline(ctx);
     verify(g, outs);
   }
-  return Executable(std::make_shared<ExecutableImpl>(std::move(g), std::move(outs), options, std::move(log)));
+  return Executable(
+      std::make_shared<ExecutableImpl>(std::move(g), std::move(outs), options, std::move(log)));
 }
 
 }  // namespace loom

@@ -93,12 +93,14 @@ void ExecutableImpl::lower() {
       root[static_cast<size_t>(s)] = s;
       if (reg.info(node.op).is_view() || reg.info(node.op).is_inplace()) {
         const ir::Value& in = node.inputs[0];
-        root[static_cast<size_t>(s)] = root[static_cast<size_t>(slot_base[static_cast<size_t>(in.node)] + in.index)];
+        root[static_cast<size_t>(s)] =
+            root[static_cast<size_t>(slot_base[static_cast<size_t>(in.node)] + in.index)];
       }
     }
     for (const auto& in : node.inputs) {
       int s = root[static_cast<size_t>(slot_base[static_cast<size_t>(in.node)] + in.index)];
-      last_use[static_cast<size_t>(s)] = std::max(last_use[static_cast<size_t>(s)], static_cast<int>(i));
+      last_use[static_cast<size_t>(s)] =
+          std::max(last_use[static_cast<size_t>(s)], static_cast<int>(i));
     }
   }
   for (const auto& v : outputs) {
@@ -116,16 +118,19 @@ void ExecutableImpl::lower() {
       int s = slot_base[i] + static_cast<int>(k);
       value_root[static_cast<size_t>(s)] =
           reg.info(node.op).is_view()
-              ? value_root[static_cast<size_t>(slot_base[static_cast<size_t>(node.inputs[0].node)] + node.inputs[0].index)]
+              ? value_root[static_cast<size_t>(slot_base[static_cast<size_t>(node.inputs[0].node)] +
+                                               node.inputs[0].index)]
               : s;
     }
     for (const auto& in : node.inputs) {
       int s = value_root[static_cast<size_t>(slot_base[static_cast<size_t>(in.node)] + in.index)];
-      value_last_use[static_cast<size_t>(s)] = std::max(value_last_use[static_cast<size_t>(s)], static_cast<int>(i));
+      value_last_use[static_cast<size_t>(s)] =
+          std::max(value_last_use[static_cast<size_t>(s)], static_cast<int>(i));
     }
   }
   for (const auto& v : outputs)
-    value_output[static_cast<size_t>(value_root[static_cast<size_t>(slot_base[static_cast<size_t>(v.node)] + v.index)])] = true;
+    value_output[static_cast<size_t>(
+        value_root[static_cast<size_t>(slot_base[static_cast<size_t>(v.node)] + v.index)])] = true;
   for (size_t i = 0; i < n; ++i) {
     if (graph.nodes[i].op != op::read) continue;
     const auto& var = attrs_as<VariableRefAttrs>(*graph.nodes[i].attrs).variable;
@@ -139,7 +144,7 @@ void ExecutableImpl::lower() {
 }
 
 std::shared_ptr<const Plan> ExecutableImpl::make_plan(const std::vector<Shape>& input_shapes,
-                                                     const CallBindings& bindings) {
+                                                      const CallBindings& bindings) {
   const auto& reg = ir::OpRegistry::get();
   auto plan = std::make_shared<Plan>();
   plan->types.resize(static_cast<size_t>(num_slots));
@@ -155,9 +160,11 @@ std::shared_ptr<const Plan> ExecutableImpl::make_plan(const std::vector<Shape>& 
     std::vector<TensorType> in;
     std::vector<const NDArray*> values;
     for (const auto& v : node.inputs) {
-      in.push_back(plan->types[static_cast<size_t>(slot_base[static_cast<size_t>(v.node)] + v.index)]);
+      in.push_back(
+          plan->types[static_cast<size_t>(slot_base[static_cast<size_t>(v.node)] + v.index)]);
       const ir::Node& src = graph.node(v);
-      values.push_back(src.op == op::constant ? &attrs_as<ConstantAttrs>(*src.attrs).value : nullptr);
+      values.push_back(src.op == op::constant ? &attrs_as<ConstantAttrs>(*src.attrs).value
+                                              : nullptr);
     }
     if (node.op == op::call) {  // output shapes come from the bound executable
       std::vector<TensorType> out = call_types(i, in, bindings);
@@ -191,13 +198,14 @@ std::shared_ptr<const Plan> ExecutableImpl::make_plan(const std::vector<Shape>& 
   }
   std::vector<int64_t> offsets;
   plan->arena_bytes = plan_offsets(req, offsets);
-  for (size_t r = 0; r < req.size(); ++r) plan->offset[static_cast<size_t>(req_slot[r])] = offsets[r];
+  for (size_t r = 0; r < req.size(); ++r)
+    plan->offset[static_cast<size_t>(req_slot[r])] = offsets[r];
   plan->bindings_version = bindings.version;
   return plan;
 }
 
 std::shared_ptr<const Plan> ExecutableImpl::plan_for(const std::vector<Shape>& shapes,
-                                                    const CallBindings* bindings) {
+                                                     const CallBindings* bindings) {
   static const CallBindings kNoCalls;
   std::shared_ptr<const CallBindings> held;
   if (!bindings && call_nodes.empty()) bindings = &kNoCalls;
@@ -269,17 +277,22 @@ std::vector<NDArray> ExecutableImpl::run(const Feeds& feeds) {
     });
     if (it == placeholders.end()) {
       std::string known;
-      for (int p : placeholders) known += (known.empty() ? "" : ", ") + attrs_as<PlaceholderAttrs>(*graph.nodes[static_cast<size_t>(p)].attrs).name;
+      for (int p : placeholders)
+        known += (known.empty() ? "" : ", ") +
+                 attrs_as<PlaceholderAttrs>(*graph.nodes[static_cast<size_t>(p)].attrs).name;
       fail("[run] no input named '", name, "' (inputs: ", known.empty() ? "none" : known, ")");
     }
     auto& slot = inputs[static_cast<size_t>(it - placeholders.begin())];
     LOOM_CHECK(!slot.defined(), "[run] input '", name, "' is fed twice");
     LOOM_CHECK(array.defined(), "[run] input '", name, "' is an empty NDArray");
     const auto& want = graph.nodes[static_cast<size_t>(*it)].outputs[0];
-    LOOM_CHECK(array.dtype() == want.dtype, "[run] input '", name, "' must be ", dtype_name(want.dtype), ", got ", dtype_name(array.dtype()));
+    LOOM_CHECK(array.dtype() == want.dtype, "[run] input '", name, "' must be ",
+               dtype_name(want.dtype), ", got ", dtype_name(array.dtype()));
     bool fits = array.rank() == want.shape.rank();
-    for (int d = 0; fits && d < want.shape.rank(); ++d) fits = want.shape[d] == kDynamic || want.shape[d] == array.shape()[d];
-    LOOM_CHECK(fits, "[run] input '", name, "' must have shape ", want.shape.to_string(), ", got ", array.shape().to_string());
+    for (int d = 0; fits && d < want.shape.rank(); ++d)
+      fits = want.shape[d] == kDynamic || want.shape[d] == array.shape()[d];
+    LOOM_CHECK(fits, "[run] input '", name, "' must have shape ", want.shape.to_string(), ", got ",
+               array.shape().to_string());
     if (backend->on_device()) {
       // Device arrays are used as they are (zero copy); host arrays are copied in.
       if (array.device() == options.device) {
@@ -287,9 +300,8 @@ std::vector<NDArray> ExecutableImpl::run(const Feeds& feeds) {
                    options.device.to_string(), "; make it contiguous first");
         slot = array;
       } else {
-        LOOM_CHECK(array.device().kind != Device::Kind::cuda, "[run] input '", name,
-                   "' lives on ", array.device().to_string(), ", the executable on ",
-                   options.device.to_string());
+        LOOM_CHECK(array.device().kind != Device::Kind::cuda, "[run] input '", name, "' lives on ",
+                   array.device().to_string(), ", the executable on ", options.device.to_string());
         slot = to_device(array, options.device);
         all_inputs_on_device = false;
       }
@@ -300,7 +312,10 @@ std::vector<NDArray> ExecutableImpl::run(const Feeds& feeds) {
     slot = array.contiguous();  // strided inputs are copied once here (documented)
   }
   for (size_t i = 0; i < inputs.size(); ++i)
-    LOOM_CHECK(inputs[i].defined(), "[run] missing input '", attrs_as<PlaceholderAttrs>(*graph.nodes[static_cast<size_t>(placeholders[i])].attrs).name, "'");
+    LOOM_CHECK(
+        inputs[i].defined(), "[run] missing input '",
+        attrs_as<PlaceholderAttrs>(*graph.nodes[static_cast<size_t>(placeholders[i])].attrs).name,
+        "'");
   std::vector<NDArray> result = execute(std::move(inputs));
   if (backend->on_device() && !all_inputs_on_device)
     for (auto& r : result) r = to_host(r);
@@ -316,8 +331,10 @@ std::vector<NDArray> ExecutableImpl::execute(std::vector<NDArray> inputs) {
 
   std::shared_lock<std::shared_mutex> shared(variables_mutex, std::defer_lock);
   std::unique_lock<std::shared_mutex> exclusive(variables_mutex, std::defer_lock);
-  if (has_assign) exclusive.lock();
-  else shared.lock();
+  if (has_assign)
+    exclusive.lock();
+  else
+    shared.lock();
 
   auto plan = plan_for(shapes, call_bindings.get());
   auto arena = acquire_arena(plan->arena_bytes);
@@ -335,39 +352,49 @@ std::vector<NDArray> ExecutableImpl::execute(std::vector<NDArray> inputs) {
     const ir::Node& node = graph.nodes[i];
     auto base = static_cast<size_t>(slot_base[i]);
     switch (node.op) {
-      case op::placeholder: slots[base] = inputs[next_input++]; continue;
+      case op::placeholder:
+        slots[base] = inputs[next_input++];
+        continue;
       case op::constant:
         slots[base] = device_constants.empty() ? attrs_as<ConstantAttrs>(*node.attrs).value
                                                : device_constants[i];
         continue;
       case op::read: {
         int v = graph.find_variable(attrs_as<VariableRefAttrs>(*node.attrs).variable);
-        slots[base] = read_copies[i] ? clone(variables[static_cast<size_t>(v)]) : variables[static_cast<size_t>(v)];
+        slots[base] = read_copies[i] ? clone(variables[static_cast<size_t>(v)])
+                                     : variables[static_cast<size_t>(v)];
         continue;
       }
       case op::assign: {
         const auto& name = attrs_as<VariableRefAttrs>(*node.attrs).variable;
         NDArray& var = variables[static_cast<size_t>(graph.find_variable(name))];
-        const NDArray& val = slots[static_cast<size_t>(slot_base[static_cast<size_t>(node.inputs[0].node)] + node.inputs[0].index)];
-        LOOM_CHECK(val.shape() == var.shape(), "[assign] variable '", name, "' is ", var.type().to_string(), ", value at run time is ", val.type().to_string());
+        const NDArray& val = slots[static_cast<size_t>(
+            slot_base[static_cast<size_t>(node.inputs[0].node)] + node.inputs[0].index)];
+        LOOM_CHECK(val.shape() == var.shape(), "[assign] variable '", name, "' is ",
+                   var.type().to_string(), ", value at run time is ", val.type().to_string());
         if (val.data() != var.data()) {  // in-place updates already wrote into the variable
           backend->copy(var.data(), var.device(), val.data(), val.device(), var.nbytes());
           variable_bytes_copied += static_cast<int64_t>(var.nbytes());
         }
         continue;
       }
-      case op::call: run_call(i, slots, *plan, *call_bindings); continue;
-      default: break;
+      case op::call:
+        run_call(i, slots, *plan, *call_bindings);
+        continue;
+      default:
+        break;
     }
     if (reg.info(node.op).is_view()) {
-      const NDArray& in = slots[static_cast<size_t>(slot_base[static_cast<size_t>(node.inputs[0].node)] + node.inputs[0].index)];
+      const NDArray& in = slots[static_cast<size_t>(
+          slot_base[static_cast<size_t>(node.inputs[0].node)] + node.inputs[0].index)];
       const Shape& s = plan->types[base].shape;
       slots[base] = NDArray(in.storage(), in.dtype(), s, contiguous_strides(s), in.offset());
       continue;
     }
     std::vector<NDArray> ins;
     ins.reserve(node.inputs.size());
-    for (const auto& v : node.inputs) ins.push_back(slots[static_cast<size_t>(slot_base[static_cast<size_t>(v.node)] + v.index)]);
+    for (const auto& v : node.inputs)
+      ins.push_back(slots[static_cast<size_t>(slot_base[static_cast<size_t>(v.node)] + v.index)]);
     bool inplace = reg.info(node.op).is_inplace();
     if (inplace) slots[base] = ins[0];  // the kernel writes into input 0's memory
     for (size_t k = inplace ? 1 : 0; k < node.outputs.size(); ++k) {
@@ -380,11 +407,14 @@ std::vector<NDArray> ExecutableImpl::execute(std::vector<NDArray> inputs) {
         slots[base + k] = NDArray(arena, t.dtype, t.shape, contiguous_strides(t.shape), elem_off);
       }
     }
-    KernelContext ctx{ins, std::span<NDArray>(slots.data() + base, node.outputs.size()), node.attrs.get(), pool};
+    KernelContext ctx{ins, std::span<NDArray>(slots.data() + base, node.outputs.size()),
+                      node.attrs.get(), pool};
     if (options.profile) {
       auto t0 = std::chrono::steady_clock::now();
       (*kernels[i])(ctx);
-      profile_ns[i] += std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
+      profile_ns[i] += std::chrono::duration_cast<std::chrono::nanoseconds>(
+                           std::chrono::steady_clock::now() - t0)
+                           .count();
       ++profile_calls[i];
     } else {
       (*kernels[i])(ctx);
@@ -395,7 +425,9 @@ std::vector<NDArray> ExecutableImpl::execute(std::vector<NDArray> inputs) {
     int s = slot_base[static_cast<size_t>(v.node)] + v.index;
     NDArray a = slots[static_cast<size_t>(s)];
     // Values the caller must own: never hand out arena memory, variables, constants or inputs.
-    const ir::Node& rn = graph.nodes[static_cast<size_t>(std::upper_bound(slot_base.begin(), slot_base.end(), root[static_cast<size_t>(s)]) - slot_base.begin() - 1)];
+    const ir::Node& rn = graph.nodes[static_cast<size_t>(
+        std::upper_bound(slot_base.begin(), slot_base.end(), root[static_cast<size_t>(s)]) -
+        slot_base.begin() - 1)];
     bool source = reg.info(rn.op).is_source();
     result.push_back(source || a.storage() == arena ? clone(a) : a);
   }
@@ -419,7 +451,8 @@ std::vector<Executable::Signature> Executable::inputs() const {
 
 std::vector<Executable::Signature> Executable::outputs() const {
   std::vector<Signature> s;
-  for (const auto& v : impl_->outputs) s.push_back({impl_->graph.node(v).name, impl_->graph.type(v)});
+  for (const auto& v : impl_->outputs)
+    s.push_back({impl_->graph.node(v).name, impl_->graph.type(v)});
   return s;
 }
 
@@ -438,7 +471,8 @@ void Executable::set_variable(const std::string& name, const NDArray& value) {
   LOOM_CHECK(i >= 0, "[variable] no variable named '", name, "'");
   std::unique_lock lock(impl_->variables_mutex);
   NDArray& var = impl_->variables[static_cast<size_t>(i)];
-  LOOM_CHECK(value.type() == var.type(), "[variable] '", name, "' is ", var.type().to_string(), ", got ", value.type().to_string());
+  LOOM_CHECK(value.type() == var.type(), "[variable] '", name, "' is ", var.type().to_string(),
+             ", got ", value.type().to_string());
   NDArray c = value.device() == var.device() ? value : to_host(value).contiguous();
   LOOM_CHECK(c.is_contiguous(), "[variable] '", name, "': strided device arrays are not supported");
   impl_->backend->copy(var.data(), var.device(), c.data(), c.device(), var.nbytes());
@@ -466,8 +500,10 @@ std::string Executable::to_text() const { return ir::print_graph(impl_->graph, i
 PlanStats Executable::plan_stats(const std::vector<std::pair<std::string, Shape>>& shapes) const {
   std::vector<Shape> ordered;
   for (int p : impl_->placeholders) {
-    const auto& name = attrs_as<PlaceholderAttrs>(*impl_->graph.nodes[static_cast<size_t>(p)].attrs).name;
-    auto it = std::find_if(shapes.begin(), shapes.end(), [&](const auto& s) { return s.first == name; });
+    const auto& name =
+        attrs_as<PlaceholderAttrs>(*impl_->graph.nodes[static_cast<size_t>(p)].attrs).name;
+    auto it =
+        std::find_if(shapes.begin(), shapes.end(), [&](const auto& s) { return s.first == name; });
     LOOM_CHECK(it != shapes.end(), "[plan_stats] missing shape for input '", name, "'");
     ordered.push_back(it->second);
   }
@@ -482,7 +518,8 @@ size_t Executable::cached_plans() const { return impl_->cached_plans(); }
 int64_t Executable::constant_bytes() const {
   int64_t total = 0;
   for (const auto& n : impl_->graph.nodes)
-    if (n.op == ir::op::constant) total += static_cast<int64_t>(attrs_as<ConstantAttrs>(*n.attrs).value.nbytes());
+    if (n.op == ir::op::constant)
+      total += static_cast<int64_t>(attrs_as<ConstantAttrs>(*n.attrs).value.nbytes());
   return total;
 }
 
@@ -498,13 +535,15 @@ std::string Executable::profile_report() const {
     total += impl_->profile_ns[i].load();
   }
   std::vector<std::pair<std::string, std::pair<int64_t, int64_t>>> rows(by_op.begin(), by_op.end());
-  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
+  std::sort(rows.begin(), rows.end(),
+            [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
   std::ostringstream os;
   os << "op                      time ms   share   calls   us/call\n";
   for (const auto& [name, v] : rows) {
     if (!v.second) continue;
     char line[160];
-    std::snprintf(line, sizeof line, "%-22s %9.3f  %5.1f%%  %6lld  %8.2f\n", name.c_str(), v.first / 1e6,
+    std::snprintf(line, sizeof line, "%-22s %9.3f  %5.1f%%  %6lld  %8.2f\n", name.c_str(),
+                  v.first / 1e6,
                   total ? 100.0 * static_cast<double>(v.first) / static_cast<double>(total) : 0.0,
                   static_cast<long long>(v.second), v.first / 1e3 / static_cast<double>(v.second));
     os << line;

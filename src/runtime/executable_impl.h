@@ -16,8 +16,8 @@ namespace loom {
 
 // Shapes and memory for one input-shape signature.
 struct Plan {
-  std::vector<TensorType> types;     // per slot
-  std::vector<int64_t> offset;       // per slot: byte offset in the arena, or -1
+  std::vector<TensorType> types;  // per slot
+  std::vector<int64_t> offset;    // per slot: byte offset in the arena, or -1
   int64_t arena_bytes = 0;
   int64_t intermediate_bytes = 0;
   // Calls: the CallBindings version whose callees last confirmed the call outputs' types (a plan
@@ -30,7 +30,7 @@ class ExecutableImpl;
 // whole by bind/unbind, so that a run sees one consistent set from start to end.
 struct CallBindings {
   std::vector<std::shared_ptr<ExecutableImpl>> callee;  // per call symbol; null: unbound
-  uint64_t version = 0;                                  // unique across all executables
+  uint64_t version = 0;                                 // unique across all executables
 };
 
 class ExecutableImpl {
@@ -65,14 +65,14 @@ class ExecutableImpl {
   backends::Backend* backend = nullptr;
 
   // Lowering results (shape independent).
-  std::vector<const KernelFn*> kernels;   // per node (null for sources, views, assigns)
-  std::vector<int> slot_base;             // per node: its first output's slot
+  std::vector<const KernelFn*> kernels;  // per node (null for sources, views, assigns)
+  std::vector<int> slot_base;            // per node: its first output's slot
   int num_slots = 0;
-  std::vector<int> placeholders;          // node indices, in feed order
-  std::vector<int> root;                  // per slot: the slot whose memory it aliases (views)
-  std::vector<int> last_use;              // per slot: last node index reading it (or its views)
-  std::vector<bool> output_root;          // per slot: memory handed to the caller
-  std::vector<bool> read_copies;          // per node: a read that must copy (assigned later)
+  std::vector<int> placeholders;  // node indices, in feed order
+  std::vector<int> root;          // per slot: the slot whose memory it aliases (views)
+  std::vector<int> last_use;      // per slot: last node index reading it (or its views)
+  std::vector<bool> output_root;  // per slot: memory handed to the caller
+  std::vector<bool> read_copies;  // per node: a read that must copy (assigned later)
 
   // Variables: values persist across runs.
   std::vector<NDArray> variables;
@@ -80,7 +80,8 @@ class ExecutableImpl {
   bool has_assign = false;
   std::atomic<int64_t> variable_bytes_copied{0};
   // Profiling (CompileOptions::profile): nanoseconds and calls per node.
-  std::vector<std::atomic<int64_t>> profile_ns, profile_calls;  // by assigns that were not done in place
+  std::vector<std::atomic<int64_t>> profile_ns,
+      profile_calls;  // by assigns that were not done in place
   // Device backends: each constant node's value, uploaded once (empty on the host).
   std::vector<NDArray> device_constants;
 
@@ -90,7 +91,7 @@ class ExecutableImpl {
 
  private:
   std::shared_ptr<const Plan> make_plan(const std::vector<Shape>& input_shapes,
-                                       const CallBindings& bindings);
+                                        const CallBindings& bindings);
   void lower();
   std::vector<NDArray> execute(std::vector<NDArray> inputs);
   // Calls: set up symbols and the initial bindings (options.callables).

@@ -1,9 +1,9 @@
 // Memory planning: intermediates live in one arena per run; buffers whose lifetimes do not
 // overlap share bytes. Greedy by size (largest first), each placed at the lowest offset that
 // does not collide with an already placed buffer alive at the same time.
-#include <algorithm>
-
 #include "runtime/memory_plan.h"
+
+#include <algorithm>
 
 namespace loom {
 

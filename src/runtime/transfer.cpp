@@ -24,7 +24,8 @@ NDArray to_host(const NDArray& a) {
   if (a.device().kind != Device::Kind::cuda) return a;
   LOOM_CHECK(a.is_contiguous(), "[transfer] to_host of a strided device array");
   NDArray out = NDArray::empty(a.dtype(), a.shape());
-  backends::backend_for(a.device()).copy(out.data(), Device::cpu(), a.data(), a.device(), a.nbytes());
+  backends::backend_for(a.device())
+      .copy(out.data(), Device::cpu(), a.data(), a.device(), a.nbytes());
   return out;
 }
 

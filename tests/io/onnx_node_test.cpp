@@ -32,12 +32,15 @@ struct Outcome {
 
 std::string compare(const NDArray& got, const NDArray& want, double rtol, double atol) {
   if (got.dtype() != want.dtype())
-    return "dtype " + std::string(dtype_name(got.dtype())) + " != " + std::string(dtype_name(want.dtype()));
-  if (got.shape() != want.shape()) return "shape " + got.shape().to_string() + " != " + want.shape().to_string();
+    return "dtype " + std::string(dtype_name(got.dtype())) +
+           " != " + std::string(dtype_name(want.dtype()));
+  if (got.shape() != want.shape())
+    return "shape " + got.shape().to_string() + " != " + want.shape().to_string();
   if (is_complex(got.dtype())) {
     auto a = got.to_vector<std::complex<float>>(), b = want.to_vector<std::complex<float>>();
     for (size_t i = 0; i < a.size(); ++i)
-      if (std::abs(a[i] - b[i]) > atol + rtol * std::abs(b[i])) return "value mismatch at " + std::to_string(i);
+      if (std::abs(a[i] - b[i]) > atol + rtol * std::abs(b[i]))
+        return "value mismatch at " + std::to_string(i);
     return "";
   }
   auto a = got.to_doubles(), b = want.to_doubles();
@@ -45,7 +48,8 @@ std::string compare(const NDArray& got, const NDArray& want, double rtol, double
     if (std::isnan(a[i]) && std::isnan(b[i])) continue;
     if (std::isinf(b[i]) && a[i] == b[i]) continue;
     if (!(std::abs(a[i] - b[i]) <= atol + rtol * std::abs(b[i])))
-      return "value mismatch at " + std::to_string(i) + ": " + std::to_string(a[i]) + " vs " + std::to_string(b[i]);
+      return "value mismatch at " + std::to_string(i) + ": " + std::to_string(a[i]) + " vs " +
+             std::to_string(b[i]);
   }
   return "";
 }
@@ -90,13 +94,16 @@ Outcome run_case(const fs::path& dir) {
       for (const auto& i : proto.graph().initializer()) inits.insert(i.name());
       for (const auto& vi : proto.graph().input()) {
         if (inits.count(vi.name())) continue;
-        all.emplace_back(vi.name(), read_onnx_tensor((d / ("input_" + std::to_string(k++) + ".pb")).string()));
+        all.emplace_back(vi.name(),
+                         read_onnx_tensor((d / ("input_" + std::to_string(k++) + ".pb")).string()));
       }
       OnnxImportOptions opt;
       Feeds feeds;
       for (auto& [name, v] : all) {
-        if (bind_shapes && (v.dtype() == i64 || v.dtype() == i32 || v.rank() == 0)) opt.constant_inputs.emplace_back(name, v);
-        else feeds.emplace_back(name, v);
+        if (bind_shapes && (v.dtype() == i64 || v.dtype() == i32 || v.rank() == 0))
+          opt.constant_inputs.emplace_back(name, v);
+        else
+          feeds.emplace_back(name, v);
       }
       OnnxModel m;
       try {
@@ -137,7 +144,9 @@ TEST(OnnxNodeSuite, RunsEverySupportedCase) {
 
   std::set<std::string> supported;
   for (const auto& s : onnx_supported_ops()) supported.insert(s);
-  struct OpRow { int passed = 0, failed = 0, unsupported = 0, other = 0; };
+  struct OpRow {
+    int passed = 0, failed = 0, unsupported = 0, other = 0;
+  };
   std::map<std::string, OpRow> per_op;
   std::map<std::string, int> totals;
   std::vector<std::string> failures;
@@ -165,13 +174,15 @@ TEST(OnnxNodeSuite, RunsEverySupportedCase) {
   for (const auto& f : failures) std::cout << "  FAILED " << f.substr(0, 300) << "\n";
   if (const char* report = std::getenv("LOOM_ONNX_REPORT")) {
     std::ofstream r(report);
-    r << "| ONNX op | importer | passed | failed | op/attribute unsupported | other (dtype, domain) |\n"
+    r << "| ONNX op | importer | passed | failed | op/attribute unsupported | other (dtype, "
+         "domain) |\n"
       << "|---|---|---|---|---|---|\n";
     for (const auto& [op, row] : per_op)
       r << "| " << op << " | " << (supported.count(op) ? "yes" : "no") << " | " << row.passed
         << " | " << row.failed << " | " << row.unsupported << " | " << row.other << " |\n";
     r << "\nTotals: " << cases.size() << " cases, " << totals["passed"] << " passed, "
-      << totals["failed"] << " failed, " << totals["unsupported"] << " unsupported.\n\nFailures:\n\n";
+      << totals["failed"] << " failed, " << totals["unsupported"]
+      << " unsupported.\n\nFailures:\n\n";
     for (const auto& f : failures) r << "- " << f.substr(0, 300) << "\n";
   }
   EXPECT_GE(totals["passed"], 480) << "fewer node cases pass than when this floor was recorded";
@@ -211,7 +222,8 @@ TEST(OnnxImport, UnsupportedOpNamesTheOpAndTheNode) {
     FAIL();
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("[onnx] node 'the_node' (Conv): unsupported op type"),
-              std::string::npos) << e.what();
+              std::string::npos)
+        << e.what();
   }
   EXPECT_THROW(import_onnx_bytes("not a model", "m.onnx"), Error);
 }

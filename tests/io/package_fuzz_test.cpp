@@ -57,15 +57,24 @@ bool try_load(const std::vector<uint8_t>& b) {
 // A random JSON value of a random kind: the structured mutation's replacement.
 json random_value(std::mt19937_64& rng) {
   switch (rng() % 10) {
-    case 0: return static_cast<int64_t>(rng() % 5) - 1;
-    case 1: return static_cast<int64_t>(rng());
-    case 2: return -static_cast<int64_t>(rng() % 100000);
-    case 3: return 0.5;
-    case 4: return "f32";
-    case 5: return json::array({0, 0});
-    case 6: return json::array();
-    case 7: return json::object();
-    case 8: return nullptr;
+    case 0:
+      return static_cast<int64_t>(rng() % 5) - 1;
+    case 1:
+      return static_cast<int64_t>(rng());
+    case 2:
+      return -static_cast<int64_t>(rng() % 100000);
+    case 3:
+      return 0.5;
+    case 4:
+      return "f32";
+    case 5:
+      return json::array({0, 0});
+    case 6:
+      return json::array();
+    case 7:
+      return json::object();
+    case 8:
+      return nullptr;
     default: {
       static const char* names[] = {"add", "matmul", "constant", "x", "acc", "nan", "split", "i"};
       return names[rng() % 8];
@@ -81,8 +90,10 @@ void mutate_json(json& j, std::mt19937_64& rng) {
     std::advance(it, static_cast<long>(rng() % cur->size()));
     cur = &*it;
   }
-  if (cur->is_number_integer() && rng() % 2) *cur = cur->get<int64_t>() + static_cast<int64_t>(rng() % 130) - 65;
-  else *cur = random_value(rng);
+  if (cur->is_number_integer() && rng() % 2)
+    *cur = cur->get<int64_t>() + static_cast<int64_t>(rng() % 130) - 65;
+  else
+    *cur = random_value(rng);
 }
 
 TEST(PackageFuzz, MutatedPackagesLoadOrThrowLoomError) {
@@ -116,7 +127,8 @@ TEST(PackageFuzz, MutatedPackagesLoadOrThrowLoomError) {
       b = base;
       int flips = 1 + static_cast<int>(rng() % 4);
       for (int f = 0; f < flips; ++f) {
-        size_t at = rng() % 2 ? rng() % std::min<size_t>(b.size(), 20 + header_len) : rng() % b.size();
+        size_t at =
+            rng() % 2 ? rng() % std::min<size_t>(b.size(), 20 + header_len) : rng() % b.size();
         b[at] ^= static_cast<uint8_t>(1u << (rng() % 8));
       }
     } else if (kind == 2) {  // a digit of the header rewritten (offsets, dims, indices)

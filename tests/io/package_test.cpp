@@ -1,5 +1,7 @@
 // `.loom` packages: round trips (graph and executable), zero-copy loading, the checked-in v1
 // package (format stability) and one test per validation rule.
+#include "io/package.h"
+
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -8,7 +10,6 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "io/package.h"
 #include "ir/graph.h"
 #include "loom/loom.h"
 #include "loom/package.h"
@@ -145,8 +146,7 @@ TEST(Package, ExecutableRoundTripSkipsPassesAndKeepsTheLog) {
   EXPECT_EQ(back.inputs()[0].name, "x");
   auto log = back.pass_log();
   for (const auto& l : exe.pass_log())
-    if (l.rfind("[lower]", 0) != 0)
-      EXPECT_NE(std::find(log.begin(), log.end(), l), log.end()) << l;
+    if (l.rfind("[lower]", 0) != 0) EXPECT_NE(std::find(log.begin(), log.end(), l), log.end()) << l;
   EXPECT_EQ(io::read_package(path).kind, "executable");
 
   auto in = random_uniform({2, 8}, f32, -1, 1, 9);
@@ -246,11 +246,11 @@ class PackageErrors : public ::testing::Test {
   std::vector<uint8_t> base_;
 };
 
-#define EXPECT_ERROR_HAS(msg, text)                                                  \
-  do {                                                                               \
-    std::string m_ = (msg);                                                          \
-    EXPECT_NE(m_.find(text), std::string::npos) << "message: '" << m_ << "'";        \
-    EXPECT_EQ(m_.rfind("[package] ", 0), 0u) << m_;                                  \
+#define EXPECT_ERROR_HAS(msg, text)                                           \
+  do {                                                                        \
+    std::string m_ = (msg);                                                   \
+    EXPECT_NE(m_.find(text), std::string::npos) << "message: '" << m_ << "'"; \
+    EXPECT_EQ(m_.rfind("[package] ", 0), 0u) << m_;                           \
   } while (0)
 
 TEST_F(PackageErrors, MissingFileAndPrefix) {
@@ -282,41 +282,66 @@ TEST_F(PackageErrors, HeaderStructure) {
   EXPECT_ERROR_HAS(edited([](json& h) { h = json::array(); }), "must be a JSON object");
   EXPECT_ERROR_HAS(edited([](json& h) { h.erase("graph"); }), "has no 'graph'");
   EXPECT_ERROR_HAS(edited([](json& h) { h["kind"] = "model"; }), "kind must be");
-  EXPECT_ERROR_HAS(edited([](json& h) { h["graph"]["nodes"] = 3; }), "graph.nodes must be an array");
+  EXPECT_ERROR_HAS(edited([](json& h) { h["graph"]["nodes"] = 3; }),
+                   "graph.nodes must be an array");
   EXPECT_ERROR_HAS(edited([](json& h) { h["compile_options"]["device"] = "tpu"; }), "device");
 }
 
 TEST_F(PackageErrors, OpsAttributesAndInputs) {
   EXPECT_ERROR_HAS(edited([&](json& h) { node(h, "gelu")["op"] = "frobnicate"; }),
                    "unknown op 'frobnicate'");
-  EXPECT_ERROR_HAS(edited([&](json& h) { node(h, "gelu")["attrs"]["bogus"] = {{"i", 1}}; }),
+  EXPECT_ERROR_HAS(edited([&](json& h) {
+                     node(h, "gelu")["attrs"]["bogus"] = {{"i", 1}};
+                   }),
                    "unknown field 'bogus'");
-  EXPECT_ERROR_HAS(edited([&](json& h) { node(h, "gelu")["attrs"]["tanh_approximation"] = {{"s", "x"}}; }),
+  EXPECT_ERROR_HAS(edited([&](json& h) {
+                     node(h, "gelu")["attrs"]["tanh_approximation"] = {{"s", "x"}};
+                   }),
                    "wrong type");
-  EXPECT_ERROR_HAS(edited([&](json& h) { node(h, "softmax")["attrs"]["axis"] = {{"i", 7}}; }),
+  EXPECT_ERROR_HAS(edited([&](json& h) {
+                     node(h, "softmax")["attrs"]["axis"] = {{"i", 7}};
+                   }),
                    "(softmax)");
-  EXPECT_ERROR_HAS(edited([&](json& h) { node(h, "gelu")["inputs"][0] = {99, 0}; }),
+  EXPECT_ERROR_HAS(edited([&](json& h) {
+                     node(h, "gelu")["inputs"][0] = {99, 0};
+                   }),
                    "not defined before it");
-  EXPECT_ERROR_HAS(edited([&](json& h) { node(h, "gelu")["inputs"][0] = {0, 5}; }), "refers to output 5");
-  EXPECT_ERROR_HAS(edited([&](json& h) { node(h, "gelu")["inputs"] = json::array(); }), "takes 1 inputs");
-  EXPECT_ERROR_HAS(edited([&](json& h) { node(h, "read")["attrs"]["variable"] = {{"s", "nope"}}; }),
+  EXPECT_ERROR_HAS(edited([&](json& h) {
+                     node(h, "gelu")["inputs"][0] = {0, 5};
+                   }),
+                   "refers to output 5");
+  EXPECT_ERROR_HAS(edited([&](json& h) { node(h, "gelu")["inputs"] = json::array(); }),
+                   "takes 1 inputs");
+  EXPECT_ERROR_HAS(edited([&](json& h) {
+                     node(h, "read")["attrs"]["variable"] = {{"s", "nope"}};
+                   }),
                    "unknown variable 'nope'");
-  EXPECT_ERROR_HAS(edited([&](json& h) { node(h, "gelu")["outputs"][0]["shape"] = {1, 2}; }),
+  EXPECT_ERROR_HAS(edited([&](json& h) {
+                     node(h, "gelu")["outputs"][0]["shape"] = {1, 2};
+                   }),
                    "differ from the inferred");
-  EXPECT_ERROR_HAS(edited([&](json& h) { h["graph"]["outputs"][0] = {1000, 0}; }), "graph.outputs[0]");
-  EXPECT_ERROR_HAS(edited([&](json& h) { h["graph"]["variables"].push_back(h["graph"]["variables"][0]); }),
-                   "defined twice");
+  EXPECT_ERROR_HAS(edited([&](json& h) {
+                     h["graph"]["outputs"][0] = {1000, 0};
+                   }),
+                   "graph.outputs[0]");
+  EXPECT_ERROR_HAS(
+      edited([&](json& h) { h["graph"]["variables"].push_back(h["graph"]["variables"][0]); }),
+      "defined twice");
 }
 
 TEST_F(PackageErrors, TensorReferences) {
   auto tref = [&](json& h) -> json& { return node(h, "constant")["attrs"]["value"]["t"]; };
   EXPECT_ERROR_HAS(edited([&](json& h) { tref(h)["dtype"] = "f31"; }), "unknown dtype 'f31'");
   EXPECT_ERROR_HAS(edited([&](json& h) { tref(h)["offset"] = 3; }), "not a multiple of 64");
-  EXPECT_ERROR_HAS(edited([&](json& h) { tref(h)["offset"] = 1 << 30; }), "outside the data section");
+  EXPECT_ERROR_HAS(edited([&](json& h) { tref(h)["offset"] = 1 << 30; }),
+                   "outside the data section");
   EXPECT_ERROR_HAS(edited([&](json& h) { tref(h)["offset"] = -64; }), "not a multiple of 64");
   EXPECT_ERROR_HAS(edited([&](json& h) { tref(h)["nbytes"] = 4; }), "does not match");
   EXPECT_ERROR_HAS(edited([&](json& h) { tref(h)["shape"] = {-1, 8}; }), "invalid dim");
-  EXPECT_ERROR_HAS(edited([&](json& h) { tref(h)["shape"] = {1 << 30, 1 << 30, 1 << 30}; }), "too large");
+  EXPECT_ERROR_HAS(edited([&](json& h) {
+                     tref(h)["shape"] = {1 << 30, 1 << 30, 1 << 30};
+                   }),
+                   "too large");
   EXPECT_ERROR_HAS(edited([&](json& h) { tref(h)["offset"] = 1.5; }), "must be an integer");
   EXPECT_ERROR_HAS(edited([&](json& h) { tref(h)["offset"] = UINT64_MAX; }), "out of range");
 }

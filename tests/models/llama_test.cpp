@@ -2,14 +2,15 @@
 // scripts/make_llama_golden.py with llama-cpp-python on the same GGUF file): tokenization,
 // teacher-forced logits at every position, greedy continuations; and Loom's cached decode vs a
 // full recomputation on the real model.
+#include "models/llama.h"
+
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include <cmath>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "io/gguf.h"
-#include "models/llama.h"
 
 namespace loom::models {
 namespace {
@@ -69,8 +70,8 @@ TEST_F(SmolLM2, TeacherForcedLogitsMatchLlamaCpp) {
       ++positions;
     }
   }
-  std::printf("positions %d, top-1 agreement %d, min correlation %.5f, max |logit diff| %.4f\n", positions,
-              top1_agree, min_corr, worst_diff);
+  std::printf("positions %d, top-1 agreement %d, min correlation %.5f, max |logit diff| %.4f\n",
+              positions, top1_agree, min_corr, worst_diff);
   // Both quantize activations to int8 blocks (ggml q8_1 / Loom q8) and round differently; a flipped
   // rounding early on propagates through 30 layers, so logits differ by up to ~1 (of ~25) and
   // near-ties may flip. Measured 2026-11-25: 38/39 top-1, min correlation 0.967, max diff 1.09.
@@ -109,7 +110,8 @@ TEST_F(SmolLM2, CachedDecodeEqualsRecomputation) {
   // activation: logits agree closely and pick the same token. On the reference backend (exact
   // dequantization, double accumulation) cached and recomputed logits are identical — the cache
   // itself loses nothing (examples/kv_cache_decoder shows the same at 1e-5 on f32 weights).
-  std::vector<int32_t> prompt = model_->tokenizer().encode("In a hole in the ground there lived a hobbit.");
+  std::vector<int32_t> prompt =
+      model_->tokenizer().encode("In a hole in the ground there lived a hobbit.");
   auto check = [&](LlamaModel& m, double tol, int steps) {
     std::vector<int32_t> ids = prompt;
     m.reset();
@@ -121,15 +123,18 @@ TEST_F(SmolLM2, CachedDecodeEqualsRecomputation) {
       m.reset();
       auto full = m.forward(ids, 0).to_vector<float>();  // everything recomputed, no cache
       double worst = 0;
-      for (size_t i = 0; i < full.size(); ++i) worst = std::max(worst, static_cast<double>(std::abs(cached[i] - full[i])));
+      for (size_t i = 0; i < full.size(); ++i)
+        worst = std::max(worst, static_cast<double>(std::abs(cached[i] - full[i])));
       EXPECT_LT(worst, tol) << "step " << step;
       EXPECT_EQ(std::max_element(cached.begin(), cached.end()) - cached.begin(),
                 std::max_element(full.begin(), full.end()) - full.begin());
-      logits = NDArray::from_vector(full, {static_cast<int64_t>(full.size())});  // the cache now holds ids
+      logits = NDArray::from_vector(
+          full, {static_cast<int64_t>(full.size())});  // the cache now holds ids
     }
   };
   check(*model_, 1.5, 6);
-  auto exact = LlamaModel::load(io::find_smollm2_gguf(), {.max_context = 64, .device = Device::reference()});
+  auto exact =
+      LlamaModel::load(io::find_smollm2_gguf(), {.max_context = 64, .device = Device::reference()});
   check(exact, 1e-4, 1);
 }
 
@@ -142,7 +147,8 @@ TEST(Llama, BadModelsAreClearErrors) {
     m.forward(std::vector<int32_t>(9, 1), 0);
     FAIL();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("exceed the context of 8 tokens"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("exceed the context of 8 tokens"), std::string::npos)
+        << e.what();
   }
   EXPECT_THROW(m.forward({60000}, 0), Error);
 }

@@ -16,7 +16,7 @@ namespace loom::models {
 namespace {
 
 TEST(Lora, ExecutableComputesXAtBtScale) {
-  NDArray a = NDArray::from_vector<float>({1, 0, 2, 0, 1, -1}, {2, 3});  // r = 2, d_in = 3
+  NDArray a = NDArray::from_vector<float>({1, 0, 2, 0, 1, -1}, {2, 3});        // r = 2, d_in = 3
   NDArray b = NDArray::from_vector<float>({1, 1, 0, 2, 3, 0, 1, -1}, {4, 2});  // d_out = 4
   auto exe = lora_executable(a, b, 0.5);
   auto y = exe.run({{"x", NDArray::from_vector<float>({1, 2, 3, 0, 1, 0}, {1, 2, 3})}})[0];
@@ -50,7 +50,8 @@ class LoraSmolLM2 : public ::testing::Test {
   }
   static double max_diff(const std::vector<float>& a, const std::vector<float>& b) {
     double d = 0;
-    for (size_t i = 0; i < a.size(); ++i) d = std::max(d, std::abs(static_cast<double>(a[i]) - b[i]));
+    for (size_t i = 0; i < a.size(); ++i)
+      d = std::max(d, std::abs(static_cast<double>(a[i]) - b[i]));
     return d;
   }
   static LlamaModel* base_;
@@ -90,22 +91,27 @@ TEST_F(LoraSmolLM2, SwappingTakesMicrosecondsNotARecompile) {
   for (int i = 0; i < 50; ++i) {
     auto t0 = std::chrono::steady_clock::now();
     lora_->bind_adapter(i % 2 ? a1 : a2);
-    swap_us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+    swap_us.push_back(
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
   }
   std::sort(swap_us.begin(), swap_us.end());
   auto t0 = std::chrono::steady_clock::now();
   lora_->forward({1}, 0);  // first run after a swap: plans re-checked, not remade
-  double first_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  double first_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   auto t1 = std::chrono::steady_clock::now();
   lora_->forward({1}, 1);
-  double next_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t1).count();
+  double next_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t1).count();
   std::string path = io::find_smollm2_gguf();
   auto tc = std::chrono::steady_clock::now();
   LlamaModel::load(path, {.max_context = 64, .lora_targets = {"attn_q", "attn_v"}});
-  double load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - tc).count();
-  std::printf("[timing] swap %zu LoRA callables: %.1f us (median); decode step right after %.2f ms, "
-              "next %.2f ms; building + compiling the model: %.0f ms\n",
-              a1.callables.size(), swap_us[swap_us.size() / 2], first_ms, next_ms, load_ms);
+  double load_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - tc).count();
+  std::printf(
+      "[timing] swap %zu LoRA callables: %.1f us (median); decode step right after %.2f ms, "
+      "next %.2f ms; building + compiling the model: %.0f ms\n",
+      a1.callables.size(), swap_us[swap_us.size() / 2], first_ms, next_ms, load_ms);
   EXPECT_LT(swap_us[swap_us.size() / 2], 5000.0);
   lora_->unbind_adapters();
 }

@@ -13,8 +13,8 @@ namespace loom::testing {
 struct InputSpec {
   std::string name;
   DType dtype = DType::f32;
-  Shape shape;           // the shape fed at run time
-  Shape declared;        // the placeholder's shape (may hold -1); rank 0: same as `shape`
+  Shape shape;             // the shape fed at run time
+  Shape declared;          // the placeholder's shape (may hold -1); rank 0: same as `shape`
   double lo = -2, hi = 2;  // value range of the random data
 };
 

@@ -18,23 +18,30 @@ struct Tolerance {
 };
 Tolerance default_tolerance(DType t) {
   switch (t) {
-    case DType::f32: return {2e-4, 2e-5};
-    case DType::f64: return {1e-10, 1e-12};
-    case DType::f16: return {4e-3, 2e-3};
-    case DType::bf16: return {2e-2, 1e-2};
-    default: return {0, 0};
+    case DType::f32:
+      return {2e-4, 2e-5};
+    case DType::f64:
+      return {1e-10, 1e-12};
+    case DType::f16:
+      return {4e-3, 2e-3};
+    case DType::bf16:
+      return {2e-2, 1e-2};
+    default:
+      return {0, 0};
   }
 }
 
 // Empty string when close, else a description of the first mismatch.
 std::string compare(const NDArray& got, const NDArray& want, Tolerance tol) {
-  if (got.type() != want.type()) return "type " + got.type().to_string() + " vs " + want.type().to_string();
+  if (got.type() != want.type())
+    return "type " + got.type().to_string() + " vs " + want.type().to_string();
   auto a = got.to_doubles(), b = want.to_doubles();
   for (size_t i = 0; i < a.size(); ++i) {
     if (std::isnan(a[i]) && std::isnan(b[i])) continue;
     if (std::isinf(b[i]) && a[i] == b[i]) continue;
     if (!(std::abs(a[i] - b[i]) <= tol.atol + tol.rtol * std::abs(b[i])))
-      return "element " + std::to_string(i) + ": got " + std::to_string(a[i]) + ", want " + std::to_string(b[i]);
+      return "element " + std::to_string(i) + ": got " + std::to_string(a[i]) + ", want " +
+             std::to_string(b[i]);
   }
   return "";
 }
@@ -65,7 +72,8 @@ class OpCaseTest : public ::testing::TestWithParam<Param> {};
 TEST_P(OpCaseTest, CpuMatchesReference) {
   OpCase c = *GetParam().c;
   if (GetParam().dynamic)
-    for (auto& in : c.inputs) in.declared = Shape(std::vector<int64_t>(static_cast<size_t>(in.shape.rank()), kDynamic));
+    for (auto& in : c.inputs)
+      in.declared = Shape(std::vector<int64_t>(static_cast<size_t>(in.shape.rank()), kDynamic));
   std::vector<Tensor> outs;
   Graph g = build_case(c, &outs);
   CompileOptions ref_opt;
@@ -79,8 +87,10 @@ TEST_P(OpCaseTest, CpuMatchesReference) {
   auto got = cpu.run(feeds);
   ASSERT_EQ(want.size(), got.size());
   for (size_t i = 0; i < got.size(); ++i) {
-    Tolerance tol = c.rtol || c.atol ? Tolerance{c.rtol, c.atol} : default_tolerance(want[i].dtype());
-    EXPECT_EQ(compare(got[i], want[i], tol), "") << c.name << " output " << i << " (seed " << seed << ")";
+    Tolerance tol =
+        c.rtol || c.atol ? Tolerance{c.rtol, c.atol} : default_tolerance(want[i].dtype());
+    EXPECT_EQ(compare(got[i], want[i], tol), "")
+        << c.name << " output " << i << " (seed " << seed << ")";
     EXPECT_EQ(got[i].shape(), want[i].shape());
   }
   // A second run on the same executable gives the same answer (plans and arenas are reused).
@@ -94,7 +104,8 @@ TEST_P(OpCaseTest, CudaMatchesCpu) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA GPU";
   OpCase c = *GetParam().c;
   if (GetParam().dynamic)
-    for (auto& in : c.inputs) in.declared = Shape(std::vector<int64_t>(static_cast<size_t>(in.shape.rank()), kDynamic));
+    for (auto& in : c.inputs)
+      in.declared = Shape(std::vector<int64_t>(static_cast<size_t>(in.shape.rank()), kDynamic));
   std::vector<Tensor> outs;
   Graph g = build_case(c, &outs);
   CompileOptions gpu_opt;
@@ -105,7 +116,8 @@ TEST_P(OpCaseTest, CudaMatchesCpu) {
     gpu = g.compile(outs, gpu_opt);
   } catch (const Error& e) {
     // Ops without a CUDA kernel yet fail compilation clearly (never run wrong): counted as skips.
-    if (std::string(e.what()).find("has no kernel on cuda") != std::string::npos) GTEST_SKIP() << e.what();
+    if (std::string(e.what()).find("has no kernel on cuda") != std::string::npos)
+      GTEST_SKIP() << e.what();
     throw;
   }
   uint64_t seed = std::random_device{}();
@@ -115,15 +127,18 @@ TEST_P(OpCaseTest, CudaMatchesCpu) {
   ASSERT_EQ(want.size(), got.size());
   for (size_t i = 0; i < got.size(); ++i) {
     ASSERT_EQ(got[i].device(), Device::cpu());
-    Tolerance tol = c.rtol || c.atol ? Tolerance{c.rtol, c.atol} : default_tolerance(want[i].dtype());
-    EXPECT_EQ(compare(got[i], want[i], tol), "") << c.name << " output " << i << " (seed " << seed << ")";
+    Tolerance tol =
+        c.rtol || c.atol ? Tolerance{c.rtol, c.atol} : default_tolerance(want[i].dtype());
+    EXPECT_EQ(compare(got[i], want[i], tol), "")
+        << c.name << " output " << i << " (seed " << seed << ")";
   }
   Feeds on_device;
   for (const auto& [name, a] : feeds) on_device.emplace_back(name, to_device(a, Device::cuda(0)));
   auto dev = gpu.run(on_device);
   for (size_t i = 0; i < dev.size(); ++i) {
     if (!feeds.empty()) EXPECT_EQ(dev[i].device(), Device::cuda(0));
-    Tolerance tol = c.rtol || c.atol ? Tolerance{c.rtol, c.atol} : default_tolerance(got[i].dtype());
+    Tolerance tol =
+        c.rtol || c.atol ? Tolerance{c.rtol, c.atol} : default_tolerance(got[i].dtype());
     EXPECT_EQ(compare(to_host(dev[i]), got[i], tol), "") << c.name << " device run, output " << i;
   }
 }

@@ -41,7 +41,9 @@ std::string run_pass(const std::string& name, const std::string& before) {
     ir::add_node(one, n.op, args, n.attrs);
     Graph graph(std::make_shared<ir::GraphData>(one));
     std::vector<Tensor> targets;
-    for (size_t k = 0; k < n.outputs.size(); ++k) targets.emplace_back(graph.data(), static_cast<int32_t>(one.nodes.size() - 1), static_cast<int32_t>(k));
+    for (size_t k = 0; k < n.outputs.size(); ++k)
+      targets.emplace_back(graph.data(), static_cast<int32_t>(one.nodes.size() - 1),
+                           static_cast<int32_t>(k));
     CompileOptions ref;
     ref.device = Device::reference();
     ref.optimization_level = 0;
@@ -91,11 +93,19 @@ TEST(IrText, ParseErrorsPointAtTheLine) {
     }
     return std::string();
   };
-  EXPECT_NE(err("%0 = frobnicate\n").find("line 1, column 6: unknown op 'frobnicate'"), std::string::npos) << err("%0 = frobnicate\n");
-  EXPECT_NE(err("%0 = placeholder {name=\"x\", dtype=\"f32\", shape=[2]}\n%1 = add(%0, %7)\n").find("line 2"), std::string::npos);
-  EXPECT_NE(err("%0 = placeholder {name=\"x\", dtype=\"f32\", shape=[2]} : f32[3]\n").find("declared types differ"), std::string::npos);
+  EXPECT_NE(err("%0 = frobnicate\n").find("line 1, column 6: unknown op 'frobnicate'"),
+            std::string::npos)
+      << err("%0 = frobnicate\n");
+  EXPECT_NE(err("%0 = placeholder {name=\"x\", dtype=\"f32\", shape=[2]}\n%1 = add(%0, %7)\n")
+                .find("line 2"),
+            std::string::npos);
+  EXPECT_NE(err("%0 = placeholder {name=\"x\", dtype=\"f32\", shape=[2]} : f32[3]\n")
+                .find("declared types differ"),
+            std::string::npos);
   EXPECT_NE(err("%0 = placeholder {nme=\"x\"}\n").find("unknown field 'nme'"), std::string::npos);
-  EXPECT_NE(err("%0 = placeholder {name=\"x\", dtype=\"f32\", shape=[2,3]}\n%1 = matmul(%0, %0)\n").find("line 2, column 1: [matmul] (f32[2,3], f32[2,3]): inner dims differ"), std::string::npos);
+  EXPECT_NE(err("%0 = placeholder {name=\"x\", dtype=\"f32\", shape=[2,3]}\n%1 = matmul(%0, %0)\n")
+                .find("line 2, column 1: [matmul] (f32[2,3], f32[2,3]): inner dims differ"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -18,14 +18,14 @@
 namespace loom {
 namespace {
 
-#define EXPECT_THROW_HAS(stmt, text)                                             \
-  do {                                                                           \
-    try {                                                                        \
-      stmt;                                                                      \
-      ADD_FAILURE() << "no error, expected one containing: " << (text);          \
-    } catch (const Error& e) {                                                   \
+#define EXPECT_THROW_HAS(stmt, text)                                              \
+  do {                                                                            \
+    try {                                                                         \
+      stmt;                                                                       \
+      ADD_FAILURE() << "no error, expected one containing: " << (text);           \
+    } catch (const Error& e) {                                                    \
       EXPECT_NE(std::string(e.what()).find(text), std::string::npos) << e.what(); \
-    }                                                                            \
+    }                                                                             \
   } while (0)
 
 std::vector<float> vec(const NDArray& a) { return a.to_vector<float>(); }
@@ -119,7 +119,8 @@ TEST(Call, DynamicShapesThroughACall) {
   auto s2 = call("rows", {x2}, {{f32, Shape({2})}})[0];
   auto exe2 = g2.compile({s2}, o);
   EXPECT_EQ(vec(exe2.run({{"x", full({2, 4}, 1.0)}})[0]), (std::vector<float>{4, 4}));
-  EXPECT_THROW_HAS(exe2.run({{"x", full({3, 4}, 1.0)}}), "[call] 'rows': for inputs of these shapes");
+  EXPECT_THROW_HAS(exe2.run({{"x", full({3, 4}, 1.0)}}),
+                   "[call] 'rows': for inputs of these shapes");
 }
 
 TEST(Call, Errors) {
@@ -272,7 +273,8 @@ TEST(Call, RebindWhileOtherThreadsRun) {
 }
 
 TEST(Call, PackagesEmbedOrLeaveUnbound) {
-  auto dir = std::filesystem::temp_directory_path() / ("loom_call_test_" + std::to_string(::getpid()));
+  auto dir =
+      std::filesystem::temp_directory_path() / ("loom_call_test_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   // Nested: caller -> middle -> inner, all embedded.
   Graph mg;
@@ -291,12 +293,14 @@ TEST(Call, PackagesEmbedOrLeaveUnbound) {
   // Overridden at load.
   CompileOptions lo;
   lo.callables = {{"s", scale_exe(2)}};
-  EXPECT_EQ(vec(Executable::load(embedded, lo).run({{"x", x3()}})[0]), (std::vector<float>{3, 5, 7}));
+  EXPECT_EQ(vec(Executable::load(embedded, lo).run({{"x", x3()}})[0]),
+            (std::vector<float>{3, 5, 7}));
   // Unbound: bound at load, or an error for a required call site.
   std::string unbound = (dir / "unbound.loom").string();
   exe.save(unbound, /*embed_callables=*/false);
   EXPECT_THROW_HAS(Executable::load(unbound), "[call] 's': no executable is bound");
-  EXPECT_EQ(vec(Executable::load(unbound, lo).run({{"x", x3()}})[0]), (std::vector<float>{3, 5, 7}));
+  EXPECT_EQ(vec(Executable::load(unbound, lo).run({{"x", x3()}})[0]),
+            (std::vector<float>{3, 5, 7}));
   std::filesystem::remove_all(dir);
 }
 
@@ -329,9 +333,10 @@ TEST(Call, TimingRebindAndCallOverhead) {
   fresh.compile({{"s", three}});
   double compile_us =
       std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - tc0).count();
-  std::printf("[timing] bind: %.2f us (median); first run after bind %.2f us, next run %.2f us; "
-              "recompiling the caller: %.1f us\n",
-              median_us(bind_us), median_us(first_run_us), median_us(run_us), compile_us);
+  std::printf(
+      "[timing] bind: %.2f us (median); first run after bind %.2f us, next run %.2f us; "
+      "recompiling the caller: %.1f us\n",
+      median_us(bind_us), median_us(first_run_us), median_us(run_us), compile_us);
   EXPECT_LT(median_us(bind_us), 100.0);
 
   // Call overhead: 8 elementwise ops on f32[256] inlined vs the same ops behind one call.
@@ -358,7 +363,8 @@ TEST(Call, TimingRebindAndCallOverhead) {
     for (int i = 0; i < 3000; ++i) {
       auto t0 = std::chrono::steady_clock::now();
       e.run({{"x", in}});
-      t.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+      t.push_back(
+          std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
     }
     return median_us(t);
   };

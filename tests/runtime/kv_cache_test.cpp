@@ -28,7 +28,10 @@ TEST(KvCache, UpdateIsInPlaceAndOnlyWritesTheSlice) {
   g.assign(cache, all);
   auto out = sdpa(q, all, all, {.kv_len = kv_len});
   auto exe = g.compile({out});
-  EXPECT_NE(joined(exe.pass_log()).find("[inplace_variable_update] variable 'k_cache' is updated in place"), std::string::npos) << joined(exe.pass_log());
+  EXPECT_NE(joined(exe.pass_log())
+                .find("[inplace_variable_update] variable 'k_cache' is updated in place"),
+            std::string::npos)
+      << joined(exe.pass_log());
   CompileOptions copying;
   copying.disabled_passes = {"inplace_variable_update"};
   auto slow = g.compile({out}, copying);
@@ -36,7 +39,9 @@ TEST(KvCache, UpdateIsInPlaceAndOnlyWritesTheSlice) {
   for (int64_t pos = 0; pos < 20; ++pos) {
     auto kn = random_uniform({1, H, 1, D}, f32, -1, 1, rng());
     auto qq = random_uniform({1, H, 1, D}, f32, -1, 1, rng());
-    Feeds f = {{"k_new", kn}, {"q", qq}, {"starts", NDArray::from_vector<int64_t>({0, 0, pos, 0}, {4})},
+    Feeds f = {{"k_new", kn},
+               {"q", qq},
+               {"starts", NDArray::from_vector<int64_t>({0, 0, pos, 0}, {4})},
                {"kv_len", NDArray::from_vector<int64_t>({pos + 1}, {})}};
     auto a = exe.run(f)[0].to_vector<float>(), b = slow.run(f)[0].to_vector<float>();
     for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-5);
@@ -58,7 +63,9 @@ TEST(KvCache, OutOfRangeStartIsAClearError) {
     exe.run({{"u", zeros({1, 3})}, {"s", NDArray::from_vector<int32_t>({4, 0}, {2})}});
     FAIL();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("[slice_update] start 4 + size 1 on axis 0 exceeds dim 4"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("[slice_update] start 4 + size 1 on axis 0 exceeds dim 4"),
+              std::string::npos)
+        << e.what();
   }
 }
 
@@ -67,7 +74,8 @@ TEST(KvCache, ReadBeforeAssignKeepsTheOldValue) {
   Graph g;
   auto v = g.variable(NDArray::from_vector<float>({1, 2, 3, 4}, {4}), "v");
   auto r = g.read(v);
-  auto upd = slice_update(r, g.constant(NDArray::from_vector<float>({9}, {1})), std::vector<int64_t>{1});
+  auto upd =
+      slice_update(r, g.constant(NDArray::from_vector<float>({9}, {1})), std::vector<int64_t>{1});
   g.assign(v, upd);
   auto exe = g.compile({r * 1.0, upd});
   auto out = exe.run({});
@@ -85,7 +93,8 @@ TEST(AttentionPattern, ComposedAttentionBecomesSdpa) {
   auto scores = matmul(q, transpose(k, {0, 1, 3, 2})) * 0.25;
   auto out = matmul(softmax(scores + m), v);
   auto exe = g.compile({out});
-  EXPECT_NE(joined(exe.pass_log()).find("[attention_pattern] fused"), std::string::npos) << joined(exe.pass_log());
+  EXPECT_NE(joined(exe.pass_log()).find("[attention_pattern] fused"), std::string::npos)
+      << joined(exe.pass_log());
   EXPECT_NE(exe.to_text().find("sdpa("), std::string::npos);
   EXPECT_EQ(exe.to_text().find("softmax"), std::string::npos);
   CompileOptions ref;
@@ -93,8 +102,10 @@ TEST(AttentionPattern, ComposedAttentionBecomesSdpa) {
   ref.optimization_level = 0;
   auto plain = g.compile({out}, ref);
   std::mt19937_64 rng(std::random_device{}());
-  Feeds f = {{"q", random_uniform({1, 4, 7, 16}, f32, -1, 1, rng())}, {"k", random_uniform({1, 4, 9, 16}, f32, -1, 1, rng())},
-             {"v", random_uniform({1, 4, 9, 16}, f32, -1, 1, rng())}, {"m", random_uniform({1, 1, 7, 9}, f32, -2, 0, rng())}};
+  Feeds f = {{"q", random_uniform({1, 4, 7, 16}, f32, -1, 1, rng())},
+             {"k", random_uniform({1, 4, 9, 16}, f32, -1, 1, rng())},
+             {"v", random_uniform({1, 4, 9, 16}, f32, -1, 1, rng())},
+             {"m", random_uniform({1, 1, 7, 9}, f32, -2, 0, rng())}};
   auto a = exe.run(f)[0].to_vector<float>(), b = plain.run(f)[0].to_vector<float>();
   for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-5);
 }
@@ -115,11 +126,16 @@ TEST(Sdpa, BadShapesAreClearErrors) {
   auto k6 = g.placeholder({1, 6, 4, 64}, f32, "k6");
   auto k8 = g.placeholder({1, 8, 4, 32}, f32, "k8");
   auto msg = [](const std::function<void()>& f) {
-    try { f(); } catch (const Error& e) { return std::string(e.what()); }
+    try {
+      f();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
     return std::string();
   };
   EXPECT_NE(msg([&] { sdpa(q, k6, k6); }).find("q has 32 heads, k has 6"), std::string::npos);
-  EXPECT_NE(msg([&] { sdpa(q, k8, k8); }).find("q head dim 64 differs from k's 32"), std::string::npos);
+  EXPECT_NE(msg([&] { sdpa(q, k8, k8); }).find("q head dim 64 differs from k's 32"),
+            std::string::npos);
 }
 
 }  // namespace

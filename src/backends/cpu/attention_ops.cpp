@@ -42,7 +42,8 @@ void sdpa(const KernelContext& c) {
   if (at.has_kv_len) {
     const NDArray& n = c.inputs[next++];
     a.kv_len = static_cast<int64_t>(detail::load_element(n.dtype(), n.data(), 0));
-    LOOM_CHECK(a.kv_len >= 0 && a.kv_len <= a.Lk, "[sdpa] kv_len ", a.kv_len, " is outside [0, ", a.Lk, "]");
+    LOOM_CHECK(a.kv_len >= 0 && a.kv_len <= a.Lk, "[sdpa] kv_len ", a.kv_len, " is outside [0, ",
+               a.Lk, "]");
   }
   a.causal = at.causal;
   a.scale = static_cast<float>(at.scale > 0 ? at.scale : 1.0 / std::sqrt(static_cast<double>(a.D)));
@@ -72,7 +73,8 @@ void rope(const KernelContext& c) {
   a.out = out.data();
   a.out_dtype = out.dtype();
   strides4(out, a.out_strides);
-  a.layout = at.interleaved ? loom::cpu::RopeLayout::kInterleaved : loom::cpu::RopeLayout::kHalfSplit;
+  a.layout =
+      at.interleaved ? loom::cpu::RopeLayout::kInterleaved : loom::cpu::RopeLayout::kHalfSplit;
   a.theta = at.theta;
   a.scaling_factor = at.position_scale;
   a.rotary_dim = at.rotary_dim ? at.rotary_dim : -1;

@@ -49,7 +49,8 @@ class CpuBackend final : public Backend {
 
 Backend& backend_for(const Device& device, int num_threads) {
   switch (device.kind) {
-    case Device::Kind::reference: return reference_backend();
+    case Device::Kind::reference:
+      return reference_backend();
     case Device::Kind::cpu: {
       static std::mutex m;
       static std::map<int, std::unique_ptr<CpuBackend>> backends;

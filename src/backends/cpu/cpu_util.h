@@ -16,20 +16,45 @@ template <class T>
 inline void load_run(DType t, const void* base, int64_t off, int64_t stride, int64_t n, T* dst) {
   auto go = [&](auto* p, auto conv) {
     p += off;
-    if (stride == 1) for (int64_t i = 0; i < n; ++i) dst[i] = conv(p[i]);
-    else { T v = conv(p[0]); for (int64_t i = 0; i < n; ++i) dst[i] = stride ? conv(p[i * stride]) : v; }
+    if (stride == 1)
+      for (int64_t i = 0; i < n; ++i) dst[i] = conv(p[i]);
+    else {
+      T v = conv(p[0]);
+      for (int64_t i = 0; i < n; ++i) dst[i] = stride ? conv(p[i * stride]) : v;
+    }
   };
   auto id = [](auto v) { return static_cast<T>(v); };
   switch (t) {
-    case DType::f32: go(static_cast<const float*>(base), id); return;
-    case DType::f64: go(static_cast<const double*>(base), id); return;
-    case DType::f16: go(static_cast<const uint16_t*>(base), [](uint16_t h) { return static_cast<T>(f16_to_f32(h)); }); return;
-    case DType::bf16: go(static_cast<const uint16_t*>(base), [](uint16_t h) { return static_cast<T>(bf16_to_f32(h)); }); return;
-    case DType::i8: go(static_cast<const int8_t*>(base), id); return;
-    case DType::u8: case DType::boolean: go(static_cast<const uint8_t*>(base), id); return;
-    case DType::i16: go(static_cast<const int16_t*>(base), id); return;
-    case DType::i32: go(static_cast<const int32_t*>(base), id); return;
-    case DType::i64: go(static_cast<const int64_t*>(base), id); return;
+    case DType::f32:
+      go(static_cast<const float*>(base), id);
+      return;
+    case DType::f64:
+      go(static_cast<const double*>(base), id);
+      return;
+    case DType::f16:
+      go(static_cast<const uint16_t*>(base),
+         [](uint16_t h) { return static_cast<T>(f16_to_f32(h)); });
+      return;
+    case DType::bf16:
+      go(static_cast<const uint16_t*>(base),
+         [](uint16_t h) { return static_cast<T>(bf16_to_f32(h)); });
+      return;
+    case DType::i8:
+      go(static_cast<const int8_t*>(base), id);
+      return;
+    case DType::u8:
+    case DType::boolean:
+      go(static_cast<const uint8_t*>(base), id);
+      return;
+    case DType::i16:
+      go(static_cast<const int16_t*>(base), id);
+      return;
+    case DType::i32:
+      go(static_cast<const int32_t*>(base), id);
+      return;
+    case DType::i64:
+      go(static_cast<const int64_t*>(base), id);
+      return;
     case DType::u4:
     case DType::i4:
       if (stride == 1 && off % 2 == 0) {  // unpack whole bytes: low nibble = even index
@@ -53,7 +78,8 @@ inline void load_run(DType t, const void* base, int64_t off, int64_t stride, int
       }
       [[fallthrough]];
     default:
-      for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<T>(detail::load_element(t, base, off + i * stride));
+      for (int64_t i = 0; i < n; ++i)
+        dst[i] = static_cast<T>(detail::load_element(t, base, off + i * stride));
   }
 }
 
@@ -61,15 +87,44 @@ inline void load_run(DType t, const void* base, int64_t off, int64_t stride, int
 template <class T>
 inline void store_run(DType t, void* base, int64_t off, int64_t n, const T* src) {
   switch (t) {
-    case DType::f32: { auto* p = static_cast<float*>(base) + off; for (int64_t i = 0; i < n; ++i) p[i] = static_cast<float>(src[i]); return; }
-    case DType::f64: { auto* p = static_cast<double*>(base) + off; for (int64_t i = 0; i < n; ++i) p[i] = static_cast<double>(src[i]); return; }
-    case DType::f16: { auto* p = static_cast<uint16_t*>(base) + off; for (int64_t i = 0; i < n; ++i) p[i] = f32_to_f16(static_cast<float>(src[i])); return; }
-    case DType::bf16: { auto* p = static_cast<uint16_t*>(base) + off; for (int64_t i = 0; i < n; ++i) p[i] = f32_to_bf16(static_cast<float>(src[i])); return; }
-    case DType::boolean: { auto* p = static_cast<uint8_t*>(base) + off; for (int64_t i = 0; i < n; ++i) p[i] = src[i] != 0; return; }
-    case DType::i64: { auto* p = static_cast<int64_t*>(base) + off; for (int64_t i = 0; i < n; ++i) p[i] = static_cast<int64_t>(src[i]); return; }
-    case DType::i32: { auto* p = static_cast<int32_t*>(base) + off; for (int64_t i = 0; i < n; ++i) p[i] = detail::saturate<int32_t>(static_cast<double>(src[i])); return; }
+    case DType::f32: {
+      auto* p = static_cast<float*>(base) + off;
+      for (int64_t i = 0; i < n; ++i) p[i] = static_cast<float>(src[i]);
+      return;
+    }
+    case DType::f64: {
+      auto* p = static_cast<double*>(base) + off;
+      for (int64_t i = 0; i < n; ++i) p[i] = static_cast<double>(src[i]);
+      return;
+    }
+    case DType::f16: {
+      auto* p = static_cast<uint16_t*>(base) + off;
+      for (int64_t i = 0; i < n; ++i) p[i] = f32_to_f16(static_cast<float>(src[i]));
+      return;
+    }
+    case DType::bf16: {
+      auto* p = static_cast<uint16_t*>(base) + off;
+      for (int64_t i = 0; i < n; ++i) p[i] = f32_to_bf16(static_cast<float>(src[i]));
+      return;
+    }
+    case DType::boolean: {
+      auto* p = static_cast<uint8_t*>(base) + off;
+      for (int64_t i = 0; i < n; ++i) p[i] = src[i] != 0;
+      return;
+    }
+    case DType::i64: {
+      auto* p = static_cast<int64_t*>(base) + off;
+      for (int64_t i = 0; i < n; ++i) p[i] = static_cast<int64_t>(src[i]);
+      return;
+    }
+    case DType::i32: {
+      auto* p = static_cast<int32_t*>(base) + off;
+      for (int64_t i = 0; i < n; ++i) p[i] = detail::saturate<int32_t>(static_cast<double>(src[i]));
+      return;
+    }
     default:
-      for (int64_t i = 0; i < n; ++i) detail::store_element(t, base, off + i, static_cast<double>(src[i]));
+      for (int64_t i = 0; i < n; ++i)
+        detail::store_element(t, base, off + i, static_cast<double>(src[i]));
   }
 }
 

@@ -37,7 +37,8 @@ BroadcastPlan plan_broadcast(const Shape& out, const std::vector<Shape>& ins) {
       for (size_t i = 0; i < ins.size(); ++i) p.strides[i].back() = full[i][static_cast<size_t>(d)];
     } else {
       p.dims.push_back(n);
-      for (size_t i = 0; i < ins.size(); ++i) p.strides[i].push_back(full[i][static_cast<size_t>(d)]);
+      for (size_t i = 0; i < ins.size(); ++i)
+        p.strides[i].push_back(full[i][static_cast<size_t>(d)]);
     }
   }
   if (p.dims.empty()) {
@@ -54,10 +55,14 @@ constexpr int64_t kTile = 512;
 
 template <class T>
 constexpr DType dtype_of_compute() {
-  if constexpr (std::is_same_v<T, float>) return DType::f32;
-  else if constexpr (std::is_same_v<T, double>) return DType::f64;
-  else if constexpr (std::is_same_v<T, int64_t>) return DType::i64;
-  else return DType::boolean;  // uint8_t: results of comparisons
+  if constexpr (std::is_same_v<T, float>)
+    return DType::f32;
+  else if constexpr (std::is_same_v<T, double>)
+    return DType::f64;
+  else if constexpr (std::is_same_v<T, int64_t>)
+    return DType::i64;
+  else
+    return DType::boolean;  // uint8_t: results of comparisons
 }
 
 // f(n, in_ptrs, out_ptr) over tiles of compute type T; inputs converted as needed.
@@ -108,7 +113,6 @@ void run_tiles(const KernelContext& c, F&& f) {
   });
 }
 
-
 enum class Compute { f32, f64, i64 };
 Compute compute_for(DType t) {
   if (t == DType::f64) return Compute::f64;
@@ -145,21 +149,30 @@ void elementwise_typed(const KernelContext& c, ir::OpId id) {
 template <class F>
 void dispatch(DType t, F&& f) {
   switch (compute_for(t)) {
-    case Compute::f32: f.template operator()<float>(); break;
-    case Compute::f64: f.template operator()<double>(); break;
-    case Compute::i64: f.template operator()<int64_t>(); break;
+    case Compute::f32:
+      f.template operator()<float>();
+      break;
+    case Compute::f64:
+      f.template operator()<double>();
+      break;
+    case Compute::i64:
+      f.template operator()<int64_t>();
+      break;
   }
 }
 
 }  // namespace
 
 void register_elementwise(KernelTable& t) {
-  for (ir::OpId id : {op::add, op::sub, op::mul, op::div, op::pow, op::maximum, op::minimum, op::mod,
-                      op::neg, op::abs, op::sign, op::square, op::reciprocal, op::exp, op::log,
-                      op::sqrt, op::rsqrt, op::sin, op::cos, op::tanh, op::sigmoid, op::silu,
-                      op::gelu, op::erf, op::floor, op::ceil, op::round, op::equal, op::not_equal,
-                      op::less, op::less_equal, op::greater, op::greater_equal, op::logical_and,
-                      op::logical_or, op::logical_xor, op::logical_not})
+  for (ir::OpId id :
+       {op::add,         op::sub,        op::mul,           op::div,         op::pow,
+        op::maximum,     op::minimum,    op::mod,           op::neg,         op::abs,
+        op::sign,        op::square,     op::reciprocal,    op::exp,         op::log,
+        op::sqrt,        op::rsqrt,      op::sin,           op::cos,         op::tanh,
+        op::sigmoid,     op::silu,       op::gelu,          op::erf,         op::floor,
+        op::ceil,        op::round,      op::equal,         op::not_equal,   op::less,
+        op::less_equal,  op::greater,    op::greater_equal, op::logical_and, op::logical_or,
+        op::logical_xor, op::logical_not})
     t.set(id, [id](const KernelContext& c) {
       dispatch(c.inputs[0].dtype(), [&]<class T>() { elementwise_typed<T>(c, id); });
     });

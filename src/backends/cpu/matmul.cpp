@@ -65,8 +65,12 @@ void matmul(const KernelContext& c) {
   const float* pb = f64 ? nullptr : as_f32(b, tb);
   float* pc = nullptr;
   if (!f64) {
-    if (out.dtype() == DType::f32) pc = out.data_as<float>();
-    else { tc.resize(static_cast<size_t>(out.numel())); pc = tc.data(); }
+    if (out.dtype() == DType::f32)
+      pc = out.data_as<float>();
+    else {
+      tc.resize(static_cast<size_t>(out.numel()));
+      pc = tc.data();
+    }
   }
   std::vector<int64_t> idx(static_cast<size_t>(s.batch.rank()), 0);
   for (int64_t bi = 0; bi < batches; ++bi) {

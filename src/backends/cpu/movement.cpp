@@ -33,36 +33,51 @@ void strided_copy(const NDArray& src, const NDArray& dst, ThreadPool* pool) {
       ds.push_back(t);
     }
   }
-  if (dims.empty()) { dims = {1}; ss = {1}; ds = {1}; }
+  if (dims.empty()) {
+    dims = {1};
+    ss = {1};
+    ds = {1};
+  }
   int64_t inner = dims.back(), rows = n / inner;
   const auto* sb = reinterpret_cast<const char*>(src.storage()->data());
   auto* db = reinterpret_cast<char*>(dst.storage()->data());
   bool contiguous_run = ss.back() == 1 && ds.back() == 1;
-  parallel_for(pool, rows, std::max<int64_t>(1, 32768 / std::max<int64_t>(inner, 1)), [&](int64_t b, int64_t e) {
-    for (int64_t r = b; r < e; ++r) {
-      int64_t so = src.offset(), dof = dst.offset(), rem = r;
-      for (int d = static_cast<int>(dims.size()) - 2; d >= 0; --d) {
-        int64_t i = rem % dims[static_cast<size_t>(d)];
-        rem /= dims[static_cast<size_t>(d)];
-        so += i * ss[static_cast<size_t>(d)];
-        dof += i * ds[static_cast<size_t>(d)];
-      }
-      if (contiguous_run) {
-        std::memcpy(db + static_cast<size_t>(dof) * es, sb + static_cast<size_t>(so) * es, static_cast<size_t>(inner) * es);
-        continue;
-      }
-      int64_t st = ss.back(), dt = ds.back();
-      auto copy = [&](auto* dp, const auto* sp) {
-        for (int64_t i = 0; i < inner; ++i) dp[(dof + i * dt)] = sp[(so + i * st)];
-      };
-      switch (es) {
-        case 1: copy(reinterpret_cast<uint8_t*>(db), reinterpret_cast<const uint8_t*>(sb)); break;
-        case 2: copy(reinterpret_cast<uint16_t*>(db), reinterpret_cast<const uint16_t*>(sb)); break;
-        case 4: copy(reinterpret_cast<uint32_t*>(db), reinterpret_cast<const uint32_t*>(sb)); break;
-        default: copy(reinterpret_cast<uint64_t*>(db), reinterpret_cast<const uint64_t*>(sb)); break;
-      }
-    }
-  });
+  parallel_for(pool, rows, std::max<int64_t>(1, 32768 / std::max<int64_t>(inner, 1)),
+               [&](int64_t b, int64_t e) {
+                 for (int64_t r = b; r < e; ++r) {
+                   int64_t so = src.offset(), dof = dst.offset(), rem = r;
+                   for (int d = static_cast<int>(dims.size()) - 2; d >= 0; --d) {
+                     int64_t i = rem % dims[static_cast<size_t>(d)];
+                     rem /= dims[static_cast<size_t>(d)];
+                     so += i * ss[static_cast<size_t>(d)];
+                     dof += i * ds[static_cast<size_t>(d)];
+                   }
+                   if (contiguous_run) {
+                     std::memcpy(db + static_cast<size_t>(dof) * es,
+                                 sb + static_cast<size_t>(so) * es,
+                                 static_cast<size_t>(inner) * es);
+                     continue;
+                   }
+                   int64_t st = ss.back(), dt = ds.back();
+                   auto copy = [&](auto* dp, const auto* sp) {
+                     for (int64_t i = 0; i < inner; ++i) dp[(dof + i * dt)] = sp[(so + i * st)];
+                   };
+                   switch (es) {
+                     case 1:
+                       copy(reinterpret_cast<uint8_t*>(db), reinterpret_cast<const uint8_t*>(sb));
+                       break;
+                     case 2:
+                       copy(reinterpret_cast<uint16_t*>(db), reinterpret_cast<const uint16_t*>(sb));
+                       break;
+                     case 4:
+                       copy(reinterpret_cast<uint32_t*>(db), reinterpret_cast<const uint32_t*>(sb));
+                       break;
+                     default:
+                       copy(reinterpret_cast<uint64_t*>(db), reinterpret_cast<const uint64_t*>(sb));
+                       break;
+                   }
+                 }
+               });
 }
 
 // Wraps a kernel that needs byte-sized elements; packed dtypes go to the reference kernel.
@@ -79,7 +94,8 @@ void transpose(const KernelContext& c) {
   const NDArray& x = c.inputs[0];
   const auto& perm = c.attrs_as<PermuteAttrs>().perm;
   std::vector<int64_t> st;
-  for (int64_t p : perm) st.push_back(x.strides()[static_cast<size_t>(normalize_axis(p, x.rank()))]);
+  for (int64_t p : perm)
+    st.push_back(x.strides()[static_cast<size_t>(normalize_axis(p, x.rank()))]);
   strided_copy(x.view(c.outputs[0].shape(), st, x.offset()), c.outputs[0], c.pool);
 }
 
@@ -126,7 +142,8 @@ void flip(const KernelContext& c) {
 
 // A view of `out` restricted to [start, start+len) on `axis`.
 NDArray axis_window(const NDArray& out, int axis, int64_t start, const Shape& shape) {
-  return out.view(shape, out.strides(), out.offset() + start * out.strides()[static_cast<size_t>(axis)]);
+  return out.view(shape, out.strides(),
+                  out.offset() + start * out.strides()[static_cast<size_t>(axis)]);
 }
 
 void concat(const KernelContext& c) {
@@ -159,18 +176,23 @@ void gather(const KernelContext& c) {
   std::vector<int64_t> idx(static_cast<size_t>(k));
   load_run<int64_t>(ind.dtype(), ind.data(), 0, 1, k, idx.data());
   for (auto& i : idx) {
-    LOOM_CHECK(i >= -n && i < n, "[gather] index ", i, " is out of range for axis ", axis, " of size ", n);
+    LOOM_CHECK(i >= -n && i < n, "[gather] index ", i, " is out of range for axis ", axis,
+               " of size ", n);
     if (i < 0) i += n;
   }
   size_t row = static_cast<size_t>(inner) * static_cast<size_t>(dtype_bits(x.dtype()) / 8);
   const auto* src = static_cast<const char*>(x.data());
   auto* dst = static_cast<char*>(out.data());
-  parallel_for(c.pool, outer * k, std::max<int64_t>(1, static_cast<int64_t>(65536 / std::max<size_t>(row, 1))), [&](int64_t b, int64_t e) {
-    for (int64_t t = b; t < e; ++t) {
-      int64_t o = t / k, j = t % k;
-      std::memcpy(dst + static_cast<size_t>(t) * row, src + static_cast<size_t>(o * n + idx[static_cast<size_t>(j)]) * row, row);
-    }
-  });
+  parallel_for(c.pool, outer * k,
+               std::max<int64_t>(1, static_cast<int64_t>(65536 / std::max<size_t>(row, 1))),
+               [&](int64_t b, int64_t e) {
+                 for (int64_t t = b; t < e; ++t) {
+                   int64_t o = t / k, j = t % k;
+                   std::memcpy(dst + static_cast<size_t>(t) * row,
+                               src + static_cast<size_t>(o * n + idx[static_cast<size_t>(j)]) * row,
+                               row);
+                 }
+               });
 }
 
 void pad_constant(const KernelContext& c) {
@@ -181,9 +203,11 @@ void pad_constant(const KernelContext& c) {
   NDArray v = NDArray::from_doubles(one, {}, out.dtype());
   size_t es = static_cast<size_t>(dtype_bits(out.dtype()) / 8);
   auto* d = static_cast<char*>(out.data());
-  for (int64_t i = 0; i < out.numel(); ++i) std::memcpy(d + static_cast<size_t>(i) * es, v.data(), es);
+  for (int64_t i = 0; i < out.numel(); ++i)
+    std::memcpy(d + static_cast<size_t>(i) * es, v.data(), es);
   int64_t off = out.offset();
-  for (int i = 0; i < x.rank(); ++i) off += a.before[static_cast<size_t>(i)] * out.strides()[static_cast<size_t>(i)];
+  for (int i = 0; i < x.rank(); ++i)
+    off += a.before[static_cast<size_t>(i)] * out.strides()[static_cast<size_t>(i)];
   if (x.numel()) strided_copy(x, out.view(x.shape(), out.strides(), off), c.pool);
 }
 
@@ -191,7 +215,8 @@ void dynamic_slice(const KernelContext& c) {
   const NDArray &x = c.inputs[0], &out = c.outputs[0];
   auto s = ops::read_starts(c.inputs[1], x.shape(), out.shape(), "slice");
   int64_t off = x.offset();
-  for (int i = 0; i < x.rank(); ++i) off += s[static_cast<size_t>(i)] * x.strides()[static_cast<size_t>(i)];
+  for (int i = 0; i < x.rank(); ++i)
+    off += s[static_cast<size_t>(i)] * x.strides()[static_cast<size_t>(i)];
   if (out.numel()) strided_copy(x.view(out.shape(), x.strides(), off), out, c.pool);
 }
 
@@ -202,7 +227,8 @@ void write_region(const KernelContext& c) {
   auto s = ops::read_starts(c.inputs[2], x.shape(), u.shape(), "slice_update");
   if (out.data() != x.data()) strided_copy(x, out, c.pool);
   int64_t off = out.offset();
-  for (int i = 0; i < out.rank(); ++i) off += s[static_cast<size_t>(i)] * out.strides()[static_cast<size_t>(i)];
+  for (int i = 0; i < out.rank(); ++i)
+    off += s[static_cast<size_t>(i)] * out.strides()[static_cast<size_t>(i)];
   if (u.numel()) strided_copy(u, out.view(u.shape(), out.strides(), off), c.pool);
 }
 
@@ -221,7 +247,8 @@ void register_movement(KernelTable& t) {
   set_bytes(t, op::gather, gather);
   KernelFn pad_fallback = *reference_kernels().find(op::pad);
   t.set(op::pad, [pad_fallback](const KernelContext& c) {
-    if (c.attrs_as<PadAttrs>().mode != PadMode::constant || is_packed(c.inputs[0].dtype())) return pad_fallback(c);
+    if (c.attrs_as<PadAttrs>().mode != PadMode::constant || is_packed(c.inputs[0].dtype()))
+      return pad_fallback(c);
     pad_constant(c);
   });
 }

@@ -26,39 +26,50 @@ void affine(const KernelContext& c, bool quantize, int64_t axis, int64_t block) 
   const NDArray &x = c.inputs[0], &s = c.inputs[1], &out = c.outputs[0];
   const NDArray* zp = c.inputs.size() > 2 ? &c.inputs[2] : nullptr;
   ops::AffineLayout L(x.shape(), axis, block, s.numel());
-  std::vector<float> scale(static_cast<size_t>(s.numel())), zero(static_cast<size_t>(s.numel()), 0.f);
+  std::vector<float> scale(static_cast<size_t>(s.numel())),
+      zero(static_cast<size_t>(s.numel()), 0.f);
   load_run<float>(s.dtype(), s.data(), 0, 1, s.numel(), scale.data());
   if (zp) load_run<float>(zp->dtype(), zp->data(), 0, 1, zp->numel(), zero.data());
   double lo = 0, hi = 0;
   if (quantize) ops::integer_range(out.dtype(), &lo, &hi);
   int64_t rows = L.outer * L.len;
-  parallel_for(c.pool, rows, std::max<int64_t>(1, 8192 / std::max<int64_t>(L.inner, 1)), [&](int64_t b, int64_t e) {
-    std::vector<float> v(static_cast<size_t>(L.inner));
-    for (int64_t r = b; r < e; ++r) {
-      int64_t o = r / L.len, a = r % L.len;
-      load_run<float>(x.dtype(), x.data(), r * L.inner, 1, L.inner, v.data());
-      for (int64_t i = 0; i < L.inner; ++i) {
-        int64_t si = L.scale_index(o, a, i);
-        float& f = v[static_cast<size_t>(i)];
-        f = quantize ? static_cast<float>(ops::quantize_value(f, scale[static_cast<size_t>(si)], zero[static_cast<size_t>(si)], lo, hi))
-                     : (f - zero[static_cast<size_t>(si)]) * scale[static_cast<size_t>(si)];
-      }
-      if (is_packed(out.dtype())) {
-        for (int64_t i = 0; i < L.inner; ++i) detail::store_element(out.dtype(), out.data(), r * L.inner + i, v[static_cast<size_t>(i)]);
-      } else {
-        store_run<float>(out.dtype(), out.data(), r * L.inner, L.inner, v.data());
-      }
-    }
-  });
+  parallel_for(
+      c.pool, rows, std::max<int64_t>(1, 8192 / std::max<int64_t>(L.inner, 1)),
+      [&](int64_t b, int64_t e) {
+        std::vector<float> v(static_cast<size_t>(L.inner));
+        for (int64_t r = b; r < e; ++r) {
+          int64_t o = r / L.len, a = r % L.len;
+          load_run<float>(x.dtype(), x.data(), r * L.inner, 1, L.inner, v.data());
+          for (int64_t i = 0; i < L.inner; ++i) {
+            int64_t si = L.scale_index(o, a, i);
+            float& f = v[static_cast<size_t>(i)];
+            f = quantize
+                    ? static_cast<float>(ops::quantize_value(f, scale[static_cast<size_t>(si)],
+                                                             zero[static_cast<size_t>(si)], lo, hi))
+                    : (f - zero[static_cast<size_t>(si)]) * scale[static_cast<size_t>(si)];
+          }
+          if (is_packed(out.dtype())) {
+            for (int64_t i = 0; i < L.inner; ++i)
+              detail::store_element(out.dtype(), out.data(), r * L.inner + i,
+                                    v[static_cast<size_t>(i)]);
+          } else {
+            store_run<float>(out.dtype(), out.data(), r * L.inner, L.inner, v.data());
+          }
+        }
+      });
 }
 
 // One scale / zero point value as float (the common float dtypes without the generic path).
 inline float param(const NDArray& a, int64_t i) {
   switch (a.dtype()) {
-    case DType::f32: return a.data_as<float>()[i];
-    case DType::f16: return f16_to_f32(a.data_as<uint16_t>()[i]);
-    case DType::bf16: return bf16_to_f32(a.data_as<uint16_t>()[i]);
-    default: return static_cast<float>(detail::load_element(a.dtype(), a.data(), i));
+    case DType::f32:
+      return a.data_as<float>()[i];
+    case DType::f16:
+      return f16_to_f32(a.data_as<uint16_t>()[i]);
+    case DType::bf16:
+      return bf16_to_f32(a.data_as<uint16_t>()[i]);
+    default:
+      return static_cast<float>(detail::load_element(a.dtype(), a.data(), i));
   }
 }
 
@@ -72,19 +83,38 @@ struct RowGroups {
   RowGroups(const QuantizedMatmulAttrs& a, int64_t scale_numel) : k(a.k) {
     int axis = normalize_axis(a.axis, 2);
     block = a.block_size;
-    if (scale_numel == 1) { len = a.k; kind = 0; }
-    else if (axis == 1 && a.block_size > 0) { len = a.block_size; blocks = (a.k + len - 1) / len; kind = 1; }
-    else if (axis == 1) { len = 1; blocks = a.k; kind = 2; }
-    else if (a.block_size > 0) { len = 1; blocks = a.k; kind = 4; }
-    else { len = a.k; kind = 3; }
+    if (scale_numel == 1) {
+      len = a.k;
+      kind = 0;
+    } else if (axis == 1 && a.block_size > 0) {
+      len = a.block_size;
+      blocks = (a.k + len - 1) / len;
+      kind = 1;
+    } else if (axis == 1) {
+      len = 1;
+      blocks = a.k;
+      kind = 2;
+    } else if (a.block_size > 0) {
+      len = 1;
+      blocks = a.k;
+      kind = 4;
+    } else {
+      len = a.k;
+      kind = 3;
+    }
   }
   int64_t index(int64_t r, int64_t b) const {
     switch (kind) {
-      case 0: return 0;
-      case 1: return r * blocks + b;
-      case 2: return b;
-      case 3: return r;
-      default: return (r / block) * k + b;
+      case 0:
+        return 0;
+      case 1:
+        return r * blocks + b;
+      case 2:
+        return b;
+      case 3:
+        return r;
+      default:
+        return (r / block) * k + b;
     }
   }
 };
@@ -102,7 +132,8 @@ void dequantize_rows(const KernelContext& c, int64_t r0, int64_t r1, float* buf)
     for (int64_t r = r0; r < r1; ++r) {
       load_run<float>(w.dtype(), w.data(), r * k, 1, k, row.data());
       load_run<float>(t.dtype(), t.data(), per_row ? r * entries : 0, 1, entries, table.data());
-      for (int64_t i = 0; i < k; ++i) buf[(r - r0) * k + i] = table[static_cast<size_t>(row[static_cast<size_t>(i)])];
+      for (int64_t i = 0; i < k; ++i)
+        buf[(r - r0) * k + i] = table[static_cast<size_t>(row[static_cast<size_t>(i)])];
     }
     return;
   }
@@ -150,24 +181,25 @@ void affine_gemv(const KernelContext& c, const float* px, int64_t m, float* py) 
       for (int64_t j = b * G.len; j < j1; ++j) acc += px[i * k + j];
       xsum[static_cast<size_t>(i * G.blocks + b)] = acc;
     }
-  parallel_for(c.pool, a.n, std::max<int64_t>(1, 16384 / std::max<int64_t>(k, 1)), [&](int64_t r0, int64_t r1) {
-    std::vector<float> q(static_cast<size_t>(k));
-    for (int64_t r = r0; r < r1; ++r) {
-      load_run<float>(w.dtype(), w.data(), r * k, 1, k, q.data());
-      for (int64_t i = 0; i < m; ++i) {
-        const float* xr = px + i * k;
-        float acc = 0;
-        for (int64_t b = 0; b < G.blocks; ++b) {
-          int64_t j0 = b * G.len, j1 = std::min(k, j0 + G.len);
-          float dot = dot_lanes(xr + j0, q.data() + j0, j1 - j0);
-          int64_t si = G.index(r, b);
-          float sc = param(s, si), z = zp ? param(*zp, si) : 0.f;
-          acc += sc * (dot - z * xsum[static_cast<size_t>(i * G.blocks + b)]);
-        }
-        py[i * a.n + r] = acc;
-      }
-    }
-  });
+  parallel_for(c.pool, a.n, std::max<int64_t>(1, 16384 / std::max<int64_t>(k, 1)),
+               [&](int64_t r0, int64_t r1) {
+                 std::vector<float> q(static_cast<size_t>(k));
+                 for (int64_t r = r0; r < r1; ++r) {
+                   load_run<float>(w.dtype(), w.data(), r * k, 1, k, q.data());
+                   for (int64_t i = 0; i < m; ++i) {
+                     const float* xr = px + i * k;
+                     float acc = 0;
+                     for (int64_t b = 0; b < G.blocks; ++b) {
+                       int64_t j0 = b * G.len, j1 = std::min(k, j0 + G.len);
+                       float dot = dot_lanes(xr + j0, q.data() + j0, j1 - j0);
+                       int64_t si = G.index(r, b);
+                       float sc = param(s, si), z = zp ? param(*zp, si) : 0.f;
+                       acc += sc * (dot - z * xsum[static_cast<size_t>(i * G.blocks + b)]);
+                     }
+                     py[i * a.n + r] = acc;
+                   }
+                 }
+               });
 }
 
 void quantized_matmul(const KernelContext& c) {
@@ -206,9 +238,10 @@ void quantized_matmul(const KernelContext& c) {
             py[i * a.n + r] = dot_lanes(xr, wr, a.k);
           }
       } else {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(m), static_cast<blasint>(r1 - r0),
-                    static_cast<blasint>(a.k), 1.f, px, static_cast<blasint>(a.k), buf.data(), static_cast<blasint>(a.k), 0.f,
-                    py + r0, static_cast<blasint>(a.n));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(m),
+                    static_cast<blasint>(r1 - r0), static_cast<blasint>(a.k), 1.f, px,
+                    static_cast<blasint>(a.k), buf.data(), static_cast<blasint>(a.k), 0.f, py + r0,
+                    static_cast<blasint>(a.n));
       }
     };
     if (m <= 8) {
@@ -243,7 +276,8 @@ void register_quantization(KernelTable& t) {
     int64_t rows = out.numel() / a.k;
     parallel_for(c.pool, rows, 16, [&](int64_t b, int64_t e) {
       for (int64_t r = b; r < e; ++r)
-        q::dequantize_row(f, static_cast<const uint8_t*>(p.data()) + static_cast<size_t>(r) * rb, a.k, out.data_as<float>() + r * a.k);
+        q::dequantize_row(f, static_cast<const uint8_t*>(p.data()) + static_cast<size_t>(r) * rb,
+                          a.k, out.data_as<float>() + r * a.k);
     });
   });
   t.set(op::quantized_matmul, quantized_matmul);

@@ -24,11 +24,17 @@ bool block_view(const Shape& s, std::vector<int64_t> axes, int64_t& outer, int64
     if (ax[i] != ax[i - 1] + 1) return false;
   outer = len = inner = 1;
   for (int i = 0; i < r; ++i) {
-    if (!ax.empty() && i < ax.front()) outer *= s[i];
-    else if (!ax.empty() && i > ax.back()) inner *= s[i];
-    else len *= s[i];
+    if (!ax.empty() && i < ax.front())
+      outer *= s[i];
+    else if (!ax.empty() && i > ax.back())
+      inner *= s[i];
+    else
+      len *= s[i];
   }
-  if (ax.empty()) { len = 1; inner = s.numel(); }
+  if (ax.empty()) {
+    len = 1;
+    inner = s.numel();
+  }
   return true;
 }
 
@@ -37,22 +43,33 @@ struct Reducer {
   ir::OpId id;
   T init() const {
     switch (id) {
-      case op::reduce_prod: return T(1);
-      case op::reduce_max: return std::numeric_limits<T>::has_infinity ? -std::numeric_limits<T>::infinity() : std::numeric_limits<T>::lowest();
-      case op::reduce_min: return std::numeric_limits<T>::has_infinity ? std::numeric_limits<T>::infinity() : std::numeric_limits<T>::max();
-      default: return T(0);
+      case op::reduce_prod:
+        return T(1);
+      case op::reduce_max:
+        return std::numeric_limits<T>::has_infinity ? -std::numeric_limits<T>::infinity()
+                                                    : std::numeric_limits<T>::lowest();
+      case op::reduce_min:
+        return std::numeric_limits<T>::has_infinity ? std::numeric_limits<T>::infinity()
+                                                    : std::numeric_limits<T>::max();
+      default:
+        return T(0);
     }
   }
   void combine(T* acc, const T* v, int64_t n) const {
     switch (id) {
-      case op::reduce_prod: for (int64_t i = 0; i < n; ++i) acc[i] *= v[i]; break;
+      case op::reduce_prod:
+        for (int64_t i = 0; i < n; ++i) acc[i] *= v[i];
+        break;
       case op::reduce_max:
-        for (int64_t i = 0; i < n; ++i) acc[i] = (v[i] > acc[i] || v[i] != v[i]) && acc[i] == acc[i] ? v[i] : acc[i];
+        for (int64_t i = 0; i < n; ++i)
+          acc[i] = (v[i] > acc[i] || v[i] != v[i]) && acc[i] == acc[i] ? v[i] : acc[i];
         break;
       case op::reduce_min:
-        for (int64_t i = 0; i < n; ++i) acc[i] = (v[i] < acc[i] || v[i] != v[i]) && acc[i] == acc[i] ? v[i] : acc[i];
+        for (int64_t i = 0; i < n; ++i)
+          acc[i] = (v[i] < acc[i] || v[i] != v[i]) && acc[i] == acc[i] ? v[i] : acc[i];
         break;
-      default: for (int64_t i = 0; i < n; ++i) acc[i] += v[i];
+      default:
+        for (int64_t i = 0; i < n; ++i) acc[i] += v[i];
     }
   }
 };
@@ -62,53 +79,62 @@ void reduce_typed(const KernelContext& c, ir::OpId id, int64_t outer, int64_t le
   const NDArray &x = c.inputs[0], &out = c.outputs[0];
   Reducer<T> red{id};
   int64_t work = outer * (inner > 1 ? 1 : 1);
-  parallel_for(c.pool, work, std::max<int64_t>(1, 65536 / std::max<int64_t>(len * inner, 1)), [&](int64_t b, int64_t e) {
-    std::vector<T> acc(static_cast<size_t>(std::max<int64_t>(inner, 1))), row(static_cast<size_t>(std::max<int64_t>(inner, 256)));
-    for (int64_t o = b; o < e; ++o) {
-      std::fill(acc.begin(), acc.end(), red.init());
-      if (inner == 1) {
-        // Reduce a contiguous row in lanes of 256 (vectorisable), then fold the lanes.
-        std::vector<T> lanes(256, red.init());
-        for (int64_t j = 0; j < len; j += 256) {
-          int64_t n = std::min<int64_t>(256, len - j);
-          load_run<T>(x.dtype(), x.data(), o * len + j, 1, n, row.data());
-          red.combine(lanes.data(), row.data(), n);
-        }
-        for (int64_t l = 0; l < 256; ++l) red.combine(acc.data(), &lanes[static_cast<size_t>(l)], 1);
-      } else {
-        for (int64_t j = 0; j < len; ++j) {
-          load_run<T>(x.dtype(), x.data(), (o * len + j) * inner, 1, inner, row.data());
-          red.combine(acc.data(), row.data(), inner);
-        }
-      }
-      if (id == op::reduce_mean)
-        for (auto& v : acc) v = len ? v / static_cast<T>(len) : std::numeric_limits<T>::quiet_NaN();
-      store_run<T>(out.dtype(), out.data(), o * inner, inner, acc.data());
-    }
-  });
+  parallel_for(c.pool, work, std::max<int64_t>(1, 65536 / std::max<int64_t>(len * inner, 1)),
+               [&](int64_t b, int64_t e) {
+                 std::vector<T> acc(static_cast<size_t>(std::max<int64_t>(inner, 1))),
+                     row(static_cast<size_t>(std::max<int64_t>(inner, 256)));
+                 for (int64_t o = b; o < e; ++o) {
+                   std::fill(acc.begin(), acc.end(), red.init());
+                   if (inner == 1) {
+                     // Reduce a contiguous row in lanes of 256 (vectorisable), then fold the lanes.
+                     std::vector<T> lanes(256, red.init());
+                     for (int64_t j = 0; j < len; j += 256) {
+                       int64_t n = std::min<int64_t>(256, len - j);
+                       load_run<T>(x.dtype(), x.data(), o * len + j, 1, n, row.data());
+                       red.combine(lanes.data(), row.data(), n);
+                     }
+                     for (int64_t l = 0; l < 256; ++l)
+                       red.combine(acc.data(), &lanes[static_cast<size_t>(l)], 1);
+                   } else {
+                     for (int64_t j = 0; j < len; ++j) {
+                       load_run<T>(x.dtype(), x.data(), (o * len + j) * inner, 1, inner,
+                                   row.data());
+                       red.combine(acc.data(), row.data(), inner);
+                     }
+                   }
+                   if (id == op::reduce_mean)
+                     for (auto& v : acc)
+                       v = len ? v / static_cast<T>(len) : std::numeric_limits<T>::quiet_NaN();
+                   store_run<T>(out.dtype(), out.data(), o * inner, inner, acc.data());
+                 }
+               });
 }
 
 void softmax_rows(const KernelContext& c, bool log) {
   const NDArray &x = c.inputs[0], &out = c.outputs[0];
   int64_t len = x.shape()[x.rank() - 1];
   int64_t rows = len ? x.numel() / len : 0;
-  parallel_for(c.pool, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(len, 1)), [&](int64_t b, int64_t e) {
-    std::vector<float> v(static_cast<size_t>(len));
-    for (int64_t r = b; r < e; ++r) {
-      load_run<float>(x.dtype(), x.data(), r * len, 1, len, v.data());
-      float mx = -INFINITY;
-      for (float f : v) mx = std::max(mx, f);
-      double s = 0;
-      for (auto& f : v) {
-        float ex = std::exp(f - mx);
-        s += ex;
-        if (!log) f = ex; else f -= mx;
-      }
-      float scale = static_cast<float>(1.0 / s), ls = static_cast<float>(std::log(s));
-      for (auto& f : v) f = log ? f - ls : f * scale;
-      store_run<float>(out.dtype(), out.data(), r * len, len, v.data());
-    }
-  });
+  parallel_for(c.pool, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(len, 1)),
+               [&](int64_t b, int64_t e) {
+                 std::vector<float> v(static_cast<size_t>(len));
+                 for (int64_t r = b; r < e; ++r) {
+                   load_run<float>(x.dtype(), x.data(), r * len, 1, len, v.data());
+                   float mx = -INFINITY;
+                   for (float f : v) mx = std::max(mx, f);
+                   double s = 0;
+                   for (auto& f : v) {
+                     float ex = std::exp(f - mx);
+                     s += ex;
+                     if (!log)
+                       f = ex;
+                     else
+                       f -= mx;
+                   }
+                   float scale = static_cast<float>(1.0 / s), ls = static_cast<float>(std::log(s));
+                   for (auto& f : v) f = log ? f - ls : f * scale;
+                   store_run<float>(out.dtype(), out.data(), r * len, len, v.data());
+                 }
+               });
 }
 
 void norm_rows(const KernelContext& c, bool rms) {
@@ -119,29 +145,37 @@ void norm_rows(const KernelContext& c, bool rms) {
   for (int i = axis; i < x.rank(); ++i) cols *= x.shape()[i];
   int64_t rows = cols ? x.numel() / cols : 0;
   std::vector<float> gamma, beta;
-  if (c.inputs.size() > 1) { gamma.resize(static_cast<size_t>(cols)); load_run<float>(c.inputs[1].dtype(), c.inputs[1].data(), 0, 1, cols, gamma.data()); }
-  if (c.inputs.size() > 2) { beta.resize(static_cast<size_t>(cols)); load_run<float>(c.inputs[2].dtype(), c.inputs[2].data(), 0, 1, cols, beta.data()); }
-  parallel_for(c.pool, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(cols, 1)), [&](int64_t b, int64_t e) {
-    std::vector<float> v(static_cast<size_t>(cols));
-    for (int64_t r = b; r < e; ++r) {
-      load_run<float>(x.dtype(), x.data(), r * cols, 1, cols, v.data());
-      double mean = 0, var = 0;
-      if (!rms) {
-        for (float f : v) mean += f;
-        mean /= static_cast<double>(cols);
-      }
-      for (float f : v) var += (f - mean) * (f - mean);
-      var /= static_cast<double>(cols);
-      float inv = static_cast<float>(1.0 / std::sqrt(var + a.eps)), m = static_cast<float>(mean);
-      for (int64_t j = 0; j < cols; ++j) {
-        float y = (v[static_cast<size_t>(j)] - m) * inv;
-        if (!gamma.empty()) y *= gamma[static_cast<size_t>(j)];
-        if (!beta.empty()) y += beta[static_cast<size_t>(j)];
-        v[static_cast<size_t>(j)] = y;
-      }
-      store_run<float>(out.dtype(), out.data(), r * cols, cols, v.data());
-    }
-  });
+  if (c.inputs.size() > 1) {
+    gamma.resize(static_cast<size_t>(cols));
+    load_run<float>(c.inputs[1].dtype(), c.inputs[1].data(), 0, 1, cols, gamma.data());
+  }
+  if (c.inputs.size() > 2) {
+    beta.resize(static_cast<size_t>(cols));
+    load_run<float>(c.inputs[2].dtype(), c.inputs[2].data(), 0, 1, cols, beta.data());
+  }
+  parallel_for(c.pool, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(cols, 1)),
+               [&](int64_t b, int64_t e) {
+                 std::vector<float> v(static_cast<size_t>(cols));
+                 for (int64_t r = b; r < e; ++r) {
+                   load_run<float>(x.dtype(), x.data(), r * cols, 1, cols, v.data());
+                   double mean = 0, var = 0;
+                   if (!rms) {
+                     for (float f : v) mean += f;
+                     mean /= static_cast<double>(cols);
+                   }
+                   for (float f : v) var += (f - mean) * (f - mean);
+                   var /= static_cast<double>(cols);
+                   float inv = static_cast<float>(1.0 / std::sqrt(var + a.eps)),
+                         m = static_cast<float>(mean);
+                   for (int64_t j = 0; j < cols; ++j) {
+                     float y = (v[static_cast<size_t>(j)] - m) * inv;
+                     if (!gamma.empty()) y *= gamma[static_cast<size_t>(j)];
+                     if (!beta.empty()) y += beta[static_cast<size_t>(j)];
+                     v[static_cast<size_t>(j)] = y;
+                   }
+                   store_run<float>(out.dtype(), out.data(), r * cols, cols, v.data());
+                 }
+               });
 }
 
 void arg_rows(const KernelContext& c, bool is_max) {
@@ -165,23 +199,29 @@ void arg_rows(const KernelContext& c, bool is_max) {
 
 void register_reduction(KernelTable& t) {
   const KernelTable& ref = reference_kernels();
-  for (ir::OpId id : {op::reduce_sum, op::reduce_mean, op::reduce_max, op::reduce_min, op::reduce_prod}) {
+  for (ir::OpId id :
+       {op::reduce_sum, op::reduce_mean, op::reduce_max, op::reduce_min, op::reduce_prod}) {
     KernelFn fallback = *ref.find(id);
     t.set(id, [id, fallback](const KernelContext& c) {
       int64_t outer, len, inner;
       const NDArray& x = c.inputs[0];
-      if (!block_view(x.shape(), c.attrs_as<ReduceAttrs>().axes, outer, len, inner) || x.numel() == 0)
+      if (!block_view(x.shape(), c.attrs_as<ReduceAttrs>().axes, outer, len, inner) ||
+          x.numel() == 0)
         return fallback(c);
-      if (x.dtype() == DType::f64) reduce_typed<double>(c, id, outer, len, inner);
-      else if (is_floating(x.dtype())) reduce_typed<float>(c, id, outer, len, inner);
-      else reduce_typed<int64_t>(c, id, outer, len, inner);
+      if (x.dtype() == DType::f64)
+        reduce_typed<double>(c, id, outer, len, inner);
+      else if (is_floating(x.dtype()))
+        reduce_typed<float>(c, id, outer, len, inner);
+      else
+        reduce_typed<int64_t>(c, id, outer, len, inner);
     });
   }
   for (ir::OpId id : {op::argmax, op::argmin}) {
     KernelFn fallback = *ref.find(id);
     t.set(id, [id, fallback](const KernelContext& c) {
       const NDArray& x = c.inputs[0];
-      if (normalize_axis(c.attrs_as<ArgReduceAttrs>().axis, x.rank()) != x.rank() - 1) return fallback(c);
+      if (normalize_axis(c.attrs_as<ArgReduceAttrs>().axis, x.rank()) != x.rank() - 1)
+        return fallback(c);
       arg_rows(c, id == op::argmax);
     });
   }
@@ -189,7 +229,9 @@ void register_reduction(KernelTable& t) {
     KernelFn fallback = *ref.find(id);
     t.set(id, [id, fallback](const KernelContext& c) {
       const NDArray& x = c.inputs[0];
-      if (normalize_axis(c.attrs_as<AxisAttrs>().axis, x.rank()) != x.rank() - 1 || x.dtype() == DType::f64) return fallback(c);
+      if (normalize_axis(c.attrs_as<AxisAttrs>().axis, x.rank()) != x.rank() - 1 ||
+          x.dtype() == DType::f64)
+        return fallback(c);
       softmax_rows(c, id == op::log_softmax);
     });
   }

@@ -34,11 +34,11 @@ struct SdpaArgs {
 
 __global__ void sdpa_kernel(SdpaArgs a) {
   extern __shared__ float smem[];
-  float* q = smem;                 // [D]
-  float* acc = q + a.D;            // [Dv]
-  float* p = acc + a.Dv;           // [kThreads]
+  float* q = smem;        // [D]
+  float* acc = q + a.D;   // [Dv]
+  float* p = acc + a.Dv;  // [kThreads]
   __shared__ float red[32];
-  int64_t row = blockIdx.x;        // (b, h, i)
+  int64_t row = blockIdx.x;  // (b, h, i)
   int64_t i = row % a.Lq, h = (row / a.Lq) % a.Hq, b = row / (a.Lq * a.Hq);
   int64_t g = h / (a.Hq / a.Hkv);
   int64_t kv_len = a.Lk;
@@ -64,15 +64,19 @@ __global__ void sdpa_kernel(SdpaArgs a) {
       bool keep = !(a.causal && j > kv_len - a.Lq + i);
       if (a.mask) {
         int64_t mo = b * a.mst[0] + h * a.mst[1] + i * a.mst[2] + j * a.mst[3];
-        if (a.mask_bool) keep = keep && load<int64_t>(a.dm, a.mask, mo) != 0;
-        else s += load<float>(a.dm, a.mask, mo);
+        if (a.mask_bool)
+          keep = keep && load<int64_t>(a.dm, a.mask, mo) != 0;
+        else
+          s += load<float>(a.dm, a.mask, mo);
       }
       if (!keep) s = -INFINITY;
     }
-    float mc = block_all(s, [](float x, float y) { return fmaxf(x, y); }, red);
+    float mc = block_all(
+        s, [](float x, float y) { return fmaxf(x, y); }, red);
     float mn = fmaxf(m, mc);
     float pj = (mn == -INFINITY || s == -INFINITY) ? 0.f : expf(s - mn);
-    float ps = block_all(pj, [](float x, float y) { return x + y; }, red);
+    float ps = block_all(
+        pj, [](float x, float y) { return x + y; }, red);
     float alpha = m == -INFINITY ? 0.f : expf(m - mn);
     p[threadIdx.x] = pj;
     __syncthreads();

@@ -139,8 +139,8 @@ CudaBackend& get(int index) {
   auto& b = backends()[index];
   if (!b) {
     int n = device_count();
-    LOOM_CHECK(index >= 0 && index < n, "[cuda] device cuda:", index, " is not available (",
-               n, " GPU(s) found)");
+    LOOM_CHECK(index >= 0 && index < n, "[cuda] device cuda:", index, " is not available (", n,
+               " GPU(s) found)");
     b = std::make_unique<CudaBackend>(index);
   }
   return *b;

@@ -9,12 +9,12 @@
 #include "loom/error.h"
 
 // Every CUDA runtime call goes through this: a failure becomes loom::Error naming the call.
-#define LOOM_CUDA_CHECK(call)                                                             \
-  do {                                                                                    \
-    cudaError_t loom_err_ = (call);                                                       \
-    if (loom_err_ != cudaSuccess)                                                         \
-      ::loom::fail("[cuda] ", #call, ": ", cudaGetErrorString(loom_err_), " (", __FILE__, \
-                   ":", __LINE__, ")");                                                   \
+#define LOOM_CUDA_CHECK(call)                                                                  \
+  do {                                                                                         \
+    cudaError_t loom_err_ = (call);                                                            \
+    if (loom_err_ != cudaSuccess)                                                              \
+      ::loom::fail("[cuda] ", #call, ": ", cudaGetErrorString(loom_err_), " (", __FILE__, ":", \
+                   __LINE__, ")");                                                             \
   } while (0)
 
 // After a kernel launch: launch-configuration errors surface here, not at the next sync.

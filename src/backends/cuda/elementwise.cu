@@ -33,14 +33,17 @@ __global__ void ew_kernel(EwArgs<N> a, double lo, double hi) {
       a.ix.offsets(i, off);
     }
     if constexpr (K == kValue) {
-      store(a.dto, a.out, i, Fn::apply(load<T>(a.dt[0], a.in[0], off[0]), load<T>(a.dt[1], a.in[1], off[1])));
+      store(a.dto, a.out, i,
+            Fn::apply(load<T>(a.dt[0], a.in[0], off[0]), load<T>(a.dt[1], a.in[1], off[1])));
     } else if constexpr (K == kCompare) {
-      store(a.dto, a.out, i, Fn::apply(load<T>(a.dt[0], a.in[0], off[0]), load<T>(a.dt[1], a.in[1], off[1])));
+      store(a.dto, a.out, i,
+            Fn::apply(load<T>(a.dt[0], a.in[0], off[0]), load<T>(a.dt[1], a.in[1], off[1])));
     } else if constexpr (K == kUnary) {
       store(a.dto, a.out, i, Fn::apply(load<T>(a.dt[0], a.in[0], off[0])));
     } else if constexpr (K == kWhere) {
       bool c = load<int64_t>(a.dt[0], a.in[0], off[0]) != 0;
-      store(a.dto, a.out, i, c ? load<T>(a.dt[1], a.in[1], off[1]) : load<T>(a.dt[2], a.in[2], off[2]));
+      store(a.dto, a.out, i,
+            c ? load<T>(a.dt[1], a.in[1], off[1]) : load<T>(a.dt[2], a.in[2], off[2]));
     } else if constexpr (K == kClamp) {
       double v = load<double>(a.dt[0], a.in[0], off[0]);
       store(a.dto, a.out, i, v != v ? v : fmin(fmax(v, lo), hi));
@@ -85,9 +88,12 @@ void launch(const KernelContext& c, double lo = 0, double hi = 0) {
 // Calls f.template operator()<T>() with the compute type of dtype t.
 template <class F>
 void by_compute_type(DType t, F&& f) {
-  if (t == DType::f64) f.template operator()<double>();
-  else if (is_floating(t)) f.template operator()<float>();
-  else f.template operator()<int64_t>();
+  if (t == DType::f64)
+    f.template operator()<double>();
+  else if (is_floating(t))
+    f.template operator()<float>();
+  else
+    f.template operator()<int64_t>();
 }
 
 struct NoFn {};
@@ -95,9 +101,8 @@ struct NoFn {};
 void elementwise(const KernelContext& c, ir::OpId id) {
   DType t = c.inputs[0].dtype();
   bool gelu_tanh = id == op::gelu && c.attrs_as<GeluAttrs>().tanh_approximation;
-  bool done = fn::visit_binary(id, [&]<class Fn>() {
-    by_compute_type(t, [&]<class T>() { launch<Fn, T, 2, kValue>(c); });
-  });
+  bool done = fn::visit_binary(
+      id, [&]<class Fn>() { by_compute_type(t, [&]<class T>() { launch<Fn, T, 2, kValue>(c); }); });
   if (!done)
     done = fn::visit_compare(id, [&]<class Fn>() {
       by_compute_type(t, [&]<class T>() { launch<Fn, T, 2, kCompare>(c); });
@@ -110,8 +115,10 @@ void elementwise(const KernelContext& c, ir::OpId id) {
                     std::is_same_v<Fn, fn::logical_not>) {
         by_compute_type(t, [&]<class T>() { launch<Fn, T, 1, kUnary>(c); });
       } else {
-        if (t == DType::f64) launch<Fn, double, 1, kUnary>(c);
-        else launch<Fn, float, 1, kUnary>(c);
+        if (t == DType::f64)
+          launch<Fn, double, 1, kUnary>(c);
+        else
+          launch<Fn, float, 1, kUnary>(c);
       }
     });
   LOOM_CHECK(done, "[cuda] no elementwise kernel for op ", id);
@@ -120,20 +127,25 @@ void elementwise(const KernelContext& c, ir::OpId id) {
 }  // namespace
 
 void register_elementwise(KernelTable& t) {
-  for (ir::OpId id : {op::add, op::sub, op::mul, op::div, op::pow, op::maximum, op::minimum, op::mod,
-                      op::neg, op::abs, op::sign, op::square, op::reciprocal, op::exp, op::log,
-                      op::sqrt, op::rsqrt, op::sin, op::cos, op::tanh, op::sigmoid, op::silu,
-                      op::gelu, op::erf, op::floor, op::ceil, op::round, op::equal, op::not_equal,
-                      op::less, op::less_equal, op::greater, op::greater_equal, op::logical_and,
-                      op::logical_or, op::logical_xor, op::logical_not})
+  for (ir::OpId id :
+       {op::add,         op::sub,        op::mul,           op::div,         op::pow,
+        op::maximum,     op::minimum,    op::mod,           op::neg,         op::abs,
+        op::sign,        op::square,     op::reciprocal,    op::exp,         op::log,
+        op::sqrt,        op::rsqrt,      op::sin,           op::cos,         op::tanh,
+        op::sigmoid,     op::silu,       op::gelu,          op::erf,         op::floor,
+        op::ceil,        op::round,      op::equal,         op::not_equal,   op::less,
+        op::less_equal,  op::greater,    op::greater_equal, op::logical_and, op::logical_or,
+        op::logical_xor, op::logical_not})
     t.set(id, [id](const KernelContext& c) { elementwise(c, id); });
   t.set(op::clamp, [](const KernelContext& c) {
     const auto& a = c.attrs_as<ClampAttrs>();
     launch<NoFn, double, 1, kClamp>(c, a.min, a.max);
   });
   t.set(op::where, [](const KernelContext& c) {
-    if (is_floating(c.outputs[0].dtype())) launch<NoFn, double, 3, kWhere>(c);
-    else launch<NoFn, int64_t, 3, kWhere>(c);
+    if (is_floating(c.outputs[0].dtype()))
+      launch<NoFn, double, 3, kWhere>(c);
+    else
+      launch<NoFn, int64_t, 3, kWhere>(c);
   });
   t.set(op::cast, [](const KernelContext& c) {
     // Integer to integer stays exact in int64; anything with a float goes through double (the

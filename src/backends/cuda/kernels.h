@@ -5,8 +5,9 @@
 namespace loom::backends::cuda {
 
 // Affine (de)quantization of x into out, scale/zero point per tensor, axis or block (QuantAttrs).
-void launch_affine(cudaStream_t s, const NDArray& x, const NDArray& scale, const NDArray* zero_point,
-                   const NDArray& out, int64_t axis, int64_t block, bool quantize);
+void launch_affine(cudaStream_t s, const NDArray& x, const NDArray& scale,
+                   const NDArray* zero_point, const NDArray& out, int64_t axis, int64_t block,
+                   bool quantize);
 // out = table[q] (one table) or table[row, q] (a table per index of axis 0).
 void launch_lut(cudaStream_t s, const NDArray& q, const NDArray& table, const NDArray& out);
 // Plain per-element GEMM (double accumulation) for the dtypes cuBLAS has no kernel for (integers).

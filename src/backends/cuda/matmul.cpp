@@ -14,12 +14,12 @@
 #include "backends/cuda/strided.h"
 #include "ops/matmul_shape.h"
 
-#define LOOM_CUBLAS_CHECK(call)                                                     \
-  do {                                                                              \
-    cublasStatus_t loom_st_ = (call);                                               \
-    if (loom_st_ != CUBLAS_STATUS_SUCCESS)                                          \
-      ::loom::fail("[cuda] ", #call, ": ", cublasGetStatusString(loom_st_), " (",   \
-                   __FILE__, ":", __LINE__, ")");                                   \
+#define LOOM_CUBLAS_CHECK(call)                                                                  \
+  do {                                                                                           \
+    cublasStatus_t loom_st_ = (call);                                                            \
+    if (loom_st_ != CUBLAS_STATUS_SUCCESS)                                                       \
+      ::loom::fail("[cuda] ", #call, ": ", cublasGetStatusString(loom_st_), " (", __FILE__, ":", \
+                   __LINE__, ")");                                                               \
   } while (0)
 
 namespace loom::backends::cuda {
@@ -66,11 +66,20 @@ void lt_gemm(cudaStream_t stream, int device, const Gemm& g) {
   cublasComputeType_t ct = CUBLAS_COMPUTE_32F;
   cudaDataType_t st = CUDA_R_32F;
   switch (g.t) {
-    case DType::f32: dt = CUDA_R_32F; break;
-    case DType::f16: dt = CUDA_R_16F; break;
-    case DType::bf16: dt = CUDA_R_16BF; break;
-    case DType::f64: dt = CUDA_R_64F, ct = CUBLAS_COMPUTE_64F, st = CUDA_R_64F; break;
-    default: fail("[cuda] matmul: no cuBLAS path for ", dtype_name(g.t));
+    case DType::f32:
+      dt = CUDA_R_32F;
+      break;
+    case DType::f16:
+      dt = CUDA_R_16F;
+      break;
+    case DType::bf16:
+      dt = CUDA_R_16BF;
+      break;
+    case DType::f64:
+      dt = CUDA_R_64F, ct = CUBLAS_COMPUTE_64F, st = CUDA_R_64F;
+      break;
+    default:
+      fail("[cuda] matmul: no cuBLAS path for ", dtype_name(g.t));
   }
   LtState& s = lt(device);
   size_t es = static_cast<size_t>(dtype_bits(g.t) / 8);
@@ -92,34 +101,46 @@ void lt_gemm(cudaStream_t stream, int device, const Gemm& g) {
   LOOM_CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc, ct, st));
   cublasOperation_t op_x = g.tb ? CUBLAS_OP_T : CUBLAS_OP_N;  // X = B
   cublasOperation_t op_y = g.ta ? CUBLAS_OP_T : CUBLAS_OP_N;  // Y = A
-  LOOM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_x, sizeof(op_x)));
-  LOOM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_y, sizeof(op_y)));
+  LOOM_CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_x, sizeof(op_x)));
+  LOOM_CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_y, sizeof(op_y)));
   // Column-major views of the row-major buffers.
   auto u = [](int64_t v) { return static_cast<uint64_t>(v); };
-  LOOM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&la, dt, g.tb ? u(g.k) : u(g.n), g.tb ? u(g.n) : u(g.k), g.tb ? g.k : g.n));
-  LOOM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lb, dt, g.ta ? u(g.m) : u(g.k), g.ta ? u(g.k) : u(g.m), g.ta ? g.m : g.k));
+  LOOM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&la, dt, g.tb ? u(g.k) : u(g.n),
+                                               g.tb ? u(g.n) : u(g.k), g.tb ? g.k : g.n));
+  LOOM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lb, dt, g.ta ? u(g.m) : u(g.k),
+                                               g.ta ? u(g.k) : u(g.m), g.ta ? g.m : g.k));
   LOOM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lc, dt, u(g.n), u(g.m), g.n));
   if (g.batch > 1) {
     int32_t count = static_cast<int32_t>(g.batch);
     for (auto [l, stride] : {std::pair{la, g.sb}, std::pair{lb, g.sa}, std::pair{lc, g.sc}}) {
-      LOOM_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof(count)));
-      LOOM_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof(stride)));
+      LOOM_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT,
+                                                         &count, sizeof(count)));
+      LOOM_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(
+          l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof(stride)));
     }
   }
   LOOM_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
   size_t ws = kWorkspace;
-  LOOM_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+  LOOM_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+      pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
   // Arena offsets and batch strides need not be 256-byte aligned: say what they are.
   uint32_t al_a = alignment(g.b, g.sb * static_cast<int64_t>(es));
   uint32_t al_b = alignment(g.a, g.sa * static_cast<int64_t>(es));
   uint32_t al_c = alignment(g.c, g.sc * static_cast<int64_t>(es));
-  LOOM_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a, sizeof(al_a)));
-  LOOM_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b, sizeof(al_b)));
-  LOOM_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c, sizeof(al_c)));
-  LOOM_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c, sizeof(al_c)));
+  LOOM_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+      pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a, sizeof(al_a)));
+  LOOM_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+      pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b, sizeof(al_b)));
+  LOOM_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+      pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c, sizeof(al_c)));
+  LOOM_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+      pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c, sizeof(al_c)));
   cublasLtMatmulHeuristicResult_t h{};
   int found = 0;
-  LOOM_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(s.handle, desc, la, lb, lc, lc, pref, 1, &h, &found));
+  LOOM_CUBLAS_CHECK(
+      cublasLtMatmulAlgoGetHeuristic(s.handle, desc, la, lb, lc, lc, pref, 1, &h, &found));
   LOOM_CHECK(found > 0, "[cuda] matmul: cuBLASLt has no algorithm for ", dtype_name(g.t), " ", g.m,
              "x", g.k, "x", g.n);
   float one = 1, zero = 0;
@@ -141,8 +162,10 @@ void matmul(const KernelContext& c) {
     LOOM_CUDA_CHECK(cudaMemsetAsync(out.data(), 0, out.nbytes(), stream));
     return;
   }
-  Shape abatch(std::vector<int64_t>(a.shape().dims().begin(), a.shape().dims().end() - std::min(a.rank(), 2)));
-  Shape bbatch(std::vector<int64_t>(b.shape().dims().begin(), b.shape().dims().end() - std::min(b.rank(), 2)));
+  Shape abatch(std::vector<int64_t>(a.shape().dims().begin(),
+                                    a.shape().dims().end() - std::min(a.rank(), 2)));
+  Shape bbatch(std::vector<int64_t>(b.shape().dims().begin(),
+                                    b.shape().dims().end() - std::min(b.rank(), 2)));
   int64_t a_mat = s.m * s.k, b_mat = s.k * s.n, o_mat = s.m * s.n;
   auto sa = broadcast_strides(abatch, s.batch), sb = broadcast_strides(bbatch, s.batch);
   for (auto& v : sa) v *= a_mat;
@@ -153,7 +176,8 @@ void matmul(const KernelContext& c) {
   std::vector<int64_t> dims(s.batch.dims().begin(), s.batch.dims().end());
   auto ix = make_index<3>(dims, {sa, sb, so});
   int64_t inner = ix.rank ? ix.shape[ix.rank - 1] : 1;
-  int64_t isa = ix.rank ? ix.stride[0][ix.rank - 1] : 0, isb = ix.rank ? ix.stride[1][ix.rank - 1] : 0;
+  int64_t isa = ix.rank ? ix.stride[0][ix.rank - 1] : 0,
+          isb = ix.rank ? ix.stride[1][ix.rank - 1] : 0;
   int64_t iso = ix.rank ? ix.stride[2][ix.rank - 1] : 0;
   int64_t outer = s.batch.numel() / std::max<int64_t>(inner, 1);
   size_t es = static_cast<size_t>(dtype_bits(a.dtype()) / 8);
@@ -170,13 +194,16 @@ void matmul(const KernelContext& c) {
     const char* pb = static_cast<const char*>(b.data()) + static_cast<size_t>(offb) * es;
     char* po = static_cast<char*>(out.data()) + static_cast<size_t>(offo) * es;
     if (blas) {
-      lt_gemm(stream, device, {pa, pb, po, a.dtype(), s.m, s.n, s.k, inner, isa, isb, iso, at.transpose_a, at.transpose_b});
+      lt_gemm(stream, device,
+              {pa, pb, po, a.dtype(), s.m, s.n, s.k, inner, isa, isb, iso, at.transpose_a,
+               at.transpose_b});
     } else {
       for (int64_t i = 0; i < inner; ++i)
-        launch_naive_gemm(stream, pa + static_cast<size_t>(i * isa) * es, static_cast<int>(a.dtype()),
-                          pb + static_cast<size_t>(i * isb) * es, static_cast<int>(b.dtype()),
-                          po + static_cast<size_t>(i * iso) * es, static_cast<int>(out.dtype()), s.m, s.n,
-                          s.k, at.transpose_a, at.transpose_b);
+        launch_naive_gemm(stream, pa + static_cast<size_t>(i * isa) * es,
+                          static_cast<int>(a.dtype()), pb + static_cast<size_t>(i * isb) * es,
+                          static_cast<int>(b.dtype()), po + static_cast<size_t>(i * iso) * es,
+                          static_cast<int>(out.dtype()), s.m, s.n, s.k, at.transpose_a,
+                          at.transpose_b);
     }
   }
 }
@@ -193,15 +220,18 @@ void blocks_to_device(cudaStream_t stream, const NDArray& packed, const std::str
                       int64_t k, const NDArray& out) {
   auto f = format_of(format);
   NDArray host_p = NDArray::empty(packed.dtype(), packed.shape());
-  LOOM_CUDA_CHECK(cudaMemcpyAsync(host_p.data(), packed.data(), packed.nbytes(), cudaMemcpyDeviceToHost, stream));
+  LOOM_CUDA_CHECK(cudaMemcpyAsync(host_p.data(), packed.data(), packed.nbytes(),
+                                  cudaMemcpyDeviceToHost, stream));
   LOOM_CUDA_CHECK(cudaStreamSynchronize(stream));
   int64_t rows = out.numel() / k;
   size_t rb = cpu::quant::row_bytes(f, k);
   NDArray w = NDArray::empty(DType::f32, out.shape());
   for (int64_t r = 0; r < rows; ++r)
-    cpu::quant::dequantize_row(f, static_cast<const uint8_t*>(host_p.data()) + static_cast<size_t>(r) * rb,
-                               k, w.data_as<float>() + r * k);
-  LOOM_CUDA_CHECK(cudaMemcpyAsync(out.data(), w.data(), w.nbytes(), cudaMemcpyHostToDevice, stream));
+    cpu::quant::dequantize_row(
+        f, static_cast<const uint8_t*>(host_p.data()) + static_cast<size_t>(r) * rb, k,
+        w.data_as<float>() + r * k);
+  LOOM_CUDA_CHECK(
+      cudaMemcpyAsync(out.data(), w.data(), w.nbytes(), cudaMemcpyHostToDevice, stream));
   LOOM_CUDA_CHECK(cudaStreamSynchronize(stream));  // w dies here
 }
 
@@ -211,7 +241,8 @@ void quantized_matmul(const KernelContext& c) {
   cudaStream_t stream = stream_for(c);
   int device = out.device().index;
   DType wt = a.format == "affine" || a.format == "lut" ? x.dtype() : DType::f32;
-  LOOM_CHECK(wt == x.dtype(), "[cuda] quantized_matmul: block format ", a.format, " needs f32 activations");
+  LOOM_CHECK(wt == x.dtype(), "[cuda] quantized_matmul: block format ", a.format,
+             " needs f32 activations");
   auto ws = scratch(device, storage_bytes(wt, a.n * a.k));
   NDArray w(ws, wt, Shape({a.n, a.k}), contiguous_strides(Shape({a.n, a.k})), 0);
   if (a.format == "affine")
@@ -223,7 +254,8 @@ void quantized_matmul(const KernelContext& c) {
     blocks_to_device(stream, c.inputs[1], a.format, a.k, w);
   int64_t m = a.k ? x.numel() / a.k : 0;
   if (m == 0 || a.n == 0) return;
-  lt_gemm(stream, device, {x.data(), w.data(), out.data(), x.dtype(), m, a.n, a.k, 1, 0, 0, 0, false, true});
+  lt_gemm(stream, device,
+          {x.data(), w.data(), out.data(), x.dtype(), m, a.n, a.k, 1, 0, 0, 0, false, true});
   // `w` goes back to the cache when this returns; the stream orders its reuse after the GEMM.
 }
 

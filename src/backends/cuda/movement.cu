@@ -22,7 +22,8 @@ __global__ void copy_kernel(const E* src, E* dst, int64_t n, StridedIndex<2> ix,
 }
 
 size_t elem_bytes(DType t, const char* op) {
-  LOOM_CHECK(!is_packed(t), "[cuda] ", op, " of packed ", dtype_name(t), " is not supported on cuda");
+  LOOM_CHECK(!is_packed(t), "[cuda] ", op, " of packed ", dtype_name(t),
+             " is not supported on cuda");
   return static_cast<size_t>(dtype_bits(t) / 8);
 }
 
@@ -38,11 +39,24 @@ void strided_copy(const KernelContext& c, DType t, const void* src, void* dst,
   cudaStream_t s = stream_for(c);
   unsigned g = blocks_for(n);
   switch (elem_bytes(t, name)) {
-    case 1: copy_kernel<<<g, 256, 0, s>>>(static_cast<const uint8_t*>(src), static_cast<uint8_t*>(dst), n, ix, src_base, dst_base); break;
-    case 2: copy_kernel<<<g, 256, 0, s>>>(static_cast<const uint16_t*>(src), static_cast<uint16_t*>(dst), n, ix, src_base, dst_base); break;
-    case 4: copy_kernel<<<g, 256, 0, s>>>(static_cast<const uint32_t*>(src), static_cast<uint32_t*>(dst), n, ix, src_base, dst_base); break;
-    case 8: copy_kernel<<<g, 256, 0, s>>>(static_cast<const uint64_t*>(src), static_cast<uint64_t*>(dst), n, ix, src_base, dst_base); break;
-    default: fail("[cuda] ", name, " of ", dtype_name(t), " is not supported on cuda");
+    case 1:
+      copy_kernel<<<g, 256, 0, s>>>(static_cast<const uint8_t*>(src), static_cast<uint8_t*>(dst), n,
+                                    ix, src_base, dst_base);
+      break;
+    case 2:
+      copy_kernel<<<g, 256, 0, s>>>(static_cast<const uint16_t*>(src), static_cast<uint16_t*>(dst),
+                                    n, ix, src_base, dst_base);
+      break;
+    case 4:
+      copy_kernel<<<g, 256, 0, s>>>(static_cast<const uint32_t*>(src), static_cast<uint32_t*>(dst),
+                                    n, ix, src_base, dst_base);
+      break;
+    case 8:
+      copy_kernel<<<g, 256, 0, s>>>(static_cast<const uint64_t*>(src), static_cast<uint64_t*>(dst),
+                                    n, ix, src_base, dst_base);
+      break;
+    default:
+      fail("[cuda] ", name, " of ", dtype_name(t), " is not supported on cuda");
   }
   LOOM_CUDA_LAUNCHED();
 }
@@ -199,11 +213,24 @@ void gather(const KernelContext& c) {
   unsigned g = blocks_for(n_out);
   int dti = static_cast<int>(ind.dtype());
   switch (elem_bytes(x.dtype(), "gather")) {
-    case 1: gather_kernel<<<g, 256, 0, s>>>(x.data_as<uint8_t>(), ind.data(), dti, out.data_as<uint8_t>(), n_out, ind.numel(), inner, n); break;
-    case 2: gather_kernel<<<g, 256, 0, s>>>(x.data_as<uint16_t>(), ind.data(), dti, out.data_as<uint16_t>(), n_out, ind.numel(), inner, n); break;
-    case 4: gather_kernel<<<g, 256, 0, s>>>(x.data_as<uint32_t>(), ind.data(), dti, out.data_as<uint32_t>(), n_out, ind.numel(), inner, n); break;
-    case 8: gather_kernel<<<g, 256, 0, s>>>(x.data_as<uint64_t>(), ind.data(), dti, out.data_as<uint64_t>(), n_out, ind.numel(), inner, n); break;
-    default: fail("[cuda] gather of ", dtype_name(x.dtype()), " is not supported on cuda");
+    case 1:
+      gather_kernel<<<g, 256, 0, s>>>(x.data_as<uint8_t>(), ind.data(), dti, out.data_as<uint8_t>(),
+                                      n_out, ind.numel(), inner, n);
+      break;
+    case 2:
+      gather_kernel<<<g, 256, 0, s>>>(x.data_as<uint16_t>(), ind.data(), dti,
+                                      out.data_as<uint16_t>(), n_out, ind.numel(), inner, n);
+      break;
+    case 4:
+      gather_kernel<<<g, 256, 0, s>>>(x.data_as<uint32_t>(), ind.data(), dti,
+                                      out.data_as<uint32_t>(), n_out, ind.numel(), inner, n);
+      break;
+    case 8:
+      gather_kernel<<<g, 256, 0, s>>>(x.data_as<uint64_t>(), ind.data(), dti,
+                                      out.data_as<uint64_t>(), n_out, ind.numel(), inner, n);
+      break;
+    default:
+      fail("[cuda] gather of ", dtype_name(x.dtype()), " is not supported on cuda");
   }
   LOOM_CUDA_LAUNCHED();
 }
@@ -236,8 +263,10 @@ __global__ void pad_kernel(const void* x, void* out, int dt, int64_t n, PadArgs 
       src += p * a.in_st[d];
     }
     if (inside) {
-      if (dt == kF64 || dt == kI64) store(dt, out, i, load<int64_t>(kI64, x, src));  // raw 8 bytes
-      else store(dt, out, i, load<double>(dt, x, src));
+      if (dt == kF64 || dt == kI64)
+        store(dt, out, i, load<int64_t>(kI64, x, src));  // raw 8 bytes
+      else
+        store(dt, out, i, load<double>(dt, x, src));
     } else {
       store(dt, out, i, value);
     }

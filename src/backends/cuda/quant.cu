@@ -1,7 +1,7 @@
 // CUDA quantization kernels (affine quantize/dequantize per tensor/axis/block, lookup tables) and
 // the plain GEMM used for integer matmuls. Block formats (GGUF) are dequantized in matmul.cpp.
-#include "backends/cuda/kernels.h"
 #include "backends/cuda/device_util.cuh"
+#include "backends/cuda/kernels.h"
 #include "ops/affine_quant.h"
 
 namespace loom::backends::cuda {
@@ -52,8 +52,8 @@ __global__ void lut_kernel(const void* q, int dq, const void* t, int dt, void* o
   }
 }
 
-__global__ void naive_gemm_kernel(const void* a, int dta, const void* b, int dtb, void* out, int dto,
-                                  int64_t m, int64_t n, int64_t k, bool ta, bool tb) {
+__global__ void naive_gemm_kernel(const void* a, int dta, const void* b, int dtb, void* out,
+                                  int dto, int64_t m, int64_t n, int64_t k, bool ta, bool tb) {
   LOOM_GRID_STRIDE(e, m * n) {
     int64_t i = e / n, j = e % n;
     double acc = 0;
@@ -102,13 +102,15 @@ void launch_naive_gemm(cudaStream_t s, const void* a, int dta, const void* b, in
 void register_quantization(KernelTable& t) {
   t.set(op::dequantize, [](const KernelContext& c) {
     const auto& a = c.attrs_as<QuantAttrs>();
-    launch_affine(stream_for(c), c.inputs[0], c.inputs[1], c.inputs.size() > 2 ? &c.inputs[2] : nullptr,
-                  c.outputs[0], a.axis, a.block_size, false);
+    launch_affine(stream_for(c), c.inputs[0], c.inputs[1],
+                  c.inputs.size() > 2 ? &c.inputs[2] : nullptr, c.outputs[0], a.axis, a.block_size,
+                  false);
   });
   t.set(op::quantize, [](const KernelContext& c) {
     const auto& a = c.attrs_as<QuantAttrs>();
-    launch_affine(stream_for(c), c.inputs[0], c.inputs[1], c.inputs.size() > 2 ? &c.inputs[2] : nullptr,
-                  c.outputs[0], a.axis, a.block_size, true);
+    launch_affine(stream_for(c), c.inputs[0], c.inputs[1],
+                  c.inputs.size() > 2 ? &c.inputs[2] : nullptr, c.outputs[0], a.axis, a.block_size,
+                  true);
   });
   t.set(op::dequantize_lut, [](const KernelContext& c) {
     launch_lut(stream_for(c), c.inputs[0], c.inputs[1], c.outputs[0]);

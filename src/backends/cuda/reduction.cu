@@ -30,18 +30,26 @@ enum RedOp { kSum, kMean, kMax, kMin, kProd };
 
 __device__ __forceinline__ double red_combine(int r, double a, double b) {
   switch (r) {
-    case kMax: return (a != a) ? a : ((b != b) ? b : (a > b ? a : b));
-    case kMin: return (a != a) ? a : ((b != b) ? b : (a < b ? a : b));
-    case kProd: return a * b;
-    default: return a + b;
+    case kMax:
+      return (a != a) ? a : ((b != b) ? b : (a > b ? a : b));
+    case kMin:
+      return (a != a) ? a : ((b != b) ? b : (a < b ? a : b));
+    case kProd:
+      return a * b;
+    default:
+      return a + b;
   }
 }
 __device__ __forceinline__ int64_t red_combine_int(int r, int64_t a, int64_t b) {
   switch (r) {
-    case kMax: return a > b ? a : b;
-    case kMin: return a < b ? a : b;
-    case kProd: return a * b;
-    default: return a + b;
+    case kMax:
+      return a > b ? a : b;
+    case kMin:
+      return a < b ? a : b;
+    case kProd:
+      return a * b;
+    default:
+      return a + b;
   }
 }
 
@@ -57,8 +65,10 @@ __global__ void reduce_kernel(const void* x, int dtx, void* out, int dto, int r,
       int64_t off;
       red.offsets(j, &off);
       T v = load<T>(dtx, x, base + off);
-      if constexpr (std::is_same_v<T, double>) acc = red_combine(r, acc, v);
-      else acc = red_combine_int(r, acc, v);
+      if constexpr (std::is_same_v<T, double>)
+        acc = red_combine(r, acc, v);
+      else
+        acc = red_combine_int(r, acc, v);
     }
     if constexpr (std::is_same_v<T, double>)
       acc = block_reduce(acc, [r](double a, double b) { return red_combine(r, a, b); });
@@ -275,15 +285,17 @@ void norm(const KernelContext& c, bool rms) {
   const NDArray* g = c.inputs.size() > 1 ? &c.inputs[1] : nullptr;
   const NDArray* b = c.inputs.size() > 2 ? &c.inputs[2] : nullptr;
   std::array<std::vector<int64_t>, 2> st{
-      g ? broadcast_strides(g->shape(), ns) : std::vector<int64_t>(static_cast<size_t>(ns.rank()), 0),
-      b ? broadcast_strides(b->shape(), ns) : std::vector<int64_t>(static_cast<size_t>(ns.rank()), 0)};
+      g ? broadcast_strides(g->shape(), ns)
+        : std::vector<int64_t>(static_cast<size_t>(ns.rank()), 0),
+      b ? broadcast_strides(b->shape(), ns)
+        : std::vector<int64_t>(static_cast<size_t>(ns.rank()), 0)};
   StridedIndex<2> gb = make_index<2>(dims_of(ns), st);
   cudaStream_t s = stream_for(c);
   auto launch = [&]<class T>() {
     norm_kernel<T><<<grid_rows(rows), kThreads, 0, s>>>(
-        x.data(), static_cast<int>(x.dtype()), out.data(), static_cast<int>(out.dtype()), rows, cols,
-        g ? g->data() : nullptr, g ? static_cast<int>(g->dtype()) : 0, b ? b->data() : nullptr,
-        b ? static_cast<int>(b->dtype()) : 0, gb, rms, a.eps);
+        x.data(), static_cast<int>(x.dtype()), out.data(), static_cast<int>(out.dtype()), rows,
+        cols, g ? g->data() : nullptr, g ? static_cast<int>(g->dtype()) : 0,
+        b ? b->data() : nullptr, b ? static_cast<int>(b->dtype()) : 0, gb, rms, a.eps);
   };
   // Sums of squares in f32 lose digits for long rows with a large mean: accumulate in f64.
   launch.template operator()<double>();

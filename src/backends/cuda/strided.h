@@ -37,7 +37,6 @@ struct StridedIndex {
   }
 };
 
-
 // Strides (elements) to read a contiguous array of shape `in` as if broadcast to `out`.
 inline std::vector<int64_t> broadcast_strides(const Shape& in, const Shape& out) {
   std::vector<int64_t> st(static_cast<size_t>(out.rank()), 0);

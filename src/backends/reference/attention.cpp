@@ -38,9 +38,12 @@ void sdpa(const KernelContext& c) {
           acc *= scale;
           bool keep = !(a.causal && j > kv_len - Lq + i);
           if (mask) {
-            double m = load_element(mask->dtype(), mask->data(), b * mst[0] + h * mst[1] + i * mst[2] + j * mst[3]);
-            if (mask->dtype() == DType::boolean) keep = keep && m != 0;
-            else acc += m;
+            double m = load_element(mask->dtype(), mask->data(),
+                                    b * mst[0] + h * mst[1] + i * mst[2] + j * mst[3]);
+            if (mask->dtype() == DType::boolean)
+              keep = keep && m != 0;
+            else
+              acc += m;
           }
           s[static_cast<size_t>(j)] = keep ? acc : -INFINITY;
           mx = std::max(mx, s[static_cast<size_t>(j)]);
@@ -54,8 +57,11 @@ void sdpa(const KernelContext& c) {
         for (int64_t d = 0; d < Dv; ++d) {
           double acc = 0;
           for (int64_t j = 0; j < kv_len; ++j)
-            if (s[static_cast<size_t>(j)] != 0) acc += s[static_cast<size_t>(j)] * load_element(v.dtype(), v.data(), ((b * Hkv + g) * Lk + j) * Dv + d);
-          store_element(out.dtype(), out.data(), ((b * Hq + h) * Lq + i) * Dv + d, sum > 0 ? acc / sum : 0);
+            if (s[static_cast<size_t>(j)] != 0)
+              acc += s[static_cast<size_t>(j)] *
+                     load_element(v.dtype(), v.data(), ((b * Hkv + g) * Lk + j) * Dv + d);
+          store_element(out.dtype(), out.data(), ((b * Hq + h) * Lq + i) * Dv + d,
+                        sum > 0 ? acc / sum : 0);
         }
       }
     }
@@ -72,13 +78,19 @@ void rope(const KernelContext& c) {
         int64_t pi = p.rank() == 2 ? (p.shape()[0] == 1 ? 0 : b) * L + l : l;
         double pos = load_element(p.dtype(), p.data(), pi) / a.position_scale;
         int64_t base = ((b * H + h) * L + l) * D;
-        for (int64_t d = rd; d < D; ++d) store_element(out.dtype(), out.data(), base + d, load_element(x.dtype(), x.data(), base + d));
+        for (int64_t d = rd; d < D; ++d)
+          store_element(out.dtype(), out.data(), base + d,
+                        load_element(x.dtype(), x.data(), base + d));
         for (int64_t kk = 0; kk < half; ++kk) {
-          double ang = pos * std::pow(a.theta, -2.0 * static_cast<double>(kk) / static_cast<double>(rd));
+          double ang =
+              pos * std::pow(a.theta, -2.0 * static_cast<double>(kk) / static_cast<double>(rd));
           int64_t i0 = a.interleaved ? 2 * kk : kk, i1 = a.interleaved ? 2 * kk + 1 : kk + half;
-          double x0 = load_element(x.dtype(), x.data(), base + i0), x1 = load_element(x.dtype(), x.data(), base + i1);
-          store_element(out.dtype(), out.data(), base + i0, x0 * std::cos(ang) - x1 * std::sin(ang));
-          store_element(out.dtype(), out.data(), base + i1, x1 * std::cos(ang) + x0 * std::sin(ang));
+          double x0 = load_element(x.dtype(), x.data(), base + i0),
+                 x1 = load_element(x.dtype(), x.data(), base + i1);
+          store_element(out.dtype(), out.data(), base + i0,
+                        x0 * std::cos(ang) - x1 * std::sin(ang));
+          store_element(out.dtype(), out.data(), base + i1,
+                        x1 * std::cos(ang) + x0 * std::sin(ang));
         }
       }
 }

@@ -43,23 +43,30 @@ void elementwise(const KernelContext& c, ir::OpId id) {
       });
     if (!done)
       done = fn::visit_unary(id, gelu_tanh, [&]<class Fn>() {
-        broadcast_apply(c, [](const double* v) { return static_cast<double>(Fn::apply(static_cast<T>(v[0]))); });
+        broadcast_apply(c, [](const double* v) {
+          return static_cast<double>(Fn::apply(static_cast<T>(v[0])));
+        });
       });
     LOOM_CHECK(done, "[reference] no elementwise kernel for op ", id);
   };
-  if (int_compute(in_t)) run.template operator()<int64_t>();
-  else run.template operator()<double>();
+  if (int_compute(in_t))
+    run.template operator()<int64_t>();
+  else
+    run.template operator()<double>();
 }
 
 }  // namespace
 
 void register_elementwise(KernelTable& t) {
-  for (ir::OpId id : {op::add, op::sub, op::mul, op::div, op::pow, op::maximum, op::minimum, op::mod,
-                      op::neg, op::abs, op::sign, op::square, op::reciprocal, op::exp, op::log,
-                      op::sqrt, op::rsqrt, op::sin, op::cos, op::tanh, op::sigmoid, op::silu,
-                      op::gelu, op::erf, op::floor, op::ceil, op::round, op::equal, op::not_equal,
-                      op::less, op::less_equal, op::greater, op::greater_equal, op::logical_and,
-                      op::logical_or, op::logical_xor, op::logical_not})
+  for (ir::OpId id :
+       {op::add,         op::sub,        op::mul,           op::div,         op::pow,
+        op::maximum,     op::minimum,    op::mod,           op::neg,         op::abs,
+        op::sign,        op::square,     op::reciprocal,    op::exp,         op::log,
+        op::sqrt,        op::rsqrt,      op::sin,           op::cos,         op::tanh,
+        op::sigmoid,     op::silu,       op::gelu,          op::erf,         op::floor,
+        op::ceil,        op::round,      op::equal,         op::not_equal,   op::less,
+        op::less_equal,  op::greater,    op::greater_equal, op::logical_and, op::logical_or,
+        op::logical_xor, op::logical_not})
     t.set(id, [id](const KernelContext& c) { elementwise(c, id); });
 
   t.set(op::clamp, [](const KernelContext& c) {

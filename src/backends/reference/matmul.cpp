@@ -10,9 +10,12 @@ void register_matmul(KernelTable& t) {
     const auto& at = c.attrs_as<MatmulAttrs>();
     auto s = ops::matmul_shape(a.type(), b.type(), at, nullptr);
     int ra = std::max(a.rank(), 2), rb = std::max(b.rank(), 2);
-    Shape abatch(std::vector<int64_t>(a.shape().dims().begin(), a.shape().dims().end() - std::min(a.rank(), 2)));
-    Shape bbatch(std::vector<int64_t>(b.shape().dims().begin(), b.shape().dims().end() - std::min(b.rank(), 2)));
-    (void)ra; (void)rb;
+    Shape abatch(std::vector<int64_t>(a.shape().dims().begin(),
+                                      a.shape().dims().end() - std::min(a.rank(), 2)));
+    Shape bbatch(std::vector<int64_t>(b.shape().dims().begin(),
+                                      b.shape().dims().end() - std::min(b.rank(), 2)));
+    (void)ra;
+    (void)rb;
     auto sa = broadcast_strides(abatch, s.batch), sb = broadcast_strides(bbatch, s.batch);
     int64_t a_mat = s.m * s.k, b_mat = s.k * s.n, o_mat = s.m * s.n;
     for_each_index(s.batch, [&](int64_t bi, const std::vector<int64_t>& idx) {
@@ -23,7 +26,8 @@ void register_matmul(KernelTable& t) {
           for (int64_t p = 0; p < s.k; ++p) {
             int64_t ai = at.transpose_a ? p * s.m + i : i * s.k + p;
             int64_t bj = at.transpose_b ? j * s.k + p : p * s.n + j;
-            acc += load_element(a.dtype(), a.data(), ao + ai) * load_element(b.dtype(), b.data(), bo + bj);
+            acc += load_element(a.dtype(), a.data(), ao + ai) *
+                   load_element(b.dtype(), b.data(), bo + bj);
           }
           store_element(out.dtype(), out.data(), oo + i * s.n + j, acc);
         }

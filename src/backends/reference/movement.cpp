@@ -33,7 +33,8 @@ void expand(const KernelContext& c) {
   const NDArray &x = c.inputs[0], &out = c.outputs[0];
   int off = out.rank() - x.rank();
   gather_copy(x, out, [&](const std::vector<int64_t>& idx, std::vector<int64_t>& s) {
-    for (int i = 0; i < x.rank(); ++i) s[static_cast<size_t>(i)] = x.shape()[i] == 1 ? 0 : idx[static_cast<size_t>(i + off)];
+    for (int i = 0; i < x.rank(); ++i)
+      s[static_cast<size_t>(i)] = x.shape()[i] == 1 ? 0 : idx[static_cast<size_t>(i + off)];
   });
 }
 
@@ -51,7 +52,8 @@ void flip(const KernelContext& c) {
   std::vector<bool> f(static_cast<size_t>(x.rank()), axes.empty());
   for (int64_t a : axes) f[static_cast<size_t>(normalize_axis(a, x.rank()))] = true;
   gather_copy(x, out, [&](const std::vector<int64_t>& idx, std::vector<int64_t>& s) {
-    for (size_t i = 0; i < idx.size(); ++i) s[i] = f[i] ? x.shape()[static_cast<int>(i)] - 1 - idx[i] : idx[i];
+    for (size_t i = 0; i < idx.size(); ++i)
+      s[i] = f[i] ? x.shape()[static_cast<int>(i)] - 1 - idx[i] : idx[i];
   });
 }
 
@@ -72,8 +74,12 @@ void pad(const KernelContext& c) {
     for (int i = 0; i < x.rank(); ++i) {
       int64_t n = x.shape()[i], p = idx[static_cast<size_t>(i)] - a.before[static_cast<size_t>(i)];
       if (p < 0 || p >= n) {
-        if (a.mode == PadMode::constant) { inside = false; break; }
-        if (a.mode == PadMode::edge) p = p < 0 ? 0 : n - 1;
+        if (a.mode == PadMode::constant) {
+          inside = false;
+          break;
+        }
+        if (a.mode == PadMode::edge)
+          p = p < 0 ? 0 : n - 1;
         else {  // reflect (no edge repeat), like numpy 'reflect'
           int64_t period = 2 * (n - 1);
           p = period ? ((p % period) + period) % period : 0;
@@ -82,8 +88,10 @@ void pad(const KernelContext& c) {
       }
       src += p * st[static_cast<size_t>(i)];
     }
-    if (inside) copy_element(x.dtype(), x.data(), src, out.data(), flat);
-    else store_element(out.dtype(), out.data(), flat, a.value);
+    if (inside)
+      copy_element(x.dtype(), x.data(), src, out.data(), flat);
+    else
+      store_element(out.dtype(), out.data(), flat, a.value);
   });
 }
 
@@ -128,12 +136,15 @@ void gather(const KernelContext& c) {
     int64_t src = 0;
     for (int i = 0; i < axis; ++i) src += idx[static_cast<size_t>(i)] * st[static_cast<size_t>(i)];
     int64_t iflat = 0;
-    for (int i = 0; i < ir; ++i) iflat = iflat * ind.shape()[i] + idx[static_cast<size_t>(axis + i)];
+    for (int i = 0; i < ir; ++i)
+      iflat = iflat * ind.shape()[i] + idx[static_cast<size_t>(axis + i)];
     auto k = static_cast<int64_t>(load_element(ind.dtype(), ind.data(), iflat));
-    LOOM_CHECK(k >= -n && k < n, "[gather] index ", k, " is out of range for axis ", axis, " of size ", n);
+    LOOM_CHECK(k >= -n && k < n, "[gather] index ", k, " is out of range for axis ", axis,
+               " of size ", n);
     if (k < 0) k += n;
     src += k * st[static_cast<size_t>(axis)];
-    for (int i = axis + 1; i < x.rank(); ++i) src += idx[static_cast<size_t>(i - 1 + ir)] * st[static_cast<size_t>(i)];
+    for (int i = axis + 1; i < x.rank(); ++i)
+      src += idx[static_cast<size_t>(i - 1 + ir)] * st[static_cast<size_t>(i)];
     copy_element(x.dtype(), x.data(), src, out.data(), flat);
   });
 }
@@ -141,7 +152,8 @@ void gather(const KernelContext& c) {
 void arange(const KernelContext& c) {
   const auto& a = c.attrs_as<ArangeAttrs>();
   const NDArray& out = c.outputs[0];
-  for (int64_t i = 0; i < out.numel(); ++i) store_element(out.dtype(), out.data(), i, a.start + static_cast<double>(i) * a.step);
+  for (int64_t i = 0; i < out.numel(); ++i)
+    store_element(out.dtype(), out.data(), i, a.start + static_cast<double>(i) * a.step);
 }
 
 void dynamic_slice(const KernelContext& c) {

@@ -24,7 +24,8 @@ void affine(const KernelContext& c, bool quantize, int64_t axis, int64_t block) 
         double scale = load_element(s.dtype(), s.data(), si);
         double z = zp ? load_element(zp->dtype(), zp->data(), si) : 0;
         double v = load_element(x.dtype(), x.data(), e);
-        store_element(out.dtype(), out.data(), e, quantize ? ops::quantize_value(v, scale, z, lo, hi) : (v - z) * scale);
+        store_element(out.dtype(), out.data(), e,
+                      quantize ? ops::quantize_value(v, scale, z, lo, hi) : (v - z) * scale);
       }
 }
 
@@ -35,13 +36,15 @@ void lut(const KernelContext& c) {
   for (int64_t e = 0; e < q.numel(); ++e) {
     auto idx = static_cast<int64_t>(load_element(q.dtype(), q.data(), e));
     int64_t row = per_row ? e / per_row : 0;
-    store_element(out.dtype(), out.data(), e, load_element(t.dtype(), t.data(), row * entries + idx));
+    store_element(out.dtype(), out.data(), e,
+                  load_element(t.dtype(), t.data(), row * entries + idx));
   }
 }
 
 cpu::quant::Format format_of(const std::string& name) {
   for (int i = 0; i < cpu::quant::kNumFormats; ++i)
-    if (cpu::quant::format_name(static_cast<cpu::quant::Format>(i)) == name) return static_cast<cpu::quant::Format>(i);
+    if (cpu::quant::format_name(static_cast<cpu::quant::Format>(i)) == name)
+      return static_cast<cpu::quant::Format>(i);
   fail("[quant] unknown block format '", name, "'");
 }
 
@@ -51,8 +54,9 @@ void blocks(const KernelContext& c) {
   int64_t rows = out.numel() / a.k;
   size_t rb = cpu::quant::row_bytes(format_of(a.format), a.k);
   for (int64_t r = 0; r < rows; ++r)
-    cpu::quant::dequantize_row(format_of(a.format), static_cast<const uint8_t*>(p.data()) + static_cast<size_t>(r) * rb, a.k,
-                               out.data_as<float>() + r * a.k);
+    cpu::quant::dequantize_row(format_of(a.format),
+                               static_cast<const uint8_t*>(p.data()) + static_cast<size_t>(r) * rb,
+                               a.k, out.data_as<float>() + r * a.k);
 }
 
 // Dequantized weights [n, k] as f32 for any quantized_matmul format.
@@ -81,7 +85,8 @@ void qmatmul(const KernelContext& c) {
   for (int64_t i = 0; i < m; ++i)
     for (int64_t j = 0; j < a.n; ++j) {
       double acc = 0;
-      for (int64_t p = 0; p < a.k; ++p) acc += load_element(x.dtype(), x.data(), i * a.k + p) * w.data_as<float>()[j * a.k + p];
+      for (int64_t p = 0; p < a.k; ++p)
+        acc += load_element(x.dtype(), x.data(), i * a.k + p) * w.data_as<float>()[j * a.k + p];
       store_element(out.dtype(), out.data(), i * a.n + j, acc);
     }
 }

@@ -27,7 +27,7 @@ void reduce(const KernelContext& c, ir::OpId id) {
   const NDArray& out = c.outputs[0];
   const auto& a = c.attrs_as<ReduceAttrs>();
   int64_t n_out = out.numel();
-  double init = id == op::reduce_prod ? 1
+  double init = id == op::reduce_prod  ? 1
                 : id == op::reduce_max ? -std::numeric_limits<double>::infinity()
                 : id == op::reduce_min ? std::numeric_limits<double>::infinity()
                                        : 0;
@@ -40,17 +40,30 @@ void reduce(const KernelContext& c, ir::OpId id) {
     double& r = acc[o];
     ++count[o];
     switch (id) {
-      case op::reduce_sum: case op::reduce_mean: r += v; break;
-      case op::reduce_prod: r *= v; break;
-      case op::reduce_max: if (v > r || std::isnan(v)) r = std::isnan(r) ? r : v; break;
-      case op::reduce_min: if (v < r || std::isnan(v)) r = std::isnan(r) ? r : v; break;
+      case op::reduce_sum:
+      case op::reduce_mean:
+        r += v;
+        break;
+      case op::reduce_prod:
+        r *= v;
+        break;
+      case op::reduce_max:
+        if (v > r || std::isnan(v)) r = std::isnan(r) ? r : v;
+        break;
+      case op::reduce_min:
+        if (v < r || std::isnan(v)) r = std::isnan(r) ? r : v;
+        break;
     }
   });
   for (int64_t i = 0; i < n_out; ++i) {
     double v = acc[static_cast<size_t>(i)];
-    if (id == op::reduce_mean) v = count[static_cast<size_t>(i)] ? v / static_cast<double>(count[static_cast<size_t>(i)]) : NAN;
-    if ((id == op::reduce_max || id == op::reduce_min) && count[static_cast<size_t>(i)] == 0 && !is_floating(x.dtype()))
-      LOOM_CHECK(false, "[", id == op::reduce_max ? "reduce_max" : "reduce_min", "] empty reduction of an integer tensor");
+    if (id == op::reduce_mean)
+      v = count[static_cast<size_t>(i)] ? v / static_cast<double>(count[static_cast<size_t>(i)])
+                                        : NAN;
+    if ((id == op::reduce_max || id == op::reduce_min) && count[static_cast<size_t>(i)] == 0 &&
+        !is_floating(x.dtype()))
+      LOOM_CHECK(false, "[", id == op::reduce_max ? "reduce_max" : "reduce_min",
+                 "] empty reduction of an integer tensor");
     store_element(out.dtype(), out.data(), i, v);
   }
 }
@@ -65,7 +78,8 @@ void arg_reduce(const KernelContext& c, bool is_max) {
   for_each_index(x.shape(), [&](int64_t flat, const std::vector<int64_t>& idx) {
     double v = load_element(x.dtype(), x.data(), flat);
     auto o = static_cast<size_t>(dot(idx, st));
-    bool take = arg[o] < 0 || (!std::isnan(best[o]) && (std::isnan(v) || (is_max ? v > best[o] : v < best[o])));
+    bool take = arg[o] < 0 ||
+                (!std::isnan(best[o]) && (std::isnan(v) || (is_max ? v > best[o] : v < best[o])));
     if (take) {
       best[o] = v;
       arg[o] = idx[static_cast<size_t>(axis)];
@@ -95,12 +109,15 @@ void softmax(const KernelContext& c, bool log) {
     for (int64_t in = 0; in < inner; ++in) {
       int64_t base = o * len * inner + in;
       double mx = -INFINITY;
-      for (int64_t j = 0; j < len; ++j) mx = std::max(mx, load_element(x.dtype(), x.data(), base + j * inner));
+      for (int64_t j = 0; j < len; ++j)
+        mx = std::max(mx, load_element(x.dtype(), x.data(), base + j * inner));
       double s = 0;
-      for (int64_t j = 0; j < len; ++j) s += std::exp(load_element(x.dtype(), x.data(), base + j * inner) - mx);
+      for (int64_t j = 0; j < len; ++j)
+        s += std::exp(load_element(x.dtype(), x.data(), base + j * inner) - mx);
       for (int64_t j = 0; j < len; ++j) {
         double v = load_element(x.dtype(), x.data(), base + j * inner) - mx;
-        store_element(out.dtype(), out.data(), base + j * inner, log ? v - std::log(s) : std::exp(v) / s);
+        store_element(out.dtype(), out.data(), base + j * inner,
+                      log ? v - std::log(s) : std::exp(v) / s);
       }
     }
 }
@@ -113,7 +130,8 @@ void norm(const KernelContext& c, bool rms) {
   RowView rv = rows_from(x.shape(), axis);
   Shape norm_shape(std::vector<int64_t>(x.shape().dims().begin() + axis, x.shape().dims().end()));
   std::vector<std::vector<int64_t>> pst;
-  for (size_t i = 1; i < c.inputs.size(); ++i) pst.push_back(broadcast_strides(c.inputs[i].shape(), norm_shape));
+  for (size_t i = 1; i < c.inputs.size(); ++i)
+    pst.push_back(broadcast_strides(c.inputs[i].shape(), norm_shape));
   std::vector<int64_t> idx(static_cast<size_t>(norm_shape.rank()));
   for (int64_t r = 0; r < rv.rows; ++r) {
     int64_t base = r * rv.cols;
@@ -135,8 +153,10 @@ void norm(const KernelContext& c, bool rms) {
         rem /= norm_shape[d];
       }
       double v = (load_element(x.dtype(), x.data(), base + j) - mean) * inv;
-      if (pst.size() > 0) v *= load_element(c.inputs[1].dtype(), c.inputs[1].data(), dot(idx, pst[0]));
-      if (pst.size() > 1) v += load_element(c.inputs[2].dtype(), c.inputs[2].data(), dot(idx, pst[1]));
+      if (pst.size() > 0)
+        v *= load_element(c.inputs[1].dtype(), c.inputs[1].data(), dot(idx, pst[0]));
+      if (pst.size() > 1)
+        v += load_element(c.inputs[2].dtype(), c.inputs[2].data(), dot(idx, pst[1]));
       store_element(out.dtype(), out.data(), base + j, v);
     }
   }
@@ -145,7 +165,8 @@ void norm(const KernelContext& c, bool rms) {
 }  // namespace
 
 void register_reduction(KernelTable& t) {
-  for (ir::OpId id : {op::reduce_sum, op::reduce_mean, op::reduce_max, op::reduce_min, op::reduce_prod})
+  for (ir::OpId id :
+       {op::reduce_sum, op::reduce_mean, op::reduce_max, op::reduce_min, op::reduce_prod})
     t.set(id, [id](const KernelContext& c) { reduce(c, id); });
   t.set(op::argmax, [](const KernelContext& c) { arg_reduce(c, true); });
   t.set(op::argmin, [](const KernelContext& c) { arg_reduce(c, false); });

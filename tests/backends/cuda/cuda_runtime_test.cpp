@@ -25,7 +25,8 @@ TEST(CudaRuntime, HostInHostOutDeviceInDeviceOut) {
   auto x = g.placeholder({4}, f32, "x");
   CompileOptions o;
   o.device = Device::cuda(0);
-  Executable exe = g.compile({exp(x) + g.constant(NDArray::from_vector<float>({1, 2, 3, 4}, {4}))}, o);
+  Executable exe =
+      g.compile({exp(x) + g.constant(NDArray::from_vector<float>({1, 2, 3, 4}, {4}))}, o);
   NDArray in = NDArray::from_vector<float>({0, 0, 0, 0}, {4});
   auto host = exe.run({{"x", in}});
   EXPECT_EQ(host[0].device(), Device::cpu());

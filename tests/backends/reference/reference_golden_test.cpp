@@ -25,7 +25,8 @@ Executable compile_ref(const Graph& g, const std::vector<Tensor>& outs) {
 
 using Builder = std::function<Tensor(Graph&, const std::vector<Tensor>&)>;
 
-void check_golden(const std::string& name, int num_inputs, const Builder& build, double tol = 1e-5) {
+void check_golden(const std::string& name, int num_inputs, const Builder& build,
+                  double tol = 1e-5) {
   Graph g;
   std::vector<Tensor> ph;
   Feeds feeds;
@@ -55,17 +56,25 @@ TEST(ReferenceGolden, MatchesNumpy) {
   check_golden("max_all", 1, [](Graph&, V in) { return max(in[0]); });
   check_golden("argmax_axis1", 1, [](Graph&, V in) { return argmax(in[0], 1); });
   check_golden("transpose_201", 1, [](Graph&, V in) { return permute(in[0], {2, 0, 1}); });
-  check_golden("slice_neg_step", 1, [](Graph&, V in) { return slice(in[0], {4, 0}, {0, kSliceEnd}, {1, 2}, {-2, 3}); });
+  check_golden("slice_neg_step", 1, [](Graph&, V in) {
+    return slice(in[0], {4, 0}, {0, kSliceEnd}, {1, 2}, {-2, 3});
+  });
   check_golden("gather_axis1", 2, [](Graph&, V in) { return gather(in[0], in[1], 1); });
-  check_golden("pad_reflect", 1, [](Graph&, V in) { return pad(in[0], {2, 1}, {1, 4}, PadMode::reflect); });
-  check_golden("pad_edge", 1, [](Graph&, V in) { return pad(in[0], {0, 2}, {3, 0}, PadMode::edge); });
+  check_golden("pad_reflect", 1, [](Graph&, V in) {
+    return pad(in[0], {2, 1}, {1, 4}, PadMode::reflect);
+  });
+  check_golden("pad_edge", 1, [](Graph&, V in) {
+    return pad(in[0], {0, 2}, {3, 0}, PadMode::edge);
+  });
   check_golden("tile", 1, [](Graph&, V in) { return tile(in[0], {2, 3}); });
   check_golden("flip_axis1", 1, [](Graph&, V in) { return flip(in[0], {1}); });
   check_golden("concat_axis0", 2, [](Graph&, V in) { return concat({in[0], in[1]}, 0); });
   check_golden("gelu_erf", 1, [](Graph&, V in) { return gelu(in[0]); });
   check_golden("mod_numpy", 2, [](Graph&, V in) { return mod(in[0], in[1]); });
-  check_golden("round_half_even", 1, [](Graph&, V in) { return round(in[0]); }, 0);
-  check_golden("cast_f32_i32", 1, [](Graph&, V in) { return cast(in[0], i32); }, 0);
+  check_golden(
+      "round_half_even", 1, [](Graph&, V in) { return round(in[0]); }, 0);
+  check_golden(
+      "cast_f32_i32", 1, [](Graph&, V in) { return cast(in[0], i32); }, 0);
 }
 
 // Values worked out by hand.

@@ -5,8 +5,11 @@ namespace loom::testing {
 namespace {
 
 OpCase mm(const std::string& name, DType t, Shape a, Shape b, MatmulAttrs o = {}) {
-  return {"matmul/" + name, {{"a", t, a, {}, -1, 1}, {"b", t, b, {}, -1, 1}},
-          [o](Graph&, const std::vector<Tensor>& in) { return std::vector<Tensor>{matmul(in[0], in[1], o)}; }};
+  return {"matmul/" + name,
+          {{"a", t, a, {}, -1, 1}, {"b", t, b, {}, -1, 1}},
+          [o](Graph&, const std::vector<Tensor>& in) {
+            return std::vector<Tensor>{matmul(in[0], in[1], o)};
+          }};
 }
 
 std::vector<OpCase> make() {
@@ -15,7 +18,8 @@ std::vector<OpCase> make() {
       mm("odd_f32", f32, {7, 13}, {13, 5}),
       mm("gemv_f32", f32, {1, 300}, {300, 77}),
       mm("transpose_b_f32", f32, {9, 31}, {17, 31}, {.transpose_a = false, .transpose_b = true}),
-      mm("gemv_transpose_b_f32", f32, {1, 31}, {17, 31}, {.transpose_a = false, .transpose_b = true}),
+      mm("gemv_transpose_b_f32", f32, {1, 31}, {17, 31},
+         {.transpose_a = false, .transpose_b = true}),
       mm("transpose_a_f32", f32, {31, 9}, {31, 17}, {.transpose_a = true, .transpose_b = false}),
       mm("batched_f32", f32, {3, 8, 16}, {3, 16, 4}),
       mm("broadcast_batch_f32", f32, {2, 1, 5, 6}, {3, 6, 7}),

@@ -13,44 +13,81 @@ NDArray packed_weights(q::Format f, int64_t n, int64_t k, uint64_t seed) {
   NDArray w = random_uniform({n, k}, f32, -1, 1, seed);
   auto rb = static_cast<int64_t>(q::row_bytes(f, k));
   NDArray p(u8, {n, rb});
-  for (int64_t r = 0; r < n; ++r) q::quantize_row(f, w.data_as<float>() + r * k, k, p.data_as<uint8_t>() + r * rb);
+  for (int64_t r = 0; r < n; ++r)
+    q::quantize_row(f, w.data_as<float>() + r * k, k, p.data_as<uint8_t>() + r * rb);
   return p;
 }
 
 std::vector<OpCase> make() {
   std::vector<OpCase> c;
-  c.push_back({"dequantize/per_tensor_i8", {{"q", i8, {5, 7}, {}, -128, 128}, {"s", f32, {}, {}, 0.01, 0.1}},
-               [](Graph&, const std::vector<Tensor>& in) { return std::vector<Tensor>{dequantize(in[0], in[1])}; }});
-  c.push_back({"dequantize/per_axis_u8_zp", {{"q", u8, {4, 6}, {}, 0, 256}, {"s", f32, {6}, {}, 0.01, 0.1}, {"z", u8, {6}, {}, 0, 256}},
-               [](Graph&, const std::vector<Tensor>& in) { return std::vector<Tensor>{dequantize(in[0], in[1], in[2], {.axis = 1})}; }});
-  c.push_back({"dequantize/per_block_u4", {{"q", u4, {6, 64}, {}, 0, 16}, {"s", f16, {6, 2}, {}, 0.01, 0.2}, {"z", f32, {6, 2}, {}, 0, 15}},
-               [](Graph&, const std::vector<Tensor>& in) { return std::vector<Tensor>{dequantize(in[0], in[1], in[2], {.axis = 1, .block_size = 32})}; }});
-  c.push_back({"dequantize/ragged_block_i4_axis0", {{"q", i4, {10, 4}, {}, -8, 8}, {"s", f32, {3, 4}, {}, 0.01, 0.2}},
-               [](Graph&, const std::vector<Tensor>& in) { return std::vector<Tensor>{dequantize(in[0], in[1], {}, {.axis = 0, .block_size = 4, .dtype = bf16})}; }});
-  c.push_back({"quantize/per_axis_i8", {{"x", f32, {3, 8}, {}, -5, 5}, {"s", f32, {3}, {}, 0.02, 0.05}},
-               [](Graph&, const std::vector<Tensor>& in) { return std::vector<Tensor>{quantize(in[0], in[1], {}, {.axis = 0, .dtype = i8})}; }});
-  c.push_back({"quantize/block_u4_zp", {{"x", f32, {2, 64}, {}, -1, 1}, {"s", f32, {2, 2}, {}, 0.1, 0.2}, {"z", f32, {2, 2}, {}, 7, 9}},
-               [](Graph&, const std::vector<Tensor>& in) { return std::vector<Tensor>{quantize(in[0], in[1], in[2], {.axis = 1, .block_size = 32, .dtype = u4})}; }});
-  c.push_back({"dequantize_lut/u4_table", {{"q", u4, {4, 10}, {}, 0, 16}, {"t", f32, {16}}},
-               [](Graph&, const std::vector<Tensor>& in) { return std::vector<Tensor>{dequantize_lut(in[0], in[1])}; }});
-  c.push_back({"dequantize_lut/u8_per_row", {{"q", u8, {3, 5}, {}, 0, 256}, {"t", f16, {3, 256}}},
-               [](Graph&, const std::vector<Tensor>& in) { return std::vector<Tensor>{dequantize_lut(in[0], in[1])}; }});
-  for (q::Format f : {q::Format::q4_0, q::Format::q4_1, q::Format::q8_0, q::Format::q5_0, q::Format::q5_1, q::Format::q4_k,
-                      q::Format::q5_k, q::Format::q6_k, q::Format::iq4_nl, q::Format::affine_u4, q::Format::affine_i8}) {
+  c.push_back({"dequantize/per_tensor_i8",
+               {{"q", i8, {5, 7}, {}, -128, 128}, {"s", f32, {}, {}, 0.01, 0.1}},
+               [](Graph&, const std::vector<Tensor>& in) {
+                 return std::vector<Tensor>{dequantize(in[0], in[1])};
+               }});
+  c.push_back(
+      {"dequantize/per_axis_u8_zp",
+       {{"q", u8, {4, 6}, {}, 0, 256}, {"s", f32, {6}, {}, 0.01, 0.1}, {"z", u8, {6}, {}, 0, 256}},
+       [](Graph&, const std::vector<Tensor>& in) {
+         return std::vector<Tensor>{dequantize(in[0], in[1], in[2], {.axis = 1})};
+       }});
+  c.push_back({"dequantize/per_block_u4",
+               {{"q", u4, {6, 64}, {}, 0, 16},
+                {"s", f16, {6, 2}, {}, 0.01, 0.2},
+                {"z", f32, {6, 2}, {}, 0, 15}},
+               [](Graph&, const std::vector<Tensor>& in) {
+                 return std::vector<Tensor>{
+                     dequantize(in[0], in[1], in[2], {.axis = 1, .block_size = 32})};
+               }});
+  c.push_back({"dequantize/ragged_block_i4_axis0",
+               {{"q", i4, {10, 4}, {}, -8, 8}, {"s", f32, {3, 4}, {}, 0.01, 0.2}},
+               [](Graph&, const std::vector<Tensor>& in) {
+                 return std::vector<Tensor>{
+                     dequantize(in[0], in[1], {}, {.axis = 0, .block_size = 4, .dtype = bf16})};
+               }});
+  c.push_back({"quantize/per_axis_i8",
+               {{"x", f32, {3, 8}, {}, -5, 5}, {"s", f32, {3}, {}, 0.02, 0.05}},
+               [](Graph&, const std::vector<Tensor>& in) {
+                 return std::vector<Tensor>{quantize(in[0], in[1], {}, {.axis = 0, .dtype = i8})};
+               }});
+  c.push_back({"quantize/block_u4_zp",
+               {{"x", f32, {2, 64}, {}, -1, 1},
+                {"s", f32, {2, 2}, {}, 0.1, 0.2},
+                {"z", f32, {2, 2}, {}, 7, 9}},
+               [](Graph&, const std::vector<Tensor>& in) {
+                 return std::vector<Tensor>{
+                     quantize(in[0], in[1], in[2], {.axis = 1, .block_size = 32, .dtype = u4})};
+               }});
+  c.push_back({"dequantize_lut/u4_table",
+               {{"q", u4, {4, 10}, {}, 0, 16}, {"t", f32, {16}}},
+               [](Graph&, const std::vector<Tensor>& in) {
+                 return std::vector<Tensor>{dequantize_lut(in[0], in[1])};
+               }});
+  c.push_back({"dequantize_lut/u8_per_row",
+               {{"q", u8, {3, 5}, {}, 0, 256}, {"t", f16, {3, 256}}},
+               [](Graph&, const std::vector<Tensor>& in) {
+                 return std::vector<Tensor>{dequantize_lut(in[0], in[1])};
+               }});
+  for (q::Format f : {q::Format::q4_0, q::Format::q4_1, q::Format::q8_0, q::Format::q5_0,
+                      q::Format::q5_1, q::Format::q4_k, q::Format::q5_k, q::Format::q6_k,
+                      q::Format::iq4_nl, q::Format::affine_u4, q::Format::affine_i8}) {
     std::string name(q::format_name(f));
     int64_t k = q::block_size(f) == 256 ? 512 : 96, n = 37;
-    c.push_back({"dequantize_blocks/" + name, {{"x", f32, {1}}},
+    c.push_back({"dequantize_blocks/" + name,
+                 {{"x", f32, {1}}},
                  [f, name, n, k](Graph& g, const std::vector<Tensor>& in) {
                    auto p = g.constant(packed_weights(f, n, k, 7));
                    return std::vector<Tensor>{dequantize_blocks(p, name, k) * in[0]};
                  }});
     for (int64_t m : {1, 3, 19}) {
-      OpCase qc{"quantized_matmul/" + name + "_m" + std::to_string(m), {{"x", f32, {m, k}, {}, -1, 1}},
+      OpCase qc{"quantized_matmul/" + name + "_m" + std::to_string(m),
+                {{"x", f32, {m, k}, {}, -1, 1}},
                 [f, name, n, k](Graph& g, const std::vector<Tensor>& in) {
                   auto p = g.constant(packed_weights(f, n, k, 11));
                   return std::vector<Tensor>{quantized_matmul(in[0], p, name, n, k)};
                 }};
-      // Integer-dot formats quantize activations to int8 (as llama.cpp does): error ~ |x|/254 per term.
+      // Integer-dot formats quantize activations to int8 (as llama.cpp does): error ~ |x|/254 per
+      // term.
       if (q::uses_integer_dot(f)) qc.rtol = 2e-2, qc.atol = 0.15;
       c.push_back(qc);
     }

@@ -8,13 +8,21 @@ using Reduce = Tensor (*)(const Tensor&, std::vector<int64_t>, bool);
 
 std::vector<OpCase> make() {
   std::vector<OpCase> c;
-  struct R { const char* n; Reduce f; };
-  for (R r : {R{"reduce_sum", sum}, R{"reduce_mean", mean}, R{"reduce_max", max}, R{"reduce_min", min}, R{"reduce_prod", prod}}) {
+  struct R {
+    const char* n;
+    Reduce f;
+  };
+  for (R r : {R{"reduce_sum", sum}, R{"reduce_mean", mean}, R{"reduce_max", max},
+              R{"reduce_min", min}, R{"reduce_prod", prod}}) {
     Reduce f = r.f;
     std::string n = r.n;
-    auto add = [&](const std::string& name, DType t, Shape s, std::vector<int64_t> axes, bool keep, double lo = -2, double hi = 2) {
-      c.push_back({n + "/" + name, {{"x", t, s, {}, lo, hi}},
-                   [f, axes, keep](Graph&, const std::vector<Tensor>& in) { return std::vector<Tensor>{f(in[0], axes, keep)}; }});
+    auto add = [&](const std::string& name, DType t, Shape s, std::vector<int64_t> axes, bool keep,
+                   double lo = -2, double hi = 2) {
+      c.push_back({n + "/" + name,
+                   {{"x", t, s, {}, lo, hi}},
+                   [f, axes, keep](Graph&, const std::vector<Tensor>& in) {
+                     return std::vector<Tensor>{f(in[0], axes, keep)};
+                   }});
     };
     double lo = f == prod ? 0.8 : -2, hi = f == prod ? 1.25 : 2;
     add("last_f32", f32, {7, 300}, {-1}, false, lo, hi);
@@ -28,32 +36,79 @@ std::vector<OpCase> make() {
     add("size1_dim", f32, {1, 9}, {0}, false, lo, hi);
   }
   using Arg = Tensor (*)(const Tensor&, int64_t, bool);
-  for (auto [n, f] : {std::pair<const char*, Arg>{"argmax", &argmax}, std::pair<const char*, Arg>{"argmin", &argmin}}) {
+  for (auto [n, f] : {std::pair<const char*, Arg>{"argmax", &argmax},
+                      std::pair<const char*, Arg>{"argmin", &argmin}}) {
     auto fn = f;
-    c.push_back({std::string(n) + "/last_f32", {{"x", f32, {6, 1000}}}, [fn](Graph&, const std::vector<Tensor>& in) { return std::vector<Tensor>{fn(in[0], -1, false)}; }});
-    c.push_back({std::string(n) + "/axis0_keep", {{"x", f32, {9, 4}}}, [fn](Graph&, const std::vector<Tensor>& in) { return std::vector<Tensor>{fn(in[0], 0, true)}; }});
-    c.push_back({std::string(n) + "/i64_ties", {{"x", i64, {5, 12}, {}, 0, 3}}, [fn](Graph&, const std::vector<Tensor>& in) { return std::vector<Tensor>{fn(in[0], 1, false)}; }});
+    c.push_back({std::string(n) + "/last_f32",
+                 {{"x", f32, {6, 1000}}},
+                 [fn](Graph&, const std::vector<Tensor>& in) {
+                   return std::vector<Tensor>{fn(in[0], -1, false)};
+                 }});
+    c.push_back({std::string(n) + "/axis0_keep",
+                 {{"x", f32, {9, 4}}},
+                 [fn](Graph&, const std::vector<Tensor>& in) {
+                   return std::vector<Tensor>{fn(in[0], 0, true)};
+                 }});
+    c.push_back({std::string(n) + "/i64_ties",
+                 {{"x", i64, {5, 12}, {}, 0, 3}},
+                 [fn](Graph&, const std::vector<Tensor>& in) {
+                   return std::vector<Tensor>{fn(in[0], 1, false)};
+                 }});
   }
   using Soft = Tensor (*)(const Tensor&, int64_t);
-  for (auto [n, f] : {std::pair<const char*, Soft>{"softmax", &softmax}, std::pair<const char*, Soft>{"log_softmax", &log_softmax}}) {
+  for (auto [n, f] : {std::pair<const char*, Soft>{"softmax", &softmax},
+                      std::pair<const char*, Soft>{"log_softmax", &log_softmax}}) {
     auto fn = f;
-    c.push_back({std::string(n) + "/last_f32", {{"x", f32, {4, 3, 129}, {}, -10, 10}}, [fn](Graph&, const std::vector<Tensor>& in) { return std::vector<Tensor>{fn(in[0], -1)}; }});
-    c.push_back({std::string(n) + "/axis1_f32", {{"x", f32, {4, 7, 5}, {}, -10, 10}}, [fn](Graph&, const std::vector<Tensor>& in) { return std::vector<Tensor>{fn(in[0], 1)}; }});
-    c.push_back({std::string(n) + "/f16", {{"x", f16, {3, 64}, {}, -8, 8}}, [fn](Graph&, const std::vector<Tensor>& in) { return std::vector<Tensor>{fn(in[0], -1)}; }});
-    c.push_back({std::string(n) + "/bf16_long", {{"x", bf16, {2, 4096}, {}, -8, 8}}, [fn](Graph&, const std::vector<Tensor>& in) { return std::vector<Tensor>{fn(in[0], -1)}; }});
+    c.push_back({std::string(n) + "/last_f32",
+                 {{"x", f32, {4, 3, 129}, {}, -10, 10}},
+                 [fn](Graph&, const std::vector<Tensor>& in) {
+                   return std::vector<Tensor>{fn(in[0], -1)};
+                 }});
+    c.push_back({std::string(n) + "/axis1_f32",
+                 {{"x", f32, {4, 7, 5}, {}, -10, 10}},
+                 [fn](Graph&, const std::vector<Tensor>& in) {
+                   return std::vector<Tensor>{fn(in[0], 1)};
+                 }});
+    c.push_back({std::string(n) + "/f16",
+                 {{"x", f16, {3, 64}, {}, -8, 8}},
+                 [fn](Graph&, const std::vector<Tensor>& in) {
+                   return std::vector<Tensor>{fn(in[0], -1)};
+                 }});
+    c.push_back({std::string(n) + "/bf16_long",
+                 {{"x", bf16, {2, 4096}, {}, -8, 8}},
+                 [fn](Graph&, const std::vector<Tensor>& in) {
+                   return std::vector<Tensor>{fn(in[0], -1)};
+                 }});
   }
-  c.push_back({"layer_norm/affine_f32", {{"x", f32, {6, 96}}, {"g", f32, {96}}, {"b", f32, {96}}},
-               [](Graph&, const std::vector<Tensor>& in) { return std::vector<Tensor>{layer_norm(in[0], in[1], in[2])}; }});
-  c.push_back({"layer_norm/plain_two_axes", {{"x", f32, {3, 4, 5}}},
-               [](Graph&, const std::vector<Tensor>& in) { return std::vector<Tensor>{layer_norm(in[0], {}, {}, {.axis = 1, .eps = 1e-3})}; }});
-  c.push_back({"layer_norm/gamma_broadcast", {{"x", f32, {3, 4, 5}}, {"g", f32, {1, 5}}},
-               [](Graph&, const std::vector<Tensor>& in) { return std::vector<Tensor>{layer_norm(in[0], in[1], {}, {.axis = 1, .eps = 1e-5})}; }});
-  c.push_back({"layer_norm/bf16", {{"x", bf16, {4, 64}}, {"g", bf16, {64}}, {"b", bf16, {64}}},
-               [](Graph&, const std::vector<Tensor>& in) { return std::vector<Tensor>{layer_norm(in[0], in[1], in[2])}; }});
-  c.push_back({"rms_norm/gamma_f32", {{"x", f32, {5, 576}}, {"g", f32, {576}}},
-               [](Graph&, const std::vector<Tensor>& in) { return std::vector<Tensor>{rms_norm(in[0], in[1])}; }});
-  c.push_back({"rms_norm/plain_f16", {{"x", f16, {5, 64}}},
-               [](Graph&, const std::vector<Tensor>& in) { return std::vector<Tensor>{rms_norm(in[0])}; }});
+  c.push_back({"layer_norm/affine_f32",
+               {{"x", f32, {6, 96}}, {"g", f32, {96}}, {"b", f32, {96}}},
+               [](Graph&, const std::vector<Tensor>& in) {
+                 return std::vector<Tensor>{layer_norm(in[0], in[1], in[2])};
+               }});
+  c.push_back({"layer_norm/plain_two_axes",
+               {{"x", f32, {3, 4, 5}}},
+               [](Graph&, const std::vector<Tensor>& in) {
+                 return std::vector<Tensor>{layer_norm(in[0], {}, {}, {.axis = 1, .eps = 1e-3})};
+               }});
+  c.push_back({"layer_norm/gamma_broadcast",
+               {{"x", f32, {3, 4, 5}}, {"g", f32, {1, 5}}},
+               [](Graph&, const std::vector<Tensor>& in) {
+                 return std::vector<Tensor>{layer_norm(in[0], in[1], {}, {.axis = 1, .eps = 1e-5})};
+               }});
+  c.push_back({"layer_norm/bf16",
+               {{"x", bf16, {4, 64}}, {"g", bf16, {64}}, {"b", bf16, {64}}},
+               [](Graph&, const std::vector<Tensor>& in) {
+                 return std::vector<Tensor>{layer_norm(in[0], in[1], in[2])};
+               }});
+  c.push_back({"rms_norm/gamma_f32",
+               {{"x", f32, {5, 576}}, {"g", f32, {576}}},
+               [](Graph&, const std::vector<Tensor>& in) {
+                 return std::vector<Tensor>{rms_norm(in[0], in[1])};
+               }});
+  c.push_back(
+      {"rms_norm/plain_f16", {{"x", f16, {5, 64}}}, [](Graph&, const std::vector<Tensor>& in) {
+         return std::vector<Tensor>{rms_norm(in[0])};
+       }});
   return c;
 }
 

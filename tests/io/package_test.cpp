@@ -111,7 +111,9 @@ TEST(Package, GraphRoundTripKeepsTheIrText) {
     ASSERT_EQ(a[i].type(), b[i].type()) << i;
     auto va = a[i].to_doubles(), vb = b[i].to_doubles();
     for (size_t k = 0; k < va.size(); ++k)
-      if (!(std::isnan(va[k]) && std::isnan(vb[k]))) ASSERT_EQ(va[k], vb[k]) << i << "," << k;
+      if (!(std::isnan(va[k]) && std::isnan(vb[k]))) {
+        ASSERT_EQ(va[k], vb[k]) << i << "," << k;
+      }
   }
   std::filesystem::remove(path);
 }
@@ -146,7 +148,9 @@ TEST(Package, ExecutableRoundTripSkipsPassesAndKeepsTheLog) {
   EXPECT_EQ(back.inputs()[0].name, "x");
   auto log = back.pass_log();
   for (const auto& l : exe.pass_log())
-    if (l.rfind("[lower]", 0) != 0) EXPECT_NE(std::find(log.begin(), log.end(), l), log.end()) << l;
+    if (l.rfind("[lower]", 0) != 0) {
+      EXPECT_NE(std::find(log.begin(), log.end(), l), log.end()) << l;
+    }
   EXPECT_EQ(io::read_package(path).kind, "executable");
 
   auto in = random_uniform({2, 8}, f32, -1, 1, 9);
@@ -157,7 +161,9 @@ TEST(Package, ExecutableRoundTripSkipsPassesAndKeepsTheLog) {
       auto va = a[i].to_doubles(), vb = b[i].to_doubles();
       ASSERT_EQ(va.size(), vb.size());
       for (size_t k = 0; k < va.size(); ++k)
-        if (!(std::isnan(va[k]) && std::isnan(vb[k]))) ASSERT_EQ(va[k], vb[k]) << i;
+        if (!(std::isnan(va[k]) && std::isnan(vb[k]))) {
+          ASSERT_EQ(va[k], vb[k]) << i;
+        }
     }
   }
   // Lowered again for another device.

@@ -136,7 +136,9 @@ TEST_P(OpCaseTest, CudaMatchesCpu) {
   for (const auto& [name, a] : feeds) on_device.emplace_back(name, to_device(a, Device::cuda(0)));
   auto dev = gpu.run(on_device);
   for (size_t i = 0; i < dev.size(); ++i) {
-    if (!feeds.empty()) EXPECT_EQ(dev[i].device(), Device::cuda(0));
+    if (!feeds.empty()) {
+      EXPECT_EQ(dev[i].device(), Device::cuda(0));
+    }
     Tolerance tol =
         c.rtol || c.atol ? Tolerance{c.rtol, c.atol} : default_tolerance(got[i].dtype());
     EXPECT_EQ(compare(to_host(dev[i]), got[i], tol), "") << c.name << " device run, output " << i;

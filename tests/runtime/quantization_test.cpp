@@ -107,8 +107,9 @@ TEST(QuantizeWeights, ShrinksAnMlpAndStaysClose) {
       // 256-entry tables per row only pay off for long rows, so lut-8 is not checked here.
       double ratio =
           static_cast<double>(small.constant_bytes()) / static_cast<double>(base.constant_bytes());
-      if (mode == QuantizeWeightsOptions::Mode::affine || bits == 4)
+      if (mode == QuantizeWeightsOptions::Mode::affine || bits == 4) {
         EXPECT_LT(ratio, bits == 4 ? 0.2 : 0.33) << "bits " << bits;
+      }
       auto in = random_uniform({3, 256}, f32, -1, 1, std::random_device{}());
       auto a = small.run({{"x", in}})[0].to_vector<float>(),
            b = base.run({{"x", in}})[0].to_vector<float>();

@@ -248,6 +248,27 @@ struct CallAttrs {
   bool optional = false;
   LOOM_FIELDS(symbol, output_dtypes, output_ranks, output_dims, optional)
 };
+// conv (ONNX Conv): x [B, C, spatial...], w [O, C / groups, k...], bias [O]; 1 or 2 spatial
+// dims. Empty strides / dilations mean 1s, empty pads mean 0s; pads = (begin..., end...).
+struct ConvAttrs {
+  std::vector<int64_t> strides;
+  std::vector<int64_t> pads;
+  std::vector<int64_t> dilations;
+  int64_t groups = 1;
+  LOOM_FIELDS(strides, pads, dilations, groups)
+};
+// max_pool / avg_pool (ONNX MaxPool / AveragePool): same layout and conventions as ConvAttrs.
+// count_include_pad: avg_pool divides by the whole window (padding included), else by the
+// number of input elements under it.
+struct PoolAttrs {
+  std::vector<int64_t> kernel;
+  std::vector<int64_t> strides;
+  std::vector<int64_t> pads;
+  std::vector<int64_t> dilations;
+  bool ceil_mode = false;
+  bool count_include_pad = false;
+  LOOM_FIELDS(kernel, strides, pads, dilations, ceil_mode, count_include_pad)
+};
 // Attributes of a user-registered op: a free-form list of named values.
 struct CustomAttrs {
   std::vector<int64_t> ints;

@@ -233,6 +233,16 @@ Graph quantize_weights(const Graph& graph, std::vector<Tensor>& outputs,
                        const QuantizeWeightsOptions& options = {},
                        std::vector<std::string>* log = nullptr);
 
+// --- convolution and pooling (NC... layout, 1 or 2 spatial dims; ONNX semantics) -------------
+// x [B, C, spatial...], w [O, C / groups, k...], bias [O] (optional) -> [B, O, out...].
+Tensor conv(const Tensor& x, const Tensor& w, const Tensor& bias = {}, ConvAttrs options = {});
+// Padding never wins a max; avg_pool divides as PoolAttrs::count_include_pad says.
+Tensor max_pool(const Tensor& x, PoolAttrs options);
+Tensor avg_pool(const Tensor& x, PoolAttrs options);
+// Reduce every spatial dim, keeping each as size 1: [B, C, spatial...] -> [B, C, 1...].
+Tensor global_max_pool(const Tensor& x);
+Tensor global_avg_pool(const Tensor& x);
+
 // --- operators --------------------------------------------------------------------------------
 Tensor operator+(const Tensor& a, const Tensor& b);
 Tensor operator-(const Tensor& a, const Tensor& b);

@@ -468,6 +468,59 @@ std::vector<Tensor> shape_onnx(Ctx& c) {
   return {c.g.constant(NDArray::from_vector<int64_t>(dims, {static_cast<int64_t>(dims.size())}))};
 }
 
+// ONNX pads (begin..., end...) for a window over x's spatial dims; auto_pad SAME_* needs them
+// static, since Loom fixes the padding at import time.
+std::vector<int64_t> onnx_pads(Ctx& c, const Tensor& x, const std::vector<int64_t>& kernel,
+                               const std::vector<int64_t>& strides,
+                               const std::vector<int64_t>& dilations) {
+  size_t n = kernel.size();
+  std::string mode = c.s("auto_pad", "NOTSET");
+  if (mode == "NOTSET") return c.ints("pads").value_or(std::vector<int64_t>(2 * n, 0));
+  if (mode == "VALID") return std::vector<int64_t>(2 * n, 0);
+  if (mode != "SAME_UPPER" && mode != "SAME_LOWER") c.error("auto_pad '", mode, "' is unknown");
+  std::vector<int64_t> pads(2 * n, 0);
+  for (size_t i = 0; i < n; ++i) {
+    int64_t in = x.shape()[static_cast<int>(i) + 2];
+    if (in < 0) c.error("auto_pad ", mode, " needs static spatial dims");
+    int64_t s = strides.empty() ? 1 : strides[i], d = dilations.empty() ? 1 : dilations[i];
+    int64_t total = std::max<int64_t>(0, ((in + s - 1) / s - 1) * s + (kernel[i] - 1) * d + 1 - in);
+    // SAME_UPPER puts the odd pad at the end, SAME_LOWER at the beginning.
+    pads[i] = mode == "SAME_UPPER" ? total / 2 : total - total / 2;
+    pads[n + i] = total - pads[i];
+  }
+  return pads;
+}
+
+std::vector<Tensor> conv_onnx(Ctx& c) {
+  const Tensor &x = c.x(0), &w = c.x(1);
+  if (w.shape().rank() < 3) c.error("weight must have rank >= 3");
+  const Shape ws = w.shape();  // Tensor::shape() returns a copy: iterate one
+  std::vector<int64_t> kernel(ws.dims().begin() + 2, ws.dims().end());
+  if (auto k = c.ints("kernel_shape"); k && *k != kernel)
+    c.error("kernel_shape does not match the weight's shape");
+  ConvAttrs a;
+  a.strides = c.ints("strides").value_or(std::vector<int64_t>{});
+  a.dilations = c.ints("dilations").value_or(std::vector<int64_t>{});
+  a.groups = c.i("group", 1);
+  a.pads = onnx_pads(c, x, kernel, a.strides, a.dilations);
+  return {conv(x, w, c.has(2) ? c.x(2) : Tensor{}, a)};
+}
+
+std::vector<Tensor> pool_onnx(Ctx& c, bool is_max) {
+  if (c.node.output_size() > 1 && !c.node.output(1).empty())
+    c.error("the Indices output is not supported");
+  PoolAttrs a;
+  auto k = c.ints("kernel_shape");
+  if (!k) c.error("kernel_shape is required");
+  a.kernel = *k;
+  a.strides = c.ints("strides").value_or(std::vector<int64_t>{});
+  a.dilations = c.ints("dilations").value_or(std::vector<int64_t>{});
+  a.ceil_mode = c.i("ceil_mode", 0) != 0;
+  a.count_include_pad = c.i("count_include_pad", 0) != 0;
+  a.pads = onnx_pads(c, c.x(0), a.kernel, a.strides, a.dilations);
+  return {is_max ? max_pool(c.x(0), a) : avg_pool(c.x(0), a)};
+}
+
 const std::map<std::string, std::vector<Entry>>& converters() {
   static const auto* table = new std::map<std::string, std::vector<Entry>>{
       {"Add", {{7, binary(add)}}},
@@ -552,6 +605,13 @@ const std::map<std::string, std::vector<Entry>>& converters() {
          }}}},
       {"MatMul", {{1, binary([](const Tensor& a, const Tensor& b) { return matmul(a, b); })}}},
       {"Gemm", {{7, gemm_onnx}}},
+      {"Conv", {{1, conv_onnx}}},
+      {"MaxPool", {{1, [](Ctx& c) { return pool_onnx(c, true); }}}},
+      {"AveragePool", {{1, [](Ctx& c) { return pool_onnx(c, false); }}}},
+      {"GlobalMaxPool",
+       {{1, [](Ctx& c) -> std::vector<Tensor> { return {global_max_pool(c.x(0))}; }}}},
+      {"GlobalAveragePool",
+       {{1, [](Ctx& c) -> std::vector<Tensor> { return {global_avg_pool(c.x(0))}; }}}},
       {"Softmax",
        {{13, [](Ctx& c) -> std::vector<Tensor> { return {softmax(c.x(0), c.i("axis", -1))}; }}}},
       {"LogSoftmax",
@@ -577,17 +637,21 @@ const std::map<std::string, std::vector<Entry>>& converters() {
       {"ArgMin", {{11, [](Ctx& c) { return argreduce(c, false); }}}},
       {"Reshape",
        {{5,
-         [](Ctx& c) -> std::vector<Tensor> {
-           auto shape = *c.const_ints(1, "shape");
-           if (c.i("allowzero", 0) && std::count(shape.begin(), shape.end(), 0))
-             c.error("allowzero=1 with a 0 in the shape is not supported");
-           return {reshape(c.x(0), shape)};
-         }}}},
+         [](Ctx&
+                c) -> std::
+                       vector<Tensor> {
+                         auto shape = *c.const_ints(1, "shape");
+                         if (c.i("allowzero", 0) && std::count(shape.begin(), shape.end(), 0))
+                           c.error("allowzero=1 with a 0 in the shape is not supported");
+                         return {reshape(c.x(0), shape)};
+                       }}}},
       {"Transpose",
        {{1,
-         [](Ctx& c) -> std::vector<Tensor> {
-           return {transpose(c.x(0), c.ints("perm").value_or(std::vector<int64_t>{}))};
-         }}}},
+         [](Ctx& c) -> std::
+                        vector<Tensor> {
+                          return {
+                              transpose(c.x(0), c.ints("perm").value_or(std::vector<int64_t>{}))};
+                        }}}},
       {"Squeeze",
        {{1,
          [](Ctx&

@@ -105,5 +105,6 @@ void register_attention_ops(OpRegistry& r);
 void register_quantization_ops(OpRegistry& r);
 void register_fft_ops(OpRegistry& r);
 void register_call_ops(OpRegistry& r);
+void register_conv_ops(OpRegistry& r);
 
 }  // namespace loom::ir

@@ -193,6 +193,16 @@ Tensor matmul(const Tensor& a, const Tensor& b, MatmulAttrs o) {
   return make(op::matmul, {a, b}, make_attrs(o));
 }
 
+Tensor conv(const Tensor& x, const Tensor& w, const Tensor& bias, ConvAttrs o) {
+  std::vector<Tensor> in{x, w};
+  if (bias.defined()) in.push_back(bias);
+  return make(op::conv, in, make_attrs(o));
+}
+Tensor max_pool(const Tensor& x, PoolAttrs o) { return make(op::max_pool, {x}, make_attrs(o)); }
+Tensor avg_pool(const Tensor& x, PoolAttrs o) { return make(op::avg_pool, {x}, make_attrs(o)); }
+Tensor global_max_pool(const Tensor& x) { return make(op::global_max_pool, {x}); }
+Tensor global_avg_pool(const Tensor& x) { return make(op::global_avg_pool, {x}); }
+
 // --- shape ---------------------------------------------------------------------------------------
 Tensor reshape(const Tensor& x, std::vector<int64_t> s) {
   return make(op::reshape, {x}, make_attrs(ShapeAttrs{std::move(s)}));

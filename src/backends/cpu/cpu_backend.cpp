@@ -29,6 +29,7 @@ const KernelTable& cpu_kernels() {
     cpu::register_attention(t);
     cpu::register_quantization(t);
     cpu::register_fft(t);
+    cpu::register_conv(t);
     return t;
   }();
   return table;

@@ -62,6 +62,7 @@ void register_matmul(KernelTable& t);
 void register_movement(KernelTable& t);
 void register_attention(KernelTable& t);
 void register_quantization(KernelTable& t);
-void register_fft(KernelTable& t);  // after register_elementwise: wraps its complex-capable ops
+void register_fft(KernelTable& t);
+void register_conv(KernelTable& t);  // after register_elementwise: wraps its complex-capable ops
 
 }  // namespace loom::backends::ref

@@ -13,6 +13,7 @@ const KernelTable& reference_kernels() {
     ref::register_attention(t);
     ref::register_quantization(t);
     ref::register_fft(t);
+    ref::register_conv(t);
     return t;
   }();
   return table;

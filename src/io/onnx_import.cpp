@@ -491,8 +491,16 @@ std::vector<int64_t> onnx_pads(Ctx& c, const Tensor& x, const std::vector<int64_
   return pads;
 }
 
+// Loom's conv and pools take 1 or 2 spatial dims of float data.
+void check_window_input(Ctx& c, const Tensor& x) {
+  int r = x.shape().rank();
+  if (r != 3 && r != 4) c.error(r - 2, " spatial dims are not supported (1 or 2 are)");
+  if (!is_floating(x.dtype())) c.error(dtype_name(x.dtype()), " input is not supported");
+}
+
 std::vector<Tensor> conv_onnx(Ctx& c) {
   const Tensor &x = c.x(0), &w = c.x(1);
+  check_window_input(c, x);
   if (w.shape().rank() < 3) c.error("weight must have rank >= 3");
   const Shape ws = w.shape();  // Tensor::shape() returns a copy: iterate one
   std::vector<int64_t> kernel(ws.dims().begin() + 2, ws.dims().end());
@@ -509,6 +517,7 @@ std::vector<Tensor> conv_onnx(Ctx& c) {
 std::vector<Tensor> pool_onnx(Ctx& c, bool is_max) {
   if (c.node.output_size() > 1 && !c.node.output(1).empty())
     c.error("the Indices output is not supported");
+  check_window_input(c, c.x(0));
   PoolAttrs a;
   auto k = c.ints("kernel_shape");
   if (!k) c.error("kernel_shape is required");

@@ -64,7 +64,8 @@ Graph quantize_weights(const Graph& graph, std::vector<Tensor>& outputs,
   for (size_t i = 0; i < g->nodes.size(); ++i) {
     const ir::Node mm = g->nodes[i];
     if (mm.op != ir::op::matmul) continue;
-    const ir::Node& wn = g->node(mm.inputs[1]);
+    // A copy: inserting the new constants below reallocates the node vector.
+    const ir::Node wn = g->node(mm.inputs[1]);
     if (wn.op != ir::op::constant) continue;
     const NDArray& w = attrs_as<ConstantAttrs>(*wn.attrs).value;
     const auto& ma = attrs_as<MatmulAttrs>(*mm.attrs);

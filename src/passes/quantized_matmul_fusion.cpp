@@ -42,7 +42,7 @@ void quantized_matmul_fusion(PassContext& ctx) {
       w = g.node(w).inputs[0];
       w_is_nk = true;
     }
-    const ir::Node& dq = g.node(w);
+    const ir::Node dq = g.node(w);  // a copy: insert_before below reallocates the nodes
     if (g.type(w).shape.rank() != 2) continue;
     int64_t n = w_is_nk ? g.type(w).shape[0] : g.type(w).shape[1];
     int64_t k = w_is_nk ? g.type(w).shape[1] : g.type(w).shape[0];

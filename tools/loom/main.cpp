@@ -222,7 +222,7 @@ constexpr const char* kConvertUsage =
   --graph   store the uncompiled graph instead (optimised again when loaded)
 )";
 constexpr const char* kRunUsage =
-    R"(usage: loom run MODEL.loom --input NAME=FILE.npy ... [-o DIR] [--device D] [--repeat N]
+    R"(usage: loom run MODEL.loom --input NAME=FILE.npy ... [-o DIR] [--device D] [--repeat N] [--profile]
   Loads a package, runs it and writes each output to DIR/<output name>.npy (default: .).
 )";
 constexpr const char* kInspectUsage = R"(usage: loom inspect MODEL.loom
@@ -317,6 +317,7 @@ int cmd_run(int argc, char** argv) {
   if (wants_help(argc, argv)) return std::cout << kRunUsage, 0;
   std::string model, outdir = ".", device = "cpu";
   int repeat = 1;
+  bool profile = false;  // time every op and print where the time went
   loom::Feeds feeds;
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
@@ -336,6 +337,8 @@ int cmd_run(int argc, char** argv) {
       device = value();
     } else if (a == "--repeat") {
       repeat = std::max(1, std::atoi(value().c_str()));
+    } else if (a == "--profile") {
+      profile = true;
     } else if (!a.empty() && a[0] == '-') {
       throw loom::Error("[run] unknown option '" + a + "'");
     } else if (model.empty()) {
@@ -347,6 +350,7 @@ int cmd_run(int argc, char** argv) {
   if (model.empty()) throw loom::Error(std::string("[run] no package given\n") + kRunUsage);
   loom::CompileOptions opt;
   opt.device = loom::Device::parse(device);
+  opt.profile = profile;
   auto t0 = std::chrono::steady_clock::now();
   auto exe = loom::Executable::load(model, opt);
   double load_ms =
@@ -373,6 +377,7 @@ int cmd_run(int argc, char** argv) {
   std::sort(times.begin(), times.end());
   std::cout << "loaded in " << load_ms << " ms; run: " << repeat << "x, median "
             << times[times.size() / 2] << " ms, min " << times.front() << " ms\n";
+  if (profile) std::cout << exe.profile_report();
   return 0;
 }
 

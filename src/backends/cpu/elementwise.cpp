@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "backends/cpu/cpu_util.h"
+#include "backends/cpu/fast_math.h"
 #include "ops/elementwise_functors.h"
 
 namespace loom::backends::cpu {
@@ -140,7 +141,17 @@ void elementwise_typed(const KernelContext& c, ir::OpId id) {
     done = fn::visit_unary(id, gelu_tanh, [&]<class Fn>() {
       run_tiles<T, T>(c, [](int64_t n, const T* const* in, T* o) {
         const T* __restrict a = in[0];
-        for (int64_t i = 0; i < n; ++i) o[i] = static_cast<T>(Fn::apply(a[i]));
+        if constexpr (std::is_same_v<T, float> && std::is_same_v<Fn, fn::exp>) {
+          for (int64_t i = 0; i < n; ++i) o[i] = fast_exp(a[i]);
+        } else if constexpr (std::is_same_v<T, float> && std::is_same_v<Fn, fn::tanh>) {
+          for (int64_t i = 0; i < n; ++i) o[i] = fast_tanh(a[i]);
+        } else if constexpr (std::is_same_v<T, float> && std::is_same_v<Fn, fn::sigmoid>) {
+          for (int64_t i = 0; i < n; ++i) o[i] = fast_sigmoid(a[i]);
+        } else if constexpr (std::is_same_v<T, float> && std::is_same_v<Fn, fn::silu>) {
+          for (int64_t i = 0; i < n; ++i) o[i] = a[i] * fast_sigmoid(a[i]);
+        } else {
+          for (int64_t i = 0; i < n; ++i) o[i] = static_cast<T>(Fn::apply(a[i]));
+        }
       });
     });
   LOOM_CHECK(done, "[cpu] no elementwise kernel for op ", id);

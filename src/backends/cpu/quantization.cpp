@@ -15,12 +15,6 @@ namespace {
 namespace op = ir::op;
 namespace q = loom::cpu::quant;
 
-q::Format format_of(const std::string& name) {
-  for (int i = 0; i < q::kNumFormats; ++i)
-    if (q::format_name(static_cast<q::Format>(i)) == name) return static_cast<q::Format>(i);
-  fail("[quantized_matmul] unknown block format '", name, "'");
-}
-
 // out[e] = (x[e] - zp) * scale or quantize, over rows of the [outer, len, inner] view.
 void affine(const KernelContext& c, bool quantize, int64_t axis, int64_t block) {
   const NDArray &x = c.inputs[0], &s = c.inputs[1], &out = c.outputs[0];
@@ -219,7 +213,7 @@ void quantized_matmul(const KernelContext& c) {
     py = yf.data();
   }
   if (a.format != "affine" && a.format != "lut") {
-    q::qmatmul(format_of(a.format), px, m, a.k, c.inputs[1].data(), a.n, py, c.pool);
+    q::qmatmul(q::format_from_name(a.format), px, m, a.k, c.inputs[1].data(), a.n, py, c.pool);
   } else if (a.format == "affine" && m <= 8 && RowGroups(a, c.inputs[2].numel()).len >= 8) {
     affine_gemv(c, px, m, py);
   } else {
@@ -270,7 +264,7 @@ void register_quantization(KernelTable& t) {
   });
   t.set(op::dequantize_blocks, [](const KernelContext& c) {
     const auto& a = c.attrs_as<BlockQuantAttrs>();
-    q::Format f = format_of(a.format);
+    q::Format f = q::format_from_name(a.format);
     size_t rb = q::row_bytes(f, a.k);
     const NDArray &p = c.inputs[0], &out = c.outputs[0];
     int64_t rows = out.numel() / a.k;

@@ -208,17 +208,10 @@ void matmul(const KernelContext& c) {
   }
 }
 
-cpu::quant::Format format_of(const std::string& name) {
-  for (int i = 0; i < cpu::quant::kNumFormats; ++i)
-    if (cpu::quant::format_name(static_cast<cpu::quant::Format>(i)) == name)
-      return static_cast<cpu::quant::Format>(i);
-  fail("[quant] unknown block format '", name, "'");
-}
-
 // Packed block-format rows decoded on the host into `out` (f32 [rows, k] on the device).
 void blocks_to_device(cudaStream_t stream, const NDArray& packed, const std::string& format,
                       int64_t k, const NDArray& out) {
-  auto f = format_of(format);
+  auto f = cpu::quant::format_from_name(format);
   NDArray host_p = NDArray::empty(packed.dtype(), packed.shape());
   LOOM_CUDA_CHECK(cudaMemcpyAsync(host_p.data(), packed.data(), packed.nbytes(),
                                   cudaMemcpyDeviceToHost, stream));

@@ -41,20 +41,14 @@ void lut(const KernelContext& c) {
   }
 }
 
-cpu::quant::Format format_of(const std::string& name) {
-  for (int i = 0; i < cpu::quant::kNumFormats; ++i)
-    if (cpu::quant::format_name(static_cast<cpu::quant::Format>(i)) == name)
-      return static_cast<cpu::quant::Format>(i);
-  fail("[quant] unknown block format '", name, "'");
-}
-
 void blocks(const KernelContext& c) {
   const auto& a = c.attrs_as<BlockQuantAttrs>();
   const NDArray &p = c.inputs[0], &out = c.outputs[0];
   int64_t rows = out.numel() / a.k;
-  size_t rb = cpu::quant::row_bytes(format_of(a.format), a.k);
+  cpu::quant::Format f = cpu::quant::format_from_name(a.format);
+  size_t rb = cpu::quant::row_bytes(f, a.k);
   for (int64_t r = 0; r < rows; ++r)
-    cpu::quant::dequantize_row(format_of(a.format),
+    cpu::quant::dequantize_row(f,
                                static_cast<const uint8_t*>(p.data()) + static_cast<size_t>(r) * rb,
                                a.k, out.data_as<float>() + r * a.k);
 }

@@ -451,6 +451,12 @@ DecodeFn decoder(Format fmt) {
 }  // namespace
 
 std::string_view format_name(Format fmt) { return row_of(fmt).name; }
+
+Format format_from_name(std::string_view name) {
+  for (int i = 0; i < kNumFormats; ++i)
+    if (format_name(static_cast<Format>(i)) == name) return static_cast<Format>(i);
+  fail("[quant] unknown block format '", name, "'");
+}
 int64_t block_size(Format fmt) { return row_of(fmt).block; }
 size_t block_bytes(Format fmt) { return row_of(fmt).bytes; }
 bool uses_integer_dot(Format fmt) { return row_of(fmt).integer_dot; }

@@ -78,8 +78,10 @@ enum class Format : uint8_t {
 inline constexpr int kNumFormats = 11;
 
 std::string_view format_name(Format fmt);  // "q4_0", ..., "affine_i8"
-int64_t block_size(Format fmt);            // elements per block: 32 or 256
-size_t block_bytes(Format fmt);            // bytes per block
+// The format named `name`; throws loom::Error naming it when there is none.
+Format format_from_name(std::string_view name);
+int64_t block_size(Format fmt);  // elements per block: 32 or 256
+size_t block_bytes(Format fmt);  // bytes per block
 // Bytes of one row of k elements; throws loom::Error if k is not a multiple of block_size.
 size_t row_bytes(Format fmt, int64_t k);
 // True when qmatmul uses int8 activations and integer dot products for this format.

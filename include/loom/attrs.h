@@ -248,6 +248,13 @@ struct CallAttrs {
   bool optional = false;
   LOOM_FIELDS(symbol, output_dtypes, output_ranks, output_dims, optional)
 };
+// stitched: a region of elementwise ops run as one kernel (made by the `stitch` pass). `program`
+// is the region as a small graph in IR text: placeholders in0..inN-1 are the node's inputs in
+// order, then the member ops, then `return` of the region's output (src/ops/stitched.h).
+struct StitchedAttrs {
+  std::string program;
+  LOOM_FIELDS(program)
+};
 // conv (ONNX Conv): x [B, C, spatial...], w [O, C / groups, k...], bias [O]; 1 or 2 spatial
 // dims. Empty strides / dilations mean 1s, empty pads mean 0s; pads = (begin..., end...).
 struct ConvAttrs {

@@ -31,6 +31,12 @@ class Backend {
   // This backend's own kernel for `op`, or null.
   virtual const KernelFn* kernel(ir::OpId op) const = 0;
   virtual ThreadPool* pool() const { return nullptr; }
+  // A kernel made once, at lowering, for one node from its attributes (a stitched region parsed
+  // or compiled to device code once instead of on every run); empty: use kernel(node.op).
+  virtual KernelFn specialize(const ir::Node& node) const {
+    (void)node;
+    return {};
+  }
 
   // Memory on this backend's device for arenas, outputs and variables (uninitialised). Host
   // backends hand out ordinary host storage; a device backend its (cached) device memory.

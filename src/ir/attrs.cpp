@@ -73,6 +73,10 @@ std::string attr_value_to_string(const AttrValue& v) {
         } else if constexpr (std::is_same_v<T, std::string>) {
           os << '"';
           for (char c : x) {
+            if (c == '\n') {  // IR text is line based: newlines travel escaped
+              os << "\\n";
+              continue;
+            }
             if (c == '"' || c == '\\') os << '\\';
             os << c;
           }

@@ -106,5 +106,6 @@ void register_quantization_ops(OpRegistry& r);
 void register_fft_ops(OpRegistry& r);
 void register_call_ops(OpRegistry& r);
 void register_conv_ops(OpRegistry& r);
+void register_stitched_ops(OpRegistry& r);
 
 }  // namespace loom::ir

@@ -222,7 +222,12 @@ class Parser {
       ++pos_;
       std::string out;
       while (pos_ < s_.size() && s_[pos_] != '"') {
-        if (s_[pos_] == '\\' && pos_ + 1 < s_.size()) ++pos_;
+        if (s_[pos_] == '\\' && pos_ + 1 < s_.size()) {
+          ++pos_;
+          out += s_[pos_] == 'n' ? '\n' : s_[pos_];  // "\n": a newline (multi-line programs)
+          ++pos_;
+          continue;
+        }
         out += s_[pos_++];
       }
       expect('"');

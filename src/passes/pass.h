@@ -16,6 +16,8 @@ struct PassContext {
   const CompileOptions& options;
   // Evaluates one node on host arrays (constant folding); provided by the compile driver.
   std::function<std::vector<NDArray>(const ir::Node&, const std::vector<NDArray>&)> evaluate;
+  // Whether the target device has a kernel for an op (passes that introduce ops ask first).
+  std::function<bool(ir::OpId)> device_has_kernel;
 
   void note(const char* pass, const std::string& message) {
     log.push_back(std::string("[") + pass + "] " + message);
@@ -49,5 +51,6 @@ void constant_folding(PassContext& ctx);
 void attention_pattern(PassContext& ctx);
 void inplace_variable_update(PassContext& ctx);
 void quantized_matmul_fusion(PassContext& ctx);
+void stitch(PassContext& ctx);
 
 }  // namespace loom::passes

@@ -19,6 +19,10 @@ const std::vector<PassInfo>& pipeline() {
        quantized_matmul_fusion},
       {"inplace_variable_update", "late: after every rewrite that could add uses of the cache read",
        inplace_variable_update},
+      {"stitch",
+       "after every pattern rewrite (attention, quantized matmul, in-place updates), which must "
+       "still see the individual ops; before DCE",
+       stitch},
       {"dce", "last: removes what folding and CSE left unused", dead_code_elimination},
   };
   return p;

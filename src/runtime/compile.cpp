@@ -75,7 +75,9 @@ Executable compile_graph_data(ir::GraphData g, std::vector<ir::Value> outs,
              "[compile] optimization_level must be 0 or 1, got ", options.optimization_level);
   verify(g, outs);
   if (optimize && options.optimization_level > 0) {
-    passes::PassContext ctx{g, outs, log, options, evaluate_on_reference};
+    backends::Backend& backend = backends::backend_for(options.device, options.num_threads);
+    passes::PassContext ctx{g, outs, log, options, evaluate_on_reference,
+                            [&backend](ir::OpId op) { return backend.kernel(op) != nullptr; }};
     passes::run_pipeline(ctx);
     verify(g, outs);
   }

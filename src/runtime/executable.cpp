@@ -69,6 +69,10 @@ void ExecutableImpl::lower() {
     if (info.is_source() || info.is_view() || info.has_side_effects()) continue;
     if (node.op == op::call) continue;  // the runtime runs the bound executable (call.cpp)
     const KernelFn* k = backend->kernel(node.op);
+    if (KernelFn special = backend->specialize(node)) {
+      specialized.push_back(std::make_unique<KernelFn>(std::move(special)));
+      k = specialized.back().get();
+    }
     if (!k && info.host_kernel && options.device.kind != Device::Kind::cuda) k = &info.host_kernel;
     if (!k && options.device.kind == Device::Kind::cpu) {
       k = backends::reference_kernels().find(node.op);

@@ -66,6 +66,7 @@ class ExecutableImpl {
 
   // Lowering results (shape independent).
   std::vector<const KernelFn*> kernels;  // per node (null for sources, views, assigns)
+  std::vector<std::unique_ptr<KernelFn>> specialized;  // kernels made for one node (lowering)
   std::vector<int> slot_base;            // per node: its first output's slot
   int num_slots = 0;
   std::vector<int> placeholders;  // node indices, in feed order

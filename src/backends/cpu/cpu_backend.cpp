@@ -30,6 +30,7 @@ const KernelTable& cpu_kernels() {
     cpu::register_quantization(t);
     cpu::register_fft(t);
     cpu::register_conv(t);
+    cpu::register_stitched(t);
     return t;
   }();
   return table;
@@ -42,6 +43,9 @@ class CpuBackend final : public Backend {
   const char* name() const override { return "cpu"; }
   const KernelFn* kernel(ir::OpId op) const override { return cpu_kernels().find(op); }
   ThreadPool* pool() const override { return &pool_; }
+  KernelFn specialize(const ir::Node& node) const override {
+    return node.op == ir::op::stitched ? cpu::make_stitched_kernel(node) : KernelFn{};
+  }
 
  private:
   mutable ThreadPool pool_;

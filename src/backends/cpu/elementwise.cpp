@@ -121,6 +121,22 @@ Compute compute_for(DType t) {
   return Compute::i64;
 }
 
+// One unary functor over a run; f32 exp/tanh/sigmoid/silu take the vectorisable fast_math forms.
+template <class Fn, class T>
+void unary_loop(int64_t n, const T* __restrict a, T* __restrict o) {
+  if constexpr (std::is_same_v<T, float> && std::is_same_v<Fn, fn::exp>) {
+    for (int64_t i = 0; i < n; ++i) o[i] = fast_exp(a[i]);
+  } else if constexpr (std::is_same_v<T, float> && std::is_same_v<Fn, fn::tanh>) {
+    for (int64_t i = 0; i < n; ++i) o[i] = fast_tanh(a[i]);
+  } else if constexpr (std::is_same_v<T, float> && std::is_same_v<Fn, fn::sigmoid>) {
+    for (int64_t i = 0; i < n; ++i) o[i] = fast_sigmoid(a[i]);
+  } else if constexpr (std::is_same_v<T, float> && std::is_same_v<Fn, fn::silu>) {
+    for (int64_t i = 0; i < n; ++i) o[i] = a[i] * fast_sigmoid(a[i]);
+  } else {
+    for (int64_t i = 0; i < n; ++i) o[i] = static_cast<T>(Fn::apply(a[i]));
+  }
+}
+
 template <class T>
 void elementwise_typed(const KernelContext& c, ir::OpId id) {
   bool gelu_tanh = id == op::gelu && c.attrs_as<GeluAttrs>().tanh_approximation;
@@ -139,20 +155,7 @@ void elementwise_typed(const KernelContext& c, ir::OpId id) {
     });
   if (!done)
     done = fn::visit_unary(id, gelu_tanh, [&]<class Fn>() {
-      run_tiles<T, T>(c, [](int64_t n, const T* const* in, T* o) {
-        const T* __restrict a = in[0];
-        if constexpr (std::is_same_v<T, float> && std::is_same_v<Fn, fn::exp>) {
-          for (int64_t i = 0; i < n; ++i) o[i] = fast_exp(a[i]);
-        } else if constexpr (std::is_same_v<T, float> && std::is_same_v<Fn, fn::tanh>) {
-          for (int64_t i = 0; i < n; ++i) o[i] = fast_tanh(a[i]);
-        } else if constexpr (std::is_same_v<T, float> && std::is_same_v<Fn, fn::sigmoid>) {
-          for (int64_t i = 0; i < n; ++i) o[i] = fast_sigmoid(a[i]);
-        } else if constexpr (std::is_same_v<T, float> && std::is_same_v<Fn, fn::silu>) {
-          for (int64_t i = 0; i < n; ++i) o[i] = a[i] * fast_sigmoid(a[i]);
-        } else {
-          for (int64_t i = 0; i < n; ++i) o[i] = static_cast<T>(Fn::apply(a[i]));
-        }
-      });
+      run_tiles<T, T>(c, [](int64_t n, const T* const* in, T* o) { unary_loop<Fn>(n, in[0], o); });
     });
   LOOM_CHECK(done, "[cpu] no elementwise kernel for op ", id);
 }
@@ -232,6 +235,47 @@ void register_elementwise(KernelTable& t) {
       });
     }
   });
+}
+
+void apply_f32(ir::OpId id, const Attrs* attrs, DType out, int64_t n, const float* const* in,
+               float* o) {
+  bool gelu_tanh = id == op::gelu && attrs_as<GeluAttrs>(*attrs).tanh_approximation;
+  bool done = fn::visit_binary(id, [&]<class Fn>() {
+    const float* __restrict a = in[0];
+    const float* __restrict b = in[1];
+    for (int64_t i = 0; i < n; ++i) o[i] = Fn::apply(a[i], b[i]);
+  });
+  if (!done)
+    done = fn::visit_compare(id, [&]<class Fn>() {
+      for (int64_t i = 0; i < n; ++i) o[i] = Fn::apply(in[0][i], in[1][i]) ? 1.0f : 0.0f;
+    });
+  if (!done)
+    done = fn::visit_unary(id, gelu_tanh, [&]<class Fn>() { unary_loop<Fn>(n, in[0], o); });
+  if (done) return;
+  const float* a = in[0];
+  switch (id) {
+    case op::clamp: {
+      const auto& ca = attrs_as<ClampAttrs>(*attrs);
+      auto lo = static_cast<float>(ca.min), hi = static_cast<float>(ca.max);
+      for (int64_t i = 0; i < n; ++i) o[i] = a[i] < lo ? lo : (a[i] > hi ? hi : a[i]);
+      return;
+    }
+    case op::where:
+      for (int64_t i = 0; i < n; ++i) o[i] = a[i] != 0 ? in[1][i] : in[2][i];
+      return;
+    case op::cast:  // within a region values are f32: a cast rounds to the target type
+      if (out == DType::f16)
+        for (int64_t i = 0; i < n; ++i) o[i] = f16_to_f32(f32_to_f16(a[i]));
+      else if (out == DType::bf16)
+        for (int64_t i = 0; i < n; ++i) o[i] = bf16_to_f32(f32_to_bf16(a[i]));
+      else if (out == DType::boolean)
+        for (int64_t i = 0; i < n; ++i) o[i] = a[i] != 0 ? 1.0f : 0.0f;
+      else
+        for (int64_t i = 0; i < n; ++i) o[i] = a[i];
+      return;
+    default:
+      fail("[cpu] op ", ir::OpRegistry::get().info(id).name, " cannot run in a stitched region");
+  }
 }
 
 }  // namespace loom::backends::cpu

@@ -14,6 +14,7 @@ const KernelTable& reference_kernels() {
     ref::register_quantization(t);
     ref::register_fft(t);
     ref::register_conv(t);
+    ref::register_stitched(t);
     return t;
   }();
   return table;

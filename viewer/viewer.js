@@ -1,7 +1,8 @@
 'use strict';
 // viewer.js — the page of `loom view`: fetches the JSON endpoints, keeps the view state, draws
-// the graph on a canvas (viewport culling, three levels of detail) and fills the panes.
-// window.loomViewer exposes the state to the browser tests.
+// the graph on a canvas (viewport culling, three levels of detail) and fills the panes. The
+// hierarchy and the layout come from the server (/api/groups, /api/layout: tools/loom/layout.cpp);
+// this file only draws. window.loomViewer exposes the state to the browser tests.
 
 (() => {
   const $ = id => document.getElementById(id);
@@ -23,12 +24,41 @@
   };
   const fmtNum = v => typeof v === 'number' ? (Math.abs(v) >= 1e4 || (v !== 0 && Math.abs(v) < 1e-3) ?
       v.toExponential(3) : +v.toFixed(5) + '') : String(v);
-  const shapeStr = Layout.shapeStr;
+  const shapeStr = t => t.dtype + '[' + t.shape.map(d => d < 0 ? '?' : d).join(',') + ']';
+  const NODE_H = 34, HEADER = 26;
+
+  // The hierarchy from /api/groups: containers, the container of every node (-1: a constant drawn
+  // as a chip in its consumers), stubs of shared values, members of fused regions.
+  const Layout = {
+    buildModel(g, t) {
+      const N = g.nodes.length;
+      for (const v of t.virtual_nodes) g.nodes.push({...v, attrs: {}, fusion: 'member', virtual: true});
+      const users = Array.from({length: g.nodes.length}, () => []);
+      for (const n of g.nodes)
+        for (const [p] of n.inputs) { const u = users[p]; if (u[u.length - 1] !== n.id) u.push(n.id); }
+      const chip = new Uint8Array(g.nodes.length);
+      const stubs = Array.from({length: g.nodes.length}, () => []);
+      const chips = Array.from({length: g.nodes.length}, () => []);
+      for (const [k, v] of Object.entries(t.chips)) { chips[+k] = v; for (const c of v) chip[c] = 1; }
+      for (const [k, v] of Object.entries(t.stubs)) stubs[+k] = v;
+      const containers = t.containers.map(c => ({...c}));
+      for (const c of containers) c.parentC = c.parent >= 0 ? containers[c.parent] : null;
+      return {graph: g, numGraphNodes: N, users, chip, chips, stubs, containers, root: containers[0],
+              nodeContainer: t.node_container, hubs: new Set(t.hubs), expanded: new Set([0])};
+    },
+    ancestorsOf(m, id) {
+      const a = [];
+      const cid = m.nodeContainer[id];
+      if (cid === undefined || cid < 0) return a;
+      for (let c = m.containers[cid]; c && c.parentC; c = c.parentC) a.push(c.id);
+      return a;
+    },
+  };
 
   const S = {
     summary: null, view: 'asis', graph: null, model: null, lay: null,
     selOps: new Set(), selNode: -1, selGroup: -1, searchHits: [], profile: null,
-    cam: {x: 0, y: 0, k: 1}, ready: false, timings: {}, constants: null,
+    cam: {x: 0, y: 0, k: 1}, ready: false, timings: {}, constants: null, passDiff: null,
   };
   window.loomViewer = S;
 
@@ -57,6 +87,8 @@
       const sel = $('view-select');
       for (const d of s.devices) sel.append(el('option', {value: d, text: 'optimized for ' + d}));
       if (s.diff) { document.querySelector('[data-tab=diff]').hidden = false; loadDiff(); }
+      if (s.profile_error) showError(s.profile_error);
+      else if (s.profile) S.profileFile = await api('/api/profile?source=file');
       const params = new URLSearchParams(location.search);
       S.view = params.get('view') || s.default_view || 'asis';
       sel.value = S.view;
@@ -70,11 +102,13 @@
   async function loadView(view) {
     const keepName = S.selNode >= 0 && S.graph ? S.graph.nodes[S.selNode].name : null;
     status('loading ' + view + '…');
-    showError('');
+    if (!(S.summary && S.summary.profile_error)) showError('');
     const t0 = performance.now();
-    let g;
+    S.ready = false;
+    let g, t;
     try {
-      g = await api('/api/graph?view=' + encodeURIComponent(view));
+      const v = encodeURIComponent(view);
+      [g, t] = await Promise.all([api('/api/graph?view=' + v), api('/api/groups?view=' + v)]);
     } catch (e) {
       showError(e.message);
       status('error');
@@ -84,25 +118,58 @@
     const t1 = performance.now();
     S.view = view;
     S.graph = g;
-    S.model = Layout.buildModel(g);
-    S.selOps.clear(); S.selNode = -1; S.selGroup = -1; S.profile = null;
+    S.model = Layout.buildModel(g, t);
+    S.selOps.clear(); S.selNode = -1; S.selGroup = -1; S.passDiff = null;
     const t2 = performance.now();
-    relayout();
-    S.timings = {fetch_ms: t1 - t0, model_ms: t2 - t1, layout_ms: S.lay.ms};
+    try {
+      await relayout();
+    } catch (e) {
+      showError(e.message);
+      status('error');
+      S.ready = true;
+      return;
+    }
+    S.timings = {fetch_ms: t1 - t0, model_ms: t2 - t1, layout_ms: S.lay.ms, layout_server_ms: S.lay.server_ms,
+                 groups_build_ms: t.build_ms};
     fillOps(); fillPasses(); fillVariables(); fillConstants(); $('profile-list').innerHTML = '';
     $('profile-summary').textContent = '';
+    if (S.profileFile) applyProfile(S.profileFile); else S.profile = null;
     fit();
     // Switching views keeps the same op in view when it still exists (matched by name).
     if (keepName) {
       const n = g.nodes.find(n => n.name === keepName);
       if (n) select(n.id, true);
     }
-    status(`${g.nodes.length} ops · ${S.lay.nodes.length} drawn · layout ${S.lay.ms.toFixed(0)} ms`);
+    status(`${S.model.numGraphNodes} ops · ${S.lay.nodes.length} drawn · layout ${S.lay.ms.toFixed(0)} ms`);
     S.ready = true;
   }
 
-  function relayout() {
-    S.lay = Layout.layout(S.model);
+  // Asks the server for the layout of the current expansion state (only groups whose layout
+  // changed are laid out there; identical ones are shared).
+  let layoutSeq = 0;
+  async function relayout() {
+    const t0 = performance.now();
+    const seq = ++layoutSeq;
+    const ids = [...S.model.expanded].filter(x => x !== 0).sort((a, b) => a - b);
+    const L = await api(`/api/layout?view=${encodeURIComponent(S.view)}&expanded=${ids.join(',')}`);
+    if (seq !== layoutSeq) return;  // a newer request superseded this one
+    const lay = {w: L.w, h: L.h, nodes: [], groups: [], edges: [], nodeBox: new Map(), groupBox: new Map(),
+                 server_ms: L.ms, laid_out: L.laid_out, reused: L.reused};
+    for (let i = 0; i < L.nodes.length; i += 5) {
+      const b = {id: L.nodes[i], x: L.nodes[i + 1], y: L.nodes[i + 2], w: L.nodes[i + 3], h: L.nodes[i + 4]};
+      lay.nodes.push(b); lay.nodeBox.set(b.id, b);
+    }
+    for (let i = 0; i < L.groups.length; i += 6) {
+      const b = {gid: L.groups[i], x: L.groups[i + 1], y: L.groups[i + 2], w: L.groups[i + 3], h: L.groups[i + 4],
+                 expanded: !!L.groups[i + 5]};
+      lay.groups.push(b); lay.groupBox.set(b.gid, b);
+    }
+    for (const e of L.edges) {
+      const n = S.graph.nodes[e[0]];
+      lay.edges.push({pts: e.slice(3), e: {from: e[0], to: e[1], type: n && n.outputs[e[2]]}});
+    }
+    lay.ms = performance.now() - t0;
+    S.lay = lay;
     draw();
   }
 
@@ -113,6 +180,7 @@
     ul.innerHTML = '';
     const byOp = new Map();
     for (const n of S.graph.nodes) {
+      if (n.virtual) continue;  // members of fused regions are not ops of this graph
       if (!byOp.has(n.op)) byOp.set(n.op, []);
       byOp.get(n.op).push(n.id);
     }
@@ -148,9 +216,59 @@
     }
   }
 
+  // Pass before/after: the compile pipeline records per pass the ops it removed, added and
+  // rewritten (by name; docs/FORMAT.md "pass_changes"). Selecting a pass colours them in the
+  // graph: added green, rewritten amber (in the graph after the passes); removed red (in the
+  // as-is graph, where they still exist) and listed.
+  function showPassChange(i) {
+    const c = (S.graph.pass_changes || [])[i];
+    if (!c) { S.passDiff = null; draw(); return; }
+    S.passView = S.view;
+    renderPassDiff(c, i);
+  }
+  function renderPassDiff(c, i) {
+    const kind = new Map();
+    for (const n of c.removed) kind.set(n, 'removed');
+    for (const n of c.rewritten) kind.set(n, 'rewritten');
+    for (const n of c.added) kind.set(n, 'added');
+    S.passDiff = {index: i, change: c, kind};
+    for (const li of document.querySelectorAll('[data-testid=pass-change]')) li.classList.toggle('sel', +li.dataset.index === i);
+    const box = $('inspector');
+    box.innerHTML = '';
+    box.append(el('h2', {'data-testid': 'inspector-title', text: 'pass ' + c.pass}));
+    // Before: the as-is graph (the removed ops still exist there); after: the compiled view.
+    const go = async v => { const keep = c; await loadView(v); $('view-select').value = v; renderPassDiff(keep, -1); };
+    box.append(el('p', {},
+        el('button', {'data-testid': 'pass-before', onclick: () => go('asis'), text: 'before (as-is)'}), ' ',
+        el('button', {'data-testid': 'pass-after', onclick: () => go(S.passView || 'cpu'), text: 'after (' + (S.passView || 'cpu') + ')'})));
+    const present = new Set(S.graph.nodes.filter(n => !n.virtual).map(n => n.name));
+    box.append(el('p', {class: 'hint', text: `${c.nodes_before} ops before, ${c.nodes_after} after. ` +
+        (S.view === 'asis' ? 'Removed ops are outlined red here; switch to a compiled view to see what was added.' :
+         'Added ops are green, rewritten amber; removed ops are gone from this view (switch to as-is to see them).')}));
+    for (const [title, list, tid] of [['removed', c.removed, 'pass-removed'], ['added', c.added, 'pass-added'],
+                                      ['rewritten', c.rewritten, 'pass-rewritten']]) {
+      box.append(el('h3', {text: `${title} (${list.length})`}));
+      const ul = el('ul', {class: 'list mono', 'data-testid': tid});
+      for (const name of list.slice(0, 300)) {
+        const id = present.has(name) ? S.graph.nodes.find(n => n.name === name && !n.virtual).id : -1;
+        ul.append(el('li', {'data-name': name}, id >= 0 ? nodeLink(id) : el('span', {text: name + ' (not in this view)'})));
+      }
+      box.append(ul);
+    }
+    const first = S.graph.nodes.find(n => !n.virtual && kind.has(n.name) && kind.get(n.name) !== 'removed') ||
+                  S.graph.nodes.find(n => !n.virtual && kind.has(n.name));
+    if (first && S.lay.nodeBox.has(first.id)) { const b = S.lay.nodeBox.get(first.id); centreOn(b.x + b.w / 2, b.y + b.h / 2); }
+    draw();
+  }
+  S.passHighlighted = () => S.lay.nodes.filter(b => S.passDiff && S.passDiff.kind.has(S.graph.nodes[b.id].name)).map(b => b.id);
+
   function fillPasses() {
     const ul = $('pass-list');
     ul.innerHTML = '';
+    (S.graph.pass_changes || []).forEach((c, i) => {
+      ul.append(el('li', {'data-testid': 'pass-change', 'data-index': i, 'data-pass': c.pass, onclick: () => showPassChange(i)},
+          el('b', {text: c.pass}), el('span', {class: 'meta', text: `−${c.removed.length} +${c.added.length} ~${c.rewritten.length}`})));
+    });
     const names = new Map(S.graph.nodes.filter(n => n.name).map(n => [n.name, n.id]));
     for (const line of S.graph.pass_log) {
       ul.append(el('li', {'data-testid': 'pass-line', onclick: () => {
@@ -306,15 +424,11 @@
     box.append(el('h2', {'data-testid': 'inspector-title', text: c.label}));
     const hist = new Map();
     let us = 0;
-    const walk = g => {
-      for (const it of g.items) {
-        if (it.type === 'group') { walk(S.model.containers[it.gid]); continue; }
-        const n = S.graph.nodes[it.id];
-        hist.set(n.op, (hist.get(n.op) || 0) + 1);
-        if (S.profile && S.profile.byName.has(n.name)) us += S.profile.byName.get(n.name).us;
-      }
-    };
-    walk(c);
+    for (const n of S.graph.nodes) {
+      if (S.model.chip[n.id] || !Layout.ancestorsOf(S.model, n.id).includes(gid)) continue;
+      hist.set(n.op, (hist.get(n.op) || 0) + 1);
+      if (S.profile && S.profile.byName.has(n.name)) us += S.profile.byName.get(n.name).us;
+    }
     const t = el('table');
     t.append(row('kind', c.kind), row('ops', String(c.count)));
     if (c.identical > 1) t.append(row('identical', `${c.identical} blocks share this structure (laid out once)`));
@@ -410,13 +524,13 @@
 
   // ---- selection, groups, search -------------------------------------------------------------
 
-  function select(id, centre) {
+  async function select(id, centre) {
     const m = S.model;
     // Reveal: expand the groups holding the node.
     let changed = false;
     for (const g of Layout.ancestorsOf(m, id))
       if (!m.expanded.has(g)) { m.expanded.add(g); changed = true; }
-    if (changed) relayout();
+    if (changed) await relayout();
     S.selNode = id; S.selGroup = -1;
     const b = S.lay.nodeBox.get(id);
     if (centre && b) centreOn(b.x + b.w / 2, b.y + b.h / 2);
@@ -428,7 +542,7 @@
     inspectGroup(gid);
     draw();
   }
-  function toggleGroup(gid) {
+  async function toggleGroup(gid) {
     const m = S.model;
     const b = S.lay.groupBox.get(gid);
     const before = b ? {x: b.x, y: b.y} : null;
@@ -437,7 +551,7 @@
       m.expanded.delete(gid);
       for (const c of m.containers) if (isInside(c, gid)) m.expanded.delete(c.id);
     } else m.expanded.add(gid);
-    relayout();
+    await relayout();
     S.timings.last_toggle_ms = performance.now() - t0;
     // Keep the toggled group where it was on screen.
     const a = S.lay.groupBox.get(gid);
@@ -446,15 +560,15 @@
     draw();
   }
   function isInside(c, gid) {
-    for (let p = c.parent; p; p = p.parent) if (p.id === gid) return true;
+    for (let p = c.parentC; p; p = p.parentC) if (p.id === gid) return true;
     return false;
   }
-  function setAll(expand) {
+  async function setAll(expand) {
     const m = S.model;
     const t0 = performance.now();
     m.expanded = new Set([m.root.id]);
     if (expand) for (const c of m.containers) m.expanded.add(c.id);
-    relayout();
+    await relayout();
     S.timings.last_toggle_ms = performance.now() - t0;
     fit();
   }
@@ -491,7 +605,13 @@
     const runs = +$('profile-runs').value || 5;
     status('profiling…');
     try {
-      const p = await api(`/api/profile?view=${S.view}&runs=${runs}`);
+      applyProfile(await api(`/api/profile?view=${S.view}&runs=${runs}`));
+    } catch (e) { showError(e.message); status('error'); }
+  }
+  // A profile (from a run here or from `loom run --profile-json`, matched by op name): colours
+  // ops by time, sums it into groups and lists the top 30.
+  function applyProfile(p) {
+    {
       p.byName = new Map(p.nodes.map(n => [n.name, n]));
       p.max = Math.max(1e-9, ...p.nodes.map(n => n.us));
       S.profile = p;
@@ -499,15 +619,18 @@
           p.inputs.map(i => i.name + ' ' + shapeStr(i.type)).join(', ');
       const ol = $('profile-list');
       ol.innerHTML = '';
-      const names = new Map(S.graph.nodes.map(n => [n.name, n.id]));
+      const names = new Map(S.graph.nodes.filter(n => !n.virtual).map(n => [n.name, n.id]));
       for (const n of [...p.nodes].sort((a, b) => b.us - a.us).slice(0, 30)) {
         const id = names.get(n.name);
         ol.append(el('li', {'data-testid': 'profile-row', onclick: () => id !== undefined && select(id, true)},
             el('span', {text: `${n.us.toFixed(1)} µs  ${n.name} (${n.op})`})));
       }
+      const matched = p.nodes.filter(n => names.has(n.name)).length;
+      $('profile-summary').dataset.matched = matched;
+      if (p.source) $('profile-summary').textContent += ` (from ${p.source}; ${matched} of ${p.nodes.length} ops found in this view)`;
       status('profile: ' + p.ms_per_run.toFixed(3) + ' ms / run');
       draw();
-    } catch (e) { showError(e.message); status('error'); }
+    }
   }
   $('btn-profile').onclick = runProfile;
 
@@ -601,35 +724,40 @@
       if (!inView(b)) continue;
       const c = m.containers[b.gid];
       const hc = hiCount.get(b.gid) || 0;
+      const region = c.kind === 'region';
+      if (region) { ctx.save(); ctx.setLineDash([5, 3]); }
       if (b.expanded) {
-        ctx.fillStyle = c.kind === 'section' ? 'rgba(120,120,140,0.04)' : 'rgba(37,99,235,0.045)';
-        ctx.strokeStyle = S.selGroup === b.gid ? '#2563eb' : '#b9c3d6';
+        ctx.fillStyle = region ? 'rgba(234,88,12,0.05)' : c.kind === 'section' ? 'rgba(120,120,140,0.04)' : 'rgba(37,99,235,0.045)';
+        ctx.strokeStyle = S.selGroup === b.gid ? '#2563eb' : region ? '#ea580c' : '#b9c3d6';
         ctx.fillRect(b.x, b.y, b.w, b.h);
         ctx.strokeRect(b.x, b.y, b.w, b.h);
         if (lod > 0) {
-          ctx.fillStyle = '#44506a'; ctx.font = 'bold 12px sans-serif';
-          ctx.fillText('▾ ' + c.label + '  (' + c.count + ' ops)', b.x + 6, b.y + 16);
+          ctx.fillStyle = region ? '#9a3412' : '#44506a'; ctx.font = 'bold 12px sans-serif';
+          ctx.fillText(clip('▾ ' + (region ? groupTitle(c) : c.label + '  (' + c.count + ' ops)'), b.w - 8), b.x + 6, b.y + 16);
         }
+        if (region) ctx.restore();
       } else {
-        let fill = '#e4e9f5';
+        let fill = region ? '#ffedd5' : '#e4e9f5';
         if (S.profile && S.profile.max) fill = heat((groupTime.get(b.gid) || 0) / groupMaxTime(groupTime));
         if (dim && !hc) fill = '#f1f2f4';
         ctx.fillStyle = fill;
-        ctx.strokeStyle = S.selGroup === b.gid ? '#2563eb' : hc ? '#d97706' : '#8d9ab3';
+        ctx.strokeStyle = S.selGroup === b.gid ? '#2563eb' : hc ? '#d97706' : region ? '#ea580c' : '#8d9ab3';
         ctx.lineWidth = (hc || S.selGroup === b.gid ? 2.5 : 1) / Math.max(k, 0.2);
         roundRect(b.x, b.y, b.w, b.h, 6);
         ctx.fill(); ctx.stroke();
         ctx.lineWidth = 1 / Math.max(k, 0.2);
         if (lod > 0 || k > 0.05) {
           ctx.fillStyle = '#1d2430'; ctx.font = 'bold 13px sans-serif';
-          ctx.fillText('▸ ' + c.label, b.x + 8, b.y + 18);
+          ctx.fillText(clip('▸ ' + c.label, b.w - 10), b.x + 8, b.y + 18);
           ctx.font = '11px sans-serif'; ctx.fillStyle = '#4b5563';
           let sub = c.count + ' ops';
+          if (region) sub = 'fused kernel · ' + sub;
           if (c.identical > 1) sub += ' · ×' + c.identical + ' identical';
           if (hc) sub += ' · ' + hc + ' highlighted';
           if (S.profile) sub += ' · ' + (groupTime.get(b.gid) || 0).toFixed(0) + ' µs';
-          ctx.fillText(sub, b.x + 8, b.y + 35);
+          ctx.fillText(clip(sub, b.w - 10), b.x + 8, b.y + 35);
         }
+        if (region) ctx.restore();
       }
     }
     // Edges.
@@ -659,17 +787,10 @@
     for (const b of S.lay.nodes) {
       if (!inView(b)) continue;
       const n = g.nodes[b.id];
-      const hi = dim && isHi(b.id);
-      let fill = OP_COLORS[n.fusion] || '#f0f0f0';
-      if (S.profile) {
-        const p = S.profile.byName.get(n.name);
-        fill = p ? heat(Math.log1p(p.us) / Math.log1p(S.profile.max)) : '#fafafa';
-      }
-      if (dim && !hi) fill = '#f4f4f5';
-      ctx.fillStyle = fill;
-      const sel = S.selNode === b.id;
-      ctx.strokeStyle = sel ? '#2563eb' : hi ? '#d97706' : dim ? '#d4d4d8' : opColor(n.op);
-      ctx.lineWidth = (sel || hi ? 2.5 : 1.2) / Math.max(k, 0.25);
+      const st = nodeStyle(n, dim, hiSet);
+      ctx.fillStyle = st.fill;
+      ctx.strokeStyle = st.stroke;
+      ctx.lineWidth = st.width / Math.max(k, 0.25);
       if (lod === 0) { ctx.fillRect(b.x, b.y, b.w, b.h); ctx.strokeRect(b.x, b.y, b.w, b.h); continue; }
       roundRect(b.x, b.y, b.w, b.h, 4);
       ctx.fill(); ctx.stroke();
@@ -693,7 +814,7 @@
         ctx.fillText(clip(sub, b.w - 12), b.x + 7, b.y + 27);
         // Chips: constants (green) and stubs of shared values (blue) consumed by this op.
         let x = b.x + 6;
-        const y = b.y + Layout.consts.NODE_H - 2;
+        const y = b.y + NODE_H - 2;
         const chips = [];
         for (const [p] of n.inputs) if (m.chip[p]) chips.push([p, '#16a34a']);
         for (const p of m.stubs[b.id]) chips.push([p, '#2563eb']);
@@ -710,6 +831,31 @@
       }
     }
     paintMinimap(W, H);
+  }
+  // Fill and outline of a node: op class, profile heat, highlight (navigator, search, a pass's
+  // changes) and selection. Shared by the canvas and the SVG export.
+  function nodeStyle(n, dim, hiSet) {
+    const hi = dim && (S.selOps.has(n.op) || (hiSet ? hiSet.has(n.id) : S.searchHits.includes(n.id)));
+    let fill = OP_COLORS[n.fusion] || '#f0f0f0';
+    if (S.profile) {
+      const p = S.profile.byName.get(n.name);
+      fill = p ? heat(Math.log1p(p.us) / Math.log1p(S.profile.max)) : '#fafafa';
+    }
+    if (dim && !hi) fill = '#f4f4f5';
+    const sel = S.selNode === n.id;
+    let stroke = sel ? '#2563eb' : hi ? '#d97706' : dim ? '#d4d4d8' : opColor(n.op);
+    let width = sel || hi ? 2.5 : 1.2;
+    const pc = S.passDiff && S.passDiff.kind.get(n.name);
+    if (pc) {  // what the selected pass did to this op
+      fill = pc === 'added' ? '#dcfce7' : pc === 'rewritten' ? '#fef3c7' : '#fee2e2';
+      stroke = pc === 'added' ? '#16a34a' : pc === 'rewritten' ? '#d97706' : '#dc2626';
+      width = 3;
+    }
+    return {fill, stroke, width};
+  }
+  function groupTitle(c) {
+    if (c.kind === 'region') return c.label + ' · ' + c.count + ' ops';
+    return c.label + (c.identical > 1 ? ' ×' + c.identical : '');
   }
   let gmt = 0;
   function groupMaxTime(gt) { gmt = 0; for (const v of gt.values()) gmt = Math.max(gmt, v); return gmt || 1; }
@@ -750,7 +896,7 @@
     for (const b of S.lay.groups)
       if (gx >= b.x && gx <= b.x + b.w && gy >= b.y && gy <= b.y + b.h &&
           (!best || S.model.containers[b.gid].depth > S.model.containers[best.gid].depth)) best = b;
-    if (best) return {group: best.gid, header: !best.expanded || gy - best.y < Layout.consts.HEADER};
+    if (best) return {group: best.gid, header: !best.expanded || gy - best.y < HEADER};
     return null;
   }
   let drag = null;
@@ -801,18 +947,71 @@
   $('btn-fit').onclick = fit;
   $('btn-expand').onclick = () => setAll(true);
   $('btn-collapse').onclick = () => setAll(false);
-  $('btn-png').onclick = () => {
-    const a = document.createElement('a');
-    a.download = 'loom-view.png';
-    a.href = canvas.toDataURL('image/png');
-    a.click();
-  };
+  $('btn-png').onclick = () => download('loom-view.png', canvas.toDataURL('image/png'));
   $('legend').textContent = 'green chips: constants · blue chips: shared values (drawn at each use) · dashed: fused kernel / in place · ▸ click a group header to expand';
 
   // Test hooks.
-  Object.assign(S, {select, selectGroup, toggleGroup, setAll, openConstant, loadView, runProfile, fit,
+  // ---- export ------------------------------------------------------------------------------
+
+  // The current view (what the canvas shows: expansion state, highlights, profile colours) as
+  // SVG, from the same layout boxes; one element per visible box, so large views stay usable.
+  function exportSvg() {
+    const L = S.lay, g = S.graph, m = S.model;
+    const esc = t => String(t).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+    const f = v => Math.round(v * 10) / 10;
+    const out = [`<svg xmlns="http://www.w3.org/2000/svg" width="${f(L.w)}" height="${f(L.h)}" viewBox="0 0 ${f(L.w)} ${f(L.h)}" font-family="sans-serif">`,
+      `<rect width="100%" height="100%" fill="#fbfbfc"/>`];
+    for (const b of L.groups) {
+      const c = m.containers[b.gid];
+      const region = c.kind === 'region';
+      out.push(`<g data-group="${b.gid}"><rect x="${f(b.x)}" y="${f(b.y)}" width="${f(b.w)}" height="${f(b.h)}" rx="6" ` +
+          `fill="${b.expanded ? (region ? '#fff7ed' : '#eef3fd') : (region ? '#ffedd5' : '#e4e9f5')}" stroke="${region ? '#ea580c' : '#8d9ab3'}"` +
+          `${region ? ' stroke-dasharray="5 3"' : ''}/><text x="${f(b.x + 8)}" y="${f(b.y + 17)}" font-size="12" font-weight="bold">` +
+          `${esc((b.expanded ? '▾ ' : '▸ ') + groupTitle(c))}</text></g>`);
+    }
+    const paths = L.edges.map(e => {
+      const p = e.pts;
+      let d = `M${f(p[0])} ${f(p[1])}`;
+      for (let i = 2; i < p.length; i += 2) d += `L${f(p[i])} ${f(p[i + 1])}`;
+      return `<path d="${d}"/>`;
+    });
+    out.push(`<g fill="none" stroke="#5a6478" stroke-width="1">${paths.join('')}</g>`);
+    const dim = S.selOps.size > 0 || S.searchHits.length > 0;
+    for (const b of L.nodes) {
+      const n = g.nodes[b.id];
+      const st = nodeStyle(n, dim);
+      out.push(`<g data-node="${b.id}"><rect x="${f(b.x)}" y="${f(b.y)}" width="${f(b.w)}" height="${f(b.h)}" rx="4" ` +
+          `fill="${st.fill}" stroke="${st.stroke}"/><text x="${f(b.x + 7)}" y="${f(b.y + 14)}" font-size="12" font-weight="bold">${esc(n.op)}</text>` +
+          `<text x="${f(b.x + 7)}" y="${f(b.y + 27)}" font-size="10" fill="#4b5563">${esc(clip((n.name && n.name !== n.op ? n.name + '  ' : '') +
+          (n.outputs[0] ? shapeStr(n.outputs[0]) : ''), b.w - 12))}</text></g>`);
+    }
+    out.push('</svg>');
+    return out.join('\n');
+  }
+  function download(name, href) {
+    const a = document.createElement('a');
+    a.download = name;
+    a.href = href;
+    document.body.append(a);
+    a.click();
+    a.remove();
+  }
+  $('btn-svg').onclick = () => {
+    const url = URL.createObjectURL(new Blob([exportSvg()], {type: 'image/svg+xml'}));
+    download('loom-view.svg', url);
+    setTimeout(() => URL.revokeObjectURL(url), 1000);
+  };
+
+  Object.assign(S, {select, selectGroup, toggleGroup, setAll, openConstant, loadView, runProfile,
+    applyProfile, exportSvg, showPassChange, fit,
     visibleNodes: () => S.lay.nodes.map(b => b.id),
     highlightedNodes: () => S.lay.nodes.filter(b => nodeHighlighted(b.id)).map(b => b.id)});
+
+  // Whatever goes wrong, the page says so instead of going blank.
+  window.addEventListener('error', e => { showError('[view] page error: ' + e.message); S.ready = true; });
+  window.addEventListener('unhandledrejection', e => {
+    showError('[view] ' + (e.reason && e.reason.message || e.reason)); S.ready = true;
+  });
 
   resize();
   start();

@@ -4,6 +4,7 @@
 #include <httplib.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -12,6 +13,7 @@
 #include "loom/loom.h"
 #include "loom/package.h"
 #include "view.h"
+#include "view_profile.h"
 
 namespace loom::view {
 namespace {
@@ -85,7 +87,7 @@ TEST_F(ViewServer, ServesThePageFromTheBinary) {
   EXPECT_EQ(s, 200);
   EXPECT_NE(html.find("loom view"), std::string::npos);
   EXPECT_NE(html.find("data-testid=\"graph-canvas\""), std::string::npos);
-  for (const char* f : {"/viewer.js", "/layout.js", "/viewer.css"}) {
+  for (const char* f : {"/viewer.js", "/viewer.css"}) {
     auto [fs, body] = get(f);
     EXPECT_EQ(fs, 200) << f;
     EXPECT_GT(body.size(), 1000u) << f;
@@ -249,6 +251,171 @@ TEST_F(ViewServer, DiffOfTwoPackages) {
   EXPECT_EQ(d["nodes_a"], load_graph(a, &outs).data()->nodes.size());
   EXPECT_EQ(d["nodes_b"], load_graph(b, &outs).data()->nodes.size());
   EXPECT_FALSE(d["ops"].empty());
+}
+
+// The hierarchy and the layout come from the server: every drawn op once, edges between drawn
+// ops, a clear error for an expansion naming no group.
+TEST_F(ViewServer, GroupsAndLayout) {
+  std::string path = make_package(false);
+  start(path);
+  json gj = get_json("/api/graph?view=asis");
+  json t = get_json("/api/groups?view=asis");
+  ASSERT_EQ(t["node_container"].size(), gj["nodes"].size());
+  EXPECT_EQ(t["containers"][0]["kind"], "root");
+  std::set<std::string> blocks;
+  for (const auto& c : t["containers"])
+    if (c["kind"] == "block") blocks.insert(c["label"]);
+  EXPECT_EQ(blocks, (std::set<std::string>{"blk.0", "blk.1"}));
+  size_t drawn = 0;
+  for (const auto& c : t["node_container"]) drawn += c.get<int>() >= 0;
+  json all = get_json("/api/layout?view=asis&expanded=all");
+  ASSERT_EQ(all["nodes"].size() % 5, 0u);
+  EXPECT_EQ(all["nodes"].size() / 5, drawn);
+  std::set<int> ids;
+  for (size_t i = 0; i < all["nodes"].size(); i += 5) ids.insert(all["nodes"][i].get<int>());
+  EXPECT_EQ(ids.size(), drawn);
+  for (const auto& e : all["edges"]) {
+    ASSERT_GE(e.size(), 7u);  // from, to, index, two points at least
+    EXPECT_LT(e[0].get<size_t>(), gj["nodes"].size());
+    EXPECT_LT(e[1].get<size_t>(), gj["nodes"].size());
+  }
+  json top = get_json("/api/layout?view=asis");
+  EXPECT_LT(top["nodes"].size(), all["nodes"].size());  // blocks collapsed
+  EXPECT_EQ(top["groups"].size() / 6, blocks.size());
+  json e = get_json("/api/layout?view=asis&expanded=1,x", 422);
+  EXPECT_NE(e["error"].get<std::string>().find("names no group"), std::string::npos);
+  e = get_json("/api/layout?view=asis&expanded=100000", 422);
+  EXPECT_NE(e["error"].get<std::string>().find("names no group"), std::string::npos);
+}
+
+// Pass before/after: the compile pipeline records, per pass that changed something, the names it
+// removed, added and rewrote ("[changes]" lines of the pass log, docs/FORMAT.md).
+TEST_F(ViewServer, PassChangesOfTheCompiledView) {
+  start(make_package(false));
+  json asis = get_json("/api/graph?view=asis");
+  json cpu = get_json("/api/graph?view=cpu");
+  EXPECT_TRUE(asis["pass_changes"].empty());
+  ASSERT_FALSE(cpu["pass_changes"].empty());
+  for (const auto& l : cpu["pass_log"])
+    EXPECT_EQ(l.get<std::string>().rfind("[changes]", 0), std::string::npos) << l;
+  std::set<std::string> before, after;
+  for (const auto& n : asis["nodes"]) before.insert(n["name"]);
+  for (const auto& n : cpu["nodes"]) after.insert(n["name"]);
+  const auto& ch = cpu["pass_changes"];
+  EXPECT_EQ(ch.front()["nodes_before"], asis["nodes"].size());
+  EXPECT_EQ(ch.back()["nodes_after"], cpu["nodes"].size());
+  std::set<std::string> removed, added;
+  for (const auto& c : ch) {
+    for (const auto& n : c["removed"]) removed.insert(n);
+    for (const auto& n : c["added"]) added.insert(n);
+  }
+  // What the passes removed and did not add back is gone; what is new was added by a pass.
+  for (const auto& n : removed)
+    if (!added.count(n)) EXPECT_FALSE(after.count(n)) << n;
+  for (const auto& n : after)
+    if (!before.count(n)) EXPECT_TRUE(added.count(n)) << n;
+  for (const auto& n : before)
+    if (!after.count(n)) EXPECT_TRUE(removed.count(n)) << n;
+}
+
+// Packages written before pass changes existed (the checked-in v1 package) still open.
+TEST_F(ViewServer, PackageOfThePreviousVersionOpens) {
+  const char* data = std::getenv("LOOM_TEST_DATA");
+  ASSERT_NE(data, nullptr) << "LOOM_TEST_DATA is set by ctest";
+  start(std::string(data) + "/package/v1_mlp.loom");
+  json gj = get_json("/api/graph?view=asis");
+  EXPECT_FALSE(gj["nodes"].empty());
+  EXPECT_TRUE(gj["pass_changes"].is_array());
+  json lay = get_json("/api/layout?view=asis&expanded=all");
+  EXPECT_FALSE(lay["nodes"].empty());
+}
+
+// `loom run --profile-json` -> `loom view --profile`: the file's per-op times are served; a file
+// that is no profile is a clear message.
+TEST_F(ViewServer, ProfileFromFile) {
+  std::string pkg = make_package(true);
+  CompileOptions opt;
+  opt.profile = true;
+  Executable exe = Executable::load(pkg, opt);
+  Feeds feeds = {{"x", random_uniform({2, 8}, f32, -1, 1, 4)}};
+  exe.run(feeds);
+  exe.run(feeds);
+  std::string prof = tmp_path("run.json");
+  std::ofstream(prof) << profile_json(exe, 2, pkg, 1.5);
+  viewer_ = std::make_unique<Viewer>(pkg, "", "asis", prof);
+  server_ = std::make_unique<Server>(*viewer_);
+  port_ = server_->start(0);
+  json s = get_json("/api/summary");
+  EXPECT_EQ(s["profile"], prof);
+  EXPECT_EQ(s["profile_error"], "");
+  json p = get_json("/api/profile?source=file");
+  EXPECT_EQ(p["runs"], 2);
+  EXPECT_EQ(p["ms_per_run"], 1.5);
+  ASSERT_FALSE(p["nodes"].empty());
+  json gj = get_json("/api/graph?view=cpu");
+  std::set<std::string> names;
+  for (const auto& n : gj["nodes"]) names.insert(n["name"]);
+  for (const auto& n : p["nodes"]) {
+    EXPECT_TRUE(names.count(n["name"])) << n;
+    EXPECT_EQ(n["calls"], 2);
+    EXPECT_GE(n["us"].get<double>(), 0);
+  }
+  server_.reset();
+  std::string bad = tmp_path("bad_profile.json");
+  std::ofstream(bad) << R"({"format": "something else", "nodes": []})";
+  viewer_ = std::make_unique<Viewer>(pkg, "", "asis", bad);
+  server_ = std::make_unique<Server>(*viewer_);
+  port_ = server_->start(0);
+  std::string msg = get_json("/api/summary")["profile_error"];
+  EXPECT_NE(msg.find("not a loom profile"), std::string::npos) << msg;
+  EXPECT_NE(get_json("/api/profile?source=file", 422)["error"].get<std::string>().find(
+                "not a loom profile"),
+            std::string::npos);
+}
+
+// Hostile packages: a header length past the file, a node reading a later node, a huge shape,
+// JSON nested a million deep. Each is a message naming the problem, never a crash.
+TEST_F(ViewServer, HostilePackagesAreClearMessages) {
+  auto write = [](const std::string& name, const std::string& header, uint64_t header_len) {
+    std::string path = tmp_path(name);
+    std::ofstream f(path, std::ios::binary);
+    uint32_t version = 1;
+    f.write("LOOMPKG\0", 8);
+    f.write(reinterpret_cast<const char*>(&version), 4);
+    f.write(reinterpret_cast<const char*>(&header_len), 8);
+    f << header;
+    return path;
+  };
+  const std::string opts =
+      R"("compile_options": {"device": "cpu", "optimization_level": 1, "disabled_passes": [],
+          "constant_folding_max_elements": 1024, "plan_cache_capacity": 4, "num_threads": 0},
+          "pass_log": [])";
+  auto graph = [&](const std::string& nodes) {
+    return R"({"format": "loom-package", "kind": "graph", )" + opts +
+           R"(, "graph": {"variables": [], "nodes": )" + nodes + R"(, "outputs": [[0, 0]]}})";
+  };
+  std::string forward = graph(
+      R"([{"op": "tanh", "name": "t", "inputs": [[1, 0]], "attrs": {}, "outputs": [{"dtype": "f32", "shape": [2]}]},
+          {"op": "placeholder", "name": "x", "inputs": [], "attrs": {"name": {"s": "x"}, "dtype": {"s": "f32"}, "shape": {"iv": [2]}}, "outputs": [{"dtype": "f32", "shape": [2]}]}])");
+  std::string huge = graph(
+      R"([{"op": "placeholder", "name": "x", "inputs": [], "attrs": {"name": {"s": "x"}, "dtype": {"s": "f32"}, "shape": {"iv": [4611686018427387904, 4611686018427387904]}}, "outputs": [{"dtype": "f32", "shape": [4611686018427387904, 4611686018427387904]}]}])");
+  std::string deep = std::string(1000000, '[') + std::string(1000000, ']');
+  struct Case {
+    std::string name, header;
+    uint64_t len;
+  };
+  std::vector<Case> cases = {{"len.loom", "{}", uint64_t{1} << 60},
+                             {"forward.loom", forward, forward.size()},
+                             {"huge.loom", huge, huge.size()},
+                             {"deep.loom", deep, deep.size()}};
+  for (const auto& c : cases) {
+    start(write(c.name, c.header, c.len));
+    json s = get_json("/api/summary", 422);
+    std::string msg = s["error"];
+    EXPECT_NE(msg.find("[view] cannot open the package"), std::string::npos) << c.name << msg;
+    EXPECT_NE(msg.find("[package]"), std::string::npos) << c.name << ": " << msg;
+    EXPECT_EQ(get_json("/api/layout", 422)["error"], msg) << c.name;
+  }
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <string>
@@ -20,6 +21,7 @@
 #ifdef LOOM_HAS_VIEW
 #include "view.h"
 #endif
+#include "view_profile.h"
 
 namespace {
 
@@ -59,12 +61,19 @@ commands:
   run MODEL.loom --input NAME=FILE.npy ... [-o DIR] [--device D] [--repeat N]
                      run a package; outputs are written as DIR/<name>.npy
   inspect MODEL.loom ops, inputs/outputs, variables, constants by size and pass log of a package
-  view MODEL.loom [--port N] [--device D] [--diff OTHER.loom]
+  view MODEL.loom [--port N] [--device D] [--diff OTHER.loom] [--profile RUN.json]
                      serve a page that shows the package as stored and as compiled for a device
                      (op navigator, graph, inspector, constants, variables, pass log, profile)
 
 Later commands (quantize, bench) arrive with their issues.
 )";
+
+// A pass-log line for the terminal: "[changes] {json}" lines (the names a pass removed, added and
+// rewrote, for `loom view`) are cut short.
+std::string log_line(const std::string& l) {
+  if (l.rfind("[changes] ", 0) != 0 || l.size() <= 160) return l;
+  return l.substr(0, 157) + "...";
+}
 
 int cmd_selftest(const std::string& device) {
   loom::Graph g;
@@ -174,7 +183,7 @@ int cmd_generate(int argc, char** argv) {
   double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::cerr << model.summary() << "\nloaded and compiled in " << load_s << " s\n";
   if (verbose)
-    for (const auto& l : model.executable().pass_log()) std::cerr << "  " << l << "\n";
+    for (const auto& l : model.executable().pass_log()) std::cerr << "  " << log_line(l) << "\n";
   if (!adapter_arg.empty() || !random_adapter_arg.empty()) {
     loom::models::LoraAdapter adapter;
     if (!adapter_arg.empty()) {
@@ -222,8 +231,10 @@ constexpr const char* kConvertUsage =
   --graph   store the uncompiled graph instead (optimised again when loaded)
 )";
 constexpr const char* kRunUsage =
-    R"(usage: loom run MODEL.loom --input NAME=FILE.npy ... [-o DIR] [--device D] [--repeat N] [--profile]
+    R"(usage: loom run MODEL.loom --input NAME=FILE.npy ... [-o DIR] [--device D] [--repeat N] [--profile] [--profile-json FILE]
   Loads a package, runs it and writes each output to DIR/<output name>.npy (default: .).
+  --profile prints per-op-type times; --profile-json FILE writes per-op times for
+  `loom view MODEL.loom --profile FILE`.
 )";
 constexpr const char* kInspectUsage = R"(usage: loom inspect MODEL.loom
   Prints a package's kind, inputs, outputs, ops by type, variables, constants by size, pass log.
@@ -318,6 +329,7 @@ int cmd_run(int argc, char** argv) {
   std::string model, outdir = ".", device = "cpu";
   int repeat = 1;
   bool profile = false;  // time every op and print where the time went
+  std::string profile_path;  // --profile-json: per-op times for `loom view --profile`
   loom::Feeds feeds;
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
@@ -338,6 +350,9 @@ int cmd_run(int argc, char** argv) {
     } else if (a == "--repeat") {
       repeat = std::max(1, std::atoi(value().c_str()));
     } else if (a == "--profile") {
+      profile = true;
+    } else if (a == "--profile-json") {
+      profile_path = value();
       profile = true;
     } else if (!a.empty() && a[0] == '-') {
       throw loom::Error("[run] unknown option '" + a + "'");
@@ -378,6 +393,15 @@ int cmd_run(int argc, char** argv) {
   std::cout << "loaded in " << load_ms << " ms; run: " << repeat << "x, median "
             << times[times.size() / 2] << " ms, min " << times.front() << " ms\n";
   if (profile) std::cout << exe.profile_report();
+  if (!profile_path.empty()) {
+    double total = 0;
+    for (double t : times) total += t;
+    std::ofstream f(profile_path);
+    f << loom::view::profile_json(exe, repeat, model, total / repeat);
+    if (!f) throw loom::Error("[run] cannot write the profile to '" + profile_path + "'");
+    std::cout << "profile: " << profile_path << " (loom view " << model << " --profile "
+              << profile_path << ")\n";
+  }
   return 0;
 }
 
@@ -475,7 +499,8 @@ int cmd_inspect(int argc, char** argv) {
               << human_bytes(static_cast<double>(constants[k].first)) << ")\n";
   if (constants.size() > 10) std::cout << "  ... " << constants.size() - 10 << " more\n";
   std::cout << "pass log (" << p.pass_log.size() << "):\n";
-  for (const auto& l : p.pass_log) std::cout << "  " << l << "\n";
+  for (const auto& l : p.pass_log)
+    std::cout << "  " << log_line(l) << "\n";
   return 0;
 }
 

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
+#include <fstream>
 #include <iostream>
 #include <limits>
 #include <map>
@@ -16,6 +17,7 @@
 
 #include "io/package.h"
 #include "ir/op_registry.h"
+#include "layout.h"
 #include "loom/loom.h"
 #include "runtime/executable_impl.h"
 #include "view_assets.h"
@@ -166,6 +168,31 @@ json heat_map(const NDArray& a, int64_t slice) {
           {"lo", lo},       {"hi", hi},          {"cells", cells}};
 }
 
+// A `loom run --profile-json` file, checked field by field so a wrong file gets a message that
+// names the problem instead of a page coloured by garbage.
+json read_profile(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) fail("[view] cannot read the profile '", path, "'");
+  std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  json p = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  auto bad = [&](const std::string& why) {
+    fail("[view] the profile '", path, "' is not a loom profile (loom run --profile-json): ", why);
+  };
+  if (p.is_discarded()) bad("not JSON");
+  if (!p.is_object() || p.value("format", "") != "loom-profile")
+    bad("no \"format\": \"loom-profile\"");
+  if (!p.contains("nodes") || !p["nodes"].is_array()) bad("no \"nodes\" array");
+  for (const auto& n : p["nodes"])
+    if (!n.is_object() || !n.contains("name") || !n["name"].is_string() || !n.contains("us") ||
+        !n["us"].is_number() || !n.contains("op") || !n["op"].is_string())
+      bad("a node without name, op or us");
+  if (!p.contains("runs") || !p["runs"].is_number_integer()) bad("no \"runs\"");
+  if (!p.contains("ms_per_run") || !p["ms_per_run"].is_number()) bad("no \"ms_per_run\"");
+  if (!p.contains("device") || !p["device"].is_string()) bad("no \"device\"");
+  return {{"view", p["device"]},     {"runs", p["runs"]},   {"ms_per_run", p["ms_per_run"]},
+          {"inputs", json::array()}, {"nodes", p["nodes"]}, {"source", path}};
+}
+
 // Random inputs for a profiling run: floats uniform in [-1, 1], integers (token ids,
 // positions) and booleans zero so that gathers stay in range; dynamic dims are 1.
 Feeds random_feeds(const Executable& exe) {
@@ -196,6 +223,10 @@ struct ViewData {
   std::vector<std::string> pass_log;
   std::string graph_json;  // cached answer of /api/graph
   std::map<int, ConstantInfo> constants;
+  // The hierarchy and its layouts (layout.h), made on the first /api/groups or /api/layout.
+  std::unique_ptr<GroupTree> tree;
+  std::unique_ptr<Layouter> layouter;
+  std::string groups_json;
 };
 
 struct Viewer::State {
@@ -204,6 +235,8 @@ struct Viewer::State {
   io::Package pkg;
   std::unique_ptr<io::Package> other;  // --diff
   std::string diff_error;
+  std::string profile_path, profile_error;
+  json profile;  // --profile, validated
   std::map<std::string, std::unique_ptr<ViewData>> views;
   std::mutex mutex;  // httplib serves requests on a thread pool
 
@@ -211,9 +244,18 @@ struct Viewer::State {
   json graph_json(const ViewData& v) const;
 };
 
-Viewer::Viewer(std::string package_path, std::string diff_path, std::string default_view)
+Viewer::Viewer(std::string package_path, std::string diff_path, std::string default_view,
+               std::string profile_path)
     : s_(std::make_unique<State>()) {
   s_->path = std::move(package_path);
+  s_->profile_path = std::move(profile_path);
+  if (!s_->profile_path.empty()) {
+    try {
+      s_->profile = read_profile(s_->profile_path);
+    } catch (const std::exception& e) {
+      s_->profile_error = e.what();
+    }
+  }
   s_->diff_path = std::move(diff_path);
   s_->default_view = std::move(default_view);
   // The package loader validates everything (docs/FORMAT.md); its message is what the page
@@ -298,12 +340,27 @@ json Viewer::State::graph_json(const ViewData& v) const {
   for (const auto& o : v.outputs) outputs.push_back({o.node, o.index});
   json op_counts = json::array();
   for (const auto& [op, c] : counts) op_counts.push_back({{"op", op}, {"count", c}});
+  // "[changes] {json}" lines (what each pass removed, added, rewritten: docs/FORMAT.md) become
+  // pass_changes; the rest is the readable log. Packages written before carry none.
+  json log = json::array(), changes = json::array();
+  for (const auto& l : v.pass_log) {
+    if (l.rfind("[changes] ", 0) == 0) {
+      json c = json::parse(l.substr(10), nullptr, /*allow_exceptions=*/false);
+      if (c.is_object() && c.contains("pass") && c["removed"].is_array() && c["added"].is_array() &&
+          c["rewritten"].is_array()) {
+        changes.push_back(std::move(c));
+        continue;
+      }
+    }
+    log.push_back(l);
+  }
   return {{"view", v.device.empty() ? "asis" : v.device},
           {"nodes", nodes},
           {"outputs", outputs},
           {"variables", vars},
           {"op_counts", op_counts},
-          {"pass_log", v.pass_log}};
+          {"pass_log", log},
+          {"pass_changes", changes}};
 }
 
 namespace {
@@ -406,6 +463,182 @@ json diff_json(const ir::GraphData& a, const ir::GraphData& b) {
           {"added", added}, {"nodes_a", a.nodes.size()}, {"nodes_b", b.nodes.size()}};
 }
 
+// Fused regions of the compiled view: each `stitched` node's `program` attribute (IR text whose
+// placeholders in0..inN-1 are the node's inputs) parsed into its member ops, drawn inside the
+// region box. A program that does not parse leaves the node a plain box (never an error page).
+std::vector<VirtualNode> region_members(const ir::GraphData& g) {
+  const auto& reg = ir::OpRegistry::get();
+  std::vector<VirtualNode> out;
+  const int G = static_cast<int>(g.nodes.size());
+  for (int i = 0; i < G; ++i) {
+    const ir::Node& n = g.nodes[static_cast<size_t>(i)];
+    if (std::string(reg.info(n.op).name) != "stitched" || !n.attrs) continue;
+    std::string text;
+    for (const auto& [name, v] : n.attrs->fields())
+      if (name == "program")
+        if (const auto* s = std::get_if<std::string>(&v)) text = *s;
+    if (text.empty()) continue;
+    std::vector<ir::Value> outs;
+    ir::GraphData prog;
+    try {
+      prog = ir::parse_graph(text, &outs);
+    } catch (const std::exception&) {
+      continue;
+    }
+    std::vector<int> id(prog.nodes.size(), -1);  // program node -> graph or virtual id
+    std::vector<VirtualNode> members;
+    bool ok = true;
+    for (size_t k = 0; k < prog.nodes.size() && ok; ++k) {
+      const ir::Node& m = prog.nodes[k];
+      if (m.op == ir::op::placeholder) {
+        const std::string& nm = attrs_as<PlaceholderAttrs>(*m.attrs).name;
+        int idx = nm.size() > 2 && nm.rfind("in", 0) == 0 ? std::atoi(nm.c_str() + 2) : -1;
+        if (idx < 0 || idx >= static_cast<int>(n.inputs.size())) {
+          ok = false;
+          break;
+        }
+        id[k] = n.inputs[static_cast<size_t>(idx)].node;
+        continue;
+      }
+      VirtualNode v;
+      v.op = reg.info(m.op).name;
+      v.name = m.name.empty() ? v.op : m.name;
+      for (const auto& in : m.inputs) {
+        int src = id[static_cast<size_t>(in.node)];
+        // Program placeholders stand for the node's inputs, which keep their output index.
+        int index = prog.nodes[static_cast<size_t>(in.node)].op == ir::op::placeholder
+                        ? n.inputs[static_cast<size_t>(std::atoi(
+                                       attrs_as<PlaceholderAttrs>(
+                                           *prog.nodes[static_cast<size_t>(in.node)].attrs)
+                                           .name.c_str() +
+                                       2))]
+                              .index
+                        : in.index;
+        v.inputs.emplace_back(src, index);
+      }
+      if (!m.outputs.empty()) v.type = m.outputs[0];
+      v.region = i;
+      id[k] = G + static_cast<int>(out.size() + members.size());
+      members.push_back(std::move(v));
+    }
+    if (!ok) continue;
+    for (auto& m : members) out.push_back(std::move(m));
+  }
+  return out;
+}
+
+// Coordinates with one decimal: the layout of a 20 000-op graph stays a few MB of JSON.
+void put_num(std::string& out, double v) {
+  char buf[32];
+  int n = std::snprintf(buf, sizeof buf, "%.1f", v);
+  if (n > 2 && buf[n - 2] == '.' && buf[n - 1] == '0') n -= 2;
+  out.append(buf, static_cast<size_t>(n));
+}
+
+json groups_json(const GroupTree& t) {
+  json cs = json::array();
+  for (const auto& c : t.containers)
+    cs.push_back({{"id", c.id},
+                  {"label", c.label},
+                  {"kind", c.kind},
+                  {"parent", c.parent},
+                  {"depth", c.depth},
+                  {"count", c.count},
+                  {"identical", c.identical},
+                  {"region_node", c.region_node},
+                  {"sig", std::to_string(c.sig)}});
+  json vn = json::array();
+  for (size_t k = 0; k < t.virtual_nodes.size(); ++k) {
+    const auto& v = t.virtual_nodes[k];
+    json ins = json::array();
+    for (const auto& [p, i] : v.inputs) ins.push_back({p, i});
+    vn.push_back({{"id", t.num_graph_nodes + static_cast<int>(k)},
+                  {"op", v.op},
+                  {"name", v.name},
+                  {"inputs", ins},
+                  {"outputs", json::array({type_json(v.type)})},
+                  {"region", v.region}});
+  }
+  json stubs = json::object(), chips = json::object();
+  for (size_t i = 0; i < t.stubs.size(); ++i) {
+    if (!t.stubs[i].empty()) stubs[std::to_string(i)] = t.stubs[i];
+    if (!t.chips[i].empty()) chips[std::to_string(i)] = t.chips[i];
+  }
+  json hubs = json::array();
+  for (size_t i = 0; i < t.hub.size(); ++i)
+    if (t.hub[i]) hubs.push_back(i);
+  return {{"containers", cs},      {"node_container", t.node_container},
+          {"virtual_nodes", vn},   {"stubs", stubs},
+          {"chips", chips},        {"hubs", hubs},
+          {"build_ms", t.build_ms}};
+}
+
+std::string layout_json(const LayoutResult& r) {
+  std::string o;
+  o.reserve(64 + r.nodes.size() * 40 + r.edges.size() * 60);
+  o += "{\"w\":";
+  put_num(o, r.w);
+  o += ",\"h\":";
+  put_num(o, r.h);
+  o += ",\"ms\":" + std::to_string(r.ms) + ",\"laid_out\":" + std::to_string(r.laid_out) +
+       ",\"reused\":" + std::to_string(r.reused) + ",\"degraded\":" + std::to_string(r.degraded);
+  // Flat arrays: nodes [id, x, y, w, h]*, groups [id, x, y, w, h, expanded]*.
+  o += ",\"nodes\":[";
+  for (size_t i = 0; i < r.nodes.size(); ++i) {
+    const auto& b = r.nodes[i];
+    if (i) o += ',';
+    o += std::to_string(b.id) + ',';
+    put_num(o, b.x), o += ',', put_num(o, b.y), o += ',', put_num(o, b.w), o += ',';
+    put_num(o, b.h);
+  }
+  o += "],\"groups\":[";
+  for (size_t i = 0; i < r.groups.size(); ++i) {
+    const auto& b = r.groups[i];
+    if (i) o += ',';
+    o += std::to_string(b.id) + ',';
+    put_num(o, b.x), o += ',', put_num(o, b.y), o += ',', put_num(o, b.w), o += ',';
+    put_num(o, b.h), o += b.expanded ? ",1" : ",0";
+  }
+  // Edges [from, to, output index, x0, y0, x1, y1, ...].
+  o += "],\"edges\":[";
+  for (size_t i = 0; i < r.edges.size(); ++i) {
+    const auto& e = r.edges[i];
+    if (i) o += ',';
+    o += '[' + std::to_string(e.from) + ',' + std::to_string(e.to) + ',' + std::to_string(e.index);
+    for (float v : e.pts) o += ',', put_num(o, v);
+    o += ']';
+  }
+  o += "]}";
+  return o;
+}
+
+std::set<int> parse_expanded(const Query& q, const GroupTree& t) {
+  std::set<int> out;
+  auto it = q.find("expanded");
+  if (it == q.end() || it->second.empty()) return out;
+  if (it->second == "all") {
+    for (const auto& c : t.containers) out.insert(c.id);
+    return out;
+  }
+  size_t s = 0;
+  const std::string& v = it->second;
+  while (s <= v.size()) {
+    size_t e = v.find(',', s);
+    if (e == std::string::npos) e = v.size();
+    std::string tok = v.substr(s, e - s);
+    if (!tok.empty()) {
+      char* end = nullptr;
+      long id = std::strtol(tok.c_str(), &end, 10);
+      if (*end || id < 0 || id >= static_cast<long>(t.containers.size()))
+        fail("[view] parameter 'expanded' names no group: '", tok, "' (", t.containers.size(),
+             " groups)");
+      out.insert(static_cast<int>(id));
+    }
+    s = e + 1;
+  }
+  return out;
+}
+
 }  // namespace
 
 Response Viewer::handle(const std::string& path, const Query& query) {
@@ -447,14 +680,27 @@ Response Viewer::handle(const std::string& path, const Query& query) {
                 {"inputs", inputs},
                 {"outputs", outputs},
                 {"diff", s_->diff_path.empty() ? json(nullptr) : json(s_->diff_path)},
+                {"profile", s_->profile_path.empty() ? json(nullptr) : json(s_->profile_path)},
+                {"profile_error", s_->profile_error},
                 // cuda is always offered: without the backend its view says so.
                 {"devices", {"cpu", "cuda", "reference"}}});
       return json_response(j);
     }
     if (path == "/api/graph" || path == "/api/ops" || path == "/api/variables" ||
-        path == "/api/constants" || path == "/api/constant" || path == "/api/passes") {
+        path == "/api/constants" || path == "/api/constant" || path == "/api/passes" ||
+        path == "/api/groups" || path == "/api/layout") {
       ViewData& v = s_->view(view_name());
       if (!v.error.empty()) return error_response(v.error);
+      if (path == "/api/groups" || path == "/api/layout") {
+        if (!v.tree) {
+          v.tree = std::make_unique<GroupTree>(
+              build_groups(v.graph, v.outputs, LayoutOptions{}, region_members(v.graph)));
+          v.layouter = std::make_unique<Layouter>(*v.tree, LayoutOptions{});
+          v.groups_json = groups_json(*v.tree).dump();
+        }
+        if (path == "/api/groups") return {200, kJson, v.groups_json};
+        return {200, kJson, layout_json(v.layouter->layout(parse_expanded(query, *v.tree)))};
+      }
       if (path == "/api/graph") return {200, kJson, v.graph_json};
       if (path == "/api/passes") return json_response({{"pass_log", v.pass_log}});
       if (path == "/api/variables") return json_response({{"variables", variables_json(v.graph)}});
@@ -512,6 +758,11 @@ Response Viewer::handle(const std::string& path, const Query& query) {
            {"heatmap", heat_map(value, query_int(query, "slice", 0, 0, value.numel()))},
            {"values", {{"offset", offset}, {"data", values}}},
            {"consumers", consumers}});
+    }
+    if (path == "/api/profile" && query.count("source") && query.at("source") == "file") {
+      if (s_->profile_path.empty()) return error_response("[view] no --profile file given", 404);
+      if (!s_->profile_error.empty()) return error_response(s_->profile_error);
+      return json_response(s_->profile);
     }
     if (path == "/api/profile") {
       // Runs the package compiled with per-op timing on random inputs (`runs` times).
@@ -611,14 +862,16 @@ void Server::stop() {
 namespace {
 constexpr const char* kViewUsage =
     R"(usage: loom view MODEL.loom [--port N] [--device cpu|cuda|reference] [--diff OTHER.loom]
+                  [--profile RUN.json]
   Serves a page on http://127.0.0.1:N/ (default port 8077; 0 picks a free one) that shows the
   package as stored and as compiled for a device: op navigator, graph, inspector, constants,
-  variables, pass log, per-op profile. --device selects the view opened first.
+  variables, pass log (what each pass changed), per-op profile. --device selects the view opened
+  first; --profile colours ops by the times of `loom run MODEL.loom --profile-json RUN.json`.
 )";
 }  // namespace
 
 int cmd_view(int argc, char** argv) {
-  std::string path, device = "asis", diff;
+  std::string path, device = "asis", diff, profile;
   int port = 8077;
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
@@ -638,6 +891,8 @@ int cmd_view(int argc, char** argv) {
       Device::parse(device);
     } else if (a == "--diff") {
       diff = value();
+    } else if (a == "--profile") {
+      profile = value();
     } else if (!a.empty() && a[0] == '-') {
       fail("[view] unknown option '", a, "'\n", kViewUsage);
     } else if (path.empty()) {
@@ -654,7 +909,7 @@ int cmd_view(int argc, char** argv) {
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  Viewer viewer(path, diff, device);
+  Viewer viewer(path, diff, device, profile);
   Server server(viewer);
   int bound = server.start(port);
   std::cout << "loom view: serving " << path << " on http://127.0.0.1:" << bound

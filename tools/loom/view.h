@@ -24,8 +24,9 @@ using Query = std::map<std::string, std::string>;
 class Viewer {
  public:
   // Never throws for a bad package: the error is kept and shown by the page (/api/summary).
+  // profile_path: a `loom run --profile-json` file to colour the graph with.
   explicit Viewer(std::string package_path, std::string diff_path = "",
-                  std::string default_view = "asis");
+                  std::string default_view = "asis", std::string profile_path = "");
   ~Viewer();
 
   // GET `path` ("/", "/viewer.js", "/api/graph", ...) with its query parameters.
@@ -50,7 +51,8 @@ class Server {
   std::unique_ptr<Impl> impl_;
 };
 
-// `loom view MODEL.loom [--port N] [--device D] [--diff OTHER.loom]`: blocks until interrupted.
+// `loom view MODEL.loom [--port N] [--device D] [--diff OTHER.loom] [--profile RUN.json]`: blocks
+// until interrupted.
 int cmd_view(int argc, char** argv);
 
 }  // namespace loom::view

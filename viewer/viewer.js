@@ -138,7 +138,7 @@
     // Switching views keeps the same op in view when it still exists (matched by name).
     if (keepName) {
       const n = g.nodes.find(n => n.name === keepName);
-      if (n) select(n.id, true);
+      if (n) await select(n.id, true);
     }
     status(`${S.model.numGraphNodes} ops · ${S.lay.nodes.length} drawn · layout ${S.lay.ms.toFixed(0)} ms`);
     S.ready = true;
@@ -260,7 +260,23 @@
     if (first && S.lay.nodeBox.has(first.id)) { const b = S.lay.nodeBox.get(first.id); centreOn(b.x + b.w / 2, b.y + b.h / 2); }
     draw();
   }
-  S.passHighlighted = () => S.lay.nodes.filter(b => S.passDiff && S.passDiff.kind.has(S.graph.nodes[b.id].name)).map(b => b.id);
+  // Drawn ops the selected pass touched: as boxes, or as constant chips inside their consumers.
+  S.passHighlighted = () => S.lay.nodes.filter(b => {
+    if (!S.passDiff) return false;
+    const n = S.graph.nodes[b.id];
+    return S.passDiff.kind.has(n.name) || (S.model.chips[b.id] || []).some(p => S.passDiff.kind.has(S.graph.nodes[p].name));
+  }).map(b => b.id);
+  S.passRemovedShown = () => {  // removed ops visible in this view (boxes or chips)
+    if (!S.passDiff) return 0;
+    const shown = new Set();
+    for (const b of S.lay.nodes) {
+      const n = S.graph.nodes[b.id];
+      if (S.passDiff.kind.get(n.name) === 'removed') shown.add(n.name);
+      for (const p of S.model.chips[b.id] || [])
+        if (S.passDiff.kind.get(S.graph.nodes[p].name) === 'removed') shown.add(S.graph.nodes[p].name);
+    }
+    return shown.size;
+  };
 
   function fillPasses() {
     const ul = $('pass-list');
@@ -431,7 +447,11 @@
     }
     const t = el('table');
     t.append(row('kind', c.kind), row('ops', String(c.count)));
-    if (c.identical > 1) t.append(row('identical', `${c.identical} blocks share this structure (laid out once)`));
+    if (c.identical > 1) t.append(row('identical', `${c.identical} ${c.kind === 'region' ? 'regions' : 'blocks'} share this structure (laid out once)`));
+    if (c.kind === 'region') {
+      const n = S.graph.nodes[c.region_node];
+      t.append(row('kernel', n.op + ' (one launch)'), row('node', nodeLink(c.region_node)));
+    }
     if (S.profile) t.append(row('time', us.toFixed(1) + ' µs / run'));
     box.append(t);
     box.append(el('h3', {text: 'ops by type'}));
@@ -822,6 +842,10 @@
           const pn = g.nodes[p];
           ctx.fillStyle = col;
           roundRect(x, y, 54, 12, 3); ctx.fill();
+          // A constant the selected pass removed (folded, merged): outlined red.
+          if (S.passDiff && S.passDiff.kind.get(pn.name) === 'removed') {
+            ctx.save(); ctx.strokeStyle = '#dc2626'; ctx.lineWidth = 2.5 / Math.max(k, 0.25); ctx.stroke(); ctx.restore();
+          }
           ctx.fillStyle = '#fff'; ctx.font = '8px sans-serif';
           // The block is the group's label already: show the rest ("attn_q.weight").
           const label = (pn.name || pn.op).replace(/^(blk|layers?|blocks?|h)[._\/]\d+[._\/]/, '');

@@ -223,9 +223,9 @@ def main():
             page.get_by_test_id("pass-before").click()
             page.wait_for_function("window.loomViewer.view === 'asis' && window.loomViewer.ready && window.loomViewer.passDiff")
             page.evaluate("window.loomViewer.setAll(true)")
-            hi = page.evaluate("window.loomViewer.passHighlighted().length")
-            removed_named = len([n for n in changes[idx]["removed"]])
-            check(hi >= 1, f"before: the as-is view outlines the ops the pass removed ({hi} of {removed_named})")
+            shown = page.evaluate("window.loomViewer.passRemovedShown()")
+            check(shown == len(changes[idx]["removed"]),
+                  f"before: the as-is view outlines every op the pass removed ({shown} of {len(changes[idx]['removed'])})")
             page.get_by_test_id("fit").click()
             page.wait_for_timeout(200)
             page.screenshot(path=os.path.join(a.out, "viewer_pass_before.png"))

@@ -74,7 +74,8 @@ TEST(ViewLayout, BlockNames) {
   EXPECT_EQ(block_of("model/layers/12/mlp"), "layers.12");
   EXPECT_EQ(block_of("encoder.layer.0.attention"), "encoder.layer.0");
   EXPECT_EQ(block_of("transformer.h.7.attn"), "h.7");
-  EXPECT_EQ(block_of("blocks_2"), "blocks_2");
+  EXPECT_EQ(block_of("blocks_2.mlp"), "blocks_2");
+  EXPECT_EQ(block_of("dequantize_blocks_7"), "");  // a generated op name, not a block
   EXPECT_EQ(block_of("blkx.3"), "");
   EXPECT_EQ(block_of("output.weight"), "");
   EXPECT_EQ(block_of("h.7x"), "");

@@ -62,6 +62,8 @@ std::string block_of(const std::string& name) {
       if (e < name.size() &&
           !(name[e] == '.' || name[e] == '_' || name[e] == '/' || name[e] == ':'))
         continue;
+      // "dequantize_blocks_7" is an op's generated name (op_N), not block 7.
+      if (e == name.size() && name[p] == '_') continue;
       std::string out = name.substr(s, e - s);
       std::replace(out.begin(), out.end(), '/', '.');
       return out;

@@ -241,7 +241,7 @@ struct Viewer::State {
   std::mutex mutex;  // httplib serves requests on a thread pool
 
   ViewData& view(const std::string& name);
-  json graph_json(const ViewData& v) const;
+  std::string graph_json(const ViewData& v) const;
 };
 
 Viewer::Viewer(std::string package_path, std::string diff_path, std::string default_view,
@@ -299,7 +299,7 @@ ViewData& Viewer::State::view(const std::string& name) {
       v.outputs = exe.impl()->outputs;
       v.pass_log = exe.pass_log();
     }
-    v.graph_json = graph_json(v).dump();
+    v.graph_json = graph_json(v);
   } catch (const std::exception& e) {
     v.error = std::string(e.what()).rfind("[view]", 0) == 0
                   ? e.what()
@@ -308,29 +308,41 @@ ViewData& Viewer::State::view(const std::string& name) {
   return v;
 }
 
-json Viewer::State::graph_json(const ViewData& v) const {
+std::string Viewer::State::graph_json(const ViewData& v) const {
   const auto& reg = ir::OpRegistry::get();
-  json nodes = json::array();
+  // The nodes are written directly: a json tree of 20 000 nodes took ~1 s to build, copy and free.
+  std::string nodes;
+  nodes.reserve(v.graph.nodes.size() * 160);
   std::map<std::string, int> counts;
+  auto str = [&](const std::string& x) { nodes += json(x).dump(); };
   for (size_t i = 0; i < v.graph.nodes.size(); ++i) {
     const ir::Node& n = v.graph.nodes[i];
     const ir::OpInfo& info = reg.info(n.op);
     counts[info.name]++;
-    json inputs = json::array();
-    for (const auto& in : n.inputs) inputs.push_back({in.node, in.index});
-    json outs = json::array();
-    for (const auto& t : n.outputs) outs.push_back(type_json(t));
-    json node = {{"id", i},
-                 {"op", info.name},
-                 {"name", n.name},
-                 {"fusion", ir::fusion_class_name(info.fusion)},
-                 {"inputs", inputs},
-                 {"outputs", outs},
-                 {"attrs", n.attrs ? attrs_json(*n.attrs) : json::object()}};
-    if (n.op == ir::op::constant) node["nbytes"] = attrs_as<ConstantAttrs>(*n.attrs).value.nbytes();
-    if (n.op == ir::op::read || n.op == ir::op::assign)
-      node["variable"] = attrs_as<VariableRefAttrs>(*n.attrs).variable;
-    nodes.push_back(std::move(node));
+    if (i) nodes += ',';
+    nodes += "{\"id\":" + std::to_string(i) + ",\"op\":";
+    str(info.name);
+    nodes += ",\"name\":";
+    str(n.name);
+    nodes += ",\"fusion\":";
+    str(ir::fusion_class_name(info.fusion));
+    nodes += ",\"inputs\":[";
+    for (size_t k = 0; k < n.inputs.size(); ++k)
+      nodes += (k ? ",[" : "[") + std::to_string(n.inputs[k].node) + ',' +
+               std::to_string(n.inputs[k].index) + ']';
+    nodes += "],\"outputs\":[";
+    for (size_t k = 0; k < n.outputs.size(); ++k) {
+      if (k) nodes += ',';
+      nodes += type_json(n.outputs[k]).dump();
+    }
+    nodes += "],\"attrs\":" + (n.attrs ? attrs_json(*n.attrs).dump() : std::string("{}"));
+    if (n.op == ir::op::constant)
+      nodes += ",\"nbytes\":" + std::to_string(attrs_as<ConstantAttrs>(*n.attrs).value.nbytes());
+    if (n.op == ir::op::read || n.op == ir::op::assign) {
+      nodes += ",\"variable\":";
+      str(attrs_as<VariableRefAttrs>(*n.attrs).variable);
+    }
+    nodes += '}';
   }
   json vars = json::array();
   for (const auto& var : v.graph.variables)
@@ -354,13 +366,13 @@ json Viewer::State::graph_json(const ViewData& v) const {
     }
     log.push_back(l);
   }
-  return {{"view", v.device.empty() ? "asis" : v.device},
-          {"nodes", nodes},
-          {"outputs", outputs},
-          {"variables", vars},
-          {"op_counts", op_counts},
-          {"pass_log", log},
-          {"pass_changes", changes}};
+  json rest = {{"view", v.device.empty() ? "asis" : v.device},
+               {"outputs", outputs},
+               {"variables", vars},
+               {"op_counts", op_counts},
+               {"pass_log", log},
+               {"pass_changes", changes}};
+  return "{\"nodes\":[" + nodes + "]," + rest.dump().substr(1);
 }
 
 namespace {

@@ -4,6 +4,7 @@
 #include <onnx/onnx_pb.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -15,6 +16,7 @@
 #include <unordered_map>
 
 #include "ir/graph.h"
+#include "ir/op_registry.h"
 #include "loom/executable.h"
 #include "loom/ops.h"
 
@@ -154,20 +156,43 @@ NDArray tensor_from_proto(const onnx::TensorProto& t, const std::string& base_di
 
 // ------------------------------------------------------------------------------ converters
 
+// Shape-like values computed from dynamic dims (Shape of a tensor with a dynamic dim, and the
+// shape arithmetic on it) are not in the graph: the importer knows them as their values under
+// kProbes assignments of the dynamic input dims ("probes"; see Importer and docs/ONNX.md).
+constexpr int kProbes = 2;
+using Probed = std::array<NDArray, kProbes>;
+
+// One element of a shape-like operand: a constant, or a value that depends on dynamic dims
+// (known by its value under each probe).
+struct DimValue {
+  bool known = true;
+  int64_t value = 0;
+  std::array<int64_t, kProbes> probe{};
+};
+
 struct Ctx {
   Graph& g;
   const onnx::NodeProto& node;
   int64_t opset;
-  std::vector<Tensor> in;                   // undefined for omitted optional inputs
+  mutable std::vector<Tensor> in;           // undefined for omitted (or probed) inputs
   std::vector<std::optional<NDArray>> cin;  // values of constant inputs
+  std::vector<const Probed*> probe = {};    // probed (shape-like, dynamic) inputs, else null
+  // A probed input as a run-time tensor (for inputs used as data), and a tensor's shape under
+  // each probe.
+  std::function<Tensor(size_t)> materialize = {};
+  std::function<std::array<Shape, kProbes>(const Tensor&)> probe_shapes = {};
+  // For a probed input that is exactly Shape(t): t (a tensor of that shape), else undefined.
+  std::function<Tensor(size_t)> shape_carrier = {};
 
   template <class... Args>
   [[noreturn]] void error(const Args&... args) const {
     fail("[onnx] node '", node.name(), "' (", node.op_type(), "): ", args...);
   }
-  bool has(size_t i) const { return i < in.size() && in[i].defined(); }
+  bool probed(size_t i) const { return i < probe.size() && probe[i]; }
+  bool has(size_t i) const { return i < in.size() && (in[i].defined() || probed(i)); }
   const Tensor& x(size_t i) const {
     if (!has(i)) error("input ", i, " is required");
+    if (!in[i].defined()) in[i] = materialize(i);
     return in[i];
   }
   const onnx::AttributeProto* attr(const std::string& name) const {
@@ -195,10 +220,39 @@ struct Ctx {
   // An input that must be known at import time (shapes, axes, pads, ...), as integers.
   std::optional<std::vector<int64_t>> const_ints(size_t k, const char* what) const {
     if (!has(k)) return std::nullopt;
+    if (probed(k))
+      error("input ", k, " (", what,
+            ") computed from a dynamic dim is not supported here (Loom needs it at import time)");
     if (!cin[k])
       error("input ", k, " (", what, ") must be a constant: Loom needs it at import time");
     auto d = cin[k]->to_doubles();
     return std::vector<int64_t>(d.begin(), d.end());
+  }
+  // Like const_ints, but elements may depend on dynamic dims (shape arithmetic on Shape).
+  std::optional<std::vector<DimValue>> dim_values(size_t k, const char* what) const {
+    if (!probed(k)) {
+      auto v = const_ints(k, what);
+      if (!v) return std::nullopt;
+      std::vector<DimValue> out;
+      for (int64_t e : *v) out.push_back({true, e, {}});
+      return out;
+    }
+    const Probed& p = *probe[k];
+    std::array<std::vector<double>, kProbes> vals;
+    for (int j = 0; j < kProbes; ++j) {
+      vals[static_cast<size_t>(j)] = p[static_cast<size_t>(j)].to_doubles();
+      if (vals[static_cast<size_t>(j)].size() != vals[0].size())
+        error("input ", k, " (", what, ") has a length that depends on dynamic dims");
+    }
+    std::vector<DimValue> out(vals[0].size());
+    for (size_t e = 0; e < out.size(); ++e) {
+      for (size_t j = 0; j < kProbes; ++j) {
+        out[e].probe[j] = static_cast<int64_t>(vals[j][e]);
+        out[e].known = out[e].known && out[e].probe[j] == out[e].probe[0];
+      }
+      out[e].value = out[e].probe[0];
+    }
+    return out;
   }
   std::optional<double> const_scalar(size_t k) const {
     if (!has(k) || !cin[k] || cin[k]->numel() != 1) return std::nullopt;
@@ -304,11 +358,37 @@ std::vector<Tensor> split_onnx(Ctx& c) {
   return split(x, *sizes, axis);
 }
 
+// A start or end computed from dynamic dims, as an index Loom's slice takes: it must be the sliced
+// dim plus a constant (e.g. Shape(x)[1] - 1); a non-negative offset clamps to the end.
+int64_t relative_bound(Ctx& c, const DimValue& v, int64_t axis, bool is_end) {
+  if (v.known) return v.value;
+  auto xs = c.probe_shapes(c.x(0));
+  int r = c.rank(0);
+  int a = static_cast<int>(axis < 0 ? axis + r : axis);
+  if (a < 0 || a >= r) c.error("axis out of range");
+  int64_t off = v.probe[0] - xs[0][a];
+  for (size_t p = 1; p < kProbes; ++p)
+    if (v.probe[p] - xs[p][a] != off)
+      c.error(is_end ? "an end" : "a start",
+              " computed from a dynamic dim other than the sliced one is not supported (a "
+              "value-dependent shape)");
+  if (off < 0) return off;
+  if (is_end) return kSliceEnd;
+  c.error("a start at or past the end of a dynamic dim is not supported");
+}
+
 std::vector<Tensor> slice_onnx(Ctx& c) {
-  auto starts = *c.const_ints(1, "starts");
-  auto ends = *c.const_ints(2, "ends");
-  auto axes = c.const_ints(3, "axes").value_or(all_axes(static_cast<int>(starts.size())));
-  auto steps = c.const_ints(4, "steps").value_or(std::vector<int64_t>(starts.size(), 1));
+  auto sv = *c.dim_values(1, "starts");
+  auto ev = *c.dim_values(2, "ends");
+  auto axes = c.const_ints(3, "axes").value_or(all_axes(static_cast<int>(sv.size())));
+  auto steps = c.const_ints(4, "steps").value_or(std::vector<int64_t>(sv.size(), 1));
+  if (sv.size() != ev.size() || axes.size() != sv.size() || steps.size() != sv.size())
+    c.error("starts, ends, axes and steps differ in length");
+  std::vector<int64_t> starts, ends;
+  for (size_t k = 0; k < sv.size(); ++k) {
+    starts.push_back(relative_bound(c, sv[k], axes[k], false));
+    ends.push_back(relative_bound(c, ev[k], axes[k], true));
+  }
   int r = c.rank(0);
   for (size_t k = 0; k < starts.size(); ++k) {
     int64_t dim = k < axes.size()
@@ -428,20 +508,72 @@ std::vector<Tensor> flatten_onnx(Ctx& c) {
 }
 
 std::vector<Tensor> expand_onnx(Ctx& c) {
-  auto shape = *c.const_ints(1, "shape");
+  auto shape = *c.dim_values(1, "shape");
   const Shape xs = c.x(0).shape();
+  std::array<Shape, kProbes> xp;
+  if (c.probed(1)) xp = c.probe_shapes(c.x(0));
   size_t r = std::max(shape.size(), static_cast<size_t>(xs.rank()));
   std::vector<int64_t> target(r);
   for (size_t k = 0; k < r; ++k) {
     size_t from_end = r - 1 - k;
-    int64_t s = from_end < shape.size() ? shape[shape.size() - 1 - from_end] : 1;
-    int64_t d = from_end < static_cast<size_t>(xs.rank())
-                    ? xs[static_cast<int>(xs.rank() - 1 - from_end)]
-                    : 1;
-    target[k] = s == 1 ? (from_end < static_cast<size_t>(xs.rank()) ? -1 : 1) : s;
-    if (s == 1 && d >= 0) target[k] = d;
+    bool in_x = from_end < static_cast<size_t>(xs.rank());
+    int xa = static_cast<int>(xs.rank() - 1 - from_end);
+    DimValue s = from_end < shape.size() ? shape[shape.size() - 1 - from_end] : DimValue{};
+    if (from_end >= shape.size()) s.value = 1;
+    if (!s.known) {
+      // A dynamic size: Loom's expand keeps x's dim (-1) when it is that same dim.
+      bool same = in_x;
+      for (size_t p = 0; p < kProbes && same; ++p) same = xp[p][xa] == s.probe[p];
+      if (!same) {
+        // Expand(x, Shape(t)): broadcast x against t through where(true, x, x) with a condition
+        // of t's shape (ONNX's Expand is a bidirectional broadcast too).
+        Tensor t = c.shape_carrier(1);
+        if (!t.defined())
+          c.error(
+              "expanding to a size computed from another tensor's dynamic dim is not "
+              "supported (only Expand(x, Shape(t)) is)");
+        Tensor all = logical_or(equal(t, t), not_equal(t, t));
+        return {where(all, c.x(0), c.x(0))};
+      }
+      target[k] = -1;
+      continue;
+    }
+    int64_t d = in_x ? xs[xa] : 1;
+    target[k] = s.value == 1 ? (in_x ? -1 : 1) : s.value;
+    if (s.value == 1 && d >= 0) target[k] = d;
   }
   return {expand(c.x(0), target)};
+}
+
+// Reshape's target may hold elements computed from dynamic dims (Shape -> Gather -> Concat):
+// an element equal to the input's dim at the same position becomes 0 (keep), one other becomes
+// -1 (inferred); ONNX's own 0 and -1 mean the same in Loom.
+std::vector<Tensor> reshape_onnx(Ctx& c) {
+  auto shape = *c.dim_values(1, "shape");
+  bool allowzero = c.i("allowzero", 0) != 0;
+  const Tensor& x = c.x(0);
+  std::array<Shape, kProbes> xp;
+  if (c.probed(1)) xp = c.probe_shapes(x);
+  std::vector<int64_t> target;
+  int inferred = 0;
+  for (size_t k = 0; k < shape.size(); ++k) {
+    const DimValue& v = shape[k];
+    if (v.known) {
+      if (allowzero && v.value == 0) c.error("allowzero=1 with a 0 in the shape is not supported");
+      target.push_back(v.value);
+      inferred += v.value == -1;
+      continue;
+    }
+    bool same = static_cast<int>(k) < x.rank();
+    for (size_t p = 0; p < kProbes && same; ++p) same = xp[p][static_cast<int>(k)] == v.probe[p];
+    target.push_back(same ? 0 : -1);
+    inferred += !same;
+  }
+  if (inferred > 1)
+    c.error("the target shape has ", inferred,
+            " elements that are neither constants nor the input's dim at their position; Loom's "
+            "reshape infers one (-1), so this shape is not supported");
+  return {reshape(x, target)};
 }
 
 std::vector<Tensor> argreduce(Ctx& c, bool is_max) {
@@ -528,6 +660,192 @@ std::vector<Tensor> pool_onnx(Ctx& c, bool is_max) {
   a.count_include_pad = c.i("count_include_pad", 0) != 0;
   a.pads = onnx_pads(c, c.x(0), a.kernel, a.strides, a.dilations);
   return {is_max ? max_pool(c.x(0), a) : avg_pool(c.x(0), a)};
+}
+
+// --- quantization
+
+// Affine parameters as Loom wants them: per tensor (one value), per axis ([dim]), or per block
+// (x's shape with dim `axis` in blocks); a scalar zero point next to a 1-element scale is
+// reshaped to match.
+QuantAttrs quant_attrs(Ctx& c, const Tensor& x, const Tensor& scale, DType dtype) {
+  int r = x.rank();
+  int64_t axis = c.i("axis", 1), block = c.i("block_size", 0);
+  if (block < 0) c.error("block_size must be >= 0");
+  bool per_tensor = scale.shape().is_static() && scale.shape().numel() == 1 && block == 0;
+  if (!per_tensor && (axis < -r || axis >= r)) c.error("axis ", axis, " out of range");
+  if (block > 0 && scale.rank() != r) c.error("a blocked scale must have the input's rank");
+  if (block == 0 && !per_tensor && scale.rank() != 1)
+    c.error("scale must be a scalar, 1-D (per axis) or, with block_size, of the input's rank");
+  return QuantAttrs{per_tensor ? -1 : (axis < 0 ? axis + r : axis), block, dtype};
+}
+
+Tensor zero_point_like(Ctx& c, size_t k, const Tensor& scale) {
+  if (!c.has(k)) return {};
+  Tensor zp = c.x(k);
+  if (zp.shape() != scale.shape()) {
+    if (!zp.shape().is_static() || zp.shape().numel() != 1 || !scale.shape().is_static() ||
+        scale.shape().numel() != 1)
+      c.error("zero point shape ", zp.shape().to_string(), " differs from the scale's ",
+              scale.shape().to_string());
+    zp = reshape(zp, scale.shape().dims());
+  }
+  return zp;
+}
+
+std::vector<Tensor> dequantize_linear_onnx(Ctx& c) {
+  const Tensor &x = c.x(0), &scale = c.x(1);
+  DType out = scale.dtype();
+  if (int64_t od = c.i("output_dtype", 0)) out = dtype_of_onnx(static_cast<int>(od), c.node.name());
+  QuantAttrs a = quant_attrs(c, x, scale, out);
+  Tensor y = dequantize(x, scale, zero_point_like(c, 2, scale), a);
+  return {y};
+}
+
+std::vector<Tensor> quantize_linear_onnx(Ctx& c) {
+  const Tensor &x = c.x(0), &scale = c.x(1);
+  DType out = u8;
+  if (c.has(2))
+    out = c.x(2).dtype();
+  else if (int64_t od = c.i("output_dtype", 0))
+    out = dtype_of_onnx(static_cast<int>(od), c.node.name());
+  if (out != u8 && out != i8 && out != u4 && out != i4 && out != i16)
+    c.error("output type ", dtype_name(out), " is not supported");
+  if (c.i("precision", 0)) c.error("precision is not supported");
+  Tensor s = scale;
+  // ONNX divides in x's type when the scale is wider; Loom computes in f32 either way.
+  QuantAttrs a = quant_attrs(c, x, s, out);
+  return {quantize(x, s, zero_point_like(c, 2, s), a)};
+}
+
+std::vector<Tensor> dynamic_quantize_linear_onnx(Ctx& c) {
+  const Tensor& x = c.x(0);
+  if (x.dtype() != f32) c.error("input must be f32");
+  Tensor zero = c.scalar_like(0, x);
+  Tensor lo = minimum(min(x), zero), hi = maximum(max(x), zero);
+  Tensor scale = div(sub(hi, lo), c.scalar_like(255, x));
+  Tensor zp = cast(round(clamp(neg(div(lo, scale)), 0, 255)), u8);
+  return {quantize(x, scale, zp, {.axis = -1, .block_size = 0, .dtype = u8}), scale, zp};
+}
+
+// (a - a_zp) · (b - b_zp) in i32 (MatMulInteger; QLinearMatMul's accumulator). a's zero point
+// may be per row ([M]), b's per column ([N]).
+Tensor integer_matmul(Ctx& c, size_t a, size_t azp, size_t b, size_t bzp) {
+  for (size_t k : {a, b})
+    if (c.x(k).dtype() != u8 && c.x(k).dtype() != i8)
+      c.error("input ", k, " must be u8 or i8, got ", dtype_name(c.x(k).dtype()));
+  Tensor ai = cast(c.x(a), i32), bi = cast(c.x(b), i32);
+  if (c.has(azp)) {
+    Tensor z = cast(c.x(azp), i32);
+    if (z.rank() == 1 && z.shape()[0] != 1) z = reshape(z, {-1, 1});
+    ai = sub(ai, z);
+  }
+  if (c.has(bzp)) bi = sub(bi, cast(c.x(bzp), i32));
+  return matmul(ai, bi);
+}
+
+std::vector<Tensor> qlinear_matmul_onnx(Ctx& c) {
+  Tensor acc = integer_matmul(c, 0, 2, 3, 5);
+  auto as_f32 = [&](size_t k) { return c.x(k).dtype() == f32 ? c.x(k) : cast(c.x(k), f32); };
+  Tensor a_scale = as_f32(1);
+  if (a_scale.rank() == 1 && a_scale.shape()[0] != 1) a_scale = reshape(a_scale, {-1, 1});
+  // The requantization ORT does: round(acc · (a_scale · b_scale / y_scale)) + y_zp, saturated.
+  Tensor mult = div(mul(a_scale, as_f32(4)), as_f32(6));
+  DType out = c.x(7).dtype();
+  double lo = out == u8 ? 0 : -128, hi = out == u8 ? 255 : 127;
+  Tensor y = add(round(mul(cast(acc, f32), mult)), cast(c.x(7), f32));
+  return {cast(clamp(y, lo, hi), out)};
+}
+
+// com.microsoft MatMulNBits: y = a · dequantize(B)ᵀ with B [N, K] in `bits`-bit blocks along K
+// (one scale and zero point per block; zero point 2^(bits-1) when absent). Written as matmul(a,
+// dequantize(q), transpose_b) so that the quantized_matmul pass fuses it (weights never become
+// float).
+std::vector<Tensor> matmul_nbits_onnx(Ctx& c) {
+  const Tensor& a = c.x(0);
+  int64_t K = c.i("K", 0), N = c.i("N", 0), bits = c.i("bits", 4), block = c.i("block_size", 0);
+  if (K <= 0 || N <= 0) c.error("attributes K and N must be positive");
+  if (bits != 4 && bits != 8) c.error("bits=", bits, " is not supported (4 and 8 are)");
+  if (block < 16 || (block & (block - 1))) c.error("block_size must be a power of 2 >= 16");
+  if (c.has(4)) c.error("g_idx is not supported");
+  if (!c.cin[1]) c.error("B must be a constant (an initializer)");
+  int64_t nb = (K + block - 1) / block, blob = block * bits / 8;
+  const NDArray& B = *c.cin[1];
+  if (B.dtype() != u8 || B.numel() != N * nb * blob)
+    c.error("B must be u8 [N, ", nb, ", ", blob, "], got ", B.type().to_string());
+  DType qt = bits == 4 ? u4 : u8;
+  // Element k of row n sits at nibble (or byte) k of the row's blocks: Loom's packing (low nibble
+  // first), so a row-aligned copy suffices when K fills the blocks.
+  NDArray q = NDArray::empty(qt, Shape({N, K}));
+  const uint8_t* src = static_cast<const uint8_t*>(B.contiguous().data());
+  auto* dst = static_cast<uint8_t*>(q.data());
+  int64_t row_bytes = nb * blob;
+  if (bits == 8 || K % 2 == 0) {
+    int64_t kb = bits == 8 ? K : K / 2;
+    for (int64_t n = 0; n < N; ++n)
+      std::memcpy(dst + n * kb, src + n * row_bytes, static_cast<size_t>(kb));
+  } else {
+    std::memset(dst, 0, q.nbytes());
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t k = 0; k < K; ++k) {
+        uint8_t v = (src[n * row_bytes + k / 2] >> (4 * (k % 2))) & 15;
+        int64_t f = n * K + k;
+        dst[f / 2] |= static_cast<uint8_t>(v << (4 * (f % 2)));
+      }
+  }
+  Tensor scales = c.x(2);
+  if (!scales.shape().is_static() || scales.shape().numel() != N * nb)
+    c.error("scales must have N * n_blocks = ", N * nb, " values");
+  scales = c.cin[2] ? c.g.constant(c.cin[2]->reshape(Shape({N, nb}))) : reshape(scales, {N, nb});
+  NDArray zp;
+  if (c.has(3)) {
+    if (!c.cin[3]) c.error("zero_points must be a constant");
+    const NDArray& z = *c.cin[3];
+    if (z.dtype() != u8) c.error("float zero_points are not supported (packed u8 are)");
+    int64_t zrow = bits == 4 ? (nb + 1) / 2 : nb;
+    if (z.numel() != N * zrow) c.error("zero_points must have ", N * zrow, " bytes");
+    zp = zeros(Shape({N, nb}), qt);
+    const uint8_t* zs = static_cast<const uint8_t*>(z.contiguous().data());
+    auto* zd = static_cast<uint8_t*>(zp.data());
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t b = 0; b < nb; ++b) {
+        int64_t f = n * nb + b;
+        if (bits == 8) {
+          zd[f] = zs[n * zrow + b];
+        } else {
+          uint8_t v = (zs[n * zrow + b / 2] >> (4 * (b % 2))) & 15;
+          zd[f / 2] |= static_cast<uint8_t>(v << (4 * (f % 2)));
+        }
+      }
+  } else {
+    zp = full(Shape({N, nb}), bits == 4 ? 8 : 128, qt);
+  }
+  Tensor w = dequantize(c.g.constant(q), scales, c.g.constant(zp),
+                        {.axis = 1, .block_size = block, .dtype = a.dtype()});
+  Tensor y = matmul(a, w, {.transpose_a = false, .transpose_b = true});
+  if (c.has(5)) y = add(y, c.x(5));
+  return {y};
+}
+
+std::vector<Tensor> constant_of_shape_onnx(Ctx& c) {
+  auto shape = *c.const_ints(0, "shape");
+  NDArray v = NDArray::from_vector<float>({0}, {1});
+  if (auto* a = c.attr("value")) v = tensor_from_proto(a->t(), ".", c.node.name());
+  if (v.numel() != 1) c.error("value must have one element");
+  return {c.g.constant(full(Shape(shape), v.at(0), v.dtype()))};
+}
+
+std::vector<Tensor> range_onnx(Ctx& c) {
+  auto s = c.const_scalar(0), l = c.const_scalar(1), d = c.const_scalar(2);
+  if (!s || !l || !d) c.error("start, limit and delta must be constants (a value-dependent shape)");
+  if (*d == 0) c.error("delta must not be 0");
+  return {arange(c.g, *s, *l, *d, c.x(0).dtype())};
+}
+
+const std::map<std::string, std::vector<Entry>>& ms_converters() {
+  static const auto* table = new std::map<std::string, std::vector<Entry>>{
+      {"MatMulNBits", {{1, matmul_nbits_onnx}}},
+  };
+  return *table;
 }
 
 const std::map<std::string, std::vector<Entry>>& converters() {
@@ -644,16 +962,7 @@ const std::map<std::string, std::vector<Entry>>& converters() {
         {18, [](Ctx& c) { return reduce(c, prod, true); }}}},
       {"ArgMax", {{11, [](Ctx& c) { return argreduce(c, true); }}}},
       {"ArgMin", {{11, [](Ctx& c) { return argreduce(c, false); }}}},
-      {"Reshape",
-       {{5,
-         [](Ctx&
-                c) -> std::
-                       vector<Tensor> {
-                         auto shape = *c.const_ints(1, "shape");
-                         if (c.i("allowzero", 0) && std::count(shape.begin(), shape.end(), 0))
-                           c.error("allowzero=1 with a 0 in the shape is not supported");
-                         return {reshape(c.x(0), shape)};
-                       }}}},
+      {"Reshape", {{5, reshape_onnx}}},
       {"Transpose",
        {{1,
          [](Ctx& c) -> std::
@@ -663,11 +972,11 @@ const std::map<std::string, std::vector<Entry>>& converters() {
                         }}}},
       {"Squeeze",
        {{1,
-         [](Ctx&
-                c) -> std::
-                       vector<Tensor> {
-                         return {squeeze(c.x(0), c.ints("axes").value_or(std::vector<int64_t>{}))};
-                       }},
+         [](Ctx& c)
+             -> std::
+                 vector<Tensor> {
+                   return {squeeze(c.x(0), c.ints("axes").value_or(std::vector<int64_t>{}))};
+                 }},
         {13,
          [](Ctx& c) -> std::
                         vector<Tensor> {
@@ -702,8 +1011,63 @@ const std::map<std::string, std::vector<Entry>>& converters() {
       {"Identity", {{1, [](Ctx& c) -> std::vector<Tensor> { return {c.x(0)}; }}}},
       {"Constant", {{1, constant_onnx}}},
       {"Shape", {{1, shape_onnx}}},
+      {"Size",
+       {{1,
+         [](Ctx& c) -> std::
+                        vector<Tensor> {
+                          Shape sh = c.x(0).shape();
+                          if (!sh.is_static())
+                            c.error("Size of a tensor with a dynamic dim needs probes");
+                          return {c.g.scalar(static_cast<double>(sh.numel()), i64)};
+                        }}}},
+      {"ConstantOfShape", {{9, constant_of_shape_onnx}}},
+      {"Range", {{11, range_onnx}}},
+      {"DequantizeLinear", {{10, dequantize_linear_onnx}}},
+      {"QuantizeLinear", {{10, quantize_linear_onnx}}},
+      {"DynamicQuantizeLinear", {{11, dynamic_quantize_linear_onnx}}},
+      {"MatMulInteger",
+       {{10, [](Ctx& c) -> std::vector<Tensor> { return {integer_matmul(c, 0, 2, 1, 3)}; }}}},
+      {"QLinearMatMul", {{10, qlinear_matmul_onnx}}},
   };
   return *table;
+}
+
+// Probe sizes for the dynamic input dims: symbol s (one per dim_param name, one per unnamed
+// dynamic dim) gets a distinct prime in each probe, different primes in a different order in the
+// other probe. Two dim expressions (products, sums, floor divisions of dims) that agree in every
+// probe are taken as equal: a false match needs both probes to hit a root of their difference,
+// which is vanishingly unlikely (polynomial identity testing). Small primes keep the per-probe
+// evaluation of shape arithmetic cheap.
+int64_t probe_size(size_t probe, int symbol) {
+  auto is_prime = [](int64_t n) {
+    for (int64_t d = 2; d * d <= n; ++d)
+      if (n % d == 0) return false;
+    return true;
+  };
+  int want = probe == 0 ? symbol : (symbol ^ 1);
+  int64_t n = probe == 0 ? 101 : 211;
+  for (int found = -1;; ++n)
+    if (is_prime(n) && ++found == want) return n;
+}
+
+bool same_array(const NDArray& a, const NDArray& b) {
+  if (a.type() != b.type()) return false;
+  NDArray ca = a.contiguous(), cb = b.contiguous();
+  return std::memcmp(ca.data(), cb.data(), ca.nbytes()) == 0;
+}
+
+// The run-time size of dim `axis` of x, from existing ops: a line of x along the axis (index 0 on
+// the other axes) turned into ones and summed. Used only when a dynamic dim's value is used as
+// data (e.g. Cast(Shape(x)[1]) in arithmetic); reshapes never need it.
+Tensor runtime_dim(const Tensor& x, int axis) {
+  Shape s = x.shape();
+  int r = s.rank();
+  if (s[axis] >= 0) return x.graph().scalar(static_cast<double>(s[axis]), i64);
+  std::vector<int64_t> starts(static_cast<size_t>(r), 0), ends(static_cast<size_t>(r), 1);
+  ends[static_cast<size_t>(axis)] = kSliceEnd;
+  Tensor line = reshape(slice(x, starts, ends), {-1});
+  Tensor ones = logical_or(equal(line, line), not_equal(line, line));  // true even for NaN
+  return sum(cast(ones, i64), {0}, false);
 }
 
 class Importer {
@@ -721,13 +1085,15 @@ class Importer {
       fail("[onnx] ", name_, ": models without the ai.onnx opset (domains: ", domains,
            ") are not supported");
     }
+    for (const auto& o : m.opset_import())
+      if (o.domain() == "com.microsoft") ms_opset_ = std::max<int64_t>(o.version(), 1);
+    opset_ = out.opset;
     const onnx::GraphProto& gp = m.graph();
+    g_ = &out.graph;
     Graph& g = out.graph;
-    for (const auto& init : gp.initializer()) {
-      NDArray v = tensor_from_proto(init, base_, "initializer '" + init.name() + "'");
-      values_[init.name()] = g.constant(v, init.name());
-      consts_[init.name()] = v;
-    }
+    total_nodes_ = static_cast<size_t>(gp.node_size());
+    add_initializers(gp);
+    std::map<std::string, int> symbols;
     for (const auto& vi : gp.input()) {
       if (values_.count(vi.name())) continue;  // older models list initializers as inputs
       auto bound = std::find_if(options_.constant_inputs.begin(), options_.constant_inputs.end(),
@@ -742,38 +1108,133 @@ class Importer {
       const auto& tt = vi.type().tensor_type();
       DType dt = dtype_of_onnx(tt.elem_type(), "input '" + vi.name() + "'");
       std::vector<int64_t> dims;
-      for (const auto& d : tt.shape().dim())
+      std::array<Shape, kProbes> probes;
+      for (const auto& d : tt.shape().dim()) {
         dims.push_back(d.has_dim_value() ? d.dim_value() : kDynamic);
-      values_[vi.name()] = g.placeholder(Shape(dims), dt, vi.name());
+        int sym = -1;
+        if (!d.has_dim_value()) {
+          // Equal dim_params are the same dim (ONNX's contract); unnamed dims are distinct.
+          const std::string& p = d.dim_param();
+          sym = p.empty() ? static_cast<int>(symbols.size()) : -1;
+          if (p.empty())
+            symbols["\x01" + std::to_string(sym)] = sym;
+          else
+            sym = symbols.emplace(p, static_cast<int>(symbols.size())).first->second;
+        }
+        for (size_t q = 0; q < kProbes; ++q)
+          probes[q].dims().push_back(sym < 0 ? dims.back() : probe_size(q, sym));
+      }
+      Tensor ph = g.placeholder(Shape(dims), dt, vi.name());
+      placeholder_probe_[ph.node()] = probes;
+      values_[vi.name()] = ph;
       out.input_names.push_back(vi.name());
     }
-    const auto& table = converters();
+    import_nodes(gp);
+    for (const auto& o : gp.output()) {
+      LOOM_CHECK(values_.count(o.name()) || probed_.count(o.name()), "[onnx] ", name_, ": output '",
+                 o.name(), "' is not computed");
+      out.outputs.push_back(materialize(o.name()));
+      out.output_names.push_back(o.name());
+    }
+    rename_outputs(out);
+    return out;
+  }
+
+ private:
+  void add_initializers(const onnx::GraphProto& gp) {
+    for (const auto& init : gp.initializer()) {
+      NDArray v = tensor_from_proto(init, base_, "initializer '" + init.name() + "'");
+      values_[init.name()] = g_->constant(v, init.name());
+      consts_[init.name()] = v;
+    }
+  }
+
+  const Entry& entry_for(const onnx::NodeProto& node) {
+    auto where = [&]() { return "[onnx] node '" + node.name() + "' (" + node.op_type() + "): "; };
+    bool ms = node.domain() == "com.microsoft";
+    if (!node.domain().empty() && node.domain() != "ai.onnx" && !ms)
+      fail(where(), "domain '", node.domain(), "' is not supported");
+    const auto& table = ms ? ms_converters() : converters();
+    auto it = table.find(node.op_type());
+    if (it == table.end()) {
+      if (node.op_type() == "Loop" || node.op_type() == "Scan" || node.op_type() == "If")
+        fail(where(), "control flow is not supported (only If with a constant condition is)");
+      fail(where(), "unsupported op type", ms ? " in domain com.microsoft" : "");
+    }
+    int64_t opset = ms ? ms_opset_ : opset_;
+    const Entry* e = nullptr;
+    for (const auto& cand : it->second)
+      if (cand.since <= opset) e = &cand;
+    if (!e) fail(where(), "not supported at opset ", opset);
+    return *e;
+  }
+
+  Ctx make_ctx(const onnx::NodeProto& node, Graph& g) {
+    Ctx c{g, node, opset_, {}, {}};
+    for (const auto& name : node.input()) {
+      c.in.emplace_back();
+      c.cin.emplace_back();
+      c.probe.push_back(nullptr);
+      if (name.empty()) continue;
+      auto v = values_.find(name);
+      if (v != values_.end() && v->second.defined()) {
+        c.in.back() = v->second;
+        auto k = consts_.find(name);
+        if (k != consts_.end()) c.cin.back() = k->second;
+        continue;
+      }
+      auto p = probed_.find(name);
+      if (p == probed_.end())
+        fail("[onnx] node '", node.name(), "' (", node.op_type(), "): input '", name,
+             "' is not defined before the node");
+      c.probe.back() = &p->second;
+    }
+    c.materialize = [this, &node](size_t k) {
+      return materialize(node.input(static_cast<int>(k)));
+    };
+    c.probe_shapes = [this](const Tensor& t) { return probe_shapes(t); };
+    c.shape_carrier = [this, &node](size_t k) {
+      return shape_carrier(node.input(static_cast<int>(k)));
+    };
+    return c;
+  }
+
+  void import_nodes(const onnx::GraphProto& gp) {
     for (const auto& node : gp.node()) {
       auto where = [&]() { return "[onnx] node '" + node.name() + "' (" + node.op_type() + "): "; };
-      if (!node.domain().empty() && node.domain() != "ai.onnx")
-        fail(where(), "domain '", node.domain(), "' is not supported");
-      auto it = table.find(node.op_type());
-      if (it == table.end()) fail(where(), "unsupported op type");
-      const Entry* e = nullptr;
-      for (const auto& cand : it->second)
-        if (cand.since <= out.opset) e = &cand;
-      if (!e) fail(where(), "not supported at opset ", out.opset);
-      Ctx c{g, node, out.opset, {}, {}};
-      for (const auto& name : node.input()) {
-        if (name.empty()) {
-          c.in.emplace_back();
-          c.cin.emplace_back();
-          continue;
-        }
-        auto v = values_.find(name);
-        if (v == values_.end()) fail(where(), "input '", name, "' is not defined before the node");
-        c.in.push_back(v->second);
-        auto k = consts_.find(name);
-        c.cin.push_back(k == consts_.end() ? std::nullopt : std::optional<NDArray>(k->second));
+      if (node.op_type() == "If" && (node.domain().empty() || node.domain() == "ai.onnx")) {
+        import_if(node);
+        progress();
+        continue;
       }
+      const Entry& e = entry_for(node);
+      Ctx c = make_ctx(node, *g_);
       std::vector<Tensor> res;
       try {
-        res = all_constant(c) ? fold(*e, c) : e->fn(c);
+        bool any_probed = std::any_of(c.probe.begin(), c.probe.end(), [](auto* p) { return p; });
+        bool shape_op = node.op_type() == "Shape" || node.op_type() == "Size";
+        if (shape_op && c.in.size() == 1 && c.in[0].defined() && !c.in[0].shape().is_static()) {
+          bool static_dims = true;  // Shape's start/end may leave the dynamic dims out
+          try {
+            res = e.fn(c);
+          } catch (const Error&) {
+            static_dims = false;
+          }
+          if (!static_dims) {
+            probe_shape(c, e);
+            progress();
+            continue;
+          }
+        } else if (any_probed && all_known(c)) {
+          fold_probed(e, c);
+          progress();
+          continue;
+        } else {
+          // Dequantizing constant weights is left to run time: folding would store them as floats
+          // (and hide them from the quantized_matmul pass).
+          bool keep = node.op_type() == "DequantizeLinear";
+          res = all_constant(c) && !keep ? fold(e, c) : e.fn(c);
+        }
       } catch (const Error& err) {
         std::string msg = err.what();
         if (msg.rfind("[onnx]", 0) == 0) throw;
@@ -782,44 +1243,94 @@ class Importer {
       for (int k = 0; k < node.output_size(); ++k) {
         if (node.output(k).empty()) continue;
         if (static_cast<size_t>(k) >= res.size()) fail(where(), "output ", k, " is not supported");
-        const Tensor& t = res[static_cast<size_t>(k)];
-        values_[node.output(k)] = t;
-        // Values that are constants (Constant, Shape, Identity of one) stay known for the shape
-        // inputs downstream.
-        if (is_constant(t)) consts_[node.output(k)] = constant_value(t);
+        set_value(node.output(k), res[static_cast<size_t>(k)]);
       }
+      progress();
     }
-    for (const auto& o : gp.output()) {
-      auto v = values_.find(o.name());
-      LOOM_CHECK(v != values_.end(), "[onnx] ", name_, ": output '", o.name(), "' is not computed");
-      out.outputs.push_back(v->second);
-      out.output_names.push_back(o.name());
-    }
-    rename_outputs(out);
-    return out;
   }
 
- private:
-  static bool is_constant(const Tensor& t);
+  void set_value(const std::string& name, const Tensor& t) {
+    values_[name] = t;
+    // Values that are constants (Constant, Shape, Identity of one) stay known for the shape
+    // inputs downstream.
+    if (is_constant(t)) consts_[name] = constant_value(t);
+  }
+
+  void progress() {
+    ++done_nodes_;
+    if (options_.progress) options_.progress(std::min(done_nodes_, total_nodes_), total_nodes_);
+  }
+
+  // If with a condition known at import time: the chosen branch's nodes are imported in place
+  // (they may use outer values); its outputs become the If's outputs.
+  void import_if(const onnx::NodeProto& node) {
+    auto where = [&]() { return "[onnx] node '" + node.name() + "' (If): "; };
+    Ctx c = make_ctx(node, *g_);
+    if (c.probed(0)) {
+      const Probed& p = *c.probe[0];
+      if (!same_array(p[0], p[1]))
+        fail(where(), "the condition depends on dynamic dims; control flow is not supported");
+      c.cin[0] = p[0];
+    }
+    if (!c.cin[0])
+      fail(where(),
+           "a condition computed at run time is not supported (control flow; only If "
+           "with a constant condition is)");
+    if (c.cin[0]->numel() != 1) fail(where(), "the condition must have one element");
+    bool cond = c.cin[0]->at(0) != 0;
+    const onnx::AttributeProto* branch = c.attr(cond ? "then_branch" : "else_branch");
+    if (!branch || !branch->has_g()) fail(where(), "missing ", cond ? "then" : "else", "_branch");
+    const onnx::GraphProto& bg = branch->g();
+    if (bg.output_size() != node.output_size())
+      fail(where(), "the branch has ", bg.output_size(), " outputs, the node ", node.output_size());
+    total_nodes_ += static_cast<size_t>(bg.node_size());
+    add_initializers(bg);
+    import_nodes(bg);
+    for (int k = 0; k < node.output_size(); ++k) {
+      const std::string &from = bg.output(k).name(), &to = node.output(k);
+      if (to.empty()) continue;
+      if (auto v = values_.find(from); v != values_.end() && v->second.defined()) {
+        set_value(to, v->second);
+      } else if (auto p = probed_.find(from); p != probed_.end()) {
+        probed_[to] = p->second;
+        aliases_[to] = from;
+      } else {
+        fail(where(), "branch output '", from, "' is not computed");
+      }
+    }
+  }
+
   static bool all_constant(const Ctx& c) {
     if (c.node.op_type() == "Constant" || c.in.empty()) return false;
     for (size_t k = 0; k < c.in.size(); ++k)
       if (c.in[k].defined() && !c.cin[k]) return false;
     return true;
   }
-  // Import-time constant folding: a node whose inputs are all known (shape arithmetic such as
-  // Shape -> Gather -> Concat -> Reshape) is converted in a scratch graph, run, and enters the
-  // model as constants, so that the shape inputs downstream are known.
-  std::vector<Tensor> fold(const Entry& e, Ctx& c) {
-    Graph scratch;
-    Ctx sc{scratch, c.node, c.opset, {}, c.cin};
+  static bool all_known(const Ctx& c) {
     for (size_t k = 0; k < c.in.size(); ++k)
-      sc.in.push_back(c.in[k].defined() ? scratch.constant(*c.cin[k]) : Tensor());
+      if (c.in[k].defined() && !c.cin[k]) return false;
+    return true;
+  }
+
+  // Runs a node's converter on known input values in a scratch graph (reference backend).
+  std::vector<NDArray> evaluate(const Entry& e, const Ctx& c,
+                                const std::vector<std::optional<NDArray>>& values) {
+    Graph scratch;
+    Ctx sc{scratch, c.node, c.opset, {}, values};
+    for (size_t k = 0; k < c.in.size(); ++k)
+      sc.in.push_back(c.has(k) ? scratch.constant(*values[k]) : Tensor());
     std::vector<Tensor> outs = e.fn(sc);
     CompileOptions o;
     o.optimization_level = 0;
     o.device = Device::reference();
-    std::vector<NDArray> values = scratch.compile(outs, o).run({});
+    return scratch.compile(outs, o).run({});
+  }
+
+  // Import-time constant folding: a node whose inputs are all known (shape arithmetic such as
+  // Shape -> Gather -> Concat -> Reshape) is converted in a scratch graph, run, and enters the
+  // model as constants, so that the shape inputs downstream are known.
+  std::vector<Tensor> fold(const Entry& e, Ctx& c) {
+    std::vector<NDArray> values = evaluate(e, c, c.cin);
     std::vector<Tensor> res;
     for (size_t k = 0; k < values.size(); ++k)
       res.push_back(c.g.constant(values[k], k < static_cast<size_t>(c.node.output_size())
@@ -827,13 +1338,192 @@ class Importer {
                                                 : ""));
     return res;
   }
+
+  // A node whose inputs are known, some only per probe (shape arithmetic on dynamic dims): it is
+  // evaluated once per probe. Outputs equal in every probe are constants (the static part of a
+  // shape, a head count); the others stay probed, and enter the graph only if a node uses them
+  // as data (materialize).
+  void fold_probed(const Entry& e, Ctx& c) {
+    std::array<std::vector<NDArray>, kProbes> outs;
+    for (size_t p = 0; p < kProbes; ++p) {
+      std::vector<std::optional<NDArray>> values = c.cin;
+      for (size_t k = 0; k < c.in.size(); ++k)
+        if (c.probed(k)) values[k] = (*c.probe[k])[p];
+      outs[p] = evaluate(e, c, values);
+    }
+    for (int k = 0; k < c.node.output_size(); ++k) {
+      const std::string& name = c.node.output(k);
+      if (name.empty()) continue;
+      size_t uk = static_cast<size_t>(k);
+      if (uk >= outs[0].size()) c.error("output ", k, " is not supported");
+      bool same = true;
+      for (size_t p = 1; p < kProbes; ++p) same = same && same_array(outs[p][uk], outs[0][uk]);
+      if (same) {
+        set_value(name, c.g.constant(outs[0][uk], name));
+      } else {
+        Probed v;
+        for (size_t p = 0; p < kProbes; ++p) v[p] = outs[p][uk];
+        probed_[name] = v;
+        sources_[name] = &c.node;
+      }
+    }
+  }
+
+  // Shape / Size of a tensor with dynamic dims: its value under each probe.
+  void probe_shape(Ctx& c, const Entry& e) {
+    auto xs = probe_shapes(c.in[0]);
+    Probed v;
+    for (size_t p = 0; p < kProbes; ++p) {
+      Graph scratch;
+      Ctx sc{scratch, c.node, c.opset, {scratch.placeholder(xs[p], c.in[0].dtype(), "x")}, {{}}};
+      // Shape and Size read only the input's (static) shape: no data needed.
+      std::vector<Tensor> o = e.fn(sc);
+      v[p] = constant_value(o[0]);
+    }
+    const std::string& name = c.node.output(0);
+    if (same_array(v[0], v[1])) {
+      set_value(name, c.g.constant(v[0], name));
+      return;
+    }
+    probed_[name] = v;
+    sources_[name] = &c.node;
+  }
+
+  Tensor shape_carrier(std::string name) {
+    for (int hops = 0; hops < 64; ++hops) {
+      if (auto a = aliases_.find(name); a != aliases_.end()) {
+        name = a->second;
+        continue;
+      }
+      auto s = sources_.find(name);
+      if (s == sources_.end()) return {};
+      const onnx::NodeProto& n = *s->second;
+      if (n.op_type() == "Identity") {
+        name = n.input(0);
+        continue;
+      }
+      if (n.op_type() != "Shape") return {};
+      Tensor t = materialize(n.input(0));
+      for (const auto& a : n.attribute())
+        if ((a.name() == "start" && a.i() != 0) || (a.name() == "end" && a.i() != t.rank()))
+          return {};
+      return t;
+    }
+    return {};
+  }
+
+  // A probed value as a run-time tensor (built on first use as data).
+  Tensor materialize(const std::string& name) {
+    if (auto v = values_.find(name); v != values_.end() && v->second.defined()) return v->second;
+    if (auto a = aliases_.find(name); a != aliases_.end()) {
+      Tensor t = materialize(a->second);
+      values_[name] = t;
+      return t;
+    }
+    auto s = sources_.find(name);
+    LOOM_CHECK(s != sources_.end(), "[onnx] ", name_, ": value '", name, "' is not computed");
+    const onnx::NodeProto& node = *s->second;
+    Ctx c = make_ctx(node, *g_);
+    std::vector<Tensor> res;
+    try {
+      if (node.op_type() == "Shape" || node.op_type() == "Size") {
+        const Tensor& x = c.x(0);
+        int r = x.rank();
+        int64_t b = 0, e = r;
+        if (node.op_type() == "Shape") {
+          b = c.i("start", 0), e = c.i("end", r);
+          if (b < 0) b += r;
+          if (e < 0) e += r;
+          b = std::clamp<int64_t>(b, 0, r);
+          e = std::clamp<int64_t>(e, 0, r);
+        }
+        std::vector<Tensor> dims;
+        for (int64_t k = b; k < e; ++k)
+          dims.push_back(unsqueeze(runtime_dim(x, static_cast<int>(k)), {0}));
+        Tensor shape = dims.empty() ? g_->constant(NDArray::empty(i64, Shape({0})))
+                                    : (dims.size() == 1 ? dims[0] : concat(dims, 0));
+        res.push_back(node.op_type() == "Shape" ? shape : prod(shape, {0}, false));
+      } else {
+        res = entry_for(node).fn(c);
+      }
+    } catch (const Error& err) {
+      std::string msg = err.what();
+      if (msg.rfind("[onnx]", 0) == 0) throw;
+      fail("[onnx] node '", node.name(), "' (", node.op_type(), "): ", msg);
+    }
+    for (int k = 0; k < node.output_size() && static_cast<size_t>(k) < res.size(); ++k)
+      if (probed_.count(node.output(k))) values_[node.output(k)] = res[static_cast<size_t>(k)];
+    auto v = values_.find(name);
+    LOOM_CHECK(v != values_.end() && v->second.defined(), "[onnx] ", name_, ": value '", name,
+               "' is not computed");
+    return v->second;
+  }
+
+  // A tensor's shape under each probe: type inference re-run with the probe sizes for every
+  // graph node not yet seen.
+  std::array<Shape, kProbes> probe_shapes(const Tensor& t) {
+    const auto& nodes = g_->data()->nodes;
+    const auto& reg = ir::OpRegistry::get();
+    for (size_t i = probe_types_.size(); i < nodes.size(); ++i) {
+      const ir::Node& n = nodes[i];
+      std::array<std::vector<TensorType>, kProbes> outs;
+      auto ph = placeholder_probe_.find(static_cast<int32_t>(i));
+      for (size_t p = 0; p < kProbes; ++p) {
+        if (ph != placeholder_probe_.end()) {
+          outs[p] = {TensorType{n.outputs[0].dtype, ph->second[p]}};
+          continue;
+        }
+        if (n.inputs.empty() || !probe_error_.empty()) {
+          outs[p] = n.outputs;
+          continue;
+        }
+        const ir::OpInfo& info = reg.info(n.op);
+        std::vector<TensorType> types;
+        std::vector<const NDArray*> vals;
+        for (const ir::Value& v : n.inputs) {
+          types.push_back(
+              probe_types_[static_cast<size_t>(v.node)][p][static_cast<size_t>(v.index)]);
+          const ir::Node& src = nodes[static_cast<size_t>(v.node)];
+          vals.push_back(src.op == ir::op::constant ? &attrs_as<ConstantAttrs>(*src.attrs).value
+                                                    : nullptr);
+        }
+        try {
+          outs[p] = info.infer(ir::InferContext{info, *n.attrs, types, vals});
+        } catch (const Error& e) {
+          probe_error_ = e.what();
+          outs[p] = n.outputs;
+        }
+      }
+      probe_types_.push_back(std::move(outs));
+    }
+    if (!probe_error_.empty())
+      fail("dynamic dims could not be followed through the graph for its shape arithmetic (",
+           probe_error_, "); equal dims of the inputs need the same dim_param");
+    std::array<Shape, kProbes> out;
+    for (size_t p = 0; p < kProbes; ++p)
+      out[p] = probe_types_[static_cast<size_t>(t.node())][p][static_cast<size_t>(t.index())].shape;
+    return out;
+  }
+
+  static bool is_constant(const Tensor& t);
   static NDArray constant_value(const Tensor& t);
   static void rename_outputs(OnnxModel& m);
 
   std::string name_, base_;
   const OnnxImportOptions& options_;
+  Graph* g_ = nullptr;
+  int64_t opset_ = 0, ms_opset_ = 0;
+  size_t total_nodes_ = 0, done_nodes_ = 0;
   std::unordered_map<std::string, Tensor> values_;
   std::unordered_map<std::string, NDArray> consts_;
+  // Shape-like values computed from dynamic dims: per-probe values, the node that makes each
+  // (to build it in the graph if used as data), and If outputs that forward one.
+  std::unordered_map<std::string, Probed> probed_;
+  std::unordered_map<std::string, const onnx::NodeProto*> sources_;
+  std::unordered_map<std::string, std::string> aliases_;
+  std::unordered_map<int32_t, std::array<Shape, kProbes>> placeholder_probe_;
+  std::vector<std::array<std::vector<TensorType>, kProbes>> probe_types_;
+  std::string probe_error_;
 };
 
 bool Importer::is_constant(const Tensor& t) {

@@ -6,6 +6,7 @@
 // an op, an attribute value, a dtype, a non-constant shape input — is a loom::Error
 // "[onnx] node 'name' (OpType): ...". See docs/ONNX.md for the coverage.
 #pragma once
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,8 @@ struct OnnxImportOptions {
   // Graph inputs to bind to known values: they become constants (e.g. the `shape` input of a
   // Reshape that Loom needs at import time; the node test suite feeds those as inputs).
   std::vector<std::pair<std::string, NDArray>> constant_inputs;
+  // Called after each node with (nodes done, nodes in total): `loom convert`'s progress bar.
+  std::function<void(size_t, size_t)> progress;
 };
 
 OnnxModel import_onnx(const std::string& path, const OnnxImportOptions& options = {});

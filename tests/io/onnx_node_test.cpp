@@ -10,11 +10,13 @@
 #include <gtest/gtest.h>
 #include <onnx/onnx_pb.h>
 
+#include <cctype>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 
 #include "io/onnx_import.h"
@@ -237,6 +239,143 @@ TEST(OnnxImport, DimParamIsADynamicDimAndOutputsKeepTheirNames) {
   EXPECT_EQ(exe.outputs()[0].name, "y");
   auto y = exe.run({{"x", NDArray::from_vector<float>({-1, 2, -3, 4, 5, -6, 7, -8}, {2, 4})}});
   EXPECT_EQ(y[0].to_vector<float>(), (std::vector<float>{0, 2, 0, 4, 5, 0, 7, 0}));
+}
+
+// Models built with onnx.helper against onnxruntime (tests/io/onnx_ort_cases.py, a ctest
+// fixture): shape arithmetic on dynamic dims, quantization ops, If with a constant condition.
+// Each model is imported and compiled once, then runs every data set (data sets of one dynamic
+// case differ in batch / sequence sizes), and every case must pass.
+TEST(OnnxOrtCases, MatchOnnxruntime) {
+  const char* root = std::getenv("LOOM_ONNX_ORT_DATA");
+  if (!root || !fs::exists(root) || fs::is_empty(root))
+    GTEST_SKIP() << "LOOM_ONNX_ORT_DATA not set or empty (pip install onnx onnxruntime)";
+  std::vector<fs::path> cases;
+  for (const auto& e : fs::directory_iterator(root))
+    if (fs::exists(e.path() / "model.onnx")) cases.push_back(e.path());
+  std::sort(cases.begin(), cases.end());
+  ASSERT_GE(cases.size(), 20u);
+  for (const auto& dir : cases) {
+    std::string name = dir.filename().string();
+    SCOPED_TRACE(name);
+    auto tol = nlohmann::json::parse(std::ifstream(dir / "tolerance.json"));
+    OnnxModel m;
+    try {
+      m = import_onnx((dir / "model.onnx").string());
+    } catch (const Error& e) {
+      ADD_FAILURE() << e.what();
+      continue;
+    }
+    Executable exe = m.graph.compile(m.outputs);
+    // Weights that stay quantized must reach the fused kernel; the unfused graph (dequantize,
+    // then matmul) must match onnxruntime too.
+    std::optional<Executable> unfused;
+    if (name.find("nbits") != std::string::npos || name == "dq_matmul") {
+      bool fused = false;
+      for (const auto& line : exe.pass_log())
+        fused = fused || line.find("[quantized_matmul] fused") != std::string::npos;
+      EXPECT_TRUE(fused) << "dequantize -> matmul was not fused";
+      CompileOptions o;
+      o.disabled_passes = {"quantized_matmul"};
+      unfused = m.graph.compile(m.outputs, o);
+    }
+    int sets = 0;
+    for (int ds = 0;; ++ds) {
+      fs::path d = dir / ("test_data_set_" + std::to_string(ds));
+      if (!fs::exists(d)) break;
+      Feeds feeds;
+      for (size_t k = 0; k < m.input_names.size(); ++k)
+        feeds.emplace_back(m.input_names[k],
+                           read_onnx_tensor((d / ("input_" + std::to_string(k) + ".pb")).string()));
+      auto outs = exe.run(feeds);
+      for (size_t o = 0; o < outs.size(); ++o) {
+        NDArray want = read_onnx_tensor((d / ("output_" + std::to_string(o) + ".pb")).string());
+        EXPECT_EQ(compare(outs[o], want, tol["rtol"], tol["atol"]), "")
+            << "data set " << ds << ", output " << o;
+        if (unfused)
+          EXPECT_EQ(compare(unfused->run(feeds)[o], want, tol["rtol"], tol["atol"]), "")
+              << "unfused, data set " << ds << ", output " << o;
+      }
+      ++sets;
+    }
+    EXPECT_GT(sets, 0);
+  }
+}
+
+TEST(OnnxImport, DynamicReshapeNeedingTwoInferredDimsIsAClearError) {
+  // [b*s, 64] -> Reshape([b, s, 4, 16]) with b, s from another input: neither is the input's dim
+  // at its position, and Loom's reshape infers only one.
+  onnx::ModelProto m;
+  m.set_ir_version(8);
+  m.add_opset_import()->set_version(17);
+  auto* g = m.mutable_graph();
+  auto add_input = [&](const char* name, int elem, std::vector<const char*> dims) {
+    auto* in = g->add_input();
+    in->set_name(name);
+    auto* tt = in->mutable_type()->mutable_tensor_type();
+    tt->set_elem_type(elem);
+    for (const char* d : dims) {
+      auto* dim = tt->mutable_shape()->add_dim();
+      if (std::isdigit(d[0]))
+        dim->set_dim_value(std::atoi(d));
+      else
+        dim->set_dim_param(d);
+    }
+  };
+  add_input("ids", 7, {"b", "s"});
+  add_input("x", 1, {"bs", "64"});
+  auto* c = g->add_node();
+  c->set_op_type("Constant");
+  c->add_output("tail");
+  auto* a = c->add_attribute();
+  a->set_name("value");
+  a->set_type(onnx::AttributeProto::TENSOR);
+  a->mutable_t()->set_data_type(7);
+  a->mutable_t()->add_dims(2);
+  a->mutable_t()->add_int64_data(4);
+  a->mutable_t()->add_int64_data(16);
+  auto* sh = g->add_node();
+  sh->set_op_type("Shape");
+  sh->add_input("ids");
+  sh->add_output("shp");
+  auto* cat = g->add_node();
+  cat->set_op_type("Concat");
+  cat->add_input("shp");
+  cat->add_input("tail");
+  cat->add_output("t");
+  auto* at = cat->add_attribute();
+  at->set_name("axis");
+  at->set_type(onnx::AttributeProto::INT);
+  at->set_i(0);
+  auto* r = g->add_node();
+  r->set_op_type("Reshape");
+  r->set_name("the_reshape");
+  r->add_input("x");
+  r->add_input("t");
+  r->add_output("y");
+  g->add_output()->set_name("y");
+  try {
+    import_onnx_bytes(m.SerializeAsString(), "m.onnx");
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("[onnx] node 'the_reshape' (Reshape): the target shape "
+                                         "has 2 elements"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(OnnxImport, ControlFlowIsNamedAsUnsupported) {
+  for (const char* op : {"Loop", "Scan"}) {
+    try {
+      import_onnx_bytes(one_node_model(op), "m.onnx");
+      FAIL() << op;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(std::string("[onnx] node 'the_node' (") + op +
+                                           "): control flow is not supported"),
+                std::string::npos)
+          << e.what();
+    }
+  }
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -96,61 +97,170 @@ void mutate_json(json& j, std::mt19937_64& rng) {
     *cur = random_value(rng);
 }
 
-TEST(PackageFuzz, MutatedPackagesLoadOrThrowLoomError) {
-  const std::vector<uint8_t> base = base_package();
-  ASSERT_TRUE(try_load(base));
-  uint64_t header_len;
-  std::memcpy(&header_len, base.data() + 12, 8);
-  json header = json::parse(base.begin() + 20, base.begin() + 20 + static_cast<long>(header_len));
-  uint64_t data_start = (20 + header_len + 63) / 64 * 64;
-  std::vector<uint8_t> data(base.begin() + static_cast<long>(data_start), base.end());
+// One mutated copy of `base`: a structured header edit, byte flips, a rewritten digit, or a
+// truncation.
+struct Seed {
+  std::vector<uint8_t> bytes;
+  json header;
+  uint64_t header_len = 0;
+  std::vector<uint8_t> data;
+  explicit Seed(std::vector<uint8_t> b) : bytes(std::move(b)) {
+    std::memcpy(&header_len, bytes.data() + 12, 8);
+    header = json::parse(bytes.begin() + 20, bytes.begin() + 20 + static_cast<long>(header_len));
+    uint64_t data_start = (20 + header_len + 63) / 64 * 64;
+    data.assign(bytes.begin() + static_cast<long>(data_start), bytes.end());
+  }
+};
 
+std::vector<uint8_t> mutate(const Seed& s, std::mt19937_64& rng) {
+  const std::vector<uint8_t>& base = s.bytes;
+  std::vector<uint8_t> b;
+  int kind = static_cast<int>(rng() % 4);
+  if (kind == 0) {  // structured: edit the header, keep the file consistent otherwise
+    json h = s.header;
+    int edits = 1 + static_cast<int>(rng() % 3);
+    for (int e = 0; e < edits; ++e) mutate_json(h, rng);
+    std::string text = h.dump();
+    b.assign(20, 0);
+    std::memcpy(b.data(), base.data(), 12);
+    uint64_t len = text.size();
+    std::memcpy(b.data() + 12, &len, 8);
+    b.insert(b.end(), text.begin(), text.end());
+    b.resize((b.size() + 63) / 64 * 64, 0);
+    b.insert(b.end(), s.data.begin(), s.data.end());
+  } else if (kind == 1) {  // byte flips, mostly in the prefix and header
+    b = base;
+    int flips = 1 + static_cast<int>(rng() % 4);
+    for (int f = 0; f < flips; ++f) {
+      size_t at =
+          rng() % 2 ? rng() % std::min<size_t>(b.size(), 20 + s.header_len) : rng() % b.size();
+      b[at] ^= static_cast<uint8_t>(1u << (rng() % 8));
+    }
+  } else if (kind == 2) {  // a digit of the header rewritten (offsets, dims, indices)
+    b = base;
+    for (int tries = 0; tries < 50; ++tries) {
+      size_t at = 20 + rng() % s.header_len;
+      if (b[at] >= '0' && b[at] <= '9') {
+        b[at] = static_cast<uint8_t>('0' + rng() % 10);
+        break;
+      }
+    }
+  } else {  // truncation
+    b = base;
+    b.resize(rng() % b.size());
+  }
+  return b;
+}
+
+double budget_seconds(double def) {
+  const char* e = std::getenv("LOOM_FUZZ_SECONDS");
+  return e ? std::atof(e) : def;
+}
+
+TEST(PackageFuzz, MutatedPackagesLoadOrThrowLoomError) {
+  const Seed seed(base_package());
+  ASSERT_TRUE(try_load(seed.bytes));
   std::mt19937_64 rng(1234);
   int loaded = 0, rejected = 0, iterations = 0;
   auto start = std::chrono::steady_clock::now();
-  while (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < 5.0) {
-    std::vector<uint8_t> b;
-    int kind = static_cast<int>(rng() % 4);
-    if (kind == 0) {  // structured: edit the header, keep the file consistent otherwise
-      json h = header;
-      int edits = 1 + static_cast<int>(rng() % 3);
-      for (int e = 0; e < edits; ++e) mutate_json(h, rng);
-      std::string text = h.dump();
-      b.assign(20, 0);
-      std::memcpy(b.data(), base.data(), 12);
-      uint64_t len = text.size();
-      std::memcpy(b.data() + 12, &len, 8);
-      b.insert(b.end(), text.begin(), text.end());
-      b.resize((b.size() + 63) / 64 * 64, 0);
-      b.insert(b.end(), data.begin(), data.end());
-    } else if (kind == 1) {  // byte flips, mostly in the prefix and header
-      b = base;
-      int flips = 1 + static_cast<int>(rng() % 4);
-      for (int f = 0; f < flips; ++f) {
-        size_t at =
-            rng() % 2 ? rng() % std::min<size_t>(b.size(), 20 + header_len) : rng() % b.size();
-        b[at] ^= static_cast<uint8_t>(1u << (rng() % 8));
-      }
-    } else if (kind == 2) {  // a digit of the header rewritten (offsets, dims, indices)
-      b = base;
-      for (int tries = 0; tries < 50; ++tries) {
-        size_t at = 20 + rng() % header_len;
-        if (b[at] >= '0' && b[at] <= '9') {
-          b[at] = static_cast<uint8_t>('0' + rng() % 10);
-          break;
-        }
-      }
-    } else {  // truncation
-      b = base;
-      b.resize(rng() % b.size());
-    }
-    (try_load(b) ? loaded : rejected)++;
+  double budget = budget_seconds(5.0);
+  while (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < budget) {
+    (try_load(mutate(seed, rng)) ? loaded : rejected)++;
     ++iterations;
   }
   std::cout << "package fuzz: " << iterations << " mutated packages, " << loaded << " loaded, "
             << rejected << " rejected with loom::Error\n";
   EXPECT_GT(iterations, 1000);
   EXPECT_GT(rejected, 0);
+}
+
+std::vector<uint8_t> bytes_of(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), {});
+}
+
+// Real packages as seeds: the checked-in v1 executable, an executable with int4 weights fused
+// into quantized_matmul (packed u4 constants, per-block scales), a conv / pool network, and a v2
+// executable embedding a callee package (nested header and data). With LOOM_FUZZ_CORPUS=DIR the
+// seeds are also written there (the libFuzzer target's corpus, tests/io/fuzz_package.cpp).
+std::vector<std::vector<uint8_t>> seed_corpus() {
+  std::vector<std::vector<uint8_t>> seeds;
+  const char* d = std::getenv("LOOM_TEST_DATA");
+  std::string v1 = std::string(d ? d : "tests/data") + "/package/v1_mlp.loom";
+  if (std::filesystem::exists(v1)) seeds.push_back(bytes_of(v1));
+  std::string tmp = (std::filesystem::temp_directory_path() /
+                     ("loom_fuzz_seed_" + std::to_string(::getpid()) + ".loom"))
+                        .string();
+  auto save = [&](const Executable& exe) {
+    exe.save(tmp);
+    seeds.push_back(bytes_of(tmp));
+    std::filesystem::remove(tmp);
+  };
+  {
+    Graph g;
+    auto x = g.placeholder({-1, 64}, f32, "x");
+    auto w = g.constant(random_normal({64, 32}, f32, 3), "w");
+    std::vector<Tensor> outs{gelu(matmul(x, w))};
+    QuantizeWeightsOptions q;
+    q.bits = 4;
+    q.min_elements = 16;
+    Graph qg = quantize_weights(g, outs, q);
+    save(qg.compile(outs));
+  }
+  {
+    Graph g;
+    auto x = g.placeholder({-1, 3, 12, 12}, f32, "img");
+    auto w = g.constant(random_normal({4, 3, 3, 3}, f32, 5), "k");
+    auto b = g.constant(random_normal({4}, f32, 6), "b");
+    auto y = max_pool(conv(x, w, b, {.strides = {1, 1}, .pads = {1, 1, 1, 1}}),
+                      {.kernel = {2, 2}, .strides = {2, 2}});
+    save(g.compile({global_avg_pool(y)}));
+  }
+  {
+    Graph cg;
+    auto cx = cg.placeholder({3}, f32, "x");
+    Executable callee = cg.compile({cx * 2.0});
+    Graph g;
+    auto x = g.placeholder({3}, f32, "x");
+    auto z = call("twice", {x}, {{f32, Shape({3})}}, {.optional = true})[0] + 1.0;
+    CompileOptions o;
+    o.callables = {{"twice", callee}};
+    save(g.compile({z}, o));
+  }
+  if (const char* dir = std::getenv("LOOM_FUZZ_CORPUS")) {
+    std::filesystem::create_directories(dir);
+    for (size_t i = 0; i < seeds.size(); ++i) {
+      std::ofstream f(std::string(dir) + "/seed_" + std::to_string(i) + ".loom", std::ios::binary);
+      f.write(reinterpret_cast<const char*>(seeds[i].data()),
+              static_cast<std::streamsize>(seeds[i].size()));
+    }
+  }
+  return seeds;
+}
+
+TEST(PackageFuzz, RealPackagesMutatedLoadOrThrowLoomError) {
+  std::vector<Seed> seeds;
+  for (auto& b : seed_corpus()) seeds.emplace_back(std::move(b));
+  ASSERT_GE(seeds.size(), 3u);
+  for (const auto& s : seeds) ASSERT_TRUE(try_load(s.bytes));
+  std::mt19937_64 rng(99);
+  std::vector<int> loaded(seeds.size()), rejected(seeds.size());
+  int iterations = 0;
+  auto start = std::chrono::steady_clock::now();
+  double budget = budget_seconds(6.0);
+  while (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < budget) {
+    size_t k = rng() % seeds.size();
+    (try_load(mutate(seeds[k], rng)) ? loaded[k] : rejected[k])++;
+    ++iterations;
+  }
+  std::cout << "package fuzz over " << seeds.size() << " real packages: " << iterations
+            << " mutated packages\n";
+  for (size_t k = 0; k < seeds.size(); ++k) {
+    std::cout << "  seed " << k << " (" << seeds[k].bytes.size() << " bytes): " << loaded[k]
+              << " loaded, " << rejected[k] << " rejected with loom::Error\n";
+    EXPECT_GT(rejected[k], 0) << "seed " << k;
+  }
+  EXPECT_GT(iterations, 500);
 }
 
 }  // namespace

@@ -1,4 +1,6 @@
 // The `loom` command-line tool.
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -7,6 +9,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <string>
 
 #include "io/gguf.h"
@@ -56,7 +59,7 @@ commands:
                            a random rank-R LoRA adapter (demo)
       --lora-targets LIST  projections with LoRA call sites (default with an adapter: attn_q,attn_v)
 
-  convert MODEL.onnx|MODEL.gguf -o MODEL.loom [--device D] [--graph]
+  convert MODEL.onnx|MODEL.gguf -o MODEL.loom [--device D] [--graph] [--quantize int8|int4[:B]]
                      import an ONNX (or Llama GGUF) model, compile it, write a package
   run MODEL.loom --input NAME=FILE.npy ... [-o DIR] [--device D] [--repeat N]
                      run a package; outputs are written as DIR/<name>.npy
@@ -225,10 +228,15 @@ int cmd_generate(int argc, char** argv) {
 
 constexpr const char* kConvertUsage =
     R"(usage: loom convert MODEL.onnx -o MODEL.loom [--device cpu|reference] [--graph]
+                    [--quantize int8|int4[:BLOCK]] [--block N] [--quiet]
   Imports an ONNX model, compiles it for the device and writes a package (docs/FORMAT.md).
   MODEL.gguf (Llama family) is built with the Llama builder and saved as an executable package;
   --max-context N sets its KV cache length (default 256).
-  --graph   store the uncompiled graph instead (optimised again when loaded)
+  --graph     store the uncompiled graph instead (optimised again when loaded)
+  --quantize  store the matmul weights (2-D float constants of >= 4096 elements) in 8 or 4 bits,
+              affine per block of BLOCK (default 32) along the contraction axis; fused into
+              quantized_matmul when compiled (loom::quantize_weights)
+  --quiet     no progress bar (it is drawn on stderr only when stderr is a terminal)
 )";
 constexpr const char* kRunUsage =
     R"(usage: loom run MODEL.loom --input NAME=FILE.npy ... [-o DIR] [--device D] [--repeat N] [--profile] [--profile-json FILE]
@@ -255,11 +263,81 @@ std::string human_bytes(double b) {
   return s;
 }
 
+// One line on stderr for `loom convert`: "importing [#########.......] 120/287 nodes  1.2 s".
+// Drawn only on a terminal (and not with --quiet); redrawn at most every 50 ms.
+class ProgressBar {
+ public:
+  explicit ProgressBar(bool on) : on_(on && isatty(2)) {}
+  ~ProgressBar() { clear(); }
+  void stage(const std::string& name) {
+    stage_ = name;
+    done_ = total_ = 0;
+    draw(true);
+  }
+  void update(size_t done, size_t total) {
+    done_ = done;
+    total_ = total;
+    draw(done == total);
+  }
+  void clear() {
+    if (on_ && drawn_) std::cerr << "\r\033[K" << std::flush;
+    drawn_ = false;
+  }
+
+ private:
+  void draw(bool force) {
+    if (!on_) return;
+    auto now = std::chrono::steady_clock::now();
+    if (!force && now - last_ < std::chrono::milliseconds(50)) return;
+    last_ = now;
+    double secs = std::chrono::duration<double>(now - start_).count();
+    char line[160];
+    if (total_ > 0) {
+      const int width = 30;
+      int fill = static_cast<int>(static_cast<double>(width) * static_cast<double>(done_) /
+                                  static_cast<double>(total_));
+      std::string bar(static_cast<size_t>(fill), '#');
+      bar.resize(width, '.');
+      std::snprintf(line, sizeof line, "%-10s [%s] %zu/%zu nodes  %.1f s", stage_.c_str(),
+                    bar.c_str(), done_, total_, secs);
+    } else {
+      std::snprintf(line, sizeof line, "%-10s ...  %.1f s", stage_.c_str(), secs);
+    }
+    std::cerr << "\r\033[K" << line << std::flush;
+    drawn_ = true;
+  }
+  bool on_, drawn_ = false;
+  std::string stage_;
+  size_t done_ = 0, total_ = 0;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now(), last_{};
+};
+
+// "int8", "int4", "int4:64" -> bits and block.
+loom::QuantizeWeightsOptions parse_quantize(const std::string& v, int64_t block) {
+  loom::QuantizeWeightsOptions q;
+  std::string kind = v.substr(0, v.find(':'));
+  if (kind != "int8" && kind != "int4")
+    throw loom::Error("[convert] --quantize is int8 or int4[:BLOCK], got '" + v + "'");
+  q.bits = kind == "int8" ? 8 : 4;
+  q.block = block;
+  if (v.find(':') != std::string::npos) {
+    std::string b = v.substr(v.find(':') + 1);
+    char* end = nullptr;
+    q.block = std::strtoll(b.c_str(), &end, 10);
+    if (b.empty() || *end) throw loom::Error("[convert] --quantize " + v + ": bad block size");
+  }
+  if (q.block <= 0 || q.block % 2)
+    throw loom::Error("[convert] the quantization block must be a positive even number, got " +
+                      std::to_string(q.block));
+  return q;
+}
+
 int cmd_convert(int argc, char** argv) {
   if (wants_help(argc, argv)) return std::cout << kConvertUsage, 0;
-  std::string in, out, device = "cpu";
-  bool graph_only = false;
+  std::string in, out, device = "cpu", quantize;
+  bool graph_only = false, quiet = false;
   int64_t max_context = 256;  // GGUF: KV cache rows stored in the package
+  int64_t block = 32;
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -274,6 +352,12 @@ int cmd_convert(int argc, char** argv) {
       graph_only = true;
     else if (a == "--max-context")
       max_context = std::atoll(value().c_str());
+    else if (a == "--quantize")
+      quantize = value();
+    else if (a == "--block")
+      block = std::atoll(value().c_str());
+    else if (a == "--quiet" || a == "-q")
+      quiet = true;
     else if (!a.empty() && a[0] == '-')
       throw loom::Error("[convert] unknown option '" + a + "'");
     else if (in.empty())
@@ -283,15 +367,25 @@ int cmd_convert(int argc, char** argv) {
   }
   if (in.empty() || out.empty())
     throw loom::Error(std::string("[convert] a model and -o are required\n") + kConvertUsage);
+  std::optional<loom::QuantizeWeightsOptions> qopt;
+  if (!quantize.empty()) qopt = parse_quantize(quantize, block);
   if (in.size() > 5 && in.substr(in.size() - 5) == ".gguf") {
+    if (qopt)
+      throw loom::Error(
+          "[convert] --quantize applies to ONNX models (GGUF weights keep their "
+          "own block formats)");
     // A Llama-family GGUF through the model builder: the compiled executable (decode graph, KV
     // cache variables of --max-context rows) is what gets saved, e.g. for `loom view`.
     loom::models::LlamaOptions lo;
     lo.device = loom::Device::parse(device);
     lo.max_context = max_context;
     auto t0 = std::chrono::steady_clock::now();
+    ProgressBar bar(!quiet);
+    bar.stage("loading");
     auto model = loom::models::LlamaModel::load(in, lo);
+    bar.stage("writing");
     model.executable().save(out);
+    bar.clear();
     std::cout << in << " (" << model.config().n_layers << " layers) -> " << out << " in "
               << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() * 1e3
               << " ms\n";
@@ -301,21 +395,50 @@ int cmd_convert(int argc, char** argv) {
     throw loom::Error("[convert] " + in +
                       ": only .onnx and Llama-family .gguf models are converted");
 #ifdef LOOM_HAS_ONNX
-  auto t0 = std::chrono::steady_clock::now();
-  loom::io::OnnxModel m = loom::io::import_onnx(in);
-  auto t1 = std::chrono::steady_clock::now();
+  using clock = std::chrono::steady_clock;
+  auto ms = [](clock::time_point a, clock::time_point b) {
+    return std::chrono::duration<double>(b - a).count() * 1e3;
+  };
+  ProgressBar bar(!quiet);
+  auto t0 = clock::now();
+  bar.stage("parsing");
+  loom::io::OnnxImportOptions io;
+  bool importing = false;
+  io.progress = [&](size_t done, size_t total) {
+    if (!importing) bar.stage("importing"), importing = true;
+    bar.update(done, total);
+  };
+  loom::io::OnnxModel m = loom::io::import_onnx(in, io);
+  auto t1 = clock::now();
+  std::vector<std::string> qlog;
+  if (qopt) {
+    bar.stage("quantizing");
+    m.graph = loom::quantize_weights(m.graph, m.outputs, *qopt, &qlog);
+  }
+  auto t2 = clock::now();
   if (graph_only) {
+    bar.stage("writing");
     loom::save_graph(m.graph, m.outputs, out);
   } else {
     loom::CompileOptions opt;
     opt.device = loom::Device::parse(device);
-    m.graph.compile(m.outputs, opt).save(out);
+    bar.stage("compiling");
+    loom::Executable exe = m.graph.compile(m.outputs, opt);
+    bar.stage("writing");
+    exe.save(out);
   }
-  auto t2 = std::chrono::steady_clock::now();
+  auto t3 = clock::now();
+  bar.clear();
   std::cout << in << " (opset " << m.opset << ", " << m.graph.num_ops() << " ops) -> " << out
-            << ": imported in " << std::chrono::duration<double>(t1 - t0).count() * 1e3
-            << " ms, compiled and saved in " << std::chrono::duration<double>(t2 - t1).count() * 1e3
+            << ": imported in " << ms(t0, t1) << " ms";
+  if (qopt)
+    std::cout << ", " << qlog.size() << " weight(s) quantized to int" << qopt->bits << " (block "
+              << qopt->block << ") in " << ms(t1, t2) << " ms";
+  std::cout << ", " << (graph_only ? "saved" : "compiled and saved") << " in " << ms(t2, t3)
             << " ms\n";
+  if (qopt && qlog.empty())
+    std::cout << "note: no matmul has constant 2-D float weights of >= " << qopt->min_elements
+              << " elements; nothing was quantized\n";
   return 0;
 #else
   throw loom::Error(
@@ -328,7 +451,7 @@ int cmd_run(int argc, char** argv) {
   if (wants_help(argc, argv)) return std::cout << kRunUsage, 0;
   std::string model, outdir = ".", device = "cpu";
   int repeat = 1;
-  bool profile = false;  // time every op and print where the time went
+  bool profile = false;      // time every op and print where the time went
   std::string profile_path;  // --profile-json: per-op times for `loom view --profile`
   loom::Feeds feeds;
   for (int i = 2; i < argc; ++i) {
@@ -499,8 +622,7 @@ int cmd_inspect(int argc, char** argv) {
               << human_bytes(static_cast<double>(constants[k].first)) << ")\n";
   if (constants.size() > 10) std::cout << "  ... " << constants.size() - 10 << " more\n";
   std::cout << "pass log (" << p.pass_log.size() << "):\n";
-  for (const auto& l : p.pass_log)
-    std::cout << "  " << log_line(l) << "\n";
+  for (const auto& l : p.pass_log) std::cout << "  " << log_line(l) << "\n";
   return 0;
 }
 

@@ -118,6 +118,10 @@ class CudaBackend final : public Backend {
       register_movement(k);
       register_attention(k);
       register_quantization(k);
+      register_complex(k);  // after register_elementwise: wraps its kernels
+      register_fft(k);
+      register_spectral(k);
+      register_conv(k);
       return k;
     }();
     return t;

@@ -48,5 +48,10 @@ void register_matmul(KernelTable& t);
 void register_movement(KernelTable& t);
 void register_attention(KernelTable& t);
 void register_quantization(KernelTable& t);
+// Issue 9's FFT / spectral / conv families; register_complex wraps the elementwise kernels.
+void register_complex(KernelTable& t);
+void register_fft(KernelTable& t);
+void register_spectral(KernelTable& t);
+void register_conv(KernelTable& t);
 
 }  // namespace loom::backends::cuda

@@ -711,10 +711,21 @@ std::vector<Tensor> quantize_linear_onnx(Ctx& c) {
   if (out != u8 && out != i8 && out != u4 && out != i4 && out != i16)
     c.error("output type ", dtype_name(out), " is not supported");
   if (c.i("precision", 0)) c.error("precision is not supported");
-  Tensor s = scale;
-  // ONNX divides in x's type when the scale is wider; Loom computes in f32 either way.
-  QuantAttrs a = quant_attrs(c, x, s, out);
-  return {quantize(x, s, zero_point_like(c, 2, s), a)};
+  QuantAttrs a = quant_attrs(c, x, scale, out);
+  Tensor zp = zero_point_like(c, 2, scale);
+  if (a.block_size == 0 && scale.shape().is_static() && x.dtype() == f32) {
+    // ONNX rounds x / scale computed in f32; Loom's quantize divides in double, which differs at
+    // ties. So the division is an f32 op here and quantize gets a scale of 1.
+    Tensor s = scale.dtype() == f32 ? scale : cast(scale, f32);
+    if (a.axis >= 0 && scale.rank() == 1) {
+      std::vector<int64_t> dims(static_cast<size_t>(x.rank() - a.axis), 1);
+      dims[0] = -1;
+      s = reshape(s, dims);
+    }
+    Tensor ones = c.g.constant(full(scale.shape(), 1, f32));
+    return {quantize(div(x, s), ones, zp, a)};
+  }
+  return {quantize(x, scale, zp, a)};
 }
 
 std::vector<Tensor> dynamic_quantize_linear_onnx(Ctx& c) {
@@ -723,8 +734,11 @@ std::vector<Tensor> dynamic_quantize_linear_onnx(Ctx& c) {
   Tensor zero = c.scalar_like(0, x);
   Tensor lo = minimum(min(x), zero), hi = maximum(max(x), zero);
   Tensor scale = div(sub(hi, lo), c.scalar_like(255, x));
-  Tensor zp = cast(round(clamp(neg(div(lo, scale)), 0, 255)), u8);
-  return {quantize(x, scale, zp, {.axis = -1, .block_size = 0, .dtype = u8}), scale, zp};
+  Tensor zpf = round(clamp(neg(div(lo, scale)), 0, 255));
+  // x / scale rounded in f32 as ONNX specifies (the quantize op divides in double, which differs
+  // at ties; the scale here puts many values near them).
+  Tensor y = clamp(add(round(div(x, scale)), zpf), 0, 255);
+  return {cast(y, u8), scale, cast(zpf, u8)};
 }
 
 // (a - a_zp) · (b - b_zp) in i32 (MatMulInteger; QLinearMatMul's accumulator). a's zero point
@@ -836,7 +850,10 @@ std::vector<Tensor> constant_of_shape_onnx(Ctx& c) {
 
 std::vector<Tensor> range_onnx(Ctx& c) {
   auto s = c.const_scalar(0), l = c.const_scalar(1), d = c.const_scalar(2);
-  if (!s || !l || !d) c.error("start, limit and delta must be constants (a value-dependent shape)");
+  if (!s || !l || !d)
+    c.error(
+        "each of start, limit and delta must be a constant (the output's shape depends on "
+        "them)");
   if (*d == 0) c.error("delta must not be 0");
   return {arange(c.g, *s, *l, *d, c.x(0).dtype())};
 }
@@ -1571,6 +1588,8 @@ NDArray read_onnx_tensor(const std::string& path) {
 std::vector<std::string> onnx_supported_ops() {
   std::vector<std::string> out;
   for (const auto& [name, e] : converters()) out.push_back(name);
+  out.push_back("If");  // with a condition known at import time (Importer::import_if)
+  for (const auto& [name, e] : ms_converters()) out.push_back("com.microsoft." + name);
   return out;
 }
 

@@ -1,7 +1,6 @@
 #include <algorithm>
-#include <map>
 #include <cstdio>
-#include <unordered_map>
+#include <map>
 
 #include "passes/pass.h"
 
@@ -61,29 +60,63 @@ namespace {
 
 // What a pass changed, for `loom view`'s pass before/after (docs/FORMAT.md, "[changes]" lines):
 // nodes are matched by name (unnamed ones are not tracked); a node is rewritten when its op,
-// attributes, output types or the names of its inputs' producers changed.
+// attributes, output types or its inputs (producer names) changed. Kept as hashes: snapshots of
+// a 20 000-node graph after every pass must cost milliseconds, not the compile's time.
+uint64_t mix(uint64_t h, uint64_t v) {
+  h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+  return h * 0xff51afd7ed558ccdull;
+}
+
 struct Snapshot {
-  struct Entry {
-    ir::OpId op;
-    const void* attrs;
-    std::vector<std::string> inputs;
-    std::vector<TensorType> outputs;
-  };
-  std::unordered_map<std::string, Entry> by_name;
-  std::vector<std::string> order;  // names in node order (deterministic output)
+  std::string arena;                // the names of named nodes, in node order, back to back
+  std::vector<size_t> offset;       // name i is arena[offset[i], offset[i + 1])
+  std::vector<uint64_t> name_hash;  // per name
+  // Open addressing, name hash -> content hash (0 marks an empty slot: hashes are made odd).
+  std::vector<std::pair<uint64_t, uint64_t>> table;
   size_t nodes = 0;
+  size_t size() const { return name_hash.size(); }
+  std::string name(size_t i) const { return arena.substr(offset[i], offset[i + 1] - offset[i]); }
+  const uint64_t* find(uint64_t name) const {
+    for (size_t k = name & (table.size() - 1);; k = (k + 1) & (table.size() - 1)) {
+      if (table[k].first == name) return &table[k].second;
+      if (table[k].first == 0) return nullptr;
+    }
+  }
+  void insert(uint64_t name, uint64_t content) {  // the first of duplicate names counts
+    for (size_t k = name & (table.size() - 1);; k = (k + 1) & (table.size() - 1)) {
+      if (table[k].first == name) return;
+      if (table[k].first == 0) {
+        table[k] = {name, content};
+        return;
+      }
+    }
+  }
 };
 
 Snapshot snapshot(const ir::GraphData& g) {
   Snapshot s;
   s.nodes = g.nodes.size();
-  for (const auto& n : g.nodes) {
-    if (n.name.empty() || s.by_name.count(n.name)) continue;
-    Snapshot::Entry e{n.op, n.attrs.get(), {}, n.outputs};
-    for (const auto& v : n.inputs)
-      e.inputs.push_back(g.nodes[static_cast<size_t>(v.node)].name + "#" + std::to_string(v.index));
-    s.by_name.emplace(n.name, std::move(e));
-    s.order.push_back(n.name);
+  std::vector<uint64_t> nh(g.nodes.size());
+  std::hash<std::string> hs;
+  for (size_t i = 0; i < g.nodes.size(); ++i) nh[i] = hs(g.nodes[i].name) | 1;
+  size_t cap = 16;
+  while (cap < 2 * g.nodes.size()) cap *= 2;
+  s.table.assign(cap, {0, 0});
+  s.offset.reserve(g.nodes.size() + 1);
+  s.offset.push_back(0);
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const ir::Node& n = g.nodes[i];
+    if (n.name.empty()) continue;
+    uint64_t c = mix(n.op, reinterpret_cast<uintptr_t>(n.attrs.get()));
+    for (const auto& v : n.inputs) c = mix(mix(c, nh[static_cast<size_t>(v.node)]), v.index);
+    for (const auto& t : n.outputs) {
+      c = mix(c, static_cast<uint64_t>(t.dtype));
+      for (int64_t d : t.shape.dims()) c = mix(c, static_cast<uint64_t>(d));
+    }
+    s.arena += n.name;
+    s.offset.push_back(s.arena.size());
+    s.name_hash.push_back(nh[i]);
+    s.insert(nh[i], c);
   }
   return s;
 }
@@ -110,17 +143,14 @@ void json_string(std::string& out, const std::string& s) {
 Snapshot note_changes(PassContext& ctx, const char* pass, const Snapshot& before) {
   Snapshot after = snapshot(ctx.graph);
   std::vector<std::string> removed, added, rewritten;
-  for (const auto& name : before.order)
-    if (!after.by_name.count(name)) removed.push_back(name);
-  for (const auto& name : after.order) {
-    auto it = before.by_name.find(name);
-    if (it == before.by_name.end()) {
-      added.push_back(name);
-      continue;
-    }
-    const auto &a = it->second, &b = after.by_name.at(name);
-    if (a.op != b.op || a.attrs != b.attrs || a.inputs != b.inputs || a.outputs != b.outputs)
-      rewritten.push_back(name);
+  for (size_t i = 0; i < before.size(); ++i)
+    if (!after.find(before.name_hash[i])) removed.push_back(before.name(i));
+  for (size_t i = 0; i < after.size(); ++i) {
+    const uint64_t* was = before.find(after.name_hash[i]);
+    if (!was)
+      added.push_back(after.name(i));
+    else if (*was != *after.find(after.name_hash[i]))
+      rewritten.push_back(after.name(i));
   }
   if (removed.empty() && added.empty() && rewritten.empty() && before.nodes == after.nodes)
     return after;
@@ -128,10 +158,10 @@ Snapshot note_changes(PassContext& ctx, const char* pass, const Snapshot& before
   json_string(line, pass);
   line += ",\"nodes_before\":" + std::to_string(before.nodes) +
           ",\"nodes_after\":" + std::to_string(after.nodes);
-  for (const auto& [key, list] : {std::pair<const char*, const std::vector<std::string>*>{
-                                      "removed", &removed},
-                                  {"added", &added},
-                                  {"rewritten", &rewritten}}) {
+  for (const auto& [key, list] :
+       {std::pair<const char*, const std::vector<std::string>*>{"removed", &removed},
+        {"added", &added},
+        {"rewritten", &rewritten}}) {
     line += ",\"";
     line += key;
     line += "\":[";

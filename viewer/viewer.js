@@ -131,7 +131,12 @@
     }
     S.timings = {fetch_ms: t1 - t0, model_ms: t2 - t1, layout_ms: S.lay.ms, layout_server_ms: S.lay.server_ms,
                  groups_build_ms: t.build_ms};
-    fillOps(); fillPasses(); fillVariables(); fillConstants(); $('profile-list').innerHTML = '';
+    // The variables and constants panes fill in the background: the overview is interactive first.
+    S.panesReady = false;
+    fillOps(); fillPasses();
+    Promise.all([fillVariables(), fillConstants()]).then(() => { S.panesReady = true; },
+        e => { showError(e.message); S.panesReady = true; });
+    $('profile-list').innerHTML = '';
     $('profile-summary').textContent = '';
     if (S.profileFile) applyProfile(S.profileFile); else S.profile = null;
     fit();

@@ -159,6 +159,15 @@ GroupTree build_groups(const ir::GraphData& g, const std::vector<ir::Value>& out
     if (b == kNone && (op[i] == "placeholder" || t.hub[i])) b = kRoot;
     grp[i] = b;
   }
+  // An unnamed op computed from an op named in a block belongs to that block (the residual add
+  // after a block's down projection), so every block of a stack holds the same ops.
+  std::vector<uint8_t> named(N, 0);
+  for (int i = 0; i < G; ++i) named[i] = grp[i] >= 0;
+  for (int i = 0; i < G; ++i) {
+    if (t.chip[i] || grp[i] != kNone) continue;
+    for (const auto& [p, k] : inputs[i])
+      if (p < G && named[p] && grp[p] > grp[i]) grp[i] = grp[p];
+  }
   for (int i = G - 1; i >= 0; --i) {
     if (t.chip[i] || grp[i] != kNone) continue;
     int best = kNone;

@@ -223,7 +223,9 @@ struct ViewData {
   std::vector<std::string> pass_log;
   std::string graph_json;  // cached answer of /api/graph
   std::map<int, ConstantInfo> constants;
+  std::mutex constants_mutex;
   // The hierarchy and its layouts (layout.h), made on the first /api/groups or /api/layout.
+  std::once_flag tree_once;
   std::unique_ptr<GroupTree> tree;
   std::unique_ptr<Layouter> layouter;
   std::string groups_json;
@@ -661,7 +663,10 @@ Response Viewer::handle(const std::string& path, const Query& query) {
       if (name == a.name) return {200, a.content_type, std::string(a.data, a.size)};
     return {404, "text/plain", "[view] no such file: " + path};
   }
-  std::lock_guard lock(s_->mutex);
+  // The global lock covers the package and the creation of views; a view's answers are computed
+  // outside it (its graph is immutable, its caches have their own lock), so that a layout request
+  // is not queued behind the constants pane of a 20 000-op graph.
+  std::unique_lock lock(s_->mutex);
   try {
     auto view_name = [&]() {
       auto it = query.find("view");
@@ -702,14 +707,15 @@ Response Viewer::handle(const std::string& path, const Query& query) {
         path == "/api/constants" || path == "/api/constant" || path == "/api/passes" ||
         path == "/api/groups" || path == "/api/layout") {
       ViewData& v = s_->view(view_name());
+      lock.unlock();
       if (!v.error.empty()) return error_response(v.error);
       if (path == "/api/groups" || path == "/api/layout") {
-        if (!v.tree) {
+        std::call_once(v.tree_once, [&] {
           v.tree = std::make_unique<GroupTree>(
               build_groups(v.graph, v.outputs, LayoutOptions{}, region_members(v.graph)));
           v.layouter = std::make_unique<Layouter>(*v.tree, LayoutOptions{});
           v.groups_json = groups_json(*v.tree).dump();
-        }
+        });
         if (path == "/api/groups") return {200, kJson, v.groups_json};
         return {200, kJson, layout_json(v.layouter->layout(parse_expanded(query, *v.tree)))};
       }
@@ -737,9 +743,12 @@ Response Viewer::handle(const std::string& path, const Query& query) {
         return error_response("[view] node " + std::to_string(id) + " is not a constant", 404);
       const ir::Node& n = v.graph.nodes[static_cast<size_t>(id)];
       const NDArray& value = attrs_as<ConstantAttrs>(*n.attrs).value;
+      std::unique_lock cache_lock(v.constants_mutex);
       auto it = v.constants.find(static_cast<int>(id));
       if (it == v.constants.end())
         it = v.constants.emplace(static_cast<int>(id), constant_info(value)).first;
+      ConstantInfo info = it->second;
+      cache_lock.unlock();
       int64_t offset = query_int(query, "offset", 0, 0, std::max<int64_t>(value.numel() - 1, 0));
       int64_t count = query_int(query, "count", 256, 0, 4096);
       count = std::min(count, value.numel() - offset);
@@ -765,8 +774,8 @@ Response Viewer::handle(const std::string& path, const Query& query) {
            {"name", n.name},
            {"type", type_json(value.type())},
            {"nbytes", value.nbytes()},
-           {"stats", it->second.stats},
-           {"histogram", it->second.histogram},
+           {"stats", info.stats},
+           {"histogram", info.histogram},
            {"heatmap", heat_map(value, query_int(query, "slice", 0, 0, value.numel()))},
            {"values", {{"offset", offset}, {"data", values}}},
            {"consumers", consumers}});

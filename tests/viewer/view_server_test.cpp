@@ -318,6 +318,53 @@ TEST_F(ViewServer, PassChangesOfTheCompiledView) {
     if (!after.count(n)) EXPECT_TRUE(removed.count(n)) << n;
 }
 
+// The compiled view draws each stitched kernel as a region box holding its member ops (parsed
+// from the node's program): the members are the as-is ops the stitch pass removed.
+TEST_F(ViewServer, StitchedKernelsAreRegionsWithTheirMembers) {
+  Graph g;
+  auto x = g.placeholder({4, 8}, f32, "x");
+  auto y = tanh(mul(add(mul(x, x), x), x));  // one elementwise chain: one stitched kernel
+  std::string path = tmp_path("stitch.loom");
+  save_graph(g, {matmul(y, g.constant(random_normal({8, 2}, f32, 1), "w"))}, path);
+  start(path);
+  json asis = get_json("/api/graph?view=asis");
+  json cpu = get_json("/api/graph?view=cpu");
+  std::set<std::string> asis_names;
+  for (const auto& n : asis["nodes"]) asis_names.insert(n["name"]);
+  int stitched = 0;
+  for (const auto& n : cpu["nodes"]) stitched += n["op"] == "stitched";
+  if (stitched == 0) GTEST_SKIP() << "no stitch pass in this pipeline";
+  json t = get_json("/api/groups?view=cpu");
+  std::map<int, int> members;  // region container -> member ops
+  for (const auto& v : t["virtual_nodes"]) {
+    int c = t["node_container"][v["id"].get<size_t>()];
+    ++members[c];
+    EXPECT_EQ(t["containers"][static_cast<size_t>(c)]["kind"], "region");
+    EXPECT_EQ(cpu["nodes"][v["region"].get<size_t>()]["op"], "stitched");
+    EXPECT_TRUE(asis_names.count(v["name"])) << v["name"];  // a member is an op of the source
+    for (const auto& in : v["inputs"])
+      EXPECT_LT(in[0].get<size_t>(), cpu["nodes"].size() + t["virtual_nodes"].size());
+  }
+  int regions = 0;
+  for (const auto& c : t["containers"])
+    if (c["kind"] == "region") {
+      ++regions;
+      EXPECT_EQ(members[c["id"].get<int>()], c["count"].get<int>());
+      EXPECT_GE(c["count"].get<int>(), 2);
+      EXPECT_EQ(cpu["nodes"][c["region_node"].get<size_t>()]["op"], "stitched");
+    }
+  EXPECT_EQ(regions, stitched);
+  // Expanded, the members are drawn (ids past the graph's nodes); collapsed, the box only.
+  json all = get_json("/api/layout?view=cpu&expanded=all");
+  int drawn_members = 0;
+  for (size_t i = 0; i < all["nodes"].size(); i += 5)
+    drawn_members += all["nodes"][i].get<size_t>() >= cpu["nodes"].size();
+  EXPECT_EQ(drawn_members, static_cast<int>(t["virtual_nodes"].size()));
+  json top = get_json("/api/layout?view=cpu");
+  for (size_t i = 0; i < top["nodes"].size(); i += 5)
+    EXPECT_LT(top["nodes"][i].get<size_t>(), cpu["nodes"].size());
+}
+
 // Packages written before pass changes existed (the checked-in v1 package) still open.
 TEST_F(ViewServer, PackageOfThePreviousVersionOpens) {
   const char* data = std::getenv("LOOM_TEST_DATA");

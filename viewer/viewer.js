@@ -557,6 +557,7 @@
       if (!m.expanded.has(g)) { m.expanded.add(g); changed = true; }
     if (changed) await relayout();
     S.selNode = id; S.selGroup = -1;
+    crumbs(m.nodeContainer[id], S.graph.nodes[id].name || S.graph.nodes[id].op);
     const b = S.lay.nodeBox.get(id);
     if (centre && b) centreOn(b.x + b.w / 2, b.y + b.h / 2);
     inspectNode(id);
@@ -565,7 +566,26 @@
   function selectGroup(gid) {
     S.selGroup = gid; S.selNode = -1;
     inspectGroup(gid);
+    crumbs(S.model.containers[gid].parentC ? S.model.containers[gid].parentC.id : -1, S.model.containers[gid].label);
     draw();
+  }
+  // Breadcrumbs: the groups holding the selection, outermost first; a click selects the group
+  // and centres it.
+  function crumbs(cid, last) {
+    const nav = $('crumbs');
+    nav.innerHTML = '';
+    const chain = [];
+    for (let c = cid >= 0 ? S.model.containers[cid] : null; c; c = c.parentC) chain.unshift(c);
+    for (const c of chain) {
+      nav.append(el('a', {'data-testid': 'crumb', 'data-gid': c.id, text: c.label, onclick: () => {
+        if (c.id) {
+          selectGroup(c.id);
+          const b = S.lay.groupBox.get(c.id);
+          if (b) { centreOn(b.x + b.w / 2, b.y + Math.min(b.h / 2, 200)); draw(); }
+        } else fit();
+      }}), ' › ');
+    }
+    if (last !== undefined) nav.append(el('b', {text: last}));
   }
   async function toggleGroup(gid) {
     const m = S.model;

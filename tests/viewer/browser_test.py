@@ -164,6 +164,14 @@ def main():
             page.wait_for_function("window.loomViewer.selNode >= 0")
             title = page.get_by_test_id("inspector-title").inner_text()
             check(title.startswith("matmul"), f"inspector shows the selected node ({title})")
+            crumbs = [c.inner_text() for c in page.get_by_test_id("crumb").all()]
+            check(crumbs[:1] == ["graph"] and len(crumbs) >= 2 and crumbs[1].startswith("blk."),
+                  f"breadcrumbs show the groups holding the node ({' › '.join(crumbs)})")
+            page.get_by_test_id("crumb").nth(1).click()
+            check(page.get_by_test_id("inspector-title").inner_text() == crumbs[1],
+                  "a breadcrumb selects its group")
+            page.get_by_test_id("op-instance").first.click()
+            page.wait_for_function("window.loomViewer.selNode >= 0")
             check(page.get_by_test_id("inspector-inputs").locator("tr").count() == 2,
                   "inspector lists the matmul's two inputs")
             # Click on the canvas at the selected node: hit testing selects it again.

@@ -156,7 +156,11 @@
     const t0 = performance.now();
     const seq = ++layoutSeq;
     const ids = [...S.model.expanded].filter(x => x !== 0).sort((a, b) => a - b);
-    const L = await api(`/api/layout?view=${encodeURIComponent(S.view)}&expanded=${ids.join(',')}`);
+    // The shorter of the expanded list and "all but the collapsed ones" (URL length limit).
+    let q = 'expanded=' + ids.join(',');
+    if (2 * ids.length > S.model.containers.length)
+      q = 'expanded=all&collapsed=' + S.model.containers.filter(c => c.id && !S.model.expanded.has(c.id)).map(c => c.id).join(',');
+    const L = await api(`/api/layout?view=${encodeURIComponent(S.view)}&${q}`);
     if (seq !== layoutSeq) return;  // a newer request superseded this one
     const lay = {w: L.w, h: L.h, nodes: [], groups: [], edges: [], nodeBox: new Map(), groupBox: new Map(),
                  server_ms: L.ms, laid_out: L.laid_out, reused: L.reused};

@@ -282,10 +282,18 @@ TEST_F(ViewServer, GroupsAndLayout) {
   json top = get_json("/api/layout?view=asis");
   EXPECT_LT(top["nodes"].size(), all["nodes"].size());  // blocks collapsed
   EXPECT_EQ(top["groups"].size() / 6, blocks.size());
+  // "All but these": the same answer as listing the others.
+  std::string others;
+  for (const auto& c : t["containers"])
+    if (c["id"] != 0 && c["id"] != 1) others += (others.empty() ? "" : ",") + c["id"].dump();
+  EXPECT_EQ(get_json("/api/layout?view=asis&expanded=all&collapsed=1")["nodes"],
+            get_json("/api/layout?view=asis&expanded=" + others)["nodes"]);
   json e = get_json("/api/layout?view=asis&expanded=1,x", 422);
   EXPECT_NE(e["error"].get<std::string>().find("names no group"), std::string::npos);
   e = get_json("/api/layout?view=asis&expanded=100000", 422);
   EXPECT_NE(e["error"].get<std::string>().find("names no group"), std::string::npos);
+  e = get_json("/api/layout?view=asis&expanded=all&collapsed=-3", 422);
+  EXPECT_NE(e["error"].get<std::string>().find("'collapsed' names no group"), std::string::npos);
 }
 
 // Pass before/after: the compile pipeline records, per pass that changed something, the names it

@@ -626,16 +626,10 @@ std::string layout_json(const LayoutResult& r) {
   return o;
 }
 
-std::set<int> parse_expanded(const Query& q, const GroupTree& t) {
+// Group ids of a comma-separated list ("1,5,7"), each checked.
+std::set<int> parse_ids(const std::string& key, const std::string& v, const GroupTree& t) {
   std::set<int> out;
-  auto it = q.find("expanded");
-  if (it == q.end() || it->second.empty()) return out;
-  if (it->second == "all") {
-    for (const auto& c : t.containers) out.insert(c.id);
-    return out;
-  }
   size_t s = 0;
-  const std::string& v = it->second;
   while (s <= v.size()) {
     size_t e = v.find(',', s);
     if (e == std::string::npos) e = v.size();
@@ -644,12 +638,26 @@ std::set<int> parse_expanded(const Query& q, const GroupTree& t) {
       char* end = nullptr;
       long id = std::strtol(tok.c_str(), &end, 10);
       if (*end || id < 0 || id >= static_cast<long>(t.containers.size()))
-        fail("[view] parameter 'expanded' names no group: '", tok, "' (", t.containers.size(),
+        fail("[view] parameter '", key, "' names no group: '", tok, "' (", t.containers.size(),
              " groups)");
       out.insert(static_cast<int>(id));
     }
     s = e + 1;
   }
+  return out;
+}
+
+// expanded=IDS, or expanded=all[&collapsed=IDS]: the page sends whichever is shorter, so a URL
+// stays within the server's limit for thousands of groups.
+std::set<int> parse_expanded(const Query& q, const GroupTree& t) {
+  auto it = q.find("expanded");
+  if (it == q.end() || it->second.empty()) return {};
+  if (it->second != "all") return parse_ids("expanded", it->second, t);
+  std::set<int> out;
+  for (const auto& c : t.containers) out.insert(c.id);
+  auto col = q.find("collapsed");
+  if (col != q.end())
+    for (int id : parse_ids("collapsed", col->second, t)) out.erase(id);
   return out;
 }
 

@@ -1036,10 +1036,26 @@
       out.push(`<g data-node="${b.id}"><rect x="${f(b.x)}" y="${f(b.y)}" width="${f(b.w)}" height="${f(b.h)}" rx="4" ` +
           `fill="${st.fill}" stroke="${st.stroke}"/><text x="${f(b.x + 7)}" y="${f(b.y + 14)}" font-size="12" font-weight="bold">${esc(n.op)}</text>` +
           `<text x="${f(b.x + 7)}" y="${f(b.y + 27)}" font-size="10" fill="#4b5563">${esc(clip((n.name && n.name !== n.op ? n.name + '  ' : '') +
-          (n.outputs[0] ? shapeStr(n.outputs[0]) : ''), b.w - 12))}</text></g>`);
+          (n.outputs[0] ? shapeStr(n.outputs[0]) : ''), b.w - 12))}</text>` + svgChips(n, b, f, esc) + '</g>');
     }
     out.push('</svg>');
     return out.join('\n');
+  }
+  // Constants (green) and stubs of shared values (blue) as chips, as on the canvas.
+  function svgChips(n, b, f, esc) {
+    const m = S.model, chips = [];
+    for (const p of m.chips[n.id] || []) chips.push([p, '#16a34a']);
+    for (const p of m.stubs[n.id] || []) chips.push([p, '#2563eb']);
+    let x = b.x + 6, out = '';
+    const y = b.y + NODE_H - 2;
+    for (const [p, col] of chips.slice(0, 4)) {
+      const pn = S.graph.nodes[p];
+      const label = (pn.name || pn.op).replace(/^(blk|layers?|blocks?|h)[._\/]\d+[._\/]/, '');
+      out += `<rect x="${f(x)}" y="${f(y)}" width="54" height="12" rx="3" fill="${col}"/>` +
+          `<text x="${f(x + 3)}" y="${f(y + 9)}" font-size="8" fill="#fff">${esc(clip(label, 50))}</text>`;
+      x += 58;
+    }
+    return out;
   }
   function download(name, href) {
     const a = document.createElement('a');

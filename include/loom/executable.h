@@ -52,6 +52,15 @@ class Executable {
   // its dtype and a shape that fits its (possibly dynamic) declared shape. Safe to call from
   // several threads at once (runs that assign variables are serialised).
   std::vector<NDArray> run(const Feeds& inputs) const;
+  // Per-run options.
+  struct RunOptions {
+    // CUDA only: the caller's cudaStream_t. The run first waits for the work already queued on it
+    // (e.g. kernels of the app that wrote its device inputs), and the stream then waits for the
+    // run's work — GPU-side, the host never blocks (with device inputs and outputs). Loom's work
+    // is sequenced with the app's own, as MPSGraph does with a shared command buffer.
+    void* cuda_stream = nullptr;
+  };
+  std::vector<NDArray> run(const Feeds& inputs, const RunOptions& options) const;
 
   struct Signature {
     std::string name;

@@ -51,6 +51,11 @@ class Backend {
   }
   // Waits until the device has finished the work issued to it (host backends: nothing to do).
   virtual void synchronize() const {}
+  // Device backends: order this backend's later work after the work queued so far on a stream of
+  // the caller (`wait_for_stream`), or the caller's later work after this backend's work so far
+  // (`signal_stream`), without blocking the host.
+  virtual void wait_for_stream(void* external_stream) const { (void)external_stream; }
+  virtual void signal_stream(void* external_stream) const { (void)external_stream; }
   // True when the backend's memory is not host memory (arrays must be copied in and out).
   bool on_device() const { return device().kind == Device::Kind::cuda; }
 };

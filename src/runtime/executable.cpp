@@ -444,6 +444,17 @@ std::vector<NDArray> Executable::run(const Feeds& inputs) const {
   return impl_->run(inputs);
 }
 
+std::vector<NDArray> Executable::run(const Feeds& inputs, const RunOptions& options) const {
+  LOOM_CHECK(impl_, "[run] executable is empty");
+  if (!options.cuda_stream) return impl_->run(inputs);
+  LOOM_CHECK(impl_->backend->on_device(), "[run] RunOptions::cuda_stream is for CUDA executables; ",
+             "this one runs on ", impl_->options.device.to_string());
+  impl_->backend->wait_for_stream(options.cuda_stream);
+  std::vector<NDArray> out = impl_->run(inputs);
+  impl_->backend->signal_stream(options.cuda_stream);
+  return out;
+}
+
 std::vector<Executable::Signature> Executable::inputs() const {
   std::vector<Signature> s;
   for (int p : impl_->placeholders) {

@@ -2,6 +2,12 @@
 // Every test skips cleanly where no GPU is present (CI builds the backend but has no GPU).
 #include <gtest/gtest.h>
 
+#include <cstring>
+
+#ifdef LOOM_HAS_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
 #include "loom/loom.h"
 
 namespace loom {
@@ -62,6 +68,49 @@ TEST(CudaRuntime, MissingDeviceIsAClearError) {
   CompileOptions o;
   o.device = Device::cuda(0);
   EXPECT_THROW(g.compile({x + x}, o), Error);
+}
+
+#ifdef LOOM_HAS_CUDA
+// The app's own stream: its work before the run (writing the input) and after it (reading the
+// output) is ordered with Loom's by events alone; only the app's stream is synchronised.
+TEST(CudaRuntime, RunsSequencedWithTheCallersStream) {
+  REQUIRE_GPU();
+  Graph g;
+  auto x = g.placeholder({1 << 20}, f32, "x");
+  CompileOptions o;
+  o.device = Device::cuda(0);
+  Executable exe = g.compile({tanh(x) * 2.0 + x}, o);
+  NDArray host = random_uniform({1 << 20}, f32, -2, 2, 17);
+  cudaStream_t app;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&app, cudaStreamNonBlocking), cudaSuccess);
+  void* pinned = nullptr;
+  ASSERT_EQ(cudaMallocHost(&pinned, host.nbytes()), cudaSuccess);
+  std::memcpy(pinned, host.data(), host.nbytes());
+  NDArray in = to_device(NDArray::empty(f32, {1 << 20}), Device::cuda(0));
+  // Asynchronous upload on the app's stream: the run must wait for it.
+  ASSERT_EQ(cudaMemcpyAsync(in.data(), pinned, host.nbytes(), cudaMemcpyHostToDevice, app),
+            cudaSuccess);
+  auto out = exe.run({{"x", in}}, {.cuda_stream = app});
+  ASSERT_EQ(out[0].device(), Device::cuda(0));
+  std::vector<float> got(static_cast<size_t>(1 << 20));
+  ASSERT_EQ(cudaMemcpyAsync(got.data(), out[0].data(), host.nbytes(), cudaMemcpyDeviceToHost, app),
+            cudaSuccess);
+  ASSERT_EQ(cudaStreamSynchronize(app), cudaSuccess);
+  auto want = g.compile({tanh(x) * 2.0 + x}).run({{"x", host}})[0].to_vector<float>();
+  for (size_t i = 0; i < got.size(); i += 1009) EXPECT_NEAR(got[i], want[i], 1e-5) << i;
+  cudaFreeHost(pinned);
+  cudaStreamDestroy(app);
+}
+#endif
+
+TEST(CudaRuntime, CallersStreamNeedsACudaExecutable) {
+  Graph g;
+  auto x = g.placeholder({2}, f32, "x");
+  Executable exe = g.compile({x + x});
+  int not_a_stream = 0;
+  EXPECT_THROW(
+      exe.run({{"x", NDArray::from_vector<float>({1, 2}, {2})}}, {.cuda_stream = &not_a_stream}),
+      Error);
 }
 
 }  // namespace

@@ -319,11 +319,17 @@ TEST_F(ViewServer, PassChangesOfTheCompiledView) {
   }
   // What the passes removed and did not add back is gone; what is new was added by a pass.
   for (const auto& n : removed)
-    if (!added.count(n)) EXPECT_FALSE(after.count(n)) << n;
+    if (!added.count(n)) {
+      EXPECT_FALSE(after.count(n)) << n;
+    }
   for (const auto& n : after)
-    if (!before.count(n)) EXPECT_TRUE(added.count(n)) << n;
+    if (!before.count(n)) {
+      EXPECT_TRUE(added.count(n)) << n;
+    }
   for (const auto& n : before)
-    if (!after.count(n)) EXPECT_TRUE(removed.count(n)) << n;
+    if (!after.count(n)) {
+      EXPECT_TRUE(removed.count(n)) << n;
+    }
 }
 
 // The compiled view draws each stitched kernel as a region box holding its member ops (parsed

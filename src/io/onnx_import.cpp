@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <climits>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -225,8 +226,19 @@ struct Ctx {
             ") computed from a dynamic dim is not supported here (Loom needs it at import time)");
     if (!cin[k])
       error("input ", k, " (", what, ") must be a constant: Loom needs it at import time");
-    auto d = cin[k]->to_doubles();
-    return std::vector<int64_t>(d.begin(), d.end());
+    return ints_of(*cin[k]);
+  }
+  // Exact for i64 (INT64_MAX, the usual "to the end", does not survive a trip through double).
+  static std::vector<int64_t> ints_of(const NDArray& a) {
+    if (a.dtype() == i64) {
+      NDArray c = a.contiguous();
+      const int64_t* p = c.data_as<int64_t>();
+      return std::vector<int64_t>(p, p + c.numel());
+    }
+    std::vector<int64_t> out;
+    for (double d : a.to_doubles())
+      out.push_back(d >= 9.2e18 ? INT64_MAX : d <= -9.2e18 ? INT64_MIN : static_cast<int64_t>(d));
+    return out;
   }
   // Like const_ints, but elements may depend on dynamic dims (shape arithmetic on Shape).
   std::optional<std::vector<DimValue>> dim_values(size_t k, const char* what) const {
@@ -238,16 +250,16 @@ struct Ctx {
       return out;
     }
     const Probed& p = *probe[k];
-    std::array<std::vector<double>, kProbes> vals;
+    std::array<std::vector<int64_t>, kProbes> vals;
     for (int j = 0; j < kProbes; ++j) {
-      vals[static_cast<size_t>(j)] = p[static_cast<size_t>(j)].to_doubles();
+      vals[static_cast<size_t>(j)] = ints_of(p[static_cast<size_t>(j)]);
       if (vals[static_cast<size_t>(j)].size() != vals[0].size())
         error("input ", k, " (", what, ") has a length that depends on dynamic dims");
     }
     std::vector<DimValue> out(vals[0].size());
     for (size_t e = 0; e < out.size(); ++e) {
       for (size_t j = 0; j < kProbes; ++j) {
-        out[e].probe[j] = static_cast<int64_t>(vals[j][e]);
+        out[e].probe[j] = vals[j][e];
         out[e].known = out[e].known && out[e].probe[j] == out[e].probe[0];
       }
       out[e].value = out[e].probe[0];
@@ -1055,14 +1067,18 @@ const std::map<std::string, std::vector<Entry>>& converters() {
 // probe are taken as equal: a false match needs both probes to hit a root of their difference,
 // which is vanishingly unlikely (polynomial identity testing). Small primes keep the per-probe
 // evaluation of shape arithmetic cheap.
-int64_t probe_size(size_t probe, int symbol) {
+// `level` scales them up when the smallest do not fit the model (e.g. a convolution whose kernel is
+// longer than a 101-sample probe): the import is retried at the next level.
+constexpr int kProbeLevels = 3;
+int64_t probe_size(size_t probe, int symbol, int level) {
   auto is_prime = [](int64_t n) {
     for (int64_t d = 2; d * d <= n; ++d)
       if (n % d == 0) return false;
     return true;
   };
+  static const int64_t kStart[kProbeLevels][kProbes] = {{101, 211}, {1009, 2003}, {4099, 6007}};
   int want = probe == 0 ? symbol : (symbol ^ 1);
-  int64_t n = probe == 0 ? 101 : 211;
+  int64_t n = kStart[level][probe];
   for (int found = -1;; ++n)
     if (is_prime(n) && ++found == want) return n;
 }
@@ -1089,8 +1105,10 @@ Tensor runtime_dim(const Tensor& x, int axis) {
 
 class Importer {
  public:
-  Importer(std::string name, std::string base_dir, const OnnxImportOptions& options)
-      : name_(std::move(name)), base_(std::move(base_dir)), options_(options) {}
+  Importer(std::string name, std::string base_dir, const OnnxImportOptions& options, int level)
+      : name_(std::move(name)), base_(std::move(base_dir)), options_(options), level_(level) {}
+  // Whether the probe shapes failed type inference (a retry at a larger level may fit).
+  bool probe_failed() const { return !probe_error_.empty(); }
 
   OnnxModel run(const onnx::ModelProto& m) {
     OnnxModel out;
@@ -1139,7 +1157,7 @@ class Importer {
             sym = symbols.emplace(p, static_cast<int>(symbols.size())).first->second;
         }
         for (size_t q = 0; q < kProbes; ++q)
-          probes[q].dims().push_back(sym < 0 ? dims.back() : probe_size(q, sym));
+          probes[q].dims().push_back(sym < 0 ? dims.back() : probe_size(q, sym, level_));
       }
       Tensor ph = g.placeholder(Shape(dims), dt, vi.name());
       placeholder_probe_[ph.node()] = probes;
@@ -1528,6 +1546,7 @@ class Importer {
 
   std::string name_, base_;
   const OnnxImportOptions& options_;
+  int level_ = 0;
   Graph* g_ = nullptr;
   int64_t opset_ = 0, ms_opset_ = 0;
   size_t total_nodes_ = 0, done_nodes_ = 0;
@@ -1569,7 +1588,14 @@ OnnxModel import_onnx_bytes(const std::string& bytes, const std::string& name,
   onnx::ModelProto m;
   LOOM_CHECK(m.ParseFromString(bytes), "[onnx] ", name,
              ": not a valid ONNX model (protobuf parse failed)");
-  return Importer(name, base_dir, options).run(m);
+  for (int level = 0;; ++level) {
+    Importer imp(name, base_dir, options, level);
+    try {
+      return imp.run(m);
+    } catch (const Error&) {
+      if (!imp.probe_failed() || level + 1 == kProbeLevels) throw;
+    }
+  }
 }
 
 OnnxModel import_onnx(const std::string& path, const OnnxImportOptions& options) {

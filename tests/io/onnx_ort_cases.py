@@ -164,6 +164,25 @@ def dyn_slice_and_expand():
     return m, [[f32(2, 5, 4)], [f32(1, 3, 4)]]
 
 
+@case
+def dyn_conv_longer_than_probe():
+    # A kernel longer than the smallest probe size: the importer retries with larger probes. The
+    # flattening reshape takes the batch from Shape(conv output); the slice end is INT64_MAX.
+    n = [
+        h.make_node("Conv", ["x", "w"], ["c"], strides=[100]),
+        h.make_node("Shape", ["c"], ["shp"]),
+        const("i0", [0]), const("m1", [-1]), const("one", [1]), const("big", [2**63 - 1]),
+        const("ax2", [2]),
+        h.make_node("Slice", ["c", "one", "big", "ax2"], ["cs"]),
+        h.make_node("Gather", ["shp", "i0"], ["b"], axis=0),
+        h.make_node("Concat", ["b", "m1"], ["t"], axis=0),
+        h.make_node("Reshape", ["cs", "t"], ["y"]),
+    ]
+    m = model(n, [vi("x", TP.FLOAT, ["b", 1, "len"])], [vi("y", TP.FLOAT, None)],
+              [init("w", f32(4, 1, 300) * 0.05)])
+    return m, [[f32(2, 1, 1000)], [f32(1, 1, 700)]]
+
+
 # --- quantization ----------------------------------------------------------------------------
 
 

@@ -86,6 +86,38 @@ int main() {
          return std::vector<Tensor>{log_mel_spectrogram(x[0])};
        },
        T * 4.0 + 80.0 * 3000 * 4},
+      // Stages of the log-mel / stft compositions, to see where their time goes.
+      {"stage_frames_window_30s",
+       {{{T}, f32}},
+       [](Graph& g, const std::vector<Tensor>& x) {
+         return std::vector<Tensor>{frames(x[0], 400, 160, 200) * hann_window(g, 400)};
+       },
+       T * 4.0 + 3001.0 * 400 * 4},
+      {"stage_power_spectrum_30s",
+       {{{T}, f32}},
+       [](Graph& g, const std::vector<Tensor>& x) {
+         return std::vector<Tensor>{
+             square(abs(rfft(frames(x[0], 400, 160, 200) * hann_window(g, 400))))};
+       },
+       T * 4.0 + 3001.0 * 201 * 4},
+      {"stage_transpose_c64_8x3001x201",
+       {{{8, 3001, 201}, c64}},
+       [](Graph&, const std::vector<Tensor>& x) {
+         return std::vector<Tensor>{transpose(x[0], {0, 2, 1})};
+       },
+       2 * 8 * 3001.0 * 201 * 8},
+      {"stage_max_all_3000x80",
+       {{{3000, 80}, f32}},
+       [](Graph&, const std::vector<Tensor>& x) {
+         return std::vector<Tensor>{max(x[0], {}, true)};
+       },
+       3000.0 * 80 * 4},
+      {"stage_mel_matmul_3000x201x80",
+       {{{3000, 201}, f32}, {{80, 201}, f32}},
+       [](Graph&, const std::vector<Tensor>& x) {
+         return std::vector<Tensor>{matmul(x[0], x[1], {.transpose_b = true})};
+       },
+       (3000.0 * 201 + 80 * 201 + 3000 * 80) * 4},
       {"conv_32x64x56x56_k3",
        {{{32, 64, 56, 56}, f32}, {{64, 64, 3, 3}, f32}},
        [](Graph&, const std::vector<Tensor>& x) {

@@ -45,22 +45,30 @@ Blas& blas(int device) {
 }
 
 // Row r of a (batch, group) block = tap (ci, ky, kx); column = output position; zeros in padding.
+// Blocks take rows (one 64-bit decode per row), threads take positions with 32-bit arithmetic:
+// 64-bit divisions per element would cost more than the copy.
 template <class T>
-__global__ void im2col_kernel(const void* x, int dt, T* col, int64_t n, int64_t C, int64_t cg,
+__global__ void im2col_kernel(const void* x, int dt, T* col, int64_t rows, int64_t C, int64_t cg,
                               int64_t b0, ops::Window2d g) {
-  int64_t N = g.oh * g.ow, kk = g.kh * g.kw, K = cg * kk;
-  LOOM_GRID_STRIDE(i, n) {
-    int64_t pos = i % N, r = i / N;
+  const int ow = static_cast<int>(g.ow), N = static_cast<int>(g.oh * g.ow);
+  const int64_t kk = g.kh * g.kw, K = cg * kk, groups = C / cg;
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     int64_t tap = r % K, bg = r / K;  // bg = local batch * groups + group
-    int64_t groups = C / cg;
     int64_t b = b0 + bg / groups, grp = bg % groups;
     int64_t ci = tap / kk, ky = tap / g.kw % g.kh, kx = tap % g.kw;
-    int64_t oy = pos / g.ow, ox = pos % g.ow;
-    int64_t iy = oy * g.sh - g.ph + ky * g.dh, ix = ox * g.sw - g.pw + kx * g.dw;
-    T v = T(0);
-    if (iy >= 0 && iy < g.ih && ix >= 0 && ix < g.iw)
-      v = load<T>(dt, x, ((b * C + grp * cg + ci) * g.ih + iy) * g.iw + ix);
-    col[i] = v;
+    int64_t plane = ((b * C + grp * cg + ci) * g.ih) * g.iw;
+    int y0 = static_cast<int>(ky * g.dh - g.ph), x0 = static_cast<int>(kx * g.dw - g.pw);
+    int ih = static_cast<int>(g.ih), iw = static_cast<int>(g.iw);
+    int sh = static_cast<int>(g.sh), sw = static_cast<int>(g.sw);
+    T* dst = col + r * N;
+    for (int pos = blockIdx.y * blockDim.x + threadIdx.x; pos < N; pos += gridDim.y * blockDim.x) {
+      int oy = pos / ow, ox = pos - oy * ow;
+      int iy = oy * sh + y0, ix = ox * sw + x0;
+      T v = T(0);
+      if (iy >= 0 && iy < ih && ix >= 0 && ix < iw)
+        v = load<T>(dt, x, plane + static_cast<int64_t>(iy) * iw + ix);
+      dst[pos] = v;
+    }
   }
 }
 
@@ -105,10 +113,8 @@ void conv_impl(const KernelContext& c) {
   int64_t B = x.shape()[0], C = x.shape()[1], O = w.shape()[0], G = a.groups;
   int64_t cg = C / G, og = O / G;
   int64_t K = cg * g.kh * g.kw, N = g.oh * g.ow;
-  LOOM_CHECK(K < (int64_t{1} << 31) && N < (int64_t{1} << 31),
-             "[cuda] conv: a GEMM dim is over "
-             "cuBLAS's 32-bit limit (K ",
-             K, ", N ", N, ")");
+  LOOM_CHECK(K < (int64_t{1} << 31) && N < (int64_t{1} << 31) && g.ih * g.iw < (int64_t{1} << 31),
+             "[cuda] conv: a GEMM or spatial dim is over the 32-bit limit (K ", K, ", N ", N, ")");
   int dev = out.device().index;
   cudaStream_t s = stream_for(c);
   DType ct = std::is_same_v<T, double> ? DType::f64 : DType::f32;
@@ -147,9 +153,11 @@ void conv_impl(const KernelContext& c) {
     if (direct_in) {
       col = static_cast<const T*>(x.data()) + b0 * C * N;
     } else {
-      int64_t n = nb * G * K * N;
-      im2col_kernel<T><<<blocks_for(n), 256, 0, s>>>(x.data(), static_cast<int>(x.dtype()),
-                                                     ptr(col_tmp), n, C, cg, b0, g);
+      int64_t rows = nb * G * K;
+      dim3 grid(static_cast<unsigned>(std::min<int64_t>(rows, int64_t{1} << 30)),
+                static_cast<unsigned>(std::min<int64_t>((N + 255) / 256, 65535)));
+      im2col_kernel<T><<<grid, 256, 0, s>>>(x.data(), static_cast<int>(x.dtype()), ptr(col_tmp),
+                                            rows, C, cg, b0, g);
       LOOM_CUDA_LAUNCHED();
       col = ptr(col_tmp);
     }

@@ -150,31 +150,65 @@ void transform_axis(int device, cufftType type, const std::vector<int64_t>& in_d
     LOOM_CUDA_LAUNCHED();
     return;
   }
-  size_t ies = type == CUFFT_R2C ? 4 : 8, oes = type == CUFFT_C2R ? 4 : 8;
+  bool r2c = type == CUFFT_R2C, c2r = type == CUFFT_C2R;
+  size_t ies = r2c ? 4 : 8, oes = c2r ? 4 : 8;
   PlanKey k;
   k.device = device;
   k.type = type;
   k.n[0] = n;
   k.inembed[0] = nin;
   k.onembed[0] = nout;
+  // One launch (rows batched, or interleaved lines of a single block batched), a launch per outer
+  // block (lines interleaved inside it), or — complex only — a launch per inner offset (lines a
+  // block apart): cuFFT needs every pointer 8-byte aligned, which odd float offsets are not.
+  int64_t calls = 1;
+  size_t in_step = 0, out_step = 0;  // bytes between the pointers of consecutive launches
+  if (inner == 1) {
+    k.idist = nin, k.odist = nout, k.batch = outer;
+  } else {
+    k.istride = k.ostride = inner;
+    if (outer == 1) {
+      k.idist = k.odist = 1, k.batch = inner;
+    } else if (!r2c && !c2r && outer > inner) {
+      k.idist = nin * inner, k.odist = nout * inner, k.batch = outer;
+      calls = inner, in_step = ies, out_step = oes;
+    } else {
+      k.idist = k.odist = 1, k.batch = inner;
+      calls = outer;
+      in_step = static_cast<size_t>(nin * inner) * ies;
+      out_step = static_cast<size_t>(nout * inner) * oes;
+    }
+  }
   auto* ib = static_cast<const char*>(in);
   auto* ob = static_cast<char*>(out);
-  if (inner == 1) {  // lines are contiguous rows
-    k.idist = nin, k.odist = nout, k.batch = outer;
-    exec(k, in, out, direction);
-    return;
+  // The real side of r2c / c2r goes through an aligned staging buffer (blocks padded to 8 bytes)
+  // when its pointer or block size is not a multiple of 8 bytes.
+  std::shared_ptr<Storage> stage;
+  size_t blk = 0, pitch = 0;
+  if (r2c || c2r) {
+    size_t step = r2c ? in_step : out_step;
+    auto ptr = reinterpret_cast<uintptr_t>(r2c ? in : out);
+    blk = calls == 1 ? static_cast<size_t>(outer * inner * (r2c ? nin : nout)) * 4 : step;
+    if (ptr % 8 != 0 || step % 8 != 0) {
+      pitch = (blk + 7) & ~size_t{7};
+      stage = scratch(device, pitch * static_cast<size_t>(calls));
+      char* sp = reinterpret_cast<char*>(stage->data());
+      if (r2c) {
+        LOOM_CUDA_CHECK(cudaMemcpy2DAsync(sp, pitch, in, blk, blk, static_cast<size_t>(calls),
+                                          cudaMemcpyDeviceToDevice, stream(device)));
+        ib = sp, in_step = pitch;
+      } else {
+        ob = sp, out_step = pitch;
+      }
+    }
   }
-  k.istride = k.ostride = inner;
-  if (outer <= inner) {  // a launch per outer block, lines interleaved inside it
-    k.idist = k.odist = 1, k.batch = inner;
-    for (int64_t o = 0; o < outer; ++o)
-      exec(k, ib + static_cast<size_t>(o * nin * inner) * ies,
-           ob + static_cast<size_t>(o * nout * inner) * oes, direction);
-  } else {  // a launch per inner offset, lines a block apart
-    k.idist = nin * inner, k.odist = nout * inner, k.batch = outer;
-    for (int64_t i = 0; i < inner; ++i)
-      exec(k, ib + static_cast<size_t>(i) * ies, ob + static_cast<size_t>(i) * oes, direction);
-  }
+  for (int64_t i = 0; i < calls; ++i)
+    exec(k, ib + static_cast<size_t>(i) * in_step, ob + static_cast<size_t>(i) * out_step,
+         direction);
+  if (stage && c2r)
+    LOOM_CUDA_CHECK(cudaMemcpy2DAsync(out, blk, stage->data(), pitch, blk,
+                                      static_cast<size_t>(calls), cudaMemcpyDeviceToDevice,
+                                      stream(device)));
 }
 
 // The axes as a set are the last k dims (k <= 3), and `last` (if >= 0) is the final one.
@@ -283,7 +317,9 @@ void rfft(const KernelContext& c) {
   auto dims = dims_of(x.shape()), odims = dims_of(out.shape());
   auto axes = axes_of(at, x.rank());
   int last = axes.back();
-  if (trailing(axes, dims, last)) {
+  // cuFFT wants 8-byte aligned pointers; transform_axis stages a misaligned real input.
+  bool aligned = reinterpret_cast<uintptr_t>(x.data()) % 8 == 0;
+  if (aligned && trailing(axes, dims, last)) {
     transform_trailing(dev, CUFFT_R2C, dims, dims, odims, static_cast<int>(axes.size()), x.data(),
                        out.data(), CUFFT_FORWARD);
   } else {

@@ -9,15 +9,19 @@ namespace loom::backends::cuda {
 namespace {
 namespace op = ir::op;
 
+// A block per frame (one 64-bit decode), threads along it.
 template <class E>
-__global__ void frames_kernel(const E* x, E* out, int64_t n, int64_t t, int64_t f, int64_t l,
+__global__ void frames_kernel(const E* x, E* out, int64_t rows, int64_t t, int64_t f, int l,
                               int64_t hop, int64_t pad) {
-  LOOM_GRID_STRIDE(i, n) {
-    int64_t r = i / l, j = i - r * l;
-    int64_t b = r / f, fi = r - b * f;
-    int64_t k = fi * hop - pad + j;  // numpy "reflect": the edge sample is not repeated
-    k = k < 0 ? -k : (k >= t ? 2 * (t - 1) - k : k);
-    out[i] = x[b * t + k];
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    int64_t b = r / f, start = (r - b * f) * hop - pad;
+    const E* src = x + b * t;
+    E* dst = out + r * l;
+    for (int j = threadIdx.x; j < l; j += blockDim.x) {
+      int64_t k = start + j;  // numpy "reflect": the edge sample is not repeated
+      k = k < 0 ? -k : (k >= t ? 2 * (t - 1) - k : k);
+      dst[j] = src[k];
+    }
   }
 }
 
@@ -28,11 +32,16 @@ void frames(const KernelContext& c) {
   if (n == 0) return;
   int64_t t = x.shape()[x.rank() - 1], f = out.shape()[out.rank() - 2];
   cudaStream_t s = stream_for(c);
+  int64_t rows = n / at.frame_length;
+  LOOM_CHECK(at.frame_length < (int64_t{1} << 31), "[cuda] frames: frame_length too large");
+  auto l = static_cast<int>(at.frame_length);
+  int threads = std::min(256, (l + 31) / 32 * 32);
+  auto grid = static_cast<unsigned>(std::min<int64_t>(rows, int64_t{1} << 30));
   auto go = [&](auto tag) {
     using E = decltype(tag);
-    frames_kernel<E><<<blocks_for(n), 256, 0, s>>>(static_cast<const E*>(x.data()),
-                                                   static_cast<E*>(out.data()), n, t, f,
-                                                   at.frame_length, at.hop, at.pad);
+    frames_kernel<E><<<grid, threads, 0, s>>>(static_cast<const E*>(x.data()),
+                                              static_cast<E*>(out.data()), rows, t, f, l, at.hop,
+                                              at.pad);
   };
   switch (dtype_bits(x.dtype())) {
     case 8:
@@ -78,25 +87,37 @@ void overlap_add(const KernelContext& c) {
   LOOM_CUDA_LAUNCHED();
 }
 
-__global__ void store_kernel(const double* v, void* out, int dt, int64_t n) {
-  LOOM_GRID_STRIDE(i, n) { store(dt, out, i, v[i]); }
+// spectral::window_values on the device, in double precision (kind: 0 hann, 1 hamming,
+// 2 blackman, 3 gaussian). Computed here rather than uploaded so the kernel never waits on the
+// host (CUDA graph capture).
+__global__ void window_kernel(void* out, int dt, int64_t n, int kind, bool periodic, double param) {
+  LOOM_GRID_STRIDE(i, n) {
+    double v = 1;
+    if (n > 1) {
+      const double m = static_cast<double>(periodic ? n : n - 1);
+      const double pi = 3.14159265358979323846, k = static_cast<double>(i);
+      if (kind == 0) {
+        v = 0.5 - 0.5 * cos(2 * pi * k / m);
+      } else if (kind == 1) {
+        v = 0.54 - 0.46 * cos(2 * pi * k / m);
+      } else if (kind == 2) {
+        v = 0.42 - 0.5 * cos(2 * pi * k / m) + 0.08 * cos(4 * pi * k / m);
+      } else {
+        double z = (k - m / 2) / param;
+        v = exp(-0.5 * z * z);
+      }
+    }
+    store(dt, out, i, v);
+  }
 }
 
-// The values come from the same double-precision host function as the CPU backend's (the window
-// is small and usually constant-folded): one upload, then a store in the output dtype.
 void window(const KernelContext& c) {
   const auto& at = c.attrs_as<WindowAttrs>();
   const NDArray& out = c.outputs[0];
-  auto w = spectral::window_values(at.kind, at.length, at.periodic, at.param);
-  int dev = out.device().index;
-  cudaStream_t s = stream_for(c);
-  size_t bytes = w.size() * sizeof(double);
-  auto tmp = scratch(dev, bytes);
-  backend(dev).copy(tmp->data(), Device::cuda(dev), w.data(), Device::cpu(), bytes);
-  auto n = static_cast<int64_t>(w.size());
-  store_kernel<<<blocks_for(n), 256, 0, s>>>(
-      static_cast<const double*>(static_cast<void*>(tmp->data())), out.data(),
-      static_cast<int>(out.dtype()), n);
+  LOOM_CHECK(spectral::valid_window_kind(at.kind), "[cuda] unknown window '", at.kind, "'");
+  int kind = at.kind == "hann" ? 0 : at.kind == "hamming" ? 1 : at.kind == "blackman" ? 2 : 3;
+  window_kernel<<<blocks_for(at.length), 256, 0, stream_for(c)>>>(
+      out.data(), static_cast<int>(out.dtype()), at.length, kind, at.periodic, at.param);
   LOOM_CUDA_LAUNCHED();
 }
 

@@ -186,11 +186,17 @@ LlamaModel LlamaModel::load(const std::string& path, const LlamaOptions& options
   Tensor last_h = slice(h, last, {1, 1, c.d_model});
   auto head = c.tied_embeddings ? embeddings : b.weight(g, "output.weight");
   Tensor logits = Builder::linear(last_h, head);
+  // Greedy decoding needs only this (8 bytes back from a GPU instead of the logits).
+  Tensor next_token = argmax(logits, 2);
   CompileOptions opt;
   opt.device = options.device;
   opt.num_threads = options.num_threads;
   opt.profile = options.profile;
-  m.exe_ = g.compile({logits}, opt);
+  m.exe_ = g.compile({logits, next_token}, opt);
+  bool on_gpu = options.device.kind == Device::Kind::cuda;
+  m.use_prepared_ = options.lora_targets.empty() &&  // call sites plan per run
+                    (options.prepared_decode > 0 || (options.prepared_decode < 0 && on_gpu));
+  m.cuda_graph_ = options.cuda_graph;
   m.adapter_options_.device = options.device;
   m.adapter_options_.num_threads = options.num_threads;
   return m;
@@ -257,7 +263,8 @@ void LlamaModel::unbind_adapters() {
   for (const auto& site : lora_sites_) exe_.unbind(site.symbol);
 }
 
-NDArray LlamaModel::forward(const std::vector<int32_t>& tokens, int64_t position) {
+std::vector<NDArray> LlamaModel::run_tokens(const std::vector<int32_t>& tokens,
+                                            int64_t position) {
   auto n = static_cast<int64_t>(tokens.size());
   LOOM_CHECK(n > 0, "[llama] forward needs at least one token");
   LOOM_CHECK(position >= 0 && position + n <= max_context_, "[llama] positions ", position, "..",
@@ -267,12 +274,43 @@ NDArray LlamaModel::forward(const std::vector<int32_t>& tokens, int64_t position
   for (int64_t i = 0; i < n; ++i) pos[static_cast<size_t>(i)] = static_cast<int32_t>(position + i);
   for (int32_t t : tokens)
     LOOM_CHECK(t >= 0 && t < config_.vocab, "[llama] token id ", t, " is outside the vocabulary");
-  auto out = exe_.run({{"tokens", NDArray::from_vector(tokens, {1, n})},
-                       {"positions", NDArray::from_vector(pos, {n})},
-                       {"cache_at", NDArray::from_vector<int64_t>({0, 0, position, 0}, {4})},
-                       {"kv_len", NDArray::from_vector<int64_t>({position + n}, {})},
-                       {"last", NDArray::from_vector<int64_t>({0, n - 1, 0}, {3})}});
-  return out[0].reshape({config_.vocab});
+  Feeds feeds = {{"tokens", NDArray::from_vector(tokens, {1, n})},
+                 {"positions", NDArray::from_vector(pos, {n})},
+                 {"cache_at", NDArray::from_vector<int64_t>({0, 0, position, 0}, {4})},
+                 {"kv_len", NDArray::from_vector<int64_t>({position + n}, {})},
+                 {"last", NDArray::from_vector<int64_t>({0, n - 1, 0}, {3})}};
+  if (n > 1 || !use_prepared_) return exe_.run(feeds);  // host outputs
+  // A decode step: one upload of the step's values, the prepared (captured) run, device outputs.
+  if (!decode_.valid()) {
+    std::vector<std::pair<std::string, Shape>> shapes;
+    for (const auto& [name, a] : feeds) shapes.emplace_back(name, a.shape());
+    decode_ = PreparedRun(exe_, shapes, {.cuda_graph = cuda_graph_});
+  }
+  decode_.set_inputs(feeds);
+  decode_.run();
+  return decode_.outputs();
+}
+
+NDArray LlamaModel::forward(const std::vector<int32_t>& tokens, int64_t position) {
+  NDArray out = run_tokens(tokens, position)[0];
+  // A prepared run's outputs are its own buffers, rewritten by the next step: hand out a copy.
+  out = out.device().kind == Device::Kind::cuda ? to_host(out) : use_prepared_ ? out.clone() : out;
+  return out.reshape({config_.vocab});
+}
+
+int32_t LlamaModel::forward_greedy(const std::vector<int32_t>& tokens, int64_t position) {
+  NDArray next = to_host(run_tokens(tokens, position)[1]);
+  return static_cast<int32_t>(next.data_as<int64_t>()[0]);
+}
+
+void LlamaModel::set_cuda_graph(bool on) {
+  cuda_graph_ = on;
+  decode_ = PreparedRun();
+}
+
+std::string LlamaModel::decode_status() const {
+  if (!use_prepared_) return "exe.run (one plan, per-step allocations)";
+  return "prepared run, " + decode_.graph_status();
 }
 
 void LlamaModel::reset() { exe_.reset_variables(); }
@@ -324,21 +362,28 @@ std::string generate(LlamaModel& model, const std::string& prompt, const Generat
   GenerateStats s;
   s.prompt_tokens = static_cast<int64_t>(ids.size());
   auto t0 = std::chrono::steady_clock::now();
-  NDArray logits = model.forward(ids, 0);
+  // Greedy: only the chosen token comes back from the device; sampling needs the logits.
+  bool greedy = o.sampling.temperature <= 0;
+  NDArray logits;
+  int32_t next = greedy ? model.forward_greedy(ids, 0) : -1;
+  if (!greedy) logits = model.forward(ids, 0);
   auto t1 = std::chrono::steady_clock::now();
   s.prefill_seconds = std::chrono::duration<double>(t1 - t0).count();
   std::string out;
   std::vector<int32_t> generated;
   int64_t position = static_cast<int64_t>(ids.size());
   for (int i = 0; i < o.max_new_tokens; ++i) {
-    int32_t next = sample(logits, o.sampling, static_cast<uint64_t>(i));
+    if (!greedy) next = sample(logits, o.sampling, static_cast<uint64_t>(i));
     if (!o.ignore_eos && tok.is_end_of_generation(next)) break;
     generated.push_back(next);
     std::string piece = tok.token_to_piece(next);
     out += piece;
     if (o.on_text) o.on_text(piece);
     if (position + 1 > model.max_context() || i + 1 == o.max_new_tokens) break;
-    logits = model.forward({next}, position++);
+    if (greedy)
+      next = model.forward_greedy({next}, position++);
+    else
+      logits = model.forward({next}, position++);
   }
   s.generated_tokens = static_cast<int64_t>(generated.size());
   s.decode_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();

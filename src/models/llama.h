@@ -11,6 +11,7 @@
 
 #include "io/gguf.h"
 #include "loom/loom.h"
+#include "loom/prepared_run.h"
 #include "models/tokenizer.h"
 
 namespace loom::models {
@@ -32,6 +33,11 @@ struct LlamaOptions {
   // optional call site "blk.N.<target>.lora" whose result is added to the projection: y = x·Wᵀ +
   // call(x). Unbound, a call returns zeros, so the model computes exactly the base logits.
   std::vector<std::string> lora_targets;
+  // Decode steps (one token) through a PreparedRun: inputs, arena and outputs allocated once,
+  // one upload of the step's token/position per step. -1: on CUDA only; 0: never; 1: always.
+  int prepared_decode = -1;
+  // With a prepared decode on CUDA: capture the step as a CUDA graph and replay it.
+  bool cuda_graph = true;
 };
 
 // A set of adapters: an executable per LoRA call symbol ("blk.3.attn_q.lora").
@@ -56,6 +62,13 @@ class LlamaModel {
   // Runs `tokens` at positions [position, position + size): appends their keys/values to the
   // cache and returns the logits of the last token, f32 [vocab].
   NDArray forward(const std::vector<int32_t>& tokens, int64_t position);
+  // As forward, but returns only the greedy next token, computed on the model's device (a GPU
+  // sends back 8 bytes instead of the logits).
+  int32_t forward_greedy(const std::vector<int32_t>& tokens, int64_t position);
+  // Switches the CUDA graph of decode steps on or off (the next step prepares again).
+  void set_cuda_graph(bool on);
+  // How decode steps run: "exe.run", or the prepared run's status ("captured: N graph nodes").
+  std::string decode_status() const;
   // Forgets the cached sequence.
   void reset();
   const Executable& executable() const { return exe_; }
@@ -83,6 +96,11 @@ class LlamaModel {
   std::shared_ptr<io::GgufFile> file_;
   std::shared_ptr<Tokenizer> tokenizer_;
   Executable exe_;
+  bool use_prepared_ = false, cuda_graph_ = true;
+  PreparedRun decode_;  // one-token steps, made at the first one
+  // Runs one token through decode_; outputs stay on the device.
+  const std::vector<NDArray>& decode_step(int32_t token, int64_t position);
+  std::vector<NDArray> run_tokens(const std::vector<int32_t>& tokens, int64_t position);
   std::vector<LoraSite> lora_sites_;
   CompileOptions adapter_options_;  // the model's device and threads
 };

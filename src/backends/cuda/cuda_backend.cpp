@@ -1,6 +1,7 @@
 // The CUDA backend: one per GPU, a stream per GPU, a caching allocator, host <-> device copies.
 #include <cuda_runtime_api.h>
 
+#include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -29,6 +30,13 @@ class CachingAllocator {
   void* take(size_t bytes) {
     {
       std::lock_guard lock(mutex_);
+      if (capturing_)  // blocks freed earlier in this capture first (stream order keeps it safe)
+        for (size_t i = 0; i < capture_free_.size(); ++i)
+          if (capture_free_[i].second == bytes) {
+            void* p = capture_free_[i].first;
+            capture_free_.erase(capture_free_.begin() + static_cast<long>(i));
+            return p;
+          }
       auto it = free_.find(bytes);
       if (it != free_.end() && !it->second.empty()) {
         void* p = it->second.back();
@@ -52,8 +60,29 @@ class CachingAllocator {
   }
   void give(void* p, size_t bytes) {
     std::lock_guard lock(mutex_);
+    if (capturing_) {
+      capture_free_.emplace_back(p, bytes);
+      return;
+    }
     free_[bytes].push_back(p);
     cached_ += bytes;
+  }
+  void begin_capture() {
+    std::lock_guard lock(mutex_);
+    LOOM_CHECK(!capturing_, "[cuda] a capture is already open on cuda:", device_);
+    capturing_ = true;
+  }
+  // The blocks freed during the capture, owned by the result (back to the cache when it dies).
+  std::vector<std::shared_ptr<void>> end_capture() {
+    std::lock_guard lock(mutex_);
+    capturing_ = false;
+    std::vector<std::shared_ptr<void>> kept;
+    for (auto [p, bytes] : capture_free_) {
+      size_t b = bytes;
+      kept.emplace_back(p, [this, b](void* q) { give(q, b); });
+    }
+    capture_free_.clear();
+    return kept;
   }
   void release_cache() {
     std::lock_guard lock(mutex_);
@@ -69,6 +98,8 @@ class CachingAllocator {
   std::mutex mutex_;
   std::map<size_t, std::vector<void*>> free_;
   size_t cached_ = 0;
+  bool capturing_ = false;
+  std::vector<std::pair<void*, size_t>> capture_free_;
 };
 
 class CudaBackend final : public Backend {
@@ -77,6 +108,12 @@ class CudaBackend final : public Backend {
     LOOM_CUDA_CHECK(cudaSetDevice(index));
     // Non-blocking: never serialised against the legacy default stream of other libraries.
     LOOM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    // Kernels write errors straight into host memory: reading it costs nothing after a sync.
+    LOOM_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&error_host_), sizeof(DeviceError),
+                                  cudaHostAllocMapped));
+    std::memset(error_host_, 0, sizeof(DeviceError));
+    LOOM_CUDA_CHECK(
+        cudaHostGetDevicePointer(reinterpret_cast<void**>(&error_device_), error_host_, 0));
   }
   Device device() const override { return Device::cuda(index_); }
   const char* name() const override { return "cuda"; }
@@ -101,9 +138,30 @@ class CudaBackend final : public Backend {
     LOOM_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, stream_));
     // Host destinations are read right after; host sources may be freed right after (pageable
     // memory is staged before cudaMemcpyAsync returns, but a sync keeps this obviously safe).
-    if (!dst_dev || !src_dev) LOOM_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    if (!dst_dev || !src_dev) {
+      LOOM_CUDA_CHECK(cudaStreamSynchronize(stream_));
+      raise_error();
+    }
   }
-  void synchronize() const override { LOOM_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+  void synchronize() const override {
+    LOOM_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    raise_error();
+  }
+  DeviceError* error_device() const { return error_device_; }
+  void raise_error() const {
+    volatile DeviceError* e = error_host_;
+    if (e->code == kErrNone) return;
+    DeviceError r{e->code, e->axis, e->value, e->size, e->dim};
+    e->code = kErrNone;
+    const char* op = r.code == kErrDynamicSlice  ? "dynamic_slice"
+                     : r.code == kErrSliceUpdate ? "slice_update"
+                                                 : "gather";
+    if (r.code == kErrGather)
+      fail("[", op, "] index ", r.value, " is out of range for axis ", r.axis, " of size ", r.dim,
+           " (found on cuda:", index_, "; rows of that index were read from 0)");
+    fail("[", op, "] start ", r.value, " + size ", r.size, " on axis ", r.axis, " exceeds dim ",
+         r.dim, " (found on cuda:", index_, "; the start was clamped)");
+  }
 
   cudaStream_t stream() const { return stream_; }
   CachingAllocator& allocator() const { return alloc_; }
@@ -130,6 +188,8 @@ class CudaBackend final : public Backend {
   int index_;
   cudaStream_t stream_ = nullptr;
   mutable CachingAllocator alloc_;
+  DeviceError* error_host_ = nullptr;    // mapped pinned memory ...
+  DeviceError* error_device_ = nullptr;  // ... and its device address
 };
 
 std::mutex g_mutex;
@@ -173,5 +233,13 @@ cudaStream_t stream_for(const KernelContext& c) {
 }
 
 std::shared_ptr<Storage> scratch(int device, size_t bytes) { return get(device).allocate(bytes); }
+
+DeviceError* device_error(int device) { return get(device).error_device(); }
+void raise_device_error(int device) { get(device).raise_error(); }
+
+void begin_capture_pool(int device) { get(device).allocator().begin_capture(); }
+std::vector<std::shared_ptr<void>> end_capture_pool(int device) {
+  return get(device).allocator().end_capture();
+}
 
 }  // namespace loom::backends::cuda

@@ -4,6 +4,8 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <memory>
+#include <vector>
 
 #include "backends/backend.h"
 #include "loom/error.h"
@@ -35,6 +37,27 @@ cudaStream_t stream_for(const KernelContext& c);
 
 // A scratch device buffer from the caching allocator, returned to it when the pointer dies.
 std::shared_ptr<Storage> scratch(int device, size_t bytes);
+
+// Errors kernels cannot throw (an index or slice start out of range, found on the device without
+// copying the value to the host): the first one is recorded in mapped host memory, the kernel
+// clamps and goes on, and the backend raises it as loom::Error at its next synchronisation
+// (a copy to the host or synchronize()). Codes name the op; values are printed in the message.
+struct DeviceError {
+  int code;  // 0: none; kErr*
+  int axis;
+  long long value, size, dim;
+};
+enum : int { kErrNone = 0, kErrDynamicSlice = 1, kErrSliceUpdate = 2, kErrGather = 3 };
+// Device pointer of `device`'s error record (host-mapped; reset after it is raised).
+DeviceError* device_error(int device);
+// Raises (and clears) a recorded device error. Call after the stream was synchronised.
+void raise_device_error(int device);
+
+// Stream capture (CUDA graphs, cuda_graph.cpp): while a capture is open on a device, blocks that
+// kernels free go to a pool private to the capture instead of the shared cache (the graph replays
+// into them later, so nothing outside may get them); end_capture_pool hands them to the graph.
+void begin_capture_pool(int device);
+std::vector<std::shared_ptr<void>> end_capture_pool(int device);
 
 // Blocks of 256 threads, enough to cover n (capped: kernels use grid-stride loops).
 inline unsigned blocks_for(int64_t n, int threads = 256) {

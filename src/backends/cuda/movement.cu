@@ -5,7 +5,6 @@
 
 #include "backends/cuda/device_util.cuh"
 #include "ops/shape_rules.h"
-#include "ops/slice_starts.h"
 
 namespace loom::backends::cuda {
 namespace {
@@ -69,13 +68,96 @@ void gather_view(const KernelContext& c, const std::vector<int64_t>& src_st, int
                contiguous_strides(out.shape()), src_st, src_base, 0, name);
 }
 
-// A small device array brought to the host (start offsets, indices to validate).
-NDArray host_copy(const KernelContext& c, const NDArray& a) {
-  NDArray h = NDArray::empty(a.dtype(), a.shape());
+// Start offsets read on the device (never copied to the host: no sync, so a run can be captured
+// as a CUDA graph and replayed with new starts). A start outside [0, dim - size] is clamped and
+// recorded in the device error record (cuda_common.h), raised at the next sync.
+struct DynStarts {
+  const void* starts = nullptr;
+  int dt = 0, rank = 0, code = 0;
+  int64_t stride[kMaxRank] = {};  // elements of the array the starts index
+  int64_t size[kMaxRank] = {}, dim[kMaxRank] = {};
+  DeviceError* err = nullptr;
+};
+
+__device__ int64_t dyn_base(const DynStarts& d, bool report) {
+  int64_t base = 0;
+  for (int i = 0; i < d.rank; ++i) {
+    int64_t s = load<int64_t>(d.dt, d.starts, i);
+    int64_t hi = d.dim[i] - d.size[i];
+    if (s < 0 || s > hi) {
+      if (report) {  // one reporting thread; the code goes last (the host reads it first)
+        d.err->axis = i, d.err->value = s, d.err->size = d.size[i], d.err->dim = d.dim[i];
+        __threadfence_system();
+        d.err->code = d.code;
+      }
+      s = s < 0 ? 0 : hi;
+    }
+    base += s * d.stride[i];
+  }
+  return base;
+}
+
+// As copy_kernel, with the source (dst_dyn false) or destination base read from the starts.
+template <class E>
+__global__ void dyn_copy_kernel(const E* src, E* dst, int64_t n, StridedIndex<2> ix, DynStarts d,
+                                bool dst_dyn) {
+  int64_t base = dyn_base(d, blockIdx.x == 0 && threadIdx.x == 0);
+  LOOM_GRID_STRIDE(i, n) {
+    int64_t off[2];
+    ix.offsets(i, off);
+    if (dst_dyn)
+      dst[base + off[0]] = src[off[1]];
+    else
+      dst[off[0]] = src[base + off[1]];
+  }
+}
+
+DynStarts dyn_starts(const KernelContext& c, const NDArray& starts, const Shape& base,
+                     const Shape& region, int code, const char* op) {
+  LOOM_CHECK(starts.numel() == base.rank(), "[", op, "] ", starts.numel(), " starts for rank ",
+             base.rank());
+  LOOM_CHECK(base.rank() <= kMaxRank, "[cuda] ", op, " of rank ", base.rank());
+  DynStarts d;
+  d.starts = starts.data();
+  d.dt = static_cast<int>(starts.dtype());
+  d.rank = base.rank();
+  d.code = code;
+  auto st = contiguous_strides(base);
+  for (int i = 0; i < base.rank(); ++i)
+    d.stride[i] = st[static_cast<size_t>(i)], d.size[i] = region[i], d.dim[i] = base[i];
+  d.err = device_error(c.outputs[0].device().index);
+  return d;
+}
+
+void dyn_copy(const KernelContext& c, DType t, const void* src, void* dst, const Shape& region,
+              const std::vector<int64_t>& dst_st, const std::vector<int64_t>& src_st,
+              const DynStarts& d, bool dst_dyn, const char* name) {
+  int64_t n = region.numel();
+  if (n == 0) return;
+  auto ix = make_index<2>(dims_of(region), {dst_st, src_st});
   cudaStream_t s = stream_for(c);
-  LOOM_CUDA_CHECK(cudaMemcpyAsync(h.data(), a.data(), a.nbytes(), cudaMemcpyDeviceToHost, s));
-  LOOM_CUDA_CHECK(cudaStreamSynchronize(s));
-  return h;
+  unsigned g = blocks_for(n);
+  switch (elem_bytes(t, name)) {
+    case 1:
+      dyn_copy_kernel<<<g, 256, 0, s>>>(static_cast<const uint8_t*>(src),
+                                        static_cast<uint8_t*>(dst), n, ix, d, dst_dyn);
+      break;
+    case 2:
+      dyn_copy_kernel<<<g, 256, 0, s>>>(static_cast<const uint16_t*>(src),
+                                        static_cast<uint16_t*>(dst), n, ix, d, dst_dyn);
+      break;
+    case 4:
+      dyn_copy_kernel<<<g, 256, 0, s>>>(static_cast<const uint32_t*>(src),
+                                        static_cast<uint32_t*>(dst), n, ix, d, dst_dyn);
+      break;
+    case 8:
+      dyn_copy_kernel<<<g, 256, 0, s>>>(static_cast<const uint64_t*>(src),
+                                        static_cast<uint64_t*>(dst), n, ix, d, dst_dyn);
+      break;
+    default:
+      fail("[cuda] ", name, " of ", dtype_name(t), " is not supported on cuda");
+  }
+  LOOM_CUDA_LAUNCHED();
 }
 
 void transpose(const KernelContext& c) {
@@ -163,33 +245,38 @@ void split(const KernelContext& c) {
 
 void dynamic_slice(const KernelContext& c) {
   const NDArray &x = c.inputs[0], &out = c.outputs[0];
-  // The starts live on the device; they are read back (a sync) to check them like the CPU does.
-  auto s0 = ops::read_starts(host_copy(c, c.inputs[1]), x.shape(), out.shape(), "slice");
-  auto st = contiguous_strides(x.shape());
-  int64_t base = 0;
-  for (size_t i = 0; i < st.size(); ++i) base += s0[i] * st[i];
-  gather_view(c, st, base, "dynamic_slice");
+  auto d = dyn_starts(c, c.inputs[1], x.shape(), out.shape(), kErrDynamicSlice, "slice");
+  dyn_copy(c, x.dtype(), x.data(), out.data(), out.shape(), contiguous_strides(out.shape()),
+           contiguous_strides(x.shape()), d, false, "dynamic_slice");
 }
 
 void write_region(const KernelContext& c) {
   const NDArray &x = c.inputs[0], &u = c.inputs[1], &out = c.outputs[0];
-  auto s0 = ops::read_starts(host_copy(c, c.inputs[2]), x.shape(), u.shape(), "slice_update");
+  auto d = dyn_starts(c, c.inputs[2], x.shape(), u.shape(), kErrSliceUpdate, "slice_update");
   cudaStream_t s = stream_for(c);
   if (out.data() != x.data())
     LOOM_CUDA_CHECK(cudaMemcpyAsync(out.data(), x.data(), x.nbytes(), cudaMemcpyDeviceToDevice, s));
-  auto ost = contiguous_strides(out.shape());
-  int64_t base = 0;
-  for (size_t i = 0; i < ost.size(); ++i) base += s0[i] * ost[i];
-  strided_copy(c, u.dtype(), u.data(), out.data(), dims_of(u.shape()), ost,
-               contiguous_strides(u.shape()), 0, base, "slice_update");
+  dyn_copy(c, u.dtype(), u.data(), out.data(), u.shape(), contiguous_strides(out.shape()),
+           contiguous_strides(u.shape()), d, true, "slice_update");
 }
 
+// Indices are checked on the device: one out of range reads row 0 and is recorded in the device
+// error record (raised at the next sync), never read stray memory.
 template <class E>
 __global__ void gather_kernel(const E* x, const void* ind, int dti, E* out, int64_t n_out,
-                              int64_t n_ind, int64_t inner, int64_t axis_len) {
+                              int64_t n_ind, int64_t inner, int64_t axis_len, int axis,
+                              DeviceError* err) {
   LOOM_GRID_STRIDE(i, n_out) {
     int64_t in = i % inner, k = (i / inner) % n_ind, o = i / (inner * n_ind);
     int64_t idx = load<int64_t>(dti, ind, k);
+    if (idx < -axis_len || idx >= axis_len) {
+      if (in == 0) {  // racing reporters write the same fields but one index: any one is right
+        err->axis = axis, err->value = idx, err->size = 1, err->dim = axis_len;
+        __threadfence_system();
+        err->code = kErrGather;
+      }
+      idx = 0;
+    }
     if (idx < 0) idx += axis_len;
     out[i] = x[(o * axis_len + idx) * inner + in];
   }
@@ -200,13 +287,7 @@ void gather(const KernelContext& c) {
   int axis = normalize_axis(c.attrs_as<GatherAttrs>().axis, x.rank());
   int64_t n = x.shape()[axis], inner = 1;
   for (int i = axis + 1; i < x.rank(); ++i) inner *= x.shape()[i];
-  // Out-of-range indices must fail like on the CPU, not read stray memory: checked on the host.
-  NDArray hi = host_copy(c, ind);
-  for (int64_t i = 0; i < hi.numel(); ++i) {
-    auto k = static_cast<int64_t>(hi.at(i));
-    LOOM_CHECK(k >= -n && k < n, "[gather] index ", k, " is out of range for axis ", axis,
-               " of size ", n);
-  }
+  DeviceError* err = device_error(out.device().index);
   int64_t n_out = out.numel();
   if (n_out == 0) return;
   cudaStream_t s = stream_for(c);
@@ -215,19 +296,19 @@ void gather(const KernelContext& c) {
   switch (elem_bytes(x.dtype(), "gather")) {
     case 1:
       gather_kernel<<<g, 256, 0, s>>>(x.data_as<uint8_t>(), ind.data(), dti, out.data_as<uint8_t>(),
-                                      n_out, ind.numel(), inner, n);
+                                      n_out, ind.numel(), inner, n, axis, err);
       break;
     case 2:
       gather_kernel<<<g, 256, 0, s>>>(x.data_as<uint16_t>(), ind.data(), dti,
-                                      out.data_as<uint16_t>(), n_out, ind.numel(), inner, n);
+                                      out.data_as<uint16_t>(), n_out, ind.numel(), inner, n, axis, err);
       break;
     case 4:
       gather_kernel<<<g, 256, 0, s>>>(x.data_as<uint32_t>(), ind.data(), dti,
-                                      out.data_as<uint32_t>(), n_out, ind.numel(), inner, n);
+                                      out.data_as<uint32_t>(), n_out, ind.numel(), inner, n, axis, err);
       break;
     case 8:
       gather_kernel<<<g, 256, 0, s>>>(x.data_as<uint64_t>(), ind.data(), dti,
-                                      out.data_as<uint64_t>(), n_out, ind.numel(), inner, n);
+                                      out.data_as<uint64_t>(), n_out, ind.numel(), inner, n, axis, err);
       break;
     default:
       fail("[cuda] gather of ", dtype_name(x.dtype()), " is not supported on cuda");

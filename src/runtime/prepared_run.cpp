@@ -1,0 +1,294 @@
+// PreparedRun (loom/prepared_run.h): one plan, one arena, outputs and input buffers allocated
+// once; kernels bound to their arrays once (a list of steps); on CUDA the steps are captured as a
+// CUDA graph on the second run and replayed. Kept apart from executable.cpp: it reuses the
+// lowering and the plan of ExecutableImpl and only replaces the per-run loop.
+#include "loom/prepared_run.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "ir/op_registry.h"
+#include "runtime/executable_impl.h"
+#ifdef LOOM_HAS_CUDA
+#include "backends/cuda/cuda_graph.h"
+#endif
+
+namespace loom {
+namespace op = ir::op;
+
+struct PreparedRun::Impl {
+  std::shared_ptr<ExecutableImpl> exe;
+  PrepareOptions options;
+  std::shared_ptr<const Plan> plan;
+  std::shared_ptr<Storage> arena, input_storage, staging;
+  std::vector<std::string> input_names;
+  std::vector<NDArray> inputs;        // per placeholder, views of input_storage
+  std::vector<size_t> input_offset;   // bytes in input_storage
+  struct Step {
+    const KernelFn* fn = nullptr;     // a kernel, or
+    NDArray dst, src;                 // a device copy (read copies, assigns not done in place)
+    std::vector<NDArray> ins, outs;
+    const Attrs* attrs = nullptr;
+  };
+  std::vector<Step> steps;
+  std::vector<NDArray> outputs;
+  std::vector<NDArray> keep;  // buffers steps write (read copies, outputs)
+#ifdef LOOM_HAS_CUDA
+  std::unique_ptr<backends::cuda::CudaGraph> graph;
+#endif
+  bool graph_failed = false;
+  std::string status = "not yet run";
+  int64_t runs = 0;
+
+  void issue() {
+    backends::Backend& b = *exe->backend;
+    ThreadPool* pool = b.pool();
+    for (auto& s : steps) {
+      if (s.fn) {
+        KernelContext ctx{s.ins, std::span<NDArray>(s.outs), s.attrs, pool};
+        (*s.fn)(ctx);
+      } else {
+        b.copy(s.dst.data(), s.dst.device(), s.src.data(), s.src.device(), s.dst.nbytes());
+      }
+    }
+  }
+};
+
+PreparedRun::PreparedRun(const Executable& executable,
+                         const std::vector<std::pair<std::string, Shape>>& shapes,
+                         const PrepareOptions& options) {
+  LOOM_CHECK(executable.valid(), "[prepare] executable is empty");
+  auto im = std::make_shared<Impl>();
+  im->exe = executable.impl();
+  im->options = options;
+  ExecutableImpl& x = *im->exe;
+  LOOM_CHECK(x.call_nodes.empty(),
+             "[prepare] executables with call sites are not supported (callees plan per run)");
+  const auto& reg = ir::OpRegistry::get();
+  // Inputs in placeholder order, checked like Executable::run.
+  std::vector<Shape> ordered;
+  for (const auto& [name, shape] : shapes)
+    LOOM_CHECK(std::any_of(x.placeholders.begin(), x.placeholders.end(),
+                           [&](int p) {
+                             return attrs_as<PlaceholderAttrs>(
+                                        *x.graph.nodes[static_cast<size_t>(p)].attrs)
+                                        .name == name;
+                           }),
+               "[prepare] no input named '", name, "'");
+  size_t total = 0;
+  for (int p : x.placeholders) {
+    const ir::Node& n = x.graph.nodes[static_cast<size_t>(p)];
+    const auto& name = attrs_as<PlaceholderAttrs>(*n.attrs).name;
+    auto it =
+        std::find_if(shapes.begin(), shapes.end(), [&](const auto& s) { return s.first == name; });
+    LOOM_CHECK(it != shapes.end(), "[prepare] missing shape for input '", name, "'");
+    const Shape& want = n.outputs[0].shape;
+    bool fits = it->second.rank() == want.rank() && it->second.is_static();
+    for (int d = 0; fits && d < want.rank(); ++d)
+      fits = want[d] == kDynamic || want[d] == it->second[d];
+    LOOM_CHECK(fits, "[prepare] input '", name, "' must have shape ", want.to_string(), ", got ",
+               it->second.to_string());
+    ordered.push_back(it->second);
+    im->input_names.push_back(name);
+    im->input_offset.push_back(total);
+    total += (storage_bytes(n.outputs[0].dtype, it->second.numel()) + 255) / 256 * 256;
+  }
+  im->plan = x.plan_for(ordered);
+  const Plan& plan = *im->plan;
+  backends::Backend& b = *x.backend;
+  // All inputs in one buffer (one upload per run), all intermediates in one arena of our own.
+  im->input_storage = b.allocate(std::max<size_t>(total, 64));
+  if (b.on_device()) im->staging = Storage::allocate(std::max<size_t>(total, 64), true);
+  im->arena = b.allocate(static_cast<size_t>(std::max<int64_t>(plan.arena_bytes, 64)));
+  for (size_t i = 0; i < x.placeholders.size(); ++i) {
+    DType t = x.graph.nodes[static_cast<size_t>(x.placeholders[i])].outputs[0].dtype;
+    im->inputs.emplace_back(im->input_storage, t, ordered[i], contiguous_strides(ordered[i]),
+                            static_cast<int64_t>(im->input_offset[i] * 8 / dtype_bits(t)));
+  }
+
+  std::vector<NDArray> slots(static_cast<size_t>(x.num_slots));
+  auto slot_of = [&](const ir::Value& v) -> NDArray& {
+    return slots[static_cast<size_t>(x.slot_base[static_cast<size_t>(v.node)] + v.index)];
+  };
+  size_t next_input = 0;
+  for (size_t i = 0; i < x.graph.nodes.size(); ++i) {
+    const ir::Node& node = x.graph.nodes[i];
+    auto base = static_cast<size_t>(x.slot_base[i]);
+    switch (node.op) {
+      case op::placeholder:
+        slots[base] = im->inputs[next_input++];
+        continue;
+      case op::constant:
+        slots[base] = x.device_constants.empty() ? attrs_as<ConstantAttrs>(*node.attrs).value
+                                                 : x.device_constants[i];
+        continue;
+      case op::read: {
+        int v = x.graph.find_variable(attrs_as<VariableRefAttrs>(*node.attrs).variable);
+        const NDArray& var = x.variables[static_cast<size_t>(v)];
+        if (x.read_copies[i]) {
+          NDArray c = x.empty(var.dtype(), var.shape());
+          im->steps.push_back({nullptr, c, var, {}, {}, nullptr});
+          im->keep.push_back(c);
+          slots[base] = c;
+        } else {
+          slots[base] = var;
+        }
+        continue;
+      }
+      case op::assign: {
+        const auto& name = attrs_as<VariableRefAttrs>(*node.attrs).variable;
+        const NDArray& var = x.variables[static_cast<size_t>(x.graph.find_variable(name))];
+        const NDArray& val = slot_of(node.inputs[0]);
+        LOOM_CHECK(val.shape() == var.shape(), "[assign] variable '", name, "' is ",
+                   var.type().to_string(), ", value at run time is ", val.type().to_string());
+        if (val.data() != var.data()) im->steps.push_back({nullptr, var, val, {}, {}, nullptr});
+        continue;
+      }
+      case op::call:
+        fail("[prepare] call sites are not supported");
+      default:
+        break;
+    }
+    if (reg.info(node.op).is_view()) {
+      const NDArray& in = slot_of(node.inputs[0]);
+      const Shape& s = plan.types[base].shape;
+      slots[base] = NDArray(in.storage(), in.dtype(), s, contiguous_strides(s), in.offset());
+      continue;
+    }
+    Impl::Step st;
+    st.fn = x.kernels[i];
+    st.attrs = node.attrs.get();
+    for (const auto& v : node.inputs) st.ins.push_back(slot_of(v));
+    bool inplace = reg.info(node.op).is_inplace();
+    if (inplace) slots[base] = st.ins[0];
+    for (size_t k = inplace ? 1 : 0; k < node.outputs.size(); ++k) {
+      const TensorType& t = plan.types[base + k];
+      int64_t off = plan.offset[base + k];
+      slots[base + k] = off < 0 ? x.empty(t.dtype, t.shape)
+                                : NDArray(im->arena, t.dtype, t.shape, contiguous_strides(t.shape),
+                                          off * 8 / dtype_bits(t.dtype));
+    }
+    st.outs.assign(slots.begin() + static_cast<long>(base),
+                   slots.begin() + static_cast<long>(base + node.outputs.size()));
+    im->steps.push_back(std::move(st));
+  }
+  // Outputs: the buffers kernels write; values that are sources (constants, inputs, variables)
+  // or arena memory get a buffer of their own and a copy step.
+  for (const auto& v : x.outputs) {
+    int s = x.slot_base[static_cast<size_t>(v.node)] + v.index;
+    NDArray a = slots[static_cast<size_t>(s)];
+    const ir::Node& rn = x.graph.nodes[static_cast<size_t>(
+        std::upper_bound(x.slot_base.begin(), x.slot_base.end(), x.root[static_cast<size_t>(s)]) -
+        x.slot_base.begin() - 1)];
+    if (reg.info(rn.op).is_source() || a.storage() == im->arena || !a.is_contiguous()) {
+      NDArray c = x.empty(a.dtype(), a.shape());
+      im->steps.push_back({nullptr, c, a, {}, {}, nullptr});
+      im->keep.push_back(c);
+      a = c;
+    }
+    im->outputs.push_back(a);
+  }
+  impl_ = std::move(im);
+}
+
+void PreparedRun::set_inputs(const Feeds& feeds) {
+  LOOM_CHECK(impl_, "[prepared run] empty");
+  Impl& im = *impl_;
+  backends::Backend& b = *im.exe->backend;
+  size_t lo = SIZE_MAX, hi = 0;
+  for (const auto& [name, array] : feeds) {
+    auto it = std::find(im.input_names.begin(), im.input_names.end(), name);
+    LOOM_CHECK(it != im.input_names.end(), "[prepared run] no input named '", name, "'");
+    auto i = static_cast<size_t>(it - im.input_names.begin());
+    const NDArray& dst = im.inputs[i];
+    LOOM_CHECK(array.defined() && array.dtype() == dst.dtype() && array.shape() == dst.shape(),
+               "[prepared run] input '", name, "' must be ", dst.type().to_string(), " (as prepared)",
+               array.defined() ? ", got " + array.type().to_string() : std::string());
+    if (array.device().kind == Device::Kind::cuda) {
+      LOOM_CHECK(array.device() == dst.device() && array.is_contiguous(), "[prepared run] input '",
+                 name, "' must be contiguous on ", dst.device().to_string());
+      b.copy(dst.data(), dst.device(), array.data(), array.device(), dst.nbytes());
+      continue;
+    }
+    NDArray c = array.contiguous();
+    if (!b.on_device()) {
+      std::memcpy(dst.data(), c.data(), dst.nbytes());
+      continue;
+    }
+    std::memcpy(im.staging->data() + im.input_offset[i], c.data(), dst.nbytes());
+    lo = std::min(lo, im.input_offset[i]);
+    hi = std::max(hi, im.input_offset[i] + dst.nbytes());
+  }
+  if (hi > lo)  // every staged input in one copy
+    b.copy(im.input_storage->data() + lo, im.exe->options.device, im.staging->data() + lo,
+           Device::cpu(), hi - lo);
+}
+
+NDArray PreparedRun::input(const std::string& name) const {
+  LOOM_CHECK(impl_, "[prepared run] empty");
+  auto it = std::find(impl_->input_names.begin(), impl_->input_names.end(), name);
+  LOOM_CHECK(it != impl_->input_names.end(), "[prepared run] no input named '", name, "'");
+  return impl_->inputs[static_cast<size_t>(it - impl_->input_names.begin())];
+}
+
+void PreparedRun::run() {
+  LOOM_CHECK(impl_, "[prepared run] empty");
+  Impl& im = *impl_;
+  ExecutableImpl& x = *im.exe;
+  std::shared_lock<std::shared_mutex> shared(x.variables_mutex, std::defer_lock);
+  std::unique_lock<std::shared_mutex> exclusive(x.variables_mutex, std::defer_lock);
+  if (x.has_assign)
+    exclusive.lock();
+  else
+    shared.lock();
+  ++im.runs;
+#ifdef LOOM_HAS_CUDA
+  bool cuda = x.options.device.kind == Device::Kind::cuda;
+  if (cuda && im.options.cuda_graph && !im.graph_failed) {
+    // The first run is eager: it creates what kernels make lazily (cuBLASLt state, cached
+    // scratch blocks) so that the capture allocates as little as possible.
+    if (im.runs == 1) {
+      im.issue();
+      im.status = "eager (first run; captured on the next)";
+      return;
+    }
+    if (!im.graph) {
+      try {
+        im.graph = backends::cuda::CudaGraph::capture(x.options.device.index, [&] { im.issue(); });
+        im.status = "captured: " + std::to_string(im.graph->nodes()) + " graph nodes for " +
+                    std::to_string(im.steps.size()) + " steps";
+      } catch (const Error& e) {
+        im.graph_failed = true;
+        im.status = std::string("eager (capture failed: ") + e.what() + ")";
+        im.issue();
+        return;
+      }
+    }
+    im.graph->replay();
+    return;
+  }
+  if (im.runs == 1) im.status = cuda ? "eager (cuda_graph off)" : "eager (not on CUDA)";
+#else
+  if (im.runs == 1) im.status = "eager (not on CUDA)";
+#endif
+  im.issue();
+}
+
+const std::vector<NDArray>& PreparedRun::outputs() const {
+  LOOM_CHECK(impl_, "[prepared run] empty");
+  return impl_->outputs;
+}
+
+bool PreparedRun::graph_captured() const {
+#ifdef LOOM_HAS_CUDA
+  return impl_ && impl_->graph != nullptr;
+#else
+  return false;
+#endif
+}
+
+std::string PreparedRun::graph_status() const { return impl_ ? impl_->status : "empty"; }
+
+int64_t PreparedRun::runs() const { return impl_ ? impl_->runs : 0; }
+
+}  // namespace loom

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "backends/cuda/cuda_common.h"
+#include "backends/cuda/stitched.h"
 
 namespace loom::backends::cuda {
 namespace {
@@ -118,6 +119,10 @@ class CudaBackend final : public Backend {
   Device device() const override { return Device::cuda(index_); }
   const char* name() const override { return "cuda"; }
   const KernelFn* kernel(ir::OpId op) const override { return table().find(op); }
+  // A stitched region is compiled (NVRTC) here, at lowering, not on its first run.
+  KernelFn specialize(const ir::Node& node) const override {
+    return node.op == ir::op::stitched ? make_stitched_kernel(node, index_) : KernelFn{};
+  }
 
   std::shared_ptr<Storage> allocate(size_t bytes) const override {
     size_t size = CachingAllocator::round(std::max<size_t>(bytes, 1));
@@ -180,6 +185,7 @@ class CudaBackend final : public Backend {
       register_fft(k);
       register_spectral(k);
       register_conv(k);
+      register_stitched(k);  // generated per program (stitched.h)
       return k;
     }();
     return t;

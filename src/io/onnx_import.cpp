@@ -870,6 +870,106 @@ std::vector<Tensor> range_onnx(Ctx& c) {
   return {arange(c.g, *s, *l, *d, c.x(0).dtype())};
 }
 
+// --- spectral ops: ONNX keeps complex values as a trailing dim of 2 (re, im) or 1 (real)
+
+Tensor to_complex(Ctx& c, const Tensor& x) {
+  int64_t last = x.shape()[x.rank() - 1];
+  if (x.dtype() != f32) c.error(dtype_name(x.dtype()), " input is not supported (f32 is)");
+  if (last == 1) return complex(squeeze(x, {-1}), c.g.scalar(0, f32));
+  if (last != 2) c.error("the last dim must be 1 (real) or 2 (complex), got ", last);
+  auto parts = split(x, {1, 1}, -1);
+  return complex(squeeze(parts[0], {-1}), squeeze(parts[1], {-1}));
+}
+Tensor from_complex(const Tensor& z) {
+  return concat({unsqueeze(real(z), {-1}), unsqueeze(imag(z), {-1})}, -1);
+}
+
+std::vector<Tensor> dft_onnx(Ctx& c) {
+  const Tensor& x = c.x(0);
+  int r = x.rank();
+  int64_t axis = c.opset >= 20 ? (c.has(2) ? (*c.const_ints(2, "axis"))[0] : -2) : c.i("axis", 1);
+  if (axis < 0) axis += r;
+  if (axis < 0 || axis > r - 2) c.error("axis out of range");
+  bool inverse = c.i("inverse", 0) != 0, onesided = c.i("onesided", 0) != 0;
+  int64_t n = x.shape()[static_cast<int>(axis)];
+  std::optional<int64_t> length;
+  if (c.has(1)) length = (*c.const_ints(1, "dft_length"))[0];
+  bool real_input = x.shape()[r - 1] == 1;
+  if (real_input && !inverse && !length && n > 0) {
+    // A real signal through rfft: bin 0 (and n/2) come out exactly real, as ONNX's reference
+    // has them; the other half of a full spectrum is the mirrored conjugate.
+    Tensor y = rfft(squeeze(x, {-1}), {{axis}, false, FftScaling::none, 0, false});
+    if (!onesided && n > 2) {
+      Tensor tail = slice(y, {1}, {n - n / 2}, {axis});
+      y = concat({y, conj(flip(tail, {axis}))}, axis);
+    }
+    return {from_complex(y)};
+  }
+  Tensor z = to_complex(c, x);
+  if (inverse && onesided) {  // the one-sided spectrum of a real signal -> the real signal
+    FftAttrs a{{axis}, false, FftScaling::size, length.value_or(n < 0 ? 0 : 2 * (n - 1)), false};
+    return {unsqueeze(irfft(z, a), {-1})};
+  }
+  if (length) {
+    if (n < 0) c.error("dft_length on a dynamic dim is not supported");
+    if (*length > n) {
+      std::vector<int64_t> before(static_cast<size_t>(r - 1), 0), after = before;
+      after[static_cast<size_t>(axis)] = *length - n;
+      z = pad(z, before, after);
+    } else if (*length < n) {
+      z = slice(z, {0}, {*length}, {axis});
+    }
+    n = *length;
+  }
+  Tensor y = fft(z, {{axis}, inverse, inverse ? FftScaling::size : FftScaling::none, 0, false});
+  if (onesided) {
+    if (n < 0) c.error("onesided on a dynamic dim is not supported");
+    y = slice(y, {0}, {n / 2 + 1}, {axis});
+  }
+  return {from_complex(y)};
+}
+
+std::vector<Tensor> stft_onnx(Ctx& c) {
+  const Tensor& x = c.x(0);
+  if (x.rank() != 3 || x.shape()[2] != 1) c.error("signal must be real, [batch, length, 1]");
+  auto step = c.const_ints(1, "frame_step");
+  if (!step || step->size() != 1 || (*step)[0] <= 0)
+    c.error("frame_step must be a positive scalar");
+  int64_t len = 0;
+  if (c.has(3)) len = (*c.const_ints(3, "frame_length"))[0];
+  if (c.has(2)) {
+    int64_t w = c.x(2).shape()[0];
+    if (len && w != len) c.error("window length ", w, " differs from frame_length ", len);
+    len = w;
+  }
+  if (len <= 0) c.error("frame_length or a window is required");
+  Tensor fr = frames(squeeze(x, {-1}), len, (*step)[0]);  // [batch, frames, len]
+  if (c.has(2)) fr = mul(fr, c.x(2).dtype() == f32 ? c.x(2) : cast(c.x(2), f32));
+  bool onesided = c.i("onesided", 1) != 0;
+  Tensor y = onesided ? rfft(fr, {{-1}, false, FftScaling::none, 0, false})
+                      : fft(complex(fr, c.g.scalar(0, f32)));
+  return {from_complex(y)};
+}
+
+// HannWindow / HammingWindow / BlackmanWindow with ONNX's coefficients (Hamming: 25/46, 21/46).
+Converter window_onnx(std::vector<double> a) {
+  return [a](Ctx& c) -> std::vector<Tensor> {
+    auto n = c.const_ints(0, "size");
+    if (!n || n->size() != 1 || (*n)[0] < 0) c.error("size must be a non-negative scalar");
+    int64_t size = (*n)[0];
+    double period = static_cast<double>(c.i("periodic", 1) ? size : size - 1);
+    std::vector<double> v(static_cast<size_t>(size));
+    for (int64_t k = 0; k < size; ++k) {
+      double t = 2 * M_PI * static_cast<double>(k) / period, w = a[0];
+      for (size_t j = 1; j < a.size(); ++j)
+        w += (j % 2 ? -a[j] : a[j]) * std::cos(static_cast<double>(j) * t);
+      v[static_cast<size_t>(k)] = w;
+    }
+    DType dt = dtype_of_onnx(static_cast<int>(c.i("output_datatype", 1)), c.node.name());
+    return {c.g.constant(NDArray::from_doubles(v, Shape({size}), dt))};
+  };
+}
+
 const std::map<std::string, std::vector<Entry>>& ms_converters() {
   static const auto* table = new std::map<std::string, std::vector<Entry>>{
       {"MatMulNBits", {{1, matmul_nbits_onnx}}},
@@ -1057,6 +1157,11 @@ const std::map<std::string, std::vector<Entry>>& converters() {
       {"MatMulInteger",
        {{10, [](Ctx& c) -> std::vector<Tensor> { return {integer_matmul(c, 0, 2, 1, 3)}; }}}},
       {"QLinearMatMul", {{10, qlinear_matmul_onnx}}},
+      {"DFT", {{17, dft_onnx}}},
+      {"STFT", {{17, stft_onnx}}},
+      {"HannWindow", {{17, window_onnx({0.5, 0.5})}}},
+      {"HammingWindow", {{17, window_onnx({25.0 / 46, 21.0 / 46})}}},
+      {"BlackmanWindow", {{17, window_onnx({0.42, 0.5, 0.08})}}},
   };
   return *table;
 }

@@ -331,6 +331,25 @@ def matmul_nbits():
 
 
 @case
+def spectral():
+    out = []
+    # complex input, padded to dft_length 12, inverse; real input, onesided (opset 17: axis attr)
+    n = [const("L", 12), h.make_node("DFT", ["x", "L"], ["y"], axis=1, inverse=1)]
+    out.append(("dft_complex_inverse", model(n, [vi("x", TP.FLOAT, [2, 9, 2])],
+                                             [vi("y", TP.FLOAT, None)]), [[f32(2, 9, 2)]]))
+    n = [h.make_node("DFT", ["x"], ["y"], axis=1, onesided=1)]
+    out.append(("dft_real_onesided", model(n, [vi("x", TP.FLOAT, [3, 16, 1])],
+                                           [vi("y", TP.FLOAT, None)]), [[f32(3, 16, 1)]]))
+    n = [const("step", 8, np.int64),
+         h.make_node("HannWindow", ["size"], ["w"]),
+         h.make_node("STFT", ["x", "step", "w"], ["y"])]
+    m = model(n + [], [vi("x", TP.FLOAT, [2, 100, 1])], [vi("y", TP.FLOAT, None)],
+              [init("size", np.int64(32))])
+    out.append(("stft_hann", m, [[f32(2, 100, 1)]]))
+    return out
+
+
+@case
 def if_constant_condition():
     then_g = h.make_graph([h.make_node("Mul", ["x", "two"], ["t"])], "then", [],
                           [vi("t", TP.FLOAT, None)], initializer=[init("two", np.float32(2))])

@@ -237,7 +237,10 @@ struct Ctx {
     }
     std::vector<int64_t> out;
     for (double d : a.to_doubles())
-      out.push_back(d >= 9.2e18 ? INT64_MAX : d <= -9.2e18 ? INT64_MIN : static_cast<int64_t>(d));
+      out.push_back(std::isnan(d)  ? 0
+                    : d >= 9.2e18  ? INT64_MAX
+                    : d <= -9.2e18 ? INT64_MIN
+                                   : static_cast<int64_t>(d));
     return out;
   }
   // Like const_ints, but elements may depend on dynamic dims (shape arithmetic on Shape).

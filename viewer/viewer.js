@@ -247,9 +247,13 @@
     box.append(el('h2', {'data-testid': 'inspector-title', text: 'pass ' + c.pass}));
     // Before: the as-is graph (the removed ops still exist there); after: the compiled view.
     const go = async v => { const keep = c; await loadView(v); $('view-select').value = v; renderPassDiff(keep, -1); };
-    box.append(el('p', {},
-        el('button', {'data-testid': 'pass-before', onclick: () => go('asis'), text: 'before (as-is)'}), ' ',
-        el('button', {'data-testid': 'pass-after', onclick: () => go(S.passView || 'cpu'), text: 'after (' + (S.passView || 'cpu') + ')'})));
+    if (S.summary.kind === 'executable')  // the file holds the graph after the passes only
+      box.append(el('p', {class: 'hint', 'data-testid': 'pass-no-before',
+          text: 'This package stores the compiled graph: the graph before the passes is not in the file (removed ops are listed, not drawn).'}));
+    else
+      box.append(el('p', {},
+          el('button', {'data-testid': 'pass-before', onclick: () => go('asis'), text: 'before (as-is)'}), ' ',
+          el('button', {'data-testid': 'pass-after', onclick: () => go(S.passView || 'cpu'), text: 'after (' + (S.passView || 'cpu') + ')'})));
     const present = new Set(S.graph.nodes.filter(n => !n.virtual).map(n => n.name));
     box.append(el('p', {class: 'hint', text: `${c.nodes_before} ops before, ${c.nodes_after} after. ` +
         (S.view === 'asis' ? 'Removed ops are outlined red here; switch to a compiled view to see what was added.' :

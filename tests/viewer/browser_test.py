@@ -331,6 +331,15 @@ def main():
                 page.wait_for_function("window.loomViewer.view === 'cpu' && window.loomViewer.ready", timeout=120000)
                 timings["smollm2_compiled_view_s"] = time.time() - t0
                 check(page.get_by_test_id("error").is_hidden(), "SmolLM2 compiled view loads")
+                # An executable stores its pass changes; there is no "before" graph in the file.
+                page.get_by_test_id("tab-passes").click()
+                stitch = page.locator("[data-testid=pass-change][data-pass=stitch]")
+                if stitch.count():
+                    stitch.first.click()
+                    check(page.get_by_test_id("pass-no-before").is_visible() and
+                          page.get_by_test_id("pass-removed").locator("li").count() > 0,
+                          "SmolLM2: the stitch pass's removed ops are listed (no before graph)")
+                page.get_by_test_id("tab-ops").click()
                 page.wait_for_timeout(200)
                 page.screenshot(path=os.path.join(a.out, "viewer_smollm2_cpu.png"))
 

@@ -792,9 +792,11 @@ std::vector<Tensor> qlinear_matmul_onnx(Ctx& c) {
 std::vector<Tensor> matmul_nbits_onnx(Ctx& c) {
   const Tensor& a = c.x(0);
   int64_t K = c.i("K", 0), N = c.i("N", 0), bits = c.i("bits", 4), block = c.i("block_size", 0);
-  if (K <= 0 || N <= 0) c.error("attributes K and N must be positive");
+  if (K <= 0 || N <= 0 || K > (int64_t{1} << 31) || N > (int64_t{1} << 31))
+    c.error("attributes K and N must be in [1, 2^31]");
   if (bits != 4 && bits != 8) c.error("bits=", bits, " is not supported (4 and 8 are)");
-  if (block < 16 || (block & (block - 1))) c.error("block_size must be a power of 2 >= 16");
+  if (block < 16 || block > 65536 || (block & (block - 1)))
+    c.error("block_size must be a power of 2 in [16, 65536]");
   if (c.has(4)) c.error("g_idx is not supported");
   if (!c.cin[1]) c.error("B must be a constant (an initializer)");
   int64_t nb = (K + block - 1) / block, blob = block * bits / 8;

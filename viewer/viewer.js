@@ -246,18 +246,29 @@
     box.innerHTML = '';
     box.append(el('h2', {'data-testid': 'inspector-title', text: 'pass ' + c.pass}));
     // Before: the as-is graph (the removed ops still exist there); after: the compiled view.
-    const go = async v => { const keep = c; await loadView(v); $('view-select').value = v; renderPassDiff(keep, -1); };
+    // Before / after: the graph after the pipeline's first `slot` passes and after this one too
+    // ("cpu@K" views, recomputed by the server from the graph package).
+    const dev = (S.passView || 'cpu').split('@')[0];
+    const go = async (v, label) => {
+      const keep = c;
+      const sel = $('view-select');
+      if (![...sel.options].some(o => o.value === v)) sel.append(el('option', {value: v, text: label}));
+      await loadView(v);
+      sel.value = v;
+      renderPassDiff(keep, -1);
+    };
+    const hasSlot = typeof c.slot === 'number';
+    const before = hasSlot ? `${dev}@${c.slot}` : 'asis', after = hasSlot ? `${dev}@${c.slot + 1}` : dev;
     if (S.summary.kind === 'executable')  // the file holds the graph after the passes only
       box.append(el('p', {class: 'hint', 'data-testid': 'pass-no-before',
           text: 'This package stores the compiled graph: the graph before the passes is not in the file (removed ops are listed, not drawn).'}));
     else
       box.append(el('p', {},
-          el('button', {'data-testid': 'pass-before', onclick: () => go('asis'), text: 'before (as-is)'}), ' ',
-          el('button', {'data-testid': 'pass-after', onclick: () => go(S.passView || 'cpu'), text: 'after (' + (S.passView || 'cpu') + ')'})));
+          el('button', {'data-testid': 'pass-before', onclick: () => go(before, `${dev}: before ${c.pass}`), text: 'before'}), ' ',
+          el('button', {'data-testid': 'pass-after', onclick: () => go(after, `${dev}: after ${c.pass}`), text: 'after'})));
     const present = new Set(S.graph.nodes.filter(n => !n.virtual).map(n => n.name));
-    box.append(el('p', {class: 'hint', text: `${c.nodes_before} ops before, ${c.nodes_after} after. ` +
-        (S.view === 'asis' ? 'Removed ops are outlined red here; switch to a compiled view to see what was added.' :
-         'Added ops are green, rewritten amber; removed ops are gone from this view (switch to as-is to see them).')}));
+    box.append(el('p', {class: 'hint', 'data-testid': 'pass-summary', text: `${c.nodes_before} ops before, ${c.nodes_after} after. ` +
+        'Before: removed ops outlined red, rewritten amber. After: added green, rewritten amber.'}));
     for (const [title, list, tid] of [['removed', c.removed, 'pass-removed'], ['added', c.added, 'pass-added'],
                                       ['rewritten', c.rewritten, 'pass-rewritten']]) {
       box.append(el('h3', {text: `${title} (${list.length})`}));

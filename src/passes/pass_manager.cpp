@@ -140,7 +140,7 @@ void json_string(std::string& out, const std::string& s) {
 
 // One log line `[changes] {"pass":..,"nodes_before":..,"nodes_after":..,"removed":[..],
 // "added":[..],"rewritten":[..]}`, or nothing when the pass changed nothing.
-Snapshot note_changes(PassContext& ctx, const char* pass, const Snapshot& before) {
+Snapshot note_changes(PassContext& ctx, const char* pass, size_t slot, const Snapshot& before) {
   Snapshot after = snapshot(ctx.graph);
   std::vector<std::string> removed, added, rewritten;
   for (size_t i = 0; i < before.size(); ++i)
@@ -156,7 +156,10 @@ Snapshot note_changes(PassContext& ctx, const char* pass, const Snapshot& before
     return after;
   std::string line = "[changes] {\"pass\":";
   json_string(line, pass);
-  line += ",\"nodes_before\":" + std::to_string(before.nodes) +
+  // slot: the pass's position in pipeline() (dce runs twice): the graph before it is the result
+  // of slots [0, slot), which `loom view` recomputes for its before/after views.
+  line += ",\"slot\":" + std::to_string(slot) +
+          ",\"nodes_before\":" + std::to_string(before.nodes) +
           ",\"nodes_after\":" + std::to_string(after.nodes);
   for (const auto& [key, list] :
        {std::pair<const char*, const std::vector<std::string>*>{"removed", &removed},
@@ -185,14 +188,15 @@ void run_pipeline(PassContext& ctx) {
     LOOM_CHECK(known, "[compile] disabled_passes names unknown pass '", name, "'");
   }
   Snapshot cur = snapshot(ctx.graph);
-  for (const auto& p : pipeline()) {
+  for (size_t slot = 0; slot < pipeline().size(); ++slot) {
+    const PassInfo& p = pipeline()[slot];
     const auto& d = ctx.options.disabled_passes;
     if (std::find(d.begin(), d.end(), p.name) != d.end()) {
       ctx.note(p.name, "disabled");
       continue;
     }
     p.run(ctx);
-    cur = note_changes(ctx, p.name, cur);
+    cur = note_changes(ctx, p.name, slot, cur);
   }
 }
 

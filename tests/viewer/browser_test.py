@@ -228,16 +228,26 @@ def main():
             page.locator(f"[data-testid=pass-change][data-index='{idx}']").click()
             check(page.get_by_test_id("pass-removed").locator("li").count() == len(changes[idx]["removed"]),
                   f"pass {changes[idx]['pass']}: removed ops listed")
+            c = changes[idx]
             page.get_by_test_id("pass-before").click()
-            page.wait_for_function("window.loomViewer.view === 'asis' && window.loomViewer.ready && window.loomViewer.passDiff")
+            page.wait_for_function(f"window.loomViewer.view === 'cpu@{c['slot']}' && window.loomViewer.ready && window.loomViewer.passDiff")
+            n_before = page.evaluate("window.loomViewer.model.numGraphNodes")
+            check(n_before == c["nodes_before"], f"before {c['pass']}: the graph after the passes before it ({n_before} ops)")
             page.evaluate("window.loomViewer.setAll(true)")
             shown = page.evaluate("window.loomViewer.passRemovedShown()")
-            check(shown == len(changes[idx]["removed"]),
-                  f"before: the as-is view outlines every op the pass removed ({shown} of {len(changes[idx]['removed'])})")
+            check(shown == len(c["removed"]),
+                  f"before: every op the pass removed is outlined ({shown} of {len(c['removed'])})")
             page.get_by_test_id("fit").click()
             page.wait_for_timeout(200)
             page.screenshot(path=os.path.join(a.out, "viewer_pass_before.png"))
             page.get_by_test_id("pass-after").click()
+            page.wait_for_function(f"window.loomViewer.view === 'cpu@{c['slot'] + 1}' && window.loomViewer.ready")
+            n_after = page.evaluate("window.loomViewer.model.numGraphNodes")
+            check(n_after == c["nodes_after"], f"after {c['pass']}: {n_after} ops")
+            names = set(page.evaluate("window.loomViewer.graph.nodes.filter(n => !n.virtual).map(n => n.name)"))
+            check(not (set(c["removed"]) & names) and set(c["added"]) <= names,
+                  "after: the removed ops are gone, the added ones present")
+            page.get_by_test_id("view-select").select_option("cpu")
             page.wait_for_function("window.loomViewer.view === 'cpu' && window.loomViewer.ready")
             page.get_by_test_id("tab-ops").click()
             # Profile overlay.

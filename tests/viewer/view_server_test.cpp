@@ -379,6 +379,50 @@ TEST_F(ViewServer, StitchedKernelsAreRegionsWithTheirMembers) {
     EXPECT_LT(top["nodes"][i].get<size_t>(), cpu["nodes"].size());
 }
 
+// Before/after one pass: "cpu@K" is the graph after the pipeline's first K passes, recomputed by
+// the viewer; each recorded change is exactly the difference between its two stages.
+TEST_F(ViewServer, GraphsBeforeAndAfterEachPass) {
+  start(make_package(false));
+  json cpu = get_json("/api/graph?view=cpu");
+  ASSERT_FALSE(cpu["pass_changes"].empty());
+  auto names = [](const json& g) {
+    std::set<std::string> out;
+    for (const auto& n : g["nodes"]) out.insert(n["name"]);
+    return out;
+  };
+  for (const auto& c : cpu["pass_changes"]) {
+    int slot = c["slot"];
+    json before = get_json("/api/graph?view=cpu@" + std::to_string(slot));
+    json after = get_json("/api/graph?view=cpu@" + std::to_string(slot + 1));
+    EXPECT_EQ(before["nodes"].size(), c["nodes_before"]) << c["pass"];
+    EXPECT_EQ(after["nodes"].size(), c["nodes_after"]) << c["pass"];
+    auto b = names(before), a = names(after);
+    for (const auto& n : c["removed"]) {
+      EXPECT_TRUE(b.count(n) && !a.count(n)) << c["pass"] << " removed " << n;
+    }
+    for (const auto& n : c["added"]) {
+      EXPECT_TRUE(!b.count(n) && a.count(n)) << c["pass"] << " added " << n;
+    }
+    for (const auto& n : c["rewritten"]) {
+      EXPECT_TRUE(b.count(n) && a.count(n)) << c["pass"] << " rewrote " << n;
+    }
+  }
+  // The whole pipeline is the compiled view's graph (before lowering, which does not change it).
+  json all = get_json("/api/graph?view=cpu@" +
+                      std::to_string(cpu["pass_changes"].back()["slot"].get<int>() + 1));
+  EXPECT_EQ(names(all), names(cpu));
+  EXPECT_NE(get_json("/api/graph?view=cpu@99", 422)["error"].get<std::string>().find("pass count"),
+            std::string::npos);
+  EXPECT_NE(get_json("/api/graph?view=tpu@1", 422)["error"].get<std::string>().find("[view]"),
+            std::string::npos);
+}
+
+TEST_F(ViewServer, NoStagesOfAnExecutable) {
+  start(make_package(true));
+  std::string e = get_json("/api/graph?view=cpu@1", 422)["error"];
+  EXPECT_NE(e.find("stores the compiled graph"), std::string::npos) << e;
+}
+
 // Packages written before pass changes existed (the checked-in v1 package) still open.
 TEST_F(ViewServer, PackageOfThePreviousVersionOpens) {
   const char* data = std::getenv("LOOM_TEST_DATA");

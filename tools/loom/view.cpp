@@ -19,6 +19,7 @@
 #include "ir/op_registry.h"
 #include "layout.h"
 #include "loom/loom.h"
+#include "passes/pass.h"
 #include "runtime/executable_impl.h"
 #include "view_assets.h"
 
@@ -193,6 +194,25 @@ json read_profile(const std::string& path) {
           {"inputs", json::array()}, {"nodes", p["nodes"]}, {"source", path}};
 }
 
+// Constant folding's evaluator for the stage views: the compile driver's (src/runtime/
+// compile.cpp), which is private to it: views are reshaped copies, other ops run their
+// reference kernel.
+std::vector<NDArray> evaluate_for_folding(const ir::Node& n, const std::vector<NDArray>& in) {
+  const auto& info = ir::OpRegistry::get().info(n.op);
+  std::vector<NDArray> out;
+  if (info.is_view()) {
+    out.push_back(in[0].reshape(n.outputs[0].shape).clone());
+    return out;
+  }
+  const KernelFn* k = backends::reference_kernels().find(n.op);
+  if (!k && info.host_kernel) k = &info.host_kernel;
+  LOOM_CHECK(k, "[constant_folding] no reference kernel for ", info.name);
+  for (const auto& t : n.outputs) out.push_back(NDArray::empty(t.dtype, t.shape));
+  KernelContext ctx{in, out, n.attrs.get(), nullptr};
+  (*k)(ctx);
+  return out;
+}
+
 // Random inputs for a profiling run: floats uniform in [-1, 1], integers (token ids,
 // positions) and booleans zero so that gathers stay in range; dynamic dims are 1.
 Feeds random_feeds(const Executable& exe) {
@@ -243,6 +263,7 @@ struct Viewer::State {
   std::mutex mutex;  // httplib serves requests on a thread pool
 
   ViewData& view(const std::string& name);
+  void stage_view(ViewData& v, const std::string& device, const std::string& stage);
   std::string graph_json(const ViewData& v) const;
 };
 
@@ -289,6 +310,8 @@ ViewData& Viewer::State::view(const std::string& name) {
       v.graph = pkg.graph;
       v.outputs = pkg.outputs;
       v.pass_log = pkg.pass_log;
+    } else if (auto at = name.find('@'); at != std::string::npos) {
+      stage_view(v, name.substr(0, at), name.substr(at + 1));
     } else {
       // Compiled through the public API, as `loom run` does: a "graph" package goes through the
       // whole pipeline, an "executable" one is lowered for the device.
@@ -308,6 +331,33 @@ ViewData& Viewer::State::view(const std::string& name) {
                   : std::string("[view] cannot compile for '") + name + "': " + e.what();
   }
   return v;
+}
+
+// "cpu@K": the graph after the first K slots of the pass pipeline for that device (the views
+// before and after one pass). Recomputed from a graph package: an executable stores only the
+// result of the whole pipeline.
+void Viewer::State::stage_view(ViewData& v, const std::string& device, const std::string& stage) {
+  const auto& pipe = passes::pipeline();
+  char* end = nullptr;
+  long k = std::strtol(stage.c_str(), &end, 10);
+  if (stage.empty() || *end || k < 0 || k > static_cast<long>(pipe.size()))
+    fail("[view] '", device, "@", stage, "': the stage is a pass count 0..", pipe.size());
+  if (pkg.kind != "graph")
+    fail("[view] ", path,
+         " stores the compiled graph; the graph between passes exists only for "
+         "graph packages (loom convert --graph, save_graph)");
+  CompileOptions opt = pkg.options;
+  opt.device = Device::parse(device);
+  v.graph = pkg.graph;
+  v.outputs = pkg.outputs;
+  passes::PassContext ctx{v.graph, v.outputs, v.pass_log, opt, evaluate_for_folding};
+  if (opt.optimization_level > 0)
+    for (long slot = 0; slot < k; ++slot) {
+      const auto& d = opt.disabled_passes;
+      if (std::find(d.begin(), d.end(), pipe[static_cast<size_t>(slot)].name) == d.end())
+        pipe[static_cast<size_t>(slot)].run(ctx);
+    }
+  v.device = device + "@" + stage;
 }
 
 std::string Viewer::State::graph_json(const ViewData& v) const {
@@ -679,7 +729,8 @@ Response Viewer::handle(const std::string& path, const Query& query) {
     auto view_name = [&]() {
       auto it = query.find("view");
       std::string v = it == query.end() || it->second.empty() ? "asis" : it->second;
-      if (v != "asis") Device::parse(v);  // a clear error for an unknown device name
+      if (v != "asis") Device::parse(v.substr(0, v.find('@')));  // names an unknown device: clear
+
       return v;
     };
     if (path == "/api/summary") {

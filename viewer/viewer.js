@@ -120,6 +120,7 @@
     S.graph = g;
     S.model = Layout.buildModel(g, t);
     S.selOps.clear(); S.selNode = -1; S.selGroup = -1; S.passDiff = null;
+    $('crumbs').innerHTML = '';
     const t2 = performance.now();
     try {
       await relayout();

@@ -83,6 +83,58 @@ __global__ void reduce_kernel(const void* x, int dtx, void* out, int dto, int r,
   }
 }
 
+// Few outputs over many elements (a global max, a loss): one block per output would leave the GPU
+// idle, so each output's range is split over `parts` blocks writing partials, then one block per
+// output combines them.
+template <class T>
+__global__ void reduce_partial_kernel(const void* x, int dtx, T* partial, int r, int64_t n_red,
+                                      int parts, StridedIndex<1> kept, StridedIndex<1> red,
+                                      T init) {
+  int64_t o = blockIdx.x / parts, p = blockIdx.x % parts;
+  int64_t chunk = (n_red + parts - 1) / parts, begin = p * chunk;
+  int64_t end = begin + chunk < n_red ? begin + chunk : n_red;
+  int64_t base;
+  kept.offsets(o, &base);
+  T acc = init;
+  for (int64_t j = begin + threadIdx.x; j < end; j += blockDim.x) {
+    int64_t off;
+    red.offsets(j, &off);
+    T v = load<T>(dtx, x, base + off);
+    if constexpr (std::is_same_v<T, double>)
+      acc = red_combine(r, acc, v);
+    else
+      acc = red_combine_int(r, acc, v);
+  }
+  if constexpr (std::is_same_v<T, double>)
+    acc = block_reduce(acc, [r](double a, double b) { return red_combine(r, a, b); });
+  else
+    acc = block_reduce(acc, [r](int64_t a, int64_t b) { return red_combine_int(r, a, b); });
+  if (threadIdx.x == 0) partial[blockIdx.x] = acc;
+}
+
+template <class T>
+__global__ void reduce_finish_kernel(const T* partial, int parts, void* out, int dto, int r,
+                                     int64_t n_red, T init) {
+  T acc = init;
+  for (int j = threadIdx.x; j < parts; j += blockDim.x) {
+    T v = partial[static_cast<int64_t>(blockIdx.x) * parts + j];
+    if constexpr (std::is_same_v<T, double>)
+      acc = red_combine(r, acc, v);
+    else
+      acc = red_combine_int(r, acc, v);
+  }
+  if constexpr (std::is_same_v<T, double>)
+    acc = block_reduce(acc, [r](double a, double b) { return red_combine(r, a, b); });
+  else
+    acc = block_reduce(acc, [r](int64_t a, int64_t b) { return red_combine_int(r, a, b); });
+  if (threadIdx.x == 0) {
+    if constexpr (std::is_same_v<T, double>) {
+      if (r == kMean) acc = n_red ? acc / static_cast<double>(n_red) : NAN;
+    }
+    store(dto, out, blockIdx.x, acc);
+  }
+}
+
 struct Split {
   StridedIndex<1> kept, red;
   int64_t n_out = 1, n_red = 1;
@@ -123,6 +175,27 @@ void reduce(const KernelContext& c, RedOp r, const char* name) {
   LOOM_CHECK(floating || sp.n_red > 0 || (r != kMax && r != kMin), "[", name,
              "] empty reduction of an integer tensor");
   cudaStream_t s = stream_for(c);
+  // Blocks per output so that the GPU has ~4 blocks per SM, each over ≥ 4096 elements.
+  int64_t parts = std::min<int64_t>(528 / std::max<int64_t>(sp.n_out, 1), sp.n_red / 4096);
+  if (sp.n_out <= 256 && parts >= 2) {
+    auto run = [&]<class T>(T init) {
+      auto part = scratch(out.device().index, sizeof(T) * static_cast<size_t>(sp.n_out * parts));
+      T* partial = reinterpret_cast<T*>(part->data());
+      reduce_partial_kernel<T><<<static_cast<unsigned>(sp.n_out * parts), kThreads, 0, s>>>(
+          x.data(), static_cast<int>(x.dtype()), partial, r, sp.n_red, static_cast<int>(parts),
+          sp.kept, sp.red, init);
+      LOOM_CUDA_LAUNCHED();
+      reduce_finish_kernel<T><<<static_cast<unsigned>(sp.n_out), kThreads, 0, s>>>(
+          partial, static_cast<int>(parts), out.data(), static_cast<int>(out.dtype()), r, sp.n_red,
+          init);
+      LOOM_CUDA_LAUNCHED();
+    };
+    if (floating)
+      run(double(r == kProd ? 1 : r == kMax ? -INFINITY : r == kMin ? INFINITY : 0));
+    else
+      run(int64_t(r == kProd ? 1 : r == kMax ? INT64_MIN : r == kMin ? INT64_MAX : 0));
+    return;
+  }
   if (floating) {
     double init = r == kProd ? 1 : r == kMax ? -INFINITY : r == kMin ? INFINITY : 0;
     reduce_kernel<double><<<grid_rows(sp.n_out), kThreads, 0, s>>>(

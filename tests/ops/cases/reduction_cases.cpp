@@ -34,6 +34,10 @@ std::vector<OpCase> make() {
     add("bf16", bf16, {5, 40}, {0}, false, lo, hi);
     if (f != mean) add("i32", i32, {6, 7}, {1}, false, -5, 5);
     add("size1_dim", f32, {1, 9}, {0}, false, lo, hi);
+    // Few outputs over many elements: split over many blocks on the GPU, then combined.
+    if (f != prod) add("global_large_f32", f32, {3, 70001}, {}, false, lo, hi);
+    if (f != prod) add("rows_large_f32", f32, {2, 50000}, {1}, true, lo, hi);
+    if (f == sum) add("global_large_i32", i32, {40000}, {}, false, -5, 5);
   }
   using Arg = Tensor (*)(const Tensor&, int64_t, bool);
   for (auto [n, f] : {std::pair<const char*, Arg>{"argmax", &argmax},

@@ -50,7 +50,8 @@ def main():
             f = line.split()
             if f and f[0] == "RESULT":
                 loom[f[1]] = dict(us=float(f[2]), unstitched=float(f[3]), bytes=float(f[4]),
-                                  compile_ms=float(f[5]), bad=int(f[6]))
+                                  compile_ms=float(f[5]), bad=int(f[6]),
+                                  recompile_ms=float(f[7]) if len(f) > 7 else -1)
             elif f and f[0] == "COPY_GBPS":
                 copy_gbps_loom = float(f[1])
     n = 1 << 30
@@ -78,7 +79,8 @@ def main():
         if L:
             print(f"{name:28} {L['us']:8.1f} {L['unstitched']:10.1f} {eager:9.1f} {compiled:9.1f} "
                   f"{L['us'] / eager:10.2f} {L['us'] / compiled:9.2f} {floor:8.1f} "
-                  f"{L['us'] / floor:10.2f}   (loom compile {L['compile_ms']:.0f} ms, "
+                  f"{L['us'] / floor:10.2f}   (loom compile {L['compile_ms']:.0f} ms cold, "
+                  f"{L['recompile_ms']:.1f} ms cached, "
                   f"torch.compile {compile_s:.1f} s, {L['bad']} mismatches vs cpu)")
         else:
             print(f"{name:28} {'-':>8} {'-':>10} {eager:9.1f} {compiled:9.1f}")

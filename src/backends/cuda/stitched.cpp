@@ -360,21 +360,19 @@ struct Compiled {
   int device = -1;
   std::shared_ptr<const nvrtc::Module> module;
   const void* vec32 = nullptr;
-  const void* vec64 = nullptr;
   const void* idx32 = nullptr;
   const void* idx64 = nullptr;
 };
 
 void load_into(Compiled& k, int device) {
   k.module = nvrtc::load(k.source, device, k.what);
-  k.vec32 = reinterpret_cast<const void*>(k.module->kernel("loom_stitched_vec32"));
-  k.vec64 = reinterpret_cast<const void*>(k.module->kernel("loom_stitched_vec64"));
+  k.vec32 = reinterpret_cast<const void*>(k.module->kernel(kStitchedVec));
   k.idx32 = reinterpret_cast<const void*>(k.module->kernel(kStitchedIdx32));
   k.idx64 = reinterpret_cast<const void*>(k.module->kernel(kStitchedIdx64));
   k.device = device;
   // Load every variant into the device's context now: never lazily inside a CUDA graph capture.
   LOOM_CUDA_CHECK(cudaSetDevice(device));
-  for (const void* f : {k.vec32, k.vec64, k.idx32, k.idx64}) {
+  for (const void* f : {k.vec32, k.idx32, k.idx64}) {
     cudaFuncAttributes attr;
     LOOM_CUDA_CHECK(cudaFuncGetAttributes(&attr, f));
   }
@@ -445,8 +443,11 @@ void run(const Compiled& k0, const KernelContext& c) {
                                                  (kVec * (dtype_bits(x.dtype()) / 8)) ==
                                              0));
   }
+  // 32-bit index math where it fits (cheaper divisions); arrays of 2^31 elements or more take
+  // the 64-bit broadcast kernel (one vectorised variant only: each variant costs NVRTC time).
   const bool small = n < (int64_t{1} << 31) - 1024;
-  const void* fn = vec ? (small ? k->vec32 : k->vec64) : (small ? k->idx32 : k->idx64);
+  vec = vec && small;
+  const void* fn = vec ? k->vec32 : (small ? k->idx32 : k->idx64);
   const int64_t work = vec ? (n + kVec - 1) / kVec : n;
   const int threads = 256;
   int64_t blocks = (work + threads - 1) / threads;
@@ -534,12 +535,8 @@ __device__ __forceinline__ float loom_mod(float a, float b) {
     s << (i ? ", " : "") << "loom_ld_" << suffix(prog.inputs[static_cast<size_t>(i)]) << "(p.in["
       << i << "], o[" << i << "])";
   s << "));\n  }\n}\n";
-  s << "extern \"C\" __global__ void __launch_bounds__(256) loom_stitched_vec32(const LoomParams "
-       "p) "
-       "{ loom_vec<unsigned>(p); }\n"
-    << "extern \"C\" __global__ void __launch_bounds__(256) loom_stitched_vec64(const LoomParams "
-       "p) "
-       "{ loom_vec<long long>(p); }\n"
+  s << "extern \"C\" __global__ void __launch_bounds__(256) " << kStitchedVec
+    << "(const LoomParams p) { loom_vec<unsigned>(p); }\n"
     << "extern \"C\" __global__ void __launch_bounds__(256) " << kStitchedIdx32
     << "(const LoomParams p) { loom_idx<unsigned>(p); }\n"
     << "extern \"C\" __global__ void __launch_bounds__(256) " << kStitchedIdx64

@@ -92,7 +92,8 @@ void mutate_json(json& j, std::mt19937_64& rng) {
     cur = &*it;
   }
   if (cur->is_number_integer() && rng() % 2)
-    *cur = cur->get<int64_t>() + static_cast<int64_t>(rng() % 130) - 65;
+    *cur = static_cast<int64_t>(static_cast<uint64_t>(cur->get<int64_t>()) + rng() % 130 -
+                                65);  // wraps (INT64_MAX is a slice end) without UB
   else
     *cur = random_value(rng);
 }

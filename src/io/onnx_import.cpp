@@ -14,6 +14,7 @@
 #include <map>
 #include <optional>
 #include <sstream>
+#include <type_traits>
 #include <unordered_map>
 
 #include "ir/graph.h"
@@ -156,6 +157,13 @@ NDArray tensor_from_proto(const onnx::TensorProto& t, const std::string& base_di
 }
 
 // ------------------------------------------------------------------------------ converters
+
+// A 1-D array of `values` (NDArray::from_vector would memcpy from a null pointer when empty).
+template <class T>
+NDArray vector_array(const std::vector<T>& values) {
+  if (values.empty()) return NDArray::empty(std::is_same_v<T, float> ? f32 : i64, Shape({0}));
+  return NDArray::from_vector<T>(values, {static_cast<int64_t>(values.size())});
+}
 
 // Shape-like values computed from dynamic dims (Shape of a tensor with a dynamic dim, and the
 // shape arithmetic on it) are not in the graph: the importer knows them as their values under
@@ -466,13 +474,11 @@ std::vector<Tensor> constant_onnx(Ctx& c) {
   else if (n == "value_float")
     v = NDArray::from_vector<float>({a.f()}, {});
   else if (n == "value_floats")
-    v = NDArray::from_vector<float>(std::vector<float>(a.floats().begin(), a.floats().end()),
-                                    {a.floats_size()});
+    v = vector_array(std::vector<float>(a.floats().begin(), a.floats().end()));
   else if (n == "value_int")
     v = NDArray::from_vector<int64_t>({a.i()}, {});
   else if (n == "value_ints")
-    v = NDArray::from_vector<int64_t>(std::vector<int64_t>(a.ints().begin(), a.ints().end()),
-                                      {a.ints_size()});
+    v = vector_array(std::vector<int64_t>(a.ints().begin(), a.ints().end()));
   else
     c.error("attribute '", n, "' is not supported");
   return {c.g.constant(v, c.node.output(0))};
@@ -612,7 +618,7 @@ std::vector<Tensor> shape_onnx(Ctx& c) {
       c.error("Shape of a dynamic dim is not supported (Loom imports shape-free graphs)");
     dims.push_back(s[static_cast<int>(k)]);
   }
-  return {c.g.constant(NDArray::from_vector<int64_t>(dims, {static_cast<int64_t>(dims.size())}))};
+  return {c.g.constant(vector_array(dims))};
 }
 
 // ONNX pads (begin..., end...) for a window over x's spatial dims; auto_pad SAME_* needs them

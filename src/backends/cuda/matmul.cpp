@@ -1,16 +1,15 @@
 // matmul on CUDA through cuBLASLt (f32 exact — TF32 is opt-in later —, f16, bf16 with f32
 // accumulation, f64; batched and broadcast batches as strided batches with stride 0), integer
-// matmuls through a plain kernel, and quantized_matmul / dequantize_blocks: affine and LUT weights
-// dequantized on the device into a scratch matrix, block formats dequantized on the host (slow,
-// correct; device decoders are issue 10), then the same GEMM.
+// matmuls through a plain kernel, and quantized_matmul / dequantize_blocks on the packed weights
+// (quant_matmul*.cu: GEMV kernels for m <= 8, device dequantize + the same GEMM above).
 #include <cublasLt.h>
 
 #include <map>
 #include <mutex>
 #include <vector>
 
-#include "backends/cpu/quant/qmatmul.h"
 #include "backends/cuda/kernels.h"
+#include "backends/cuda/quant_matmul.h"
 #include "backends/cuda/strided.h"
 #include "ops/matmul_shape.h"
 
@@ -208,48 +207,91 @@ void matmul(const KernelContext& c) {
   }
 }
 
-// Packed block-format rows decoded on the host into `out` (f32 [rows, k] on the device).
-void blocks_to_device(cudaStream_t stream, const NDArray& packed, const std::string& format,
-                      int64_t k, const NDArray& out) {
-  auto f = cpu::quant::format_from_name(format);
-  NDArray host_p = NDArray::empty(packed.dtype(), packed.shape());
-  LOOM_CUDA_CHECK(cudaMemcpyAsync(host_p.data(), packed.data(), packed.nbytes(),
-                                  cudaMemcpyDeviceToHost, stream));
-  LOOM_CUDA_CHECK(cudaStreamSynchronize(stream));
-  int64_t rows = out.numel() / k;
-  size_t rb = cpu::quant::row_bytes(f, k);
-  NDArray w = NDArray::empty(DType::f32, out.shape());
-  for (int64_t r = 0; r < rows; ++r)
-    cpu::quant::dequantize_row(
-        f, static_cast<const uint8_t*>(host_p.data()) + static_cast<size_t>(r) * rb, k,
-        w.data_as<float>() + r * k);
-  LOOM_CUDA_CHECK(
-      cudaMemcpyAsync(out.data(), w.data(), w.nbytes(), cudaMemcpyHostToDevice, stream));
-  LOOM_CUDA_CHECK(cudaStreamSynchronize(stream));  // w dies here
+// The packed weights of a quantized_matmul as the device kernels see them (format -1: a layout
+// with no kernel, e.g. scales per column).
+QuantWeights quant_weights(const KernelContext& c, const QuantizedMatmulAttrs& a) {
+  QuantWeights w;
+  const NDArray& q = c.inputs[1];
+  w.n = a.n, w.k = a.k, w.w = q.data();
+  if (a.format == "affine") {
+    const NDArray& s = c.inputs[2];
+    const NDArray* zp = c.inputs.size() > 3 ? &c.inputs[3] : nullptr;
+    bool four = q.dtype() == DType::u4 || q.dtype() == DType::i4;
+    w.format = q.dtype() == DType::u4   ? kAffU4
+               : q.dtype() == DType::i4 ? kAffI4
+               : q.dtype() == DType::u8 ? kAffU8
+               : q.dtype() == DType::i8 ? kAffI8
+                                        : -1;
+    w.row_bytes = four ? a.k / 2 : a.k;
+    w.scale = s.data(), w.scale_dtype = static_cast<int>(s.dtype());
+    if (zp) w.zero_point = zp->data(), w.zero_dtype = static_cast<int>(zp->dtype());
+    int64_t axis = a.axis < 0 ? a.axis + 2 : a.axis;
+    if (s.numel() == 1) {
+      w.scale_kind = 0;
+    } else if (axis == 1 && a.block_size > 0) {
+      w.scale_kind = 1, w.block = a.block_size, w.nblocks = (a.k + a.block_size - 1) / a.block_size;
+    } else if (axis == 0 && a.block_size == 0) {
+      w.scale_kind = 3;
+    } else {
+      w.format = -1;
+    }
+  } else if (a.format == "lut") {
+    const NDArray& t = c.inputs[2];
+    w.format = q.dtype() == DType::u4 ? kLutU4 : q.dtype() == DType::u8 ? kLutU8 : -1;
+    w.row_bytes = q.dtype() == DType::u4 ? a.k / 2 : a.k;
+    w.table = t.data(), w.table_dtype = static_cast<int>(t.dtype());
+    w.entries = t.shape()[t.rank() - 1], w.table_per_row = t.rank() == 2;
+  } else {
+    w.format = quant_block_format(a.format);
+    w.row_bytes = a.n ? static_cast<int64_t>(q.nbytes()) / a.n : 0;
+  }
+  return w;
 }
 
+// Decode-sized products (m <= 8 rows of x) run the GEMV kernels on the packed weights. Prefill
+// (m > 8) and layouts without a GEMV dequantize W on the device into a scratch matrix of x's
+// dtype, then one cuBLASLt GEMM (f32 x: exact f32 GEMM, f16/bf16: tensor cores, f32 accumulate).
 void quantized_matmul(const KernelContext& c) {
   const auto& a = c.attrs_as<QuantizedMatmulAttrs>();
   const NDArray &x = c.inputs[0], &out = c.outputs[0];
   cudaStream_t stream = stream_for(c);
   int device = out.device().index;
-  DType wt = a.format == "affine" || a.format == "lut" ? x.dtype() : DType::f32;
-  LOOM_CHECK(wt == x.dtype(), "[cuda] quantized_matmul: block format ", a.format,
-             " needs f32 activations");
+  int64_t m = a.k ? x.numel() / a.k : 0;
+  if (out.numel() == 0) return;
+  if (m == 0 || a.k == 0) {
+    LOOM_CUDA_CHECK(cudaMemsetAsync(out.data(), 0, out.nbytes(), stream));
+    return;
+  }
+  QuantWeights qw = quant_weights(c, a);
+  if (m <= 8 && launch_quant_gemv(stream, qw, x.data(), static_cast<int>(x.dtype()), m, out.data()))
+    return;
+  DType wt = x.dtype();
   auto ws = scratch(device, storage_bytes(wt, a.n * a.k));
   NDArray w(ws, wt, Shape({a.n, a.k}), contiguous_strides(Shape({a.n, a.k})), 0);
-  if (a.format == "affine")
-    launch_affine(stream, c.inputs[1], c.inputs[2], c.inputs.size() > 3 ? &c.inputs[3] : nullptr, w,
-                  a.axis, a.block_size, false);
-  else if (a.format == "lut")
-    launch_lut(stream, c.inputs[1], c.inputs[2], w);
-  else
-    blocks_to_device(stream, c.inputs[1], a.format, a.k, w);
-  int64_t m = a.k ? x.numel() / a.k : 0;
-  if (m == 0 || a.n == 0) return;
+  if (!launch_quant_dequantize(stream, qw, w.data(), static_cast<int>(wt))) {
+    if (a.format == "affine")
+      launch_affine(stream, c.inputs[1], c.inputs[2], c.inputs.size() > 3 ? &c.inputs[3] : nullptr,
+                    w, a.axis, a.block_size, false);
+    else if (a.format == "lut")
+      launch_lut(stream, c.inputs[1], c.inputs[2], w);
+    else
+      fail("[cuda] quantized_matmul: no device decoder for format '", a.format, "'");
+  }
   lt_gemm(stream, device,
           {x.data(), w.data(), out.data(), x.dtype(), m, a.n, a.k, 1, 0, 0, 0, false, true});
   // `w` goes back to the cache when this returns; the stream orders its reuse after the GEMM.
+}
+
+void dequantize_blocks(const KernelContext& c) {
+  const auto& a = c.attrs_as<BlockQuantAttrs>();
+  const NDArray &p = c.inputs[0], &out = c.outputs[0];
+  QuantWeights w;
+  w.format = quant_block_format(a.format);
+  w.w = p.data(), w.k = a.k, w.n = a.k ? out.numel() / a.k : 0;
+  if (w.n == 0) return;
+  w.row_bytes = static_cast<int64_t>(p.nbytes()) / w.n;
+  LOOM_CHECK(launch_quant_dequantize(stream_for(c), w, out.data(), static_cast<int>(out.dtype())),
+             "[cuda] dequantize_blocks: no device decoder for format '", a.format, "'");
 }
 
 }  // namespace
@@ -257,10 +299,7 @@ void quantized_matmul(const KernelContext& c) {
 void register_matmul(KernelTable& t) {
   t.set(op::matmul, matmul);
   t.set(op::quantized_matmul, quantized_matmul);
-  t.set(op::dequantize_blocks, [](const KernelContext& c) {
-    const auto& a = c.attrs_as<BlockQuantAttrs>();
-    blocks_to_device(stream_for(c), c.inputs[0], a.format, a.k, c.outputs[0]);
-  });
+  t.set(op::dequantize_blocks, dequantize_blocks);
 }
 
 }  // namespace loom::backends::cuda

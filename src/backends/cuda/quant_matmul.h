@@ -1,0 +1,67 @@
+// Quantized-weight GEMV and device dequantization for quantized_matmul / dequantize_blocks
+// (quant_matmul*.cu). Host-only header: matmul.cpp and the benchmark include it.
+//
+// Weights W [n, k] are read in their packed form: the GGUF block formats and Loom's affine_u4 /
+// affine_i8 (layouts in backends/cpu/quant/qmatmul.h), affine integer tensors (u4/i4/u8/i8 with a
+// scale per tensor, per row or per block of k) and lookup-table indices (u4/u8, one table or one
+// per row). Every kernel stages rows of packed bytes through shared memory with 16-byte loads, so
+// block alignment (18-, 20-, 34-byte blocks...) never limits the load width.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "backends/cuda/cuda_common.h"
+
+namespace loom::backends::cuda {
+
+// Weight encodings the kernels know. The first 11 follow cpu::quant::Format's order.
+enum QuantFormat : int {
+  kQ4_0,
+  kQ4_1,
+  kQ8_0,
+  kQ5_0,
+  kQ5_1,
+  kQ4_K,
+  kQ5_K,
+  kQ6_K,
+  kIQ4_NL,
+  kAffineU4Blocks,  // "affine_u4"
+  kAffineI8Blocks,  // "affine_i8"
+  kAffU4,           // affine tensor formats: q [n, k] of u4 / i4 / u8 / i8
+  kAffI4,
+  kAffU8,
+  kAffI8,
+  kLutU4,  // lookup tables: indices [n, k] of u4 / u8
+  kLutU8,
+  kNumQuantFormats
+};
+
+// A block format by name; -1 when `name` is none.
+int quant_block_format(const std::string& name);
+
+struct QuantWeights {
+  int format = -1;  // QuantFormat
+  const void* w = nullptr;
+  int64_t n = 0, k = 0;
+  int64_t row_bytes = 0;  // bytes of one packed row
+  // Affine: scale (and optional zero point) of any float / integer dtype; scale_kind 0: one value,
+  // 1: per block of `block` along k (index r * nblocks + j / block), 3: per row.
+  const void *scale = nullptr, *zero_point = nullptr;
+  int scale_dtype = 0, zero_dtype = 0, scale_kind = 0;
+  int64_t block = 0, nblocks = 0;
+  // LUT: `entries` values per table, one table or one per row.
+  const void* table = nullptr;
+  int table_dtype = 0;
+  int64_t entries = 0;
+  bool table_per_row = false;
+};
+
+// y[m, n] = x[m, k] · Wᵀ for 1 <= m <= 8, x and y contiguous f32 / f16 / bf16 (the same dtype).
+// f32 accumulation. Returns false, launching nothing, when the layout has no GEMV kernel.
+bool launch_quant_gemv(cudaStream_t s, const QuantWeights& w, const void* x, int x_dtype, int64_t m,
+                       void* y);
+// out [n, k] (f32 / f16 / bf16 / f64, contiguous) = W dequantized on the device. Returns false
+// when the layout has no kernel.
+bool launch_quant_dequantize(cudaStream_t s, const QuantWeights& w, void* out, int out_dtype);
+
+}  // namespace loom::backends::cuda

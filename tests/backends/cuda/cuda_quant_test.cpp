@@ -1,0 +1,258 @@
+// quantized_matmul and dequantize_blocks on CUDA (quant_matmul*.cu) against the CPU backend and
+// the reference backend, on fresh random inputs: every block format, affine u4/i4/u8/i8 weights
+// (per block, per row, per tensor, and layouts served by the fallback), lookup tables; m = 1, 3,
+// 8 (GEMV kernels) and 33 (device dequantize + cuBLASLt); odd n; f32, f16 and bf16 activations.
+// Skips cleanly without a GPU.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <string>
+
+#include "backends/cpu/quant/qmatmul.h"
+#include "loom/loom.h"
+
+namespace loom {
+namespace {
+
+namespace q = loom::cpu::quant;
+
+#define REQUIRE_GPU() \
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA GPU"
+
+uint64_t fresh_seed() { return std::random_device{}(); }
+
+// Weights [n, k] in a block format, from the format's own encoder (valid blocks).
+NDArray packed_weights(q::Format f, int64_t n, int64_t k, uint64_t seed) {
+  NDArray w = random_uniform({n, k}, f32, -1, 1, seed);
+  auto rb = static_cast<int64_t>(q::row_bytes(f, k));
+  NDArray p(u8, {n, rb});
+  for (int64_t r = 0; r < n; ++r)
+    q::quantize_row(f, w.data_as<float>() + r * k, k, p.data_as<uint8_t>() + r * rb);
+  return p;
+}
+
+// |got - want| <= atol + rtol·|want| everywhere; the first offender in the message.
+::testing::AssertionResult close(const NDArray& got, const NDArray& want, double rtol,
+                                 double atol) {
+  if (got.type() != want.type())
+    return ::testing::AssertionFailure()
+           << "type " << got.type().to_string() << " vs " << want.type().to_string();
+  auto a = got.to_doubles(), b = want.to_doubles();
+  for (size_t i = 0; i < a.size(); ++i)
+    if (!(std::abs(a[i] - b[i]) <= atol + rtol * std::abs(b[i])))
+      return ::testing::AssertionFailure() << "element " << i << ": got " << a[i] << ", want "
+                                           << b[i] << " (of " << a.size() << ")";
+  return ::testing::AssertionSuccess();
+}
+
+struct Runs {
+  NDArray gpu, gpu_dev, cpu, ref;
+  std::string gpu_log;
+};
+
+// Compiles `y` for CUDA, CPU and the reference backend and runs all three on feeds `x`; the GPU
+// also with the input already on the device.
+Runs run_all(const Graph& g, const Tensor& y, const NDArray& x) {
+  CompileOptions go;
+  go.device = Device::cuda(0);
+  CompileOptions ro;
+  ro.device = Device::reference();
+  Executable gpu = g.compile({y}, go), cpu = g.compile({y}), ref = g.compile({y}, ro);
+  Runs r;
+  for (const auto& l : gpu.pass_log()) r.gpu_log += l + "\n";
+  r.gpu = gpu.run({{"x", x}})[0];
+  r.gpu_dev = to_host(gpu.run({{"x", to_device(x, Device::cuda(0))}})[0]);
+  r.cpu = cpu.run({{"x", x}})[0];
+  r.ref = ref.run({{"x", x}})[0];
+  return r;
+}
+
+const q::Format kAllFormats[] = {q::Format::q4_0,      q::Format::q4_1,     q::Format::q8_0,
+                                 q::Format::q5_0,      q::Format::q5_1,     q::Format::q4_k,
+                                 q::Format::q5_k,      q::Format::q6_k,     q::Format::iq4_nl,
+                                 q::Format::affine_u4, q::Format::affine_i8};
+
+// k spans two staged chunks of 1024 (the second partial) and is a multiple of the block only.
+int64_t k_for(q::Format f) { return q::block_size(f) == 256 ? 1280 : 1088; }
+
+TEST(CudaQuantizedMatmul, EveryBlockFormatMatchesCpuAndReference) {
+  REQUIRE_GPU();
+  for (q::Format f : kAllFormats) {
+    std::string name(q::format_name(f));
+    const int64_t n = 37, k = k_for(f);
+    for (int64_t m : {1, 3, 8, 33}) {
+      SCOPED_TRACE(name + " m=" + std::to_string(m));
+      uint64_t seed = fresh_seed();
+      Graph g;
+      auto x = g.placeholder({m, k}, f32, "x");
+      auto y = quantized_matmul(x, g.constant(packed_weights(f, n, k, seed)), name, n, k);
+      NDArray xv = random_uniform({m, k}, f32, -1, 1, seed + 1);
+      Runs r = run_all(g, y, xv);
+      // The GPU decodes exactly and sums in f32: tight against the double-precision reference.
+      double sk = std::sqrt(static_cast<double>(k));
+      EXPECT_TRUE(close(r.gpu, r.ref, 1e-4, 2e-5 * sk)) << "vs reference, seed " << seed;
+      // The CPU's integer-dot formats quantize x to int8 (error ~ |x|/254 per term).
+      double atol = q::uses_integer_dot(f) ? 0.01 * sk : 2e-5 * sk;
+      EXPECT_TRUE(close(r.gpu, r.cpu, 1e-3, atol)) << "vs CPU, seed " << seed;
+      EXPECT_TRUE(close(r.gpu_dev, r.gpu, 0, 0)) << "device-resident input";
+    }
+  }
+}
+
+TEST(CudaQuantizedMatmul, HalfAndBfloat16Activations) {
+  REQUIRE_GPU();
+  for (DType t : {f16, bf16})
+    for (q::Format f : {q::Format::q4_1, q::Format::q8_0, q::Format::q4_k, q::Format::q6_k,
+                        q::Format::q5_0, q::Format::iq4_nl}) {
+      std::string name(q::format_name(f));
+      const int64_t n = 41, k = k_for(f);
+      for (int64_t m : {1, 8, 33}) {
+        SCOPED_TRACE(name + " " + std::string(dtype_name(t)) + " m=" + std::to_string(m));
+        uint64_t seed = fresh_seed();
+        Graph g;
+        auto x = g.placeholder({m, k}, t, "x");
+        auto y = quantized_matmul(x, g.constant(packed_weights(f, n, k, seed)), name, n, k);
+        Runs r = run_all(g, y, random_uniform({m, k}, t, -1, 1, seed + 1));
+        double sk = std::sqrt(static_cast<double>(k));
+        // f16/bf16 output rounding (and, for m > 8, weights rounded to x's dtype for the GEMM).
+        double rtol = t == f16 ? 4e-3 : 2e-2;
+        if (m > 8) rtol *= 2;
+        EXPECT_TRUE(close(r.gpu, r.ref, rtol, (t == f16 ? 2e-3 : 2e-2) * sk))
+            << "vs reference, seed " << seed;
+        double atol = (q::uses_integer_dot(f) ? 0.01 : 2e-3) * sk;
+        EXPECT_TRUE(close(r.gpu, r.cpu, rtol, atol)) << "vs CPU, seed " << seed;
+      }
+    }
+}
+
+TEST(CudaQuantizedMatmul, DequantizeBlocksMatchesCpu) {
+  REQUIRE_GPU();
+  for (q::Format f : kAllFormats) {
+    std::string name(q::format_name(f));
+    const int64_t n = 37, k = k_for(f);
+    uint64_t seed = fresh_seed();
+    Graph g;
+    auto x = g.placeholder({1}, f32, "x");
+    auto y = dequantize_blocks(g.constant(packed_weights(f, n, k, seed)), name, k) * x;
+    Runs r = run_all(g, y, random_uniform({1}, f32, 0.5, 2, seed + 1));
+    EXPECT_TRUE(close(r.gpu, r.cpu, 1e-6, 1e-7)) << name << " seed " << seed;
+  }
+}
+
+// dequantize(q, scale[, zero point]) → matmul(x, Wᵀ), fused into quantized_matmul("affine").
+struct AffineCase {
+  DType qt;
+  int axis;
+  int64_t block;  // 0: per tensor (scalar scale) when axis < 0, else per axis
+  bool zp;
+};
+
+TEST(CudaQuantizedMatmul, AffineWeights) {
+  REQUIRE_GPU();
+  const int64_t n = 39, k = 200;  // k: whole groups of 8, the last block of 64 partial
+  const AffineCase cases[] = {
+      {u4, 1, 32, true},  {u4, 1, 64, true}, {i4, 1, 32, false}, {u8, 1, 32, true},
+      {i8, 1, 40, false}, {i8, 0, 0, true},  {u4, 0, 0, false},  {i4, -1, 0, true},
+      {u8, 1, 0, true},   // per column: no GEMV (fallback: device dequantize + GEMM)
+      {i8, 0, 8, false},  // blocks along n: fallback too
+  };
+  for (const auto& c : cases)
+    for (int64_t m : {1, 3, 8, 33}) {
+      SCOPED_TRACE(std::string(dtype_name(c.qt)) + " axis " + std::to_string(c.axis) + " block " +
+                   std::to_string(c.block) + (c.zp ? " zp" : "") + " m=" + std::to_string(m));
+      uint64_t seed = fresh_seed();
+      bool is4 = c.qt == u4 || c.qt == i4, sgn = c.qt == i4 || c.qt == i8;
+      double lo = sgn ? (is4 ? -8 : -128) : 0, hi = sgn ? (is4 ? 8 : 128) : (is4 ? 16 : 256);
+      Shape ss;
+      if (c.axis < 0)
+        ss = Shape({});
+      else if (c.block == 0)
+        ss = Shape({c.axis == 0 ? n : k});
+      else
+        ss = c.axis == 1 ? Shape({n, (k + c.block - 1) / c.block})
+                         : Shape({(n + c.block - 1) / c.block, k});
+      Graph g;
+      auto x = g.placeholder({m, k}, f32, "x");
+      auto qv = g.constant(random_uniform({n, k}, c.qt, lo, hi, seed));
+      auto s = g.constant(random_uniform(ss, f32, 0.5 / (hi - lo), 4 / (hi - lo), seed + 1));
+      Tensor z;
+      if (c.zp) z = g.constant(random_uniform(ss, f32, lo, hi, seed + 2));
+      QuantAttrs qa;
+      qa.axis = c.axis < 0 ? 1 : c.axis;
+      qa.block_size = c.block;
+      auto y = matmul(x, dequantize(qv, s, z, qa), {.transpose_b = true});
+      Runs r = run_all(g, y, random_uniform({m, k}, f32, -1, 1, seed + 3));
+      EXPECT_NE(r.gpu_log.find("[quantized_matmul] fused"), std::string::npos) << r.gpu_log;
+      EXPECT_TRUE(close(r.gpu, r.ref, 1e-4, 1e-4)) << "vs reference, seed " << seed;
+      EXPECT_TRUE(close(r.gpu, r.cpu, 1e-4, 1e-4)) << "vs CPU, seed " << seed;
+    }
+}
+
+TEST(CudaQuantizedMatmul, AffineHalfActivations) {
+  REQUIRE_GPU();
+  const int64_t n = 45, k = 256;
+  for (DType t : {f16, bf16})
+    for (int64_t m : {1, 5, 33}) {
+      uint64_t seed = fresh_seed();
+      Graph g;
+      auto x = g.placeholder({m, k}, t, "x");
+      auto qv = g.constant(random_uniform({n, k}, u4, 0, 16, seed));
+      auto s = g.constant(random_uniform({n, k / 64}, t, 0.01, 0.1, seed + 1));
+      auto z = g.constant(random_uniform({n, k / 64}, t, 0, 15, seed + 2));
+      QuantAttrs qa;
+      qa.axis = 1;
+      qa.block_size = 64;
+      qa.dtype = t;
+      auto y = matmul(x, dequantize(qv, s, z, qa), {.transpose_b = true});
+      Runs r = run_all(g, y, random_uniform({m, k}, t, -1, 1, seed + 3));
+      EXPECT_NE(r.gpu_log.find("[quantized_matmul] fused"), std::string::npos) << r.gpu_log;
+      double rtol = t == f16 ? 8e-3 : 4e-2;
+      EXPECT_TRUE(close(r.gpu, r.ref, rtol, rtol)) << dtype_name(t) << " m=" << m;
+      EXPECT_TRUE(close(r.gpu, r.cpu, rtol, rtol)) << dtype_name(t) << " m=" << m;
+    }
+}
+
+TEST(CudaQuantizedMatmul, LookupTableWeights) {
+  REQUIRE_GPU();
+  const int64_t n = 35, k = 136;
+  for (DType it : {u4, u8})
+    for (bool per_row : {false, true})
+      for (int64_t m : {1, 3, 8, 33}) {
+        SCOPED_TRACE(std::string(dtype_name(it)) + (per_row ? " per-row" : " shared") +
+                     " m=" + std::to_string(m));
+        uint64_t seed = fresh_seed();
+        int64_t entries = it == u4 ? 16 : 256;
+        Graph g;
+        auto x = g.placeholder({m, k}, f32, "x");
+        auto idx = g.constant(random_uniform({n, k}, it, 0, static_cast<double>(entries), seed));
+        auto tab = g.constant(
+            random_uniform(per_row ? Shape({n, entries}) : Shape({entries}), f32, -1, 1, seed + 1));
+        auto y = matmul(x, dequantize_lut(idx, tab), {.transpose_b = true});
+        Runs r = run_all(g, y, random_uniform({m, k}, f32, -1, 1, seed + 2));
+        // Constant folding evaluates u8 indices with 256-entry tables per row at compile time
+        // (the folded matrix is no larger), so only the other layouts reach quantized_matmul.
+        if (!(it == u8 && per_row))
+          EXPECT_NE(r.gpu_log.find("[quantized_matmul] fused"), std::string::npos) << r.gpu_log;
+        EXPECT_TRUE(close(r.gpu, r.ref, 1e-4, 1e-4)) << "vs reference, seed " << seed;
+        EXPECT_TRUE(close(r.gpu, r.cpu, 1e-4, 1e-4)) << "vs CPU, seed " << seed;
+      }
+}
+
+// Rows of x in a batch shape [b, s, k] and a product with a tiny k (one group of 8 per row).
+TEST(CudaQuantizedMatmul, BatchedActivationsAndSmallShapes) {
+  REQUIRE_GPU();
+  for (auto [n, k] : {std::pair<int64_t, int64_t>{1, 32}, {3, 64}, {9, 32}}) {
+    uint64_t seed = fresh_seed();
+    Graph g;
+    auto x = g.placeholder({2, 3, k}, f32, "x");
+    auto y =
+        quantized_matmul(x, g.constant(packed_weights(q::Format::q8_0, n, k, seed)), "q8_0", n, k);
+    Runs r = run_all(g, y, random_uniform({2, 3, k}, f32, -1, 1, seed + 1));
+    EXPECT_EQ(r.gpu.shape(), Shape({2, 3, n}));
+    EXPECT_TRUE(close(r.gpu, r.ref, 1e-4, 1e-4)) << "n " << n << " k " << k << " seed " << seed;
+  }
+}
+
+}  // namespace
+}  // namespace loom

@@ -82,10 +82,14 @@ int main(int argc, char** argv) {
       models::write_synthetic_llama_gguf(v, models::smollm2_135m_shape());
       return 0;
     }
-    if (a == "--shape") shape = v;
-    else if (a == "--steps") steps = std::stoi(v);
-    else if (a == "--dir") dir = v;
-    else if (a == "--context") context = std::stoll(v);
+    if (a == "--shape")
+      shape = v;
+    else if (a == "--steps")
+      steps = std::stoi(v);
+    else if (a == "--dir")
+      dir = v;
+    else if (a == "--context")
+      context = std::stoll(v);
   }
   if (cuda_device_count() == 0) {
     std::printf("no CUDA GPU: nothing to measure\n");
@@ -102,8 +106,10 @@ int main(int argc, char** argv) {
     models::SyntheticLlamaSpec spec;
   };
   std::vector<Case> cases;
-  if (shape == "all" || shape == "smollm2") cases.push_back({"smollm2-135m", models::smollm2_135m_shape()});
-  if (shape == "all" || shape == "mistral7b") cases.push_back({"mistral-7b", models::mistral_7b_shape("q4_0")});
+  if (shape == "all" || shape == "smollm2")
+    cases.push_back({"smollm2-135m", models::smollm2_135m_shape()});
+  if (shape == "all" || shape == "mistral7b")
+    cases.push_back({"mistral-7b", models::mistral_7b_shape("q4_0")});
   for (auto& c : cases) {
     std::string path = dir + "/loom_synthetic_" + c.name + ".gguf";
     auto t0 = Clock::now();
@@ -118,10 +124,11 @@ int main(int argc, char** argv) {
     int64_t block = s.embed_format == "q8_0" ? 34 : s.embed_format == "q4_1" ? 20 : 18;
     int64_t embed_bytes = s.vocab * (s.d_model / 32) * block;
     int64_t read_bytes = m.executable().constant_bytes() - (s.tied_embeddings ? 0 : embed_bytes);
-    std::printf("%s: %s\n  file %.2f GB written in %.1f s, loaded + uploaded + compiled in %.1f s; "
-                "weights read per token %.3f GB -> floor %.0f tok/s at %.2f TB/s\n",
-                c.name.c_str(), m.summary().c_str(), file_bytes / 1e9, write_s, load_s,
-                read_bytes / 1e9, bw / static_cast<double>(read_bytes), bw / 1e12);
+    std::printf(
+        "%s: %s\n  file %.2f GB written in %.1f s, loaded + uploaded + compiled in %.1f s; "
+        "weights read per token %.3f GB -> floor %.0f tok/s at %.2f TB/s\n",
+        c.name.c_str(), m.summary().c_str(), file_bytes / 1e9, write_s, load_s, read_bytes / 1e9,
+        bw / static_cast<double>(read_bytes), bw / 1e12);
     std::fflush(stdout);
     std::string st;
     if (c.name == "smollm2-135m") {
@@ -133,6 +140,8 @@ int main(int argc, char** argv) {
     rows.push_back({c.name, "prepared, eager", decode_rate(m, steps, &st), st});
     m.set_cuda_graph(true);
     rows.push_back({c.name, "prepared, CUDA graph", decode_rate(m, steps, &st), st});
+    std::printf("  GPU time per op of one decode step (eager, device events; %s):\n%s",
+                c.name.c_str(), m.profile_decode(20).c_str());
     rows.push_back({c.name, "floor (weights / copy BW)", bw / static_cast<double>(read_bytes), ""});
     std::remove(path.c_str());
   }

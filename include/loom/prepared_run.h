@@ -41,6 +41,11 @@ class PreparedRun {
   // The executable's outputs, on its device; the same buffers each run (overwritten).
   const std::vector<NDArray>& outputs() const;
 
+  // Runs the steps eagerly `repeats` times with the inputs as they are (on CUDA each step timed
+  // by device events, elsewhere by the host clock) and returns time per op type per run, slowest
+  // first. Runs the model like run() does (variables are written).
+  std::string profile(int repeats = 10);
+
   bool graph_captured() const;
   // "captured: N nodes", "eager (not on CUDA)", "eager (capture failed: ...)", "not yet".
   std::string graph_status() const;

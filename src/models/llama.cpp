@@ -263,8 +263,7 @@ void LlamaModel::unbind_adapters() {
   for (const auto& site : lora_sites_) exe_.unbind(site.symbol);
 }
 
-std::vector<NDArray> LlamaModel::run_tokens(const std::vector<int32_t>& tokens,
-                                            int64_t position) {
+std::vector<NDArray> LlamaModel::run_tokens(const std::vector<int32_t>& tokens, int64_t position) {
   auto n = static_cast<int64_t>(tokens.size());
   LOOM_CHECK(n > 0, "[llama] forward needs at least one token");
   LOOM_CHECK(position >= 0 && position + n <= max_context_, "[llama] positions ", position, "..",
@@ -306,6 +305,10 @@ int32_t LlamaModel::forward_greedy(const std::vector<int32_t>& tokens, int64_t p
 void LlamaModel::set_cuda_graph(bool on) {
   cuda_graph_ = on;
   decode_ = PreparedRun();
+}
+
+std::string LlamaModel::profile_decode(int repeats) {
+  return decode_.valid() ? decode_.profile(repeats) : std::string();
 }
 
 std::string LlamaModel::decode_status() const {

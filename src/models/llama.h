@@ -69,6 +69,9 @@ class LlamaModel {
   void set_cuda_graph(bool on);
   // How decode steps run: "exe.run", or the prepared run's status ("captured: N graph nodes").
   std::string decode_status() const;
+  // GPU (or host) time per op type of a decode step, from `repeats` eager runs of the prepared
+  // step with the last step's inputs (PreparedRun::profile); empty before the first decode step.
+  std::string profile_decode(int repeats = 10);
   // Forgets the cached sequence.
   void reset();
   const Executable& executable() const { return exe_; }

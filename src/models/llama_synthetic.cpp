@@ -70,20 +70,17 @@ class Writer {
     put<uint64_t>(s.size());
     bytes(s.data(), s.size());
   }
-  void key_u32(const std::string& k, uint32_t v) {
-    str(k), put<uint32_t>(4), put<uint32_t>(v);
-  }
+  void key_u32(const std::string& k, uint32_t v) { str(k), put<uint32_t>(4), put<uint32_t>(v); }
   void key_f32(const std::string& k, float v) { str(k), put<uint32_t>(6), put<float>(v); }
-  void key_str(const std::string& k, const std::string& v) {
-    str(k), put<uint32_t>(8), str(v);
-  }
+  void key_str(const std::string& k, const std::string& v) { str(k), put<uint32_t>(8), str(v); }
   void key_strs(const std::string& k, const std::vector<std::string>& v) {
     str(k), put<uint32_t>(9), put<uint32_t>(8), put<uint64_t>(v.size());
     for (const auto& s : v) str(s);
   }
   void pad(int64_t align) {
     static const char zeros[64] = {};
-    while (written_ % align) bytes(zeros, static_cast<size_t>(std::min<int64_t>(align - written_ % align, 64)));
+    while (written_ % align)
+      bytes(zeros, static_cast<size_t>(std::min<int64_t>(align - written_ % align, 64)));
   }
   int64_t written() const { return written_; }
   void close() {

@@ -5,10 +5,15 @@
 #include "loom/prepared_run.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <cstring>
+#include <map>
+#include <sstream>
 
 #include "ir/op_registry.h"
 #include "runtime/executable_impl.h"
+#include "runtime/memory_plan.h"
 #ifdef LOOM_HAS_CUDA
 #include "backends/cuda/cuda_graph.h"
 #endif
@@ -22,13 +27,14 @@ struct PreparedRun::Impl {
   std::shared_ptr<const Plan> plan;
   std::shared_ptr<Storage> arena, input_storage, staging;
   std::vector<std::string> input_names;
-  std::vector<NDArray> inputs;        // per placeholder, views of input_storage
-  std::vector<size_t> input_offset;   // bytes in input_storage
+  std::vector<NDArray> inputs;       // per placeholder, views of input_storage
+  std::vector<size_t> input_offset;  // bytes in input_storage
   struct Step {
-    const KernelFn* fn = nullptr;     // a kernel, or
-    NDArray dst, src;                 // a device copy (read copies, assigns not done in place)
+    const KernelFn* fn = nullptr;  // a kernel, or
+    NDArray dst, src;              // a device copy (read copies, assigns not done in place)
     std::vector<NDArray> ins, outs;
     const Attrs* attrs = nullptr;
+    std::string op = "copy";  // op name (profiles)
   };
   std::vector<Step> steps;
   std::vector<NDArray> outputs;
@@ -40,17 +46,17 @@ struct PreparedRun::Impl {
   std::string status = "not yet run";
   int64_t runs = 0;
 
-  void issue() {
+  void issue_step(Step& s) {
     backends::Backend& b = *exe->backend;
-    ThreadPool* pool = b.pool();
-    for (auto& s : steps) {
-      if (s.fn) {
-        KernelContext ctx{s.ins, std::span<NDArray>(s.outs), s.attrs, pool};
-        (*s.fn)(ctx);
-      } else {
-        b.copy(s.dst.data(), s.dst.device(), s.src.data(), s.src.device(), s.dst.nbytes());
-      }
+    if (s.fn) {
+      KernelContext ctx{s.ins, std::span<NDArray>(s.outs), s.attrs, b.pool()};
+      (*s.fn)(ctx);
+    } else {
+      b.copy(s.dst.data(), s.dst.device(), s.src.data(), s.src.device(), s.dst.nbytes());
     }
+  }
+  void issue() {
+    for (auto& s : steps) issue_step(s);
   }
 };
 
@@ -96,10 +102,75 @@ PreparedRun::PreparedRun(const Executable& executable,
   im->plan = x.plan_for(ordered);
   const Plan& plan = *im->plan;
   backends::Backend& b = *x.backend;
+  const size_t nn = x.graph.nodes.size();
+  auto slot_index = [&](const ir::Value& v) {
+    return static_cast<size_t>(x.slot_base[static_cast<size_t>(v.node)] + v.index);
+  };
+  // At fixed shapes some copies keep memory order: a transpose that only moves size-1 dims (a
+  // decode step's [1,1,H,D] -> [1,H,1,D]) or a dynamic_slice of the whole array. They become
+  // views (no kernel), and the arena is planned again with them as views (their input must then
+  // live as long as their users). Only for inputs made by kernels (never variables or constants).
+  std::vector<bool> as_view(nn, false);
+  std::vector<int> root(static_cast<size_t>(x.num_slots));
+  std::vector<bool> kernel_made(static_cast<size_t>(x.num_slots), false);
+  for (size_t i = 0; i < nn; ++i) {
+    const ir::Node& node = x.graph.nodes[i];
+    const auto& info = reg.info(node.op);
+    bool view = info.is_view() || info.is_inplace();
+    if (x.kernels[i] && !info.is_inplace() && node.outputs.size() == 1 && !node.inputs.empty() &&
+        kernel_made[static_cast<size_t>(root[slot_index(node.inputs[0])])] &&
+        !x.output_root[static_cast<size_t>(x.slot_base[i])]) {
+      const Shape& in = plan.types[slot_index(node.inputs[0])].shape;
+      const Shape& out = plan.types[static_cast<size_t>(x.slot_base[i])].shape;
+      if (node.op == op::transpose) {
+        int64_t last = -1;
+        bool order = true;
+        for (int64_t p : attrs_as<PermuteAttrs>(*node.attrs).perm) {
+          int64_t a = p < 0 ? p + in.rank() : p;
+          if (in[static_cast<int>(a)] == 1) continue;
+          order = order && a > last;
+          last = a;
+        }
+        as_view[i] = order;
+      } else if (node.op == op::dynamic_slice) {
+        as_view[i] = in == out;
+      }
+      view = view || as_view[i];
+    }
+    for (size_t k = 0; k < node.outputs.size(); ++k) {
+      size_t sl = static_cast<size_t>(x.slot_base[i]) + k;
+      root[sl] = view ? root[slot_index(node.inputs[0])] : static_cast<int>(sl);
+      kernel_made[sl] = view ? kernel_made[static_cast<size_t>(root[sl])]
+                             : (x.kernels[i] != nullptr && !info.is_source());
+    }
+  }
+  std::vector<int> last_use(static_cast<size_t>(x.num_slots), -1);
+  for (size_t i = 0; i < nn; ++i)
+    for (const auto& in : x.graph.nodes[i].inputs) {
+      auto r = static_cast<size_t>(root[slot_index(in)]);
+      last_use[r] = std::max(last_use[r], static_cast<int>(i));
+    }
+  std::vector<BufferRequest> req;
+  std::vector<size_t> req_slot;
+  for (size_t i = 0; i < nn; ++i) {
+    if (!x.kernels[i] || reg.info(x.graph.nodes[i].op).is_inplace() || as_view[i]) continue;
+    for (size_t k = 0; k < x.graph.nodes[i].outputs.size(); ++k) {
+      size_t sl = static_cast<size_t>(x.slot_base[i]) + k;
+      if (x.output_root[sl]) continue;
+      const auto& t = plan.types[sl];
+      req.push_back({static_cast<int64_t>(storage_bytes(t.dtype, t.shape.numel())),
+                     static_cast<int>(i), std::max(last_use[sl], static_cast<int>(i))});
+      req_slot.push_back(sl);
+    }
+  }
+  std::vector<int64_t> planned;
+  int64_t arena_bytes = plan_offsets(req, planned);
+  std::vector<int64_t> offset(static_cast<size_t>(x.num_slots), -1);
+  for (size_t r = 0; r < req.size(); ++r) offset[req_slot[r]] = planned[r];
   // All inputs in one buffer (one upload per run), all intermediates in one arena of our own.
   im->input_storage = b.allocate(std::max<size_t>(total, 64));
   if (b.on_device()) im->staging = Storage::allocate(std::max<size_t>(total, 64), true);
-  im->arena = b.allocate(static_cast<size_t>(std::max<int64_t>(plan.arena_bytes, 64)));
+  im->arena = b.allocate(static_cast<size_t>(std::max<int64_t>(arena_bytes, 64)));
   for (size_t i = 0; i < x.placeholders.size(); ++i) {
     DType t = x.graph.nodes[static_cast<size_t>(x.placeholders[i])].outputs[0].dtype;
     im->inputs.emplace_back(im->input_storage, t, ordered[i], contiguous_strides(ordered[i]),
@@ -149,7 +220,7 @@ PreparedRun::PreparedRun(const Executable& executable,
       default:
         break;
     }
-    if (reg.info(node.op).is_view()) {
+    if (reg.info(node.op).is_view() || as_view[i]) {
       const NDArray& in = slot_of(node.inputs[0]);
       const Shape& s = plan.types[base].shape;
       slots[base] = NDArray(in.storage(), in.dtype(), s, contiguous_strides(s), in.offset());
@@ -158,12 +229,13 @@ PreparedRun::PreparedRun(const Executable& executable,
     Impl::Step st;
     st.fn = x.kernels[i];
     st.attrs = node.attrs.get();
+    st.op = reg.info(node.op).name;
     for (const auto& v : node.inputs) st.ins.push_back(slot_of(v));
     bool inplace = reg.info(node.op).is_inplace();
     if (inplace) slots[base] = st.ins[0];
     for (size_t k = inplace ? 1 : 0; k < node.outputs.size(); ++k) {
       const TensorType& t = plan.types[base + k];
-      int64_t off = plan.offset[base + k];
+      int64_t off = offset[base + k];
       slots[base + k] = off < 0 ? x.empty(t.dtype, t.shape)
                                 : NDArray(im->arena, t.dtype, t.shape, contiguous_strides(t.shape),
                                           off * 8 / dtype_bits(t.dtype));
@@ -202,7 +274,8 @@ void PreparedRun::set_inputs(const Feeds& feeds) {
     auto i = static_cast<size_t>(it - im.input_names.begin());
     const NDArray& dst = im.inputs[i];
     LOOM_CHECK(array.defined() && array.dtype() == dst.dtype() && array.shape() == dst.shape(),
-               "[prepared run] input '", name, "' must be ", dst.type().to_string(), " (as prepared)",
+               "[prepared run] input '", name, "' must be ", dst.type().to_string(),
+               " (as prepared)",
                array.defined() ? ", got " + array.type().to_string() : std::string());
     if (array.device().kind == Device::Kind::cuda) {
       LOOM_CHECK(array.device() == dst.device() && array.is_contiguous(), "[prepared run] input '",
@@ -277,6 +350,56 @@ void PreparedRun::run() {
 const std::vector<NDArray>& PreparedRun::outputs() const {
   LOOM_CHECK(impl_, "[prepared run] empty");
   return impl_->outputs;
+}
+
+std::string PreparedRun::profile(int repeats) {
+  LOOM_CHECK(impl_, "[prepared run] empty");
+  Impl& im = *impl_;
+  ExecutableImpl& x = *im.exe;
+  std::unique_lock<std::shared_mutex> lock(x.variables_mutex);
+  std::map<std::string, std::pair<double, int64_t>> by_op;  // ms, steps per run
+  double total = 0;
+  for (int r = 0; r < std::max(repeats, 1); ++r) {
+    std::vector<double> ms;
+#ifdef LOOM_HAS_CUDA
+    if (x.options.device.kind == Device::Kind::cuda)
+      ms = backends::cuda::time_pieces(x.options.device.index, im.steps.size(),
+                                       [&](size_t i) { im.issue_step(im.steps[i]); });
+#endif
+    if (ms.empty())
+      for (auto& s : im.steps) {
+        auto t0 = std::chrono::steady_clock::now();
+        im.issue_step(s);
+        ms.push_back(
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                .count());
+      }
+    for (size_t i = 0; i < ms.size(); ++i) {
+      auto& e = by_op[im.steps[i].op];
+      e.first += ms[i];
+      if (r == 0) ++e.second;
+      total += ms[i];
+    }
+  }
+  std::vector<std::pair<std::string, std::pair<double, int64_t>>> rows(by_op.begin(), by_op.end());
+  std::sort(rows.begin(), rows.end(),
+            [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
+  double n = std::max(repeats, 1);
+  std::ostringstream os;
+  char line[160];
+  std::snprintf(line, sizeof line, "%-20s %9s %7s %6s %9s\n", "op", "ms/run", "share", "steps",
+                "us/step");
+  os << line;
+  for (const auto& [name, v] : rows) {
+    std::snprintf(line, sizeof line, "%-20s %9.3f %6.1f%% %6lld %9.2f\n", name.c_str(), v.first / n,
+                  100 * v.first / std::max(total, 1e-12), static_cast<long long>(v.second),
+                  1e3 * v.first / n / std::max<double>(v.second, 1));
+    os << line;
+  }
+  std::snprintf(line, sizeof line, "%-20s %9.3f  (sum of step times, one run)\n", "total",
+                total / n);
+  os << line;
+  return os.str();
 }
 
 bool PreparedRun::graph_captured() const {

@@ -33,13 +33,15 @@ const std::string& tiny_model() {
 
 LlamaModel load(const Device& d, int prepared = -1, bool graph = true) {
   return LlamaModel::load(
-      tiny_model(), {.max_context = 64, .device = d, .prepared_decode = prepared, .cuda_graph = graph});
+      tiny_model(),
+      {.max_context = 64, .device = d, .prepared_decode = prepared, .cuda_graph = graph});
 }
 
 std::vector<int32_t> prompt() {  // fresh random ids, not a fixed pattern
   NDArray r = random_uniform({9}, f32, 0, 511.99, 12345);
   std::vector<int32_t> ids;
-  for (int64_t i = 0; i < r.numel(); ++i) ids.push_back(static_cast<int32_t>(r.data_as<float>()[i]));
+  for (int64_t i = 0; i < r.numel(); ++i)
+    ids.push_back(static_cast<int32_t>(r.data_as<float>()[i]));
   return ids;
 }
 
@@ -85,6 +87,10 @@ TEST(LlamaPrepared, CpuPreparedDecodeMatchesRun) {
   EXPECT_NE(b.decode_status().find("prepared run, eager (not on CUDA)"), std::string::npos)
       << b.decode_status();
   EXPECT_EQ(b.executable().variable_bytes_copied(), 0);
+  // At one token the heads' transposes keep memory order: the prepared step runs them as views.
+  std::string prof = b.profile_decode(2);
+  EXPECT_NE(prof.find("quantized_matmul"), std::string::npos) << prof;
+  EXPECT_EQ(prof.find("transpose"), std::string::npos) << prof;
 }
 
 TEST(LlamaCuda, PrefillLogitsMatchReferenceAndCpu) {
@@ -168,8 +174,9 @@ TEST(LlamaCuda, IndexErrorsFoundOnTheDeviceAreRaised) {
     exe.run(feeds(3, 64));  // one row past a cache of 64
     ADD_FAILURE() << "no error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("[slice_update] start 64 + size 1 on axis 2 exceeds dim 64"),
-              std::string::npos)
+    EXPECT_NE(
+        std::string(e.what()).find("[slice_update] start 64 + size 1 on axis 2 exceeds dim 64"),
+        std::string::npos)
         << e.what();
   }
   try {

@@ -63,4 +63,30 @@ void CudaGraph::replay() {
 
 size_t CudaGraph::nodes() const { return impl_->nodes; }
 
+std::vector<double> time_pieces(int device, size_t n, const std::function<void(size_t)>& issue) {
+  cudaStream_t s = stream(device);
+  LOOM_CUDA_CHECK(cudaSetDevice(device));
+  std::vector<cudaEvent_t> ev(n + 1);
+  for (auto& e : ev) LOOM_CUDA_CHECK(cudaEventCreate(&e));
+  std::vector<double> ms(n);
+  try {
+    LOOM_CUDA_CHECK(cudaEventRecord(ev[0], s));
+    for (size_t i = 0; i < n; ++i) {
+      issue(i);
+      LOOM_CUDA_CHECK(cudaEventRecord(ev[i + 1], s));
+    }
+    LOOM_CUDA_CHECK(cudaEventSynchronize(ev[n]));
+    for (size_t i = 0; i < n; ++i) {
+      float t = 0;
+      LOOM_CUDA_CHECK(cudaEventElapsedTime(&t, ev[i], ev[i + 1]));
+      ms[i] = t;
+    }
+  } catch (...) {
+    for (auto& e : ev) cudaEventDestroy(e);
+    throw;
+  }
+  for (auto& e : ev) cudaEventDestroy(e);
+  return ms;
+}
+
 }  // namespace loom::backends::cuda

@@ -4,6 +4,7 @@
 #pragma once
 #include <functional>
 #include <memory>
+#include <vector>
 
 namespace loom::backends::cuda {
 
@@ -28,5 +29,9 @@ class CudaGraph {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// GPU milliseconds of each of `n` pieces of work that `issue(i)` puts on cuda:`device`'s stream
+// (events between the pieces, one synchronisation at the end): per-kernel profiles of eager runs.
+std::vector<double> time_pieces(int device, size_t n, const std::function<void(size_t)>& issue);
 
 }  // namespace loom::backends::cuda

@@ -300,15 +300,18 @@ void gather(const KernelContext& c) {
       break;
     case 2:
       gather_kernel<<<g, 256, 0, s>>>(x.data_as<uint16_t>(), ind.data(), dti,
-                                      out.data_as<uint16_t>(), n_out, ind.numel(), inner, n, axis, err);
+                                      out.data_as<uint16_t>(), n_out, ind.numel(), inner, n, axis,
+                                      err);
       break;
     case 4:
       gather_kernel<<<g, 256, 0, s>>>(x.data_as<uint32_t>(), ind.data(), dti,
-                                      out.data_as<uint32_t>(), n_out, ind.numel(), inner, n, axis, err);
+                                      out.data_as<uint32_t>(), n_out, ind.numel(), inner, n, axis,
+                                      err);
       break;
     case 8:
       gather_kernel<<<g, 256, 0, s>>>(x.data_as<uint64_t>(), ind.data(), dti,
-                                      out.data_as<uint64_t>(), n_out, ind.numel(), inner, n, axis, err);
+                                      out.data_as<uint64_t>(), n_out, ind.numel(), inner, n, axis,
+                                      err);
       break;
     default:
       fail("[cuda] gather of ", dtype_name(x.dtype()), " is not supported on cuda");

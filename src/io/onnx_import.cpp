@@ -158,6 +158,9 @@ NDArray tensor_from_proto(const onnx::TensorProto& t, const std::string& base_di
 
 // ------------------------------------------------------------------------------ converters
 
+// A bool tensor of t's shape, all true (also for NaN): broadcasts a value to t's run-time shape.
+Tensor all_true_like(const Tensor& t) { return logical_or(equal(t, t), not_equal(t, t)); }
+
 // A 1-D array of `values` (NDArray::from_vector would memcpy from a null pointer when empty).
 template <class T>
 NDArray vector_array(const std::vector<T>& values) {
@@ -553,8 +556,7 @@ std::vector<Tensor> expand_onnx(Ctx& c) {
           c.error(
               "expanding to a size computed from another tensor's dynamic dim is not "
               "supported (only Expand(x, Shape(t)) is)");
-        Tensor all = logical_or(equal(t, t), not_equal(t, t));
-        return {where(all, c.x(0), c.x(0))};
+        return {where(all_true_like(t), c.x(0), c.x(0))};
       }
       target[k] = -1;
       continue;
@@ -864,10 +866,18 @@ std::vector<Tensor> matmul_nbits_onnx(Ctx& c) {
 }
 
 std::vector<Tensor> constant_of_shape_onnx(Ctx& c) {
-  auto shape = *c.const_ints(0, "shape");
   NDArray v = NDArray::from_vector<float>({0}, {1});
   if (auto* a = c.attr("value")) v = tensor_from_proto(a->t(), ".", c.node.name());
   if (v.numel() != 1) c.error("value must have one element");
+  if (c.probed(0)) {
+    // Used as data with a dynamic shape: ConstantOfShape(Shape(t)) fills t's run-time shape.
+    Tensor t = c.shape_carrier(0);
+    if (!t.defined())
+      c.error("a shape computed from dynamic dims is only supported as Shape(t) here");
+    Tensor s = c.g.scalar(v.at(0), v.dtype());
+    return {where(all_true_like(t), s, s)};
+  }
+  auto shape = *c.const_ints(0, "shape");
   return {c.g.constant(full(Shape(shape), v.at(0), v.dtype()))};
 }
 

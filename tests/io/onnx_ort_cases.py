@@ -165,6 +165,19 @@ def dyn_slice_and_expand():
 
 
 @case
+def dyn_constant_of_shape():
+    # ConstantOfShape(Shape(x)) as data (a default mask of ones, as exporters write it).
+    n = [
+        h.make_node("Shape", ["x"], ["shp"]),
+        h.make_node("ConstantOfShape", ["shp"], ["ones"],
+                    value=h.make_tensor("v", TP.FLOAT, [1], [2.5])),
+        h.make_node("Mul", ["x", "ones"], ["y"]),
+    ]
+    m = model(n, [vi("x", TP.FLOAT, ["b", "s"])], [vi("y", TP.FLOAT, None)])
+    return m, [[f32(2, 3)], [f32(4, 1)]]
+
+
+@case
 def dyn_conv_longer_than_probe():
     # A kernel longer than the smallest probe size: the importer retries with larger probes. The
     # flattening reshape takes the batch from Shape(conv output); the slice end is INT64_MAX.

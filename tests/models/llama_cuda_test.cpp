@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 
 #include "models/llama.h"
 #include "models/llama_synthetic.h"
@@ -26,6 +28,8 @@ const std::string& tiny_model() {
     s.n_layers = 2, s.d_model = 128, s.n_heads = 4, s.n_kv_heads = 2, s.d_ff = 256, s.vocab = 512;
     s.format = "q4_1", s.embed_format = "q8_0", s.tied_embeddings = true, s.seed = 7;
     write_synthetic_llama_gguf(p, s);
+    static std::string remove_at_exit = p;
+    std::atexit([] { std::remove(remove_at_exit.c_str()); });
     return p;
   }();
   return path;

@@ -16,7 +16,8 @@ namespace loom {
 struct PrepareOptions {
   // CUDA executables: capture the run as a CUDA graph on the second run() and replay it after.
   // When the run cannot be captured (a kernel that synchronises with the host), runs stay eager
-  // and graph_status() says why.
+  // and graph_status() says why. All work of a GPU goes through one stream, so no other thread
+  // may issue work to that GPU during the capturing run (it would be captured too).
   bool cuda_graph = true;
 };
 

@@ -1,8 +1,11 @@
-// CUDA sdpa and rope. sdpa is the straightforward correct kernel: one block per (batch, head,
-// query row), keys in chunks of the block size with an online softmax (running max and sum,
-// accumulator rescaled per chunk), GQA by head groups, bool or additive masks, causal, and the
-// valid KV length read from device memory (no host sync). Flash attention is issue 10.
-#include "backends/cuda/device_util.cuh"
+// CUDA sdpa and rope. sdpa dispatches (sdpa_launch) to the flash prefill kernel
+// (attention_flash.cu), the split-KV decode kernels (attention_decode.cu), or the fallback here:
+// one block per (batch, head, query row), keys in chunks of the block size with an online softmax
+// (running max and sum, accumulator rescaled per chunk), GQA by head groups, bool or additive
+// masks, causal, and the valid KV length read from device memory (no host sync). The fallback
+// serves what the fast paths do not: other head dims, f32 prefill, mixed dtypes, unaligned views.
+#include "backends/cuda/attention_common.cuh"
+#include "backends/cuda/cuda_common.h"
 
 namespace loom::backends::cuda {
 namespace {
@@ -95,13 +98,39 @@ __global__ void sdpa_kernel(SdpaArgs a) {
     store(a.dout, a.out, row * a.Dv + d, bad ? NAN : (l > 0 ? acc[d] / l : 0.f));
 }
 
+void launch_fallback(const SdpaLaunch& l, cudaStream_t s) {
+  SdpaArgs a{};
+  a.q = l.q, a.k = l.k, a.v = l.v, a.out = l.out;
+  a.dq = static_cast<int>(l.q_dtype), a.dk = static_cast<int>(l.kv_dtype);
+  a.dv = static_cast<int>(l.kv_dtype), a.dout = static_cast<int>(l.out_dtype);
+  a.B = l.B, a.Hq = l.Hq, a.Lq = l.Lq, a.D = l.D;
+  a.Hkv = l.Hkv, a.Lk = l.Lk, a.Dv = l.Dv;
+  a.scale = l.scale;
+  a.causal = l.causal;
+  if (l.mask) {
+    a.mask = l.mask;
+    a.dm = static_cast<int>(l.mask_dtype);
+    a.mask_bool = l.mask_dtype == DType::boolean;
+    for (int d = 0; d < 4; ++d) a.mst[d] = l.mask_strides[d];
+  }
+  if (l.kv_len) {
+    a.kv_len = l.kv_len;
+    a.dn = static_cast<int>(l.kv_len_dtype);
+  }
+  int64_t rows = a.B * a.Hq * a.Lq;
+  LOOM_CHECK(rows < (int64_t{1} << 31), "[cuda] sdpa: too many query rows");
+  size_t shmem = static_cast<size_t>(a.D + a.Dv + kThreads) * sizeof(float);
+  LOOM_CHECK(shmem <= 48 * 1024, "[cuda] sdpa: head dim ", a.D, " is too large for this kernel");
+  sdpa_kernel<<<static_cast<unsigned>(rows), kThreads, shmem, s>>>(a);
+  LOOM_CUDA_LAUNCHED();
+}
+
 void sdpa(const KernelContext& c) {
   const auto& at = c.attrs_as<SdpaAttrs>();
   const NDArray &q = c.inputs[0], &k = c.inputs[1], &v = c.inputs[2], &out = c.outputs[0];
-  SdpaArgs a{};
+  SdpaLaunch a;
   a.q = q.data(), a.k = k.data(), a.v = v.data(), a.out = out.data();
-  a.dq = static_cast<int>(q.dtype()), a.dk = static_cast<int>(k.dtype());
-  a.dv = static_cast<int>(v.dtype()), a.dout = static_cast<int>(out.dtype());
+  a.q_dtype = q.dtype(), a.kv_dtype = k.dtype(), a.out_dtype = out.dtype();
   a.B = q.shape()[0], a.Hq = q.shape()[1], a.Lq = q.shape()[2], a.D = q.shape()[3];
   a.Hkv = k.shape()[1], a.Lk = k.shape()[2], a.Dv = v.shape()[3];
   a.scale = static_cast<float>(at.scale > 0 ? at.scale : 1.0 / std::sqrt(static_cast<double>(a.D)));
@@ -110,22 +139,16 @@ void sdpa(const KernelContext& c) {
   if (at.has_mask) {
     const NDArray& mk = c.inputs[next++];
     a.mask = mk.data();
-    a.dm = static_cast<int>(mk.dtype());
-    a.mask_bool = mk.dtype() == DType::boolean;
+    a.mask_dtype = mk.dtype();
     auto st = broadcast_strides(mk.shape(), Shape({a.B, a.Hq, a.Lq, a.Lk}));
-    for (int d = 0; d < 4; ++d) a.mst[d] = st[static_cast<size_t>(d)];
+    for (int d = 0; d < 4; ++d) a.mask_strides[d] = st[static_cast<size_t>(d)];
   }
   if (at.has_kv_len) {
     a.kv_len = c.inputs[next].data();
-    a.dn = static_cast<int>(c.inputs[next].dtype());
+    a.kv_len_dtype = c.inputs[next].dtype();
   }
-  int64_t rows = a.B * a.Hq * a.Lq;
-  if (rows == 0 || a.Dv == 0) return;
-  LOOM_CHECK(rows < (int64_t{1} << 31), "[cuda] sdpa: too many query rows");
-  size_t shmem = static_cast<size_t>(a.D + a.Dv + kThreads) * sizeof(float);
-  LOOM_CHECK(shmem <= 48 * 1024, "[cuda] sdpa: head dim ", a.D, " is too large for this kernel");
-  sdpa_kernel<<<static_cast<unsigned>(rows), kThreads, shmem, stream_for(c)>>>(a);
-  LOOM_CUDA_LAUNCHED();
+  cudaStream_t s = stream_for(c);
+  sdpa_launch(a, s, out.device().index);
 }
 
 struct RopeArgs {
@@ -184,6 +207,32 @@ void rope(const KernelContext& c) {
 }
 
 }  // namespace
+
+const char* sdpa_path_name(SdpaPath p) {
+  return p == SdpaPath::kFlash ? "flash" : p == SdpaPath::kDecode ? "decode" : "fallback";
+}
+
+SdpaPath sdpa_path(const SdpaLaunch& a) {
+  if (!a.allow_fast) return SdpaPath::kFallback;
+  if (attn::decode_supports(a)) return SdpaPath::kDecode;
+  if (attn::flash_supports(a)) return SdpaPath::kFlash;
+  return SdpaPath::kFallback;
+}
+
+int sdpa_flash_variants(int64_t d) { return attn::flash_variants(d); }
+const char* sdpa_flash_variant_name(int64_t d, int v) { return attn::flash_variant_name(d, v); }
+
+void sdpa_launch(const SdpaLaunch& a, cudaStream_t s, int device) {
+  if (a.B == 0 || a.Hq == 0 || a.Lq == 0 || a.Dv == 0) return;
+  switch (sdpa_path(a)) {
+    case SdpaPath::kDecode:
+      return attn::launch_decode(a, s, device);
+    case SdpaPath::kFlash:
+      return attn::launch_flash(a, s);
+    case SdpaPath::kFallback:
+      return launch_fallback(a, s);
+  }
+}
 
 void register_attention(KernelTable& t) {
   t.set(ir::op::sdpa, sdpa);

@@ -1,0 +1,50 @@
+// The CUDA sdpa kernels behind one raw-pointer entry point (issue 10): the op's kernel, the
+// tests and the benchmark all call sdpa_launch, so what is tested and timed is what runs.
+// Paths: `flash` (FlashAttention-2 style on the tensor cores: f16/bf16 prefill, D 64/128),
+// `decode` (split-KV flash-decoding: Lq <= 8, f16/bf16/f32 K/V, D 64/128/256) and `fallback`
+// (one block per query row: every other case the op allows). Host-only header.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "loom/dtype.h"
+
+namespace loom::backends::cuda {
+
+struct SdpaLaunch {
+  // q [B,Hq,Lq,D], k [B,Hkv,Lk,D], v [B,Hkv,Lk,Dv], out [B,Hq,Lq,Dv]: contiguous, on the device.
+  const void *q = nullptr, *k = nullptr, *v = nullptr;
+  void* out = nullptr;
+  DType q_dtype = DType::f32, kv_dtype = DType::f32, out_dtype = DType::f32;
+  int64_t B = 0, Hq = 0, Hkv = 0, Lq = 0, Lk = 0, D = 0, Dv = 0;
+  // Optional bool or additive float mask, read through strides broadcast to [B,Hq,Lq,Lk].
+  const void* mask = nullptr;
+  DType mask_dtype = DType::boolean;
+  int64_t mask_strides[4] = {};
+  // Optional i32/i64 scalar on the device: attend keys [0, kv_len). Never read on the host.
+  const void* kv_len = nullptr;
+  DType kv_len_dtype = DType::i64;
+  float scale = 1.0f;
+  bool causal = false;
+  // Test and tuning knobs: the flash tile configuration (-1: chosen by shape) and the decode
+  // split size in keys (0: chosen by shape).
+  int flash_variant = -1;
+  int decode_split_keys = 0;
+  bool allow_fast = true;  // false: always the fallback kernel (the before/after baseline)
+};
+
+enum class SdpaPath { kFallback, kFlash, kDecode };
+const char* sdpa_path_name(SdpaPath p);
+
+// The path sdpa_launch takes for these arguments (pure function of shapes, dtypes, alignment).
+SdpaPath sdpa_path(const SdpaLaunch& a);
+// Number of flash tile configurations for head dim d (variants 0..n-1).
+int sdpa_flash_variants(int64_t d);
+const char* sdpa_flash_variant_name(int64_t d, int variant);
+
+// Enqueues the attention on `stream` (device `device`: the decode path takes its scratch from
+// that device's caching allocator). Throws loom::Error on launch failures.
+void sdpa_launch(const SdpaLaunch& a, cudaStream_t stream, int device);
+
+}  // namespace loom::backends::cuda

@@ -451,8 +451,9 @@ std::vector<Tensor> pad_onnx(Ctx& c) {
       c.opset >= 11 ? *c.const_ints(1, "pads") : c.ints("pads").value_or(std::vector<int64_t>{});
   double value =
       c.opset >= 11
-          ? (c.has(2) ? (c.const_scalar(2) ? *c.const_scalar(2)
-                                           : (c.error("constant_value must be a constant"), 0.0))
+          ? (c.has(2) ? (c.const_scalar(2)
+                             ? *c.const_scalar(2)
+                             : (c.error("a run-time constant_value is not supported"), 0.0))
                       : 0.0)
           : c.f("value", 0);
   auto axes = c.const_ints(3, "axes").value_or(all_axes(r));
@@ -891,6 +892,68 @@ std::vector<Tensor> range_onnx(Ctx& c) {
   return {arange(c.g, *s, *l, *d, c.x(0).dtype())};
 }
 
+// --- activations and reductions composed of Loom ops
+
+Converter act(std::function<Tensor(Ctx&, const Tensor&)> f) {
+  return [f](Ctx& c) -> std::vector<Tensor> {
+    if (!is_floating(c.x(0).dtype()))
+      c.error(dtype_name(c.x(0).dtype()), " input is not supported");
+    return {f(c, c.x(0))};
+  };
+}
+Tensor s_(Ctx& c, const Tensor& x, double v) { return c.scalar_like(v, x); }
+
+std::vector<Tensor> batch_norm_onnx(Ctx& c) {
+  if (c.i("training_mode", 0)) c.error("training_mode=1 is not supported");
+  const Tensor& x = c.x(0);
+  if (x.rank() < 2) c.error("input needs rank >= 2");
+  // Per-channel parameters [C] broadcast over [N, C, ...].
+  std::vector<int64_t> shape(static_cast<size_t>(x.rank() - 1), 1);
+  shape[0] = -1;
+  auto ch = [&](size_t k) { return reshape(c.x(k), shape); };
+  Tensor inv = rsqrt(add(ch(4), s_(c, x, c.f("epsilon", 1e-5))));
+  return {add(mul(mul(sub(x, ch(3)), inv), ch(1)), ch(2))};
+}
+
+std::vector<Tensor> instance_norm_onnx(Ctx& c) {
+  const Tensor& x = c.x(0);
+  if (x.rank() < 3) c.error("input needs rank >= 3");
+  std::vector<int64_t> axes;
+  for (int k = 2; k < x.rank(); ++k) axes.push_back(k);
+  Tensor m = mean(x, axes, true), d = sub(x, m);
+  Tensor inv = rsqrt(add(mean(mul(d, d), axes, true), s_(c, x, c.f("epsilon", 1e-5))));
+  std::vector<int64_t> shape(static_cast<size_t>(x.rank() - 1), 1);
+  shape[0] = -1;
+  return {add(mul(mul(d, inv), reshape(c.x(1), shape)), reshape(c.x(2), shape))};
+}
+
+// ReduceL1 / L2 / LogSum / LogSumExp / SumSquare through reduce() with a transform around sum.
+Converter reduce_composed(int kind) {
+  return [kind](Ctx& c) -> std::vector<Tensor> {
+    const Tensor& x = c.x(0);
+    if (!is_floating(x.dtype()) && kind != 0 && kind != 4)
+      c.error(dtype_name(x.dtype()), " input is not supported");
+    Tensor in = kind == 0 ? abs(x) : (kind == 1 || kind == 4) ? mul(x, x) : x;
+    if (kind == 3) {  // log(sum(exp(x - max))) + max: stable
+      auto axes = c.opset >= 18 ? c.const_ints(1, "axes") : c.ints("axes");
+      if (!axes || axes->empty()) {
+        if (c.i("noop_with_empty_axes", 0)) return {x};
+        axes = all_axes(x.rank());
+      }
+      Tensor mk = max(x, *axes, true);
+      Tensor r = add(log(sum(exp(sub(x, mk)), *axes, true)), mk);
+      if (c.i("keepdims", 1) == 0) r = squeeze(r, *axes);
+      return {r};
+    }
+    Ctx ci = c;
+    ci.in[0] = in;
+    Tensor r = reduce(ci, sum, c.opset >= 18)[0];
+    if (kind == 1) r = sqrt(r);
+    if (kind == 2) r = log(r);
+    return {r};
+  };
+}
+
 // --- spectral ops: ONNX keeps complex values as a trailing dim of 2 (re, im) or 1 (real)
 
 Tensor to_complex(Ctx& c, const Tensor& x) {
@@ -1179,6 +1242,79 @@ const std::map<std::string, std::vector<Entry>>& converters() {
        {{10, [](Ctx& c) -> std::vector<Tensor> { return {integer_matmul(c, 0, 2, 1, 3)}; }}}},
       {"QLinearMatMul", {{10, qlinear_matmul_onnx}}},
       {"DFT", {{17, dft_onnx}}},
+      {"Elu", {{6, act([](Ctx& c, const Tensor& x) {
+                  return where(less(x, s_(c, x, 0)),
+                               mul(s_(c, x, c.f("alpha", 1)), sub(exp(x), s_(c, x, 1))), x);
+                })}}},
+      {"Selu", {{6, act([](Ctx& c, const Tensor& x) {
+                   double a = c.f("alpha", 1.67326319217681884765625),
+                          g = c.f("gamma", 1.05070102214813232421875);
+                   return mul(s_(c, x, g), where(less_equal(x, s_(c, x, 0)),
+                                                 mul(s_(c, x, a), sub(exp(x), s_(c, x, 1))), x));
+                 })}}},
+      {"Celu", {{12, act([](Ctx& c, const Tensor& x) {
+                   Tensor a = s_(c, x, c.f("alpha", 1));
+                   return add(maximum(x, s_(c, x, 0)),
+                              minimum(s_(c, x, 0), mul(a, sub(exp(div(x, a)), s_(c, x, 1)))));
+                 })}}},
+      {"HardSwish", {{14, act([](Ctx& c, const Tensor& x) {
+                        return mul(x, clamp(add(mul(x, s_(c, x, 1.0 / 6)), s_(c, x, 0.5)), 0, 1));
+                      })}}},
+      {"Mish", {{18, act([](Ctx& c, const Tensor& x) {
+                   return mul(x, tanh(log(add(exp(x), s_(c, x, 1)))));
+                 })}}},
+      {"Softsign",
+       {{1, act([](Ctx& c, const Tensor& x) { return div(x, add(abs(x), s_(c, x, 1))); })}}},
+      {"ThresholdedRelu", {{10, act([](Ctx& c, const Tensor& x) {
+                              return where(greater(x, s_(c, x, c.f("alpha", 1))), x, s_(c, x, 0));
+                            })}}},
+      {"Tan", {{7, act([](Ctx&, const Tensor& x) { return div(sin(x), cos(x)); })}}},
+      {"Sinh", {{9, act([](Ctx& c, const Tensor& x) {
+                   return mul(sub(exp(x), exp(neg(x))), s_(c, x, 0.5));
+                 })}}},
+      {"Cosh", {{9, act([](Ctx& c, const Tensor& x) {
+                   return mul(add(exp(x), exp(neg(x))), s_(c, x, 0.5));
+                 })}}},
+      {"IsNaN", {{13, act([](Ctx&, const Tensor& x) { return not_equal(x, x); })}}},
+      {"IsInf", {{10, act([](Ctx& c, const Tensor& x) {
+                    bool pos = c.i("detect_positive", 1) != 0,
+                         neg_ = c.i("detect_negative", 1) != 0;
+                    Tensor inf = s_(c, x, INFINITY), ninf = s_(c, x, -INFINITY);
+                    Tensor p = equal(x, inf), n = equal(x, ninf);
+                    return pos && neg_ ? logical_or(p, n) : pos ? p : neg_ ? n : logical_and(p, n);
+                  })}}},
+      {"PRelu",
+       {{9,
+         [](Ctx& c) -> std::
+                        vector<Tensor> {
+                          const Tensor& x = c.x(0);
+                          return {where(less(x, c.scalar_like(0, x)), mul(x, c.x(1)), x)};
+                        }}}},
+      {"CastLike",
+       {{15,
+         [](Ctx& c) -> std::
+                        vector<Tensor> {
+                          if (c.i("saturate", 1) == 0) c.error("saturate=0 is not supported");
+                          return {cast(c.x(0), c.x(1).dtype())};
+                        }}}},
+      {"Dropout",
+       {{7,
+         [](Ctx& c) -> std::
+                        vector<Tensor> {
+                          // Inference: identity; a training_mode input must be a constant false.
+                          if (c.has(2) && (!c.const_scalar(2) || *c.const_scalar(2) != 0))
+                            c.error("training_mode other than constant false is not supported");
+                          if (c.node.output_size() > 1 && !c.node.output(1).empty())
+                            c.error("the mask output is not supported");
+                          return {c.x(0)};
+                        }}}},
+      {"BatchNormalization", {{15, batch_norm_onnx}}},
+      {"InstanceNormalization", {{6, instance_norm_onnx}}},
+      {"ReduceL1", {{18, reduce_composed(0)}}},
+      {"ReduceL2", {{18, reduce_composed(1)}}},
+      {"ReduceLogSum", {{18, reduce_composed(2)}}},
+      {"ReduceLogSumExp", {{18, reduce_composed(3)}}},
+      {"ReduceSumSquare", {{18, reduce_composed(4)}}},
       {"STFT", {{17, stft_onnx}}},
       {"HannWindow", {{17, window_onnx({0.5, 0.5})}}},
       {"HammingWindow", {{17, window_onnx({25.0 / 46, 21.0 / 46})}}},
@@ -1326,7 +1462,7 @@ class Importer {
     const Entry* e = nullptr;
     for (const auto& cand : it->second)
       if (cand.since <= opset) e = &cand;
-    if (!e) fail(where(), "not supported at opset ", opset);
+    if (!e) fail(where(), "is not supported at opset ", opset);
     return *e;
   }
 

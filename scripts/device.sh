@@ -1,31 +1,82 @@
 #!/usr/bin/env bash
-# On the device machine (a GPU): the op harness on CUDA against the CPU backend, a
-# compute-sanitizer memcheck pass over a subset, and the GEMM benchmark vs cuBLAS (table last).
-# Takes a build made elsewhere (BUILD, default build-cuda: op_cases_test and cuda_gemm_bench).
+# On the device machine (a GPU), in one call: every CUDA test (the op harness on CUDA against the
+# CPU backend, runtime, FFT, attention, quantized matmul, stitching, the LLM), a compute-sanitizer
+# memcheck pass, and every GPU benchmark with its PyTorch peer measured in the same run.
+# Binaries come packed by scripts/device_pack.sh (.devpack/loom-dev.tar.xz) or from BUILD.
+#   run(command="bash scripts/device.sh", carry=[".devpack"])
 set -uo pipefail
-BUILD=${BUILD:-build-cuda}
-OUT=${OUT:-/tmp/loom-device}
+# Logs go to LOGS; with OUT set (the device tool's folder) they come back as one archive.
+RESULT=${OUT:-}
+export OUT=/tmp/loom-device
 mkdir -p "$OUT"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
-echo "== op harness: CUDA vs CPU"
-"$BUILD/tests/ops/op_cases_test" --gtest_filter='*CudaMatchesCpu*' --gtest_brief=1 \
-  >"$OUT/harness.log" 2>&1
-rc=$?
-grep -E "^\[  (PASSED|FAILED|SKIPPED) \]|tests ran" "$OUT/harness.log" | grep -v "^\[  SKIPPED \] All" | tail -40
-grep -E "^\[  FAILED  \] All" "$OUT/harness.log" | head -60
-echo "skipped cases by op without a CUDA kernel (compile fails clearly):"
-grep -h "has no kernel on cuda" "$OUT/harness.log" | sed -E "s/.*op '([a-z_0-9]+)'.*/\1/" | sort | uniq -c | head -20
+if [ -f .devpack/loom-dev.tar.xz ]; then
+  mkdir -p /tmp/loom-dev && tar -xJf .devpack/loom-dev.tar.xz -C /tmp/loom-dev
+  BIN=/tmp/loom-dev/bin
+  export LD_LIBRARY_PATH=/tmp/loom-dev/lib:${LD_LIBRARY_PATH:-}
+else
+  BUILD=${BUILD:-build-cuda}
+  BIN=$(mktemp -d)
+  for f in $(find "$BUILD/tests" "$BUILD/bench" -type f -perm -u+x -name '*cuda*' -o -type f \
+    -name op_cases_test -o -type f -name llm_decode_bench); do ln -sf "$PWD/$f" "$BIN/"; done
+fi
+export PYTHONUNBUFFERED=1
+export LOOM_CACHE_DIR=${LOOM_CACHE_DIR:-$OUT/cache}  # NVRTC kernels: a fresh cache per run
+SUMMARY=$OUT/summary.txt
+: >"$SUMMARY"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader |
+  tee "$OUT/gpu.txt"
+rc=0
+gtest() {  # name, binary, args...
+  local name=$1 bin=$2
+  shift 2
+  [ -x "$BIN/$bin" ] || {
+    echo "$name: missing" >>"$SUMMARY"
+    return
+  }
+  echo "== $name"
+  "$BIN/$bin" --gtest_brief=1 "$@" >"$OUT/$name.log" 2>&1 || rc=1
+  grep -E "^\[  FAILED  \]" "$OUT/$name.log" | head -20
+  printf '%-22s %s\n' "$name" "$(grep -E '^\[==========\]|^\[  (PASSED|FAILED|SKIPPED) ' \
+    "$OUT/$name.log" | grep -v ' listed below' | tr '\n' ' ')" >>"$SUMMARY"
+}
+gtest harness op_cases_test --gtest_filter='*CudaMatchesCpu*'
+echo "op cases skipped for a missing CUDA kernel:" \
+  "$(grep -c 'has no kernel on cuda' "$OUT/harness.log")" | tee -a "$SUMMARY"
+gtest runtime cuda_runtime_test
+gtest fft cuda_fft_test
+gtest attention cuda_attention_test
+gtest quant cuda_quant_test
+gtest stitch cuda_stitch_test
+gtest llama llama_cuda_test
 if command -v compute-sanitizer >/dev/null 2>&1 && [ "${MEMCHECK:-1}" = 1 ]; then
-  echo "== compute-sanitizer memcheck (subset)"
-  timeout 240 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 \
-    "$BUILD/tests/ops/op_cases_test" \
-    --gtest_filter="${MEMCHECK_FILTER:-*CudaMatchesCpu/*0}" --gtest_brief=1 >"$OUT/memcheck.log" 2>&1
-  echo "memcheck rc=$? $(grep -E 'ERROR SUMMARY' "$OUT/memcheck.log" | tail -1) $(grep -E 'tests ran|PASSED' "$OUT/memcheck.log" | tail -2 | tr '\n' ' ')"
+  echo "== compute-sanitizer memcheck (a case of every op)"
+  timeout 180 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 \
+    "$BIN/op_cases_test" --gtest_filter="${MEMCHECK_FILTER:-*CudaMatchesCpu/*0}" --gtest_brief=1 \
+    >"$OUT/memcheck.log" 2>&1
+  echo "memcheck rc=$? $(grep -E 'ERROR SUMMARY' "$OUT/memcheck.log" | tail -1)" | tee -a "$SUMMARY"
 fi
-if [ -x "$BUILD/tests/backends/cuda/cuda_runtime_test" ]; then
-  echo "== CUDA runtime tests"
-  "$BUILD/tests/backends/cuda/cuda_runtime_test" --gtest_brief=1 2>&1 | tail -3 || rc=1
-fi
-echo "== GEMM vs cuBLAS"
-"$BUILD/bench/cuda/cuda_gemm_bench" 2>&1 | tee "$OUT/gemm.txt"
+BENCHES=${BENCHES:-gemm attention quant fft stitch llm}  # which areas to time
+bench() {  # name, command...
+  local name=$1
+  shift
+  case " $BENCHES " in *" ${name%_*} "*) ;; *) return ;; esac
+  echo "== $name"
+  timeout "${BENCH_TIMEOUT:-120}" "$@" 2>&1 | tee "$OUT/$name.txt" | tail -30 || true
+}
+[ "${BENCH:-1}" = 1 ] || BENCHES=none
+bench gemm "$BIN/cuda_gemm_bench"
+bench attention_loom "$BIN/cuda_attention_bench" "$OUT/attention_loom.csv"
+bench attention_peer python3 bench/cuda/sdpa_peer.py "$OUT/attention_loom.csv" \
+  "$OUT/attention_peer.json"
+bench quant_loom "$BIN/cuda_quant_bench"
+bench quant_peer python3 bench/cuda/quant_peer.py "$OUT/quant_bench.csv"
+bench fft_loom "$BIN/cuda_fft_bench"
+bench fft_peer python3 bench/cuda/fft_peer.py --loom "$OUT/fft_loom.txt"
+bench stitch_loom "$BIN/cuda_stitch_bench"
+bench stitch_peer python3 bench/cuda/stitch_peer.py "$OUT/stitch_loom.txt"
+bench llm_loom "$BIN/llm_decode_bench" --steps 128
+bench llm_peer python3 bench/cuda/llm_decode_peer.py
+echo "== summary"
+cat "$SUMMARY"
+[ -n "$RESULT" ] && tar -czf "$RESULT/device-logs.tgz" -C "$OUT" --exclude=cache .
 exit $rc

@@ -170,6 +170,14 @@ class CudaBackend final : public Backend {
 
   cudaStream_t stream() const { return stream_; }
   CachingAllocator& allocator() const { return alloc_; }
+  // An event recorded on one stream and waited on by the other: GPU-side ordering only. One event
+  // serves all calls: cudaStreamWaitEvent captures the event's state when it is called.
+  void wait_for_stream(void* external) const override {
+    join(static_cast<cudaStream_t>(external), stream_);
+  }
+  void signal_stream(void* external) const override {
+    join(stream_, static_cast<cudaStream_t>(external));
+  }
 
  private:
   static const KernelTable& table() {
@@ -191,8 +199,18 @@ class CudaBackend final : public Backend {
     return t;
   }
 
+  void join(cudaStream_t first, cudaStream_t then) const {
+    std::lock_guard lock(event_mutex_);
+    LOOM_CUDA_CHECK(cudaSetDevice(index_));
+    if (!event_) LOOM_CUDA_CHECK(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming));
+    LOOM_CUDA_CHECK(cudaEventRecord(event_, first));
+    LOOM_CUDA_CHECK(cudaStreamWaitEvent(then, event_, 0));
+  }
+
   int index_;
   cudaStream_t stream_ = nullptr;
+  mutable std::mutex event_mutex_;
+  mutable cudaEvent_t event_ = nullptr;
   mutable CachingAllocator alloc_;
   DeviceError* error_host_ = nullptr;    // mapped pinned memory ...
   DeviceError* error_device_ = nullptr;  // ... and its device address

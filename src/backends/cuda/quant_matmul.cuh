@@ -45,32 +45,44 @@ struct Grp {
   float d, m;
 };
 
-// 4 bytes at any shared-memory address (two aligned words and a funnel shift).
-__device__ __forceinline__ uint32_t ldu32(const uint8_t* p) {
-  auto a = reinterpret_cast<uintptr_t>(p);
-  const auto* w = reinterpret_cast<const uint32_t*>(a & ~uintptr_t{3});
-  return __funnelshift_r(w[0], w[1], static_cast<uint32_t>(a & 3) * 8);
+// A byte position in a warp's shared-memory stage. Reads are aligned 32-bit words plus a funnel
+// shift, through a pointer the compiler can see is shared (no integer round trip, so it emits LDS,
+// not generic loads) and 32-bit offsets.
+struct SPtr {
+  const uint32_t* w;  // the stage (16-byte aligned)
+  int off;            // bytes from its start
+  __device__ __forceinline__ SPtr operator+(int o) const { return {w, off + o}; }
+};
+// 4 bytes at any offset.
+__device__ __forceinline__ uint32_t ldu32(SPtr p) {
+  const int i = p.off >> 2;
+  return __funnelshift_r(p.w[i], p.w[i + 1], static_cast<uint32_t>(p.off & 3) * 8);
 }
-__device__ __forceinline__ float ldh(const uint8_t* p) {
-  return h2f(static_cast<uint16_t>(ldu32(p)));
+__device__ __forceinline__ float ldh(SPtr p) { return h2f(static_cast<uint16_t>(ldu32(p))); }
+__device__ __forceinline__ int ldb(SPtr p) {
+  return static_cast<int>((p.w[p.off >> 2] >> ((p.off & 3) * 8)) & 0xFFu);
 }
 // Bits 0..3 of b to bit 0 of bytes 0..3.
 __device__ __forceinline__ uint32_t spread4(uint32_t b) { return (b * 0x00204081u) & 0x01010101u; }
 
-__device__ __forceinline__ void scale_min_k4(int s, const uint8_t* q, int& sc, int& m) {
+__device__ __forceinline__ void scale_min_k4(int s, SPtr q, int& sc, int& m) {
   if (s < 4) {
-    sc = q[s] & 63;
-    m = q[s + 4] & 63;
+    sc = ldb(q + s) & 63;
+    m = ldb(q + (s + 4)) & 63;
   } else {
-    sc = (q[s + 4] & 15) | ((q[s - 4] >> 6) << 4);
-    m = (q[s + 4] >> 4) | ((q[s] >> 6) << 4);
+    sc = (ldb(q + (s + 4)) & 15) | ((ldb(q + (s - 4)) >> 6) << 4);
+    m = (ldb(q + (s + 4)) >> 4) | ((ldb(q + s) >> 6) << 4);
   }
 }
 
 // Affine tensors: the group's scale and offset.
 __device__ __forceinline__ void affine_params(const Params& p, int64_t row, int64_t kpos, float& d,
                                               float& m) {
-  int64_t si = p.skind == 0 ? 0 : (p.skind == 1 ? row * p.nblocks + kpos / p.block : row);
+  // 32-bit division: the 64-bit one costs dozens of instructions per group.
+  int64_t si = p.skind == 0 ? 0
+                            : (p.skind == 1 ? row * p.nblocks + static_cast<uint32_t>(kpos) /
+                                                                    static_cast<uint32_t>(p.block)
+                                            : row);
   d = load<float>(p.sdt, p.scale, si);
   float z = p.zp ? load<float>(p.zdt, p.zp, si) : 0.f;
   m = -d * z;
@@ -87,9 +99,8 @@ struct Fmt<kQ4_0> {
   static constexpr int QK = 32, BYTES = 18;
   static constexpr float BIAS = 8;
   static constexpr bool MIN = false, TABLE = false, INTER = false;
-  static __device__ __forceinline__ Grp decode(const uint8_t* b, int g, const Params&, int64_t,
-                                               int64_t) {
-    const uint8_t* qs = b + 2 + 8 * (g & 1);
+  static __device__ __forceinline__ Grp decode(SPtr b, int g, const Params&, int64_t, int64_t) {
+    SPtr qs = b + 2 + 8 * (g & 1);
     int sh = (g >> 1) * 4;
     return {(ldu32(qs) >> sh) & 0x0F0F0F0Fu, (ldu32(qs + 4) >> sh) & 0x0F0F0F0Fu, ldh(b), 0.f};
   }
@@ -103,9 +114,8 @@ struct Fmt<kQ4_1> {
   static constexpr int QK = 32, BYTES = 20;
   static constexpr float BIAS = 0;
   static constexpr bool MIN = true, TABLE = false, INTER = false;
-  static __device__ __forceinline__ Grp decode(const uint8_t* b, int g, const Params&, int64_t,
-                                               int64_t) {
-    const uint8_t* qs = b + 4 + 8 * (g & 1);
+  static __device__ __forceinline__ Grp decode(SPtr b, int g, const Params&, int64_t, int64_t) {
+    SPtr qs = b + 4 + 8 * (g & 1);
     int sh = (g >> 1) * 4;
     return {(ldu32(qs) >> sh) & 0x0F0F0F0Fu, (ldu32(qs + 4) >> sh) & 0x0F0F0F0Fu, ldh(b),
             ldh(b + 2)};
@@ -116,9 +126,8 @@ struct Fmt<kQ8_0> {
   static constexpr int QK = 32, BYTES = 34;
   static constexpr float BIAS = 128;  // int8 codes ^ 0x80 are unsigned
   static constexpr bool MIN = false, TABLE = false, INTER = false;
-  static __device__ __forceinline__ Grp decode(const uint8_t* b, int g, const Params&, int64_t,
-                                               int64_t) {
-    const uint8_t* qs = b + 2 + 8 * g;
+  static __device__ __forceinline__ Grp decode(SPtr b, int g, const Params&, int64_t, int64_t) {
+    SPtr qs = b + 2 + 8 * g;
     return {ldu32(qs) ^ 0x80808080u, ldu32(qs + 4) ^ 0x80808080u, ldh(b), 0.f};
   }
 };
@@ -127,9 +136,8 @@ struct Q5 {  // q5_0 (OFF 2: d, qh, qs) and q5_1 (OFF 4: d, m, qh, qs)
   static constexpr int QK = 32, BYTES = HASMIN ? 24 : 22;
   static constexpr float BIAS = HASMIN ? 0 : 16;
   static constexpr bool MIN = HASMIN, TABLE = false, INTER = false;
-  static __device__ __forceinline__ Grp decode(const uint8_t* b, int g, const Params&, int64_t,
-                                               int64_t) {
-    const uint8_t* qs = b + OFF + 4 + 8 * (g & 1);
+  static __device__ __forceinline__ Grp decode(SPtr b, int g, const Params&, int64_t, int64_t) {
+    SPtr qs = b + OFF + 4 + 8 * (g & 1);
     int sh = (g >> 1) * 4;
     uint32_t hb = (ldu32(b + OFF) >> (8 * g)) & 0xFFu;
     return {((ldu32(qs) >> sh) & 0x0F0F0F0Fu) | (spread4(hb & 15) << 4),
@@ -146,10 +154,9 @@ struct QK4 {  // q4_k / q5_k: 8 sub-blocks of 32 with 6-bit scales and mins
   static constexpr int QK = 256, BYTES = FIVE ? 176 : 144;
   static constexpr float BIAS = 0;
   static constexpr bool MIN = true, TABLE = false, INTER = false;
-  static __device__ __forceinline__ Grp decode(const uint8_t* b, int g, const Params&, int64_t,
-                                               int64_t) {
+  static __device__ __forceinline__ Grp decode(SPtr b, int g, const Params&, int64_t, int64_t) {
     int s = g >> 2, l0 = 8 * (g & 3), sh = 4 * (s & 1);
-    const uint8_t* qs = b + (FIVE ? 48 : 16) + 32 * (s >> 1) + l0;
+    SPtr qs = b + (FIVE ? 48 : 16) + 32 * (s >> 1) + l0;
     uint32_t q0 = (ldu32(qs) >> sh) & 0x0F0F0F0Fu, q1 = (ldu32(qs + 4) >> sh) & 0x0F0F0F0Fu;
     if (FIVE) {
       q0 |= ((ldu32(b + 16 + l0) >> s) & 0x01010101u) << 4;
@@ -169,16 +176,15 @@ struct Fmt<kQ6_K> {
   static constexpr int QK = 256, BYTES = 210;
   static constexpr float BIAS = 32;
   static constexpr bool MIN = false, TABLE = false, INTER = false;
-  static __device__ __forceinline__ Grp decode(const uint8_t* b, int g, const Params&, int64_t,
-                                               int64_t) {
+  static __device__ __forceinline__ Grp decode(SPtr b, int g, const Params&, int64_t, int64_t) {
     int h = g >> 4, p = (g >> 2) & 3, l0 = 8 * (g & 3);
-    const uint8_t* ql = b + 64 * h + 32 * (p & 1) + l0;
-    const uint8_t* qh = b + 128 + 32 * h + l0;
+    SPtr ql = b + 64 * h + 32 * (p & 1) + l0;
+    SPtr qh = b + 128 + 32 * h + l0;
     int sl = 4 * (p >> 1), sh = 2 * p;
     uint32_t q0 = ((ldu32(ql) >> sl) & 0x0F0F0F0Fu) | (((ldu32(qh) >> sh) & 0x03030303u) << 4);
     uint32_t q1 =
         ((ldu32(ql + 4) >> sl) & 0x0F0F0F0Fu) | (((ldu32(qh + 4) >> sh) & 0x03030303u) << 4);
-    float sc = static_cast<float>(static_cast<int8_t>(b[192 + (g >> 1)]));
+    float sc = static_cast<float>(static_cast<int8_t>(ldb(b + (192 + (g >> 1)))));
     return {q0, q1, ldh(b + 208) * sc, 0.f};
   }
 };
@@ -187,8 +193,7 @@ struct Fmt<kAffineU4Blocks> {
   static constexpr int QK = 32, BYTES = 20;
   static constexpr float BIAS = 0;
   static constexpr bool MIN = true, TABLE = false, INTER = true;
-  static __device__ __forceinline__ Grp decode(const uint8_t* b, int g, const Params&, int64_t,
-                                               int64_t) {
+  static __device__ __forceinline__ Grp decode(SPtr b, int g, const Params&, int64_t, int64_t) {
     uint32_t w = ldu32(b + 4 + 4 * g);
     float s = ldh(b);
     return {w & 0x0F0F0F0Fu, (w >> 4) & 0x0F0F0F0Fu, s, -s * ldh(b + 2)};
@@ -199,9 +204,8 @@ struct Fmt<kAffineI8Blocks> {
   static constexpr int QK = 32, BYTES = 36;
   static constexpr float BIAS = 128;
   static constexpr bool MIN = true, TABLE = false, INTER = false;
-  static __device__ __forceinline__ Grp decode(const uint8_t* b, int g, const Params&, int64_t,
-                                               int64_t) {
-    const uint8_t* qs = b + 4 + 8 * g;
+  static __device__ __forceinline__ Grp decode(SPtr b, int g, const Params&, int64_t, int64_t) {
+    SPtr qs = b + 4 + 8 * g;
     float s = ldh(b);
     return {ldu32(qs) ^ 0x80808080u, ldu32(qs + 4) ^ 0x80808080u, s, -s * ldh(b + 2)};
   }
@@ -212,7 +216,7 @@ struct Tensor8 {
   static constexpr int QK = 8, BYTES = FOUR ? 4 : 8;
   static constexpr float BIAS = FLIP == 0 ? 0.f : (FOUR ? 8.f : 128.f);
   static constexpr bool MIN = !LUT, TABLE = LUT, INTER = FOUR;  // u4 packs element 2i low
-  static __device__ __forceinline__ Grp decode(const uint8_t* b, int, const Params& p, int64_t row,
+  static __device__ __forceinline__ Grp decode(SPtr b, int, const Params& p, int64_t row,
                                                int64_t kpos) {
     Grp r;
     if (FOUR) {
@@ -372,14 +376,15 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const Params p) {
   for (int r = 0; r < kRows; ++r)
 #pragma unroll
     for (int m = 0; m < MT; ++m) acc[r][m] = 0.f;
-  const int64_t nch = (p.k + kChunk - 1) / kChunk;
+  const int k = static_cast<int>(p.k);
+  const int nch = (k + kChunk - 1) / kChunk;
   uint4 pre[kRows][kVecs];
   int off[kRows], offc[kRows];
 #pragma unroll
   for (int r = 0; r < kRows; ++r)
     if (live[r]) stage_load<CB>(p, row0 + r, 0, lane, pre[r], off[r]);
-  for (int64_t c = 0; c < nch; ++c) {
-    __syncwarp();
+  for (int c = 0; c < nch; ++c) {
+    __syncwarp();  // every lane is done reading the previous chunk
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
       offc[r] = off[r];
@@ -388,16 +393,16 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const Params p) {
         for (int j = 0; j < kVecs; ++j) sbuf[warp][r][lane + 32 * j] = pre[r][j];
     }
     __syncwarp();
-    if (c + 1 < nch)
+    if (c + 1 < nch)  // the next chunk's loads are in flight while this one is decoded
 #pragma unroll
       for (int r = 0; r < kRows; ++r)
         if (live[r]) stage_load<CB>(p, row0 + r, c + 1, lane, pre[r], off[r]);
-    const int64_t kc = c * kChunk;
+    const int kc = c * kChunk;
 #pragma unroll
     for (int t = 0; t < kChunk / 256; ++t) {
       const int gi = lane + 32 * t;
-      const int64_t kpos = kc + 8 * gi;
-      if (kpos >= p.k) continue;
+      const int kpos = kc + 8 * gi;
+      if (kpos >= k) continue;
       float x[MT][8], xs[MT];
 #pragma unroll
       for (int m = 0; m < MT; ++m) {
@@ -413,8 +418,8 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const Params p) {
 #pragma unroll
       for (int r = 0; r < kRows; ++r) {
         if (!live[r]) continue;
-        const auto* bp =
-            reinterpret_cast<const uint8_t*>(sbuf[warp][r]) + offc[r] + (gi / GPB) * FT::BYTES;
+        const SPtr bp{reinterpret_cast<const uint32_t*>(sbuf[warp][r]),
+                      offc[r] + (gi / GPB) * FT::BYTES};
         Grp g = FT::decode(bp, gi % GPB, p, row0 + r, kpos);
         float f[8];
         values<FT>(g, &stab[FT::TABLE ? (warp * kRows + r) * 256 : 0], f);
@@ -466,7 +471,7 @@ __global__ void __launch_bounds__(kWarps * 32) dequant_kernel(const Params p) {
       const int gi = lane + 32 * t;
       const int64_t kpos = c * kChunk + 8 * gi;
       if (kpos >= p.k) continue;
-      const auto* bp = reinterpret_cast<const uint8_t*>(sbuf[warp]) + off + (gi / GPB) * FT::BYTES;
+      const SPtr bp{reinterpret_cast<const uint32_t*>(sbuf[warp]), off + (gi / GPB) * FT::BYTES};
       Grp g = FT::decode(bp, gi % GPB, p, row, kpos);
       float f[8];
       values<FT>(g, tab, f);

@@ -109,6 +109,22 @@ std::vector<OpCase> make() {
                [](Graph&, const std::vector<Tensor>& in) {
                  return std::vector<Tensor>{rms_norm(in[0], in[1])};
                }});
+  // Rows the CUDA one-pass kernel takes (f32, ≤ 8192, multiple of 4): a decode step's row, the
+  // longest row, a large mean (the variance must not cancel) and no gamma.
+  c.push_back({"rms_norm/decode_row_f32",
+               {{"x", f32, {1, 4096}}, {"g", f32, {4096}}},
+               [](Graph&, const std::vector<Tensor>& in) {
+                 return std::vector<Tensor>{rms_norm(in[0], in[1])};
+               }});
+  c.push_back({"layer_norm/long_rows_offset_f32",
+               {{"x", f32, {3, 8192}, {}, 100, 104}, {"g", f32, {8192}}, {"b", f32, {8192}}},
+               [](Graph&, const std::vector<Tensor>& in) {
+                 return std::vector<Tensor>{layer_norm(in[0], in[1], in[2])};
+               }});
+  c.push_back(
+      {"rms_norm/plain_rows_f32",
+       {{"x", f32, {7, 1000}}},
+       [](Graph&, const std::vector<Tensor>& in) { return std::vector<Tensor>{rms_norm(in[0])}; }});
   c.push_back(
       {"rms_norm/plain_f16", {{"x", f16, {5, 64}}}, [](Graph&, const std::vector<Tensor>& in) {
          return std::vector<Tensor>{rms_norm(in[0])};

@@ -327,6 +327,45 @@ std::vector<Tensor> reduce(Ctx& c, ReduceFn f, bool axes_as_input) {
     if (c.i("noop_with_empty_axes", 0)) return {c.x(0)};
     axes = all_axes(c.rank(0));
   }
+  // Max/min over an empty set of integers or bools: ONNX (opset 18+) gives the identity, the
+  // dtype's lowest / highest value (Loom's op rejects an empty integer max, as numpy does): a
+  // constant of the result's shape.
+  const Shape in_shape = c.x(0).shape();
+  bool is_max = f == static_cast<ReduceFn>(&max), is_min = f == static_cast<ReduceFn>(&min);
+  bool empty = false;
+  for (int64_t a : *axes) {
+    int64_t d = a < 0 ? a + in_shape.rank() : a;
+    empty = empty || (d >= 0 && d < in_shape.rank() && in_shape[static_cast<int>(d)] == 0);
+  }
+  DType dt = c.x(0).dtype();
+  if (empty && (is_max || is_min) && !is_floating(dt) && in_shape.is_static()) {
+    std::vector<int64_t> out;
+    for (int d = 0; d < in_shape.rank(); ++d) {
+      bool reduced = std::find_if(axes->begin(), axes->end(), [&](int64_t a) {
+                       return (a < 0 ? a + in_shape.rank() : a) == d;
+                     }) != axes->end();
+      if (!reduced)
+        out.push_back(in_shape[d]);
+      else if (keep)
+        out.push_back(1);
+    }
+    double lowest = dt == boolean ? 0
+                    : dt == u8    ? 0
+                    : dt == i8    ? -128
+                    : dt == i16   ? -32768
+                                  : -2147483648.0;
+    double highest = dt == boolean ? 1
+                     : dt == u8    ? 255
+                     : dt == i8    ? 127
+                     : dt == i16   ? 32767
+                                   : 2147483647.0;
+    if (dt == i64) {  // the i64 limits are not exact doubles
+      int64_t n = Shape(out).numel();
+      std::vector<int64_t> v(static_cast<size_t>(n), is_max ? INT64_MIN : INT64_MAX);
+      return {c.g.constant(NDArray::from_vector<int64_t>(v, Shape(out)))};
+    }
+    return {c.g.constant(full(Shape(out), is_max ? lowest : highest, dt))};
+  }
   if (c.x(0).dtype() == boolean) {  // ReduceMax/Min over bool (opset 20): any / all via u8
     return {cast(f(cast(c.x(0), u8), *axes, keep), boolean)};
   }

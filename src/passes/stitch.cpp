@@ -51,6 +51,8 @@ void stitch(PassContext& ctx) {
   for (const ir::Value& v : ctx.outputs) is_target[static_cast<size_t>(v.node)] = true;
 
   std::vector<int> region(n, -1);
+  std::map<size_t, ir::Value> bypass;  // absorbed expand nodes -> the value they broadcast
+  int absorbed = 0;
   std::vector<bool> keep(n, true);
   std::map<std::string, int> op_counts;
   int regions = 0, stitched_ops = 0;
@@ -74,26 +76,63 @@ void stitch(PassContext& ctx) {
       auto pu = static_cast<size_t>(p);
       if (region[pu] != -1) continue;
       const ir::Node& pn = g.nodes[pu];
-      bool joins = eligible(g, pn) && !is_target[pu] && same_shape(pn.outputs[0].shape, shape) &&
+      bool local = !is_target[pu] && same_shape(pn.outputs[0].shape, shape) &&
                    std::all_of(consumers[pu].begin(), consumers[pu].end(),
                                [&](int c) { return region[static_cast<size_t>(c)] == id; });
-      if (joins) {
+      if (local && eligible(g, pn)) {
         region[pu] = id;
         members.push_back(p);
         visit(p);
+      } else if (local && pn.op == ir::op::expand && ops::stitchable_dtype(pn.outputs[0].dtype)) {
+        // A leading broadcast: the region reads the expand's input with broadcast strides
+        // instead (expand(x) to the region's shape is x broadcast, which is how every input is
+        // read), so the expanded copy is never written.
+        region[pu] = id;
+        bypass[pu] = pn.inputs[0];
       }
     }
-    if (members.size() < 2) {
+    size_t expands = 0;
+    for (const auto& [b, v] : bypass) expands += region[b] == id;
+    if (members.size() + expands < 2) {
       region[root] = -2;  // alone: stays a plain op
       continue;
     }
     std::sort(members.begin(), members.end());
-    for (int m : members)
-      for (const ir::Value& v : g.nodes[static_cast<size_t>(m)].inputs)
-        if (region[static_cast<size_t>(v.node)] != id) inputs.insert(v);
+    // A member's operand, looking through absorbed expands.
+    auto source = [&](ir::Value v) {
+      for (auto it = bypass.find(static_cast<size_t>(v.node)); it != bypass.end();
+           it = bypass.find(static_cast<size_t>(v.node)))
+        v = it->second;
+      return v;
+    };
+    auto collect_inputs = [&] {
+      inputs.clear();
+      for (int m : members)
+        for (const ir::Value& u : g.nodes[static_cast<size_t>(m)].inputs) {
+          ir::Value v = source(u);
+          if (region[static_cast<size_t>(v.node)] != id) inputs.insert(v);
+        }
+    };
+    collect_inputs();
+    // The node's shape is the broadcast of its inputs: without the expands, some input must
+    // still carry the region's full shape (else the expands stay, as plain inputs).
+    if (expands && std::none_of(inputs.begin(), inputs.end(), [&](const ir::Value& v) {
+          return same_shape(g.type(v).shape, shape);
+        })) {
+      for (auto it = bypass.begin(); it != bypass.end();)
+        it = region[it->first] == id ? (region[it->first] = -2, bypass.erase(it)) : std::next(it);
+      expands = 0;
+      collect_inputs();
+      if (members.size() < 2) {
+        region[root] = -2;
+        continue;
+      }
+    }
     if (inputs.size() > kMaxInputs) {
       // Too many inputs for one kernel: leave these ops unstitched (rare; logged).
       for (int m : members) region[static_cast<size_t>(m)] = -2;
+      for (auto it = bypass.begin(); it != bypass.end();)
+        it = region[it->first] == id ? (region[it->first] = -2, bypass.erase(it)) : std::next(it);
       ctx.note("stitch", "left a region of " + std::to_string(members.size()) + " ops with " +
                              std::to_string(inputs.size()) + " inputs unstitched (limit " +
                              std::to_string(kMaxInputs) + ")");
@@ -105,7 +144,8 @@ void stitch(PassContext& ctx) {
     std::map<ir::Value, ir::Value> remap;
     std::vector<ir::Value> node_inputs;
     for (int m : members)
-      for (const ir::Value& v : g.nodes[static_cast<size_t>(m)].inputs) {
+      for (const ir::Value& u : g.nodes[static_cast<size_t>(m)].inputs) {
+        ir::Value v = source(u);
         if (region[static_cast<size_t>(v.node)] == id || remap.count(v)) continue;
         auto a = std::make_shared<PlaceholderAttrs>();
         a->name = "in" + std::to_string(node_inputs.size());
@@ -117,7 +157,7 @@ void stitch(PassContext& ctx) {
     for (int m : members) {
       const ir::Node& mn = g.nodes[static_cast<size_t>(m)];
       std::vector<ir::Value> ins;
-      for (const ir::Value& v : mn.inputs) ins.push_back(remap.at(v));
+      for (const ir::Value& v : mn.inputs) ins.push_back(remap.at(source(v)));
       remap[{m, 0}] = ir::add_node(prog, mn.op, ins, mn.attrs, mn.name)[0];
       ++op_counts[ir::OpRegistry::get().info(mn.op).name];
     }
@@ -128,9 +168,12 @@ void stitch(PassContext& ctx) {
     node.attrs = make_attrs(StitchedAttrs{ir::print_graph(prog, {remap.at({id, 0})})});
     node.outputs = g.nodes[root].outputs;
     for (int m : members) keep[static_cast<size_t>(m)] = false;
+    for (const auto& [b, v] : bypass)
+      if (region[b] == id) keep[b] = false;
     keep[root] = true;
     g.nodes[root] = std::move(node);
     ++regions;
+    absorbed += static_cast<int>(expands);
     stitched_ops += static_cast<int>(members.size());
     largest = std::max(largest, members.size());
   }
@@ -141,7 +184,10 @@ void stitch(PassContext& ctx) {
     counts += (counts.empty() ? "" : ", ") + name + " ×" + std::to_string(c);
   ctx.note("stitch", std::to_string(stitched_ops) + " elementwise op(s) into " +
                          std::to_string(regions) + " kernel(s) (largest " +
-                         std::to_string(largest) + " ops): " + counts);
+                         std::to_string(largest) + " ops): " + counts +
+                         (absorbed ? "; " + std::to_string(absorbed) +
+                                         " expand(s) read as broadcasts instead of copies"
+                                   : ""));
 }
 
 }  // namespace loom::passes

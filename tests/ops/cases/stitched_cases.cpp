@@ -54,6 +54,16 @@ std::vector<OpCase> make() {
                             [](const std::vector<Tensor>& x) {
                               return logical_and(less(x[0], x[1]), greater(x[0], -x[1]));
                             }));
+  // Ordinary ops that the stitch pass turns into a region on the CPU and CUDA (the reference runs
+  // them op by op): a leading expand is read as a broadcast, never materialised.
+  for (auto [name, x] : {std::pair<const char*, Shape>{"pass_leading_expand", {6, 3, 40}},
+                         std::pair<const char*, Shape>{"pass_expand_kept", {6, 1, 40}}})
+    c.push_back({std::string("stitched/") + name,
+                 {{"x", f32, x}, {"b", f32, {40}}},
+                 [](Graph&, const std::vector<Tensor>& in) {
+                   Tensor e = expand(in[1], {6, 3, 40});
+                   return std::vector<Tensor>{tanh(in[0] * e) + e};
+                 }});
   return c;
 }
 

@@ -5,7 +5,8 @@ set -euo pipefail
 APT_PACKAGES=(cmake ninja-build g++ pkg-config libopenblas-dev libgtest-dev libgmock-dev
               libbenchmark-dev nlohmann-json3-dev python3 python3-pip
               libonnx-dev libprotobuf-dev protobuf-compiler
-              libcpp-httplib-dev)  # loom view's HTTP server (small)
+              libcpp-httplib-dev   # loom view's HTTP server (small)
+              chromium)            # loom view's browser test (headless, driven by Playwright)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -30,7 +31,7 @@ python3 -c "import onnx" 2>/dev/null || $PIP install "${PIP_FLAGS[@]}" onnx
 # onnxruntime: the reference outputs of tests/io/onnx_ort_cases.py (quantization ops, dynamic
 # shapes); the test skips without it.
 python3 -c "import onnxruntime" 2>/dev/null || $PIP install "${PIP_FLAGS[@]}" onnxruntime
-# loom view's browser test (tests/viewer/browser_test.py) needs Debian `chromium` (~100 MiB with
-# its libraries) and PyPI `playwright` (~50 MiB wheel; no browser download): not installed here,
-# so CI skips that test. Locally: apt-get install chromium && pip install playwright.
+# loom view's browser test (tests/viewer/browser_test.py): PyPI `playwright` drives Debian's
+# `chromium` through its executable path (no browser download).
+python3 -c "import playwright" 2>/dev/null || $PIP install "${PIP_FLAGS[@]}" playwright
 echo "setup: dependencies ready"

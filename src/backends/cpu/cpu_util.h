@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "backends/backend.h"
+#include "backends/broadcast_plan.h"
 #include "core/element.h"
 #include "runtime/thread_pool.h"
 
@@ -128,13 +129,8 @@ inline void store_run(DType t, void* base, int64_t off, int64_t n, const T* src)
   }
 }
 
-// An output shape and per-input strides after merging adjacent dims that broadcast alike;
-// the last dim is the inner loop.
-struct BroadcastPlan {
-  std::vector<int64_t> dims;                  // collapsed output dims
-  std::vector<std::vector<int64_t>> strides;  // per input, per collapsed dim (0 = broadcast)
-};
-BroadcastPlan plan_broadcast(const Shape& out, const std::vector<Shape>& ins);
+using backends::BroadcastPlan;  // src/backends/broadcast_plan.h
+using backends::plan_broadcast;
 
 void register_elementwise(KernelTable& t);
 void register_reduction(KernelTable& t);

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <sstream>
 
+#include "backends/broadcast_plan.h"
 #include "backends/cuda/cuda_common.h"
 #include "backends/cuda/nvrtc_compile.h"
 
@@ -308,51 +309,6 @@ std::string op_expr(const ops::StitchInstr& in, const std::vector<std::string>& 
   }
 }
 
-// The same collapse as the CPU's plan_broadcast (src/backends/cpu/elementwise.cpp): size-1 dims
-// dropped, adjacent dims merged where every input broadcasts them alike.
-struct Plan {
-  std::vector<int64_t> dims;
-  std::vector<std::vector<int64_t>> strides;
-};
-Plan plan_broadcast(const Shape& out, const std::vector<Shape>& ins) {
-  int r = out.rank();
-  std::vector<std::vector<int64_t>> full;
-  for (const Shape& s : ins) {
-    std::vector<int64_t> st(static_cast<size_t>(r), 0);
-    int64_t acc = 1;
-    for (int i = s.rank() - 1; i >= 0; --i) {
-      int o = i + r - s.rank();
-      st[static_cast<size_t>(o)] = s[i] == 1 ? 0 : acc;
-      acc *= s[i];
-    }
-    full.push_back(st);
-  }
-  Plan p;
-  p.strides.resize(ins.size());
-  for (int d = 0; d < r; ++d) {
-    int64_t n = out[d];
-    if (n == 1) continue;
-    bool merge = !p.dims.empty();
-    for (size_t i = 0; merge && i < ins.size(); ++i) {
-      int64_t prev = p.strides[i].back(), cur = full[i][static_cast<size_t>(d)];
-      merge = (prev == 0 && cur == 0) || (prev != 0 && cur != 0 && prev == cur * n);
-    }
-    if (merge) {
-      p.dims.back() *= n;
-      for (size_t i = 0; i < ins.size(); ++i) p.strides[i].back() = full[i][static_cast<size_t>(d)];
-    } else {
-      p.dims.push_back(n);
-      for (size_t i = 0; i < ins.size(); ++i)
-        p.strides[i].push_back(full[i][static_cast<size_t>(d)]);
-    }
-  }
-  if (p.dims.empty()) {
-    p.dims.push_back(1);
-    for (auto& s : p.strides) s.push_back(0);
-  }
-  return p;
-}
-
 struct Compiled {
   std::shared_ptr<const ops::StitchProgram> prog;
   std::string source;
@@ -418,7 +374,7 @@ void run(const Compiled& k0, const KernelContext& c) {
              k->prog->num_inputs(), " inputs, the node has ", nin);
   std::vector<Shape> shapes;
   for (const auto& in : c.inputs) shapes.push_back(in.shape());
-  Plan plan = plan_broadcast(out.shape(), shapes);
+  BroadcastPlan plan = plan_broadcast(out.shape(), shapes);
   LOOM_CHECK(plan.dims.size() <= kRank, "[stitched] ", plan.dims.size(),
              " dims after collapsing exceed the CUDA kernel's limit of ", kRank);
   Params p{};

@@ -86,7 +86,9 @@ void BM_DispatchPerOp(benchmark::State& state) {
   auto x = g.placeholder({4}, loom::f32, "x");
   loom::Tensor t = x;
   for (int i = 0; i < ops; ++i) t = (i % 2) ? t + x : t * x;
-  auto exe = g.compile({t});
+  loom::CompileOptions opt;
+  opt.disabled_passes = {"stitch"};  // stitched, the chain would be one kernel
+  auto exe = g.compile({t}, opt);
   auto in = loom::random_uniform({4}, loom::f32, 0.5, 1, 1);
   for (auto _ : state) benchmark::DoNotOptimize(exe.run({{"x", in}}));
   state.counters["us/op"] = benchmark::Counter(
@@ -94,6 +96,47 @@ void BM_DispatchPerOp(benchmark::State& state) {
       benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
 }
 BENCHMARK(BM_DispatchPerOp)->Arg(100)->Arg(1000);
+
+// An 8-op elementwise chain (the GPU stitching benchmark's), stitched into one tile-by-tile
+// kernel (range(1) = 1) or op by op (0). Bytes: x, a, b, c, d read once, y written once.
+void BM_ElementwiseChain(benchmark::State& state) {
+  int64_t n = state.range(0);
+  loom::Graph g;
+  std::vector<loom::Tensor> in;
+  for (const char* name : {"x", "a", "b", "c", "d"})
+    in.push_back(g.placeholder({n}, loom::f32, name));
+  auto y = loom::clamp(loom::gelu((in[0] * in[1] + in[2]) * loom::sigmoid(in[0]) - in[3]), -3, 3) *
+           in[4];
+  loom::CompileOptions opt;
+  if (state.range(1) == 0) opt.disabled_passes = {"stitch"};
+  auto exe = g.compile({y}, opt);
+  loom::Feeds feeds;
+  uint64_t seed = 1;
+  for (const char* name : {"x", "a", "b", "c", "d"})
+    feeds.emplace_back(name, loom::random_uniform({n}, loom::f32, -2, 2, seed++));
+  for (auto _ : state) benchmark::DoNotOptimize(exe.run(feeds));
+  state.SetBytesProcessed(state.iterations() * n * 24);
+}
+// SwiGLU of a decode step (silu(gate) * up, one row of SmolLM2's ffn), stitched or not.
+void BM_SwiGLURow(benchmark::State& state) {
+  int64_t n = state.range(0);
+  loom::Graph g;
+  auto gate = g.placeholder({1, n}, loom::f32, "gate");
+  auto up = g.placeholder({1, n}, loom::f32, "up");
+  loom::CompileOptions opt;
+  if (state.range(1) == 0) opt.disabled_passes = {"stitch"};
+  auto exe = g.compile({loom::silu(gate) * up}, opt);
+  loom::Feeds feeds{{"gate", loom::random_uniform({1, n}, loom::f32, -4, 4, 1)},
+                    {"up", loom::random_uniform({1, n}, loom::f32, -4, 4, 2)}};
+  for (auto _ : state) benchmark::DoNotOptimize(exe.run(feeds));
+  state.SetBytesProcessed(state.iterations() * n * 12);
+}
+BENCHMARK(BM_SwiGLURow)->ArgsProduct({{1536, 14336}, {0, 1}})->ArgNames({"n", "stitched"});
+
+BENCHMARK(BM_ElementwiseChain)
+    ->ArgsProduct({{1 << 16, 1 << 22}, {0, 1}})
+    ->ArgNames({"n", "stitched"})
+    ->UseRealTime();
 
 // Quantized GEMV through the graph (quantize_weights → fused quantized_matmul) vs f32 sgemv on the
 // same shape. range(2): 0 = affine int4 block 32, 1 = affine int8 block 32, 2 = f32 OpenBLAS.

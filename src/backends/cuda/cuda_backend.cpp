@@ -1,6 +1,7 @@
 // The CUDA backend: one per GPU, a stream per GPU, a caching allocator, host <-> device copies.
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -140,6 +141,11 @@ class CudaBackend final : public Backend {
     cudaMemcpyKind kind = dst_dev ? (src_dev ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)
                                   : (src_dev ? cudaMemcpyDeviceToHost : cudaMemcpyHostToHost);
     LOOM_CUDA_CHECK(cudaSetDevice(index_));
+    if (dst_dev != src_dev && bytes >= kStagedCopy) {
+      staged_copy(dst, src, bytes, dst_dev);
+      raise_error();
+      return;
+    }
     LOOM_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, stream_));
     // Host destinations are read right after; host sources may be freed right after (pageable
     // memory is staged before cudaMemcpyAsync returns, but a sync keeps this obviously safe).
@@ -199,6 +205,51 @@ class CudaBackend final : public Backend {
     return t;
   }
 
+  // Large host <-> device copies go through two pinned buffers of our own, in chunks: the DMA
+  // engine runs at full speed on pinned memory, and copying chunk i+1 on the host overlaps the
+  // transfer of chunk i (pageable copies are staged by the driver one at a time).
+  static constexpr size_t kStagedCopy = size_t{1} << 20, kStageChunk = size_t{8} << 20;
+  void staged_copy(void* dst, const void* src, size_t bytes, bool to_device) const {
+    std::lock_guard lock(stage_mutex_);
+    if (!stage_[0]) {
+      for (int b = 0; b < 2; ++b) {
+        LOOM_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&stage_[b]), kStageChunk));
+        LOOM_CUDA_CHECK(cudaEventCreateWithFlags(&stage_done_[b], cudaEventDisableTiming));
+        LOOM_CUDA_CHECK(cudaEventRecord(stage_done_[b], stream_));
+      }
+    }
+    auto* d = static_cast<uint8_t*>(dst);
+    const auto* h = static_cast<const uint8_t*>(src);
+    if (to_device) {
+      for (size_t off = 0, i = 0; off < bytes; off += kStageChunk, ++i) {
+        size_t n = std::min(kStageChunk, bytes - off);
+        int b = static_cast<int>(i % 2);
+        LOOM_CUDA_CHECK(cudaEventSynchronize(stage_done_[b]));  // its last transfer is done
+        std::memcpy(stage_[b], h + off, n);
+        LOOM_CUDA_CHECK(cudaMemcpyAsync(d + off, stage_[b], n, cudaMemcpyHostToDevice, stream_));
+        LOOM_CUDA_CHECK(cudaEventRecord(stage_done_[b], stream_));
+      }
+      LOOM_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the source may be freed on return
+      return;
+    }
+    // Device to host: chunk i+1 is in flight while chunk i is copied out of its buffer.
+    const size_t chunks = (bytes + kStageChunk - 1) / kStageChunk;
+    auto issue = [&](size_t i) {
+      size_t off = i * kStageChunk, n = std::min(kStageChunk, bytes - off);
+      int b = static_cast<int>(i % 2);
+      LOOM_CUDA_CHECK(cudaMemcpyAsync(stage_[b], h + off, n, cudaMemcpyDeviceToHost, stream_));
+      LOOM_CUDA_CHECK(cudaEventRecord(stage_done_[b], stream_));
+    };
+    issue(0);
+    for (size_t i = 0; i < chunks; ++i) {
+      if (i + 1 < chunks) issue(i + 1);
+      int b = static_cast<int>(i % 2);
+      LOOM_CUDA_CHECK(cudaEventSynchronize(stage_done_[b]));
+      size_t off = i * kStageChunk, n = std::min(kStageChunk, bytes - off);
+      std::memcpy(d + off, stage_[b], n);
+    }
+  }
+
   void join(cudaStream_t first, cudaStream_t then) const {
     std::lock_guard lock(event_mutex_);
     LOOM_CUDA_CHECK(cudaSetDevice(index_));
@@ -211,6 +262,9 @@ class CudaBackend final : public Backend {
   cudaStream_t stream_ = nullptr;
   mutable std::mutex event_mutex_;
   mutable cudaEvent_t event_ = nullptr;
+  mutable std::mutex stage_mutex_;
+  mutable uint8_t* stage_[2] = {nullptr, nullptr};  // pinned, kStageChunk each
+  mutable cudaEvent_t stage_done_[2] = {nullptr, nullptr};
   mutable CachingAllocator alloc_;
   DeviceError* error_host_ = nullptr;    // mapped pinned memory ...
   DeviceError* error_device_ = nullptr;  // ... and its device address

@@ -225,31 +225,61 @@ __device__ __forceinline__ Arg arg_pick(Arg a, Arg b, bool is_max) {
   return (is_max ? a.v > b.v : a.v < b.v) ? a : b;
 }
 
-__global__ void arg_kernel(const void* x, int dtx, int64_t* out, int64_t n_out, int64_t n_red,
-                           StridedIndex<1> kept, int64_t red_stride, bool is_max) {
+// The block's best (value, index); every thread gets it.
+__device__ Arg block_arg(Arg best, bool is_max) {
   __shared__ double sv[kThreads];
   __shared__ int64_t si[kThreads];
+  __syncthreads();  // the arrays may still be read by a previous call
+  sv[threadIdx.x] = best.v;
+  si[threadIdx.x] = best.i;
+  __syncthreads();
+  for (int w = blockDim.x / 2; w > 0; w >>= 1) {
+    if (threadIdx.x < w) {
+      Arg r = arg_pick(Arg{sv[threadIdx.x], si[threadIdx.x]},
+                       Arg{sv[threadIdx.x + w], si[threadIdx.x + w]}, is_max);
+      sv[threadIdx.x] = r.v;
+      si[threadIdx.x] = r.i;
+    }
+    __syncthreads();
+  }
+  return Arg{sv[0], si[0]};
+}
+
+__global__ void arg_kernel(const void* x, int dtx, int64_t* out, int64_t n_out, int64_t n_red,
+                           StridedIndex<1> kept, int64_t red_stride, bool is_max) {
   for (int64_t o = blockIdx.x; o < n_out; o += gridDim.x) {
     int64_t base;
     kept.offsets(o, &base);
     Arg best{0, -1};
     for (int64_t j = threadIdx.x; j < n_red; j += blockDim.x)
       best = arg_pick(best, Arg{load<double>(dtx, x, base + j * red_stride), j}, is_max);
-    sv[threadIdx.x] = best.v;
-    si[threadIdx.x] = best.i;
-    __syncthreads();
-    for (int w = blockDim.x / 2; w > 0; w >>= 1) {
-      if (threadIdx.x < w) {
-        Arg r = arg_pick(Arg{sv[threadIdx.x], si[threadIdx.x]},
-                         Arg{sv[threadIdx.x + w], si[threadIdx.x + w]}, is_max);
-        sv[threadIdx.x] = r.v;
-        si[threadIdx.x] = r.i;
-      }
-      __syncthreads();
-    }
-    if (threadIdx.x == 0) out[o] = si[0];
-    __syncthreads();
+    best = block_arg(best, is_max);
+    if (threadIdx.x == 0) out[o] = best.i;
   }
+}
+
+// Few rows over many elements (an LLM's argmax over the vocabulary): each row's range is split
+// over `parts` blocks, whose bests (global indices, so ties still go to the lowest) are merged.
+__global__ void arg_partial_kernel(const void* x, int dtx, Arg* partial, int64_t n_red, int parts,
+                                   StridedIndex<1> kept, int64_t red_stride, bool is_max) {
+  int64_t o = blockIdx.x / parts, p = blockIdx.x % parts;
+  int64_t chunk = (n_red + parts - 1) / parts, begin = p * chunk;
+  int64_t end = begin + chunk < n_red ? begin + chunk : n_red;
+  int64_t base;
+  kept.offsets(o, &base);
+  Arg best{0, -1};
+  for (int64_t j = begin + threadIdx.x; j < end; j += blockDim.x)
+    best = arg_pick(best, Arg{load<double>(dtx, x, base + j * red_stride), j}, is_max);
+  best = block_arg(best, is_max);
+  if (threadIdx.x == 0) partial[blockIdx.x] = best;
+}
+
+__global__ void arg_finish_kernel(const Arg* partial, int parts, int64_t* out, bool is_max) {
+  Arg best{0, -1};
+  for (int j = threadIdx.x; j < parts; j += blockDim.x)
+    best = arg_pick(best, partial[static_cast<int64_t>(blockIdx.x) * parts + j], is_max);
+  best = block_arg(best, is_max);
+  if (threadIdx.x == 0) out[blockIdx.x] = best.i;
 }
 
 void arg_reduce(const KernelContext& c, bool is_max) {
@@ -260,9 +290,23 @@ void arg_reduce(const KernelContext& c, bool is_max) {
   Split sp = split_axes(x.shape(), red);
   if (sp.n_out == 0) return;
   int64_t stride = contiguous_strides(x.shape())[static_cast<size_t>(axis)];
-  arg_kernel<<<grid_rows(sp.n_out), kThreads, 0, stream_for(c)>>>(
-      x.data(), static_cast<int>(x.dtype()), out.data_as<int64_t>(), sp.n_out, sp.n_red, sp.kept,
-      stride, is_max);
+  cudaStream_t s = stream_for(c);
+  int64_t parts = std::min<int64_t>(528 / std::max<int64_t>(sp.n_out, 1), sp.n_red / 2048);
+  if (sp.n_out <= 256 && parts >= 2) {
+    auto part = scratch(out.device().index, sizeof(Arg) * static_cast<size_t>(sp.n_out * parts));
+    Arg* partial = reinterpret_cast<Arg*>(part->data());
+    arg_partial_kernel<<<static_cast<unsigned>(sp.n_out * parts), kThreads, 0, s>>>(
+        x.data(), static_cast<int>(x.dtype()), partial, sp.n_red, static_cast<int>(parts), sp.kept,
+        stride, is_max);
+    LOOM_CUDA_LAUNCHED();
+    arg_finish_kernel<<<static_cast<unsigned>(sp.n_out), kThreads, 0, s>>>(
+        partial, static_cast<int>(parts), out.data_as<int64_t>(), is_max);
+    LOOM_CUDA_LAUNCHED();
+    return;
+  }
+  arg_kernel<<<grid_rows(sp.n_out), kThreads, 0, s>>>(x.data(), static_cast<int>(x.dtype()),
+                                                      out.data_as<int64_t>(), sp.n_out, sp.n_red,
+                                                      sp.kept, stride, is_max);
   LOOM_CUDA_LAUNCHED();
 }
 

@@ -58,6 +58,17 @@ std::vector<OpCase> make() {
                  [fn](Graph&, const std::vector<Tensor>& in) {
                    return std::vector<Tensor>{fn(in[0], 1, false)};
                  }});
+    // An LLM's vocabulary row (split over many blocks on the GPU), and ties across those blocks.
+    c.push_back({std::string(n) + "/vocab_row_f32",
+                 {{"x", f32, {1, 49152}}},
+                 [fn](Graph&, const std::vector<Tensor>& in) {
+                   return std::vector<Tensor>{fn(in[0], -1, false)};
+                 }});
+    c.push_back({std::string(n) + "/long_rows_ties_i32",
+                 {{"x", i32, {3, 20011}, {}, -3, 3}},
+                 [fn](Graph&, const std::vector<Tensor>& in) {
+                   return std::vector<Tensor>{fn(in[0], 1, false)};
+                 }});
   }
   using Soft = Tensor (*)(const Tensor&, int64_t);
   for (auto [n, f] : {std::pair<const char*, Soft>{"softmax", &softmax},

@@ -53,6 +53,36 @@ __device__ __forceinline__ int64_t red_combine_int(int r, int64_t a, int64_t b) 
   }
 }
 
+template <class T>
+__device__ __forceinline__ T combine(int r, T a, T b) {
+  if constexpr (std::is_same_v<T, double>)
+    return red_combine(r, a, b);
+  else
+    return red_combine_int(r, a, b);
+}
+
+// x[base + red(j)] for j in [begin, end) combined over the block (every thread gets the result).
+template <class T>
+__device__ T reduce_range(const void* x, int dtx, int r, int64_t base, int64_t begin, int64_t end,
+                          const StridedIndex<1>& red, T init) {
+  T acc = init;
+  for (int64_t j = begin + threadIdx.x; j < end; j += blockDim.x) {
+    int64_t off;
+    red.offsets(j, &off);
+    acc = combine(r, acc, load<T>(dtx, x, base + off));
+  }
+  return block_reduce(acc, [r](T a, T b) { return combine(r, a, b); });
+}
+
+// The value stored for an output: a mean divides by the count.
+template <class T>
+__device__ T finish(int r, T acc, int64_t n_red) {
+  if constexpr (std::is_same_v<T, double>) {
+    if (r == kMean) return n_red ? acc / static_cast<double>(n_red) : NAN;
+  }
+  return acc;
+}
+
 // kept: output index -> input offset; red: reduced index -> input offset.
 template <class T>
 __global__ void reduce_kernel(const void* x, int dtx, void* out, int dto, int r, int64_t n_out,
@@ -60,26 +90,8 @@ __global__ void reduce_kernel(const void* x, int dtx, void* out, int dto, int r,
   for (int64_t o = blockIdx.x; o < n_out; o += gridDim.x) {
     int64_t base;
     kept.offsets(o, &base);
-    T acc = init;
-    for (int64_t j = threadIdx.x; j < n_red; j += blockDim.x) {
-      int64_t off;
-      red.offsets(j, &off);
-      T v = load<T>(dtx, x, base + off);
-      if constexpr (std::is_same_v<T, double>)
-        acc = red_combine(r, acc, v);
-      else
-        acc = red_combine_int(r, acc, v);
-    }
-    if constexpr (std::is_same_v<T, double>)
-      acc = block_reduce(acc, [r](double a, double b) { return red_combine(r, a, b); });
-    else
-      acc = block_reduce(acc, [r](int64_t a, int64_t b) { return red_combine_int(r, a, b); });
-    if (threadIdx.x == 0) {
-      if constexpr (std::is_same_v<T, double>) {
-        if (r == kMean) acc = n_red ? acc / static_cast<double>(n_red) : NAN;
-      }
-      store(dto, out, o, acc);
-    }
+    T acc = reduce_range(x, dtx, r, base, 0, n_red, red, init);
+    if (threadIdx.x == 0) store(dto, out, o, finish(r, acc, n_red));
   }
 }
 
@@ -95,20 +107,7 @@ __global__ void reduce_partial_kernel(const void* x, int dtx, T* partial, int r,
   int64_t end = begin + chunk < n_red ? begin + chunk : n_red;
   int64_t base;
   kept.offsets(o, &base);
-  T acc = init;
-  for (int64_t j = begin + threadIdx.x; j < end; j += blockDim.x) {
-    int64_t off;
-    red.offsets(j, &off);
-    T v = load<T>(dtx, x, base + off);
-    if constexpr (std::is_same_v<T, double>)
-      acc = red_combine(r, acc, v);
-    else
-      acc = red_combine_int(r, acc, v);
-  }
-  if constexpr (std::is_same_v<T, double>)
-    acc = block_reduce(acc, [r](double a, double b) { return red_combine(r, a, b); });
-  else
-    acc = block_reduce(acc, [r](int64_t a, int64_t b) { return red_combine_int(r, a, b); });
+  T acc = reduce_range(x, dtx, r, base, begin, end, red, init);
   if (threadIdx.x == 0) partial[blockIdx.x] = acc;
 }
 
@@ -116,23 +115,10 @@ template <class T>
 __global__ void reduce_finish_kernel(const T* partial, int parts, void* out, int dto, int r,
                                      int64_t n_red, T init) {
   T acc = init;
-  for (int j = threadIdx.x; j < parts; j += blockDim.x) {
-    T v = partial[static_cast<int64_t>(blockIdx.x) * parts + j];
-    if constexpr (std::is_same_v<T, double>)
-      acc = red_combine(r, acc, v);
-    else
-      acc = red_combine_int(r, acc, v);
-  }
-  if constexpr (std::is_same_v<T, double>)
-    acc = block_reduce(acc, [r](double a, double b) { return red_combine(r, a, b); });
-  else
-    acc = block_reduce(acc, [r](int64_t a, int64_t b) { return red_combine_int(r, a, b); });
-  if (threadIdx.x == 0) {
-    if constexpr (std::is_same_v<T, double>) {
-      if (r == kMean) acc = n_red ? acc / static_cast<double>(n_red) : NAN;
-    }
-    store(dto, out, blockIdx.x, acc);
-  }
+  for (int j = threadIdx.x; j < parts; j += blockDim.x)
+    acc = combine(r, acc, partial[static_cast<int64_t>(blockIdx.x) * parts + j]);
+  acc = block_reduce(acc, [r](T a, T b) { return combine(r, a, b); });
+  if (threadIdx.x == 0) store(dto, out, blockIdx.x, finish(r, acc, n_red));
 }
 
 struct Split {

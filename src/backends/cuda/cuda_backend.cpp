@@ -199,6 +199,7 @@ class CudaBackend final : public Backend {
       register_fft(k);
       register_spectral(k);
       register_conv(k);
+      register_sampling(k);
       register_stitched(k);  // generated per program (stitched.h)
       return k;
     }();

@@ -76,5 +76,7 @@ void register_complex(KernelTable& t);
 void register_fft(KernelTable& t);
 void register_spectral(KernelTable& t);
 void register_conv(KernelTable& t);
+// sample (sampling.cu): top-k / top-p sampling, one block per row.
+void register_sampling(KernelTable& t);
 
 }  // namespace loom::backends::cuda

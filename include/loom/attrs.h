@@ -93,6 +93,13 @@ struct ArgReduceAttrs {
   bool keepdims = false;
   LOOM_FIELDS(axis, keepdims)
 };
+// sample: temperature / top-k / top-p sampling of the last axis (ops.h `sample`).
+struct SampleAttrs {
+  double temperature = 1;  // > 0
+  int64_t top_k = 0;       // 0: every logit; else the k largest (ties: lower index first)
+  double top_p = 1;        // in (0, 1]: the smallest most-probable prefix of at least this mass
+  LOOM_FIELDS(temperature, top_k, top_p)
+};
 struct AxisAttrs {  // softmax, log_softmax
   int64_t axis = -1;
   LOOM_FIELDS(axis)

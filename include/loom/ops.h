@@ -71,6 +71,22 @@ Tensor prod(const Tensor& x, std::vector<int64_t> axes = {}, bool keepdims = fal
 Tensor argmax(const Tensor& x, int64_t axis, bool keepdims = false);
 Tensor argmin(const Tensor& x, int64_t axis, bool keepdims = false);
 
+// --- sampling -----------------------------------------------------------------------------------
+// One token id (i32) per row of `logits` [..., V] (f32 / f16 / bf16), the last axis removed, drawn
+// as LLM generation does: keep the top_k largest logits (0: all; ties: lower index first), divide
+// by `temperature`, softmax over them, keep the smallest prefix in descending probability order
+// (ties: lower index first) whose mass reaches top_p (at least one; top_p = 1 keeps all),
+// renormalise and pick with one uniform u in [0, 1) per row:
+//   u = (splitmix64(seed ^ (row * 0x9E3779B97F4A7C15)) >> 11) * 2^-53
+// (row: the flat index of the row; splitmix64 as in Vigna's reference), the pick being the first
+// candidate whose cumulative mass exceeds u times the kept mass. `seed` is a scalar i64 tensor, so
+// a prepared run feeds a new value per step without recompiling. Every backend computes the same
+// u, and the probabilities in double, so all pick the same token unless u falls within rounding
+// of a bucket boundary. The CUDA kernel is fast for top_k <= 1024 (ops/sampling.h, sampling.cu). NaN
+// logits count as -inf; when the largest kept logit is not finite the pick is the first candidate.
+// Errors: temperature <= 0, top_k < 0, top_p outside (0, 1], other dtypes, V == 0.
+Tensor sample(const Tensor& logits, const Tensor& seed, SampleAttrs options = {});
+
 // --- normalization ----------------------------------------------------------------------------
 Tensor softmax(const Tensor& x, int64_t axis = -1);
 Tensor log_softmax(const Tensor& x, int64_t axis = -1);

@@ -70,6 +70,7 @@ OpRegistry::OpRegistry() {
   register_call_ops(*this);
   register_conv_ops(*this);
   register_stitched_ops(*this);
+  register_sampling_ops(*this);
   for (const auto& i : ops_)
     LOOM_CHECK(i.infer, "[registry] op '", i.name, "' has no type inference registered");
 }

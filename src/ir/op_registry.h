@@ -107,5 +107,6 @@ void register_fft_ops(OpRegistry& r);
 void register_call_ops(OpRegistry& r);
 void register_conv_ops(OpRegistry& r);
 void register_stitched_ops(OpRegistry& r);
+void register_sampling_ops(OpRegistry& r);
 
 }  // namespace loom::ir

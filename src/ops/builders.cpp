@@ -170,6 +170,9 @@ LOOM_REDUCE(mean, reduce_mean) LOOM_REDUCE(max, reduce_max) LOOM_REDUCE(min, red
 Tensor argmin(const Tensor& x, int64_t axis, bool keepdims) {
   return make(op::argmin, {x}, make_attrs(ArgReduceAttrs{axis, keepdims}));
 }
+Tensor sample(const Tensor& logits, const Tensor& seed, SampleAttrs o) {
+  return make(op::sample, {logits, seed}, make_attrs(o));
+}
 Tensor softmax(const Tensor& x, int64_t axis) {
   return make(op::softmax, {x}, make_attrs(AxisAttrs{axis}));
 }

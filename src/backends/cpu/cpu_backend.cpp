@@ -31,6 +31,7 @@ const KernelTable& cpu_kernels() {
     cpu::register_fft(t);
     cpu::register_conv(t);
     cpu::register_stitched(t);
+    cpu::register_sampling(t);
     return t;
   }();
   return table;

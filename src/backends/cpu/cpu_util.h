@@ -141,6 +141,7 @@ void register_quantization(KernelTable& t);
 void register_fft(KernelTable& t);
 void register_conv(KernelTable& t);  // after register_elementwise: wraps its complex-capable ops
 void register_stitched(KernelTable& t);
+void register_sampling(KernelTable& t);
 // The CPU kernel of one stitched node, its program parsed once (CpuBackend::specialize).
 KernelFn make_stitched_kernel(const ir::Node& node);
 // One elementwise op over n f32 values (bool as 0/1, casts round to `out`): the stitched kernel's

@@ -65,5 +65,6 @@ void register_quantization(KernelTable& t);
 void register_fft(KernelTable& t);
 void register_conv(KernelTable& t);  // after register_elementwise: wraps its complex-capable ops
 void register_stitched(KernelTable& t);
+void register_sampling(KernelTable& t);
 
 }  // namespace loom::backends::ref

@@ -15,6 +15,7 @@ const KernelTable& reference_kernels() {
     ref::register_fft(t);
     ref::register_conv(t);
     ref::register_stitched(t);
+    ref::register_sampling(t);
     return t;
   }();
   return table;

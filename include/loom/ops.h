@@ -82,8 +82,8 @@ Tensor argmin(const Tensor& x, int64_t axis, bool keepdims = false);
 // candidate whose cumulative mass exceeds u times the kept mass. `seed` is a scalar i64 tensor, so
 // a prepared run feeds a new value per step without recompiling. Every backend computes the same
 // u, and the probabilities in double, so all pick the same token unless u falls within rounding
-// of a bucket boundary. The CUDA kernel is fast for top_k <= 1024 (ops/sampling.h, sampling.cu). NaN
-// logits count as -inf; when the largest kept logit is not finite the pick is the first candidate.
+// of a bucket boundary. The CUDA kernel is fast for top_k <= 1024 (sampling.cu). NaN logits count
+// as -inf; when the largest kept logit is not finite the pick is the first candidate.
 // Errors: temperature <= 0, top_k < 0, top_p outside (0, 1], other dtypes, V == 0.
 Tensor sample(const Tensor& logits, const Tensor& seed, SampleAttrs options = {});
 

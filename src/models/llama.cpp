@@ -7,6 +7,8 @@
 #include <random>
 #include <sstream>
 
+#include "ops/sampling.h"
+
 namespace loom::models {
 namespace {
 
@@ -188,11 +190,21 @@ LlamaModel LlamaModel::load(const std::string& path, const LlamaOptions& options
   Tensor logits = Builder::linear(last_h, head);
   // Greedy decoding needs only this (8 bytes back from a GPU instead of the logits).
   Tensor next_token = argmax(logits, 2);
+  std::vector<Tensor> outputs{logits, next_token};
+  // Temperature sampling on the device too (4 bytes back), seeded per step through an input.
+  if (options.sampling.temperature > 0) {
+    m.sampler_ = options.sampling;
+    auto seed = g.placeholder({}, i64, "seed");
+    outputs.push_back(sample(logits, seed,
+                             {.temperature = options.sampling.temperature,
+                              .top_k = options.sampling.top_k,
+                              .top_p = options.sampling.top_p}));
+  }
   CompileOptions opt;
   opt.device = options.device;
   opt.num_threads = options.num_threads;
   opt.profile = options.profile;
-  m.exe_ = g.compile({logits, next_token}, opt);
+  m.exe_ = g.compile(outputs, opt);
   bool on_gpu = options.device.kind == Device::Kind::cuda;
   m.use_prepared_ = options.lora_targets.empty() &&  // call sites plan per run
                     (options.prepared_decode > 0 || (options.prepared_decode < 0 && on_gpu));
@@ -263,7 +275,8 @@ void LlamaModel::unbind_adapters() {
   for (const auto& site : lora_sites_) exe_.unbind(site.symbol);
 }
 
-std::vector<NDArray> LlamaModel::run_tokens(const std::vector<int32_t>& tokens, int64_t position) {
+std::vector<NDArray> LlamaModel::run_tokens(const std::vector<int32_t>& tokens, int64_t position,
+                                            int64_t seed) {
   auto n = static_cast<int64_t>(tokens.size());
   LOOM_CHECK(n > 0, "[llama] forward needs at least one token");
   LOOM_CHECK(position >= 0 && position + n <= max_context_, "[llama] positions ", position, "..",
@@ -278,6 +291,8 @@ std::vector<NDArray> LlamaModel::run_tokens(const std::vector<int32_t>& tokens, 
                  {"cache_at", NDArray::from_vector<int64_t>({0, 0, position, 0}, {4})},
                  {"kv_len", NDArray::from_vector<int64_t>({position + n}, {})},
                  {"last", NDArray::from_vector<int64_t>({0, n - 1, 0}, {3})}};
+  if (sampler_.temperature > 0)
+    feeds.emplace_back("seed", NDArray::from_vector<int64_t>({seed}, {}));
   if (n > 1 || !use_prepared_) return exe_.run(feeds);  // host outputs
   // A decode step: one upload of the step's values, the prepared (captured) run, device outputs.
   if (!decode_.valid()) {
@@ -300,6 +315,19 @@ NDArray LlamaModel::forward(const std::vector<int32_t>& tokens, int64_t position
 int32_t LlamaModel::forward_greedy(const std::vector<int32_t>& tokens, int64_t position) {
   NDArray next = to_host(run_tokens(tokens, position)[1]);
   return static_cast<int32_t>(next.data_as<int64_t>()[0]);
+}
+
+int32_t LlamaModel::forward_sample(const std::vector<int32_t>& tokens, int64_t position,
+                                   uint64_t step, uint64_t seed) {
+  LOOM_CHECK(sampler_.temperature > 0,
+             "[llama] forward_sample needs a model loaded with LlamaOptions::sampling");
+  NDArray next = to_host(run_tokens(tokens, position, sample_seed(seed, step))[2]);
+  return next.data_as<int32_t>()[0];
+}
+
+bool LlamaModel::samples_on_device(const SamplingOptions& o) const {
+  return sampler_.temperature > 0 && o.temperature == sampler_.temperature &&
+         o.top_k == sampler_.top_k && o.top_p == sampler_.top_p;
 }
 
 void LlamaModel::set_cuda_graph(bool on) {
@@ -327,32 +355,18 @@ std::string LlamaModel::summary() const {
   return os.str();
 }
 
+int64_t sample_seed(uint64_t seed, uint64_t step) {
+  return static_cast<int64_t>(sampling::splitmix64(seed ^ sampling::splitmix64(step)));
+}
+
 int32_t sample(const NDArray& logits, const SamplingOptions& o, uint64_t step) {
   const float* p = logits.data_as<float>();
   int64_t n = logits.numel();
   if (o.temperature <= 0) return static_cast<int32_t>(std::max_element(p, p + n) - p);
-  std::vector<std::pair<float, int32_t>> c(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i)
-    c[static_cast<size_t>(i)] = {p[i] / o.temperature, static_cast<int32_t>(i)};
-  size_t k = o.top_k > 0 ? std::min<size_t>(static_cast<size_t>(o.top_k), c.size()) : c.size();
-  std::partial_sort(c.begin(), c.begin() + static_cast<long>(k), c.end(),
-                    [](auto& a, auto& b) { return a.first > b.first; });
-  c.resize(k);
-  double mx = c[0].first, sum = 0;
-  std::vector<double> w(k);
-  for (size_t i = 0; i < k; ++i) sum += (w[i] = std::exp(c[i].first - mx));
-  double cum = 0;
-  size_t keep = k;
-  for (size_t i = 0; i < k; ++i) {
-    cum += w[i] / sum;
-    if (cum >= o.top_p) {
-      keep = i + 1;
-      break;
-    }
-  }
-  std::mt19937_64 rng(o.seed * 1000003 + step);
-  std::discrete_distribution<size_t> dist(w.begin(), w.begin() + static_cast<long>(keep));
-  return c[dist(rng)].second;
+  sampling::RowScratch scratch;
+  double u = sampling::uniform(static_cast<uint64_t>(sample_seed(o.seed, step)), 0);
+  return static_cast<int32_t>(sampling::sample_row(
+      p, n, {.temperature = o.temperature, .top_k = o.top_k, .top_p = o.top_p}, u, scratch));
 }
 
 std::string generate(LlamaModel& model, const std::string& prompt, const GenerateOptions& o,
@@ -365,18 +379,22 @@ std::string generate(LlamaModel& model, const std::string& prompt, const Generat
   GenerateStats s;
   s.prompt_tokens = static_cast<int64_t>(ids.size());
   auto t0 = std::chrono::steady_clock::now();
-  // Greedy: only the chosen token comes back from the device; sampling needs the logits.
+  // Greedy, or sampling with the options the model was loaded with: only the chosen token comes
+  // back from the device. Other sampling options need the logits (host sample(), same rules).
   bool greedy = o.sampling.temperature <= 0;
+  bool on_device = !greedy && model.samples_on_device(o.sampling);
   NDArray logits;
-  int32_t next = greedy ? model.forward_greedy(ids, 0) : -1;
-  if (!greedy) logits = model.forward(ids, 0);
+  int32_t next = greedy      ? model.forward_greedy(ids, 0)
+                 : on_device ? model.forward_sample(ids, 0, 0, o.sampling.seed)
+                             : -1;
+  if (!greedy && !on_device) logits = model.forward(ids, 0);
   auto t1 = std::chrono::steady_clock::now();
   s.prefill_seconds = std::chrono::duration<double>(t1 - t0).count();
   std::string out;
   std::vector<int32_t> generated;
   int64_t position = static_cast<int64_t>(ids.size());
   for (int i = 0; i < o.max_new_tokens; ++i) {
-    if (!greedy) next = sample(logits, o.sampling, static_cast<uint64_t>(i));
+    if (!greedy && !on_device) next = sample(logits, o.sampling, static_cast<uint64_t>(i));
     if (!o.ignore_eos && tok.is_end_of_generation(next)) break;
     generated.push_back(next);
     std::string piece = tok.token_to_piece(next);
@@ -385,6 +403,9 @@ std::string generate(LlamaModel& model, const std::string& prompt, const Generat
     if (position + 1 > model.max_context() || i + 1 == o.max_new_tokens) break;
     if (greedy)
       next = model.forward_greedy({next}, position++);
+    else if (on_device)
+      next =
+          model.forward_sample({next}, position++, static_cast<uint64_t>(i) + 1, o.sampling.seed);
     else
       logits = model.forward({next}, position++);
   }

@@ -16,6 +16,13 @@
 
 namespace loom::models {
 
+struct SamplingOptions {
+  float temperature = 0;  // 0: greedy
+  int top_k = 40;         // 0: every token
+  float top_p = 0.95f;
+  uint64_t seed = 0;
+};
+
 struct LlamaConfig {
   int64_t n_layers = 0, d_model = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0, d_ff = 0;
   int64_t vocab = 0, context_length = 0;
@@ -38,6 +45,10 @@ struct LlamaOptions {
   int prepared_decode = -1;
   // With a prepared decode on CUDA: capture the step as a CUDA graph and replay it.
   bool cuda_graph = true;
+  // temperature > 0: the graph also samples the next token with these temperature / top_k /
+  // top_p (op `sample`, seeded per step through an input), so generation with the same values
+  // runs sampling on the device (inside the captured decode step) and reads back 4 bytes.
+  SamplingOptions sampling;
 };
 
 // A set of adapters: an executable per LoRA call symbol ("blk.3.attn_q.lora").
@@ -65,6 +76,13 @@ class LlamaModel {
   // As forward, but returns only the greedy next token, computed on the model's device (a GPU
   // sends back 8 bytes instead of the logits).
   int32_t forward_greedy(const std::vector<int32_t>& tokens, int64_t position);
+  // As forward, but returns the token sampled on the model's device with the options it was
+  // loaded with (LlamaOptions::sampling) and the seed of `step` (sample_seed): equal to
+  // sample(forward(...), options, step) up to rounding at a bucket boundary.
+  int32_t forward_sample(const std::vector<int32_t>& tokens, int64_t position, uint64_t step,
+                         uint64_t seed);
+  // Whether forward_sample can serve these options (same temperature, top_k, top_p).
+  bool samples_on_device(const SamplingOptions& o) const;
   // Switches the CUDA graph of decode steps on or off (the next step prepares again).
   void set_cuda_graph(bool on);
   // How decode steps run: "exe.run", or the prepared run's status ("captured: N graph nodes").
@@ -100,21 +118,20 @@ class LlamaModel {
   std::shared_ptr<Tokenizer> tokenizer_;
   Executable exe_;
   bool use_prepared_ = false, cuda_graph_ = true;
-  PreparedRun decode_;  // one-token steps, made at the first one
+  PreparedRun decode_;       // one-token steps, made at the first one
+  SamplingOptions sampler_;  // compiled into the graph when temperature > 0
   // Runs one token through decode_; outputs stay on the device.
   const std::vector<NDArray>& decode_step(int32_t token, int64_t position);
-  std::vector<NDArray> run_tokens(const std::vector<int32_t>& tokens, int64_t position);
+  std::vector<NDArray> run_tokens(const std::vector<int32_t>& tokens, int64_t position,
+                                  int64_t seed = 0);
   std::vector<LoraSite> lora_sites_;
   CompileOptions adapter_options_;  // the model's device and threads
 };
 
-struct SamplingOptions {
-  float temperature = 0;  // 0: greedy
-  int top_k = 40;
-  float top_p = 0.95f;
-  uint64_t seed = 0;
-};
-// Picks the next token from logits.
+// The `sample` op's seed for generation step `step` (0: the token after the prompt).
+int64_t sample_seed(uint64_t seed, uint64_t step);
+// Picks the next token from f32 logits on the host: argmax at temperature 0, else exactly what the
+// `sample` op's CPU kernel picks with seed sample_seed(options.seed, step) (ops/sampling.h).
 int32_t sample(const NDArray& logits, const SamplingOptions& options, uint64_t step);
 
 struct GenerateOptions {

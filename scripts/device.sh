@@ -43,6 +43,12 @@ gtest harness op_cases_test --gtest_filter='*CudaMatchesCpu*'
 echo "op cases skipped for a missing CUDA kernel:" \
   "$(grep -c 'has no kernel on cuda' "$OUT/harness.log")" | tee -a "$SUMMARY"
 gtest runtime cuda_runtime_test
+# cuDNN, dlopen'ed by sdpa's fused-attention path: the image's pip nvidia-cudnn-cu13.
+CUDNN_DIR=$(python3 -c "import nvidia.cudnn as c; print(list(c.__path__)[0] + '/lib')" 2>/dev/null)
+[ -f "$CUDNN_DIR/libcudnn.so.9" ] || CUDNN_DIR=$(find / \( -path /proc -o -path /sys \) -prune -o \
+  -name libcudnn.so.9 -path '*-packages/*' -print 2>/dev/null | head -1 | xargs -r dirname)
+[ -n "$CUDNN_DIR" ] && export LD_LIBRARY_PATH=$CUDNN_DIR:${LD_LIBRARY_PATH:-}
+echo "cudnn: ${CUDNN_DIR:-not found (sdpa runs without cuDNN)}" | tee -a "$SUMMARY"
 gtest fft cuda_fft_test
 gtest attention cuda_attention_test
 gtest quant cuda_quant_test

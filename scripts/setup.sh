@@ -34,4 +34,7 @@ python3 -c "import onnxruntime" 2>/dev/null || $PIP install "${PIP_FLAGS[@]}" on
 # loom view's browser test (tests/viewer/browser_test.py): PyPI `playwright` drives Debian's
 # `chromium` through its executable path (no browser download).
 python3 -c "import playwright" 2>/dev/null || $PIP install "${PIP_FLAGS[@]}" playwright
+# cudnn-frontend: the header-only C++ API of cuDNN's fused attention (CUDA sdpa); --no-deps: its
+# Python dependencies (CUTLASS DSL, hundreds of MB) are not needed for the headers.
+python3 -c "import cudnn" 2>/dev/null || $PIP install "${PIP_FLAGS[@]}" --no-deps nvidia-cudnn-frontend
 echo "setup: dependencies ready"

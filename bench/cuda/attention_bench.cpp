@@ -1,6 +1,8 @@
 // CUDA sdpa (issue 10): flash prefill and split-KV decode, timed with CUDA events on random
-// inputs (never zeros). Prefill: every flash tile configuration plus the default, median of
-// event-bracketed launches after warm-up, TFLOP/s = 4*B*H*S*S*D (halved when causal) / time.
+// inputs (never zeros). Prefill: the default dispatch (cuDNN's fused attention where it loads),
+// the cuDNN path forced ("cudnn"), Loom's flash kernel with its default tile ("flash default") and
+// every flash tile configuration, median of event-bracketed launches after warm-up,
+// TFLOP/s = 4*B*H*S*S*D (halved when causal) / time.
 // Decode: a CUDA graph of many launches replayed (no launch gaps), the K/V read from a rotation
 // of buffer sets larger than the L2 ("cold", as in a real model where each layer's cache is read
 // once per token) and from one set ("hot", the L2-resident figure PyTorch's peer script measured).
@@ -16,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "backends/cuda/attention_cudnn.h"
 #include "backends/cuda/attention_kernels.h"
 #include "backends/cuda/cuda_common.h"
 #include "loom/loom.h"
@@ -132,8 +135,23 @@ void prefill(int64_t B, int64_t H, int64_t S, int64_t D, DType t, bool baseline)
     };
     double us = run(a);
     row("prefill", shape, t, causal, "default", us, flops / us / 1e6);
+    // cuDNN forced (no silent fallback: the first launch must succeed), its plan built before.
+    std::string why;
+    if (!cu::attn::cudnn_launch(a, cu::stream(0), 0, &why)) {
+      std::printf("prefill  %-34s cudnn n/a: %s\n", shape, why.c_str());
+    } else {
+      double u = time_events([&] { cu::attn::cudnn_launch(a, cu::stream(0), 0); }, 3, iters);
+      row("prefill", shape, t, causal, "cudnn", u, flops / u / 1e6);
+    }
+    {
+      cu::SdpaLaunch x = a;
+      x.allow_cudnn = false;
+      double u = run(x);
+      row("prefill", shape, t, causal, "flash default", u, flops / u / 1e6);
+    }
     for (int var = 0; var < cu::sdpa_flash_variants(D); ++var) {
       cu::SdpaLaunch x = a;
+      x.allow_cudnn = false;
       x.flash_variant = var;
       double u = run(x);
       row("prefill", shape, t, causal,

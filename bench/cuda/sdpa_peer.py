@@ -5,7 +5,8 @@ usage: python3 bench/cuda/sdpa_peer.py attention_loom.csv [out.json]
 Measures torch.nn.functional.scaled_dot_product_attention with each backend (flash, efficient,
 cudnn, math where it applies) on the shapes attention_bench timed, plus the two ceilings (a 1 GiB
 device copy, an 8192^3 fp16 GEMM), then prints one table: shape, Loom us, TFLOP/s (prefill) or
-GB/s (decode), PyTorch best us and backend, ratio (torch / Loom: >1 means Loom is faster), floor.
+GB/s (decode), Loom's best flash tile and its cuDNN path (prefill), PyTorch best us and backend,
+ratio (torch / Loom default: >1 means Loom is faster), floor.
 Prefill is timed like attention_bench (median of event-bracketed calls after warm-up). Decode is
 timed both eagerly (as ../shared/peers measured it: includes PyTorch's per-call host overhead)
 and as a replayed CUDA graph (GPU time only); like Loom's, 'cold' rotates K/V buffer sets larger
@@ -151,6 +152,7 @@ def main():
         if kind == "prefill":
             dflt = next(r for r in mine if r["what"] == "default")
             best = min((r for r in mine if r["what"].startswith("v")), key=lambda r: float(r["us"]))
+            cud = next((r for r in mine if r["what"] == "cudnn"), None)
             nums = {k: v for k, v in peer.items() if isinstance(v, float)}
             pk = min(nums, key=nums.get) if nums else None
             flops = 4 * p["B"] * p["H"] * p["S"] ** 2 * p["D"] * (0.5 if causal == "1" else 1)
@@ -158,6 +160,7 @@ def main():
             us = float(dflt["us"])
             table.append([kind, shape, dtype, "causal" if causal == "1" else "", f"{us:.1f}",
                           f"{flops / us / 1e6:.0f} TF/s", f"{best['what'][:2]} {float(best['us']):.1f}",
+                          f"{float(cud['us']):.1f}" if cud else "n/a",
                           f"{nums[pk]:.1f} ({pk})" if pk else "n/a",
                           f"{nums[pk] / us:.2f}" if pk else "", f"{floor:.1f}"])
             extra = {"loom_best_variant": best["what"], "loom_best_us": float(best["us"])}
@@ -170,7 +173,7 @@ def main():
             pk = min(coldp, key=coldp.get) if coldp else None
             us = float(cold["us"])
             table.append([kind, shape, dtype, "", f"{us:.1f} (hot {float(hot['us']):.1f})",
-                          f"{kv_bytes / us / 1e3:.0f} GB/s", "",
+                          f"{kv_bytes / us / 1e3:.0f} GB/s", "", "",
                           f"{coldp[pk]:.1f} ({pk.replace(' graph cold', '')}; eager {peer['default eager hot']:.1f})" if pk else "n/a",
                           f"{coldp[pk] / us:.2f}" if pk else "", f"{floor:.1f}"])
             extra = {}
@@ -178,7 +181,8 @@ def main():
                                "loom": {r["what"]: float(r["us"]) for r in mine}, "torch_us": peer, **extra})
     if out_json:
         json.dump(result, open(out_json, "w"), indent=1)
-    hdr = ["kind", "shape", "dtype", "", "Loom us", "rate", "best var us", "PyTorch best us", "ratio", "floor us"]
+    hdr = ["kind", "shape", "dtype", "", "Loom us", "rate", "best var us", "cudnn us", "PyTorch best us", "ratio",
+           "floor us"]
     w = [max(len(str(x[i])) for x in table + [hdr]) for i in range(len(hdr))]
     print()
     for t in [hdr] + table:

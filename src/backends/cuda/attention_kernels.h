@@ -1,8 +1,10 @@
 // The CUDA sdpa kernels behind one raw-pointer entry point (issue 10): the op's kernel, the
 // tests and the benchmark all call sdpa_launch, so what is tested and timed is what runs.
-// Paths: `flash` (FlashAttention-2 style on the tensor cores: f16/bf16 prefill, D 64/128),
-// `decode` (split-KV flash-decoding: Lq <= 8, f16/bf16/f32 K/V, D 64/128/256) and `fallback`
-// (one block per query row: every other case the op allows). Host-only header.
+// Paths: `cudnn` (cuDNN's fused flash attention, attention_cudnn.cpp: f16/bf16 prefill without
+// mask or kv_len, D 64/128/256, when libcudnn.so.9 loads at run time), `flash` (FlashAttention-2
+// style on the tensor cores: f16/bf16 prefill, D 64/128), `decode` (split-KV flash-decoding:
+// Lq <= 8, f16/bf16/f32 K/V, D 64/128/256) and `fallback` (one block per query row: every other
+// case the op allows). Host-only header.
 #pragma once
 #include <cuda_runtime_api.h>
 
@@ -27,17 +29,21 @@ struct SdpaLaunch {
   DType kv_len_dtype = DType::i64;
   float scale = 1.0f;
   bool causal = false;
-  // Test and tuning knobs: the flash tile configuration (-1: chosen by shape) and the decode
-  // split size in keys (0: chosen by shape).
+  // Test and tuning knobs: the flash tile configuration (-1: chosen by shape; >= 0 asks for the
+  // flash kernel, so it also turns the cuDNN path off) and the decode split size in keys (0:
+  // chosen by shape).
   int flash_variant = -1;
   int decode_split_keys = 0;
-  bool allow_fast = true;  // false: always the fallback kernel (the before/after baseline)
+  bool allow_fast = true;   // false: always the fallback kernel (the before/after baseline)
+  bool allow_cudnn = true;  // false: never cuDNN (Loom's own kernels); also LOOM_SDPA_CUDNN=0
 };
 
-enum class SdpaPath { kFallback, kFlash, kDecode };
+enum class SdpaPath { kFallback, kFlash, kDecode, kCudnn };
 const char* sdpa_path_name(SdpaPath p);
 
-// The path sdpa_launch takes for these arguments (pure function of shapes, dtypes, alignment).
+// The path sdpa_launch takes for these arguments (pure function of shapes, dtypes, alignment and
+// of whether cuDNN could be loaded, probed once per process). When cuDNN then fails to build or
+// run a shape, sdpa_launch runs the flash kernel (or the fallback) instead and remembers it.
 SdpaPath sdpa_path(const SdpaLaunch& a);
 // Number of flash tile configurations for head dim d (variants 0..n-1).
 int sdpa_flash_variants(int64_t d);

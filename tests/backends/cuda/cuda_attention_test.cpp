@@ -4,16 +4,21 @@
 // read on the device, lengths that are not multiples of the tiles. Each case runs through a
 // compiled graph (the op's dispatch) and through sdpa_launch with every flash tile configuration
 // or several forced split sizes, into an output poisoned with NaN (every element must be
-// written). Skips cleanly without a GPU.
+// written). The cuDNN path (attention_cudnn.cpp) has its own cases: forced through cudnn_launch,
+// checked against the reference and against Loom's flash kernel on the same inputs (skipped when
+// libcudnn.so.9 cannot be loaded). Skips cleanly without a GPU.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "backends/cuda/attention_cudnn.h"
 #include "backends/cuda/attention_kernels.h"
 #include "backends/cuda/cuda_common.h"
+#include "backends/cuda/cuda_graph.h"
 #include "loom/loom.h"
 
 namespace loom {
@@ -40,9 +45,14 @@ struct Case {
   int64_t B, Hq, Hkv, Lq, Lk, D;
   bool causal;
   MaskKind mask;
-  int64_t kv_len;  // -1: no kv_len input
-  SdpaPath path;   // the path the dispatch must take
+  int64_t kv_len;    // -1: no kv_len input
+  SdpaPath path;     // the path the dispatch must take
+  double scale = 0;  // 0: 1/sqrt(D)
 };
+
+double scale_of(const Case& c) {
+  return c.scale > 0 ? c.scale : 1.0 / std::sqrt(static_cast<double>(c.D));
+}
 
 struct Inputs {
   NDArray q, k, v, mask, kv_len;
@@ -102,7 +112,7 @@ std::vector<double> reference(const Case& c, const Inputs& in) {
   std::vector<double> m = c.mask != kNoMask ? in.mask.to_doubles() : std::vector<double>{};
   Shape ms = mask_shape(c);
   const int64_t n = c.kv_len >= 0 ? c.kv_len : c.Lk, group = c.Hq / c.Hkv;
-  const double scale = 1.0 / std::sqrt(static_cast<double>(c.D));
+  const double scale = scale_of(c);
   std::vector<double> out(static_cast<size_t>(c.B * c.Hq * c.Lq * c.D), 0.0), s(c.Lk);
   std::vector<char> keep(c.Lk);
   for (int64_t b = 0; b < c.B; ++b)
@@ -173,8 +183,9 @@ SdpaLaunch launch_args(const Case& c, const Inputs& dev, NDArray& out) {
   a.q = dev.q.data(), a.k = dev.k.data(), a.v = dev.v.data(), a.out = out.data();
   a.q_dtype = c.qt, a.kv_dtype = c.kvt, a.out_dtype = c.qt;
   a.B = c.B, a.Hq = c.Hq, a.Hkv = c.Hkv, a.Lq = c.Lq, a.Lk = c.Lk, a.D = c.D, a.Dv = c.D;
-  a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.D)));
+  a.scale = static_cast<float>(scale_of(c));
   a.causal = c.causal;
+  a.allow_cudnn = c.path == SdpaPath::kCudnn;  // the other cases test Loom's own kernels
   if (c.mask != kNoMask) {
     a.mask = dev.mask.data();
     a.mask_dtype = dev.mask.dtype();
@@ -234,9 +245,7 @@ const std::vector<Case>& cases() {
 class CudaSdpa : public ::testing::TestWithParam<size_t> {};
 
 // Through a compiled graph: the op's own dispatch, inputs and output on the device.
-TEST_P(CudaSdpa, GraphMatchesReference) {
-  REQUIRE_GPU();
-  const Case& c = cases()[GetParam()];
+void graph_matches_reference(const Case& c) {
   uint64_t seed = std::random_device{}();
   Inputs in = make_inputs(c, seed);
   Graph g;
@@ -245,6 +254,7 @@ TEST_P(CudaSdpa, GraphMatchesReference) {
   auto v = g.placeholder(in.v.shape(), c.kvt, "v");
   SdpaOptions o;
   o.causal = c.causal;
+  o.scale = c.scale;
   Feeds feeds{{"q", to_device(in.q, Device::cuda(0))},
               {"k", to_device(in.k, Device::cuda(0))},
               {"v", to_device(in.v, Device::cuda(0))}};
@@ -264,6 +274,11 @@ TEST_P(CudaSdpa, GraphMatchesReference) {
   double err = rel_error(gv, want);
   EXPECT_LT(err, tolerance(c.qt == f32 ? c.kvt : c.qt)) << c.name << " (seed " << seed << ")";
   expect_masked_rows_zero(c, gv, want);
+}
+
+TEST_P(CudaSdpa, GraphMatchesReference) {
+  REQUIRE_GPU();
+  graph_matches_reference(cases()[GetParam()]);
 }
 
 // Through sdpa_launch: the expected path, every flash tile configuration or several split sizes,
@@ -311,6 +326,186 @@ INSTANTIATE_TEST_SUITE_P(Cases, CudaSdpa, ::testing::Range<size_t>(0, cases().si
                          [](const ::testing::TestParamInfo<size_t>& i) {
                            return cases()[i.param].name;
                          });
+
+// ---- cuDNN's fused attention (attention_cudnn.cpp) ----
+
+#define REQUIRE_CUDNN()             \
+  REQUIRE_GPU();                    \
+  if (!cu::attn::cudnn_available()) \
+  GTEST_SKIP() << "cuDNN not loadable: " << cu::attn::cudnn_unavailable_reason()
+
+// Every case is one the dispatch sends to cuDNN: f16/bf16, D 64/128 (and 256), causal or not,
+// Lq == Lk and Lq < Lk (causal aligned bottom-right), GQA, B 2, lengths that are no multiple of a
+// tile, and an explicit scale.
+const std::vector<Case>& cudnn_cases() {
+  constexpr auto P = SdpaPath::kCudnn;
+  static const std::vector<Case> c = {
+      {"f16_d128_gqa", f16, f16, 2, 8, 2, 300, 300, 128, false, kNoMask, -1, P},
+      {"f16_d128_gqa_causal", f16, f16, 2, 8, 2, 300, 300, 128, true, kNoMask, -1, P},
+      {"bf16_d128_causal_offset", bf16, bf16, 2, 8, 2, 77, 300, 128, true, kNoMask, -1, P},
+      {"f16_d64_causal_offset", f16, f16, 2, 8, 2, 77, 300, 64, true, kNoMask, -1, P},
+      {"bf16_d64_gqa", bf16, bf16, 2, 8, 2, 77, 77, 64, false, kNoMask, -1, P},
+      {"bf16_d64_causal_mha", bf16, bf16, 2, 4, 4, 300, 300, 64, true, kNoMask, -1, P},
+      {"f16_d128_lq_lt_lk", f16, f16, 2, 8, 2, 77, 300, 128, false, kNoMask, -1, P},
+      {"f16_d64_lq9_scale", f16, f16, 2, 8, 2, 9, 130, 64, true, kNoMask, -1, P, 0.3},
+      {"bf16_d256_causal", bf16, bf16, 2, 4, 2, 130, 130, 256, true, kNoMask, -1, P},
+  };
+  return c;
+}
+
+class CudaSdpaCudnn : public ::testing::TestWithParam<size_t> {};
+
+// Forced through cudnn_launch (so a silent fallback cannot pass), twice (the second launch runs
+// the cached plan), into NaN-poisoned outputs; then Loom's own kernel (flash, or the fallback for
+// D 256) on the same inputs must agree with it.
+TEST_P(CudaSdpaCudnn, MatchesReferenceAndFlash) {
+  REQUIRE_CUDNN();
+  const Case& c = cudnn_cases()[GetParam()];
+  uint64_t seed = std::random_device{}();
+  Inputs in = make_inputs(c, seed), dev;
+  dev.q = to_device(in.q, Device::cuda(0));
+  dev.k = to_device(in.k, Device::cuda(0));
+  dev.v = to_device(in.v, Device::cuda(0));
+  std::vector<double> want = reference(c, in);
+  NDArray poison = full({c.B, c.Hq, c.Lq, c.D}, NAN, c.qt);
+  const double tol = tolerance(c.qt);
+
+  NDArray out = to_device(poison, Device::cuda(0));
+  SdpaLaunch a = launch_args(c, dev, out);
+  ASSERT_EQ(cu::sdpa_path(a), SdpaPath::kCudnn)
+      << c.name << ": took " << cu::sdpa_path_name(cu::sdpa_path(a));
+  std::vector<double> first;
+  for (int rep = 0; rep < 2; ++rep) {
+    NDArray o = to_device(poison, Device::cuda(0));
+    SdpaLaunch r = a;
+    r.out = o.data();
+    std::string why;
+    ASSERT_TRUE(cu::attn::cudnn_launch(r, cu::stream(0), 0, &why))
+        << c.name << ": cuDNN (version " << cu::attn::cudnn_version() << ") failed: " << why;
+    std::vector<double> got = to_host(o).to_doubles();
+    EXPECT_LT(rel_error(got, want), tol) << c.name << " launch " << rep << " (seed " << seed << ")";
+    if (rep == 0)
+      first = got;
+    else
+      EXPECT_EQ(got, first) << c.name << ": the cached plan gave different results";
+  }
+
+  NDArray o = to_device(poison, Device::cuda(0));
+  SdpaLaunch own = a;
+  own.out = o.data();
+  own.allow_cudnn = false;
+  EXPECT_EQ(cu::sdpa_path(own), c.D == 256 ? SdpaPath::kFallback : SdpaPath::kFlash);
+  cu::sdpa_launch(own, cu::stream(0), 0);
+  std::vector<double> mine = to_host(o).to_doubles();
+  EXPECT_LT(rel_error(mine, want), tol) << c.name << " Loom's kernel (seed " << seed << ")";
+  EXPECT_LT(rel_error(first, mine), tol) << c.name << ": cuDNN and Loom's kernel disagree";
+}
+
+// The op's own dispatch (a compiled graph) on the cuDNN cases.
+TEST_P(CudaSdpaCudnn, GraphMatchesReference) {
+  REQUIRE_CUDNN();
+  graph_matches_reference(cudnn_cases()[GetParam()]);
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, CudaSdpaCudnn, ::testing::Range<size_t>(0, cudnn_cases().size()),
+                         [](const ::testing::TestParamInfo<size_t>& i) {
+                           return cudnn_cases()[i.param].name;
+                         });
+
+// Inside a CUDA graph (how Loom replays decode and prefill steps): a shape whose plan the eager
+// launch built runs cuDNN in the capture; a shape never seen takes the flash kernel there (no
+// plan is built inside a capture). Both replay correctly.
+TEST(CudaSdpaCudnnGraph, CapturedLaunchesReplay) {
+  REQUIRE_CUDNN();
+  for (bool built : {true, false}) {
+    Case c{"graph",
+           f16,
+           f16,
+           2,
+           8,
+           2,
+           built ? 77 : 45,
+           built ? 300 : 211,
+           128,
+           true,
+           kNoMask,
+           -1,
+           SdpaPath::kCudnn};
+    Inputs in = make_inputs(c, built ? 11 : 12), dev;
+    dev.q = to_device(in.q, Device::cuda(0));
+    dev.k = to_device(in.k, Device::cuda(0));
+    dev.v = to_device(in.v, Device::cuda(0));
+    std::vector<double> want = reference(c, in);
+    NDArray poison = full({c.B, c.Hq, c.Lq, c.D}, NAN, c.qt);
+    NDArray eager = to_device(poison, Device::cuda(0)),
+            replayed = to_device(poison, Device::cuda(0));
+    SdpaLaunch a = launch_args(c, dev, eager);
+    std::string why;
+    if (built) {
+      ASSERT_TRUE(cu::attn::cudnn_launch(a, cu::stream(0), 0, &why)) << why;
+      EXPECT_LT(rel_error(to_host(eager).to_doubles(), want), tolerance(c.qt));
+    }
+    SdpaLaunch b = a;
+    b.out = replayed.data();
+    bool took_cudnn = false;
+    auto graph = cu::CudaGraph::capture(0, [&] {
+      took_cudnn = cu::attn::cudnn_launch(b, cu::stream(0), 0, &why);
+      if (!took_cudnn) cu::sdpa_launch(b, cu::stream(0), 0);  // what sdpa_launch does
+    });
+    EXPECT_EQ(took_cudnn, built) << why;
+    graph->replay();
+    std::vector<double> got = to_host(replayed).to_doubles();
+    EXPECT_LT(rel_error(got, want), tolerance(c.qt)) << (built ? "cuDNN" : "flash") << " replay";
+    if (built) {
+      EXPECT_EQ(got, to_host(eager).to_doubles());
+    }
+  }
+}
+
+// Which launches the cuDNN path takes (no GPU needed: a pure function of the arguments).
+TEST(CudaSdpaCudnnConditions, Supports) {
+  alignas(16) static uint16_t buf[64];
+  SdpaLaunch a;
+  a.q = a.k = a.v = a.out = buf;
+  a.q_dtype = a.kv_dtype = a.out_dtype = f16;
+  a.B = 2, a.Hq = 8, a.Hkv = 2, a.Lq = 77, a.Lk = 300, a.D = a.Dv = 128;
+  a.causal = true;
+  EXPECT_TRUE(cu::attn::cudnn_supports(a));
+  auto with = [&](auto edit) {
+    SdpaLaunch x = a;
+    edit(x);
+    return cu::attn::cudnn_supports(x);
+  };
+  EXPECT_TRUE(with([](SdpaLaunch& x) { x.q_dtype = x.kv_dtype = x.out_dtype = bf16; }));
+  EXPECT_TRUE(with([](SdpaLaunch& x) { x.D = x.Dv = 64; }));
+  EXPECT_TRUE(with([](SdpaLaunch& x) { x.D = x.Dv = 256; }));
+  EXPECT_TRUE(with([](SdpaLaunch& x) { x.Lq = x.Lk; }));
+  EXPECT_TRUE(with([](SdpaLaunch& x) { x.causal = false, x.Lq = 500; }));
+  EXPECT_FALSE(with([](SdpaLaunch& x) { x.Lq = 500; }));  // causal with Lq > Lk
+  EXPECT_FALSE(with([](SdpaLaunch& x) { x.Lq = 8; }));    // decode keeps split-KV
+  EXPECT_FALSE(with([](SdpaLaunch& x) { x.D = x.Dv = 80; }));
+  EXPECT_FALSE(with([](SdpaLaunch& x) { x.Dv = 64; }));
+  EXPECT_FALSE(with([](SdpaLaunch& x) { x.q_dtype = x.kv_dtype = x.out_dtype = f32; }));
+  EXPECT_FALSE(with([](SdpaLaunch& x) { x.kv_dtype = bf16; }));
+  EXPECT_FALSE(with([](SdpaLaunch& x) { x.out_dtype = f32; }));
+  EXPECT_FALSE(with([](SdpaLaunch& x) { x.mask = buf; }));
+  EXPECT_FALSE(with([](SdpaLaunch& x) { x.kv_len = buf; }));
+  EXPECT_FALSE(with([](SdpaLaunch& x) { x.Hkv = 3; }));
+  EXPECT_FALSE(with([](SdpaLaunch& x) { x.k = reinterpret_cast<const char*>(buf) + 2; }));
+  // Knobs and names, which need no GPU either.
+  SdpaLaunch off = a;
+  off.allow_cudnn = false;
+  EXPECT_NE(cu::sdpa_path(off), SdpaPath::kCudnn);
+  off = a;
+  off.flash_variant = 0;
+  EXPECT_NE(cu::sdpa_path(off), SdpaPath::kCudnn);
+  EXPECT_STREQ(cu::sdpa_path_name(SdpaPath::kCudnn), "cudnn");
+  EXPECT_EQ(cu::sdpa_path(a) == SdpaPath::kCudnn, cu::attn::cudnn_available());
+  if (cu::attn::cudnn_available())
+    std::printf("cuDNN path available: cuDNN %d\n", cu::attn::cudnn_version());
+  else
+    std::printf("cuDNN path unavailable: %s\n", cu::attn::cudnn_unavailable_reason());
+}
 
 // An out-of-range kv_len cannot throw from the device: the rows become NaN, never silently wrong.
 TEST(CudaSdpaErrors, InvalidKvLenGivesNaN) {

@@ -9,8 +9,10 @@ set -uo pipefail
 RESULT=${OUT:-}
 export OUT=/tmp/loom-device
 mkdir -p "$OUT"
-if [ -f .devpack/loom-dev.tar.xz ]; then
-  mkdir -p /tmp/loom-dev && tar -xJf .devpack/loom-dev.tar.xz -C /tmp/loom-dev
+# A warm machine keeps /tmp between calls: a later call may carry no binaries and reuse them.
+if [ -f .devpack/loom-dev.tar.xz ] || [ -d /tmp/loom-dev/bin ]; then
+  [ -f .devpack/loom-dev.tar.xz ] && rm -rf /tmp/loom-dev && mkdir -p /tmp/loom-dev &&
+    tar -xJf .devpack/loom-dev.tar.xz -C /tmp/loom-dev
   BIN=/tmp/loom-dev/bin
   export LD_LIBRARY_PATH=/tmp/loom-dev/lib:${LD_LIBRARY_PATH:-}
 else
@@ -20,9 +22,35 @@ else
     -name op_cases_test -o -type f -name llm_decode_bench); do ln -sf "$PWD/$f" "$BIN/"; done
 fi
 export PYTHONUNBUFFERED=1
+# SmolLM2's real weights arrive in pieces over several calls (scripts/device_smol.sh): keep each
+# piece on this machine and put the file together once all have come and the checksum matches.
+SMOL=/tmp/loom-smol
+for info in .devsmol/p*/info; do
+  [ -f "$info" ] || continue
+  read -r sum idx count <"$info"
+  mkdir -p "$SMOL" && cp "$(dirname "$info")/piece" "$SMOL/piece$idx" && echo "$sum $count" >"$SMOL/info"
+done
+if [ -f "$SMOL/info" ] && [ ! -f "$SMOL/model.gguf" ]; then
+  read -r sum count <"$SMOL/info"
+  if [ "$(ls "$SMOL"/piece* | wc -l)" = "$count" ]; then
+    cat $(ls "$SMOL"/piece* | sort -V) >"$SMOL/model.gguf.part"
+    if [ "$(sha256sum "$SMOL/model.gguf.part" | cut -d' ' -f1)" = "$sum" ]; then
+      mv "$SMOL/model.gguf.part" "$SMOL/model.gguf"
+    else
+      echo "SmolLM2 pieces do not match their checksum" && rm -f "$SMOL/model.gguf.part"
+    fi
+  fi
+fi
+[ -f "$SMOL/model.gguf" ] && export LOOM_SMOLLM2_GGUF=$SMOL/model.gguf
 export LOOM_CACHE_DIR=${LOOM_CACHE_DIR:-$OUT/cache}  # NVRTC kernels: a fresh cache per run
 SUMMARY=$OUT/summary.txt
 : >"$SUMMARY"
+# cuDNN, dlopen'ed by sdpa's fused-attention path: the image's pip nvidia-cudnn-cu13.
+CUDNN_DIR=$(python3 -c "import nvidia.cudnn as c; print(list(c.__path__)[0] + '/lib')" 2>/dev/null)
+[ -f "$CUDNN_DIR/libcudnn.so.9" ] || CUDNN_DIR=$(find / \( -path /proc -o -path /sys \) -prune -o \
+  -name libcudnn.so.9 -path '*-packages/*' -print 2>/dev/null | head -1 | xargs -r dirname)
+[ -n "$CUDNN_DIR" ] && export LD_LIBRARY_PATH=$CUDNN_DIR:${LD_LIBRARY_PATH:-}
+echo "cudnn: ${CUDNN_DIR:-not found (sdpa runs without cuDNN)}" | tee -a "$SUMMARY"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader |
   tee "$OUT/gpu.txt"
 rc=0
@@ -39,21 +67,23 @@ gtest() {  # name, binary, args...
   printf '%-22s %s\n' "$name" "$(grep -E '^\[==========\]|^\[  (PASSED|FAILED|SKIPPED) ' \
     "$OUT/$name.log" | grep -v ' listed below' | tr '\n' ' ')" >>"$SUMMARY"
 }
-gtest harness op_cases_test --gtest_filter='*CudaMatchesCpu*'
-echo "op cases skipped for a missing CUDA kernel:" \
-  "$(grep -c 'has no kernel on cuda' "$OUT/harness.log")" | tee -a "$SUMMARY"
-gtest runtime cuda_runtime_test
-# cuDNN, dlopen'ed by sdpa's fused-attention path: the image's pip nvidia-cudnn-cu13.
-CUDNN_DIR=$(python3 -c "import nvidia.cudnn as c; print(list(c.__path__)[0] + '/lib')" 2>/dev/null)
-[ -f "$CUDNN_DIR/libcudnn.so.9" ] || CUDNN_DIR=$(find / \( -path /proc -o -path /sys \) -prune -o \
-  -name libcudnn.so.9 -path '*-packages/*' -print 2>/dev/null | head -1 | xargs -r dirname)
-[ -n "$CUDNN_DIR" ] && export LD_LIBRARY_PATH=$CUDNN_DIR:${LD_LIBRARY_PATH:-}
-echo "cudnn: ${CUDNN_DIR:-not found (sdpa runs without cuDNN)}" | tee -a "$SUMMARY"
-gtest fft cuda_fft_test
-gtest attention cuda_attention_test
-gtest quant cuda_quant_test
-gtest stitch cuda_stitch_test
-gtest llama llama_cuda_test
+echo "SmolLM2 real weights: ${LOOM_SMOLLM2_GGUF:-not here ($(ls $SMOL/piece* 2>/dev/null | wc -l) pieces)}" |
+  tee -a "$SUMMARY"
+SUITES=${SUITES:-harness runtime fft attention quant stitch llama llama_real sampling}  # which test suites to run
+suite() { case " $SUITES " in *" $1 "*) gtest "$@" ;; esac; }
+suite harness op_cases_test --gtest_filter='*CudaMatchesCpu*'
+case " $SUITES " in *" harness "*)
+  echo "op cases skipped for a missing CUDA kernel:" \
+    "$(grep -c 'has no kernel on cuda' "$OUT/harness.log")" | tee -a "$SUMMARY" ;;
+esac
+suite runtime cuda_runtime_test
+suite fft cuda_fft_test
+suite attention cuda_attention_test
+suite quant cuda_quant_test
+suite stitch cuda_stitch_test
+suite llama llama_cuda_test
+suite llama_real llama_cuda_real_test
+suite sampling sampling_test
 if command -v compute-sanitizer >/dev/null 2>&1 && [ "${MEMCHECK:-1}" = 1 ]; then
   echo "== compute-sanitizer memcheck (a case of every op)"
   timeout 180 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 \
@@ -80,7 +110,7 @@ bench fft_loom "$BIN/cuda_fft_bench"
 bench fft_peer python3 bench/cuda/fft_peer.py --loom "$OUT/fft_loom.txt"
 bench stitch_loom "$BIN/cuda_stitch_bench"
 bench stitch_peer python3 bench/cuda/stitch_peer.py "$OUT/stitch_loom.txt"
-bench llm_loom "$BIN/llm_decode_bench" --steps 128
+bench llm_loom "$BIN/llm_decode_bench" --steps 128 ${LOOM_SMOLLM2_GGUF:+--model "$LOOM_SMOLLM2_GGUF"}
 bench llm_peer python3 bench/cuda/llm_decode_peer.py
 echo "== summary"
 cat "$SUMMARY"

@@ -5,6 +5,7 @@
 // for its 8-byte result, as `loom generate` does). The floor is weight bytes read per token over
 // the device-to-device copy bandwidth measured here.
 //   llm_decode_bench [--shape smollm2|mistral7b|all] [--steps N] [--dir DIR] [--context N]
+//                    [--model GGUF]   (also times a real model file, e.g. SmolLM2's own weights)
 //   llm_decode_bench --write-smollm2 PATH   (writes the SmolLM2-shaped file and exits)
 #include <cuda_runtime_api.h>
 
@@ -73,7 +74,7 @@ struct Row {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string shape = "all", dir = "/tmp";
+  std::string shape = "all", dir = "/tmp", model;
   int steps = 128;
   int64_t context = 1024;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -90,6 +91,8 @@ int main(int argc, char** argv) {
       dir = v;
     else if (a == "--context")
       context = std::stoll(v);
+    else if (a == "--model")
+      model = v;
   }
   if (cuda_device_count() == 0) {
     std::printf("no CUDA GPU: nothing to measure\n");
@@ -104,16 +107,19 @@ int main(int argc, char** argv) {
   struct Case {
     std::string name;
     models::SyntheticLlamaSpec spec;
+    std::string file;  // a real model: read, not written
   };
   std::vector<Case> cases;
+  if (!model.empty()) cases.push_back({"smollm2-real", {}, model});
   if (shape == "all" || shape == "smollm2")
     cases.push_back({"smollm2-135m", models::smollm2_135m_shape()});
   if (shape == "all" || shape == "mistral7b")
     cases.push_back({"mistral-7b", models::mistral_7b_shape("q4_0")});
   for (auto& c : cases) {
-    std::string path = dir + "/loom_synthetic_" + c.name + ".gguf";
+    const bool real = !c.file.empty();
+    std::string path = real ? c.file : dir + "/loom_synthetic_" + c.name + ".gguf";
     auto t0 = Clock::now();
-    int64_t file_bytes = models::write_synthetic_llama_gguf(path, c.spec);
+    int64_t file_bytes = real ? 0 : models::write_synthetic_llama_gguf(path, c.spec);
     double write_s = seconds_since(t0);
     t0 = Clock::now();
     auto m = models::LlamaModel::load(path, {.max_context = context, .device = Device::cuda(0)});
@@ -123,7 +129,9 @@ int main(int argc, char** argv) {
     // (only one row of it is read).
     int64_t block = s.embed_format == "q8_0" ? 34 : s.embed_format == "q4_1" ? 20 : 18;
     int64_t embed_bytes = s.vocab * (s.d_model / 32) * block;
-    int64_t read_bytes = m.executable().constant_bytes() - (s.tied_embeddings ? 0 : embed_bytes);
+    // A real file: all constants (SmolLM2 ties its embeddings, so the head reads the table).
+    int64_t read_bytes =
+        m.executable().constant_bytes() - (real || s.tied_embeddings ? 0 : embed_bytes);
     std::printf(
         "%s: %s\n  file %.2f GB written in %.1f s, loaded + uploaded + compiled in %.1f s; "
         "weights read per token %.3f GB -> floor %.0f tok/s at %.2f TB/s\n",
@@ -131,7 +139,7 @@ int main(int argc, char** argv) {
         bw / static_cast<double>(read_bytes), bw / 1e12);
     std::fflush(stdout);
     std::string st;
-    if (c.name == "smollm2-135m") {
+    if (c.name != "mistral-7b") {
       auto plain = models::LlamaModel::load(
           path, {.max_context = context, .device = Device::cuda(0), .prepared_decode = 0});
       rows.push_back({c.name, "exe.run per step", decode_rate(plain, steps, &st), st});
@@ -143,7 +151,7 @@ int main(int argc, char** argv) {
     std::printf("  GPU time per op of one decode step (eager, device events; %s):\n%s",
                 c.name.c_str(), m.profile_decode(20).c_str());
     rows.push_back({c.name, "floor (weights / copy BW)", bw / static_cast<double>(read_bytes), ""});
-    std::remove(path.c_str());
+    if (!real) std::remove(path.c_str());
   }
   std::printf("\n%-14s %-28s %10s  %s\n", "model", "decode steps", "tok/s", "status");
   for (const auto& r : rows)

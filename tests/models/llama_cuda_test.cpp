@@ -157,7 +157,7 @@ TEST(LlamaSampling, CudaSampledTokensAgreeWithCpu) {
   const uint64_t seed = 5;
   int32_t tc = cpu.forward_sample(ids, 0, 0, seed), tg = gpu.forward_sample(ids, 0, 0, seed);
   int32_t te = eager.forward_sample(ids, 0, 0, seed), tr = ref.forward_sample(ids, 0, 0, seed);
-  int agree_cpu = tc == tg, agree_ref = tr == tg, steps = 16;
+  int agree_cpu = tc == tg, agree_ref = tr == tg, agree_cpu_ref = tc == tr, steps = 16;
   EXPECT_EQ(tg, te);
   int64_t pos = static_cast<int64_t>(ids.size());
   for (int i = 1; i <= steps; ++i, ++pos) {
@@ -166,12 +166,14 @@ TEST(LlamaSampling, CudaSampledTokensAgreeWithCpu) {
     tg = gpu.forward_sample({t}, pos, i, seed);
     te = eager.forward_sample({t}, pos, i, seed);
     tr = ref.forward_sample({t}, pos, i, seed);
-    agree_cpu += tc == tg, agree_ref += tr == tg;
+    agree_cpu += tc == tg, agree_ref += tr == tg, agree_cpu_ref += tc == tr;
     EXPECT_EQ(tg, te) << "graph and eager decode steps sample differently at step " << i;
   }
   // The GPU's logits are within 1e-4 of the reference's: the same tokens at every step.
   EXPECT_GE(agree_ref, steps + 1 - 1);
-  EXPECT_GE(agree_cpu, steps + 1 - 3);
+  // The CPU's int8 activations move bucket boundaries at this flat temperature (seen: 11 of 17
+  // steps agree): the GPU must agree with the CPU as often as the reference does.
+  EXPECT_LE(std::abs(agree_cpu - agree_cpu_ref), 2) << agree_cpu << " vs " << agree_cpu_ref;
   EXPECT_NE(gpu.decode_status().find("captured"), std::string::npos) << gpu.decode_status();
 }
 

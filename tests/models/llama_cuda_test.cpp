@@ -71,6 +71,13 @@ double correlation(const NDArray& a, const NDArray& b) {
   return sab / std::sqrt(saa * sbb);
 }
 
+// Decode steps (m <= 8) of this model's q4_1 / q8_0 weights quantize x to int8 on the GPU, as
+// the CPU backend does, unless LOOM_QMM_INT8=0 (src/backends/cuda/quant_gemv_int8.cu).
+bool int8_decode() {
+  const char* e = std::getenv("LOOM_QMM_INT8");
+  return !(e && e[0] == '0');
+}
+
 int32_t top1(const NDArray& l) {
   const float* p = l.data_as<float>();
   return static_cast<int32_t>(std::max_element(p, p + l.numel()) - p);
@@ -169,11 +176,16 @@ TEST(LlamaSampling, CudaSampledTokensAgreeWithCpu) {
     agree_cpu += tc == tg, agree_ref += tr == tg, agree_cpu_ref += tc == tr;
     EXPECT_EQ(tg, te) << "graph and eager decode steps sample differently at step " << i;
   }
-  // The GPU's logits are within 1e-4 of the reference's: the same tokens at every step.
-  EXPECT_GE(agree_ref, steps + 1 - 1);
-  // The CPU's int8 activations move bucket boundaries at this flat temperature (seen: 11 of 17
-  // steps agree): the GPU must agree with the CPU as often as the reference does.
-  EXPECT_LE(std::abs(agree_cpu - agree_cpu_ref), 2) << agree_cpu << " vs " << agree_cpu_ref;
+  // The int8 activations of the CPU's integer-dot kernels move bucket boundaries at this flat
+  // temperature (seen: 11 of 17 steps agree with the reference). Decode steps on the GPU quantize
+  // x the same way (quant_gemv_int8.cu), so they follow the CPU (the prompt step, m = 9, is f32 on
+  // the GPU: it may follow the reference); with LOOM_QMM_INT8=0 they follow the reference.
+  if (int8_decode()) {  // at least as close to the CPU as the reference is (seen: 14 vs 11)
+    EXPECT_GE(agree_cpu, agree_cpu_ref - 1) << agree_cpu << " vs " << agree_cpu_ref;
+  } else {
+    EXPECT_GE(agree_ref, steps + 1 - 1);
+    EXPECT_LE(std::abs(agree_cpu - agree_cpu_ref), 2) << agree_cpu << " vs " << agree_cpu_ref;
+  }
   EXPECT_NE(gpu.decode_status().find("captured"), std::string::npos) << gpu.decode_status();
 }
 
@@ -184,7 +196,8 @@ TEST(LlamaCuda, PrefillLogitsMatchReferenceAndCpu) {
   auto ids = prompt();
   NDArray lg = gpu.forward(ids, 0), lr = ref.forward(ids, 0), lc = cpu.forward(ids, 0);
   // f32 dequantization + f32 cuBLAS vs exact dequantization in double.
-  EXPECT_LT(rel_l2(lg, lr), 1e-4);
+  // The head's product is one row (the last token): int8 x on the GPU as on the CPU.
+  EXPECT_LT(rel_l2(lg, lr), int8_decode() ? 2e-2 : 1e-4);
   EXPECT_EQ(top1(lg), top1(lr));
   // The CPU quantizes activations to int8 blocks: ~1e-2 relative, so correlation and top-1.
   EXPECT_GT(correlation(lg, lc), 0.999);
@@ -213,9 +226,11 @@ TEST(LlamaCuda, GreedyDecodeMatchesReferenceEagerAndGraph) {
   EXPECT_NE(graph.decode_status().find("captured"), std::string::npos) << graph.decode_status();
   EXPECT_NE(eager.decode_status().find("cuda_graph off"), std::string::npos)
       << eager.decode_status();
-  // The logits of a replayed step, fetched, match the reference at the same position.
+  // The logits of a replayed step, fetched, match the reference at the same position (as
+  // closely as the CPU's when decode steps quantize x to int8 like the CPU does).
   NDArray lg = graph.forward({sg.back()}, pos), lr = ref.forward({sr.back()}, pos);
-  EXPECT_LT(rel_l2(lg, lr), 1e-4);
+  EXPECT_LT(rel_l2(lg, lr), int8_decode() ? 5e-2 : 1e-4);
+  EXPECT_GT(correlation(lg, lr), 0.999);
   EXPECT_EQ(graph.executable().variable_bytes_copied(), 0);
 }
 

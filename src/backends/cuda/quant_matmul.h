@@ -60,6 +60,12 @@ struct QuantWeights {
 // f32 accumulation. Returns false, launching nothing, when the layout has no GEMV kernel.
 bool launch_quant_gemv(cudaStream_t s, const QuantWeights& w, const void* x, int x_dtype, int64_t m,
                        void* y);
+// The same GEMV for q4_0, q4_1, q8_0, affine_u4 and affine_i8 with x quantized to int8 per block
+// of 32 exactly as the CPU backend does, on dp4a (quant_gemv_int8.cu). launch_quant_gemv tries it
+// first; LOOM_QMM_INT8=0 turns it off (then those formats take the float GEMV).
+bool launch_quant_gemv_int8(cudaStream_t s, const QuantWeights& w, const void* x, int x_dtype,
+                            int64_t m, void* y);
+bool quant_gemv_int8_enabled();
 // out [n, k] (f32 / f16 / bf16 / f64, contiguous) = W dequantized on the device. Returns false
 // when the layout has no kernel.
 bool launch_quant_dequantize(cudaStream_t s, const QuantWeights& w, void* out, int out_dtype);

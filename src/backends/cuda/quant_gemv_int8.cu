@@ -8,11 +8,13 @@
 // shift and 8 dp4a: y += d_w·d_x·Σ q_w·q_x + m_w·s_x. Since CPU and GPU quantize x identically and
 // integer sums are exact, the two backends agree to float rounding of the final sums.
 //
-// Shape of the work: persistent CTAs of 8 warps (up to four per SM, so x is quantized once per
-// CTA, not once per row); a warp owns two weight rows at a time, its lanes take the rows' blocks
+// Shape of the work: one wave of persistent CTAs of 8 warps (so x is quantized once per CTA, not
+// once per row); a warp owns two weight rows at a time, its lanes take the rows' blocks
 // with a stride of 32, and the loads of both rows and two blocks each are in flight together.
 #include <algorithm>
 #include <cstdlib>
+#include <map>
+#include <mutex>
 
 #include "backends/cuda/device_util.cuh"
 #include "backends/cuda/quant_matmul.h"
@@ -212,11 +214,26 @@ void launch_int8(cudaStream_t s, const Int8Args& a, size_t smem) {
   if (smem > 48 * 1024)
     LOOM_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          static_cast<int>(smem)));
-  // x is quantized once per CTA (k·m bytes of shared memory, x read from L2): as many CTAs as
-  // fill the SMs' warps (4 per SM), fewer when x is large.
-  const int64_t per_sm = smem > 100 * 1024 ? 1 : smem > 48 * 1024 ? 2 : a.k > 8192 ? 3 : 4;
+  // One wave of persistent CTAs, as many as fit on the SMs at once: x is quantized once per CTA
+  // (k·m bytes of shared memory, read from L2), and a CTA beyond the resident ones would run
+  // its whole share after the others, doubling the time. LOOM_QMM_INT8_CTAS caps CTAs per SM.
+  static std::mutex mutex;
+  static std::map<size_t, int> fit;  // resident CTAs per SM by shared-memory size
+  int per_sm = 0;
+  {
+    std::lock_guard lock(mutex);
+    int& f = fit[smem];
+    if (!f) {
+      LOOM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&f, kern, kWarps * 32, smem));
+      f = std::max(f, 1);
+    }
+    per_sm = f;
+  }
+  if (const char* e = std::getenv("LOOM_QMM_INT8_CTAS"); e && std::atoi(e) > 0)
+    per_sm = std::min(per_sm, std::atoi(e));
   const int64_t want = (a.n + kWarps * kRows - 1) / (kWarps * kRows);
-  const auto grid = static_cast<unsigned>(std::min<int64_t>(want, per_sm * sm_count()));
+  const auto grid =
+      static_cast<unsigned>(std::min<int64_t>(want, static_cast<int64_t>(per_sm) * sm_count()));
   kern<<<grid, kWarps * 32, smem, s>>>(a);
   LOOM_CUDA_LAUNCHED();
 }

@@ -50,7 +50,7 @@ commands:
       --ignore-eos         keep generating after end-of-text (for benchmarks)
       --threads N          CPU threads (default: all cores)
       --max-context N      KV cache length (default 2048)
-      --device D           cpu (default) or reference
+      --device D           cpu (default), cuda[:N] (decode steps as a CUDA graph) or reference
       --verbose            print the model summary and the compiler's pass log
       --profile            time every op and print where the time went
       --adapter NAME=DIR   LoRA adapter: DIR holds <symbol>.a.npy / <symbol>.b.npy per projection

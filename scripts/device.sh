@@ -69,7 +69,7 @@ gtest() {  # name, binary, args...
 }
 echo "SmolLM2 real weights: ${LOOM_SMOLLM2_GGUF:-not here ($(ls $SMOL/piece* 2>/dev/null | wc -l) pieces)}" |
   tee -a "$SUMMARY"
-SUITES=${SUITES:-harness runtime fft attention quant stitch llama llama_real sampling}  # which test suites to run
+SUITES=${SUITES:-harness runtime fft attention quant stitch llama sampling}  # which test suites to run
 suite() { case " $SUITES " in *" $1 "*) gtest "$@" ;; esac; }
 suite harness op_cases_test --gtest_filter='*CudaMatchesCpu*'
 case " $SUITES " in *" harness "*)
@@ -82,7 +82,6 @@ suite attention cuda_attention_test
 suite quant cuda_quant_test
 suite stitch cuda_stitch_test
 suite llama llama_cuda_test
-suite llama_real llama_cuda_real_test
 suite sampling sampling_test
 if command -v compute-sanitizer >/dev/null 2>&1 && [ "${MEMCHECK:-1}" = 1 ]; then
   echo "== compute-sanitizer memcheck (a case of every op)"

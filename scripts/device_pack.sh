@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build-cuda}
 TESTS="op_cases_test cuda_runtime_test cuda_fft_test cuda_attention_test cuda_quant_test
-  cuda_stitch_test llama_cuda_test llama_cuda_real_test sampling_test"
+  cuda_stitch_test llama_cuda_test sampling_test"
 BENCHES="cuda_gemm_bench cuda_fft_bench cuda_attention_bench cuda_quant_bench cuda_stitch_bench
   llm_decode_bench"
 if [ ! -f "$BUILD/CMakeCache.txt" ]; then

@@ -1,6 +1,6 @@
 #include <algorithm>
-#include <cstdio>
 #include <map>
+#include <nlohmann/json.hpp>
 
 #include "passes/pass.h"
 
@@ -121,23 +121,6 @@ Snapshot snapshot(const ir::GraphData& g) {
   return s;
 }
 
-void json_string(std::string& out, const std::string& s) {
-  out += '"';
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  out += '"';
-}
-
 // One log line `[changes] {"pass":..,"nodes_before":..,"nodes_after":..,"removed":[..],
 // "added":[..],"rewritten":[..]}`, or nothing when the pass changed nothing.
 Snapshot note_changes(PassContext& ctx, const char* pass, size_t slot, const Snapshot& before) {
@@ -154,27 +137,18 @@ Snapshot note_changes(PassContext& ctx, const char* pass, size_t slot, const Sna
   }
   if (removed.empty() && added.empty() && rewritten.empty() && before.nodes == after.nodes)
     return after;
-  std::string line = "[changes] {\"pass\":";
-  json_string(line, pass);
   // slot: the pass's position in pipeline() (dce runs twice): the graph before it is the result
   // of slots [0, slot), which `loom view` recomputes for its before/after views.
-  line += ",\"slot\":" + std::to_string(slot) +
-          ",\"nodes_before\":" + std::to_string(before.nodes) +
-          ",\"nodes_after\":" + std::to_string(after.nodes);
-  for (const auto& [key, list] :
-       {std::pair<const char*, const std::vector<std::string>*>{"removed", &removed},
-        {"added", &added},
-        {"rewritten", &rewritten}}) {
-    line += ",\"";
-    line += key;
-    line += "\":[";
-    for (size_t i = 0; i < list->size(); ++i) {
-      if (i) line += ',';
-      json_string(line, (*list)[i]);
-    }
-    line += ']';
-  }
-  line += '}';
+  nlohmann::ordered_json j = {{"pass", pass},
+                              {"slot", slot},
+                              {"nodes_before", before.nodes},
+                              {"nodes_after", after.nodes},
+                              {"removed", removed},
+                              {"added", added},
+                              {"rewritten", rewritten}};
+  // Op names are user text: bytes that are not UTF-8 become U+FFFD instead of throwing.
+  std::string line =
+      "[changes] " + j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
   ctx.log.push_back(std::move(line));
   return after;
 }

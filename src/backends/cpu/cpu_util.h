@@ -1,5 +1,6 @@
 // CPU backend helpers: dtype conversion of contiguous runs, dim collapsing for broadcasting.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -131,6 +132,59 @@ inline void store_run(DType t, void* base, int64_t off, int64_t n, const T* src)
 
 using backends::BroadcastPlan;  // src/backends/broadcast_plan.h
 using backends::plan_broadcast;
+
+// Walks an elementwise-shaped kernel's output (c.outputs[0]) in tiles of at most `tile` elements
+// of one row, over c.pool: for every tile, each input is seen as a run of `n` values of type T
+// (in place when it is unit-stride T already, else loaded, converted and broadcast by stride into
+// a per-task buffer), then `body(state, out_offset, n, inputs)` runs. `make_state()` runs once
+// per parallel task (its scratch buffers). Shared by the elementwise and stitched kernels.
+template <class T, class MakeState, class Body>
+void walk_tiles(const KernelContext& c, DType compute, int64_t tile, int64_t grain,
+                MakeState&& make_state, Body&& body) {
+  const NDArray& out = c.outputs[0];
+  if (out.numel() == 0) return;
+  std::vector<Shape> shapes;
+  for (const auto& in : c.inputs) shapes.push_back(in.shape());
+  const BroadcastPlan p = plan_broadcast(out.shape(), shapes);
+  const int64_t inner = p.dims.back();
+  const int64_t rows = out.numel() / std::max<int64_t>(inner, 1);
+  const int64_t tiles_per_row = (inner + tile - 1) / tile;
+  const size_t nin = c.inputs.size();
+  parallel_for(c.pool, rows * tiles_per_row, grain, [&](int64_t b, int64_t e) {
+    auto state = make_state();
+    // Reused across calls on this thread: small ops run this many times per model step.
+    thread_local std::vector<T> buf;
+    if (buf.size() < nin * static_cast<size_t>(tile)) buf.resize(nin * static_cast<size_t>(tile));
+    const T* ptr_small[8];  // no allocation for the usual few inputs
+    std::vector<const T*> ptr_big(nin > 8 ? nin : 0);
+    const T** ptr = nin > 8 ? ptr_big.data() : ptr_small;
+    std::vector<int64_t> idx(p.dims.size() - 1);
+    for (int64_t t = b; t < e; ++t) {
+      const int64_t row = t / tiles_per_row, col = (t % tiles_per_row) * tile;
+      const int64_t n = std::min(tile, inner - col);
+      int64_t rem = row;  // the row's multi-index, for each input's offset
+      for (int d = static_cast<int>(idx.size()) - 1; d >= 0; --d) {
+        idx[static_cast<size_t>(d)] = rem % p.dims[static_cast<size_t>(d)];
+        rem /= p.dims[static_cast<size_t>(d)];
+      }
+      for (size_t i = 0; i < nin; ++i) {
+        int64_t off = 0;
+        for (size_t d = 0; d < idx.size(); ++d) off += idx[d] * p.strides[i][d];
+        const int64_t st = p.strides[i].back();
+        off += col * st;
+        const NDArray& in = c.inputs[i];
+        if (st == 1 && in.dtype() == compute) {
+          ptr[i] = static_cast<const T*>(in.data()) + off;  // read in place
+        } else {
+          T* dst = buf.data() + i * static_cast<size_t>(tile);
+          load_run<T>(in.dtype(), in.data(), off, st, n, dst);
+          ptr[i] = dst;
+        }
+      }
+      body(state, row * inner + col, n, ptr);
+    }
+  });
+}
 
 void register_elementwise(KernelTable& t);
 void register_reduction(KernelTable& t);

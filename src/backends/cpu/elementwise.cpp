@@ -2,6 +2,7 @@
 // f32/f16/bf16, double for f64, int64 for integers), the functor applied in a tight loop the
 // compiler vectorises, multithreaded over tiles.
 #include <algorithm>
+#include <array>
 #include <cmath>
 
 #include "backends/cpu/cpu_util.h"
@@ -31,48 +32,18 @@ constexpr DType dtype_of_compute() {
 template <class T, class R, class F>
 void run_tiles(const KernelContext& c, F&& f) {
   const NDArray& out = c.outputs[0];
-  std::vector<Shape> shapes;
-  for (const auto& in : c.inputs) shapes.push_back(in.shape());
-  BroadcastPlan p = plan_broadcast(out.shape(), shapes);
-  int64_t inner = p.dims.back();
-  int64_t rows = out.numel() / std::max<int64_t>(inner, 1);
-  if (out.numel() == 0) return;
-  int64_t tiles_per_row = (inner + kTile - 1) / kTile;
-  size_t nin = c.inputs.size();
-  bool out_direct = out.dtype() == dtype_of_compute<R>();
-  parallel_for(c.pool, rows * tiles_per_row, 16, [&](int64_t b, int64_t e) {
-    T buf[3][kTile];
-    R obuf[kTile];
-    const T* ptr[3];
-    std::vector<int64_t> idx(p.dims.size() - 1);
-    for (int64_t t = b; t < e; ++t) {
-      int64_t row = t / tiles_per_row, col = (t % tiles_per_row) * kTile;
-      int64_t n = std::min(kTile, inner - col);
-      // Row offsets of each input from the row's multi-index.
-      int64_t rem = row;
-      for (int d = static_cast<int>(idx.size()) - 1; d >= 0; --d) {
-        idx[static_cast<size_t>(d)] = rem % p.dims[static_cast<size_t>(d)];
-        rem /= p.dims[static_cast<size_t>(d)];
-      }
-      for (size_t i = 0; i < nin; ++i) {
-        int64_t off = 0;
-        for (size_t d = 0; d < idx.size(); ++d) off += idx[d] * p.strides[i][d];
-        int64_t st = p.strides[i].back();
-        off += col * st;
-        const NDArray& in = c.inputs[i];
-        if (st == 1 && in.dtype() == dtype_of_compute<T>()) {
-          ptr[i] = static_cast<const T*>(in.data()) + off;
-        } else {
-          load_run<T>(in.dtype(), in.data(), off, st, n, buf[i]);
-          ptr[i] = buf[i];
-        }
-      }
-      int64_t out_off = row * inner + col;
-      R* o = out_direct ? static_cast<R*>(out.data()) + out_off : obuf;
-      f(n, ptr, o);
-      if (!out_direct) store_run<R>(out.dtype(), out.data(), out_off, n, obuf);
-    }
-  });
+  const bool out_direct = out.dtype() == dtype_of_compute<R>();
+  walk_tiles<T>(
+      c, dtype_of_compute<T>(), kTile, 16,
+      [] {
+        std::array<R, kTile> obuf;  // scratch: left uninitialised
+        return obuf;
+      },
+      [&](std::array<R, kTile>& obuf, int64_t out_off, int64_t n, const T* const* in) {
+        R* o = out_direct ? static_cast<R*>(out.data()) + out_off : obuf.data();
+        f(n, in, o);
+        if (!out_direct) store_run<R>(out.dtype(), out.data(), out_off, n, obuf.data());
+      });
 }
 
 enum class Compute { f32, f64, i64 };

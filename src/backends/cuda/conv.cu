@@ -8,16 +8,9 @@
 #include <map>
 #include <mutex>
 
+#include "backends/cuda/cublas_check.h"
 #include "backends/cuda/device_util.cuh"
 #include "ops/conv_shape.h"
-
-#define LOOM_CUBLAS_CHECK(call)                                                                  \
-  do {                                                                                           \
-    cublasStatus_t loom_st_ = (call);                                                            \
-    if (loom_st_ != CUBLAS_STATUS_SUCCESS)                                                       \
-      ::loom::fail("[cuda] ", #call, ": ", cublasGetStatusString(loom_st_), " (", __FILE__, ":", \
-                   __LINE__, ")");                                                               \
-  } while (0)
 
 namespace loom::backends::cuda {
 namespace {

@@ -8,18 +8,11 @@
 #include <mutex>
 #include <vector>
 
+#include "backends/cuda/cublas_check.h"
 #include "backends/cuda/kernels.h"
 #include "backends/cuda/quant_matmul.h"
 #include "backends/cuda/strided.h"
 #include "ops/matmul_shape.h"
-
-#define LOOM_CUBLAS_CHECK(call)                                                                  \
-  do {                                                                                           \
-    cublasStatus_t loom_st_ = (call);                                                            \
-    if (loom_st_ != CUBLAS_STATUS_SUCCESS)                                                       \
-      ::loom::fail("[cuda] ", #call, ": ", cublasGetStatusString(loom_st_), " (", __FILE__, ":", \
-                   __LINE__, ")");                                                               \
-  } while (0)
 
 namespace loom::backends::cuda {
 namespace {

@@ -7,10 +7,13 @@
 #include "backends/cuda/cuda_common.h"
 #include "loom/shape.h"
 
+// The host compiler also reads this header (matmul.cpp): device qualifiers and unrolling for nvcc.
 #ifdef __CUDACC__
 #define LOOM_CUDA_HD __host__ __device__ __forceinline__
+#define LOOM_UNROLL _Pragma("unroll")
 #else
 #define LOOM_CUDA_HD inline
+#define LOOM_UNROLL
 #endif
 
 namespace loom::backends::cuda {
@@ -25,13 +28,13 @@ struct StridedIndex {
   int64_t stride[N][kMaxRank] = {};
   // Offsets of flat output index `flat` in each operand.
   LOOM_CUDA_HD void offsets(int64_t flat, int64_t* off) const {
-#pragma unroll
+    LOOM_UNROLL
     for (int k = 0; k < N; ++k) off[k] = 0;
     for (int d = rank - 1; d >= 0; --d) {
       int64_t q = flat / shape[d];
       int64_t r = flat - q * shape[d];
       flat = q;
-#pragma unroll
+      LOOM_UNROLL
       for (int k = 0; k < N; ++k) off[k] += r * stride[k][d];
     }
   }

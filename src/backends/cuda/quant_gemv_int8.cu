@@ -35,15 +35,16 @@ struct Int8Args {
   void* y;
 };
 
-// Block layouts: bytes per block, where the codes start, 4-bit codes, offset term m_w present,
-// and whether the block is 4-byte aligned (then codes are read as words, else as half-words).
+// Block layouts: BYTES per block, QS where its codes start, FOUR for 4-bit codes, ALIGN4 when
+// blocks are 4-byte aligned (codes read as words, else as half-words), INTER for affine_u4's
+// nibble pairs; offset() is the block's m_w (CPU: block_offset in cpu/quant/internal.h).
 template <int F>
 struct Blk;
 template <>
 struct Blk<kQ4_0> {
   static constexpr int BYTES = 18, QS = 2;
   static constexpr bool FOUR = true, ALIGN4 = false, INTER = false;
-  static __device__ float offset(const uint8_t* b, float d) { return -8.f * d; }
+  static __device__ float offset(const uint8_t*, float d) { return -8.f * d; }
 };
 template <>
 struct Blk<kQ4_1> {

@@ -375,17 +375,6 @@ int choose_split_keys(const SdpaLaunch& a, int sms) {
   return ks;
 }
 
-int sm_count(int device) {
-  static int cached[64] = {};
-  if (device < 0 || device >= 64) return 132;
-  if (!cached[device]) {
-    int n = 0;
-    LOOM_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device));
-    cached[device] = n;
-  }
-  return cached[device];
-}
-
 }  // namespace
 
 bool decode_supports(const SdpaLaunch& a) {

@@ -313,6 +313,17 @@ cudaStream_t stream_for(const KernelContext& c) {
 
 std::shared_ptr<Storage> scratch(int device, size_t bytes) { return get(device).allocate(bytes); }
 
+int sm_count(int device) {
+  static std::mutex m;
+  static std::map<int, int> counts;
+  std::lock_guard lock(m);
+  auto it = counts.find(device);
+  if (it != counts.end()) return it->second;
+  int n = 0;
+  LOOM_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device));
+  return counts[device] = n;
+}
+
 DeviceError* device_error(int device) { return get(device).error_device(); }
 void raise_device_error(int device) { get(device).raise_error(); }
 

@@ -37,6 +37,8 @@ cudaStream_t stream_for(const KernelContext& c);
 
 // A scratch device buffer from the caching allocator, returned to it when the pointer dies.
 std::shared_ptr<Storage> scratch(int device, size_t bytes);
+// Multiprocessors of `device` (queried once per device): grid sizes of one-wave kernels.
+int sm_count(int device);
 
 // Errors kernels cannot throw (an index or slice start out of range, found on the device without
 // copying the value to the host): the first one is recorded in mapped host memory, the kernel

@@ -199,16 +199,6 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_int8_kernel(const Int8Args a
   }
 }
 
-int sm_count() {
-  static const int n = [] {
-    int dev = 0, v = 132;
-    if (cudaGetDevice(&dev) == cudaSuccess)
-      cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev);
-    return v;
-  }();
-  return n;
-}
-
 template <int F, int MT>
 void launch_int8(cudaStream_t s, const Int8Args& a, size_t smem) {
   auto kern = gemv_int8_kernel<F, MT>;
@@ -230,11 +220,16 @@ void launch_int8(cudaStream_t s, const Int8Args& a, size_t smem) {
     }
     per_sm = f;
   }
-  if (const char* e = std::getenv("LOOM_QMM_INT8_CTAS"); e && std::atoi(e) > 0)
-    per_sm = std::min(per_sm, std::atoi(e));
+  static const int cap = [] {  // read once: this runs for every decode-step product
+    const char* e = std::getenv("LOOM_QMM_INT8_CTAS");
+    return e ? std::max(std::atoi(e), 0) : 0;
+  }();
+  if (cap > 0) per_sm = std::min(per_sm, cap);
+  int device = 0;  // the backend made the launch's device current (stream_for)
+  LOOM_CUDA_CHECK(cudaGetDevice(&device));
   const int64_t want = (a.n + kWarps * kRows - 1) / (kWarps * kRows);
-  const auto grid =
-      static_cast<unsigned>(std::min<int64_t>(want, static_cast<int64_t>(per_sm) * sm_count()));
+  const auto grid = static_cast<unsigned>(
+      std::min<int64_t>(want, static_cast<int64_t>(per_sm) * sm_count(device)));
   kern<<<grid, kWarps * 32, smem, s>>>(a);
   LOOM_CUDA_LAUNCHED();
 }

@@ -345,17 +345,6 @@ std::shared_ptr<Compiled> build(const std::string& text, int device) {
   return k;
 }
 
-int sm_count(int device) {
-  static std::mutex m;
-  static std::map<int, int> counts;
-  std::lock_guard lock(m);
-  auto it = counts.find(device);
-  if (it != counts.end()) return it->second;
-  int n = 0;
-  LOOM_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device));
-  return counts[device] = n;
-}
-
 void run(const Compiled& k0, const KernelContext& c) {
   const NDArray& out = c.outputs[0];
   const int64_t n = out.numel();

@@ -33,6 +33,8 @@ void verify(const ir::GraphData& g, const std::vector<ir::Value>& outputs) {
                "[verify] an output is not a value of this graph");
 }
 
+}  // namespace
+
 std::vector<NDArray> evaluate_on_reference(const ir::Node& n, const std::vector<NDArray>& in) {
   const auto& info = ir::OpRegistry::get().info(n.op);
   std::vector<NDArray> out;
@@ -48,8 +50,6 @@ std::vector<NDArray> evaluate_on_reference(const ir::Node& n, const std::vector<
   (*k)(ctx);
   return out;
 }
-
-}  // namespace
 
 Executable Graph::compile(const std::vector<Tensor>& outputs) const {
   return compile(outputs, CompileOptions{});
@@ -76,8 +76,9 @@ Executable compile_graph_data(ir::GraphData g, std::vector<ir::Value> outs,
   verify(g, outs);
   if (optimize && options.optimization_level > 0) {
     backends::Backend& backend = backends::backend_for(options.device, options.num_threads);
-    passes::PassContext ctx{g, outs, log, options, evaluate_on_reference,
-                            [&backend](ir::OpId op) { return backend.kernel(op) != nullptr; }};
+    passes::PassContext ctx{g, outs, log, options, evaluate_on_reference, [&backend](ir::OpId op) {
+                              return backend.kernel(op) != nullptr;
+                            }};
     passes::run_pipeline(ctx);
     verify(g, outs);
   }

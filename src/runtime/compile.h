@@ -17,4 +17,8 @@ Executable compile_graph_data(ir::GraphData graph, std::vector<ir::Value> output
                               const CompileOptions& options, std::vector<std::string> log,
                               bool optimize);
 
+// Constant folding's evaluator: a view op's value is its input reshaped (copied), any other op
+// runs its reference kernel (or its host kernel). Also used by `loom view` to replay the passes.
+std::vector<NDArray> evaluate_on_reference(const ir::Node& n, const std::vector<NDArray>& in);
+
 }  // namespace loom

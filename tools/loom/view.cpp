@@ -20,6 +20,7 @@
 #include "layout.h"
 #include "loom/loom.h"
 #include "passes/pass.h"
+#include "runtime/compile.h"
 #include "runtime/executable_impl.h"
 #include "view_assets.h"
 
@@ -194,25 +195,6 @@ json read_profile(const std::string& path) {
           {"inputs", json::array()}, {"nodes", p["nodes"]}, {"source", path}};
 }
 
-// Constant folding's evaluator for the stage views: the compile driver's (src/runtime/
-// compile.cpp), which is private to it: views are reshaped copies, other ops run their
-// reference kernel.
-std::vector<NDArray> evaluate_for_folding(const ir::Node& n, const std::vector<NDArray>& in) {
-  const auto& info = ir::OpRegistry::get().info(n.op);
-  std::vector<NDArray> out;
-  if (info.is_view()) {
-    out.push_back(in[0].reshape(n.outputs[0].shape).clone());
-    return out;
-  }
-  const KernelFn* k = backends::reference_kernels().find(n.op);
-  if (!k && info.host_kernel) k = &info.host_kernel;
-  LOOM_CHECK(k, "[constant_folding] no reference kernel for ", info.name);
-  for (const auto& t : n.outputs) out.push_back(NDArray::empty(t.dtype, t.shape));
-  KernelContext ctx{in, out, n.attrs.get(), nullptr};
-  (*k)(ctx);
-  return out;
-}
-
 // Random inputs for a profiling run: floats uniform in [-1, 1], integers (token ids,
 // positions) and booleans zero so that gathers stay in range; dynamic dims are 1.
 Feeds random_feeds(const Executable& exe) {
@@ -350,7 +332,7 @@ void Viewer::State::stage_view(ViewData& v, const std::string& device, const std
   opt.device = Device::parse(device);
   v.graph = pkg.graph;
   v.outputs = pkg.outputs;
-  passes::PassContext ctx{v.graph, v.outputs, v.pass_log, opt, evaluate_for_folding};
+  passes::PassContext ctx{v.graph, v.outputs, v.pass_log, opt, evaluate_on_reference};
   if (opt.optimization_level > 0)
     for (long slot = 0; slot < k; ++slot) {
       const auto& d = opt.disabled_passes;

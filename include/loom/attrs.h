@@ -104,7 +104,7 @@ struct AxisAttrs {  // softmax, log_softmax
   int64_t axis = -1;
   LOOM_FIELDS(axis)
 };
-struct NormAttrs {  // layer_norm, rms_norm: normalise over axes [axis, rank)
+struct NormAttrs {  // layer_norm, rms_norm, add_rms_norm: normalise over axes [axis, rank)
   int64_t axis = -1;
   double eps = 1e-5;
   LOOM_FIELDS(axis, eps)

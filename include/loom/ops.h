@@ -95,6 +95,12 @@ Tensor layer_norm(const Tensor& x, const Tensor& gamma = {}, const Tensor& beta 
                   NormAttrs options = {});
 Tensor rms_norm(const Tensor& x, const Tensor& gamma = {},
                 NormAttrs options = {.axis = -1, .eps = 1e-6});
+// {a + b, rms_norm(a + b, gamma)} in one kernel: a residual add and the norm that follows it (the
+// sum is returned too, for the next residual). a and b broadcast as in `add`; the norm reads the
+// sum as stored (rounded to the dtype), so both outputs equal the unfused ops' up to f32 rounding.
+// The fuse_add_rms_norm pass makes it from add → rms_norm.
+std::vector<Tensor> add_rms_norm(const Tensor& a, const Tensor& b, const Tensor& gamma = {},
+                                 NormAttrs options = {.axis = -1, .eps = 1e-6});
 
 // --- linear algebra ---------------------------------------------------------------------------
 // numpy matmul: batch dims broadcast; 1-D operands get a dim added and removed.

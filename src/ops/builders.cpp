@@ -192,6 +192,12 @@ Tensor rms_norm(const Tensor& x, const Tensor& gamma, NormAttrs o) {
   if (gamma.defined()) in.push_back(gamma);
   return make(op::rms_norm, in, make_attrs(o));
 }
+std::vector<Tensor> add_rms_norm(const Tensor& a, const Tensor& b, const Tensor& gamma,
+                                 NormAttrs o) {
+  std::vector<Tensor> in{a, b};
+  if (gamma.defined()) in.push_back(gamma);
+  return make_n(op::add_rms_norm, in, make_attrs(o));
+}
 Tensor matmul(const Tensor& a, const Tensor& b, MatmulAttrs o) {
   return make(op::matmul, {a, b}, make_attrs(o));
 }

@@ -1,7 +1,34 @@
-// softmax, log_softmax, layer_norm, rms_norm: row-wise reductions fused with elementwise math.
+// softmax, log_softmax, layer_norm, rms_norm, add_rms_norm: row-wise reductions fused with
+// elementwise math.
 #include "ops/infer_util.h"
 
 namespace loom::ir {
+namespace {
+
+// The norms' rules for input x (axis, eps) and the parameters gamma / beta from input `first_param`
+// on: the normalised dims' shape (or broadcastable to it), any float dtype.
+void check_norm(const InferContext& ctx, const TensorType& x, size_t first_param) {
+  const auto& a = ctx.attrs_as<NormAttrs>();
+  if (x.shape.rank() == 0) ctx.fail("needs an input of rank >= 1");
+  int axis = ops::normalize_axes(ctx, {a.axis}, x.shape.rank(), false)[0];
+  if (!(a.eps >= 0)) ctx.fail("eps must be >= 0, got ", a.eps);
+  for (size_t i = first_param; i < ctx.inputs.size(); ++i) {
+    const TensorType& p = ctx.inputs[i];
+    ops::expect_float(ctx, i);
+    int norm_rank = x.shape.rank() - axis;
+    if (p.shape.rank() > norm_rank)
+      ctx.fail("input ", i, " has rank ", p.shape.rank(), ", more than the ", norm_rank,
+               " normalised dims");
+    for (int d = 0; d < p.shape.rank(); ++d) {
+      int64_t pd = p.shape[d], xd = x.shape[x.shape.rank() - p.shape.rank() + d];
+      if (pd != 1 && pd != kDynamic && xd != kDynamic && pd != xd)
+        ctx.fail("input ", i, " ", p.shape.to_string(), " does not match the normalised dims of ",
+                 x.shape.to_string());
+    }
+  }
+}
+
+}  // namespace
 
 void register_normalization_ops(OpRegistry& r) {
   auto softmax = [](const InferContext& ctx) {
@@ -13,33 +40,26 @@ void register_normalization_ops(OpRegistry& r) {
   r.mutable_info(op::log_softmax).infer = softmax;
 
   auto norm = [](const InferContext& ctx) {
-    size_t max_inputs = ctx.info.id == op::layer_norm ? 3 : 2;
-    ops::expect_inputs(ctx, 1, max_inputs);
+    ops::expect_inputs(ctx, 1, ctx.info.id == op::layer_norm ? 3 : 2);
     ops::expect_float(ctx, 0);
-    const TensorType& x = ctx.inputs[0];
-    const auto& a = ctx.attrs_as<NormAttrs>();
-    if (x.shape.rank() == 0) ctx.fail("needs an input of rank >= 1");
-    int axis = ops::normalize_axes(ctx, {a.axis}, x.shape.rank(), false)[0];
-    if (!(a.eps >= 0)) ctx.fail("eps must be >= 0, got ", a.eps);
-    // gamma / beta: the normalised dims' shape (or broadcastable to it), any float dtype.
-    for (size_t i = 1; i < ctx.inputs.size(); ++i) {
-      const TensorType& p = ctx.inputs[i];
-      ops::expect_float(ctx, i);
-      int norm_rank = x.shape.rank() - axis;
-      if (p.shape.rank() > norm_rank)
-        ctx.fail("input ", i, " has rank ", p.shape.rank(), ", more than the ", norm_rank,
-                 " normalised dims");
-      for (int d = 0; d < p.shape.rank(); ++d) {
-        int64_t pd = p.shape[d], xd = x.shape[x.shape.rank() - p.shape.rank() + d];
-        if (pd != 1 && pd != kDynamic && xd != kDynamic && pd != xd)
-          ctx.fail("input ", i, " ", p.shape.to_string(), " does not match the normalised dims of ",
-                   x.shape.to_string());
-      }
-    }
-    return std::vector<TensorType>{x};
+    check_norm(ctx, ctx.inputs[0], 1);
+    return std::vector<TensorType>{ctx.inputs[0]};
   };
   r.mutable_info(op::layer_norm).infer = norm;
   r.mutable_info(op::rms_norm).infer = norm;
+
+  // add_rms_norm(a, b[, gamma]): `add`'s rules for a and b (same dtype, numpy broadcasting: a graph
+  // whose dynamic dims broadcast at run time still means what the unfused graph meant), then
+  // rms_norm's rules on the sum. Outputs: the sum and its norm, both of the sum's type.
+  r.mutable_info(op::add_rms_norm).infer = [](const InferContext& ctx) {
+    ops::expect_inputs(ctx, 2, 3);
+    ops::expect_same_dtype(ctx, 0, 1);
+    ops::expect_float(ctx, 0);
+    TensorType sum{ctx.inputs[0].dtype,
+                   ops::broadcast_shapes(ctx, ctx.inputs[0].shape, ctx.inputs[1].shape)};
+    check_norm(ctx, sum, 2);
+    return std::vector<TensorType>{sum, sum};
+  };
 }
 
 }  // namespace loom::ir

@@ -178,6 +178,59 @@ void norm_rows(const KernelContext& c, bool rms) {
                });
 }
 
+// add_rms_norm over rows of `cols` (a, b and the outputs of one shape, gamma over the whole row):
+// one pass writes the sum and accumulates its squares, a second scales it. The math is
+// norm_rows' (squares of the stored sum in double, f32 scaling), so the outputs equal add →
+// rms_norm on this backend bit for bit.
+void add_rms_norm_rows(const KernelContext& c) {
+  const NDArray &a = c.inputs[0], &b = c.inputs[1], &sum = c.outputs[0], &out = c.outputs[1];
+  const auto& at = c.attrs_as<NormAttrs>();
+  int axis = normalize_axis(at.axis, sum.rank());
+  int64_t cols = 1;
+  for (int i = axis; i < sum.rank(); ++i) cols *= sum.shape()[i];
+  int64_t rows = cols ? sum.numel() / cols : 0;
+  std::vector<float> gamma;
+  if (c.inputs.size() > 2) {
+    gamma.resize(static_cast<size_t>(cols));
+    load_run<float>(c.inputs[2].dtype(), c.inputs[2].data(), 0, 1, cols, gamma.data());
+  }
+  const bool f32 = sum.dtype() == DType::f32;
+  const auto n = static_cast<size_t>(cols);
+  parallel_for(c.pool, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(cols, 1)),
+               [&](int64_t begin, int64_t end) {
+                 std::vector<float> s(f32 ? 0 : n), t(f32 ? 0 : n);
+                 for (int64_t r = begin; r < end; ++r) {
+                   const int64_t off = r * cols;
+                   double ss = 0;
+                   float* v = f32 ? sum.data_as<float>() + off : s.data();
+                   if (f32) {
+                     const float *pa = a.data_as<float>() + off, *pb = b.data_as<float>() + off;
+                     for (size_t j = 0; j < n; ++j) {
+                       float x = pa[j] + pb[j];
+                       v[j] = x;
+                       ss += static_cast<double>(x) * x;
+                     }
+                   } else {
+                     // f16/bf16: add in f32, round as `add` does; the norm reads the rounded sum.
+                     load_run<float>(a.dtype(), a.data(), off, 1, cols, v);
+                     load_run<float>(b.dtype(), b.data(), off, 1, cols, t.data());
+                     for (size_t j = 0; j < n; ++j) v[j] += t[j];
+                     store_run<float>(sum.dtype(), sum.data(), off, cols, v);
+                     load_run<float>(sum.dtype(), sum.data(), off, 1, cols, v);
+                     for (size_t j = 0; j < n; ++j) ss += static_cast<double>(v[j]) * v[j];
+                   }
+                   float inv =
+                       static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(cols) + at.eps));
+                   float* o = f32 ? out.data_as<float>() + off : t.data();
+                   if (gamma.empty())
+                     for (size_t j = 0; j < n; ++j) o[j] = v[j] * inv;
+                   else
+                     for (size_t j = 0; j < n; ++j) o[j] = v[j] * inv * gamma[j];
+                   if (!f32) store_run<float>(out.dtype(), out.data(), off, cols, o);
+                 }
+               });
+}
+
 void arg_rows(const KernelContext& c, bool is_max) {
   const NDArray &x = c.inputs[0], &out = c.outputs[0];
   int64_t len = x.shape()[x.rank() - 1], rows = x.numel() / len;
@@ -249,6 +302,19 @@ void register_reduction(KernelTable& t) {
       norm_rows(c, id == op::rms_norm);
     });
   }
+  KernelFn add_norm_fallback = *ref.find(op::add_rms_norm);
+  t.set(op::add_rms_norm, [add_norm_fallback](const KernelContext& c) {
+    const NDArray& sum = c.outputs[0];
+    int axis = normalize_axis(c.attrs_as<NormAttrs>().axis, sum.rank());
+    int64_t cols = 1;
+    for (int i = axis; i < sum.rank(); ++i) cols *= sum.shape()[i];
+    // Fast path: no broadcast between a and b, gamma over exactly the normalised dims.
+    bool fast = sum.dtype() != DType::f64 && c.inputs[0].shape() == sum.shape() &&
+                c.inputs[1].shape() == sum.shape() &&
+                (c.inputs.size() < 3 || c.inputs[2].numel() == cols);
+    if (!fast) return add_norm_fallback(c);
+    add_rms_norm_rows(c);
+  });
 }
 
 }  // namespace loom::backends::cpu

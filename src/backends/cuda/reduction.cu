@@ -1,6 +1,7 @@
 // CUDA reductions (sum/mean/max/min/prod over any axes, argmax/argmin) and row normalisations
-// (softmax, log_softmax, layer_norm, rms_norm): one block per output row, accumulating in double
-// for reductions (as the reference does) and in f32 (f64 for f64) for softmax and norms.
+// (softmax, log_softmax, layer_norm, rms_norm, add_rms_norm): one block per output row (a warp per
+// short add_rms_norm row), accumulating in double for reductions (as the reference does) and in
+// f32 (f64 for f64) for softmax and norms.
 #include <cfloat>
 
 #include "backends/cuda/device_util.cuh"
@@ -480,6 +481,127 @@ void norm(const KernelContext& c, bool rms) {
   LOOM_CUDA_LAUNCHED();
 }
 
+// add_rms_norm, the common case — f32, a and b of the sum's shape, rows of ≤ 8192 elements (a
+// multiple of 4), f32 gamma over the whole row or none — in one pass: each thread adds its float4s,
+// writes the sum and keeps it in registers for the scaling (as norm_rows_f32). kTPR threads per
+// row: a warp for rows of ≤ 1024 (8 rows per block, shuffles only), else the whole block.
+template <int kTPR>
+__global__ void add_rms_norm_f32(const float* __restrict__ a, const float* __restrict__ b,
+                                 float* __restrict__ sum, float* __restrict__ out, int64_t rows,
+                                 int cols, const float* __restrict__ g, float eps) {
+  constexpr int kRowsPerBlock = kNormThreads / kTPR;
+  const int n4 = cols / 4, lane = threadIdx.x % kTPR;
+  for (int64_t r = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / kTPR; r < rows;
+       r += static_cast<int64_t>(gridDim.x) * kRowsPerBlock) {
+    const float4* a4 = reinterpret_cast<const float4*>(a + r * cols);
+    const float4* b4 = reinterpret_cast<const float4*>(b + r * cols);
+    float4* s4 = reinterpret_cast<float4*>(sum + r * cols);
+    float4 v[kNormPer];
+    float ss = 0;
+#pragma unroll
+    for (int i = 0; i < kNormPer; ++i) {
+      int j = lane + i * kTPR;
+      v[i] = make_float4(0, 0, 0, 0);
+      if (j < n4) {
+        float4 x = a4[j], y = b4[j];
+        v[i] = make_float4(x.x + y.x, x.y + y.y, x.z + y.z, x.w + y.w);
+        s4[j] = v[i];
+        ss += (v[i].x * v[i].x + v[i].y * v[i].y) + (v[i].z * v[i].z + v[i].w * v[i].w);
+      }
+    }
+    if constexpr (kTPR == 32) {
+      for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    } else {
+      ss = block_reduce(ss, [](float x, float y) { return x + y; });
+    }
+    const float inv = rsqrtf(ss / cols + eps);
+    float4* o4 = reinterpret_cast<float4*>(out + r * cols);
+#pragma unroll
+    for (int i = 0; i < kNormPer; ++i) {
+      int j = lane + i * kTPR;
+      if (j >= n4) continue;
+      float4 o{v[i].x * inv, v[i].y * inv, v[i].z * inv, v[i].w * inv};
+      if (g) {
+        float4 gg = reinterpret_cast<const float4*>(g)[j];
+        o = make_float4(o.x * gg.x, o.y * gg.y, o.z * gg.z, o.w * gg.w);
+      }
+      o4[j] = o;
+    }
+  }
+}
+
+// Every other case: any float dtype, a and b broadcast to the sum's shape, gamma broadcast over
+// the row. The sum is stored (rounded to the dtype) and read back, so the norm sees what the
+// unfused rms_norm would; squares in f64 as in norm_kernel. One block per row.
+__global__ void add_rms_norm_kernel(const void* a, const void* b, int dt, void* sum, void* out,
+                                    int64_t rows, int64_t cols, StridedIndex<2> ab, const void* g,
+                                    int dtg, StridedIndex<1> gi, double eps) {
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const int64_t base = r * cols;
+    double ss = 0;
+    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
+      int64_t off[2];
+      ab.offsets(base + j, off);
+      store(dt, sum, base + j, load<double>(dt, a, off[0]) + load<double>(dt, b, off[1]));
+      double v = load<double>(dt, sum, base + j);
+      ss += v * v;
+    }
+    ss = block_reduce(ss, [](double x, double y) { return x + y; });
+    const double inv = 1.0 / sqrt(ss / static_cast<double>(cols) + eps);
+    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
+      double v = load<double>(dt, sum, base + j) * inv;
+      if (g) {
+        int64_t o;
+        gi.offsets(j, &o);
+        v *= load<double>(dtg, g, o);
+      }
+      store(dt, out, base + j, v);
+    }
+  }
+}
+
+void add_rms_norm(const KernelContext& c) {
+  const NDArray &a = c.inputs[0], &b = c.inputs[1], &sum = c.outputs[0], &out = c.outputs[1];
+  const auto& at = c.attrs_as<NormAttrs>();
+  int axis = normalize_axis(at.axis, sum.rank());
+  int64_t cols = 1;
+  for (int i = axis; i < sum.rank(); ++i) cols *= sum.shape()[i];
+  int64_t rows = cols ? sum.numel() / cols : 0;
+  if (rows == 0) return;
+  const NDArray* g = c.inputs.size() > 2 ? &c.inputs[2] : nullptr;
+  cudaStream_t s = stream_for(c);
+  auto aligned = [](const NDArray& x) { return reinterpret_cast<uintptr_t>(x.data()) % 16 == 0; };
+  if (sum.dtype() == DType::f32 && a.shape() == sum.shape() && b.shape() == sum.shape() &&
+      cols % 4 == 0 && cols <= 4 * kNormThreads * kNormPer && aligned(a) && aligned(b) &&
+      aligned(sum) && aligned(out) &&
+      (!g || (g->dtype() == DType::f32 && g->numel() == cols && aligned(*g)))) {
+    auto launch = [&](auto kernel, int64_t blocks) {
+      kernel<<<grid_rows(blocks), kNormThreads, 0, s>>>(
+          static_cast<const float*>(a.data()), static_cast<const float*>(b.data()),
+          static_cast<float*>(sum.data()), static_cast<float*>(out.data()), rows,
+          static_cast<int>(cols), g ? static_cast<const float*>(g->data()) : nullptr,
+          static_cast<float>(at.eps));
+    };
+    if (cols <= 4 * 32 * kNormPer)
+      launch(add_rms_norm_f32<32>, (rows + kNormThreads / 32 - 1) / (kNormThreads / 32));
+    else
+      launch(add_rms_norm_f32<kNormThreads>, rows);
+    LOOM_CUDA_LAUNCHED();
+    return;
+  }
+  Shape ns(std::vector<int64_t>(sum.shape().dims().begin() + axis, sum.shape().dims().end()));
+  StridedIndex<2> ab = make_index<2>(
+      dims_of(sum.shape()),
+      {broadcast_strides(a.shape(), sum.shape()), broadcast_strides(b.shape(), sum.shape())});
+  StridedIndex<1> gi =
+      make_index<1>(dims_of(ns), {g ? broadcast_strides(g->shape(), ns)
+                                    : std::vector<int64_t>(static_cast<size_t>(ns.rank()), 0)});
+  add_rms_norm_kernel<<<grid_rows(rows), kThreads, 0, s>>>(
+      a.data(), b.data(), static_cast<int>(sum.dtype()), sum.data(), out.data(), rows, cols, ab,
+      g ? g->data() : nullptr, g ? static_cast<int>(g->dtype()) : 0, gi, at.eps);
+  LOOM_CUDA_LAUNCHED();
+}
+
 }  // namespace
 
 void register_reduction(KernelTable& t) {
@@ -494,6 +616,7 @@ void register_reduction(KernelTable& t) {
   t.set(op::log_softmax, [](const KernelContext& c) { softmax(c, true); });
   t.set(op::layer_norm, [](const KernelContext& c) { norm(c, false); });
   t.set(op::rms_norm, [](const KernelContext& c) { norm(c, true); });
+  t.set(op::add_rms_norm, add_rms_norm);
 }
 
 }  // namespace loom::backends::cuda

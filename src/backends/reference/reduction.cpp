@@ -162,6 +162,22 @@ void norm(const KernelContext& c, bool rms) {
   }
 }
 
+// sum = a + b stored as `add` stores it (rounded to the dtype), then rms_norm of that stored sum:
+// exactly the unfused ops.
+void add_rms_norm(const KernelContext& c) {
+  const NDArray &a = c.inputs[0], &b = c.inputs[1], &sum = c.outputs[0];
+  auto sa = broadcast_strides(a.shape(), sum.shape()),
+       sb = broadcast_strides(b.shape(), sum.shape());
+  for_each_index(sum.shape(), [&](int64_t flat, const std::vector<int64_t>& idx) {
+    double v = load_element(a.dtype(), a.data(), dot(idx, sa)) +
+               load_element(b.dtype(), b.data(), dot(idx, sb));
+    store_element(sum.dtype(), sum.data(), flat, v);
+  });
+  std::vector<NDArray> in{sum};
+  if (c.inputs.size() > 2) in.push_back(c.inputs[2]);
+  norm({in, c.outputs.subspan(1, 1), c.attrs, c.pool}, true);
+}
+
 }  // namespace
 
 void register_reduction(KernelTable& t) {
@@ -177,6 +193,7 @@ void register_normalization(KernelTable& t) {
   t.set(op::log_softmax, [](const KernelContext& c) { softmax(c, true); });
   t.set(op::layer_norm, [](const KernelContext& c) { norm(c, false); });
   t.set(op::rms_norm, [](const KernelContext& c) { norm(c, true); });
+  t.set(op::add_rms_norm, add_rms_norm);
 }
 
 }  // namespace loom::backends::ref

@@ -140,6 +140,37 @@ std::vector<OpCase> make() {
       {"rms_norm/plain_f16", {{"x", f16, {5, 64}}}, [](Graph&, const std::vector<Tensor>& in) {
          return std::vector<Tensor>{rms_norm(in[0])};
        }});
+  // add_rms_norm: a decode row (CUDA: a warp per row), long rows (a block per row), rows the f32
+  // kernel does not take (odd length), f16/bf16 (the norm reads the rounded sum), a broadcast add
+  // with a two-axis norm and a broadcast gamma (the general paths), and add → rms_norm written out,
+  // which the CPU compile fuses (the reference runs it unfused).
+  auto add_norm = [](Graph&, const std::vector<Tensor>& in) {
+    return add_rms_norm(in[0], in[1], in.size() > 2 ? in[2] : Tensor{});
+  };
+  c.push_back({"add_rms_norm/decode_row_f32",
+               {{"a", f32, {1, 576}}, {"b", f32, {1, 576}}, {"g", f32, {576}}},
+               add_norm});
+  c.push_back({"add_rms_norm/rows_f32",
+               {{"a", f32, {6, 4096}}, {"b", f32, {6, 4096}}, {"g", f32, {4096}}},
+               add_norm});
+  c.push_back(
+      {"add_rms_norm/odd_rows_no_gamma_f32", {{"a", f32, {9, 37}}, {"b", f32, {9, 37}}}, add_norm});
+  c.push_back(
+      {"add_rms_norm/f16", {{"a", f16, {5, 64}}, {"b", f16, {5, 64}}, {"g", f16, {64}}}, add_norm});
+  c.push_back({"add_rms_norm/bf16_f32_gamma",
+               {{"a", bf16, {3, 128}}, {"b", bf16, {3, 128}}, {"g", f32, {128}}},
+               add_norm});
+  c.push_back({"add_rms_norm/broadcast_two_axes",
+               {{"a", f32, {3, 4, 8}}, {"b", f32, {4, 8}}, {"g", f32, {1, 8}}},
+               [](Graph&, const std::vector<Tensor>& in) {
+                 return add_rms_norm(in[0], in[1], in[2], {.axis = 1, .eps = 1e-5});
+               }});
+  c.push_back({"add_rms_norm/unfused_pair_f32",
+               {{"h", f32, {2, 96}}, {"x", f32, {2, 96}}, {"g", f32, {96}}},
+               [](Graph&, const std::vector<Tensor>& in) {
+                 Tensor h = in[0] + in[1];
+                 return std::vector<Tensor>{rms_norm(h, in[2]), h * 2.0};
+               }});
   return c;
 }
 

@@ -173,6 +173,28 @@ TEST(Package, ExecutableRoundTripSkipsPassesAndKeepsTheLog) {
   std::filesystem::remove(path);
 }
 
+// A compiled residual add + rms_norm is one two-output add_rms_norm node; it is stored, loaded
+// (type inference re-runs) and run like any other node.
+TEST(Package, ExecutableRoundTripKeepsAddRmsNorm) {
+  Graph g;
+  auto x = g.placeholder({-1, 16}, f32, "x");
+  auto r = g.placeholder({-1, 16}, f32, "r");
+  auto h = x + r;
+  auto y = rms_norm(h, g.constant(random_uniform({16}, f32, 0.5, 1.5, 4), "gamma"));
+  auto exe = g.compile({y, h * 2.0});
+  ASSERT_NE(exe.to_text().find("add_rms_norm"), std::string::npos) << exe.to_text();
+  std::string path = tmp_path("add_rms_norm.loom");
+  exe.save(path);
+  auto back = Executable::load(path);
+  EXPECT_EQ(back.to_text(), exe.to_text());
+  Feeds in{{"x", random_uniform({3, 16}, f32, -1, 1, 5)},
+           {"r", random_uniform({3, 16}, f32, -1, 1, 6)}};
+  auto a = exe.run(in), b = back.run(in);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i].to_doubles(), b[i].to_doubles()) << i;
+  std::filesystem::remove(path);
+}
+
 TEST(Package, TiedConstantsAreStoredOnce) {
   Graph g;
   auto x = g.placeholder({4}, f32, "x");

@@ -279,6 +279,49 @@ TEST(Compile, PassLogAndDisabledPasses) {
 #endif
 }
 
+// A Llama-like stack (pre-norm residual blocks, dynamic rows): fuse_add_rms_norm turns every
+// residual add + the norm after it into one add_rms_norm, and the outputs equal the unfused
+// graph's bit for bit on the CPU (same math per element; f16 norms read the rounded sum).
+TEST(Compile, FusesResidualAddAndRmsNorm) {
+  for (DType dt : {f32, f16}) {
+    Graph g;
+    auto x = g.placeholder({-1, 64}, dt, "x");
+    auto w = [&](int64_t r, int64_t c, uint64_t seed) {
+      return g.constant(random_normal({r, c}, f32, seed, 0, 0.2).astype(dt));
+    };
+    auto gamma = [&](uint64_t seed) {
+      return g.constant(random_uniform({64}, f32, 0.5, 1.5, seed).astype(dt));
+    };
+    Tensor h = x;
+    for (uint64_t l = 0; l < 2; ++l) {
+      h = h + matmul(rms_norm(h, gamma(10 * l + 1)), w(64, 64, 10 * l + 2));
+      Tensor n = rms_norm(h, gamma(10 * l + 3));
+      h = h + matmul(silu(matmul(n, w(64, 96, 10 * l + 4))) * matmul(n, w(64, 96, 10 * l + 5)),
+                     w(96, 64, 10 * l + 6));
+    }
+    Tensor out = matmul(rms_norm(h, gamma(99), {.axis = -1, .eps = 1e-5}), w(64, 32, 100));
+    auto fused = g.compile({out, h});
+    CompileOptions off;
+    off.disabled_passes = {"fuse_add_rms_norm"};
+    auto plain = g.compile({out, h}, off);
+    std::string log;
+    for (const auto& l : fused.pass_log()) log += l + "\n";
+    // Layer 0's first norm reads the input (no add); the other four follow a residual add.
+    EXPECT_NE(log.find("[fuse_add_rms_norm] fused 4 add → rms_norm pair(s)"), std::string::npos)
+        << log;
+    EXPECT_NE(fused.to_text().find("add_rms_norm"), std::string::npos);
+    EXPECT_EQ(plain.to_text().find("add_rms_norm"), std::string::npos);
+    auto in = random_uniform({3, 64}, f32, -2, 2, 5).astype(dt);
+    auto a = fused.run({{"x", in}}), b = plain.run({{"x", in}});
+    for (size_t i = 0; i < a.size(); ++i)
+      EXPECT_EQ(a[i].to_doubles(), b[i].to_doubles()) << dtype_name(dt) << " output " << i;
+    // The reference device runs op by op (it is the oracle).
+    CompileOptions ref;
+    ref.device = Device::reference();
+    EXPECT_EQ(g.compile({out, h}, ref).to_text().find("add_rms_norm"), std::string::npos);
+  }
+}
+
 TEST(Compile, FoldsViewsOfConstants) {
   Graph g;
   auto c = g.constant(NDArray::from_vector<float>({1, 2, 3, 4, 5, 6}, {2, 3}));

@@ -9,12 +9,21 @@
 // integer sums are exact, the two backends agree to float rounding of the final sums.
 //
 // Shape of the work: one wave of persistent CTAs of 8 warps (so x is quantized once per CTA, not
-// once per row); a warp owns two weight rows at a time, its lanes take the rows' blocks
-// with a stride of 32, and the loads of both rows and two blocks each are in flight together.
+// once per row); a warp owns one or two weight rows at a time and its lanes take the rows' blocks
+// with a stride of 32. Two ways to read the weights:
+// - direct (4-byte aligned blocks: q4_1, affine_u4, affine_i8): the loads of two rows and two
+//   blocks each are in flight together, codes read as words straight from global memory;
+// - staged (2-byte aligned blocks: q4_0, q8_0): read directly, their codes take 8 (16) half-word
+//   loads per block per lane, and that count of narrow loads is what held q4_0 at ~63 % of the
+//   copy bandwidth when 4-byte aligned formats reached ~78 %. Instead each warp copies its rows
+//   into shared memory with 16-byte cp.async, two steps ahead of the one it computes, and its
+//   lanes parse the blocks from there. LOOM_QMM_INT8_STAGE=0 sends them to the direct path.
 #include <algorithm>
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <tuple>
+#include <utility>
 
 #include "backends/cuda/device_util.cuh"
 #include "backends/cuda/quant_matmul.h"
@@ -23,12 +32,17 @@ namespace loom::backends::cuda {
 namespace {
 
 constexpr int kWarps = 8;
-constexpr int kRows = 2;  // weight rows per warp at a time
+constexpr int kRows = 2;  // direct path: weight rows per warp at a time
+// CTAs per SM the register allocation must allow (__launch_bounds__): for m <= 2, 3 CTAs of
+// either kernel fit in shared memory at k = 4096, and without the bound ptxas sometimes takes
+// ~127 registers (2 CTAs) or spills at 64.
+template <int MT>
+constexpr int kMinCtas = MT <= 2 ? 3 : 2;
 
 struct Int8Args {
-  const uint8_t* w;
+  const uint8_t* w;  // 16-byte aligned for the staged path
   int64_t n, rb;
-  int k, kb, m;
+  int k, kb, kbp, m;  // kbp: kb rounded up to 32 (x's layout in shared memory)
   const void* x;
   int xdt;
   bool xvec;  // x f32 rows 16-byte aligned: vector loads
@@ -89,18 +103,21 @@ __device__ __forceinline__ int code_word(const uint8_t* qs, int j) {
   }
 }
 
-template <int F, int MT>
-__global__ void __launch_bounds__(kWarps * 32) gemv_int8_kernel(const Int8Args a) {
-  using B = Blk<F>;
-  extern __shared__ int4 smem4[];
-  int* xq = reinterpret_cast<int*>(smem4);                    // [MT][k / 4] int8 x 4
-  float* xd = reinterpret_cast<float*>(xq + MT * (a.k / 4));  // [MT][kb] scales
-  float* xs = xd + MT * a.kb;                                 // [MT][kb] scale · Σq
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+template <class B>
+constexpr int kCodeWords = B::FOUR ? 4 : 8;  // 4-byte words of codes per block
 
-  // x -> int8 per block of 32, the CPU backend's rounding (quantize_activations). A thread takes
-  // a whole block: its 32 loads are independent and in flight together (a warp-per-block loop
-  // would pay one L2 round trip per block in sequence, microseconds for a long x).
+// x in shared memory: the int8 codes of row mi, block b are two int4 (elements 0-15, 16-31),
+// stored per group of 32 blocks as [32 first halves][32 second halves]: the 32 lanes of a warp,
+// which take 32 consecutive blocks, then load 512 consecutive bytes (no bank conflicts).
+__device__ __forceinline__ int x_slot(int kbp, int mi, int b) {
+  return 2 * (mi * kbp + (b & ~31)) + (b & 31);
+}
+
+// x -> int8 per block of 32, the CPU backend's rounding (quantize_activations). A thread takes
+// a whole block: its 32 loads are independent and in flight together (a warp-per-block loop
+// would pay one L2 round trip per block in sequence, microseconds for a long x).
+template <bool INTER>
+__device__ __forceinline__ void quantize_x(const Int8Args& a, int4* xq4, float* xd, float* xs) {
   for (int mb = threadIdx.x; mb < a.m * a.kb; mb += kWarps * 32) {
     const int mi = mb / a.kb, b = mb % a.kb;
     const int64_t x0 = static_cast<int64_t>(mi) * a.k + 32 * b;
@@ -128,16 +145,78 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_int8_kernel(const Int8Args a
       const int q = static_cast<int>(rintf(__fmul_rn(v[t], id)));
       sum += q;
       // affine_u4 pairs element 2i with 2i+1 in one byte: x is stored evens first, then odds.
-      const int pos = B::INTER ? ((t & 1) ? 16 + (t >> 1) : t >> 1) : t;
+      const int pos = INTER ? ((t & 1) ? 16 + (t >> 1) : t >> 1) : t;
       words[pos >> 2] |= (static_cast<uint32_t>(q) & 0xFFu) << (8 * (pos & 3));
     }
-    int4* dst = reinterpret_cast<int4*>(xq + mi * (a.k / 4) + 8 * b);
+    int4* dst = xq4 + x_slot(a.kbp, mi, b);
     dst[0] = make_int4(static_cast<int>(words[0]), static_cast<int>(words[1]),
                        static_cast<int>(words[2]), static_cast<int>(words[3]));
-    dst[1] = make_int4(static_cast<int>(words[4]), static_cast<int>(words[5]),
-                       static_cast<int>(words[6]), static_cast<int>(words[7]));
+    dst[32] = make_int4(static_cast<int>(words[4]), static_cast<int>(words[5]),
+                        static_cast<int>(words[6]), static_cast<int>(words[7]));
     xd[mb] = d, xs[mb] = d * static_cast<float>(sum);
   }
+}
+
+// acc[r][mi] += d_w·d_x·Σ q_w·q_x + m_w·s_x for block b of R weight rows (scale dw, offset wm,
+// codes c) and every row of x.
+template <class B, int R, int MT>
+__device__ __forceinline__ void dot_block(const Int8Args& a, const int4* xq4, const float* xd,
+                                          const float* xs, int b, const float (&dw)[R],
+                                          const float (&wm)[R], const int (&c)[R][kCodeWords<B>],
+                                          float (&acc)[R][MT]) {
+#pragma unroll
+  for (int mi = 0; mi < MT; ++mi) {
+    if (mi >= a.m) break;
+    const int4* xv = xq4 + x_slot(a.kbp, mi, b);
+    const int4 x0 = xv[0], x1 = xv[32];
+    const int xw[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
+    const int xi = mi * a.kb + b;
+    const float dx = xd[xi], sx = xs[xi];
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      int sumi = 0;
+      if constexpr (B::FOUR) {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          sumi = __dp4a(c[r][j] & 0x0F0F0F0F, xw[j], sumi);
+          sumi = __dp4a((c[r][j] >> 4) & 0x0F0F0F0F, xw[4 + j], sumi);
+        }
+      } else {
+#pragma unroll
+        for (int j = 0; j < 8; ++j) sumi = __dp4a(c[r][j], xw[j], sumi);
+      }
+      acc[r][mi] += dw[r] * dx * static_cast<float>(sumi) + wm[r] * sx;
+    }
+  }
+}
+
+// Warp sums of acc stored for the rows row0.. (those < n), then acc reset for the next rows.
+template <int R, int MT>
+__device__ __forceinline__ void store_rows(const Int8Args& a, float (&acc)[R][MT], int64_t row0,
+                                           int lane) {
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int mi = 0; mi < MT; ++mi) {
+      float v = acc[r][mi];
+      for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+      if (lane == 0 && mi < a.m && row0 + r < a.n)
+        store(a.xdt, a.y, static_cast<int64_t>(mi) * a.n + row0 + r, v);
+      acc[r][mi] = 0.f;
+    }
+}
+
+// Direct path: codes read from global memory (4-byte aligned blocks; 2-byte aligned ones when
+// staging is off or does not fit).
+template <int F, int MT>
+__global__ void __launch_bounds__(kWarps * 32, kMinCtas<MT>) gemv_int8_kernel(const Int8Args a) {
+  using B = Blk<F>;
+  extern __shared__ int4 smem4[];
+  int4* xq4 = smem4;                                           // [MT][kbp / 32][2][32] int8 x 16
+  float* xd = reinterpret_cast<float*>(xq4 + 2 * MT * a.kbp);  // [MT][kb] scales
+  float* xs = xd + MT * a.kb;                                  // [MT][kb] scale · Σq
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  quantize_x<B::INTER>(a, xq4, xd, xs);
   __syncthreads();
 
   // A warp takes kRows rows at a time and interleaves their loads: twice the bytes in flight.
@@ -151,7 +230,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_int8_kernel(const Int8Args a
 #pragma unroll 2
     for (int b = lane; b < a.kb; b += 32) {
       float dw[kRows], wm[kRows];
-      int c[kRows][B::FOUR ? 4 : 8];
+      int c[kRows][kCodeWords<B>];
 #pragma unroll
       for (int r = 0; r < kRows; ++r) {
         // Rows past n re-read the last row (in bounds; their sums are never stored).
@@ -160,74 +239,223 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_int8_kernel(const Int8Args a
         dw[r] = h2f(__ldg(reinterpret_cast<const uint16_t*>(blk)));
         wm[r] = B::offset(blk, dw[r]);
 #pragma unroll
-        for (int j = 0; j < (B::FOUR ? 4 : 8); ++j) c[r][j] = code_word<B>(blk + B::QS, j);
+        for (int j = 0; j < kCodeWords<B>; ++j) c[r][j] = code_word<B>(blk + B::QS, j);
       }
-#pragma unroll
-      for (int mi = 0; mi < MT; ++mi) {
-        if (mi >= a.m) break;
-        const int4* xv = reinterpret_cast<const int4*>(xq + mi * (a.k / 4) + 8 * b);
-        const int4 x0 = xv[0], x1 = xv[1];
-        const int xw[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
-        const int xi = mi * a.kb + b;
-        const float dx = xd[xi], sx = xs[xi];
-#pragma unroll
-        for (int r = 0; r < kRows; ++r) {
-          int sumi = 0;
-          if constexpr (B::FOUR) {
-#pragma unroll
-            for (int j = 0; j < 4; ++j) {
-              sumi = __dp4a(c[r][j] & 0x0F0F0F0F, xw[j], sumi);
-              sumi = __dp4a((c[r][j] >> 4) & 0x0F0F0F0F, xw[4 + j], sumi);
-            }
-          } else {
-#pragma unroll
-            for (int j = 0; j < 8; ++j) sumi = __dp4a(c[r][j], xw[j], sumi);
-          }
-          acc[r][mi] += dw[r] * dx * static_cast<float>(sumi) + wm[r] * sx;
-        }
-      }
+      dot_block<B, kRows, MT>(a, xq4, xd, xs, b, dw, wm, c, acc);
     }
-#pragma unroll
-    for (int r = 0; r < kRows; ++r)
-#pragma unroll
-      for (int mi = 0; mi < MT; ++mi) {
-        float v = acc[r][mi];
-        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-        if (lane == 0 && mi < a.m && row0 + r < a.n)
-          store(a.xdt, a.y, static_cast<int64_t>(mi) * a.n + row0 + r, v);
-      }
+    store_rows<kRows, MT>(a, acc, row0, lane);
   }
 }
 
+// Staged path (2-byte aligned blocks). A warp's work is a list of steps: step t copies chunk
+// t % nch (CB blocks) of each of the R rows of its row group t / nch, kStageBytes in all
+// (q4_0, k = 4096, m <= 2: one whole row of 2304 bytes). A warp holds kStages steps in shared
+// memory, the one it computes and kStages - 1 in flight: with 3 CTAs of 8 warps per SM that is
+// ~110 KB in flight per SM, well over the ~25-40 KB that keep HBM3 busy, so the warps that finish
+// their rows early do not starve the bandwidth at the end.
+constexpr int kStages = 3;
+constexpr int kStageBytes = 2304;
+template <int MT>
+constexpr int kStageRows = MT >= 4 ? 2 : 1;  // m >= 4: two weight rows share each x load
+template <class B, int R>
+struct Stage {
+  static constexpr int CB = kStageBytes / (R * B::BYTES) / 32 * 32;  // whole lane strides
+  // Rows are 2-byte aligned: a chunk is copied as the 16-byte aligned span around it, which
+  // starts up to 14 bytes early (+ 16); parsing reads 2 bytes past a block at most (still in it).
+  static constexpr int SLOT = CB * B::BYTES + 16;
+  static constexpr size_t kBytes = static_cast<size_t>(kWarps) * kStages * R * SLOT;
+  static_assert(CB >= 32 && CB * B::BYTES % 16 == 0, "chunks of whole lane strides and units");
+};
+
+// 16-byte global -> shared copy that bypasses L1; reads only `bytes` (1..16) of the source and
+// zero-fills the rest (the last unit of the weights may end mid-unit).
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, int bytes) {
+  const auto s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+template <int N>  // waits until at most N of this thread's groups are pending
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
 template <int F, int MT>
-void launch_int8(cudaStream_t s, const Int8Args& a, size_t smem) {
+__global__ void __launch_bounds__(kWarps * 32, kMinCtas<MT>)
+    gemv_int8_staged_kernel(const Int8Args a) {
+  using B = Blk<F>;
+  static_assert(!B::ALIGN4 && !B::INTER, "the staged parser reads 2-byte aligned blocks");
+  constexpr int R = kStageRows<MT>, NC = kCodeWords<B>;
+  using S = Stage<B, R>;
+  extern __shared__ int4 smem4[];
+  uint8_t* stage = reinterpret_cast<uint8_t*>(smem4);  // [kWarps][kStages][R][SLOT] bytes
+  int4* xq4 = smem4 + S::kBytes / 16;
+  float* xd = reinterpret_cast<float*>(xq4 + 2 * MT * a.kbp);
+  float* xs = xd + MT * a.kb;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+
+  // Warp gw owns the row groups gw, gw + nw, ... of R rows each (none when gw >= groups).
+  const int64_t groups = (a.n + R - 1) / R;
+  const int64_t gw = static_cast<int64_t>(blockIdx.x) * kWarps + warp;
+  const int64_t nw = static_cast<int64_t>(gridDim.x) * kWarps;
+  const int nch = (a.kb + S::CB - 1) / S::CB;
+  const int64_t steps = gw < groups ? ((groups - 1 - gw) / nw + 1) * nch : 0;
+  uint8_t* slots = stage + static_cast<size_t>(warp) * kStages * R * S::SLOT;
+  const uint8_t* wend = a.w + a.n * a.rb;
+
+  // First byte of chunk c of row r of the warp's row group q. Rows past n re-read the last row
+  // (in bounds; their sums are never stored).
+  auto chunk = [&](int64_t q, int c, int r) {
+    const int64_t row0 = (gw + q * nw) * R;
+    const int64_t row = row0 + r < a.n ? row0 + r : a.n - 1;
+    return a.w + row * a.rb + static_cast<int64_t>(c) * S::CB * B::BYTES;
+  };
+  // Copies of step (q, c) into slot s: per row, the 16-byte units covering its chunk. a.w is
+  // 16-byte aligned, so the first unit never starts before the weights; the last one is cut at
+  // their end.
+  auto issue = [&](int64_t q, int c, int s) {
+    const int nb = min(S::CB, a.kb - c * S::CB);
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* g = chunk(q, c, r);
+      const int o = static_cast<int>(reinterpret_cast<uintptr_t>(g) & 15);
+      const uint8_t* g16 = g - o;
+      uint8_t* dst = slots + (s * R + r) * S::SLOT;
+      const int units = (o + nb * B::BYTES + 15) >> 4;
+      for (int u = lane; u < units; u += 32) {
+        const uint8_t* src = g16 + 16 * u;
+        const int64_t left = wend - src;
+        cp_async16(dst + 16 * u, src, left < 16 ? static_cast<int>(left) : 16);
+      }
+    }
+  };
+  auto advance = [&](int64_t& q, int& c) {
+    if (++c == nch) c = 0, ++q;
+  };
+
+  float acc[R][MT];
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int mi = 0; mi < MT; ++mi) acc[r][mi] = 0.f;
+
+  // Every lane commits one group per step (empty past the last step), so after the commit of
+  // step t, wait_group<kStages - 1> means exactly "step t has landed". The first steps' copies
+  // need no x: they start before x is quantized, hiding that prologue behind their latency.
+  int64_t iq = 0;  // the next step to issue: row group iq, chunk ic
+  int ic = 0;
+  for (int s = 0; s < kStages - 1; ++s) {
+    if (s < steps) {
+      issue(iq, ic, s);
+      advance(iq, ic);
+    }
+    cp_async_commit();
+  }
+  quantize_x<false>(a, xq4, xd, xs);
+  __syncthreads();  // the only CTA-wide barrier: from here on each warp runs on its own
+  int64_t q = 0;    // the step computed: row group q, chunk c, in slot s
+  int c = 0, s = 0;
+  for (int64_t t = 0; t < steps; ++t) {
+    __syncwarp();  // every lane is done with step t - 1's slot, which step t + kStages - 1 refills
+    if (t + kStages - 1 < steps) {
+      issue(iq, ic, s == 0 ? kStages - 1 : s - 1);
+      advance(iq, ic);
+    }
+    cp_async_commit();
+    cp_async_wait<kStages - 1>();  // this lane's copies of step t have landed,
+    __syncwarp();                  // and every lane's are visible to the warp
+
+    const int nb = min(S::CB, a.kb - c * S::CB);
+    const uint8_t* slot = slots + s * R * S::SLOT;
+    int o[R];  // where each row's chunk starts in its slot (even, < 16)
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+      o[r] = static_cast<int>(reinterpret_cast<uintptr_t>(chunk(q, c, r)) & 15);
+#pragma unroll
+    for (int j = 0; j < S::CB / 32; ++j) {
+      const int i = 32 * j + lane;  // the lane's block in the chunk
+      if (i >= nb) break;
+      float dw[R], wm[R];
+      int cw[R][NC];
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        // The block starts at an even byte: read the NC + 1 aligned words around it and, when it
+        // starts at 2 mod 4, shift by a half-word: one prmt per code word. Lanes 18 or 34 bytes
+        // apart hit a bank at most twice per load.
+        const int off = o[r] + i * B::BYTES;
+        const auto* p = reinterpret_cast<const uint32_t*>(slot + r * S::SLOT) + (off >> 2);
+        uint32_t wd[NC + 1];
+#pragma unroll
+        for (int u = 0; u <= NC; ++u) wd[u] = p[u];
+        const bool half = off & 2;
+        dw[r] = h2f(static_cast<uint16_t>(half ? wd[0] >> 16 : wd[0]));
+        wm[r] = B::offset(nullptr, dw[r]);  // q4_0 / q8_0: from the scale alone
+        const uint32_t sel = half ? 0x7654u : 0x5432u;
+#pragma unroll
+        for (int u = 0; u < NC; ++u)
+          cw[r][u] = static_cast<int>(__byte_perm(wd[u], wd[u + 1], sel));
+      }
+      dot_block<B, R, MT>(a, xq4, xd, xs, c * S::CB + i, dw, wm, cw, acc);
+    }
+    if (c == nch - 1) store_rows<R, MT>(a, acc, (gw + q * nw) * R, lane);  // the rows are done
+    advance(q, c);
+    s = s + 1 == kStages ? 0 : s + 1;
+  }
+}
+
+// Shared memory above which the staged kernel gives way to the direct one: two CTAs of it (plus
+// the 1 KB the driver reserves per CTA) still fit in an H100 SM's 228 KB.
+constexpr size_t kMaxStagedSmem = 113 * 1024;
+
+// CTAs of `kern` resident per SM with `smem` bytes of dynamic shared memory, per device. Sets
+// the kernel's opt-in shared-memory size first, only ever raising it, so that launches of every
+// size seen before stay valid (and none happens while a CUDA graph is being captured).
+int resident_ctas(const void* kern, int device, size_t smem) {
+  static std::mutex mutex;
+  static std::map<std::pair<const void*, int>, size_t> opt_in;
+  static std::map<std::tuple<const void*, int, size_t>, int> fit;
+  std::lock_guard lock(mutex);
+  int& f = fit[{kern, device, smem}];
+  if (!f) {
+    size_t& o = opt_in[{kern, device}];
+    if (smem > 48 * 1024 && smem > o) {
+      LOOM_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           static_cast<int>(smem)));
+      o = smem;
+    }
+    LOOM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&f, kern, kWarps * 32, smem));
+    f = std::max(f, 1);
+  }
+  return f;
+}
+
+// smem: x's shared memory; the staged kernel adds its stages.
+template <int F, int MT>
+void launch_int8(cudaStream_t s, const Int8Args& a, size_t smem, bool staged) {
   auto kern = gemv_int8_kernel<F, MT>;
-  if (smem > 48 * 1024)
-    LOOM_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         static_cast<int>(smem)));
+  int rows = kRows;  // per warp at a time
+  if constexpr (!Blk<F>::ALIGN4) {
+    constexpr size_t stage_bytes = Stage<Blk<F>, kStageRows<MT>>::kBytes;
+    if (staged && smem + stage_bytes <= kMaxStagedSmem) {
+      kern = gemv_int8_staged_kernel<F, MT>;
+      rows = kStageRows<MT>;
+      smem += stage_bytes;
+    }
+  }
   // One wave of persistent CTAs, as many as fit on the SMs at once: x is quantized once per CTA
   // (k·m bytes of shared memory, read from L2), and a CTA beyond the resident ones would run
   // its whole share after the others, doubling the time. LOOM_QMM_INT8_CTAS caps CTAs per SM.
-  static std::mutex mutex;
-  static std::map<size_t, int> fit;  // resident CTAs per SM by shared-memory size
-  int per_sm = 0;
-  {
-    std::lock_guard lock(mutex);
-    int& f = fit[smem];
-    if (!f) {
-      LOOM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&f, kern, kWarps * 32, smem));
-      f = std::max(f, 1);
-    }
-    per_sm = f;
-  }
   static const int cap = [] {  // read once: this runs for every decode-step product
     const char* e = std::getenv("LOOM_QMM_INT8_CTAS");
     return e ? std::max(std::atoi(e), 0) : 0;
   }();
-  if (cap > 0) per_sm = std::min(per_sm, cap);
   int device = 0;  // the backend made the launch's device current (stream_for)
   LOOM_CUDA_CHECK(cudaGetDevice(&device));
-  const int64_t want = (a.n + kWarps * kRows - 1) / (kWarps * kRows);
+  int per_sm = resident_ctas(reinterpret_cast<const void*>(kern), device, smem);
+  if (cap > 0) per_sm = std::min(per_sm, cap);
+  const int64_t want = (a.n + kWarps * rows - 1) / (kWarps * rows);
   const auto grid = static_cast<unsigned>(
       std::min<int64_t>(want, static_cast<int64_t>(per_sm) * sm_count(device)));
   kern<<<grid, kWarps * 32, smem, s>>>(a);
@@ -235,17 +463,26 @@ void launch_int8(cudaStream_t s, const Int8Args& a, size_t smem) {
 }
 
 template <int F>
-void launch_mt(cudaStream_t s, const Int8Args& a, size_t smem, int mt) {
+void launch_mt(cudaStream_t s, const Int8Args& a, size_t smem, int mt, bool staged) {
   switch (mt) {
     case 1:
-      return launch_int8<F, 1>(s, a, smem);
+      return launch_int8<F, 1>(s, a, smem, staged);
     case 2:
-      return launch_int8<F, 2>(s, a, smem);
+      return launch_int8<F, 2>(s, a, smem, staged);
     case 4:
-      return launch_int8<F, 4>(s, a, smem);
+      return launch_int8<F, 4>(s, a, smem, staged);
     default:
-      return launch_int8<F, 8>(s, a, smem);
+      return launch_int8<F, 8>(s, a, smem, staged);
   }
+}
+
+// LOOM_QMM_INT8_STAGE=0: q4_0 / q8_0 take the direct path too (read once, A/B timing).
+bool stage_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("LOOM_QMM_INT8_STAGE");
+    return !(e && e[0] == '0');
+  }();
+  return on;
 }
 
 }  // namespace
@@ -270,28 +507,33 @@ bool launch_quant_gemv_int8(cudaStream_t s, const QuantWeights& w, const void* x
   const int64_t align = f == kQ4_0 || f == kQ8_0 ? 2 : 4;
   if (reinterpret_cast<uintptr_t>(w.w) % align || w.row_bytes % align) return false;
   const int mt = m <= 1 ? 1 : m <= 2 ? 2 : m <= 4 ? 4 : 8;
-  const size_t smem = static_cast<size_t>(mt) * static_cast<size_t>(w.k) +
-                      2 * sizeof(float) * static_cast<size_t>(mt) * static_cast<size_t>(w.k / 32);
+  const int64_t kb = w.k / 32, kbp = (kb + 31) / 32 * 32;
+  const size_t smem = static_cast<size_t>(mt) * static_cast<size_t>(32 * kbp) +
+                      2 * sizeof(float) * static_cast<size_t>(mt) * static_cast<size_t>(kb);
   if (smem > 200 * 1024) return false;
   Int8Args a;
   a.w = static_cast<const uint8_t*>(w.w), a.n = w.n, a.rb = w.row_bytes;
-  a.k = static_cast<int>(w.k), a.kb = static_cast<int>(w.k / 32), a.m = static_cast<int>(m);
+  a.k = static_cast<int>(w.k), a.kb = static_cast<int>(kb), a.kbp = static_cast<int>(kbp);
+  a.m = static_cast<int>(m);
   a.x = x, a.xdt = x_dtype, a.xvec = reinterpret_cast<uintptr_t>(x) % 16 == 0, a.y = y;
+  // The staged path copies the 16-byte aligned span around each row chunk: with w 16-byte
+  // aligned (device allocations are) that span never starts before the weights.
+  const bool staged = stage_enabled() && reinterpret_cast<uintptr_t>(w.w) % 16 == 0;
   switch (f) {
     case kQ4_0:
-      launch_mt<kQ4_0>(s, a, smem, mt);
+      launch_mt<kQ4_0>(s, a, smem, mt, staged);
       break;
     case kQ4_1:
-      launch_mt<kQ4_1>(s, a, smem, mt);
+      launch_mt<kQ4_1>(s, a, smem, mt, staged);
       break;
     case kQ8_0:
-      launch_mt<kQ8_0>(s, a, smem, mt);
+      launch_mt<kQ8_0>(s, a, smem, mt, staged);
       break;
     case kAffineU4Blocks:
-      launch_mt<kAffineU4Blocks>(s, a, smem, mt);
+      launch_mt<kAffineU4Blocks>(s, a, smem, mt, staged);
       break;
     default:
-      launch_mt<kAffineI8Blocks>(s, a, smem, mt);
+      launch_mt<kAffineI8Blocks>(s, a, smem, mt, staged);
       break;
   }
   return true;

@@ -4,14 +4,21 @@
 // landed, while V is still arriving), then serves every query row of the kv head's group from it
 // (all query heads of a GQA group share one read of K/V). Each split writes a partial
 // (max, sum, unnormalised acc) in f32; a second small kernel merges them by log-sum-exp, launched
-// as a programmatic dependent of the first so that its launch overlaps the split kernel. f16,
-// bf16 and f32 K/V; all math in f32. kv_len is read on the device: the key range is divided
+// as a programmatic dependent of the first so that its launch overlaps the split kernel (pdl.cuh).
+// f16, bf16 and f32 K/V; all math in f32. kv_len is read on the device: the key range is divided
 // among the splits by the actual length, so a fixed-size cache filled to kv_len keeps every split
 // busy.
+//
+// Two block kernels share that scheme. For f16/bf16 K/V with D 64 or 128 and at most 16 query
+// rows per kv head (group·Lq), the scores and P V run on the tensor cores (decode_mma_kernel);
+// everything else takes the scalar kernel (decode_kernel), whose f32 FMAs and shared-memory loads
+// at 8 warps per SM cap it near 1 TB/s even when K/V stream from HBM.
 #include <algorithm>
 
 #include "backends/cuda/attention_common.cuh"
 #include "backends/cuda/cuda_common.h"
+#include "backends/cuda/mma.cuh"
+#include "backends/cuda/pdl.cuh"
 
 namespace loom::backends::cuda::attn {
 namespace {
@@ -116,8 +123,7 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(DecodeArgs a) {
   float* sRed = sP + kRT * a.ks_max;                         // [G][kRT][D]
   float* sML = sRed + G * kRT * D;                           // [kRT][2]
 
-  // Let the merge kernel's launch begin now; it waits for this grid's results itself.
-  asm volatile("griddepcontrol.launch_dependents;");
+  pdl_begin();  // the merge kernel (a programmatic dependent) waits for this grid itself
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int split = blockIdx.x;
@@ -154,15 +160,19 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(DecodeArgs a) {
   const int64_t off = kv_len - a.Lq;  // position of query 0
   for (int rt0 = 0; rt0 < a.rows; rt0 += kRT) {
     const int nr = min(kRT, a.rows - rt0);
-    for (int idx = tid; idx < kRT * D; idx += kThreads) {
-      int r = idx / D;
-      float x = 0.f;
-      if (r < nr) {
-        int rr = rt0 + r;
-        int64_t h = g * a.group + rr / a.Lq, i = rr % a.Lq;
-        x = load<float>(a.q_dt, a.q, ((b * a.Hq + h) * a.Lq + i) * D + idx % D) * a.scale_log2;
+    {  // Q rows of the pass: every load in flight before the first store
+      constexpr int kPer = kRT * D / kThreads;
+      float x[kPer];
+#pragma unroll
+      for (int u = 0; u < kPer; ++u) {
+        const int idx = tid + u * kThreads, r = idx / D, rr = rt0 + r;
+        const int64_t h = g * a.group + rr / a.Lq, i = rr % a.Lq;
+        x[u] = r < nr ? load<float>(a.q_dt, a.q, ((b * a.Hq + h) * a.Lq + i) * D + idx % D) *
+                            a.scale_log2
+                      : 0.f;
       }
-      sQ[idx] = x;
+#pragma unroll
+      for (int u = 0; u < kPer; ++u) sQ[tid + u * kThreads] = x[u];
     }
     if (rt0 == 0) cp_async_wait<1>();  // K has landed (V may still be in flight)
     __syncthreads();
@@ -275,6 +285,234 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(DecodeArgs a) {
   }
 }
 
+// Tensor-core decode: the (at most 16) query rows of a kv head's group are the M side of
+// mma.sync m16n8k16 (rows past group·Lq are zeros), so S = Q Kᵀ and O += P V for 16 keys cost
+// D/8 tensor-core instructions each per warp instead of ~16·D FMAs per thread. Each warp owns a
+// quarter of the split's keys: it copies them itself (K, then V, as two cp.async groups), waits
+// only for its own copies, and keeps an online softmax in registers (FlashAttention-2's fragment
+// reuse: S's accumulators are P's A fragments). The four warps' (max, sum, acc) meet once in
+// shared memory, which then holds the split's partial result or, with one split, the output.
+constexpr int kMmaWarps = 4;
+constexpr int kMmaRows = 16;
+
+template <int D>
+constexpr int mma_pitch() {
+  return D + 8;  // elements: 16 bytes of padding make the 8 rows an ldmatrix reads conflict-free
+}
+
+// Q tile + max(K and V ranges, the warps' partial results): the latter reuse the former.
+template <int D>
+size_t mma_smem(int ks) {
+  const size_t kv = 2 * static_cast<size_t>(ks) * mma_pitch<D>() * 2;
+  const size_t part = sizeof(float) * kMmaWarps * kMmaRows * (D + 2);
+  return static_cast<size_t>(kMmaRows) * mma_pitch<D>() * 2 + std::max(kv, part);
+}
+
+template <bool BF16, int D>
+__global__ void __launch_bounds__(kMmaWarps * 32) decode_mma_kernel(DecodeArgs a) {
+  constexpr int P = mma_pitch<D>(), CH = D / 8;  // CH: 16-byte chunks per row
+  extern __shared__ __align__(16) uint16_t smem16[];
+  const int KW = a.ks_max / kMmaWarps;  // shared-memory rows per warp (a multiple of 16)
+  uint16_t* sQ = smem16;                // [16][P]
+  uint16_t* sK = sQ + kMmaRows * P;     // [ks_max][P]
+  uint16_t* sV = sK + a.ks_max * P;     // [ks_max][P]
+  // After the key loop: [warp][16][D] partial acc, then [warp][16] (max, sum).
+  float* sO = reinterpret_cast<float*>(sK);
+  float* sML = sO + kMmaWarps * kMmaRows * D;
+
+  pdl_begin();
+
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int split = blockIdx.x;
+  const int64_t g = blockIdx.y, b = blockIdx.z;
+  bool bad;
+  const int64_t kv_len = read_kv_len(a.kv_len, a.kv_len_dt, a.Lk, &bad);
+  if (bad) {
+    if (a.nsplit == 1)
+      for (int idx = tid; idx < a.rows * D; idx += kMmaWarps * 32) {
+        int r = idx / D;
+        int64_t h = g * a.group + r / a.Lq, i = r % a.Lq;
+        store(a.out_dt, a.out, ((b * a.Hq + h) * a.Lq + i) * D + idx % D,
+              __int_as_float(0x7fffffff));
+      }
+    return;
+  }
+  // The split's keys, divided by the actual length in multiples of 64: 16 keys per warp tile.
+  const int64_t per = ((kv_len + a.nsplit - 1) / a.nsplit + 63) / 64 * 64;
+  const int64_t j0 = split * per, j1 = min(j0 + per, kv_len);
+  const int64_t wj0 = j0 + warp * (per / kMmaWarps);
+  const int64_t wj1 = min(wj0 + per / kMmaWarps, j1);
+  const int nkw = wj1 > wj0 ? static_cast<int>(wj1 - wj0) : 0;
+  const int ntiles = (nkw + 15) / 16;
+
+  // This warp's keys -> its rows of sK / sV; rows up to the tile edge are zero-filled (V rows
+  // must be zeros: P is 0 there, and 0 * stale NaN would poison the sums).
+  const size_t kv_base = static_cast<size_t>((b * a.Hkv + g) * a.Lk) * D;
+  const uint16_t* kg = static_cast<const uint16_t*>(a.k) + kv_base;
+  const uint16_t* vg = static_cast<const uint16_t*>(a.v) + kv_base;
+  uint16_t* wK = sK + warp * KW * P;
+  uint16_t* wV = sV + warp * KW * P;
+  for (int c = lane; c < ntiles * 16 * CH; c += 32) {
+    const int r = c / CH, cc = c % CH;
+    const bool ok = r < nkw;
+    cp_async16(wK + r * P + cc * 8, ok ? kg + (wj0 + r) * D + cc * 8 : kg, ok);
+  }
+  cp_async_commit();
+  for (int c = lane; c < ntiles * 16 * CH; c += 32) {
+    const int r = c / CH, cc = c % CH;
+    const bool ok = r < nkw;
+    cp_async16(wV + r * P + cc * 8, ok ? vg + (wj0 + r) * D + cc * 8 : vg, ok);
+  }
+  cp_async_commit();
+
+  // Q (unscaled, in K's type; rows past group·Lq zero) while the copies fly. All of a thread's
+  // loads are issued before the first store: one L2 round trip, not one per row.
+  {
+    constexpr int kPer = kMmaRows * D / (kMmaWarps * 32);
+    float x[kPer];
+#pragma unroll
+    for (int u = 0; u < kPer; ++u) {
+      const int idx = tid + u * kMmaWarps * 32, r = idx / D;
+      const int64_t h = g * a.group + r / a.Lq, i = r % a.Lq;
+      x[u] = r < a.rows ? load<float>(a.q_dt, a.q, ((b * a.Hq + h) * a.Lq + i) * D + idx % D) : 0.f;
+    }
+#pragma unroll
+    for (int u = 0; u < kPer; ++u) {
+      const int idx = tid + u * kMmaWarps * 32;
+      sQ[(idx / D) * P + idx % D] = BF16 ? f2bf(x[u]) : f2h(x[u]);
+    }
+  }
+  __syncthreads();
+
+  // ldmatrix row/column of this lane within a 16x16 A tile, and within two 8-wide B tiles.
+  const int a_row = (lane % 8) + ((lane / 8) % 2) * 8, a_col = (lane / 16) * 8;
+  const int kb_row = (lane % 8) + (lane / 16) * 8, kb_col = ((lane / 8) % 2) * 8;
+  const int vb_row = (lane % 8) + ((lane / 8) % 2) * 8, vb_col = (lane / 16) * 8;
+  uint32_t qf[D / 16][4];
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) ldsm_x4(qf[kk], sQ + a_row * P + kk * 16 + a_col);
+
+  float o[D / 8][4];
+#pragma unroll
+  for (int dt = 0; dt < D / 8; ++dt) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.f;
+  float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};
+  const int64_t off = kv_len - a.Lq;  // position of query 0
+
+  cp_async_wait<1>();  // this lane's K copies have landed; __syncwarp publishes the others'
+  __syncwarp();
+  for (int t = 0; t < ntiles; ++t) {
+    float sc[2][4] = {};
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      uint32_t bf[4];
+      ldsm_x4(bf, wK + (t * 16 + kb_row) * P + kk * 16 + kb_col);
+      mma16816<BF16>(sc[0], qf[kk], bf[0], bf[1]);
+      mma16816<BF16>(sc[1], qf[kk], bf[2], bf[3]);
+    }
+    // Scale into the log2 domain; mask keys past this warp's range, causal and user masks.
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int row = lane / 4 + (e / 2) * 8;
+        const int jj = t * 16 + nt * 8 + (lane % 4) * 2 + (e % 2);
+        float x = sc[nt][e] * a.scale_log2;
+        if (jj >= nkw) {
+          x = -INFINITY;
+        } else if (row < a.rows) {
+          const int64_t i = row % a.Lq, j = wj0 + jj;
+          if (a.causal && j > off + i)
+            x = -INFINITY;
+          else if (a.mask.p)
+            x += mask_log2(a.mask, b, g * a.group + row / a.Lq, i, j);
+        }
+        sc[nt][e] = x;
+      }
+      // Online softmax: a row's 4 owning lanes agree on its max through two shuffles.
+#pragma unroll
+    for (int hr = 0; hr < 2; ++hr) {
+      float mx =
+          fmaxf(fmaxf(sc[0][2 * hr], sc[0][2 * hr + 1]), fmaxf(sc[1][2 * hr], sc[1][2 * hr + 1]));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      const float mnew = fmaxf(mrow[hr], mx);
+      const float muse = mnew == -INFINITY ? 0.f : mnew;  // all masked so far: no NaN
+      const float alpha = ex2(mrow[hr] - muse);
+      mrow[hr] = mnew;
+      float sum = 0.f;
+#pragma unroll
+      for (int nt = 0; nt < 2; ++nt) {
+        const float p0 = ex2(sc[nt][2 * hr] - muse), p1 = ex2(sc[nt][2 * hr + 1] - muse);
+        sc[nt][2 * hr] = p0, sc[nt][2 * hr + 1] = p1;
+        sum += p0 + p1;
+      }
+      lrow[hr] = lrow[hr] * alpha + sum;  // lane-partial; reduced after the loop
+#pragma unroll
+      for (int dt = 0; dt < D / 8; ++dt) o[dt][2 * hr] *= alpha, o[dt][2 * hr + 1] *= alpha;
+    }
+    if (t == 0) {
+      cp_async_wait<0>();  // V
+      __syncwarp();
+    }
+    // O += P V: the S accumulators of the two n8 tiles are exactly an m16k16 A fragment.
+    const uint32_t pa[4] = {pack2<BF16>(sc[0][0], sc[0][1]), pack2<BF16>(sc[0][2], sc[0][3]),
+                            pack2<BF16>(sc[1][0], sc[1][1]), pack2<BF16>(sc[1][2], sc[1][3])};
+#pragma unroll
+    for (int dp = 0; dp < D / 16; ++dp) {
+      uint32_t bf[4];
+      ldsm_x4_t(bf, wV + (t * 16 + vb_row) * P + dp * 16 + vb_col);
+      mma16816<BF16>(o[2 * dp], pa, bf[0], bf[1]);
+      mma16816<BF16>(o[2 * dp + 1], pa, bf[2], bf[3]);
+    }
+  }
+  cp_async_wait<0>();
+  __syncthreads();  // every warp is done with sK / sV: they become the partial-result area
+
+#pragma unroll
+  for (int hr = 0; hr < 2; ++hr) {
+    float l = lrow[hr];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    const int row = lane / 4 + hr * 8;
+    if (row < a.rows) {
+      float* dst = sO + (warp * kMmaRows + row) * D + 2 * (lane % 4);
+#pragma unroll
+      for (int dt = 0; dt < D / 8; ++dt)
+        *reinterpret_cast<float2*>(dst + dt * 8) = make_float2(o[dt][2 * hr], o[dt][2 * hr + 1]);
+      if (lane % 4 == 0) {
+        sML[2 * (warp * kMmaRows + row)] = mrow[hr];
+        sML[2 * (warp * kMmaRows + row) + 1] = l;
+      }
+    }
+  }
+  __syncthreads();
+
+  // The warps' partials by log-sum-exp: the split's (max, sum, acc), or the output.
+  for (int idx = tid; idx < a.rows * D; idx += kMmaWarps * 32) {
+    const int r = idx / D, d = idx % D;
+    float mx = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kMmaWarps; ++w) mx = fmaxf(mx, sML[2 * (w * kMmaRows + r)]);
+    const float muse = mx == -INFINITY ? 0.f : mx;
+    float l = 0.f, acc = 0.f;
+#pragma unroll
+    for (int w = 0; w < kMmaWarps; ++w) {
+      const float wt = ex2(sML[2 * (w * kMmaRows + r)] - muse);
+      l += wt * sML[2 * (w * kMmaRows + r) + 1];
+      acc += wt * sO[(w * kMmaRows + r) * D + d];
+    }
+    const int64_t h = g * a.group + r / a.Lq, i = r % a.Lq;
+    const int64_t grow = (b * a.Hq + h) * a.Lq + i;
+    if (a.nsplit == 1) {
+      store(a.out_dt, a.out, grow * D + d, l > 0.f ? acc / l : 0.f);
+    } else {
+      const int64_t pi = grow * a.nsplit + split;
+      a.part_acc[pi * D + d] = acc;
+      if (d == 0) a.part_ml[2 * pi] = mx, a.part_ml[2 * pi + 1] = l;
+    }
+  }
+}
+
 struct MergeArgs {
   const float *part_acc, *part_ml;
   void* out;
@@ -289,8 +527,7 @@ struct MergeArgs {
 __global__ void __launch_bounds__(kThreads) merge_kernel(MergeArgs a) {
   __shared__ float w[kMaxSplits];
   __shared__ float red[kThreads / 32];
-  // Wait for the split kernel's results (it is this grid's programmatic predecessor).
-  asm volatile("griddepcontrol.wait;" ::: "memory");
+  pdl_begin();  // the split kernel's results
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   const int64_t row = blockIdx.x;
   bool bad;
@@ -346,8 +583,18 @@ void launch_split(const DecodeArgs& a, int64_t B, cudaStream_t s) {
                                        static_cast<int>(smem)));
   dim3 grid(static_cast<unsigned>(a.nsplit), static_cast<unsigned>(a.Hkv),
             static_cast<unsigned>(B));
-  kern<<<grid, kThreads, smem, s>>>(a);
-  LOOM_CUDA_LAUNCHED();
+  launch_pdl(kern, grid, kThreads, smem, s, a);
+}
+
+template <bool BF16, int D>
+void launch_split_mma(const DecodeArgs& a, int64_t B, cudaStream_t s) {
+  auto kern = decode_mma_kernel<BF16, D>;
+  size_t smem = mma_smem<D>(a.ks_max);
+  LOOM_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       static_cast<int>(smem)));
+  dim3 grid(static_cast<unsigned>(a.nsplit), static_cast<unsigned>(a.Hkv),
+            static_cast<unsigned>(B));
+  launch_pdl(kern, grid, kMmaWarps * 32, smem, s, a);
 }
 
 using SplitFn = void (*)(const DecodeArgs&, int64_t, cudaStream_t);
@@ -367,12 +614,26 @@ int max_split_keys(const SdpaLaunch& a) {
 }
 
 // Keys per split: the largest (<= the shared-memory bound) that still gives a block per
-// multiprocessor; more splits only add merge work.
-int choose_split_keys(const SdpaLaunch& a, int sms) {
+// multiprocessor; more splits only add merge work. The tensor-core kernel takes multiples of 64
+// (16 keys per warp tile).
+int choose_split_keys(const SdpaLaunch& a, int sms, bool mma) {
+  const int lo = mma ? 64 : 32;
   int ks = max_split_keys(a);
-  if (a.decode_split_keys > 0) return std::min(ks, a.decode_split_keys);
-  while (ks > 32 && a.B * a.Hkv * ((a.Lk + ks - 1) / ks) < sms) ks /= 2;
+  if (a.decode_split_keys > 0) {  // asked for, within what the kernels and the merge take
+    int want = std::min(ks, a.decode_split_keys);
+    want = mma ? std::max(lo, want / 64 * 64) : want;
+    while (want < ks && (a.Lk + want - 1) / want > kMaxSplits) want *= 2;
+    return want;
+  }
+  while (ks > lo && a.B * a.Hkv * ((a.Lk + ks - 1) / ks) < sms) ks /= 2;
   return ks;
+}
+
+bool use_mma(const SdpaLaunch& a) {
+  const bool fits = (a.kv_dtype == DType::f16 || a.kv_dtype == DType::bf16) &&
+                    (a.D == 64 || a.D == 128) && a.Hq / a.Hkv * a.Lq <= kMmaRows &&
+                    max_split_keys(a) >= 64;
+  return fits && a.decode_kernel != 0;
 }
 
 }  // namespace
@@ -399,7 +660,8 @@ void launch_decode(const SdpaLaunch& a, cudaStream_t s, int device) {
   d.kv_len_dt = static_cast<int>(a.kv_len_dtype);
   d.scale_log2 = a.scale * kLog2e;
   d.causal = a.causal;
-  d.ks_max = choose_split_keys(a, sm_count(device));
+  const bool mma = use_mma(a);
+  d.ks_max = choose_split_keys(a, sm_count(device), mma);
   d.nsplit = static_cast<int>(std::max<int64_t>(1, (a.Lk + d.ks_max - 1) / d.ks_max));
   LOOM_CHECK(d.nsplit <= kMaxSplits, "[cuda] sdpa: ", d.nsplit, " key splits exceed ", kMaxSplits);
   std::shared_ptr<Storage> part;
@@ -410,7 +672,10 @@ void launch_decode(const SdpaLaunch& a, cudaStream_t s, int device) {
     d.part_acc = reinterpret_cast<float*>(part->data());
     d.part_ml = d.part_acc + n_acc;
   }
-  SplitFn f = a.kv_dtype == DType::f16    ? split_fn<kF16>(a.D)
+  SplitFn f = mma                         ? (a.kv_dtype == DType::bf16
+                                                 ? (a.D == 64 ? launch_split_mma<true, 64> : launch_split_mma<true, 128>)
+                                                 : (a.D == 64 ? launch_split_mma<false, 64> : launch_split_mma<false, 128>))
+              : a.kv_dtype == DType::f16  ? split_fn<kF16>(a.D)
               : a.kv_dtype == DType::bf16 ? split_fn<kBF16>(a.D)
                                           : split_fn<kF32>(a.D);
   f(d, a.B, s);
@@ -421,16 +686,7 @@ void launch_decode(const SdpaLaunch& a, cudaStream_t s, int device) {
   m.out = a.out, m.out_dt = d.out_dt;
   m.nsplit = d.nsplit, m.D = static_cast<int>(a.D);
   m.Lk = a.Lk, m.kv_len = a.kv_len, m.kv_len_dt = d.kv_len_dt;
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(static_cast<unsigned>(a.B * a.Hq * a.Lq));
-  cfg.blockDim = dim3(kThreads);
-  cfg.stream = s;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
-  LOOM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, merge_kernel, m));
+  launch_pdl(merge_kernel, dim3(static_cast<unsigned>(a.B * a.Hq * a.Lq)), kThreads, 0, s, m);
 }
 
 }  // namespace loom::backends::cuda::attn

@@ -34,6 +34,9 @@ struct SdpaLaunch {
   // chosen by shape).
   int flash_variant = -1;
   int decode_split_keys = 0;
+  // The decode kernel: -1 chosen by shape (tensor cores for f16/bf16 K/V, D 64/128, group·Lq <=
+  // 16), 0 the scalar kernel, 1 tensor cores where they apply.
+  int decode_kernel = -1;
   bool allow_fast = true;   // false: always the fallback kernel (the before/after baseline)
   bool allow_cudnn = true;  // false: never cuDNN (Loom's own kernels); also LOOM_SDPA_CUDNN=0
 };

@@ -218,6 +218,11 @@ const std::vector<Case>& cases() {
        SdpaPath::kDecode},
       {"dec_q_f32_kv_f16", f32, f16, 1, 8, 2, 1, 257, 64, false, kAdditiveF16, -1,
        SdpaPath::kDecode},
+      // 16 query rows per kv head: the tensor-core kernel's full M tile
+      {"dec_f16_d64_rows16_causal_kvlen", f16, f16, 1, 8, 2, 4, 1500, 64, true, kNoMask, 1234,
+       SdpaPath::kDecode},
+      {"dec_bf16_d128_long_additive", bf16, bf16, 1, 32, 8, 1, 9000, 128, false, kAdditive, -1,
+       SdpaPath::kDecode},
       // prefill (flash)
       {"pre_f16_d128", f16, f16, 2, 4, 4, 200, 200, 128, false, kNoMask, -1, SdpaPath::kFlash},
       {"pre_f16_d128_causal_gqa", f16, f16, 1, 8, 2, 130, 130, 128, true, kNoMask, -1,
@@ -306,7 +311,11 @@ TEST_P(CudaSdpa, EveryVariantMatchesReference) {
     for (int v = 0; v < cu::sdpa_flash_variants(c.D); ++v)
       runs.push_back(a), runs.back().flash_variant = v;
   else if (c.path == SdpaPath::kDecode)
-    for (int ks : {0, 8, 32, 256}) runs.push_back(a), runs.back().decode_split_keys = ks;
+    for (int kernel : {-1, 0})  // chosen (tensor cores where they apply), scalar
+      for (int ks : {0, 8, 32, 256}) {
+        runs.push_back(a);
+        runs.back().decode_split_keys = ks, runs.back().decode_kernel = kernel;
+      }
   else
     runs.push_back(a);
   for (SdpaLaunch r : runs) {
@@ -317,6 +326,7 @@ TEST_P(CudaSdpa, EveryVariantMatchesReference) {
     double err = rel_error(got, want);
     EXPECT_LT(err, tolerance(c.qt == f32 ? c.kvt : c.qt))
         << c.name << " flash variant " << r.flash_variant << " split keys " << r.decode_split_keys
+        << " decode kernel " << r.decode_kernel
         << " (seed " << seed << ")";
     expect_masked_rows_zero(c, got, want);
   }

@@ -15,6 +15,9 @@ struct KernelContext {
   std::span<NDArray> outputs;       // preallocated, contiguous, to be fully written
   const Attrs* attrs = nullptr;
   ThreadPool* pool = nullptr;  // the backend's threads (may be null: run serially)
+  // Bit i set: input i is a graph constant (or a view of one), which no kernel of the run writes,
+  // so a GPU kernel may start reading it before earlier kernels finish (CUDA's early launch).
+  uint64_t constant_inputs = 0;
 
   template <class T>
   const T& attrs_as() const {

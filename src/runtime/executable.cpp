@@ -60,6 +60,17 @@ void ExecutableImpl::lower() {
     slot_base[i] = num_slots;
     num_slots += static_cast<int>(graph.nodes[i].outputs.size());
   }
+  // Inputs that are constants, seen through views (reshape of a constant weight).
+  constant_inputs.assign(n, 0);
+  std::vector<bool> is_const(n, false);
+  for (size_t i = 0; i < n; ++i) {
+    const ir::Node& node = graph.nodes[i];
+    is_const[i] = node.op == op::constant || (reg.info(node.op).is_view() && !node.inputs.empty() &&
+                                              is_const[static_cast<size_t>(node.inputs[0].node)]);
+    for (size_t k = 0; k < node.inputs.size() && k < 64; ++k)
+      if (is_const[static_cast<size_t>(node.inputs[k].node)])
+        constant_inputs[i] |= uint64_t{1} << k;
+  }
   std::map<std::string, int> fallbacks;
   for (size_t i = 0; i < n; ++i) {
     const ir::Node& node = graph.nodes[i];
@@ -412,7 +423,7 @@ std::vector<NDArray> ExecutableImpl::execute(std::vector<NDArray> inputs) {
       }
     }
     KernelContext ctx{ins, std::span<NDArray>(slots.data() + base, node.outputs.size()),
-                      node.attrs.get(), pool};
+                      node.attrs.get(), pool, constant_inputs[i]};
     if (options.profile) {
       auto t0 = std::chrono::steady_clock::now();
       (*kernels[i])(ctx);

@@ -67,13 +67,14 @@ class ExecutableImpl {
   // Lowering results (shape independent).
   std::vector<const KernelFn*> kernels;  // per node (null for sources, views, assigns)
   std::vector<std::unique_ptr<KernelFn>> specialized;  // kernels made for one node (lowering)
-  std::vector<int> slot_base;            // per node: its first output's slot
+  std::vector<int> slot_base;                          // per node: its first output's slot
   int num_slots = 0;
-  std::vector<int> placeholders;  // node indices, in feed order
-  std::vector<int> root;          // per slot: the slot whose memory it aliases (views)
-  std::vector<int> last_use;      // per slot: last node index reading it (or its views)
-  std::vector<bool> output_root;  // per slot: memory handed to the caller
-  std::vector<bool> read_copies;  // per node: a read that must copy (assigned later)
+  std::vector<int> placeholders;          // node indices, in feed order
+  std::vector<int> root;                  // per slot: the slot whose memory it aliases (views)
+  std::vector<int> last_use;              // per slot: last node index reading it (or its views)
+  std::vector<bool> output_root;          // per slot: memory handed to the caller
+  std::vector<bool> read_copies;          // per node: a read that must copy (assigned later)
+  std::vector<uint64_t> constant_inputs;  // per node: KernelContext::constant_inputs
 
   // Variables: values persist across runs.
   std::vector<NDArray> variables;

@@ -35,6 +35,7 @@ struct PreparedRun::Impl {
     std::vector<NDArray> ins, outs;
     const Attrs* attrs = nullptr;
     std::string op = "copy";  // op name (profiles)
+    uint64_t constant_inputs = 0;
   };
   std::vector<Step> steps;
   std::vector<NDArray> outputs;
@@ -49,7 +50,7 @@ struct PreparedRun::Impl {
   void issue_step(Step& s) {
     backends::Backend& b = *exe->backend;
     if (s.fn) {
-      KernelContext ctx{s.ins, std::span<NDArray>(s.outs), s.attrs, b.pool()};
+      KernelContext ctx{s.ins, std::span<NDArray>(s.outs), s.attrs, b.pool(), s.constant_inputs};
       (*s.fn)(ctx);
     } else {
       b.copy(s.dst.data(), s.dst.device(), s.src.data(), s.src.device(), s.dst.nbytes());
@@ -229,6 +230,7 @@ PreparedRun::PreparedRun(const Executable& executable,
     Impl::Step st;
     st.fn = x.kernels[i];
     st.attrs = node.attrs.get();
+    st.constant_inputs = x.constant_inputs[i];
     st.op = reg.info(node.op).name;
     for (const auto& v : node.inputs) st.ins.push_back(slot_of(v));
     bool inplace = reg.info(node.op).is_inplace();

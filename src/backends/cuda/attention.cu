@@ -8,6 +8,7 @@
 #include "backends/cuda/attention_common.cuh"
 #include "backends/cuda/attention_cudnn.h"
 #include "backends/cuda/cuda_common.h"
+#include "backends/cuda/pdl.cuh"
 
 namespace loom::backends::cuda {
 namespace {
@@ -165,6 +166,7 @@ struct RopeArgs {
 
 // One thread per (row, k): the pair (i0, i1) of rotary dim k, plus the pass-through dims.
 __global__ void rope_kernel(RopeArgs a) {
+  pdl_begin();
   int64_t per_row = a.half + (a.D - a.rd);
   LOOM_GRID_STRIDE(t, a.B * a.H * a.L * per_row) {
     int64_t row = t / per_row, k = t % per_row;
@@ -204,7 +206,7 @@ void rope(const KernelContext& c) {
   a.position_scale = at.position_scale;
   int64_t n = a.B * a.H * a.L * (a.half + a.D - a.rd);
   if (n == 0) return;
-  rope_kernel<<<blocks_for(n), 256, 0, stream_for(c)>>>(a);
+  launch_pdl(rope_kernel, blocks_for(n), 256, 0, stream_for(c), a);
   LOOM_CUDA_LAUNCHED();
 }
 

@@ -2,6 +2,7 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -322,6 +323,14 @@ int sm_count(int device) {
   int n = 0;
   LOOM_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device));
   return counts[device] = n;
+}
+
+bool pdl_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("LOOM_PDL");
+    return !(e && e[0] == '0');
+  }();
+  return on;
 }
 
 DeviceError* device_error(int device) { return get(device).error_device(); }

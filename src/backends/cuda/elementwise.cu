@@ -2,6 +2,7 @@
 // elementwise_functors.h), broadcasting by strides. Compute types follow the CPU backend: f32 for
 // f32/f16/bf16 (rounded once on store), f64 for f64, int64 for integers and bool.
 #include "backends/cuda/device_util.cuh"
+#include "backends/cuda/pdl.cuh"
 #include "ops/elementwise_functors.h"
 
 namespace loom::backends::cuda {
@@ -24,6 +25,7 @@ enum Kind { kValue, kCompare, kUnary, kWhere, kClamp, kCast };
 
 template <class Fn, class T, int N, int K>
 __global__ void ew_kernel(EwArgs<N> a, double lo, double hi) {
+  pdl_begin();
   LOOM_GRID_STRIDE(i, a.n) {
     int64_t off[N];
     if (a.flat) {
@@ -81,7 +83,7 @@ template <class Fn, class T, int N, int K>
 void launch(const KernelContext& c, double lo = 0, double hi = 0) {
   auto a = make_args<N>(c);
   if (a.n == 0) return;
-  ew_kernel<Fn, T, N, K><<<blocks_for(a.n), 256, 0, stream_for(c)>>>(a, lo, hi);
+  launch_pdl(ew_kernel<Fn, T, N, K>, blocks_for(a.n), 256, 0, stream_for(c), a, lo, hi);
   LOOM_CUDA_LAUNCHED();
 }
 

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "backends/cuda/device_util.cuh"
+#include "backends/cuda/pdl.cuh"
 #include "ops/shape_rules.h"
 
 namespace loom::backends::cuda {
@@ -13,6 +14,7 @@ namespace op = ir::op;
 template <class E>
 __global__ void copy_kernel(const E* src, E* dst, int64_t n, StridedIndex<2> ix, int64_t src_base,
                             int64_t dst_base) {
+  pdl_begin();
   LOOM_GRID_STRIDE(i, n) {
     int64_t off[2];
     ix.offsets(i, off);
@@ -39,20 +41,20 @@ void strided_copy(const KernelContext& c, DType t, const void* src, void* dst,
   unsigned g = blocks_for(n);
   switch (elem_bytes(t, name)) {
     case 1:
-      copy_kernel<<<g, 256, 0, s>>>(static_cast<const uint8_t*>(src), static_cast<uint8_t*>(dst), n,
-                                    ix, src_base, dst_base);
+      launch_pdl(copy_kernel<uint8_t>, g, 256, 0, s, static_cast<const uint8_t*>(src),
+                 static_cast<uint8_t*>(dst), n, ix, src_base, dst_base);
       break;
     case 2:
-      copy_kernel<<<g, 256, 0, s>>>(static_cast<const uint16_t*>(src), static_cast<uint16_t*>(dst),
-                                    n, ix, src_base, dst_base);
+      launch_pdl(copy_kernel<uint16_t>, g, 256, 0, s, static_cast<const uint16_t*>(src),
+                 static_cast<uint16_t*>(dst), n, ix, src_base, dst_base);
       break;
     case 4:
-      copy_kernel<<<g, 256, 0, s>>>(static_cast<const uint32_t*>(src), static_cast<uint32_t*>(dst),
-                                    n, ix, src_base, dst_base);
+      launch_pdl(copy_kernel<uint32_t>, g, 256, 0, s, static_cast<const uint32_t*>(src),
+                 static_cast<uint32_t*>(dst), n, ix, src_base, dst_base);
       break;
     case 8:
-      copy_kernel<<<g, 256, 0, s>>>(static_cast<const uint64_t*>(src), static_cast<uint64_t*>(dst),
-                                    n, ix, src_base, dst_base);
+      launch_pdl(copy_kernel<uint64_t>, g, 256, 0, s, static_cast<const uint64_t*>(src),
+                 static_cast<uint64_t*>(dst), n, ix, src_base, dst_base);
       break;
     default:
       fail("[cuda] ", name, " of ", dtype_name(t), " is not supported on cuda");
@@ -101,6 +103,7 @@ __device__ int64_t dyn_base(const DynStarts& d, bool report) {
 template <class E>
 __global__ void dyn_copy_kernel(const E* src, E* dst, int64_t n, StridedIndex<2> ix, DynStarts d,
                                 bool dst_dyn) {
+  pdl_begin();
   int64_t base = dyn_base(d, blockIdx.x == 0 && threadIdx.x == 0);
   LOOM_GRID_STRIDE(i, n) {
     int64_t off[2];
@@ -139,20 +142,20 @@ void dyn_copy(const KernelContext& c, DType t, const void* src, void* dst, const
   unsigned g = blocks_for(n);
   switch (elem_bytes(t, name)) {
     case 1:
-      dyn_copy_kernel<<<g, 256, 0, s>>>(static_cast<const uint8_t*>(src),
-                                        static_cast<uint8_t*>(dst), n, ix, d, dst_dyn);
+      launch_pdl(dyn_copy_kernel<uint8_t>, g, 256, 0, s, static_cast<const uint8_t*>(src),
+                 static_cast<uint8_t*>(dst), n, ix, d, dst_dyn);
       break;
     case 2:
-      dyn_copy_kernel<<<g, 256, 0, s>>>(static_cast<const uint16_t*>(src),
-                                        static_cast<uint16_t*>(dst), n, ix, d, dst_dyn);
+      launch_pdl(dyn_copy_kernel<uint16_t>, g, 256, 0, s, static_cast<const uint16_t*>(src),
+                 static_cast<uint16_t*>(dst), n, ix, d, dst_dyn);
       break;
     case 4:
-      dyn_copy_kernel<<<g, 256, 0, s>>>(static_cast<const uint32_t*>(src),
-                                        static_cast<uint32_t*>(dst), n, ix, d, dst_dyn);
+      launch_pdl(dyn_copy_kernel<uint32_t>, g, 256, 0, s, static_cast<const uint32_t*>(src),
+                 static_cast<uint32_t*>(dst), n, ix, d, dst_dyn);
       break;
     case 8:
-      dyn_copy_kernel<<<g, 256, 0, s>>>(static_cast<const uint64_t*>(src),
-                                        static_cast<uint64_t*>(dst), n, ix, d, dst_dyn);
+      launch_pdl(dyn_copy_kernel<uint64_t>, g, 256, 0, s, static_cast<const uint64_t*>(src),
+                 static_cast<uint64_t*>(dst), n, ix, d, dst_dyn);
       break;
     default:
       fail("[cuda] ", name, " of ", dtype_name(t), " is not supported on cuda");
@@ -266,6 +269,7 @@ template <class E>
 __global__ void gather_kernel(const E* x, const void* ind, int dti, E* out, int64_t n_out,
                               int64_t n_ind, int64_t inner, int64_t axis_len, int axis,
                               DeviceError* err) {
+  pdl_begin();
   LOOM_GRID_STRIDE(i, n_out) {
     int64_t in = i % inner, k = (i / inner) % n_ind, o = i / (inner * n_ind);
     int64_t idx = load<int64_t>(dti, ind, k);
@@ -295,23 +299,20 @@ void gather(const KernelContext& c) {
   int dti = static_cast<int>(ind.dtype());
   switch (elem_bytes(x.dtype(), "gather")) {
     case 1:
-      gather_kernel<<<g, 256, 0, s>>>(x.data_as<uint8_t>(), ind.data(), dti, out.data_as<uint8_t>(),
-                                      n_out, ind.numel(), inner, n, axis, err);
+      launch_pdl(gather_kernel<uint8_t>, g, 256, 0, s, x.data_as<uint8_t>(), ind.data(), dti,
+                 out.data_as<uint8_t>(), n_out, ind.numel(), inner, n, axis, err);
       break;
     case 2:
-      gather_kernel<<<g, 256, 0, s>>>(x.data_as<uint16_t>(), ind.data(), dti,
-                                      out.data_as<uint16_t>(), n_out, ind.numel(), inner, n, axis,
-                                      err);
+      launch_pdl(gather_kernel<uint16_t>, g, 256, 0, s, x.data_as<uint16_t>(), ind.data(), dti,
+                 out.data_as<uint16_t>(), n_out, ind.numel(), inner, n, axis, err);
       break;
     case 4:
-      gather_kernel<<<g, 256, 0, s>>>(x.data_as<uint32_t>(), ind.data(), dti,
-                                      out.data_as<uint32_t>(), n_out, ind.numel(), inner, n, axis,
-                                      err);
+      launch_pdl(gather_kernel<uint32_t>, g, 256, 0, s, x.data_as<uint32_t>(), ind.data(), dti,
+                 out.data_as<uint32_t>(), n_out, ind.numel(), inner, n, axis, err);
       break;
     case 8:
-      gather_kernel<<<g, 256, 0, s>>>(x.data_as<uint64_t>(), ind.data(), dti,
-                                      out.data_as<uint64_t>(), n_out, ind.numel(), inner, n, axis,
-                                      err);
+      launch_pdl(gather_kernel<uint64_t>, g, 256, 0, s, x.data_as<uint64_t>(), ind.data(), dti,
+                 out.data_as<uint64_t>(), n_out, ind.numel(), inner, n, axis, err);
       break;
     default:
       fail("[cuda] gather of ", dtype_name(x.dtype()), " is not supported on cuda");

@@ -26,6 +26,7 @@
 #include <utility>
 
 #include "backends/cuda/device_util.cuh"
+#include "backends/cuda/pdl.cuh"
 #include "backends/cuda/quant_matmul.h"
 
 namespace loom::backends::cuda {
@@ -45,7 +46,8 @@ struct Int8Args {
   int k, kb, kbp, m;  // kbp: kb rounded up to 32 (x's layout in shared memory)
   const void* x;
   int xdt;
-  bool xvec;  // x f32 rows 16-byte aligned: vector loads
+  bool xvec;   // x f32 rows 16-byte aligned: vector loads
+  bool early;  // w is a constant: its first copies may start before the previous kernel ends
   void* y;
 };
 
@@ -216,6 +218,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinCtas<MT>) gemv_int8_kernel(co
   float* xd = reinterpret_cast<float*>(xq4 + 2 * MT * a.kbp);  // [MT][kb] scales
   float* xs = xd + MT * a.kb;                                  // [MT][kb] scale · Σq
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  pdl_begin();  // x is the previous kernel's output
   quantize_x<B::INTER>(a, xq4, xd, xs);
   __syncthreads();
 
@@ -344,6 +347,9 @@ __global__ void __launch_bounds__(kWarps * 32, kMinCtas<MT>)
   // Every lane commits one group per step (empty past the last step), so after the commit of
   // step t, wait_group<kStages - 1> means exactly "step t has landed". The first steps' copies
   // need no x: they start before x is quantized, hiding that prologue behind their latency.
+  // With constant weights these copies also start before the previous kernel has finished
+  // (pdl.cuh): a decode step's small kernels then overlap the weight stream.
+  if (!a.early) pdl_begin();
   int64_t iq = 0;  // the next step to issue: row group iq, chunk ic
   int ic = 0;
   for (int s = 0; s < kStages - 1; ++s) {
@@ -353,6 +359,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinCtas<MT>)
     }
     cp_async_commit();
   }
+  if (a.early) pdl_begin();  // x is the previous kernel's output
   quantize_x<false>(a, xq4, xd, xs);
   __syncthreads();  // the only CTA-wide barrier: from here on each warp runs on its own
   int64_t q = 0;    // the step computed: row group q, chunk c, in slot s
@@ -458,8 +465,7 @@ void launch_int8(cudaStream_t s, const Int8Args& a, size_t smem, bool staged) {
   const int64_t want = (a.n + kWarps * rows - 1) / (kWarps * rows);
   const auto grid = static_cast<unsigned>(
       std::min<int64_t>(want, static_cast<int64_t>(per_sm) * sm_count(device)));
-  kern<<<grid, kWarps * 32, smem, s>>>(a);
-  LOOM_CUDA_LAUNCHED();
+  launch_pdl(kern, grid, kWarps * 32, smem, s, a);
 }
 
 template <int F>
@@ -516,6 +522,7 @@ bool launch_quant_gemv_int8(cudaStream_t s, const QuantWeights& w, const void* x
   a.k = static_cast<int>(w.k), a.kb = static_cast<int>(kb), a.kbp = static_cast<int>(kbp);
   a.m = static_cast<int>(m);
   a.x = x, a.xdt = x_dtype, a.xvec = reinterpret_cast<uintptr_t>(x) % 16 == 0, a.y = y;
+  a.early = w.constant;
   // The staged path copies the 16-byte aligned span around each row chunk: with w 16-byte
   // aligned (device allocations are) that span never starts before the weights.
   const bool staged = stage_enabled() && reinterpret_cast<uintptr_t>(w.w) % 16 == 0;

@@ -44,6 +44,9 @@ struct QuantWeights {
   const void* w = nullptr;
   int64_t n = 0, k = 0;
   int64_t row_bytes = 0;  // bytes of one packed row
+  // A graph constant: no kernel writes it, so the decode GEMV starts loading it before the
+  // previous kernel has finished (pdl.cuh).
+  bool constant = false;
   // Affine: scale (and optional zero point) of any float / integer dtype; scale_kind 0: one value,
   // 1: per block of `block` along k (index r * nblocks + j / block), 3: per row.
   const void *scale = nullptr, *zero_point = nullptr;

@@ -5,6 +5,7 @@
 #include <cfloat>
 
 #include "backends/cuda/device_util.cuh"
+#include "backends/cuda/pdl.cuh"
 
 namespace loom::backends::cuda {
 namespace {
@@ -234,6 +235,7 @@ __device__ Arg block_arg(Arg best, bool is_max) {
 
 __global__ void arg_kernel(const void* x, int dtx, int64_t* out, int64_t n_out, int64_t n_red,
                            StridedIndex<1> kept, int64_t red_stride, bool is_max) {
+  pdl_begin();
   for (int64_t o = blockIdx.x; o < n_out; o += gridDim.x) {
     int64_t base;
     kept.offsets(o, &base);
@@ -249,6 +251,7 @@ __global__ void arg_kernel(const void* x, int dtx, int64_t* out, int64_t n_out, 
 // over `parts` blocks, whose bests (global indices, so ties still go to the lowest) are merged.
 __global__ void arg_partial_kernel(const void* x, int dtx, Arg* partial, int64_t n_red, int parts,
                                    StridedIndex<1> kept, int64_t red_stride, bool is_max) {
+  pdl_begin();
   int64_t o = blockIdx.x / parts, p = blockIdx.x % parts;
   int64_t chunk = (n_red + parts - 1) / parts, begin = p * chunk;
   int64_t end = begin + chunk < n_red ? begin + chunk : n_red;
@@ -262,6 +265,7 @@ __global__ void arg_partial_kernel(const void* x, int dtx, Arg* partial, int64_t
 }
 
 __global__ void arg_finish_kernel(const Arg* partial, int parts, int64_t* out, bool is_max) {
+  pdl_begin();
   Arg best{0, -1};
   for (int j = threadIdx.x; j < parts; j += blockDim.x)
     best = arg_pick(best, partial[static_cast<int64_t>(blockIdx.x) * parts + j], is_max);
@@ -282,18 +286,17 @@ void arg_reduce(const KernelContext& c, bool is_max) {
   if (sp.n_out <= 256 && parts >= 2) {
     auto part = scratch(out.device().index, sizeof(Arg) * static_cast<size_t>(sp.n_out * parts));
     Arg* partial = reinterpret_cast<Arg*>(part->data());
-    arg_partial_kernel<<<static_cast<unsigned>(sp.n_out * parts), kThreads, 0, s>>>(
-        x.data(), static_cast<int>(x.dtype()), partial, sp.n_red, static_cast<int>(parts), sp.kept,
-        stride, is_max);
+    launch_pdl(arg_partial_kernel, static_cast<unsigned>(sp.n_out * parts), kThreads, 0, s,
+               x.data(), static_cast<int>(x.dtype()), partial, sp.n_red, static_cast<int>(parts),
+               sp.kept, stride, is_max);
     LOOM_CUDA_LAUNCHED();
-    arg_finish_kernel<<<static_cast<unsigned>(sp.n_out), kThreads, 0, s>>>(
-        partial, static_cast<int>(parts), out.data_as<int64_t>(), is_max);
+    launch_pdl(arg_finish_kernel, static_cast<unsigned>(sp.n_out), kThreads, 0, s, partial,
+               static_cast<int>(parts), out.data_as<int64_t>(), is_max);
     LOOM_CUDA_LAUNCHED();
     return;
   }
-  arg_kernel<<<grid_rows(sp.n_out), kThreads, 0, s>>>(x.data(), static_cast<int>(x.dtype()),
-                                                      out.data_as<int64_t>(), sp.n_out, sp.n_red,
-                                                      sp.kept, stride, is_max);
+  launch_pdl(arg_kernel, grid_rows(sp.n_out), kThreads, 0, s, x.data(), static_cast<int>(x.dtype()),
+             out.data_as<int64_t>(), sp.n_out, sp.n_red, sp.kept, stride, is_max);
   LOOM_CUDA_LAUNCHED();
 }
 
@@ -349,6 +352,7 @@ template <class T>
 __global__ void norm_kernel(const void* x, int dtx, void* out, int dto, int64_t rows, int64_t cols,
                             const void* g, int dtg, const void* b, int dtb, StridedIndex<2> gb,
                             bool rms, double eps) {
+  pdl_begin();
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     int64_t base = r * cols;
     T s = 0, ss = 0;
@@ -387,6 +391,7 @@ template <bool kRms>
 __global__ void norm_rows_f32(const float* __restrict__ x, float* __restrict__ out, int64_t rows,
                               int cols, const float* __restrict__ g, const float* __restrict__ b,
                               float eps) {
+  pdl_begin();
   const int n4 = cols / 4;
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const float4* xr = reinterpret_cast<const float4*>(x + r * cols);
@@ -462,19 +467,19 @@ void norm(const KernelContext& c, bool rms) {
     auto xp = static_cast<const float*>(x.data());
     auto op = static_cast<float*>(out.data());
     if (rms)
-      norm_rows_f32<true><<<grid_rows(rows), kNormThreads, 0, s>>>(
-          xp, op, rows, static_cast<int>(cols), gp, bp, static_cast<float>(a.eps));
+      launch_pdl(norm_rows_f32<true>, grid_rows(rows), kNormThreads, 0, s, xp, op, rows,
+                 static_cast<int>(cols), gp, bp, static_cast<float>(a.eps));
     else
-      norm_rows_f32<false><<<grid_rows(rows), kNormThreads, 0, s>>>(
-          xp, op, rows, static_cast<int>(cols), gp, bp, static_cast<float>(a.eps));
+      launch_pdl(norm_rows_f32<false>, grid_rows(rows), kNormThreads, 0, s, xp, op, rows,
+                 static_cast<int>(cols), gp, bp, static_cast<float>(a.eps));
     LOOM_CUDA_LAUNCHED();
     return;
   }
   auto launch = [&]<class T>() {
-    norm_kernel<T><<<grid_rows(rows), kThreads, 0, s>>>(
-        x.data(), static_cast<int>(x.dtype()), out.data(), static_cast<int>(out.dtype()), rows,
-        cols, g ? g->data() : nullptr, g ? static_cast<int>(g->dtype()) : 0,
-        b ? b->data() : nullptr, b ? static_cast<int>(b->dtype()) : 0, gb, rms, a.eps);
+    launch_pdl(norm_kernel<T>, grid_rows(rows), kThreads, 0, s, x.data(),
+               static_cast<int>(x.dtype()), out.data(), static_cast<int>(out.dtype()), rows, cols,
+               g ? g->data() : nullptr, g ? static_cast<int>(g->dtype()) : 0,
+               b ? b->data() : nullptr, b ? static_cast<int>(b->dtype()) : 0, gb, rms, a.eps);
   };
   // Sums of squares in f32 lose digits for long rows with a large mean: accumulate in f64.
   launch.template operator()<double>();
@@ -489,6 +494,7 @@ template <int kTPR>
 __global__ void add_rms_norm_f32(const float* __restrict__ a, const float* __restrict__ b,
                                  float* __restrict__ sum, float* __restrict__ out, int64_t rows,
                                  int cols, const float* __restrict__ g, float eps) {
+  pdl_begin();
   constexpr int kRowsPerBlock = kNormThreads / kTPR;
   const int n4 = cols / 4, lane = threadIdx.x % kTPR;
   for (int64_t r = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / kTPR; r < rows;
@@ -536,6 +542,7 @@ __global__ void add_rms_norm_f32(const float* __restrict__ a, const float* __res
 __global__ void add_rms_norm_kernel(const void* a, const void* b, int dt, void* sum, void* out,
                                     int64_t rows, int64_t cols, StridedIndex<2> ab, const void* g,
                                     int dtg, StridedIndex<1> gi, double eps) {
+  pdl_begin();
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const int64_t base = r * cols;
     double ss = 0;
@@ -576,11 +583,10 @@ void add_rms_norm(const KernelContext& c) {
       aligned(sum) && aligned(out) &&
       (!g || (g->dtype() == DType::f32 && g->numel() == cols && aligned(*g)))) {
     auto launch = [&](auto kernel, int64_t blocks) {
-      kernel<<<grid_rows(blocks), kNormThreads, 0, s>>>(
-          static_cast<const float*>(a.data()), static_cast<const float*>(b.data()),
-          static_cast<float*>(sum.data()), static_cast<float*>(out.data()), rows,
-          static_cast<int>(cols), g ? static_cast<const float*>(g->data()) : nullptr,
-          static_cast<float>(at.eps));
+      launch_pdl(kernel, grid_rows(blocks), kNormThreads, 0, s, static_cast<const float*>(a.data()),
+                 static_cast<const float*>(b.data()), static_cast<float*>(sum.data()),
+                 static_cast<float*>(out.data()), rows, static_cast<int>(cols),
+                 g ? static_cast<const float*>(g->data()) : nullptr, static_cast<float>(at.eps));
     };
     if (cols <= 4 * 32 * kNormPer)
       launch(add_rms_norm_f32<32>, (rows + kNormThreads / 32 - 1) / (kNormThreads / 32));
@@ -596,9 +602,9 @@ void add_rms_norm(const KernelContext& c) {
   StridedIndex<1> gi =
       make_index<1>(dims_of(ns), {g ? broadcast_strides(g->shape(), ns)
                                     : std::vector<int64_t>(static_cast<size_t>(ns.rank()), 0)});
-  add_rms_norm_kernel<<<grid_rows(rows), kThreads, 0, s>>>(
-      a.data(), b.data(), static_cast<int>(sum.dtype()), sum.data(), out.data(), rows, cols, ab,
-      g ? g->data() : nullptr, g ? static_cast<int>(g->dtype()) : 0, gi, at.eps);
+  launch_pdl(add_rms_norm_kernel, grid_rows(rows), kThreads, 0, s, a.data(), b.data(),
+             static_cast<int>(sum.dtype()), sum.data(), out.data(), rows, cols, ab,
+             g ? g->data() : nullptr, g ? static_cast<int>(g->dtype()) : 0, gi, at.eps);
   LOOM_CUDA_LAUNCHED();
 }
 

@@ -51,6 +51,13 @@ struct LoomParams {
 // the PTX conversion (round to nearest even), bf16 with the same bit arithmetic as core's
 // f32_to_bf16 (quiet NaN kept), bool as 0/1.
 const char* kHelpers = R"(
+// Programmatic dependent launch (pdl.cuh): wait for the previous kernel, let the next one start.
+__device__ __forceinline__ void loom_pdl_begin() {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
+}
 __device__ __forceinline__ float loom_h2f(unsigned short h) {
   float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f;
 }
@@ -398,8 +405,16 @@ void run(const Compiled& k0, const KernelContext& c) {
   int64_t blocks = (work + threads - 1) / threads;
   blocks = std::max<int64_t>(1, std::min<int64_t>(blocks, int64_t{sm_count(dev)} * 16));
   void* args[] = {&p};
-  LOOM_CUDA_CHECK(
-      cudaLaunchKernel(fn, dim3(static_cast<unsigned>(blocks)), dim3(threads), args, 0, stream));
+  cudaLaunchConfig_t cfg{};  // a programmatic dependent of the previous kernel (pdl.cuh)
+  cfg.gridDim = dim3(static_cast<unsigned>(blocks));
+  cfg.blockDim = dim3(threads);
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = pdl_enabled() ? 1 : 0;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  LOOM_CUDA_CHECK(cudaLaunchKernelExC(&cfg, fn, args));
 }
 
 std::mutex g_table_mutex;
@@ -481,11 +496,11 @@ __device__ __forceinline__ float loom_mod(float a, float b) {
       << i << "], o[" << i << "])";
   s << "));\n  }\n}\n";
   s << "extern \"C\" __global__ void __launch_bounds__(256) " << kStitchedVec
-    << "(const LoomParams p) { loom_vec<unsigned>(p); }\n"
+    << "(const LoomParams p) { loom_pdl_begin(); loom_vec<unsigned>(p); }\n"
     << "extern \"C\" __global__ void __launch_bounds__(256) " << kStitchedIdx32
-    << "(const LoomParams p) { loom_idx<unsigned>(p); }\n"
+    << "(const LoomParams p) { loom_pdl_begin(); loom_idx<unsigned>(p); }\n"
     << "extern \"C\" __global__ void __launch_bounds__(256) " << kStitchedIdx64
-    << "(const LoomParams p) { loom_idx<long long>(p); }\n";
+    << "(const LoomParams p) { loom_pdl_begin(); loom_idx<long long>(p); }\n";
   return s.str();
 }
 

@@ -1,0 +1,50 @@
+// Programmatic dependent launch (PDL, sm_90) for the kernels of a decode step. A step is ~500
+// small kernels in a row (cuda_llm.md); each normally starts only after the previous one has
+// finished and the GPU has scheduled its blocks, a gap of about a microsecond per kernel. A kernel
+// launched with launch_pdl may be scheduled as soon as the previous kernel's blocks have all
+// called pdl_begin(): it sits resident, waits in pdl_begin() for the previous kernel to complete
+// (and its writes to be visible), and starts at once. Kernels that read inputs no earlier kernel
+// writes (quantized weights) may issue those loads before pdl_begin().
+//
+// Rules: a kernel launched with launch_pdl must call pdl_begin() before it touches any global
+// memory that an earlier kernel reads or writes; pdl_begin() in a kernel launched the ordinary way
+// does nothing. Completion is transitive (each kernel finished waiting before it finished), so
+// waiting for the previous kernel is waiting for all of them. Library kernels (cuBLAS, cuDNN,
+// cuFFT) never trigger early; a PDL kernel after one simply starts when it ends. LOOM_PDL=0 turns
+// the early launch off (same kernels, ordinary stream order). Included only by .cu files.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <utility>
+
+#include "backends/cuda/cuda_common.h"
+
+namespace loom::backends::cuda {
+
+// Waits for the previous kernel on the stream, then lets the next one be scheduled.
+__device__ __forceinline__ void pdl_begin() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
+}
+
+// kernel<<<grid, block, smem, stream>>>(args...) as a programmatic dependent of the previous
+// kernel on `stream` (when pdl_enabled()).
+template <class... Params, class... Args>
+void launch_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                Args&&... args) {
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = pdl_enabled() ? 1 : 0;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  LOOM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
+}
+
+}  // namespace loom::backends::cuda

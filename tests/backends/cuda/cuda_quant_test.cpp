@@ -49,7 +49,7 @@ NDArray packed_weights(q::Format f, int64_t n, int64_t k, uint64_t seed) {
 
 struct Runs {
   NDArray gpu, gpu_dev, cpu, ref;
-  std::string gpu_log;
+  std::string gpu_log;  // the pass log and the compiled graph (failure messages)
 };
 
 // Compiles `y` for CUDA, CPU and the reference backend and runs all three on feeds `x`; the GPU
@@ -62,6 +62,7 @@ Runs run_all(const Graph& g, const Tensor& y, const NDArray& x) {
   Executable gpu = g.compile({y}, go), cpu = g.compile({y}), ref = g.compile({y}, ro);
   Runs r;
   for (const auto& l : gpu.pass_log()) r.gpu_log += l + "\n";
+  r.gpu_log += gpu.to_text();
   r.gpu = gpu.run({{"x", x}})[0];
   r.gpu_dev = to_host(gpu.run({{"x", to_device(x, Device::cuda(0))}})[0]);
   r.cpu = cpu.run({{"x", x}})[0];
@@ -201,7 +202,8 @@ TEST(CudaQuantizedMatmul, AffineWeights) {
       auto y = matmul(x, dequantize(qv, s, z, qa), {.transpose_b = true});
       Runs r = run_all(g, y, random_uniform({m, k}, f32, -1, 1, seed + 3));
       EXPECT_NE(r.gpu_log.find("[quantized_matmul] fused"), std::string::npos) << r.gpu_log;
-      EXPECT_TRUE(close(r.gpu, r.ref, 1e-4, 1e-4)) << "vs reference, seed " << seed;
+      EXPECT_TRUE(close(r.gpu, r.ref, 1e-4, 1e-4)) << "vs reference, seed " << seed << "\n"
+                                                   << r.gpu_log;
       EXPECT_TRUE(close(r.gpu, r.cpu, 1e-4, 1e-4)) << "vs CPU, seed " << seed;
     }
 }
@@ -249,8 +251,9 @@ TEST(CudaQuantizedMatmul, LookupTableWeights) {
         Runs r = run_all(g, y, random_uniform({m, k}, f32, -1, 1, seed + 2));
         // Constant folding evaluates u8 indices with 256-entry tables per row at compile time
         // (the folded matrix is no larger), so only the other layouts reach quantized_matmul.
-        if (!(it == u8 && per_row))
+        if (!(it == u8 && per_row)) {
           EXPECT_NE(r.gpu_log.find("[quantized_matmul] fused"), std::string::npos) << r.gpu_log;
+        }
         EXPECT_TRUE(close(r.gpu, r.ref, 1e-4, 1e-4)) << "vs reference, seed " << seed;
         EXPECT_TRUE(close(r.gpu, r.cpu, 1e-4, 1e-4)) << "vs CPU, seed " << seed;
       }

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "ir/op_registry.h"
+#include "ops/shape_rules.h"
 #include "runtime/executable_impl.h"
 #include "runtime/memory_plan.h"
 #ifdef LOOM_HAS_CUDA
@@ -108,10 +109,14 @@ PreparedRun::PreparedRun(const Executable& executable,
     return static_cast<size_t>(x.slot_base[static_cast<size_t>(v.node)] + v.index);
   };
   // At fixed shapes some copies keep memory order: a transpose that only moves size-1 dims (a
-  // decode step's [1,1,H,D] -> [1,H,1,D]) or a dynamic_slice of the whole array. They become
-  // views (no kernel), and the arena is planned again with them as views (their input must then
-  // live as long as their users). Only for inputs made by kernels (never variables or constants).
+  // decode step's [1,1,H,D] -> [1,H,1,D]), a dynamic_slice of the whole array, or a unit-step
+  // slice whose result is one contiguous range of its input (dims before the last cut one of
+  // size 1 in the result: the q / k / v slices of a one-token step after
+  // merge_parallel_matmuls). They become views (no kernel) at an element offset into their
+  // input, and the arena is planned again with them as views (their input must then live as
+  // long as their users). Only for inputs made by kernels (never variables or constants).
   std::vector<bool> as_view(nn, false);
+  std::vector<int64_t> view_offset(nn, 0);  // elements past the input's start
   std::vector<int> root(static_cast<size_t>(x.num_slots));
   std::vector<bool> kernel_made(static_cast<size_t>(x.num_slots), false);
   for (size_t i = 0; i < nn; ++i) {
@@ -135,6 +140,25 @@ PreparedRun::PreparedRun(const Executable& executable,
         as_view[i] = order;
       } else if (node.op == op::dynamic_slice) {
         as_view[i] = in == out;
+      } else if (node.op == op::slice && in.is_static() && in.rank() > 0) {
+        const auto r = ops::resolve_slice(in, attrs_as<SliceAttrs>(*node.attrs));
+        int cut = -1;  // the last dim the slice cuts; those after it are whole
+        bool range = true;
+        for (int d = 0; d < in.rank(); ++d) {
+          range = range && r.steps[static_cast<size_t>(d)] == 1;
+          if (r.out[d] != in[d]) cut = d;
+        }
+        for (int d = 0; d < cut; ++d) range = range && r.out[d] == 1;
+        if (range && r.out == out) {
+          const auto strides = contiguous_strides(in);
+          int64_t off = 0;
+          for (int d = 0; d < in.rank(); ++d)
+            off += r.starts[static_cast<size_t>(d)] * strides[static_cast<size_t>(d)];
+          // Kernels may load 16 bytes at a time (arena buffers are aligned): keep views at
+          // 16-byte offsets (q / k / v of whole heads always are); sub-byte dtypes included.
+          as_view[i] = off * dtype_bits(plan.types[slot_index(node.inputs[0])].dtype) % 128 == 0;
+          view_offset[i] = off;
+        }
       }
       view = view || as_view[i];
     }
@@ -224,7 +248,8 @@ PreparedRun::PreparedRun(const Executable& executable,
     if (reg.info(node.op).is_view() || as_view[i]) {
       const NDArray& in = slot_of(node.inputs[0]);
       const Shape& s = plan.types[base].shape;
-      slots[base] = NDArray(in.storage(), in.dtype(), s, contiguous_strides(s), in.offset());
+      slots[base] =
+          NDArray(in.storage(), in.dtype(), s, contiguous_strides(s), in.offset() + view_offset[i]);
       continue;
     }
     Impl::Step st;

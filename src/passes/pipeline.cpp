@@ -17,6 +17,12 @@ const std::vector<PassInfo>& pipeline() {
        "after folding/CSE (weights are constants by then); before DCE, which drops the float "
        "weights",
        quantized_matmul_fusion},
+      {"merge_parallel_matmuls",
+       "right after quantized_matmul, which makes the nodes it groups (CSE, earlier, merged "
+       "equal x values, so projections of one x share a Value); before stitch and "
+       "fuse_add_rms_norm, so they see the final graph (the slices are movement ops, never "
+       "stitched); before the last DCE, which drops what it leaves unused",
+       merge_parallel_matmuls},
       {"inplace_variable_update", "late: after every rewrite that could add uses of the cache read",
        inplace_variable_update},
       {"fuse_add_rms_norm",

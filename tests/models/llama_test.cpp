@@ -9,6 +9,7 @@
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "io/gguf.h"
 
@@ -142,6 +143,40 @@ TEST_F(SmolLM2, CachedDecodeEqualsRecomputation) {
   auto exact =
       LlamaModel::load(io::find_smollm2_gguf(), {.max_context = 64, .device = Device::reference()});
   check(exact, 1e-4, 1);
+}
+
+// merge_parallel_matmuls on the real model: each layer's q / k / v and gate / up are one
+// quantized_matmul, and a prepared decode step (slices as views) computes exactly what
+// Executable::run computes.
+TEST_F(SmolLM2, MergedProjectionsAndPreparedDecodeOnTheCpu) {
+  const int64_t layers = model_->config().n_layers;
+  int merges = 0;
+  for (const auto& l : model_->executable().pass_log())
+    merges += l.rfind("[merge_parallel_matmuls] merged", 0) == 0;
+  EXPECT_EQ(merges, 2 * layers);
+  LlamaModel prepared =
+      LlamaModel::load(io::find_smollm2_gguf(), {.max_context = 64, .prepared_decode = 1});
+  std::vector<int32_t> ids = model_->tokenizer().encode("The quick brown fox");
+  model_->reset();
+  NDArray a = model_->forward(ids, 0), b = prepared.forward(ids, 0);
+  auto pos = static_cast<int64_t>(ids.size());
+  for (int step = 0; step < 3; ++step, ++pos) {
+    int32_t next = sample(a, {}, 0);
+    a = model_->forward({next}, pos);
+    b = prepared.forward({next}, pos);
+    EXPECT_EQ(a.to_vector<float>(), b.to_vector<float>()) << "step " << step;
+  }
+  std::string prof = prepared.profile_decode(1);
+  EXPECT_EQ(prof.find("\nslice "), std::string::npos) << prof;  // q / k / v, gate / up: views
+  // One GEMV per projection group: q / k / v, o, gate / up, down per layer, and the head.
+  auto row = prof.find("\nquantized_matmul ");
+  ASSERT_NE(row, std::string::npos) << prof;
+  std::istringstream line(prof.substr(row));
+  std::string name, share;
+  double ms = 0;
+  int64_t steps = 0;
+  line >> name >> ms >> share >> steps;
+  EXPECT_EQ(steps, 4 * layers + 1) << prof;
 }
 
 // Temperature sampling through the graph's sample op (LlamaOptions::sampling): a seed gives the

@@ -3,9 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <random>
+#include <sstream>
 
 #include "backends/cpu/quant/qmatmul.h"
 #include "loom/loom.h"
+#include "loom/prepared_run.h"
 
 namespace loom {
 namespace {
@@ -166,6 +168,75 @@ TEST(Quantization, RoundTripWithinHalfAStep) {
       float clamped = std::min(std::max(v, -8 * sc), 7 * sc);  // u4 0..15 around zero point 8
       EXPECT_LE(std::abs(out[static_cast<size_t>(r * 64 + c)] - clamped), sc / 2 + 1e-6);
     }
+}
+
+}  // namespace
+}  // namespace loom
+
+namespace loom {
+namespace {
+
+// merge_parallel_matmuls: three projections of one x (q / k / v) become one quantized_matmul over
+// the concatenated rows plus slices; results are bit-equal to the unmerged graph (each output row
+// is the same dot product, whatever thread computes it). In a prepared one-token run the slices
+// are views: no slice step runs.
+TEST(MergeParallelMatmuls, OneGemvForParallelProjectionsBitEqual) {
+  namespace q = loom::cpu::quant;
+  for (q::Format f : {q::Format::q4_0, q::Format::q8_0, q::Format::q6_k}) {
+    const int64_t k = 256;
+    const std::vector<int64_t> ns = {96, 32, 32};
+    Graph g;
+    auto x = g.placeholder({1, -1, k}, f32, "x");
+    std::vector<Tensor> outs;
+    for (size_t i = 0; i < ns.size(); ++i) {
+      NDArray w = random_uniform({ns[i], k}, f32, -1, 1, 20 + i);
+      auto rb = static_cast<int64_t>(q::row_bytes(f, k));
+      NDArray p(u8, {ns[i], rb});
+      for (int64_t r = 0; r < ns[i]; ++r)
+        q::quantize_row(f, w.data_as<float>() + r * k, k, p.data_as<uint8_t>() + r * rb);
+      auto wd = dequantize_blocks(g.constant(p), std::string(q::format_name(f)), k);
+      // neg: the projections feed ops (as in a decoder layer), so they are no compile targets.
+      outs.push_back(neg(matmul(x, wd, {.transpose_a = false, .transpose_b = true})));
+    }
+    auto merged = g.compile(outs);
+    EXPECT_NE(joined(merged.pass_log()).find("[merge_parallel_matmuls] merged 3 quantized_matmul"),
+              std::string::npos)
+        << joined(merged.pass_log());
+    CompileOptions off;
+    off.disabled_passes = {"merge_parallel_matmuls"};
+    auto plain = g.compile(outs, off);
+    EXPECT_EQ(joined(plain.pass_log()).find("[merge_parallel_matmuls] merged"), std::string::npos);
+    for (int64_t m : {1, 3}) {
+      NDArray xv = random_uniform({1, m, k}, f32, -1, 1, 30 + m);
+      auto a = merged.run({{"x", xv}});
+      auto b = plain.run({{"x", xv}});
+      PreparedRun pr(merged, {{"x", Shape({1, m, k})}});
+      pr.set_inputs({{"x", xv}});
+      pr.run();
+      ASSERT_EQ(a.size(), 3u);
+      for (size_t i = 0; i < a.size(); ++i) {
+        ASSERT_EQ(a[i].shape(), Shape({1, m, ns[i]}));
+        EXPECT_EQ(a[i].to_doubles(), b[i].to_doubles()) << q::format_name(f) << " m " << m;
+        EXPECT_EQ(pr.outputs()[i].to_doubles(), b[i].to_doubles())
+            << q::format_name(f) << " prepared, m " << m;
+      }
+      // One token: each slice is one contiguous range of the merged output, so a view.
+      // Several tokens: rows of the merged output interleave, so the slices copy.
+      std::string prof = pr.profile(1);
+      if (m == 1)
+        EXPECT_EQ(prof.find("\nslice "), std::string::npos) << prof;
+      else
+        EXPECT_NE(prof.find("\nslice "), std::string::npos) << prof;
+      auto row = prof.find("quantized_matmul");  // one GEMV step: "name ms share% steps us"
+      ASSERT_NE(row, std::string::npos) << prof;
+      std::istringstream line(prof.substr(row));
+      std::string name, share;
+      double ms = 0;
+      int64_t steps = 0;
+      line >> name >> ms >> share >> steps;
+      EXPECT_EQ(steps, 1) << prof;
+    }
+  }
 }
 
 }  // namespace

@@ -27,7 +27,7 @@ void merge_parallel_matmuls(PassContext& ctx) {
     return;
   auto& g = ctx.graph;
   const size_t nn = g.nodes.size();
-  // Users of every node's output 0 (constants have one output); compile targets count as users.
+  // Users of every node (of any of its outputs); compile targets are marked apart.
   std::vector<std::vector<size_t>> users(nn);
   std::vector<bool> is_target(nn, false);
   for (size_t i = 0; i < nn; ++i)
@@ -71,7 +71,8 @@ void merge_parallel_matmuls(PassContext& ctx) {
   for (const auto& key : order) {
     std::vector<size_t> members;
     for (size_t i : groups[key]) {
-      // Every user of the weights must be a member of this group (the originals are removed).
+      // Every live user of the weights must be a member of this group (else they'd be stored
+      // twice: a copy in the merged constant, the original for the other user).
       const auto w = static_cast<size_t>(g.nodes[i].inputs[1].node);
       bool only_group = true;
       for (size_t u : users[w]) {

@@ -114,6 +114,8 @@ bench stitch_peer python3 bench/cuda/stitch_peer.py "$OUT/stitch_loom.txt"
 bench llm_loom "$BIN/llm_decode_bench" --steps 128 ${LOOM_SMOLLM2_GGUF:+--model "$LOOM_SMOLLM2_GGUF"}
 bench llm_nopdl env LOOM_PDL=0 "$BIN/llm_decode_bench" --steps 128 \
   ${LOOM_SMOLLM2_GGUF:+--model "$LOOM_SMOLLM2_GGUF"}
+bench llm_nomerge env LOOM_DISABLE_PASSES=merge_parallel_matmuls "$BIN/llm_decode_bench" \
+  --steps 128 ${LOOM_SMOLLM2_GGUF:+--model "$LOOM_SMOLLM2_GGUF"}
 bench llm_peer python3 bench/cuda/llm_decode_peer.py
 echo "== summary"
 cat "$SUMMARY"

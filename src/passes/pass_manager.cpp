@@ -1,6 +1,10 @@
 #include <algorithm>
+#include <cstdlib>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
 
 #include "passes/pass.h"
 
@@ -156,7 +160,15 @@ Snapshot note_changes(PassContext& ctx, const char* pass, size_t slot, const Sna
 }  // namespace
 
 void run_pipeline(PassContext& ctx) {
-  for (const auto& name : ctx.options.disabled_passes) {
+  // CompileOptions::disabled_passes, plus LOOM_DISABLE_PASSES=a,b (before/after timings of a
+  // pass in programs that build their graphs themselves, e.g. the LLM benchmarks).
+  std::vector<std::string> d = ctx.options.disabled_passes;
+  if (const char* env = std::getenv("LOOM_DISABLE_PASSES")) {
+    std::stringstream list(env);
+    for (std::string name; std::getline(list, name, ',');)
+      if (!name.empty()) d.push_back(name);
+  }
+  for (const auto& name : d) {
     bool known = std::any_of(pipeline().begin(), pipeline().end(),
                              [&](const PassInfo& p) { return name == p.name; });
     LOOM_CHECK(known, "[compile] disabled_passes names unknown pass '", name, "'");
@@ -164,7 +176,6 @@ void run_pipeline(PassContext& ctx) {
   Snapshot cur = snapshot(ctx.graph);
   for (size_t slot = 0; slot < pipeline().size(); ++slot) {
     const PassInfo& p = pipeline()[slot];
-    const auto& d = ctx.options.disabled_passes;
     if (std::find(d.begin(), d.end(), p.name) != d.end()) {
       ctx.note(p.name, "disabled");
       continue;

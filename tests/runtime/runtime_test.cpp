@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <thread>
 
 #include "loom/loom.h"
@@ -272,6 +273,18 @@ TEST(Compile, PassLogAndDisabledPasses) {
   bad.disabled_passes = {"fusion9000"};
   EXPECT_NE(error_of([&] { g.compile({dup1}, bad); }).find("unknown pass 'fusion9000'"),
             std::string::npos);
+  // The same through the environment (programs that compile internally, e.g. benchmarks).
+  setenv("LOOM_DISABLE_PASSES", "cse,dce", 1);
+  auto env_off = g.compile({dup1 + dup2});
+  setenv("LOOM_DISABLE_PASSES", "fusion9000", 1);
+  std::string env_err = error_of([&] { g.compile({dup1}); });
+  unsetenv("LOOM_DISABLE_PASSES");
+  std::string env_log;
+  for (const auto& l : env_off.pass_log()) env_log += l + "\n";
+  EXPECT_NE(env_log.find("[cse] disabled"), std::string::npos) << env_log;
+  EXPECT_EQ(env_log.find("[cse] merged"), std::string::npos) << env_log;
+  EXPECT_NE(env_log.find("[constant_folding] folded"), std::string::npos) << env_log;
+  EXPECT_NE(env_err.find("unknown pass 'fusion9000'"), std::string::npos) << env_err;
   bad.disabled_passes = {};
   bad.device = Device::cuda(0);
 #ifndef LOOM_HAS_CUDA

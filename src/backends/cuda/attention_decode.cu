@@ -26,6 +26,7 @@ namespace {
 constexpr int kThreads = 128;
 constexpr int kRT = 8;             // query rows per pass over the shared K/V
 constexpr int kMaxSplits = 1024;   // merge kernel's weight array
+constexpr int kMergeRegs = 32;     // splits the merge kernel keeps in registers
 constexpr int kKvSmem = 72 << 10;  // shared-memory budget for the K and V ranges
 
 struct DecodeArgs {
@@ -538,6 +539,32 @@ __global__ void __launch_bounds__(kThreads) merge_kernel(MergeArgs a) {
     return;
   }
   const float* ml = a.part_ml + row * a.nsplit * 2;
+  if (a.nsplit <= kMergeRegs && a.D <= kThreads) {
+    // Up to kMergeRegs splits: a thread per column loads its column of every split and all the
+    // splits' (max, sum) at once, one L2 round trip, and needs no block reduction (the general
+    // loop below pays a round trip per step: max, weights, then eight splits at a time).
+    const int d = tid;
+    float mv[kMergeRegs], lv[kMergeRegs], av[kMergeRegs];
+#pragma unroll
+    for (int s = 0; s < kMergeRegs; ++s) {
+      const bool on = s < a.nsplit;
+      mv[s] = on ? ml[2 * s] : -INFINITY;
+      lv[s] = on ? ml[2 * s + 1] : 0.f;
+      av[s] = on && d < a.D ? a.part_acc[(row * a.nsplit + s) * a.D + d] : 0.f;
+    }
+    float mx = -INFINITY;
+#pragma unroll
+    for (int s = 0; s < kMergeRegs; ++s) mx = fmaxf(mx, mv[s]);
+    float l = 0.f, t = 0.f;
+#pragma unroll
+    for (int s = 0; s < kMergeRegs; ++s) {
+      const float ws = mv[s] == -INFINITY ? 0.f : ex2(mv[s] - mx);  // empty splits weigh 0
+      l += ws * lv[s];
+      t += ws * av[s];
+    }
+    if (d < a.D) store(a.out_dt, a.out, row * a.D + d, l > 0.f ? t / l : 0.f);
+    return;
+  }
   float mx = -INFINITY;
   for (int s = tid; s < a.nsplit; s += kThreads) mx = fmaxf(mx, ml[2 * s]);
   for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));

@@ -443,12 +443,24 @@ template <int F, int MT>
 void launch_int8(cudaStream_t s, const Int8Args& a, size_t smem, bool staged) {
   auto kern = gemv_int8_kernel<F, MT>;
   int rows = kRows;  // per warp at a time
+  int device = 0;    // the backend made the launch's device current (stream_for)
+  LOOM_CUDA_CHECK(cudaGetDevice(&device));
   if constexpr (!Blk<F>::ALIGN4) {
     constexpr size_t stage_bytes = Stage<Blk<F>, kStageRows<MT>>::kBytes;
     if (staged && smem + stage_bytes <= kMaxStagedSmem) {
-      kern = gemv_int8_staged_kernel<F, MT>;
-      rows = kStageRows<MT>;
-      smem += stage_bytes;
+      auto sk = gemv_int8_staged_kernel<F, MT>;
+      // q4_0 with under two row groups per warp (4096 x 4096, 4096 x 14336 on an H100): the
+      // warps with one more group than the others set the time, and the direct kernel's
+      // two-row pairs finish sooner (8.2 vs 8.3 us, 20.7 vs 22.2 us; 14336 x 4096: 15.3 staged
+      // vs 18.4 direct). q8_0's longer blocks gain from staging at every size measured.
+      const int64_t warps =
+          int64_t{resident_ctas(reinterpret_cast<const void*>(sk), device, smem + stage_bytes)} *
+          sm_count(device) * kWarps;
+      if (F != kQ4_0 || a.n >= 2 * warps * kStageRows<MT>) {
+        kern = sk;
+        rows = kStageRows<MT>;
+        smem += stage_bytes;
+      }
     }
   }
   // One wave of persistent CTAs, as many as fit on the SMs at once: x is quantized once per CTA
@@ -458,8 +470,6 @@ void launch_int8(cudaStream_t s, const Int8Args& a, size_t smem, bool staged) {
     const char* e = std::getenv("LOOM_QMM_INT8_CTAS");
     return e ? std::max(std::atoi(e), 0) : 0;
   }();
-  int device = 0;  // the backend made the launch's device current (stream_for)
-  LOOM_CUDA_CHECK(cudaGetDevice(&device));
   int per_sm = resident_ctas(reinterpret_cast<const void*>(kern), device, smem);
   if (cap > 0) per_sm = std::min(per_sm, cap);
   const int64_t want = (a.n + kWarps * rows - 1) / (kWarps * rows);

@@ -280,5 +280,29 @@ TEST(CudaQuantizedMatmul, BatchedActivationsAndSmallShapes) {
   }
 }
 
+// Few rows with long k (a 7B model's 4096 x 14336 down projection, scaled down): rows of several
+// staged chunks, the last one partial (q8_0), and q4_0's choice of the direct kernel for under
+// two row groups per warp. Same arithmetic as the CPU, so the CPU's result to float rounding.
+TEST(CudaQuantizedMatmul, FewLongRows) {
+  REQUIRE_GPU();
+  const int64_t n = 75, k = 32 * (2 * 128 + 37);
+  for (q::Format f : {q::Format::q4_0, q::Format::q8_0})
+    for (int64_t m : {1, 2, 5}) {
+      std::string name(q::format_name(f));
+      SCOPED_TRACE(name + " m=" + std::to_string(m));
+      uint64_t seed = fresh_seed();
+      Graph g;
+      auto x = g.placeholder({m, k}, f32, "x");
+      auto y = quantized_matmul(x, g.constant(packed_weights(f, n, k, seed)), name, n, k);
+      Runs r = run_all(g, y, random_uniform({m, k}, f32, -1, 1, seed + 1));
+      const double sk = std::sqrt(static_cast<double>(k));
+      if (int8_gemv(f, m)) {
+        EXPECT_TRUE(close(r.gpu, r.cpu, 1e-4, 1e-5 * sk)) << "vs CPU, seed " << seed;
+        EXPECT_TRUE(close(r.gpu_dev, r.cpu, 1e-4, 1e-5 * sk)) << "device feed, seed " << seed;
+      }
+      EXPECT_TRUE(close(r.gpu, r.ref, 1e-3, 0.01 * sk)) << "vs reference, seed " << seed;
+    }
+}
+
 }  // namespace
 }  // namespace loom

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "io/gguf.h"
+#include "profile_rows.h"
 
 namespace loom::models {
 namespace {
@@ -169,14 +170,7 @@ TEST_F(SmolLM2, MergedProjectionsAndPreparedDecodeOnTheCpu) {
   std::string prof = prepared.profile_decode(1);
   EXPECT_EQ(prof.find("\nslice "), std::string::npos) << prof;  // q / k / v, gate / up: views
   // One GEMV per projection group: q / k / v, o, gate / up, down per layer, and the head.
-  auto row = prof.find("\nquantized_matmul ");
-  ASSERT_NE(row, std::string::npos) << prof;
-  std::istringstream line(prof.substr(row));
-  std::string name, share;
-  double ms = 0;
-  int64_t steps = 0;
-  line >> name >> ms >> share >> steps;
-  EXPECT_EQ(steps, 4 * layers + 1) << prof;
+  EXPECT_EQ(loom::testing::profile_steps(prof, "quantized_matmul"), 4 * layers + 1) << prof;
 }
 
 // Temperature sampling through the graph's sample op (LlamaOptions::sampling): a seed gives the

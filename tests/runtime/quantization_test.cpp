@@ -8,6 +8,7 @@
 #include "backends/cpu/quant/qmatmul.h"
 #include "loom/loom.h"
 #include "loom/prepared_run.h"
+#include "profile_rows.h"
 
 namespace loom {
 namespace {
@@ -227,14 +228,7 @@ TEST(MergeParallelMatmuls, OneGemvForParallelProjectionsBitEqual) {
         EXPECT_EQ(prof.find("\nslice "), std::string::npos) << prof;
       else
         EXPECT_NE(prof.find("\nslice "), std::string::npos) << prof;
-      auto row = prof.find("quantized_matmul");  // one GEMV step: "name ms share% steps us"
-      ASSERT_NE(row, std::string::npos) << prof;
-      std::istringstream line(prof.substr(row));
-      std::string name, share;
-      double ms = 0;
-      int64_t steps = 0;
-      line >> name >> ms >> share >> steps;
-      EXPECT_EQ(steps, 1) << prof;
+      EXPECT_EQ(loom::testing::profile_steps(prof, "quantized_matmul"), 1) << prof;  // one GEMV
     }
   }
 }

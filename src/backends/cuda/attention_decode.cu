@@ -93,6 +93,18 @@ struct Elem<kF32> {
   }
 };
 
+// An invalid kv_len: the kv head's rows become NaN (with several splits the merge kernel, which
+// reads kv_len too, writes them).
+__device__ __forceinline__ void nan_rows(const DecodeArgs& a, int64_t g, int64_t b, int D, int tid,
+                                         int nthreads) {
+  if (a.nsplit != 1) return;
+  for (int idx = tid; idx < a.rows * D; idx += nthreads) {
+    const int r = idx / D;
+    const int64_t h = g * a.group + r / a.Lq, i = r % a.Lq;
+    store(a.out_dt, a.out, ((b * a.Hq + h) * a.Lq + i) * D + idx % D, __int_as_float(0x7fffffff));
+  }
+}
+
 template <int D>
 constexpr int kGroups = D >= 256 ? 1 : 256 / D;  // thread groups splitting the keys in P V
 
@@ -131,17 +143,7 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(DecodeArgs a) {
   const int64_t g = blockIdx.y, b = blockIdx.z;
   bool bad;
   const int64_t kv_len = read_kv_len(a.kv_len, a.kv_len_dt, a.Lk, &bad);
-  if (bad) {
-    // Rows become NaN (the merge kernel writes them when there are several splits).
-    if (a.nsplit == 1)
-      for (int idx = tid; idx < a.rows * D; idx += kThreads) {
-        int r = idx / D;
-        int64_t h = g * a.group + r / a.Lq, i = r % a.Lq;
-        store(a.out_dt, a.out, ((b * a.Hq + h) * a.Lq + i) * D + idx % D,
-              __int_as_float(0x7fffffff));
-      }
-    return;
-  }
+  if (bad) return nan_rows(a, g, b, D, tid, kThreads);
   // Keys are shared evenly by the actual length (multiples of 8 keys per split).
   const int64_t per = ((kv_len + a.nsplit - 1) / a.nsplit + 7) / 8 * 8;
   const int64_t j0 = split * per;
@@ -328,16 +330,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32) decode_mma_kernel(DecodeArgs a
   const int64_t g = blockIdx.y, b = blockIdx.z;
   bool bad;
   const int64_t kv_len = read_kv_len(a.kv_len, a.kv_len_dt, a.Lk, &bad);
-  if (bad) {
-    if (a.nsplit == 1)
-      for (int idx = tid; idx < a.rows * D; idx += kMmaWarps * 32) {
-        int r = idx / D;
-        int64_t h = g * a.group + r / a.Lq, i = r % a.Lq;
-        store(a.out_dt, a.out, ((b * a.Hq + h) * a.Lq + i) * D + idx % D,
-              __int_as_float(0x7fffffff));
-      }
-    return;
-  }
+  if (bad) return nan_rows(a, g, b, D, tid, kMmaWarps * 32);
   // The split's keys, divided by the actual length in multiples of 64: 16 keys per warp tile.
   const int64_t per = ((kv_len + a.nsplit - 1) / a.nsplit + 63) / 64 * 64;
   const int64_t j0 = split * per, j1 = min(j0 + per, kv_len);

@@ -325,12 +325,15 @@ int sm_count(int device) {
   return counts[device] = n;
 }
 
-bool pdl_enabled() {
+cudaLaunchAttribute pdl_attribute() {
   static const bool on = [] {
     const char* e = std::getenv("LOOM_PDL");
     return !(e && e[0] == '0');
   }();
-  return on;
+  cudaLaunchAttribute attr{};
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = on ? 1 : 0;
+  return attr;
 }
 
 DeviceError* device_error(int device) { return get(device).error_device(); }

@@ -39,8 +39,9 @@ cudaStream_t stream_for(const KernelContext& c);
 std::shared_ptr<Storage> scratch(int device, size_t bytes);
 // Multiprocessors of `device` (queried once per device): grid sizes of one-wave kernels.
 int sm_count(int device);
-// Whether kernels launched with launch_pdl (pdl.cuh) may start early: on unless LOOM_PDL=0.
-bool pdl_enabled();
+// The launch attribute that makes a kernel a programmatic dependent of the previous kernel on
+// its stream (pdl.cuh; allowed unless LOOM_PDL=0).
+cudaLaunchAttribute pdl_attribute();
 
 // Errors kernels cannot throw (an index or slice start out of range, found on the device without
 // copying the value to the host): the first one is recorded in mapped host memory, the kernel

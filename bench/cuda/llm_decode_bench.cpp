@@ -52,14 +52,19 @@ double copy_bandwidth() {
 }
 
 // Tokens/s of `steps` greedy decode steps after a 4-token prompt and 3 warm-up steps.
-double decode_rate(models::LlamaModel& m, int steps, std::string* status) {
+// Greedy steps, or (sampled) the graph's sample op with the options the model was loaded with.
+double decode_rate(models::LlamaModel& m, int steps, std::string* status, bool sampled = false) {
   m.reset();
   std::vector<int32_t> prompt = {11, 300, 42, 7};
-  int32_t t = m.forward_greedy(prompt, 0);
+  uint64_t step = 0;
+  auto next = [&](const std::vector<int32_t>& tokens, int64_t pos) {
+    return sampled ? m.forward_sample(tokens, pos, step++, 1) : m.forward_greedy(tokens, pos);
+  };
+  int32_t t = next(prompt, 0);
   int64_t pos = 4;
-  for (int i = 0; i < 3; ++i) t = m.forward_greedy({t}, pos++);
+  for (int i = 0; i < 3; ++i) t = next({t}, pos++);
   auto t0 = Clock::now();
-  for (int i = 0; i < steps; ++i) t = m.forward_greedy({t}, pos++);
+  for (int i = 0; i < steps; ++i) t = next({t}, pos++);
   double s = seconds_since(t0);
   if (status) *status = m.decode_status();
   return steps / s;
@@ -148,6 +153,12 @@ int main(int argc, char** argv) {
     rows.push_back({c.name, "prepared, eager", decode_rate(m, steps, &st), st});
     m.set_cuda_graph(true);
     rows.push_back({c.name, "prepared, CUDA graph", decode_rate(m, steps, &st), st});
+    {  // temperature sampling on the device (top-k 40, top-p 0.95) inside the captured step
+      auto sm = models::LlamaModel::load(
+          path,
+          {.max_context = context, .device = Device::cuda(0), .sampling = {.temperature = 0.8f}});
+      rows.push_back({c.name, "CUDA graph, sampled T 0.8", decode_rate(sm, steps, &st, true), st});
+    }
     std::printf("  GPU time per op of one decode step (eager, device events; %s):\n%s",
                 c.name.c_str(), m.profile_decode(20).c_str());
     rows.push_back({c.name, "floor (weights / copy BW)", bw / static_cast<double>(read_bytes), ""});

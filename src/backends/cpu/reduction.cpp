@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "backends/cpu/cpu_util.h"
+#include "backends/row_split.h"
 
 namespace loom::backends::cpu {
 namespace {
@@ -140,10 +141,7 @@ void softmax_rows(const KernelContext& c, bool log) {
 void norm_rows(const KernelContext& c, bool rms) {
   const NDArray &x = c.inputs[0], &out = c.outputs[0];
   const auto& a = c.attrs_as<NormAttrs>();
-  int axis = normalize_axis(a.axis, x.rank());
-  int64_t cols = 1;
-  for (int i = axis; i < x.rank(); ++i) cols *= x.shape()[i];
-  int64_t rows = cols ? x.numel() / cols : 0;
+  const auto [axis, rows, cols] = row_split(x.shape(), a.axis);
   std::vector<float> gamma, beta;
   if (c.inputs.size() > 1) {
     gamma.resize(static_cast<size_t>(cols));
@@ -185,10 +183,7 @@ void norm_rows(const KernelContext& c, bool rms) {
 void add_rms_norm_rows(const KernelContext& c) {
   const NDArray &a = c.inputs[0], &b = c.inputs[1], &sum = c.outputs[0], &out = c.outputs[1];
   const auto& at = c.attrs_as<NormAttrs>();
-  int axis = normalize_axis(at.axis, sum.rank());
-  int64_t cols = 1;
-  for (int i = axis; i < sum.rank(); ++i) cols *= sum.shape()[i];
-  int64_t rows = cols ? sum.numel() / cols : 0;
+  const auto [axis, rows, cols] = row_split(sum.shape(), at.axis);
   std::vector<float> gamma;
   if (c.inputs.size() > 2) {
     gamma.resize(static_cast<size_t>(cols));
@@ -292,11 +287,9 @@ void register_reduction(KernelTable& t) {
     KernelFn fallback = *ref.find(id);
     t.set(id, [id, fallback](const KernelContext& c) {
       const NDArray& x = c.inputs[0];
-      int axis = normalize_axis(c.attrs_as<NormAttrs>().axis, x.rank());
       // Fast path: gamma/beta hold exactly the normalised dims' elements.
       bool exact = x.dtype() != DType::f64;
-      int64_t cols = 1;
-      for (int i = axis; i < x.rank(); ++i) cols *= x.shape()[i];
+      const int64_t cols = row_split(x.shape(), c.attrs_as<NormAttrs>().axis).cols;
       for (size_t i = 1; i < c.inputs.size(); ++i) exact = exact && c.inputs[i].numel() == cols;
       if (!exact) return fallback(c);
       norm_rows(c, id == op::rms_norm);
@@ -305,9 +298,7 @@ void register_reduction(KernelTable& t) {
   KernelFn add_norm_fallback = *ref.find(op::add_rms_norm);
   t.set(op::add_rms_norm, [add_norm_fallback](const KernelContext& c) {
     const NDArray& sum = c.outputs[0];
-    int axis = normalize_axis(c.attrs_as<NormAttrs>().axis, sum.rank());
-    int64_t cols = 1;
-    for (int i = axis; i < sum.rank(); ++i) cols *= sum.shape()[i];
+    const int64_t cols = row_split(sum.shape(), c.attrs_as<NormAttrs>().axis).cols;
     // Fast path: no broadcast between a and b, gamma over exactly the normalised dims.
     bool fast = sum.dtype() != DType::f64 && c.inputs[0].shape() == sum.shape() &&
                 c.inputs[1].shape() == sum.shape() &&

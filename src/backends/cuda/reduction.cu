@@ -6,6 +6,7 @@
 
 #include "backends/cuda/device_util.cuh"
 #include "backends/cuda/pdl.cuh"
+#include "backends/row_split.h"
 
 namespace loom::backends::cuda {
 namespace {
@@ -439,10 +440,7 @@ __global__ void norm_rows_f32(const float* __restrict__ x, float* __restrict__ o
 void norm(const KernelContext& c, bool rms) {
   const NDArray &x = c.inputs[0], &out = c.outputs[0];
   const auto& a = c.attrs_as<NormAttrs>();
-  int axis = normalize_axis(a.axis, x.rank());
-  int64_t cols = 1;
-  for (int i = axis; i < x.rank(); ++i) cols *= x.shape()[i];
-  int64_t rows = cols ? x.numel() / cols : 0;
+  const auto [axis, rows, cols] = row_split(x.shape(), a.axis);
   if (rows == 0) return;
   Shape ns(std::vector<int64_t>(x.shape().dims().begin() + axis, x.shape().dims().end()));
   const NDArray* g = c.inputs.size() > 1 ? &c.inputs[1] : nullptr;
@@ -570,10 +568,7 @@ __global__ void add_rms_norm_kernel(const void* a, const void* b, int dt, void* 
 void add_rms_norm(const KernelContext& c) {
   const NDArray &a = c.inputs[0], &b = c.inputs[1], &sum = c.outputs[0], &out = c.outputs[1];
   const auto& at = c.attrs_as<NormAttrs>();
-  int axis = normalize_axis(at.axis, sum.rank());
-  int64_t cols = 1;
-  for (int i = axis; i < sum.rank(); ++i) cols *= sum.shape()[i];
-  int64_t rows = cols ? sum.numel() / cols : 0;
+  const auto [axis, rows, cols] = row_split(sum.shape(), at.axis);
   if (rows == 0) return;
   const NDArray* g = c.inputs.size() > 2 ? &c.inputs[2] : nullptr;
   cudaStream_t s = stream_for(c);

@@ -3,6 +3,7 @@
 #include <limits>
 
 #include "backends/reference/ref_util.h"
+#include "backends/row_split.h"
 
 namespace loom::backends::ref {
 namespace {
@@ -89,14 +90,6 @@ void arg_reduce(const KernelContext& c, bool is_max) {
 }
 
 // Rows x cols view for normalisations over [axis, rank).
-struct RowView {
-  int64_t rows, cols;
-};
-RowView rows_from(const Shape& s, int axis) {
-  int64_t cols = 1;
-  for (int i = axis; i < s.rank(); ++i) cols *= s[i];
-  return {cols ? s.numel() / cols : 0, cols};
-}
 
 void softmax(const KernelContext& c, bool log) {
   const NDArray& x = c.inputs[0];
@@ -126,8 +119,8 @@ void norm(const KernelContext& c, bool rms) {
   const NDArray& x = c.inputs[0];
   const NDArray& out = c.outputs[0];
   const auto& a = c.attrs_as<NormAttrs>();
-  int axis = normalize_axis(a.axis, x.rank());
-  RowView rv = rows_from(x.shape(), axis);
+  const RowSplit rv = row_split(x.shape(), a.axis);
+  const int axis = rv.axis;
   Shape norm_shape(std::vector<int64_t>(x.shape().dims().begin() + axis, x.shape().dims().end()));
   std::vector<std::vector<int64_t>> pst;
   for (size_t i = 1; i < c.inputs.size(); ++i)

@@ -325,11 +325,13 @@ int sm_count(int device) {
   return counts[device] = n;
 }
 
+bool env_on(const char* name) {
+  const char* e = std::getenv(name);
+  return !(e && e[0] == '0');
+}
+
 cudaLaunchAttribute pdl_attribute() {
-  static const bool on = [] {
-    const char* e = std::getenv("LOOM_PDL");
-    return !(e && e[0] == '0');
-  }();
+  static const bool on = env_on("LOOM_PDL");
   cudaLaunchAttribute attr{};
   attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attr.val.programmaticStreamSerializationAllowed = on ? 1 : 0;

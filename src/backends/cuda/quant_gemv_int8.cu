@@ -494,20 +494,14 @@ void launch_mt(cudaStream_t s, const Int8Args& a, size_t smem, int mt, bool stag
 
 // LOOM_QMM_INT8_STAGE=0: q4_0 / q8_0 take the direct path too (read once, A/B timing).
 bool stage_enabled() {
-  static const bool on = [] {
-    const char* e = std::getenv("LOOM_QMM_INT8_STAGE");
-    return !(e && e[0] == '0');
-  }();
+  static const bool on = env_on("LOOM_QMM_INT8_STAGE");
   return on;
 }
 
 }  // namespace
 
 bool quant_gemv_int8_enabled() {
-  static const bool on = [] {
-    const char* e = std::getenv("LOOM_QMM_INT8");
-    return !(e && e[0] == '0');
-  }();
+  static const bool on = env_on("LOOM_QMM_INT8");
   return on;
 }
 

@@ -295,6 +295,34 @@ TEST(Compile, PassLogAndDisabledPasses) {
 // A Llama-like stack (pre-norm residual blocks, dynamic rows): fuse_add_rms_norm turns every
 // residual add + the norm after it into one add_rms_norm, and the outputs equal the unfused
 // graph's bit for bit on the CPU (same math per element; f16 norms read the rounded sum).
+// add_rms_norm on bad inputs: a clear error naming the op and the problem, at build time for
+// static shapes and at run time for dynamic ones that turn out not to broadcast.
+TEST(Compile, AddRmsNormRejectsBadInputs) {
+  Graph g;
+  auto a = g.placeholder({2, 64}, f32, "a");
+  auto b3 = g.placeholder({3, 64}, f32, "b3");
+  auto h = g.placeholder({2, 64}, f16, "h");
+  auto gamma = g.placeholder({32}, f32, "g");
+  std::string shape_err = error_of([&] { add_rms_norm(a, b3); });
+  EXPECT_NE(shape_err.find("add_rms_norm"), std::string::npos) << shape_err;
+  EXPECT_NE(shape_err.find("broadcast"), std::string::npos) << shape_err;
+  std::string dtype_err = error_of([&] { add_rms_norm(a, h); });
+  EXPECT_NE(dtype_err.find("add_rms_norm"), std::string::npos) << dtype_err;
+  EXPECT_NE(dtype_err.find("dtype"), std::string::npos) << dtype_err;
+  std::string gamma_err = error_of([&] { add_rms_norm(a, a, gamma); });
+  EXPECT_NE(gamma_err.find("add_rms_norm"), std::string::npos) << gamma_err;
+
+  Graph d;
+  auto x = d.placeholder({-1, 64}, f32, "x");
+  auto y = d.placeholder({-1, 64}, f32, "y");
+  auto exe = d.compile({add_rms_norm(x, y)[1]});
+  std::string run_err = error_of([&] {
+    exe.run({{"x", random_uniform({3, 64}, f32, -1, 1, 1)},
+             {"y", random_uniform({2, 64}, f32, -1, 1, 2)}});
+  });
+  EXPECT_NE(run_err.find("add_rms_norm"), std::string::npos) << run_err;
+}
+
 TEST(Compile, FusesResidualAddAndRmsNorm) {
   for (DType dt : {f32, f16}) {
     Graph g;

@@ -1,4 +1,5 @@
-// Transformer ops: fused scaled-dot-product attention and rotary position embedding.
+// Transformer ops: fused scaled-dot-product attention, rotary position embedding, and rope fused
+// into the in-place KV-cache write.
 #include "ops/infer_util.h"
 
 namespace loom::ir {
@@ -53,11 +54,13 @@ std::vector<TensorType> infer_sdpa(const InferContext& ctx) {
   return {{q.dtype, Shape({q.shape[0], q.shape[1], q.shape[2], v.shape[3]})}};
 }
 
-std::vector<TensorType> infer_rope(const InferContext& ctx) {
+// rope's rules for x (input xi, [B, H, L, D], float) and positions (input pi, i32/i64 [L] or
+// [B, L]) under the RopeAttrs.
+void check_rope(const InferContext& ctx, size_t xi, size_t pi) {
   const auto& a = ctx.attrs_as<RopeAttrs>();
-  const TensorType &x = ctx.inputs[0], &p = ctx.inputs[1];
+  const TensorType &x = ctx.inputs[xi], &p = ctx.inputs[pi];
   if (x.shape.rank() != 4) ctx.fail("x must be [B, H, L, D]");
-  ops::expect_float(ctx, 0);
+  ops::expect_float(ctx, xi);
   if (p.dtype != DType::i32 && p.dtype != DType::i64) ctx.fail("positions must be i32 or i64");
   if (p.shape.rank() != 1 && p.shape.rank() != 2) ctx.fail("positions must be [L] or [B, L]");
   int64_t d = x.shape[3];
@@ -68,7 +71,20 @@ std::vector<TensorType> infer_rope(const InferContext& ctx) {
   int64_t pl = p.shape[p.shape.rank() - 1];
   if (pl != kDynamic && x.shape[2] != kDynamic && pl != x.shape[2])
     ctx.fail("positions has ", pl, " entries for sequence length ", x.shape[2]);
-  return {x};
+}
+
+std::vector<TensorType> infer_rope(const InferContext& ctx) {
+  check_rope(ctx, 0, 1);
+  return {ctx.inputs[0]};
+}
+
+// rope_write_slice(cache, x, positions, starts) = write_slice(cache, rope(x, positions), starts):
+// rope's rules on x and positions, then slice_update's on the cache and the rotated x (same dtype
+// and rank, fits) and the starts. The result is the cache (written in place).
+std::vector<TensorType> infer_rope_write_slice(const InferContext& ctx) {
+  check_rope(ctx, 1, 2);
+  ops::check_slice_update(ctx, 0, 1, 3, "cache", "x");
+  return {ctx.inputs[0]};
 }
 
 }  // namespace
@@ -76,6 +92,7 @@ std::vector<TensorType> infer_rope(const InferContext& ctx) {
 void register_attention_ops(OpRegistry& r) {
   r.mutable_info(op::sdpa).infer = infer_sdpa;
   r.mutable_info(op::rope).infer = infer_rope;
+  r.mutable_info(op::rope_write_slice).infer = infer_rope_write_slice;
 }
 
 }  // namespace loom::ir

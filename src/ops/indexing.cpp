@@ -1,7 +1,36 @@
-// gather (numpy take along an axis).
+// gather (numpy take along an axis), dynamic_slice, slice_update / write_slice.
 #include "ops/infer_util.h"
 
+namespace loom::ops {
+
+// Start offsets come from a tensor (e.g. the decode position), so one executable serves every
+// step; sizes are static. Out-of-range starts are a run-time error, never a silent clamp.
+void check_starts(const InferContext& ctx, size_t i, int rank) {
+  const TensorType& s = ctx.inputs[i];
+  if (s.dtype != DType::i32 && s.dtype != DType::i64) ctx.fail("starts must be i32 or i64");
+  if (s.shape.rank() != 1 || (s.shape[0] != kDynamic && s.shape[0] != rank))
+    ctx.fail("starts must be a vector of ", rank, " offsets, got ", s.shape.to_string());
+}
+
+void check_slice_update(const InferContext& ctx, size_t base, size_t update, size_t starts,
+                        const char* base_name, const char* update_name) {
+  const TensorType &x = ctx.inputs[base], &u = ctx.inputs[update];
+  expect_same_dtype(ctx, base, update);
+  if (u.shape.rank() != x.shape.rank())
+    ctx.fail(update_name, " has rank ", u.shape.rank(), ", ", base_name, " has ", x.shape.rank());
+  for (int i = 0; i < x.shape.rank(); ++i)
+    if (u.shape[i] != kDynamic && x.shape[i] != kDynamic && u.shape[i] > x.shape[i])
+      ctx.fail(update_name, " dim ", i, " (", u.shape[i], ") is larger than the ", base_name,
+               "'s (", x.shape[i], ")");
+  check_starts(ctx, starts, x.shape.rank());
+}
+
+}  // namespace loom::ops
+
 namespace loom::ir {
+
+using ops::check_slice_update;
+using ops::check_starts;
 
 void register_indexing_ops(OpRegistry& r) {
   r.mutable_info(op::gather).infer = [](const InferContext& ctx) {
@@ -17,15 +46,7 @@ void register_indexing_ops(OpRegistry& r) {
     return std::vector<TensorType>{{x.dtype, Shape(out)}};
   };
 
-  // Start offsets come from a tensor (e.g. the decode position), so one executable serves every
-  // step; sizes are static. Out-of-range starts are a run-time error, never a silent clamp.
-  auto check_starts = [](const InferContext& ctx, size_t i, int rank) {
-    const TensorType& s = ctx.inputs[i];
-    if (s.dtype != DType::i32 && s.dtype != DType::i64) ctx.fail("starts must be i32 or i64");
-    if (s.shape.rank() != 1 || (s.shape[0] != kDynamic && s.shape[0] != rank))
-      ctx.fail("starts must be a vector of ", rank, " offsets, got ", s.shape.to_string());
-  };
-  r.mutable_info(op::dynamic_slice).infer = [check_starts](const InferContext& ctx) {
+  r.mutable_info(op::dynamic_slice).infer = [](const InferContext& ctx) {
     const TensorType& x = ctx.inputs[0];
     const auto& sizes = ctx.attrs_as<DynamicSliceAttrs>().sizes;
     check_starts(ctx, 1, x.shape.rank());
@@ -38,17 +59,9 @@ void register_indexing_ops(OpRegistry& r) {
     }
     return std::vector<TensorType>{{x.dtype, Shape(sizes)}};
   };
-  auto update = [check_starts](const InferContext& ctx) {
-    const TensorType &x = ctx.inputs[0], &u = ctx.inputs[1];
-    ops::expect_same_dtype(ctx, 0, 1);
-    if (u.shape.rank() != x.shape.rank())
-      ctx.fail("update has rank ", u.shape.rank(), ", base has ", x.shape.rank());
-    for (int i = 0; i < x.shape.rank(); ++i)
-      if (u.shape[i] != kDynamic && x.shape[i] != kDynamic && u.shape[i] > x.shape[i])
-        ctx.fail("update dim ", i, " (", u.shape[i], ") is larger than the base's (", x.shape[i],
-                 ")");
-    check_starts(ctx, 2, x.shape.rank());
-    return std::vector<TensorType>{x};
+  auto update = [](const InferContext& ctx) {
+    check_slice_update(ctx, 0, 1, 2, "base", "update");
+    return std::vector<TensorType>{ctx.inputs[0]};
   };
   r.mutable_info(op::slice_update).infer = update;
   r.mutable_info(op::write_slice).infer = update;

@@ -23,6 +23,13 @@ void expect_float(const InferContext& ctx, size_t i);
 std::vector<int> normalize_axes(const InferContext& ctx, const std::vector<int64_t>& axes, int rank,
                                 bool empty_is_all);
 
+// starts (input i) of dynamic_slice / slice_update: an i32/i64 vector of `rank` offsets.
+void check_starts(const InferContext& ctx, size_t i, int rank);
+// slice_update's rules (src/ops/indexing.cpp): the update (input `update`) has the base's dtype and
+// rank and fits in it; starts as check_starts. The names are the inputs' names in messages.
+void check_slice_update(const InferContext& ctx, size_t base, size_t update, size_t starts,
+                        const char* base_name, const char* update_name);
+
 // Checks the scale / zero point of an affine (de)quantize against q; returns the normalised axis.
 int check_affine_params(const InferContext& ctx, const TensorType& q, const TensorType& scale,
                         const TensorType* zero_point, const QuantAttrs& attrs);

@@ -4,6 +4,7 @@
 #include "backends/cpu/attention/sdpa.h"
 #include "backends/cpu/cpu_util.h"
 #include "core/element.h"
+#include "ops/slice_starts.h"
 
 namespace loom::backends::cpu {
 namespace {
@@ -53,9 +54,9 @@ void sdpa(const KernelContext& c) {
   loom::cpu::sdpa(a, c.pool);
 }
 
-void rope(const KernelContext& c) {
+// rope of x at positions p into `out` (any strides: a fresh array, or a region of the KV cache).
+void rope_into(const KernelContext& c, const NDArray& x, const NDArray& p, const NDArray& out) {
   const auto& at = c.attrs_as<RopeAttrs>();
-  const NDArray &x = c.inputs[0], &p = c.inputs[1], &out = c.outputs[0];
   loom::cpu::RopeArgs a;
   a.x = x.data();
   a.x_dtype = x.dtype();
@@ -81,11 +82,35 @@ void rope(const KernelContext& c) {
   loom::cpu::rope(a, c.pool);
 }
 
+void rope(const KernelContext& c) { rope_into(c, c.inputs[0], c.inputs[1], c.outputs[0]); }
+
+// rope_write_slice(cache, x, positions, starts): the rope kernel writes its rows straight into the
+// cache's region at the starts (one pass over x; no temporary, no copy of the cache). The rows are
+// rope's on this backend bit for bit.
+void rope_write_slice(const KernelContext& c) {
+  const NDArray &cache = c.inputs[0], &x = c.inputs[1], &out = c.outputs[0];
+  auto s = ops::read_starts(c.inputs[3], cache.shape(), x.shape(), "rope_write_slice");
+  int64_t off = out.offset();
+  for (int i = 0; i < out.rank(); ++i)
+    off += s[static_cast<size_t>(i)] * out.strides()[static_cast<size_t>(i)];
+  rope_into(c, x, c.inputs[2], out.view(x.shape(), out.strides(), off));
+}
+
 }  // namespace
 
 void register_attention(KernelTable& t) {
   t.set(ir::op::sdpa, sdpa);
   t.set(ir::op::rope, rope);
+  // In place only (the runtime hands the cache itself as the output) and for the CPU rope's
+  // dtypes; otherwise the reference kernel (rope into a temporary, then write_slice).
+  KernelFn fallback = *reference_kernels().find(ir::op::rope_write_slice);
+  t.set(ir::op::rope_write_slice, [fallback](const KernelContext& c) {
+    const DType d = c.inputs[1].dtype();
+    if (c.outputs[0].data() != c.inputs[0].data() ||
+        (d != DType::f32 && d != DType::f16 && d != DType::bf16))
+      return fallback(c);
+    rope_write_slice(c);
+  });
 }
 
 }  // namespace loom::backends::cpu

@@ -9,6 +9,7 @@
 #include "backends/cuda/attention_cudnn.h"
 #include "backends/cuda/cuda_common.h"
 #include "backends/cuda/pdl.cuh"
+#include "backends/cuda/rope.cuh"
 
 namespace loom::backends::cuda {
 namespace {
@@ -154,59 +155,21 @@ void sdpa(const KernelContext& c) {
   sdpa_launch(a, s, out.device().index);
 }
 
-struct RopeArgs {
-  const void *x, *pos;
-  void* out;
-  int dx, dp, dout;
-  int64_t B, H, L, D, rd, half;
-  int pos_rank;
-  bool pos_batched, interleaved;
-  double theta, position_scale;
-};
-
-// One thread per (row, k): the pair (i0, i1) of rotary dim k, plus the pass-through dims.
-__global__ void rope_kernel(RopeArgs a) {
+// One thread per rope work item (rope.cuh): a rotated pair or a pass-through dim of a row.
+__global__ void rope_kernel(RopeArgs a, void* out, int dout, int64_t n) {
   pdl_begin();
-  int64_t per_row = a.half + (a.D - a.rd);
-  LOOM_GRID_STRIDE(t, a.B * a.H * a.L * per_row) {
-    int64_t row = t / per_row, k = t % per_row;
-    int64_t l = row % a.L, b = row / (a.H * a.L);
-    int64_t base = row * a.D;
-    if (k >= a.half) {
-      int64_t d = a.rd + (k - a.half);
-      store(a.dout, a.out, base + d, load<double>(a.dx, a.x, base + d));
-      continue;
-    }
-    int64_t pi = a.pos_rank == 2 ? (a.pos_batched ? b : 0) * a.L + l : l;
-    double pos = load<double>(a.dp, a.pos, pi) / a.position_scale;
-    double ang = pos * pow(a.theta, -2.0 * static_cast<double>(k) / static_cast<double>(a.rd));
-    double sn, cs;
-    sincos(ang, &sn, &cs);
-    int64_t i0 = a.interleaved ? 2 * k : k, i1 = a.interleaved ? 2 * k + 1 : k + a.half;
-    double x0 = load<double>(a.dx, a.x, base + i0), x1 = load<double>(a.dx, a.x, base + i1);
-    store(a.dout, a.out, base + i0, x0 * cs - x1 * sn);
-    store(a.dout, a.out, base + i1, x1 * cs + x0 * sn);
+  LOOM_GRID_STRIDE(t, n) {
+    rope_item(a, t, [&](int64_t row, int64_t d, double v) { store(dout, out, row * a.D + d, v); });
   }
 }
 
 void rope(const KernelContext& c) {
-  const auto& at = c.attrs_as<RopeAttrs>();
-  const NDArray &x = c.inputs[0], &p = c.inputs[1], &out = c.outputs[0];
-  RopeArgs a{};
-  a.x = x.data(), a.pos = p.data(), a.out = out.data();
-  a.dx = static_cast<int>(x.dtype()), a.dp = static_cast<int>(p.dtype());
-  a.dout = static_cast<int>(out.dtype());
-  a.B = x.shape()[0], a.H = x.shape()[1], a.L = x.shape()[2], a.D = x.shape()[3];
-  a.rd = at.rotary_dim ? at.rotary_dim : a.D;
-  a.half = a.rd / 2;
-  a.pos_rank = p.rank();
-  a.pos_batched = p.rank() == 2 && p.shape()[0] != 1;
-  a.interleaved = at.interleaved;
-  a.theta = at.theta;
-  a.position_scale = at.position_scale;
-  int64_t n = a.B * a.H * a.L * (a.half + a.D - a.rd);
+  const NDArray& out = c.outputs[0];
+  RopeArgs a = rope_args(c.attrs_as<RopeAttrs>(), c.inputs[0], c.inputs[1]);
+  int64_t n = rope_items(a);
   if (n == 0) return;
-  launch_pdl(rope_kernel, blocks_for(n), 256, 0, stream_for(c), a);
+  launch_pdl(rope_kernel, blocks_for(n), 256, 0, stream_for(c), a, out.data(),
+             static_cast<int>(out.dtype()), n);
   LOOM_CUDA_LAUNCHED();
 }
 

@@ -165,9 +165,10 @@ class CudaBackend final : public Backend {
     if (e->code == kErrNone) return;
     DeviceError r{e->code, e->axis, e->value, e->size, e->dim};
     e->code = kErrNone;
-    const char* op = r.code == kErrDynamicSlice  ? "dynamic_slice"
-                     : r.code == kErrSliceUpdate ? "slice_update"
-                                                 : "gather";
+    const char* op = r.code == kErrDynamicSlice     ? "dynamic_slice"
+                     : r.code == kErrSliceUpdate    ? "slice_update"
+                     : r.code == kErrRopeWriteSlice ? "rope_write_slice"
+                                                    : "gather";
     if (r.code == kErrGather)
       fail("[", op, "] index ", r.value, " is out of range for axis ", r.axis, " of size ", r.dim,
            " (found on cuda:", index_, "; rows of that index were read from 0)");

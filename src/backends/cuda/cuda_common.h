@@ -54,7 +54,13 @@ struct DeviceError {
   int axis;
   long long value, size, dim;
 };
-enum : int { kErrNone = 0, kErrDynamicSlice = 1, kErrSliceUpdate = 2, kErrGather = 3 };
+enum : int {
+  kErrNone = 0,
+  kErrDynamicSlice = 1,
+  kErrSliceUpdate = 2,
+  kErrGather = 3,
+  kErrRopeWriteSlice = 4
+};
 // Device pointer of `device`'s error record (host-mapped; reset after it is raised).
 DeviceError* device_error(int device);
 // Raises (and clears) a recorded device error. Call after the stream was synchronised.

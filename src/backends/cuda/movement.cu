@@ -1,10 +1,12 @@
 // CUDA data movement. Most ops are one strided copy (dst and src strides per dim, both possibly
 // negative or zero): transpose, slice, expand, flip, tile (as a 2*rank expand), concat/split
-// windows, dynamic_slice, slice_update. gather, pad and arange have their own kernels.
+// windows, dynamic_slice, slice_update. gather, pad and arange have their own kernels, and so
+// does rope_write_slice (rope fused into the KV-cache write).
 #include <cstring>
 
 #include "backends/cuda/device_util.cuh"
 #include "backends/cuda/pdl.cuh"
+#include "backends/cuda/rope.cuh"
 #include "ops/shape_rules.h"
 
 namespace loom::backends::cuda {
@@ -263,6 +265,40 @@ void write_region(const KernelContext& c) {
            contiguous_strides(u.shape()), d, true, "slice_update");
 }
 
+// rope_write_slice(cache, x, positions, starts) = write_slice(cache, rope(x, positions), starts) in
+// one kernel: each thread takes one rope work item of x (rope.cuh: the rope kernel's math) and
+// stores its values into the cache at the starts, read on the device as write_region does (an
+// out-of-range start is clamped and reported under this op's name). No temporary, no cache copy.
+__global__ void rope_write_slice_kernel(RopeArgs a, void* cache, int dc, int64_t n, DynStarts d) {
+  pdl_begin();
+  const int64_t base = dyn_base(d, blockIdx.x == 0 && threadIdx.x == 0);
+  LOOM_GRID_STRIDE(t, n) {
+    rope_item(a, t, [&](int64_t row, int64_t dim, double v) {
+      const int64_t l = row % a.L, h = (row / a.L) % a.H, b = row / (a.L * a.H);
+      store(dc, cache,
+            base + b * d.stride[0] + h * d.stride[1] + l * d.stride[2] + dim * d.stride[3], v);
+    });
+  }
+}
+
+void rope_write_slice(const KernelContext& c) {
+  const NDArray &cache = c.inputs[0], &x = c.inputs[1], &out = c.outputs[0];
+  LOOM_CHECK(cache.rank() == 4, "[rope_write_slice] the cache must be [B, H, L, D], got rank ",
+             cache.rank());
+  auto d =
+      dyn_starts(c, c.inputs[3], cache.shape(), x.shape(), kErrRopeWriteSlice, "rope_write_slice");
+  cudaStream_t s = stream_for(c);
+  if (out.data() != cache.data())
+    LOOM_CUDA_CHECK(
+        cudaMemcpyAsync(out.data(), cache.data(), cache.nbytes(), cudaMemcpyDeviceToDevice, s));
+  RopeArgs a = rope_args(c.attrs_as<RopeAttrs>(), x, c.inputs[2]);
+  int64_t n = rope_items(a);
+  if (n == 0) return;
+  launch_pdl(rope_write_slice_kernel, blocks_for(n), 256, 0, s, a, out.data(),
+             static_cast<int>(out.dtype()), n, d);
+  LOOM_CUDA_LAUNCHED();
+}
+
 // Indices are checked on the device: one out of range reads row 0 and is recorded in the device
 // error record (raised at the next sync), never read stray memory.
 template <class E>
@@ -402,6 +438,7 @@ void register_movement(KernelTable& t) {
   t.set(op::dynamic_slice, dynamic_slice);
   t.set(op::slice_update, write_region);
   t.set(op::write_slice, write_region);
+  t.set(op::rope_write_slice, rope_write_slice);
   t.set(op::transpose, transpose);
   t.set(op::expand, expand);
   t.set(op::slice, slice);

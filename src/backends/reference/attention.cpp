@@ -1,4 +1,5 @@
-// Reference sdpa and rope: materialised scores, double accumulation — the oracle.
+// Reference sdpa, rope and rope_write_slice: materialised scores, double accumulation — the
+// oracle.
 #include <cmath>
 
 #include "backends/reference/ref_util.h"
@@ -67,6 +68,9 @@ void sdpa(const KernelContext& c) {
     }
 }
 
+}  // namespace
+
+// Declared in ref_util.h (rope_write_slice reuses it).
 void rope(const KernelContext& c) {
   const auto& a = c.attrs_as<RopeAttrs>();
   const NDArray &x = c.inputs[0], &p = c.inputs[1], &out = c.outputs[0];
@@ -95,11 +99,21 @@ void rope(const KernelContext& c) {
       }
 }
 
-}  // namespace
+// write_slice(cache, rope(x, positions), starts): the rope kernel into a temporary, then the
+// write_slice kernel into the cache — exactly the unfused ops.
+void rope_write_slice(const KernelContext& c) {
+  const NDArray& x = c.inputs[1];
+  NDArray rotated(x.dtype(), x.shape());
+  const NDArray rope_in[] = {x, c.inputs[2]};
+  rope({rope_in, std::span<NDArray>(&rotated, 1), c.attrs, c.pool});
+  const NDArray write_in[] = {c.inputs[0], rotated, c.inputs[3]};
+  write_region({write_in, c.outputs, nullptr, c.pool}, "rope_write_slice");
+}
 
 void register_attention(KernelTable& t) {
   t.set(ir::op::sdpa, sdpa);
   t.set(ir::op::rope, rope);
+  t.set(ir::op::rope_write_slice, rope_write_slice);
 }
 
 }  // namespace loom::backends::ref

@@ -164,10 +164,12 @@ void dynamic_slice(const KernelContext& c) {
   });
 }
 
+}  // namespace
+
 // Writes `update` into out at the starts; copies the base first unless writing in place.
-void write_region(const KernelContext& c) {
+void write_region(const KernelContext& c, const char* op) {
   const NDArray &x = c.inputs[0], &u = c.inputs[1], &out = c.outputs[0];
-  auto s0 = ops::read_starts(c.inputs[2], x.shape(), u.shape(), "slice_update");
+  auto s0 = ops::read_starts(c.inputs[2], x.shape(), u.shape(), op);
   if (out.data() != x.data())
     for (int64_t i = 0; i < x.numel(); ++i) copy_element(x.dtype(), x.data(), i, out.data(), i);
   auto ost = contiguous_strides(out.shape());
@@ -178,12 +180,11 @@ void write_region(const KernelContext& c) {
   });
 }
 
-}  // namespace
-
 void register_movement(KernelTable& t) {
   t.set(op::dynamic_slice, dynamic_slice);
-  t.set(op::slice_update, write_region);
-  t.set(op::write_slice, write_region);
+  auto update = [](const KernelContext& c) { write_region(c, "slice_update"); };
+  t.set(op::slice_update, update);
+  t.set(op::write_slice, update);
   t.set(op::transpose, transpose);
   t.set(op::expand, expand);
   t.set(op::slice, slice);

@@ -55,6 +55,13 @@ inline void copy_element(DType t, const void* src, int64_t si, void* dst, int64_
               static_cast<const char*>(src) + static_cast<size_t>(si) * es, es);
 }
 
+// Kernels other reference kernels reuse (fused ops computed as their unfused parts).
+// slice_update / write_slice: writes input 1 into the output at the starts (input 2), after
+// copying the base (input 0) unless writing in place; `op` names the op in range errors.
+void write_region(const KernelContext& c, const char* op);
+// rope(x, positions) into outputs[0].
+void rope(const KernelContext& c);
+
 void register_elementwise(KernelTable& t);
 void register_reduction(KernelTable& t);
 void register_normalization(KernelTable& t);

@@ -1,4 +1,5 @@
-// Op cases: sdpa, rope, and the KV-cache slicing ops.
+// Op cases: sdpa, rope, the KV-cache slicing ops, and rope fused into the cache write.
+#include "ir/graph.h"
 #include "ops/op_case.h"
 
 namespace loom::testing {
@@ -31,6 +32,31 @@ OpCase rope_case(const std::string& name, DType t, Shape x, Shape pos, RopeAttrs
           {{"x", t, x}, {"p", i32, pos, {}, 0, 5000}},
           [o](Graph&, const std::vector<Tensor>& in) {
             return std::vector<Tensor>{rope(in[0], in[1], o)};
+          }};
+}
+
+// rope_write_slice(cache, x, positions, starts) = write_slice(cache, rope(x, positions), starts).
+// The op is made by a pass and writes into input 0's memory, so it has no public builder: the case
+// builds the node itself, into a copy of the fed cache (so no run writes into its feeds; every
+// run rewrites the copy). The starts are the fed ones times `mask` (0 on the axes x covers), each
+// fed start in [0, start_hi). On the reference backend the op is rope then write_slice, so the
+// harness compares every backend's fused kernel with the unfused composition.
+OpCase rope_write_case(const std::string& name, DType t, Shape cache, Shape x, Shape pos,
+                       std::vector<int64_t> mask, double start_hi, RopeAttrs o,
+                       DType pos_dt = i32) {
+  return {"rope_write_slice/" + name,
+          {{"cache", t, cache},
+           {"x", t, x},
+           {"p", pos_dt, pos, {}, 0, 5000},
+           {"s", i64, {4}, {}, 0, start_hi}},
+          [o, mask](Graph& g, const std::vector<Tensor>& in) {
+            Tensor copy = in[0] * 1.0;
+            Tensor starts = in[3] * g.constant(NDArray::from_vector<int64_t>(mask, {4}));
+            auto data = copy.graph_data();
+            auto v = [](const Tensor& t) { return ir::Value{t.node(), t.index()}; };
+            auto out = ir::add_node(*data, ir::op::rope_write_slice,
+                                    {v(copy), v(in[1]), v(in[2]), v(starts)}, make_attrs(o));
+            return std::vector<Tensor>{Tensor(data, out[0].node, out[0].index)};
           }};
 }
 
@@ -68,6 +94,27 @@ std::vector<OpCase> make() {
                [](Graph&, const std::vector<Tensor>& in) {
                  return std::vector<Tensor>{slice_update(in[0], in[1], std::vector<int64_t>{3, 1})};
                }});
+  // rope_write_slice: a Llama decode step (one row at a dynamic position, interleaved), a prefill
+  // chunk (half split), rotary_dim < D with scaled positions (the tail dims copied), a region
+  // offset on the head axis too, per-batch i64 positions, f16 and bf16.
+  const std::vector<int64_t> at_row{0, 0, 1, 0};
+  c.push_back(rope_write_case("decode_interleaved_f32", f32, {1, 3, 40, 64}, {1, 3, 1, 64}, {1},
+                              at_row, 40, {.interleaved = true}));
+  c.push_back(rope_write_case("prefill_half_split_f32", f32, {1, 2, 32, 32}, {1, 2, 7, 32}, {7},
+                              at_row, 26, {}));
+  c.push_back(rope_write_case(
+      "partial_scaled_f32", f32, {1, 2, 16, 80}, {1, 2, 3, 80}, {1, 3}, at_row, 14,
+      {.interleaved = false, .theta = 500000, .position_scale = 4, .rotary_dim = 32}));
+  c.push_back(rope_write_case("partial_interleaved_heads_offset_f32", f32, {1, 4, 12, 8},
+                              {1, 2, 3, 8}, {3}, {0, 1, 1, 0}, 3,
+                              {.interleaved = true, .rotary_dim = 4}));
+  c.push_back(rope_write_case("batched_positions_i64_f32", f32, {2, 2, 9, 16}, {2, 2, 2, 16},
+                              {2, 2}, at_row, 8, {}, i64));
+  c.push_back(rope_write_case("decode_f16", f16, {1, 4, 24, 64}, {1, 4, 1, 64}, {1}, at_row, 24,
+                              {.interleaved = true}));
+  c.push_back(rope_write_case("prefill_partial_f16", f16, {1, 2, 20, 48}, {1, 2, 5, 48}, {5},
+                              at_row, 16, {.rotary_dim = 16}));
+  c.push_back(rope_write_case("bf16", bf16, {1, 2, 10, 16}, {1, 2, 3, 16}, {3}, at_row, 8, {}));
   return c;
 }
 

@@ -25,14 +25,17 @@ const std::vector<PassInfo>& pipeline() {
        merge_parallel_matmuls},
       {"inplace_variable_update", "late: after every rewrite that could add uses of the cache read",
        inplace_variable_update},
+      {"fuse_rope_into_write_slice",
+       "right after inplace_variable_update, which makes the write_slice it fuses the rope into",
+       fuse_rope_into_write_slice},
       {"fuse_add_rms_norm",
        "after CSE (duplicate adds merged) and the pattern rewrites; before stitch, which would "
        "otherwise take the add into a stitched region and hide it (stitch then still fuses what "
        "feeds the add)",
        fuse_add_rms_norm},
       {"stitch",
-       "after every pattern rewrite (attention, quantized matmul, in-place updates, add + "
-       "rms_norm), which must still see the individual ops; before DCE",
+       "after every pattern rewrite (attention, quantized matmul, in-place updates, rope + "
+       "cache write, add + rms_norm), which must still see the individual ops; before DCE",
        stitch},
       {"dce", "last: removes what folding and CSE left unused", dead_code_elimination},
   };

@@ -195,6 +195,33 @@ TEST(Package, ExecutableRoundTripKeepsAddRmsNorm) {
   std::filesystem::remove(path);
 }
 
+// A compiled KV-cache write of rotated keys is one in-place rope_write_slice node; it is stored,
+// loaded (type inference re-runs) and runs like any other node, writing the loaded variable.
+TEST(Package, ExecutableRoundTripKeepsRopeWriteSlice) {
+  Graph g;
+  auto k = g.placeholder({1, 2, -1, 8}, f32, "k");
+  auto pos = g.placeholder({-1}, i32, "pos");
+  auto at = g.placeholder({4}, i64, "at");
+  auto cache = g.variable(zeros({1, 2, 6, 8}), "k_cache");
+  auto keys = slice_update(g.read(cache), rope(k, pos, {.interleaved = true, .rotary_dim = 4}), at);
+  g.assign(cache, keys);
+  auto exe = g.compile({keys * 2.0});
+  ASSERT_NE(exe.to_text().find("rope_write_slice("), std::string::npos) << exe.to_text();
+  std::string path = tmp_path("rope_write_slice.loom");
+  exe.save(path);
+  auto back = Executable::load(path);
+  EXPECT_EQ(back.to_text(), exe.to_text());
+  Feeds in{{"k", random_uniform({1, 2, 2, 8}, f32, -1, 1, 5)},
+           {"pos", NDArray::from_vector<int32_t>({3, 4}, {2})},
+           {"at", NDArray::from_vector<int64_t>({0, 0, 3, 0}, {4})}};
+  auto a = exe.run(in), b = back.run(in);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i].to_doubles(), b[i].to_doubles()) << i;
+  EXPECT_EQ(exe.variable("k_cache").to_doubles(), back.variable("k_cache").to_doubles());
+  EXPECT_NE(back.variable("k_cache").to_doubles(), zeros({1, 2, 6, 8}).to_doubles());
+  std::filesystem::remove(path);
+}
+
 TEST(Package, TiedConstantsAreStoredOnce) {
   Graph g;
   auto x = g.placeholder({4}, f32, "x");

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <random>
 
+#include "ir/graph.h"
 #include "loom/loom.h"
 
 namespace loom {
@@ -136,6 +137,251 @@ TEST(Sdpa, BadShapesAreClearErrors) {
   EXPECT_NE(msg([&] { sdpa(q, k6, k6); }).find("q has 32 heads, k has 6"), std::string::npos);
   EXPECT_NE(msg([&] { sdpa(q, k8, k8); }).find("q head dim 64 differs from k's 32"),
             std::string::npos);
+}
+
+// A Llama-shaped attention stack (src/models/llama.cpp's layer): q / k / v projections, heads,
+// rope on q and k, the KV-cache writes of k and v into variables at `cache_at`, causal sdpa over
+// the caches up to kv_len, the output projection and the residual. `k_also_output` makes layer 0's
+// rotated keys a compile target too (then they must not be fused away).
+struct RopeStack {
+  Graph g;
+  std::vector<Tensor> outputs;
+  static constexpr int64_t H = 2, D = 16, kMaxLen = 24;
+};
+RopeStack rope_stack(DType dt, RopeAttrs ro, bool k_also_output = false) {
+  RopeStack s;
+  Graph& g = s.g;
+  const int64_t H = RopeStack::H, D = RopeStack::D, dm = H * D;
+  auto x = g.placeholder({1, -1, dm}, dt, "x");
+  auto positions = g.placeholder({-1}, i32, "positions");
+  auto cache_at = g.placeholder({4}, i64, "cache_at");
+  auto kv_len = g.placeholder({}, i64, "kv_len");
+  auto w = [&](uint64_t seed) {
+    return g.constant(random_normal({dm, dm}, f32, seed, 0, 0.2).astype(dt));
+  };
+  auto heads = [&](const Tensor& t) { return transpose(reshape(t, {1, -1, H, D}), {0, 2, 1, 3}); };
+  Tensor h = x;
+  for (int l = 0; l < 2; ++l) {
+    auto seed = static_cast<uint64_t>(10 * l);
+    Tensor q = rope(heads(matmul(h, w(seed + 1))), positions, ro);
+    Tensor k = rope(heads(matmul(h, w(seed + 2))), positions, ro);
+    Tensor v = heads(matmul(h, w(seed + 3)));
+    if (k_also_output && l == 0) s.outputs.push_back(k);
+    auto kc = g.variable(zeros({1, H, RopeStack::kMaxLen, D}, dt), "k" + std::to_string(l));
+    auto vc = g.variable(zeros({1, H, RopeStack::kMaxLen, D}, dt), "v" + std::to_string(l));
+    Tensor keys = slice_update(g.read(kc), k, cache_at);
+    Tensor values = slice_update(g.read(vc), v, cache_at);
+    g.assign(kc, keys);
+    g.assign(vc, values);
+    Tensor att = sdpa(q, keys, values, {.causal = true, .kv_len = kv_len});
+    h = h + matmul(reshape(transpose(att, {0, 2, 1, 3}), {1, -1, dm}), w(seed + 4));
+  }
+  s.outputs.insert(s.outputs.begin(), h);
+  return s;
+}
+
+// Prefill of 3 tokens, then decode steps: the same fresh random inputs for every executable.
+std::vector<Feeds> rope_stack_steps(DType dt, uint64_t seed) {
+  std::vector<Feeds> steps;
+  int64_t pos = 0;
+  for (int64_t len : {3, 1, 1, 1, 1, 1}) {
+    std::vector<int32_t> p;
+    for (int64_t i = 0; i < len; ++i) p.push_back(static_cast<int32_t>(pos + i));
+    steps.push_back(
+        {{"x",
+          random_uniform({1, len, RopeStack::H * RopeStack::D}, f32, -1, 1, seed + pos).astype(dt)},
+         {"positions", NDArray::from_vector<int32_t>(p, {len})},
+         {"cache_at", NDArray::from_vector<int64_t>({0, 0, pos, 0}, {4})},
+         {"kv_len", NDArray::from_vector<int64_t>({pos + len}, {})}});
+    pos += len;
+  }
+  return steps;
+}
+
+// fuse_rope_into_write_slice turns each layer's rope(k) → write_slice into one rope_write_slice;
+// the outputs and the caches equal the unfused executable's bit for bit on the CPU (the same rope
+// rows, written straight into the cache instead of through a temporary), over a prefill and decode
+// steps, for both rope layouts, rotary_dim < D, f32 and f16; and match the reference device, which
+// keeps the ops apart. LOOM_DISABLE_PASSES turns the pass off like CompileOptions.
+TEST(KvCache, RopeIsFusedIntoTheCacheWrite) {
+  struct Config {
+    DType dt;
+    RopeAttrs ro;
+  };
+  const std::vector<Config> configs = {
+      {f32, {.interleaved = true}},
+      {f32, {.interleaved = false, .theta = 500000, .position_scale = 2, .rotary_dim = 8}},
+      {f16, {.interleaved = true, .rotary_dim = 10}},
+      {f16, {.interleaved = false}},
+  };
+  std::mt19937_64 rng(std::random_device{}());
+  for (const auto& cfg : configs) {
+    SCOPED_TRACE(std::string(dtype_name(cfg.dt)) + (cfg.ro.interleaved ? " interleaved" : "") +
+                 " rotary_dim " + std::to_string(cfg.ro.rotary_dim));
+    RopeStack s = rope_stack(cfg.dt, cfg.ro);
+    auto fused = s.g.compile(s.outputs);
+    CompileOptions off;
+    off.disabled_passes = {"fuse_rope_into_write_slice"};
+    auto plain = s.g.compile(s.outputs, off);
+    setenv("LOOM_DISABLE_PASSES", "fuse_rope_into_write_slice", 1);
+    auto env_off = s.g.compile(s.outputs);
+    unsetenv("LOOM_DISABLE_PASSES");
+    CompileOptions ref_opt;
+    ref_opt.device = Device::reference();
+    auto ref = s.g.compile(s.outputs, ref_opt);
+
+    std::string log = joined(fused.pass_log());
+    EXPECT_NE(log.find("[fuse_rope_into_write_slice] fused 2 rope → write_slice pair(s) into "
+                       "rope_write_slice"),
+              std::string::npos)
+        << log;
+    std::string text = fused.to_text();
+    EXPECT_NE(text.find("rope_write_slice("), std::string::npos) << text;
+    // Only the queries' ropes are left; the value caches keep their write_slice.
+    size_t ropes = 0;
+    for (size_t at = text.find(" rope("); at != std::string::npos; at = text.find(" rope(", at + 1))
+      ++ropes;
+    EXPECT_EQ(ropes, 2u) << text;
+    EXPECT_NE(text.find("write_slice("), std::string::npos) << text;
+    EXPECT_EQ(plain.to_text().find("rope_write_slice"), std::string::npos);
+    EXPECT_NE(joined(env_off.pass_log()).find("[fuse_rope_into_write_slice] disabled"),
+              std::string::npos);
+    EXPECT_EQ(env_off.to_text().find("rope_write_slice"), std::string::npos);
+    EXPECT_EQ(ref.to_text().find("rope_write_slice"), std::string::npos);
+
+    uint64_t seed = rng();
+    for (const Feeds& f : rope_stack_steps(cfg.dt, seed)) {
+      auto a = fused.run(f), b = plain.run(f), c = ref.run(f);
+      ASSERT_EQ(a.size(), 1u);
+      EXPECT_EQ(a[0].to_doubles(), b[0].to_doubles()) << "seed " << seed;
+      auto va = a[0].to_doubles(), vc = c[0].to_doubles();
+      const double tol = cfg.dt == f32 ? 1e-4 : 3e-2;
+      for (size_t i = 0; i < va.size(); ++i)
+        ASSERT_NEAR(va[i], vc[i], tol * (1 + std::abs(vc[i]))) << "seed " << seed << " at " << i;
+    }
+    for (const char* var : {"k0", "k1", "v0", "v1"}) {
+      EXPECT_EQ(fused.variable(var).to_doubles(), plain.variable(var).to_doubles()) << var;
+      auto va = fused.variable(var).to_doubles(), vc = ref.variable(var).to_doubles();
+      const double tol = cfg.dt == f32 ? 1e-4 : 3e-2;
+      for (size_t i = 0; i < va.size(); ++i)
+        ASSERT_NEAR(va[i], vc[i], tol * (1 + std::abs(vc[i]))) << var << " at " << i;
+    }
+    // The fused executable wrote the caches in place too: no copies.
+    EXPECT_EQ(fused.variable_bytes_copied(), 0);
+  }
+}
+
+// A rope whose output is used elsewhere (here a compile target) is not fused: rope_write_slice
+// would not produce it. The other layer's still is.
+TEST(KvCache, RopeWithAnotherUseIsNotFused) {
+  RopeStack s = rope_stack(f32, {.interleaved = true}, /*k_also_output=*/true);
+  auto exe = s.g.compile(s.outputs);
+  std::string log = joined(exe.pass_log());
+  EXPECT_NE(log.find("[fuse_rope_into_write_slice] fused 1 rope → write_slice pair(s)"),
+            std::string::npos)
+      << log;
+  CompileOptions off;
+  off.disabled_passes = {"fuse_rope_into_write_slice"};
+  auto plain = s.g.compile(s.outputs, off);
+  for (const Feeds& f : rope_stack_steps(f32, 7)) {
+    auto a = exe.run(f), b = plain.run(f);
+    ASSERT_EQ(a.size(), 2u);
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i].to_doubles(), b[i].to_doubles()) << i;
+  }
+  // Also not when the rope's output feeds another op: the golden test
+  // (tests/passes/golden/fuse_rope_into_write_slice.before.ir) covers that and the slots.
+}
+
+// rope_write_slice on bad inputs: a clear error naming the op and the problem — at build time for
+// what type inference sees (rope's rules on x / positions, write_slice's on the cache, x and the
+// starts), at run time for a start that does not fit the cache (on the CPU kernel, and on the
+// reference kernel, which is rope then write_slice).
+TEST(KvCache, RopeWriteSliceRejectsBadInputs) {
+  auto error_of = [](const std::function<void()>& f) {
+    try {
+      f();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  Graph g;
+  auto cache = g.placeholder({1, 2, 8, 4}, f32, "cache");
+  auto cache16 = g.placeholder({1, 2, 8, 4}, f16, "cache16");
+  auto cache3 = g.placeholder({2, 8, 4}, f32, "cache3");
+  auto x = g.placeholder({1, 2, 2, 4}, f32, "x");
+  auto x3 = g.placeholder({2, 2, 4}, f32, "x3");
+  auto long_x = g.placeholder({1, 2, 9, 4}, f32, "long_x");
+  auto odd_x = g.placeholder({1, 2, 2, 5}, f32, "odd_x");
+  auto pos = g.placeholder({2}, i32, "pos");
+  auto pos3 = g.placeholder({3}, i32, "pos3");
+  auto fpos = g.placeholder({2}, f32, "fpos");
+  auto starts = g.placeholder({4}, i64, "starts");
+  auto starts3 = g.placeholder({3}, i64, "starts3");
+  auto fstarts = g.placeholder({4}, f32, "fstarts");
+  auto fuse = [&](const Tensor& c, const Tensor& u, const Tensor& p, const Tensor& s,
+                  RopeAttrs o = {}) {
+    auto v = [](const Tensor& t) { return ir::Value{t.node(), t.index()}; };
+    auto out =
+        ir::add_node(*g.data(), ir::op::rope_write_slice, {v(c), v(u), v(p), v(s)}, make_attrs(o));
+    return Tensor(g.data(), out[0].node, out[0].index);
+  };
+  struct Bad {
+    std::function<void()> build;
+    const char* says;
+  };
+  const std::vector<Bad> bad = {
+      {[&] { fuse(cache, x3, pos, starts); }, "x must be [B, H, L, D]"},
+      {[&] { fuse(cache, x, fpos, starts); }, "positions must be i32 or i64"},
+      {[&] { fuse(cache, x, pos3, starts); }, "positions has 3 entries for sequence length 2"},
+      {[&] { fuse(cache, x, pos, starts, {.rotary_dim = 3}); }, "rotary_dim 3 must be even"},
+      {[&] { fuse(cache, odd_x, pos, starts); }, "head dim 5 must be even"},
+      {[&] { fuse(cache16, x, pos, starts); }, "different dtypes"},
+      {[&] { fuse(cache3, x, pos, starts); }, "x has rank 4, cache has 3"},
+      {[&] { fuse(cache, long_x, g.placeholder({9}, i32, "pos9"), starts); },
+       "x dim 2 (9) is larger than the cache's (8)"},
+      {[&] { fuse(cache, x, pos, starts3); }, "starts must be a vector of 4 offsets"},
+      {[&] { fuse(cache, x, pos, fstarts); }, "starts must be i32 or i64"},
+  };
+  for (const auto& b : bad) {
+    std::string e = error_of(b.build);
+    EXPECT_NE(e.find("[rope_write_slice]"), std::string::npos) << e;
+    EXPECT_NE(e.find(b.says), std::string::npos) << e;
+  }
+
+  // A start past the cache's end, found at run time: on the CPU's fused kernel (the KV-cache
+  // stack, where the pass made the node) and on the reference kernel (the node built directly).
+  RopeStack s = rope_stack(f32, {.interleaved = true});
+  auto exe = s.g.compile(s.outputs);
+  Feeds f = rope_stack_steps(f32, 3)[0];
+  f[2].second = NDArray::from_vector<int64_t>({0, 0, RopeStack::kMaxLen - 2, 0}, {4});
+  std::string run_err = error_of([&] { exe.run(f); });
+  EXPECT_NE(run_err.find("[rope_write_slice] start 22 + size 3 on axis 2 exceeds dim 24"),
+            std::string::npos)
+      << run_err;
+
+  Graph d;
+  auto dc = d.placeholder({1, 2, 8, 4}, f32, "cache");
+  auto dx = d.placeholder({1, 2, 2, 4}, f32, "x");
+  auto dp = d.placeholder({2}, i32, "pos");
+  auto ds = d.placeholder({4}, i64, "starts");
+  Tensor copy = dc * 1.0;
+  auto v = [](const Tensor& t) { return ir::Value{t.node(), t.index()}; };
+  auto node = ir::add_node(*d.data(), ir::op::rope_write_slice, {v(copy), v(dx), v(dp), v(ds)},
+                           make_attrs(RopeAttrs{}));
+  Tensor out(d.data(), node[0].node, node[0].index);
+  Feeds bad_start = {{"cache", zeros({1, 2, 8, 4})},
+                     {"x", zeros({1, 2, 2, 4})},
+                     {"pos", NDArray::from_vector<int32_t>({0, 1}, {2})},
+                     {"starts", NDArray::from_vector<int64_t>({0, 0, 7, 0}, {4})}};
+  for (Device dev : {Device::reference(), Device::cpu()}) {
+    CompileOptions o;
+    o.device = dev;
+    std::string e = error_of([&] { d.compile({out}, o).run(bad_start); });
+    EXPECT_NE(e.find("[rope_write_slice] start 7 + size 2 on axis 2 exceeds dim 8"),
+              std::string::npos)
+        << dev.to_string() << ": " << e;
+  }
 }
 
 }  // namespace

@@ -72,6 +72,52 @@ TEST(CudaRuntime, VariablesLiveOnTheDevice) {
   EXPECT_EQ(exe.variable("acc").to_vector<float>(), (std::vector<float>{1, 1}));
 }
 
+// A KV-cache write of rotated keys on the GPU: fuse_rope_into_write_slice makes it one
+// rope_write_slice kernel (starts read on the device); the cache after several steps equals the
+// CPU's, and a start past the cache's end is raised at the next sync naming the fused op.
+TEST(CudaRuntime, RopeWriteSliceUpdatesTheCacheAndReportsBadStarts) {
+  REQUIRE_GPU();
+  Graph g;
+  auto k = g.placeholder({1, 2, -1, 16}, f32, "k");
+  auto pos = g.placeholder({-1}, i32, "pos");
+  auto at = g.placeholder({4}, i64, "at");
+  auto cache = g.variable(zeros({1, 2, 8, 16}), "k_cache");
+  auto keys = slice_update(g.read(cache), rope(k, pos, {.interleaved = true, .rotary_dim = 8}), at);
+  g.assign(cache, keys);
+  CompileOptions o;
+  o.device = Device::cuda(0);
+  Executable gpu = g.compile({sum(keys, {2})}, o);
+  Executable cpu = g.compile({sum(keys, {2})});
+  ASSERT_NE(gpu.to_text().find("rope_write_slice("), std::string::npos) << gpu.to_text();
+  auto step = [](int64_t p, int64_t len, uint64_t seed) {
+    std::vector<int32_t> ps;
+    for (int64_t i = 0; i < len; ++i) ps.push_back(static_cast<int32_t>(p + i));
+    return Feeds{{"k", random_uniform({1, 2, len, 16}, f32, -1, 1, seed)},
+                 {"pos", NDArray::from_vector<int32_t>(ps, {len})},
+                 {"at", NDArray::from_vector<int64_t>({0, 0, p, 0}, {4})}};
+  };
+  int64_t p = 0;
+  for (int64_t len : {3, 1, 1, 2}) {
+    auto f = step(p, len, static_cast<uint64_t>(100 + p));
+    auto a = gpu.run(f)[0].to_doubles(), b = cpu.run(f)[0].to_doubles();
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-5) << "step at " << p;
+    p += len;
+  }
+  auto a = gpu.variable("k_cache").to_doubles(), b = cpu.variable("k_cache").to_doubles();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-5) << i;
+  try {
+    gpu.run(step(7, 2, 5));
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(
+        std::string(e.what()).find("[rope_write_slice] start 7 + size 2 on axis 2 exceeds dim 8"),
+        std::string::npos)
+        << e.what();
+  }
+  EXPECT_NO_THROW(gpu.run(step(6, 2, 6)));  // the record was cleared
+}
+
 TEST(CudaRuntime, MissingDeviceIsAClearError) {
   if (cuda_device_count() > 0) GTEST_SKIP() << "a GPU is present";
   Graph g;

@@ -103,8 +103,9 @@ bench gemm "$BIN/cuda_gemm_bench"
 bench attention_loom "$BIN/cuda_attention_bench" "$OUT/attention_loom.csv"
 bench attention_peer python3 bench/cuda/sdpa_peer.py "$OUT/attention_loom.csv" \
   "$OUT/attention_peer.json"
-# Before/after pairs in the same call: the GEMV without its staged loads, decode without PDL.
-bench quant_nostage env LOOM_QMM_INT8_STAGE=0 "$BIN/cuda_quant_bench"
+# Before/after pairs in the same call: QUANT_BEFORE / LLM_BEFORE name the switch of the "before"
+# run (default: the GEMV without its balanced kernel; decode without it too).
+bench quant_before env ${QUANT_BEFORE:-LOOM_QMM_INT8_STAGE=0} "$BIN/cuda_quant_bench"
 bench quant_loom "$BIN/cuda_quant_bench"
 bench quant_peer python3 bench/cuda/quant_peer.py "$OUT/quant_bench.csv"
 bench fft_loom "$BIN/cuda_fft_bench"
@@ -112,10 +113,8 @@ bench fft_peer python3 bench/cuda/fft_peer.py --loom "$OUT/fft_loom.txt"
 bench stitch_loom "$BIN/cuda_stitch_bench"
 bench stitch_peer python3 bench/cuda/stitch_peer.py "$OUT/stitch_loom.txt"
 bench llm_loom "$BIN/llm_decode_bench" --steps 128 ${LOOM_SMOLLM2_GGUF:+--model "$LOOM_SMOLLM2_GGUF"}
-bench llm_nopdl env LOOM_PDL=0 "$BIN/llm_decode_bench" --steps 128 \
+bench llm_before env ${LLM_BEFORE:-LOOM_QMM_INT8_STAGE=0} "$BIN/llm_decode_bench" --steps 128 \
   ${LOOM_SMOLLM2_GGUF:+--model "$LOOM_SMOLLM2_GGUF"}
-bench llm_nomerge env LOOM_DISABLE_PASSES=merge_parallel_matmuls "$BIN/llm_decode_bench" \
-  --steps 128 ${LOOM_SMOLLM2_GGUF:+--model "$LOOM_SMOLLM2_GGUF"}
 bench llm_peer python3 bench/cuda/llm_decode_peer.py
 echo "== summary"
 cat "$SUMMARY"

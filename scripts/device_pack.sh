@@ -25,7 +25,7 @@ done
 # Libraries the device machine lacks (it has the CUDA toolkit and driver).
 # `loom` also needs ONNX, protobuf and cpp-httplib (and what they pull in).
 for lib in libopenblas.so.0 libgfortran.so.5 libquadmath.so.0 libonnx_proto.so.1 libprotobuf.so.32 \
-  libcpp-httplib.so.0.11 libbrotlidec.so.1 libbrotlienc.so.1 libbrotlicommon.so.1; do
+  libcpp-httplib.so.0.11 libbrotlidec.so.1 libbrotlienc.so.1 libbrotlicommon.so.1 libcupti.so.13; do
   p=$(ldconfig -p | awk -v l="$lib" '$1 == l {print $NF; exit}')
   [ -n "$p" ] && cp -L "$p" "$STAGE/lib/"
 done

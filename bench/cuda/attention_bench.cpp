@@ -18,6 +18,9 @@
 #include <string>
 #include <vector>
 
+#ifdef LOOM_BENCH_CUPTI
+#include "kernel_trace.h"
+#endif
 #include "backends/cuda/attention_cudnn.h"
 #include "backends/cuda/attention_kernels.h"
 #include "backends/cuda/cuda_common.h"
@@ -66,8 +69,9 @@ double time_events(const std::function<void()>& fn, int warm, int iters) {
 }
 
 // Short kernels: `per_graph` launches (fn(i) issues launch i) captured in one CUDA graph, replayed
-// `reps` times; median microseconds per launch.
-double time_graph(const std::function<void(int)>& fn, int per_graph, int reps) {
+// `reps` times; median microseconds per launch. With `trace` (and CUPTI), one more replay is
+// traced and its kernels printed: what each adds to a launch's time (kernel_trace.h).
+double time_graph(const std::function<void(int)>& fn, int per_graph, int reps, bool trace = false) {
   cudaStream_t s = cu::stream(0);
   fn(0);  // warm: module load, scratch cached by the allocator before the capture
   CK(cudaStreamSynchronize(s));
@@ -92,6 +96,16 @@ double time_graph(const std::function<void(int)>& fn, int per_graph, int reps) {
     CK(cudaEventElapsedTime(&ms, e0, e1));
     t.push_back(ms * 1e3 / per_graph);
   }
+#ifdef LOOM_BENCH_CUPTI
+  if (trace && bench::KernelTrace::start()) {
+    CK(cudaGraphLaunch(ge, s));
+    CK(cudaStreamSynchronize(s));
+    std::printf("  one replay, kernel by kernel (CUPTI; per launch):\n%s",
+                bench::KernelTrace::summary(bench::KernelTrace::stop(), per_graph).c_str());
+  }
+#else
+  (void)trace;
+#endif
   CK(cudaGraphExecDestroy(ge));
   CK(cudaGraphDestroy(g));
   CK(cudaEventDestroy(e0));
@@ -186,7 +200,7 @@ void decode(int64_t B, int64_t Hq, int64_t Hkv, int64_t L, int64_t D, DType t, b
   char shape[96];
   std::snprintf(shape, sizeof shape, "B%lld_Hq%lld_Hkv%lld_L%lld_D%lld", (long long)B,
                 (long long)Hq, (long long)Hkv, (long long)L, (long long)D);
-  auto run = [&](cu::SdpaLaunch x, int sets) {
+  auto run = [&](cu::SdpaLaunch x, int sets, bool trace = false) {
     int per_graph = std::max(sets, 20) / sets * sets;
     return time_graph(
         [&](int i) {
@@ -194,9 +208,9 @@ void decode(int64_t B, int64_t Hq, int64_t Hkv, int64_t L, int64_t D, DType t, b
           x.v = vs[static_cast<size_t>(i % sets)].data();
           cu::sdpa_launch(x, cu::stream(0), 0);
         },
-        per_graph, 20);
+        per_graph, 20, trace);
   };
-  double cold = run(a, nbuf), hot = run(a, 1);
+  double cold = run(a, nbuf, true), hot = run(a, 1, true);
   row("decode", shape, t, false, "default cold", cold, kv_bytes / cold / 1e3);
   row("decode", shape, t, false, "default hot (L2)", hot, kv_bytes / hot / 1e3);
   for (int s : split_keys) {

@@ -7,6 +7,8 @@
 //   llm_decode_bench [--shape smollm2|mistral7b|all] [--steps N] [--dir DIR] [--context N]
 //                    [--model GGUF]   (also times a real model file, e.g. SmolLM2's own weights)
 //   llm_decode_bench --write-smollm2 PATH   (writes the SmolLM2-shaped file and exits)
+// With CUPTI (LOOM_BENCH_CUPTI), each model's CUDA-graph step is also traced kernel by kernel
+// (kernel_trace.h): what each kernel adds to the step's time.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -16,6 +18,9 @@
 #include <string>
 #include <vector>
 
+#ifdef LOOM_BENCH_CUPTI
+#include "kernel_trace.h"
+#endif
 #include "models/llama.h"
 #include "models/llama_synthetic.h"
 
@@ -53,7 +58,14 @@ double copy_bandwidth() {
 
 // Tokens/s of `steps` greedy decode steps after a 4-token prompt and 3 warm-up steps.
 // Greedy steps, or (sampled) the graph's sample op with the options the model was loaded with.
-double decode_rate(models::LlamaModel& m, int steps, std::string* status, bool sampled = false) {
+// With `trace`, the timed steps' kernels are recorded there (CUPTI; the rate is then not clean).
+#ifndef LOOM_BENCH_CUPTI
+namespace bench {
+struct KernelRecord {};
+}  // namespace bench
+#endif
+double decode_rate(models::LlamaModel& m, int steps, std::string* status, bool sampled = false,
+                   std::vector<bench::KernelRecord>* trace = nullptr) {
   m.reset();
   std::vector<int32_t> prompt = {11, 300, 42, 7};
   uint64_t step = 0;
@@ -63,9 +75,15 @@ double decode_rate(models::LlamaModel& m, int steps, std::string* status, bool s
   int32_t t = next(prompt, 0);
   int64_t pos = 4;
   for (int i = 0; i < 3; ++i) t = next({t}, pos++);
+#ifdef LOOM_BENCH_CUPTI
+  if (trace && !bench::KernelTrace::start()) trace = nullptr;
+#endif
   auto t0 = Clock::now();
   for (int i = 0; i < steps; ++i) t = next({t}, pos++);
   double s = seconds_since(t0);
+#ifdef LOOM_BENCH_CUPTI
+  if (trace) cudaDeviceSynchronize(), *trace = bench::KernelTrace::stop();
+#endif
   if (status) *status = m.decode_status();
   return steps / s;
 }
@@ -153,6 +171,16 @@ int main(int argc, char** argv) {
     rows.push_back({c.name, "prepared, eager", decode_rate(m, steps, &st), st});
     m.set_cuda_graph(true);
     rows.push_back({c.name, "prepared, CUDA graph", decode_rate(m, steps, &st), st});
+#ifdef LOOM_BENCH_CUPTI
+    {
+      constexpr int kTraced = 16;
+      std::vector<bench::KernelRecord> rec;
+      decode_rate(m, kTraced, nullptr, false, &rec);
+      if (!rec.empty())
+        std::printf("  CUDA-graph step, kernel by kernel (CUPTI, %d steps; %s):\n%s", kTraced,
+                    c.name.c_str(), bench::KernelTrace::summary(rec, kTraced).c_str());
+    }
+#endif
     {  // temperature sampling on the device (top-k 40, top-p 0.95) inside the captured step
       auto sm = models::LlamaModel::load(
           path,

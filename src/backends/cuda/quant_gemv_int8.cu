@@ -280,9 +280,42 @@ __device__ __forceinline__ void cp_async16(void* smem, const void* gmem, int byt
 __device__ __forceinline__ void cp_async_commit() {
   asm volatile("cp.async.commit_group;\n" ::: "memory");
 }
+// The warp copies the 16-byte units covering [g, g + bytes) to dst (16-byte aligned); the span
+// starts (g & 15) bytes early, so the bytes land at dst + (g & 15). The weights start 16-byte
+// aligned, so the first unit never starts before them; the last one is cut at their end, wend.
+__device__ __forceinline__ void copy_span(uint8_t* dst, const uint8_t* g, int bytes,
+                                          const uint8_t* wend, int lane) {
+  const int o = static_cast<int>(reinterpret_cast<uintptr_t>(g) & 15);
+  const uint8_t* g16 = g - o;
+  const int units = (o + bytes + 15) >> 4;
+  for (int u = lane; u < units; u += 32) {
+    const uint8_t* src = g16 + 16 * u;
+    const int64_t left = wend - src;
+    cp_async16(dst + 16 * u, src, left < 16 ? static_cast<int>(left) : 16);
+  }
+}
 template <int N>  // waits until at most N of this thread's groups are pending
 __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+// A 2-byte aligned block at byte `off` of a stage slot: read the NC + 1 aligned words around it
+// and, when it starts at 2 mod 4, shift by a half-word: one prmt per code word. Lanes 18 or 34
+// bytes apart hit a bank at most twice per load.
+template <class B>
+__device__ __forceinline__ void parse_staged(const uint8_t* slot, int off, float& dw, float& wm,
+                                             int (&cw)[kCodeWords<B>]) {
+  constexpr int NC = kCodeWords<B>;
+  const auto* p = reinterpret_cast<const uint32_t*>(slot) + (off >> 2);
+  uint32_t wd[NC + 1];
+#pragma unroll
+  for (int u = 0; u <= NC; ++u) wd[u] = p[u];
+  const bool half = off & 2;
+  dw = h2f(static_cast<uint16_t>(half ? wd[0] >> 16 : wd[0]));
+  wm = B::offset(nullptr, dw);  // q4_0 / q8_0: from the scale alone
+  const uint32_t sel = half ? 0x7654u : 0x5432u;
+#pragma unroll
+  for (int u = 0; u < NC; ++u) cw[u] = static_cast<int>(__byte_perm(wd[u], wd[u + 1], sel));
 }
 
 template <int F, int MT>
@@ -315,23 +348,12 @@ __global__ void __launch_bounds__(kWarps * 32, kMinCtas<MT>)
     const int64_t row = row0 + r < a.n ? row0 + r : a.n - 1;
     return a.w + row * a.rb + static_cast<int64_t>(c) * S::CB * B::BYTES;
   };
-  // Copies of step (q, c) into slot s: per row, the 16-byte units covering its chunk. a.w is
-  // 16-byte aligned, so the first unit never starts before the weights; the last one is cut at
-  // their end.
+  // Copies of step (q, c) into slot s: per row, the 16-byte units covering its chunk.
   auto issue = [&](int64_t q, int c, int s) {
     const int nb = min(S::CB, a.kb - c * S::CB);
 #pragma unroll
     for (int r = 0; r < R; ++r) {
-      const uint8_t* g = chunk(q, c, r);
-      const int o = static_cast<int>(reinterpret_cast<uintptr_t>(g) & 15);
-      const uint8_t* g16 = g - o;
-      uint8_t* dst = slots + (s * R + r) * S::SLOT;
-      const int units = (o + nb * B::BYTES + 15) >> 4;
-      for (int u = lane; u < units; u += 32) {
-        const uint8_t* src = g16 + 16 * u;
-        const int64_t left = wend - src;
-        cp_async16(dst + 16 * u, src, left < 16 ? static_cast<int>(left) : 16);
-      }
+      copy_span(slots + (s * R + r) * S::SLOT, chunk(q, c, r), nb * B::BYTES, wend, lane);
     }
   };
   auto advance = [&](int64_t& q, int& c) {
@@ -387,23 +409,8 @@ __global__ void __launch_bounds__(kWarps * 32, kMinCtas<MT>)
       float dw[R], wm[R];
       int cw[R][NC];
 #pragma unroll
-      for (int r = 0; r < R; ++r) {
-        // The block starts at an even byte: read the NC + 1 aligned words around it and, when it
-        // starts at 2 mod 4, shift by a half-word: one prmt per code word. Lanes 18 or 34 bytes
-        // apart hit a bank at most twice per load.
-        const int off = o[r] + i * B::BYTES;
-        const auto* p = reinterpret_cast<const uint32_t*>(slot + r * S::SLOT) + (off >> 2);
-        uint32_t wd[NC + 1];
-#pragma unroll
-        for (int u = 0; u <= NC; ++u) wd[u] = p[u];
-        const bool half = off & 2;
-        dw[r] = h2f(static_cast<uint16_t>(half ? wd[0] >> 16 : wd[0]));
-        wm[r] = B::offset(nullptr, dw[r]);  // q4_0 / q8_0: from the scale alone
-        const uint32_t sel = half ? 0x7654u : 0x5432u;
-#pragma unroll
-        for (int u = 0; u < NC; ++u)
-          cw[r][u] = static_cast<int>(__byte_perm(wd[u], wd[u + 1], sel));
-      }
+      for (int r = 0; r < R; ++r)
+        parse_staged<B>(slot + r * S::SLOT, o[r] + i * B::BYTES, dw[r], wm[r], cw[r]);
       dot_block<B, R, MT>(a, xq4, xd, xs, c * S::CB + i, dw, wm, cw, acc);
     }
     if (c == nch - 1) store_rows<R, MT>(a, acc, (gw + q * nw) * R, lane);  // the rows are done
@@ -447,20 +454,14 @@ void launch_int8(cudaStream_t s, const Int8Args& a, size_t smem, bool staged) {
   LOOM_CUDA_CHECK(cudaGetDevice(&device));
   if constexpr (!Blk<F>::ALIGN4) {
     constexpr size_t stage_bytes = Stage<Blk<F>, kStageRows<MT>>::kBytes;
+    // Staged at every size, also where the direct kernel's two-row pairs time better alone
+    // (q4_0 4096 x 4096: 8.33 vs 8.10 us, 4096 x 14336: 22.3 vs 20.6 back to back): in a decode
+    // step the staged kernel's first copies overlap the small kernel before it, and a Mistral-7B
+    // step's GEMVs took 1840 instead of 2083 us (kernel trace, llm_decode_bench).
     if (staged && smem + stage_bytes <= kMaxStagedSmem) {
-      auto sk = gemv_int8_staged_kernel<F, MT>;
-      // q4_0 with under two row groups per warp (4096 x 4096, 4096 x 14336 on an H100): the
-      // warps with one more group than the others set the time, and the direct kernel's
-      // two-row pairs finish sooner (8.2 vs 8.3 us, 20.7 vs 22.2 us; 14336 x 4096: 15.3 staged
-      // vs 18.4 direct). q8_0's longer blocks gain from staging at every size measured.
-      const int64_t warps =
-          int64_t{resident_ctas(reinterpret_cast<const void*>(sk), device, smem + stage_bytes)} *
-          sm_count(device) * kWarps;
-      if (F != kQ4_0 || a.n >= 2 * warps * kStageRows<MT>) {
-        kern = sk;
-        rows = kStageRows<MT>;
-        smem += stage_bytes;
-      }
+      kern = gemv_int8_staged_kernel<F, MT>;
+      rows = kStageRows<MT>;
+      smem += stage_bytes;
     }
   }
   // One wave of persistent CTAs, as many as fit on the SMs at once: x is quantized once per CTA

@@ -281,8 +281,8 @@ TEST(CudaQuantizedMatmul, BatchedActivationsAndSmallShapes) {
 }
 
 // Few rows with long k (a 7B model's 4096 x 14336 down projection, scaled down): rows of several
-// staged chunks, the last one partial (q8_0), and q4_0's choice of the direct kernel for under
-// two row groups per warp. Same arithmetic as the CPU, so the CPU's result to float rounding.
+// staged chunks, the last one partial. Same arithmetic as the CPU, so the CPU's result to float
+// rounding.
 TEST(CudaQuantizedMatmul, FewLongRows) {
   REQUIRE_GPU();
   const int64_t n = 75, k = 32 * (2 * 128 + 37);
@@ -302,6 +302,31 @@ TEST(CudaQuantizedMatmul, FewLongRows) {
       }
       EXPECT_TRUE(close(r.gpu, r.ref, 1e-3, 0.01 * sk)) << "vs reference, seed " << seed;
     }
+}
+
+// Decode-sized products from one row (most warps idle) to several row groups per warp, with k of
+// exactly one staged chunk per row (q4_0, kb = 128) and of a chunk and a part (kb = 160).
+TEST(CudaQuantizedMatmul, FewToManyRowsPerWarp) {
+  REQUIRE_GPU();
+  for (q::Format f : {q::Format::q4_0, q::Format::q8_0})
+    for (int64_t kb : {128, 160})
+      for (int64_t n : {1, 7, 1500, 4099})
+        for (int64_t m : {1, 2}) {
+          const int64_t k = 32 * kb;
+          std::string name(q::format_name(f));
+          SCOPED_TRACE(name + " n=" + std::to_string(n) + " k=" + std::to_string(k) +
+                       " m=" + std::to_string(m));
+          uint64_t seed = fresh_seed();
+          Graph g;
+          auto x = g.placeholder({m, k}, f32, "x");
+          auto y = quantized_matmul(x, g.constant(packed_weights(f, n, k, seed)), name, n, k);
+          Runs r = run_all(g, y, random_uniform({m, k}, f32, -1, 1, seed + 1));
+          const double sk = std::sqrt(static_cast<double>(k));
+          if (int8_gemv(f, m))
+            EXPECT_TRUE(close(r.gpu, r.cpu, 1e-4, 1e-5 * sk)) << "vs CPU, seed " << seed;
+          EXPECT_TRUE(close(r.gpu, r.ref, 1e-3, 0.01 * sk)) << "vs reference, seed " << seed;
+          EXPECT_TRUE(close(r.gpu_dev, r.gpu, 0, 0)) << "device-resident input, seed " << seed;
+        }
 }
 
 }  // namespace

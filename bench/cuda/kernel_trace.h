@@ -28,18 +28,26 @@ struct KernelRecord {
 
 class KernelTrace {
  public:
-  static bool start() {
+  // kernels = false: host runtime calls only (kernel records make graph launches slower).
+  static bool start(bool kernels = true) {
     records().clear();
     if (!check(cuptiActivityRegisterCallbacks(on_request, on_complete), "register")) return false;
-    return check(cuptiActivityEnable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL), "enable") &&
+    return (!kernels ||
+            check(cuptiActivityEnable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL), "enable")) &&
            check(cuptiActivityEnable(CUPTI_ACTIVITY_KIND_RUNTIME), "enable runtime");
   }
-  // Flushes and returns the records since start(), in start order.
+  // From now on: records that start earlier are dropped by stop(). Tracing changes the first runs
+  // after start() (CUPTI instruments the graph again), so mark after a warm-up run.
+  static void mark() { cuptiGetTimestamp(&since()); }
+  // Flushes and returns the records since start() (or mark()), in start order.
   static std::vector<KernelRecord> stop() {
     check(cuptiActivityFlushAll(1), "flush");
     check(cuptiActivityDisable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL), "disable");
     check(cuptiActivityDisable(CUPTI_ACTIVITY_KIND_RUNTIME), "disable runtime");
-    auto r = records();
+    std::vector<KernelRecord> r;
+    for (const auto& k : records())
+      if (k.start >= since()) r.push_back(k);
+    since() = 0;
     std::sort(r.begin(), r.end(),
               [](const KernelRecord& a, const KernelRecord& b) { return a.start < b.start; });
     return r;
@@ -98,6 +106,10 @@ class KernelTrace {
   }
 
  private:
+  static uint64_t& since() {
+    static uint64_t t = 0;
+    return t;
+  }
   static std::vector<KernelRecord>& records() {
     static std::vector<KernelRecord> r;
     return r;

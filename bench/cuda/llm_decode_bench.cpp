@@ -64,8 +64,11 @@ namespace bench {
 struct KernelRecord {};
 }  // namespace bench
 #endif
+// pipelined: the timed steps through decode_stream (one step queued ahead, the token fed back on
+// the device) instead of a forward_greedy / forward_sample call per step.
 double decode_rate(models::LlamaModel& m, int steps, std::string* status, bool sampled = false,
-                   std::vector<bench::KernelRecord>* trace = nullptr) {
+                   std::vector<bench::KernelRecord>* trace = nullptr, bool trace_kernels = true,
+                   bool pipelined = false) {
   m.reset();
   std::vector<int32_t> prompt = {11, 300, 42, 7};
   uint64_t step = 0;
@@ -76,16 +79,28 @@ double decode_rate(models::LlamaModel& m, int steps, std::string* status, bool s
   int64_t pos = 4;
   for (int i = 0; i < 3; ++i) t = next({t}, pos++);
 #ifdef LOOM_BENCH_CUPTI
-  if (trace && !bench::KernelTrace::start()) trace = nullptr;
+  if (trace && bench::KernelTrace::start(trace_kernels)) {
+    t = next({t}, pos++);  // traced from here: the first replay is instrumented again (slow)
+    cudaDeviceSynchronize();
+    bench::KernelTrace::mark();
+  } else {
+    trace = nullptr;
+  }
 #endif
   auto t0 = Clock::now();
-  for (int i = 0; i < steps; ++i) t = next({t}, pos++);
+  int done = steps;
+  if (pipelined)
+    done = static_cast<int>(m.decode_stream(
+                                 t, pos, steps, [](int32_t) { return true; }, sampled, step, 1)
+                                .size());
+  else
+    for (int i = 0; i < steps; ++i) t = next({t}, pos++);
   double s = seconds_since(t0);
 #ifdef LOOM_BENCH_CUPTI
   if (trace) cudaDeviceSynchronize(), *trace = bench::KernelTrace::stop();
 #endif
   if (status) *status = m.decode_status();
-  return steps / s;
+  return done / s;
 }
 
 struct Row {
@@ -171,6 +186,8 @@ int main(int argc, char** argv) {
     rows.push_back({c.name, "prepared, eager", decode_rate(m, steps, &st), st});
     m.set_cuda_graph(true);
     rows.push_back({c.name, "prepared, CUDA graph", decode_rate(m, steps, &st), st});
+    rows.push_back({c.name, "CUDA graph, pipelined",
+                    decode_rate(m, steps, &st, false, nullptr, true, true), st});
 #ifdef LOOM_BENCH_CUPTI
     {
       constexpr int kTraced = 16;
@@ -179,6 +196,10 @@ int main(int argc, char** argv) {
       if (!rec.empty())
         std::printf("  CUDA-graph step, kernel by kernel (CUPTI, %d steps; %s):\n%s", kTraced,
                     c.name.c_str(), bench::KernelTrace::summary(rec, kTraced).c_str());
+      const double rate = decode_rate(m, kTraced, nullptr, false, &rec, false);
+      if (!rec.empty())
+        std::printf("  host runtime calls only (no kernel records; %.1f tok/s):\n%s", rate,
+                    bench::KernelTrace::summary(rec, kTraced).c_str());
     }
 #endif
     {  // temperature sampling on the device (top-k 40, top-p 0.95) inside the captured step
@@ -186,6 +207,8 @@ int main(int argc, char** argv) {
           path,
           {.max_context = context, .device = Device::cuda(0), .sampling = {.temperature = 0.8f}});
       rows.push_back({c.name, "CUDA graph, sampled T 0.8", decode_rate(sm, steps, &st, true), st});
+      rows.push_back({c.name, "CUDA graph, sampled, pipelined",
+                      decode_rate(sm, steps, &st, true, nullptr, true, true), st});
     }
     std::printf("  GPU time per op of one decode step (eager, device events; %s):\n%s",
                 c.name.c_str(), m.profile_decode(20).c_str());

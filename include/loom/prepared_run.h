@@ -4,6 +4,7 @@
 // captured as a CUDA graph after a first eager run and replayed from then on. A run then makes no
 // allocation, no planning and no host synchronisation: what an LLM decode step needs.
 #pragma once
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <utility>
@@ -41,6 +42,22 @@ class PreparedRun {
   void run();
   // The executable's outputs, on its device; the same buffers each run (overwritten).
   const std::vector<NDArray>& outputs() const;
+
+  // Pipelined runs, for loops whose next input comes out of the last run (LLM decoding).
+  // enqueue() stages the host `feeds` in pinned memory of its own, runs, then on the device copies
+  // outputs into inputs of the next run (`feedback`: same dtype and shape) and the outputs listed
+  // in `read` into pinned host memory; none of it waits for the device, so the host queues run
+  // i + 1 (a CUDA graph launch costs the host ~0.25 us per node) while run i is on the GPU.
+  // wait(ticket) blocks until that run is done and returns its `read` outputs on the host. At
+  // most two runs are in flight: enqueueing a third first waits for the oldest. Host backends run
+  // at once.
+  struct Feedback {
+    int output;         // index into outputs()
+    std::string input;  // placeholder name
+  };
+  uint64_t enqueue(const Feeds& feeds, const std::vector<Feedback>& feedback = {},
+                   const std::vector<int>& read = {});
+  std::vector<NDArray> wait(uint64_t ticket);
 
   // Runs the steps eagerly `repeats` times with the inputs as they are (on CUDA each step timed
   // by device events, elsewhere by the host clock) and returns time per op type per run, slowest

@@ -51,6 +51,21 @@ class Backend {
   }
   // Waits until the device has finished the work issued to it (host backends: nothing to do).
   virtual void synchronize() const {}
+  // Host memory the device copies to and from without staging (device backends: page-locked).
+  virtual std::shared_ptr<Storage> allocate_host(size_t bytes) const {
+    return Storage::allocate(bytes, false);
+  }
+  // copy() without waiting for host ends: a host source must stay unchanged, and a host
+  // destination is only valid, once a marker taken after it has been waited on. Host memory must
+  // come from allocate_host. Host backends copy at once.
+  virtual void copy_async(void* dst, const Device& dst_device, const void* src,
+                          const Device& src_device, size_t bytes) const {
+    copy(dst, dst_device, src, src_device, bytes);
+  }
+  // A point in the work issued so far; wait_marker blocks until the device has passed it (and
+  // reports device errors like copy). Host backends: null, nothing to wait for.
+  virtual std::shared_ptr<void> marker() const { return nullptr; }
+  virtual void wait_marker(const std::shared_ptr<void>& m) const { (void)m; }
   // Device backends: order this backend's later work after the work queued so far on a stream of
   // the caller (`wait_for_stream`), or the caller's later work after this backend's work so far
   // (`signal_stream`), without blocking the host.

@@ -131,7 +131,8 @@ LlamaModel LlamaModel::load(const std::string& path, const LlamaOptions& options
 
   Builder b(f, m.file_);
   Graph g;
-  auto tokens = g.placeholder({1, -1}, i32, "tokens");
+  // i64 like argmax's result: a decode step's token can be fed back on the device (decode_stream).
+  auto tokens = g.placeholder({1, -1}, i64, "tokens");
   auto positions = g.placeholder({-1}, i32, "positions");
   auto cache_at = g.placeholder({4}, i64, "cache_at");  // {0, 0, position, 0}
   auto kv_len = g.placeholder({}, i64, "kv_len");       // position + number of tokens
@@ -195,10 +196,11 @@ LlamaModel LlamaModel::load(const std::string& path, const LlamaOptions& options
   if (options.sampling.temperature > 0) {
     m.sampler_ = options.sampling;
     auto seed = g.placeholder({}, i64, "seed");
-    outputs.push_back(sample(logits, seed,
-                             {.temperature = options.sampling.temperature,
-                              .top_k = options.sampling.top_k,
-                              .top_p = options.sampling.top_p}));
+    outputs.push_back(cast(sample(logits, seed,
+                                  {.temperature = options.sampling.temperature,
+                                   .top_k = options.sampling.top_k,
+                                   .top_p = options.sampling.top_p}),
+                           i64));
   }
   CompileOptions opt;
   opt.device = options.device;
@@ -275,34 +277,91 @@ void LlamaModel::unbind_adapters() {
   for (const auto& site : lora_sites_) exe_.unbind(site.symbol);
 }
 
-std::vector<NDArray> LlamaModel::run_tokens(const std::vector<int32_t>& tokens, int64_t position,
-                                            int64_t seed) {
+Feeds LlamaModel::step_feeds(const std::vector<int32_t>& tokens, int64_t position,
+                             int64_t seed) const {
   auto n = static_cast<int64_t>(tokens.size());
   LOOM_CHECK(n > 0, "[llama] forward needs at least one token");
   LOOM_CHECK(position >= 0 && position + n <= max_context_, "[llama] positions ", position, "..",
              position + n, " exceed the context of ", max_context_,
              " tokens (raise --max-context)");
   std::vector<int32_t> pos(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) pos[static_cast<size_t>(i)] = static_cast<int32_t>(position + i);
-  for (int32_t t : tokens)
+  std::vector<int64_t> ids(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t t = tokens[static_cast<size_t>(i)];
     LOOM_CHECK(t >= 0 && t < config_.vocab, "[llama] token id ", t, " is outside the vocabulary");
-  Feeds feeds = {{"tokens", NDArray::from_vector(tokens, {1, n})},
+    pos[static_cast<size_t>(i)] = static_cast<int32_t>(position + i);
+    ids[static_cast<size_t>(i)] = t;
+  }
+  Feeds feeds = {{"tokens", NDArray::from_vector(ids, {1, n})},
                  {"positions", NDArray::from_vector(pos, {n})},
                  {"cache_at", NDArray::from_vector<int64_t>({0, 0, position, 0}, {4})},
                  {"kv_len", NDArray::from_vector<int64_t>({position + n}, {})},
                  {"last", NDArray::from_vector<int64_t>({0, n - 1, 0}, {3})}};
   if (sampler_.temperature > 0)
     feeds.emplace_back("seed", NDArray::from_vector<int64_t>({seed}, {}));
-  if (n > 1 || !use_prepared_) return exe_.run(feeds);  // host outputs
+  return feeds;
+}
+
+void LlamaModel::prepare_decode(const Feeds& feeds) {
+  if (decode_.valid()) return;
+  std::vector<std::pair<std::string, Shape>> shapes;
+  for (const auto& [name, a] : feeds) shapes.emplace_back(name, a.shape());
+  decode_ = PreparedRun(exe_, shapes, {.cuda_graph = cuda_graph_});
+}
+
+std::vector<NDArray> LlamaModel::run_tokens(const std::vector<int32_t>& tokens, int64_t position,
+                                            int64_t seed) {
+  Feeds feeds = step_feeds(tokens, position, seed);
+  if (tokens.size() > 1 || !use_prepared_) return exe_.run(feeds);  // host outputs
   // A decode step: one upload of the step's values, the prepared (captured) run, device outputs.
-  if (!decode_.valid()) {
-    std::vector<std::pair<std::string, Shape>> shapes;
-    for (const auto& [name, a] : feeds) shapes.emplace_back(name, a.shape());
-    decode_ = PreparedRun(exe_, shapes, {.cuda_graph = cuda_graph_});
-  }
+  prepare_decode(feeds);
   decode_.set_inputs(feeds);
   decode_.run();
   return decode_.outputs();
+}
+
+std::vector<int32_t> LlamaModel::decode_stream(int32_t first, int64_t position, int count,
+                                               const std::function<bool(int32_t)>& on_token,
+                                               bool sampled, uint64_t step, uint64_t seed) {
+  LOOM_CHECK(!sampled || sampler_.temperature > 0,
+             "[llama] decode_stream with sampling needs a model loaded with "
+             "LlamaOptions::sampling");
+  const int out = sampled ? 2 : 1;  // the token output: argmax, or the sample op's (i64 both)
+  std::vector<int32_t> kept;
+  if (!use_prepared_) {  // exe.run per step: nothing to overlap
+    int32_t t = first;
+    for (int i = 0; i < count; ++i, ++position, ++step) {
+      t = sampled ? forward_sample({t}, position, step, seed) : forward_greedy({t}, position);
+      kept.push_back(t);
+      if (!on_token(t) || position + 2 > max_context_) break;
+    }
+    return kept;
+  }
+  auto feeds = [&](int32_t token, int64_t pos, uint64_t st) {
+    return step_feeds({token}, pos, sample_seed(seed, st));
+  };
+  prepare_decode(feeds(first, position, step));
+  const std::vector<PreparedRun::Feedback> feedback = {{out, "tokens"}};
+  // Step i + 1 is queued before step i's token is waited for; it reads that token from the
+  // device (feedback), so its host feeds leave "tokens" out.
+  auto queue_next = [&](int64_t pos, uint64_t st) {
+    Feeds f = feeds(0, pos, st);
+    f.erase(f.begin());  // "tokens"
+    return decode_.enqueue(f, feedback, {out});
+  };
+  uint64_t ticket = decode_.enqueue(feeds(first, position, step), feedback, {out});
+  for (int i = 0; i < count; ++i) {
+    const bool more = i + 1 < count && position + 2 <= max_context_;
+    const uint64_t next = more ? queue_next(position + 1, step + 1) : 0;
+    const auto t = static_cast<int32_t>(decode_.wait(ticket)[0].data_as<int64_t>()[0]);
+    kept.push_back(t);
+    ++position, ++step;
+    // Stopping here leaves the queued step to finish: its token is dropped, and the cache row
+    // it wrote lies past the kept tokens (the next call's steps write it again).
+    if (!on_token(t) || !more) break;
+    ticket = next;
+  }
+  return kept;
 }
 
 NDArray LlamaModel::forward(const std::vector<int32_t>& tokens, int64_t position) {
@@ -322,7 +381,7 @@ int32_t LlamaModel::forward_sample(const std::vector<int32_t>& tokens, int64_t p
   LOOM_CHECK(sampler_.temperature > 0,
              "[llama] forward_sample needs a model loaded with LlamaOptions::sampling");
   NDArray next = to_host(run_tokens(tokens, position, sample_seed(seed, step))[2]);
-  return next.data_as<int32_t>()[0];
+  return static_cast<int32_t>(next.data_as<int64_t>()[0]);
 }
 
 bool LlamaModel::samples_on_device(const SamplingOptions& o) const {
@@ -393,21 +452,26 @@ std::string generate(LlamaModel& model, const std::string& prompt, const Generat
   std::string out;
   std::vector<int32_t> generated;
   int64_t position = static_cast<int64_t>(ids.size());
-  for (int i = 0; i < o.max_new_tokens; ++i) {
-    if (!greedy && !on_device) next = sample(logits, o.sampling, static_cast<uint64_t>(i));
-    if (!o.ignore_eos && tok.is_end_of_generation(next)) break;
-    generated.push_back(next);
-    std::string piece = tok.token_to_piece(next);
+  // A token: false ends the generation (end of generation, or the token budget).
+  auto take = [&](int32_t t) {
+    if (!o.ignore_eos && tok.is_end_of_generation(t)) return false;
+    generated.push_back(t);
+    std::string piece = tok.token_to_piece(t);
     out += piece;
     if (o.on_text) o.on_text(piece);
-    if (position + 1 > model.max_context() || i + 1 == o.max_new_tokens) break;
-    if (greedy)
-      next = model.forward_greedy({next}, position++);
-    else if (on_device)
-      next =
-          model.forward_sample({next}, position++, static_cast<uint64_t>(i) + 1, o.sampling.seed);
-    else
-      logits = model.forward({next}, position++);
+    return static_cast<int>(generated.size()) < o.max_new_tokens;
+  };
+  if (greedy || on_device) {
+    // Decode steps pipelined on the device: the host queues a step while the last one runs.
+    if (o.max_new_tokens > 0 && take(next) && position < model.max_context())
+      model.decode_stream(next, position, o.max_new_tokens - 1, take, on_device, 1,
+                          o.sampling.seed);
+  } else {
+    for (int i = 0; i < o.max_new_tokens; ++i) {
+      if (!take(sample(logits, o.sampling, static_cast<uint64_t>(i)))) break;
+      if (position + 1 > model.max_context()) break;
+      logits = model.forward({generated.back()}, position++);
+    }
   }
   s.generated_tokens = static_cast<int64_t>(generated.size());
   s.decode_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();

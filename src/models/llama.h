@@ -81,6 +81,16 @@ class LlamaModel {
   // sample(forward(...), options, step) up to rounding at a bucket boundary.
   int32_t forward_sample(const std::vector<int32_t>& tokens, int64_t position, uint64_t step,
                          uint64_t seed);
+  // Decodes up to `count` tokens after `first`, which goes in at `position`: greedily, or (sampled)
+  // with the options the model was loaded with and the seeds of steps `step`, `step` + 1, ...
+  // Equal to calling forward_greedy / forward_sample in a loop, but with one step in flight: step
+  // i + 1 is queued on the device, reading step i's token there, before step i's token reaches
+  // the host, so the host's work per step (on a GPU, the CUDA graph launch: ~0.25 us per kernel)
+  // overlaps the device's. on_token gets each token and returns false to stop (the step then in
+  // flight finishes, its token dropped). Stops at the context's end. Returns the tokens passed.
+  std::vector<int32_t> decode_stream(int32_t first, int64_t position, int count,
+                                     const std::function<bool(int32_t)>& on_token,
+                                     bool sampled = false, uint64_t step = 0, uint64_t seed = 0);
   // Whether forward_sample can serve these options (same temperature, top_k, top_p).
   bool samples_on_device(const SamplingOptions& o) const;
   // Switches the CUDA graph of decode steps on or off (the next step prepares again).
@@ -120,8 +130,9 @@ class LlamaModel {
   bool use_prepared_ = false, cuda_graph_ = true;
   PreparedRun decode_;       // one-token steps, made at the first one
   SamplingOptions sampler_;  // compiled into the graph when temperature > 0
-  // Runs one token through decode_; outputs stay on the device.
-  const std::vector<NDArray>& decode_step(int32_t token, int64_t position);
+  // The graph's inputs for `tokens` at `position` (checked against the context and vocabulary).
+  Feeds step_feeds(const std::vector<int32_t>& tokens, int64_t position, int64_t seed) const;
+  void prepare_decode(const Feeds& feeds);  // decode_, at the first one-token step
   std::vector<NDArray> run_tokens(const std::vector<int32_t>& tokens, int64_t position,
                                   int64_t seed = 0);
   std::vector<LoraSite> lora_sites_;

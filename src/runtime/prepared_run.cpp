@@ -47,6 +47,54 @@ struct PreparedRun::Impl {
   bool graph_failed = false;
   std::string status = "not yet run";
   int64_t runs = 0;
+  struct InFlight {  // a pipelined run (enqueue / wait)
+    uint64_t ticket = 0;
+    std::shared_ptr<Storage> staging, host;  // pinned: its inputs, its reads
+    std::vector<NDArray> reads;              // views of host
+    std::shared_ptr<void> done;              // device marker after its reads
+  };
+  InFlight flight[2];
+  uint64_t tickets = 0;
+
+  size_t input_index(const std::string& name) const {
+    auto it = std::find(input_names.begin(), input_names.end(), name);
+    LOOM_CHECK(it != input_names.end(), "[prepared run] no input named '", name, "'");
+    return static_cast<size_t>(it - input_names.begin());
+  }
+  // set_inputs through `stage` (pinned, device backends); async: no wait for the device.
+  void stage_inputs(const Feeds& feeds, Storage* stage, bool async) {
+    backends::Backend& b = *exe->backend;
+    auto copy = [&](void* dst, const Device& dd, const void* src, const Device& sd, size_t n) {
+      async ? b.copy_async(dst, dd, src, sd, n) : b.copy(dst, dd, src, sd, n);
+    };
+    size_t lo = SIZE_MAX, hi = 0;
+    for (const auto& [name, array] : feeds) {
+      const size_t i = input_index(name);
+      const NDArray& dst = inputs[i];
+      LOOM_CHECK(array.defined() && array.dtype() == dst.dtype() && array.shape() == dst.shape(),
+                 "[prepared run] input '", name, "' must be ", dst.type().to_string(),
+                 " (as prepared)",
+                 array.defined() ? ", got " + array.type().to_string() : std::string());
+      if (array.device().kind == Device::Kind::cuda) {
+        LOOM_CHECK(array.device() == dst.device() && array.is_contiguous(),
+                   "[prepared run] input '", name, "' must be contiguous on ",
+                   dst.device().to_string());
+        copy(dst.data(), dst.device(), array.data(), array.device(), dst.nbytes());
+        continue;
+      }
+      NDArray c = array.contiguous();
+      if (!b.on_device()) {
+        std::memcpy(dst.data(), c.data(), dst.nbytes());
+        continue;
+      }
+      std::memcpy(stage->data() + input_offset[i], c.data(), dst.nbytes());
+      lo = std::min(lo, input_offset[i]);
+      hi = std::max(hi, input_offset[i] + dst.nbytes());
+    }
+    if (hi > lo)  // every staged input in one copy
+      copy(input_storage->data() + lo, exe->options.device, stage->data() + lo, Device::cpu(),
+           hi - lo);
+  }
 
   void issue_step(Step& s) {
     backends::Backend& b = *exe->backend;
@@ -292,36 +340,66 @@ PreparedRun::PreparedRun(const Executable& executable,
 
 void PreparedRun::set_inputs(const Feeds& feeds) {
   LOOM_CHECK(impl_, "[prepared run] empty");
+  impl_->stage_inputs(feeds, impl_->staging.get(), false);
+}
+
+uint64_t PreparedRun::enqueue(const Feeds& feeds, const std::vector<Feedback>& feedback,
+                              const std::vector<int>& read) {
+  LOOM_CHECK(impl_, "[prepared run] empty");
   Impl& im = *impl_;
   backends::Backend& b = *im.exe->backend;
-  size_t lo = SIZE_MAX, hi = 0;
-  for (const auto& [name, array] : feeds) {
-    auto it = std::find(im.input_names.begin(), im.input_names.end(), name);
-    LOOM_CHECK(it != im.input_names.end(), "[prepared run] no input named '", name, "'");
-    auto i = static_cast<size_t>(it - im.input_names.begin());
-    const NDArray& dst = im.inputs[i];
-    LOOM_CHECK(array.defined() && array.dtype() == dst.dtype() && array.shape() == dst.shape(),
-               "[prepared run] input '", name, "' must be ", dst.type().to_string(),
-               " (as prepared)",
-               array.defined() ? ", got " + array.type().to_string() : std::string());
-    if (array.device().kind == Device::Kind::cuda) {
-      LOOM_CHECK(array.device() == dst.device() && array.is_contiguous(), "[prepared run] input '",
-                 name, "' must be contiguous on ", dst.device().to_string());
-      b.copy(dst.data(), dst.device(), array.data(), array.device(), dst.nbytes());
-      continue;
-    }
-    NDArray c = array.contiguous();
-    if (!b.on_device()) {
-      std::memcpy(dst.data(), c.data(), dst.nbytes());
-      continue;
-    }
-    std::memcpy(im.staging->data() + im.input_offset[i], c.data(), dst.nbytes());
-    lo = std::min(lo, im.input_offset[i]);
-    hi = std::max(hi, im.input_offset[i] + dst.nbytes());
+  for (int o : read)
+    LOOM_CHECK(o >= 0 && static_cast<size_t>(o) < im.outputs.size(), "[prepared run] output ", o,
+               " to read does not exist (", im.outputs.size(), " outputs)");
+  std::vector<std::pair<const NDArray*, const NDArray*>> links;  // (output, input)
+  for (const auto& f : feedback) {
+    LOOM_CHECK(f.output >= 0 && static_cast<size_t>(f.output) < im.outputs.size(),
+               "[prepared run] feedback output ", f.output, " does not exist (", im.outputs.size(),
+               " outputs)");
+    const NDArray& out = im.outputs[static_cast<size_t>(f.output)];
+    const NDArray& in = im.inputs[im.input_index(f.input)];
+    LOOM_CHECK(out.type() == in.type() && out.is_contiguous(), "[prepared run] feedback of output ",
+               f.output, " (", out.type().to_string(), ") into input '", f.input, "' (",
+               in.type().to_string(), "): the types differ");
+    links.emplace_back(&out, &in);
   }
-  if (hi > lo)  // every staged input in one copy
-    b.copy(im.input_storage->data() + lo, im.exe->options.device, im.staging->data() + lo,
-           Device::cpu(), hi - lo);
+  const uint64_t t = ++im.tickets;
+  Impl::InFlight& f = im.flight[t % 2];
+  b.wait_marker(f.done);  // the run two back: its staging and host buffers are reused here
+  f.ticket = t;
+  f.done.reset();
+  if (b.on_device() && !f.staging) f.staging = b.allocate_host(im.staging->size());
+  im.stage_inputs(feeds, f.staging.get(), true);
+  run();
+  for (const auto& [out, in] : links)
+    b.copy_async(in->data(), in->device(), out->data(), out->device(), in->nbytes());
+  size_t bytes = 0;
+  for (int o : read) bytes += (im.outputs[static_cast<size_t>(o)].nbytes() + 7) / 8 * 8;
+  if (!f.host || f.host->size() < bytes) f.host = b.allocate_host(std::max<size_t>(bytes, 64));
+  f.reads.clear();
+  size_t at = 0;
+  for (int o : read) {
+    const NDArray& out = im.outputs[static_cast<size_t>(o)];
+    NDArray h(f.host, out.dtype(), out.shape(), contiguous_strides(out.shape()),
+              static_cast<int64_t>(at * 8 / dtype_bits(out.dtype())));
+    b.copy_async(h.data(), Device::cpu(), out.data(), out.device(), out.nbytes());
+    f.reads.push_back(h);
+    at += (out.nbytes() + 7) / 8 * 8;  // 8-byte aligned views
+  }
+  f.done = b.marker();
+  return t;
+}
+
+std::vector<NDArray> PreparedRun::wait(uint64_t ticket) {
+  LOOM_CHECK(impl_, "[prepared run] empty");
+  Impl& im = *impl_;
+  Impl::InFlight& f = im.flight[ticket % 2];
+  LOOM_CHECK(ticket > 0 && f.ticket == ticket, "[prepared run] run ", ticket,
+             " is not in flight (only the last two enqueued runs can be waited for)");
+  im.exe->backend->wait_marker(f.done);
+  std::vector<NDArray> out;
+  for (const auto& r : f.reads) out.push_back(r.clone());  // the buffers serve a later run
+  return out;
 }
 
 NDArray PreparedRun::input(const std::string& name) const {

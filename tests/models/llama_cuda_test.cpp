@@ -165,6 +165,52 @@ std::vector<int32_t> sampled_tokens(LlamaModel& m, uint64_t seed, int steps) {
   return out;
 }
 
+// decode_stream keeps one decode step in flight (the next token fed back on the device) and gives
+// the tokens of a forward_greedy / forward_sample loop. Stopping early leaves a queued step behind
+// whose cache row lies past the kept tokens: going on from there (its row written again) still
+// gives the loop's tokens. Also up to the context's end. CPU, and a GPU eager and with a graph.
+TEST(LlamaPrepared, StreamedDecodeEqualsStepByStep) {
+  struct Case {
+    Device device;
+    bool graph;
+  };
+  std::vector<Case> cases{{Device::cpu(), false}};
+  if (cuda_device_count() > 0) cases.push_back({Device::cuda(0), false});
+  if (cuda_device_count() > 0) cases.push_back({Device::cuda(0), true});
+  const SamplingOptions so{.temperature = 40, .top_k = 40, .top_p = 0.95f, .seed = 0};
+  for (const auto& c : cases)
+    for (bool sampled : {false, true}) {
+      SCOPED_TRACE(c.device.to_string() + (c.graph ? " graph" : "") + (sampled ? " sampled" : ""));
+      LlamaModel m = load_sampler(c.device, so, c.graph);
+      auto ids = prompt();
+      const auto pos0 = static_cast<int64_t>(ids.size());
+      const uint64_t seed = 5;
+      auto first = [&] {
+        m.reset();
+        return sampled ? m.forward_sample(ids, 0, 0, seed) : m.forward_greedy(ids, 0);
+      };
+      // The step-by-step loop to the context's end (64).
+      std::vector<int32_t> loop;
+      int32_t t = first();
+      for (int64_t p = pos0; p < m.max_context(); ++p) {
+        t = sampled ? m.forward_sample({t}, p, static_cast<uint64_t>(p - pos0) + 1, seed)
+                    : m.forward_greedy({t}, p);
+        loop.push_back(t);
+      }
+      auto all = [](int32_t) { return true; };
+      const int32_t t0 = first();
+      EXPECT_EQ(m.decode_stream(t0, pos0, 1000, all, sampled, 1, seed), loop);
+      // Stop after 5 tokens, then go on from the fifth.
+      int n = 0;
+      auto five = [&](int32_t) { return ++n < 5; };
+      std::vector<int32_t> a = m.decode_stream(first(), pos0, 1000, five, sampled, 1, seed);
+      ASSERT_EQ(a.size(), 5u);
+      std::vector<int32_t> b = m.decode_stream(a.back(), pos0 + 5, 7, all, sampled, 6, seed);
+      a.insert(a.end(), b.begin(), b.end());
+      EXPECT_EQ(a, std::vector<int32_t>(loop.begin(), loop.begin() + 12));
+    }
+}
+
 // Temperature sampling in the graph (op `sample`) on the CPU: the same seed gives the same tokens,
 // another seed other tokens, and host sample() on the logits picks what the op picks.
 TEST(LlamaSampling, CpuGraphSamplingIsReproducibleAndMatchesHostSample) {
@@ -307,7 +353,7 @@ TEST(LlamaCuda, IndexErrorsFoundOnTheDeviceAreRaised) {
   LlamaModel gpu = load(Device::cuda(0));
   const Executable& exe = gpu.executable();
   auto feeds = [](int32_t token, int64_t at) {
-    return Feeds{{"tokens", NDArray::from_vector<int32_t>({token}, {1, 1})},
+    return Feeds{{"tokens", NDArray::from_vector<int64_t>({token}, {1, 1})},
                  {"positions", NDArray::from_vector<int32_t>({0}, {1})},
                  {"cache_at", NDArray::from_vector<int64_t>({0, 0, at, 0}, {4})},
                  {"kv_len", NDArray::from_vector<int64_t>({1}, {})},

@@ -159,6 +159,38 @@ class CudaBackend final : public Backend {
     LOOM_CUDA_CHECK(cudaStreamSynchronize(stream_));
     raise_error();
   }
+  std::shared_ptr<Storage> allocate_host(size_t bytes) const override {
+    LOOM_CUDA_CHECK(cudaSetDevice(index_));
+    void* p = nullptr;
+    LOOM_CUDA_CHECK(cudaMallocHost(&p, std::max<size_t>(bytes, 1)));
+    std::shared_ptr<void> keep(p, [](void* q) { cudaFreeHost(q); });
+    return Storage::external(p, bytes, std::move(keep));
+  }
+  void copy_async(void* dst, const Device& dst_device, const void* src, const Device& src_device,
+                  size_t bytes) const override {
+    if (!bytes) return;
+    const bool dst_dev = dst_device.kind == Device::Kind::cuda;
+    const bool src_dev = src_device.kind == Device::Kind::cuda;
+    LOOM_CUDA_CHECK(cudaSetDevice(index_));
+    LOOM_CUDA_CHECK(
+        cudaMemcpyAsync(dst, src, bytes,
+                        dst_dev ? (src_dev ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)
+                                : (src_dev ? cudaMemcpyDeviceToHost : cudaMemcpyHostToHost),
+                        stream_));
+  }
+  std::shared_ptr<void> marker() const override {
+    LOOM_CUDA_CHECK(cudaSetDevice(index_));
+    cudaEvent_t e = nullptr;
+    LOOM_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    std::shared_ptr<void> m(e, [](void* p) { cudaEventDestroy(static_cast<cudaEvent_t>(p)); });
+    LOOM_CUDA_CHECK(cudaEventRecord(e, stream_));
+    return m;
+  }
+  void wait_marker(const std::shared_ptr<void>& m) const override {
+    if (!m) return;
+    LOOM_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(m.get())));
+    raise_error();
+  }
   DeviceError* error_device() const { return error_device_; }
   void raise_error() const {
     volatile DeviceError* e = error_host_;

@@ -322,8 +322,9 @@ TEST(CudaQuantizedMatmul, FewToManyRowsPerWarp) {
           auto y = quantized_matmul(x, g.constant(packed_weights(f, n, k, seed)), name, n, k);
           Runs r = run_all(g, y, random_uniform({m, k}, f32, -1, 1, seed + 1));
           const double sk = std::sqrt(static_cast<double>(k));
-          if (int8_gemv(f, m))
+          if (int8_gemv(f, m)) {
             EXPECT_TRUE(close(r.gpu, r.cpu, 1e-4, 1e-5 * sk)) << "vs CPU, seed " << seed;
+          }
           EXPECT_TRUE(close(r.gpu, r.ref, 1e-3, 0.01 * sk)) << "vs reference, seed " << seed;
           EXPECT_TRUE(close(r.gpu_dev, r.gpu, 0, 0)) << "device-resident input, seed " << seed;
         }

@@ -217,6 +217,17 @@ struct QuantizedMatmulAttrs {
   int64_t block_size = 0;
   LOOM_FIELDS(format, n, k, axis, block_size)
 };
+// add_rms_norm_quantized_matmul: quantized_matmul's fields (a block format only: inputs a, b,
+// gamma, packed) and the norm's eps; the norm is over the last axis.
+struct AddRmsNormQuantizedMatmulAttrs {
+  std::string format;
+  int64_t n = 0;
+  int64_t k = 0;
+  int64_t axis = 0;
+  int64_t block_size = 0;
+  double eps = 1e-6;
+  LOOM_FIELDS(format, n, k, axis, block_size, eps)
+};
 // FFT ops (MPSGraphFFTDescriptor). Scaling multiplies the result by 1, 1/V or 1/sqrt(V), where V
 // is the product of the transformed lengths (of the real signal for rfft / irfft).
 enum class FftScaling : int64_t { none = 0, size = 1, unitary = 2 };

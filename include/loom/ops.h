@@ -171,6 +171,13 @@ Tensor dequantize_blocks(const Tensor& packed, const std::string& format, int64_
 // `quantized_matmul` pass that produces it from dequantize → matmul).
 Tensor quantized_matmul(const Tensor& x, const Tensor& packed, const std::string& format, int64_t n,
                         int64_t k);
+// {a + b, quantized_matmul(rms_norm(a + b, gamma) over the last axis, packed)}: add_rms_norm and
+// the block-format GEMM that consumes its norm, in one op (the normed x is never stored on GPUs).
+// Made by the fuse_add_rms_norm_into_quantized_matmul pass from add_rms_norm → quantized_matmul.
+std::vector<Tensor> add_rms_norm_quantized_matmul(const Tensor& a, const Tensor& b,
+                                                  const Tensor& gamma, const Tensor& packed,
+                                                  const std::string& format, int64_t n, int64_t k,
+                                                  double eps = 1e-6);
 
 // --- complex numbers, FFT and spectral ops (issue 6) ---------------------------------------------
 // c64 tensors: add/sub/mul/div/neg take c64 operands; abs of c64 is its f32 magnitude.

@@ -308,6 +308,13 @@ Tensor quantized_matmul(const Tensor& x, const Tensor& packed, const std::string
   return make(op::quantized_matmul, {x, packed},
               make_attrs(QuantizedMatmulAttrs{format, n, k, 0, 0}));
 }
+std::vector<Tensor> add_rms_norm_quantized_matmul(const Tensor& a, const Tensor& b,
+                                                  const Tensor& gamma, const Tensor& packed,
+                                                  const std::string& format, int64_t n, int64_t k,
+                                                  double eps) {
+  return make_n(op::add_rms_norm_quantized_matmul, {a, b, gamma, packed},
+                make_attrs(AddRmsNormQuantizedMatmulAttrs{format, n, k, 0, 0, eps}));
+}
 
 // --- complex numbers, FFT and spectral ops (compositions: src/ops/spectral.cpp) ---------------
 Tensor complex(const Tensor& re, const Tensor& im) { return make(op::complex, {re, im}); }

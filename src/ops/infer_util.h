@@ -30,6 +30,22 @@ void check_starts(const InferContext& ctx, size_t i, int rank);
 void check_slice_update(const InferContext& ctx, size_t base, size_t update, size_t starts,
                         const char* base_name, const char* update_name);
 
+// The norms' rules (src/ops/normalization.cpp) for x under (axis, eps) and the parameters gamma /
+// beta at inputs [first_param, end_param): the normalised dims' shape (or broadcastable to it),
+// any float dtype.
+void check_norm(const InferContext& ctx, const TensorType& x, int64_t axis, double eps,
+                size_t first_param, size_t end_param);
+// add_rms_norm's rules: `add`'s on inputs 0 and 1 (same float dtype, numpy broadcasting), then
+// check_norm on the sum with gamma at inputs [2, end_param). Returns the sum's type.
+TensorType check_add_rms_norm(const InferContext& ctx, size_t end_param, int64_t axis, double eps);
+// quantized_matmul's rules (src/ops/quantization.cpp) for x (its dtype checked by the caller):
+// rank >= 1, k features.
+void check_quantized_matmul_x(const InferContext& ctx, const TensorType& x,
+                              const QuantizedMatmulAttrs& attrs);
+// The same for x and a block format's packed weights (input `packed`): returns y's type.
+TensorType check_block_quantized_matmul(const InferContext& ctx, const TensorType& x, size_t packed,
+                                        const QuantizedMatmulAttrs& attrs);
+
 // Checks the scale / zero point of an affine (de)quantize against q; returns the normalised axis.
 int check_affine_params(const InferContext& ctx, const TensorType& q, const TensorType& scale,
                         const TensorType* zero_point, const QuantAttrs& attrs);

@@ -2,19 +2,16 @@
 // elementwise math.
 #include "ops/infer_util.h"
 
-namespace loom::ir {
-namespace {
+namespace loom::ops {
 
-// The norms' rules for input x (axis, eps) and the parameters gamma / beta from input `first_param`
-// on: the normalised dims' shape (or broadcastable to it), any float dtype.
-void check_norm(const InferContext& ctx, const TensorType& x, size_t first_param) {
-  const auto& a = ctx.attrs_as<NormAttrs>();
+void check_norm(const InferContext& ctx, const TensorType& x, int64_t axis_attr, double eps,
+                size_t first_param, size_t end_param) {
   if (x.shape.rank() == 0) ctx.fail("needs an input of rank >= 1");
-  int axis = ops::normalize_axes(ctx, {a.axis}, x.shape.rank(), false)[0];
-  if (!(a.eps >= 0)) ctx.fail("eps must be >= 0, got ", a.eps);
-  for (size_t i = first_param; i < ctx.inputs.size(); ++i) {
+  int axis = normalize_axes(ctx, {axis_attr}, x.shape.rank(), false)[0];
+  if (!(eps >= 0)) ctx.fail("eps must be >= 0, got ", eps);
+  for (size_t i = first_param; i < end_param; ++i) {
     const TensorType& p = ctx.inputs[i];
-    ops::expect_float(ctx, i);
+    expect_float(ctx, i);
     int norm_rank = x.shape.rank() - axis;
     if (p.shape.rank() > norm_rank)
       ctx.fail("input ", i, " has rank ", p.shape.rank(), ", more than the ", norm_rank,
@@ -28,7 +25,18 @@ void check_norm(const InferContext& ctx, const TensorType& x, size_t first_param
   }
 }
 
-}  // namespace
+TensorType check_add_rms_norm(const InferContext& ctx, size_t end_param, int64_t axis, double eps) {
+  expect_same_dtype(ctx, 0, 1);
+  expect_float(ctx, 0);
+  TensorType sum{ctx.inputs[0].dtype,
+                 broadcast_shapes(ctx, ctx.inputs[0].shape, ctx.inputs[1].shape)};
+  check_norm(ctx, sum, axis, eps, 2, end_param);
+  return sum;
+}
+
+}  // namespace loom::ops
+
+namespace loom::ir {
 
 void register_normalization_ops(OpRegistry& r) {
   auto softmax = [](const InferContext& ctx) {
@@ -42,7 +50,8 @@ void register_normalization_ops(OpRegistry& r) {
   auto norm = [](const InferContext& ctx) {
     ops::expect_inputs(ctx, 1, ctx.info.id == op::layer_norm ? 3 : 2);
     ops::expect_float(ctx, 0);
-    check_norm(ctx, ctx.inputs[0], 1);
+    const auto& a = ctx.attrs_as<NormAttrs>();
+    ops::check_norm(ctx, ctx.inputs[0], a.axis, a.eps, 1, ctx.inputs.size());
     return std::vector<TensorType>{ctx.inputs[0]};
   };
   r.mutable_info(op::layer_norm).infer = norm;
@@ -53,11 +62,8 @@ void register_normalization_ops(OpRegistry& r) {
   // rms_norm's rules on the sum. Outputs: the sum and its norm, both of the sum's type.
   r.mutable_info(op::add_rms_norm).infer = [](const InferContext& ctx) {
     ops::expect_inputs(ctx, 2, 3);
-    ops::expect_same_dtype(ctx, 0, 1);
-    ops::expect_float(ctx, 0);
-    TensorType sum{ctx.inputs[0].dtype,
-                   ops::broadcast_shapes(ctx, ctx.inputs[0].shape, ctx.inputs[1].shape)};
-    check_norm(ctx, sum, 2);
+    const auto& a = ctx.attrs_as<NormAttrs>();
+    TensorType sum = ops::check_add_rms_norm(ctx, ctx.inputs.size(), a.axis, a.eps);
     return std::vector<TensorType>{sum, sum};
   };
 }

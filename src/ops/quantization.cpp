@@ -58,6 +58,30 @@ int check_affine_params(const InferContext& ctx, const TensorType& q, const Tens
   return axis;
 }
 
+void check_quantized_matmul_x(const InferContext& ctx, const TensorType& x,
+                              const QuantizedMatmulAttrs& a) {
+  if (x.shape.rank() < 1) ctx.fail("x needs rank >= 1");
+  int64_t xk = x.shape[x.shape.rank() - 1];
+  if (xk != kDynamic && xk != a.k) ctx.fail("x has ", xk, " features, the weights ", a.k);
+}
+
+TensorType check_block_quantized_matmul(const InferContext& ctx, const TensorType& x, size_t packed,
+                                        const QuantizedMatmulAttrs& a) {
+  check_quantized_matmul_x(ctx, x, a);
+  const auto* f = find_block_format(a.format);
+  if (!f)
+    ctx.fail("unknown format '", a.format, "' (known: affine, lut, ", block_format_names(), ")");
+  if (a.k % f->block)
+    ctx.fail("k = ", a.k, " is not a multiple of ", a.format, "'s block of ", f->block);
+  const TensorType& p = ctx.inputs[packed];
+  if (p.dtype != DType::u8 || p.shape != Shape({a.n, a.k / f->block * f->bytes}))
+    ctx.fail("packed weights must be u8[", a.n, ",", a.k / f->block * f->bytes, "], got ",
+             p.to_string());
+  Shape out = x.shape;
+  out[out.rank() - 1] = a.n;
+  return {x.dtype, out};
+}
+
 }  // namespace loom::ops
 
 namespace loom::ir {
@@ -131,11 +155,14 @@ V infer_blocks(const InferContext& ctx) {
 
 V infer_qmatmul(const InferContext& ctx) {
   const auto& a = ctx.attrs_as<QuantizedMatmulAttrs>();
+  if (a.format != "affine" && a.format != "lut") {
+    ops::expect_inputs(ctx, 2, 2);
+    ops::expect_float(ctx, 0);
+    return {ops::check_block_quantized_matmul(ctx, ctx.inputs[0], 1, a)};
+  }
   const TensorType& x = ctx.inputs[0];
   ops::expect_float(ctx, 0);
-  if (x.shape.rank() < 1) ctx.fail("x needs rank >= 1");
-  int64_t xk = x.shape[x.shape.rank() - 1];
-  if (xk != kDynamic && xk != a.k) ctx.fail("x has ", xk, " features, the weights ", a.k);
+  ops::check_quantized_matmul_x(ctx, x, a);
   if (a.format == "affine") {
     ops::expect_inputs(ctx, 3, 4);
     const TensorType& q = ctx.inputs[1];
@@ -144,25 +171,29 @@ V infer_qmatmul(const InferContext& ctx) {
     ops::check_affine_params(ctx, q, ctx.inputs[2],
                              ctx.inputs.size() > 3 ? &ctx.inputs[3] : nullptr,
                              QuantAttrs{a.axis, a.block_size, DType::f32});
-  } else if (a.format == "lut") {
+  } else {
     ops::expect_inputs(ctx, 3, 3);
     if (ctx.inputs[1].shape != Shape({a.n, a.k})) ctx.fail("lut weights must be [n, k]");
-  } else {
-    ops::expect_inputs(ctx, 2, 2);
-    const auto* f = ops::find_block_format(a.format);
-    if (!f)
-      ctx.fail("unknown format '", a.format, "' (known: affine, lut, ", ops::block_format_names(),
-               ")");
-    if (a.k % f->block)
-      ctx.fail("k = ", a.k, " is not a multiple of ", a.format, "'s block of ", f->block);
-    const TensorType& p = ctx.inputs[1];
-    if (p.dtype != DType::u8 || p.shape != Shape({a.n, a.k / f->block * f->bytes}))
-      ctx.fail("packed weights must be u8[", a.n, ",", a.k / f->block * f->bytes, "], got ",
-               p.to_string());
   }
   Shape out = x.shape;
   out[out.rank() - 1] = a.n;
   return {{x.dtype, out}};
+}
+
+// add_rms_norm_quantized_matmul(a, b, gamma, packed) = (sum, quantized_matmul(rms_norm(sum, gamma),
+// packed)) with sum = a + b: add_rms_norm's rules on a, b, gamma (norm over the last axis), then
+// quantized_matmul's on the normed sum (of the sum's type) and the packed weights. Block formats
+// only (the quantized_matmuls that take exactly x and packed).
+V infer_add_rms_norm_qmatmul(const InferContext& ctx) {
+  const auto& a = ctx.attrs_as<AddRmsNormQuantizedMatmulAttrs>();
+  ops::expect_inputs(ctx, 4, 4);
+  TensorType sum = ops::check_add_rms_norm(ctx, 3, -1, a.eps);
+  if (!ops::find_block_format(a.format))
+    ctx.fail("needs a block format (", ops::block_format_names(), "), got '", a.format, "'");
+  // x is the normed sum, of the sum's type.
+  TensorType y = ops::check_block_quantized_matmul(
+      ctx, sum, 3, QuantizedMatmulAttrs{a.format, a.n, a.k, a.axis, a.block_size});
+  return {sum, y};
 }
 }  // namespace
 
@@ -172,6 +203,7 @@ void register_quantization_ops(OpRegistry& r) {
   r.mutable_info(op::dequantize_lut).infer = infer_lut;
   r.mutable_info(op::dequantize_blocks).infer = infer_blocks;
   r.mutable_info(op::quantized_matmul).infer = infer_qmatmul;
+  r.mutable_info(op::add_rms_norm_quantized_matmul).infer = infer_add_rms_norm_qmatmul;
 }
 
 }  // namespace loom::ir

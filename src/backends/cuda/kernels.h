@@ -13,5 +13,8 @@ void launch_lut(cudaStream_t s, const NDArray& q, const NDArray& table, const ND
 // Plain per-element GEMM (double accumulation) for the dtypes cuBLAS has no kernel for (integers).
 void launch_naive_gemm(cudaStream_t s, const void* a, int dta, const void* b, int dtb, void* out,
                        int dto, int64_t m, int64_t n, int64_t k, bool ta, bool tb);
+// The add_rms_norm op's kernel (reduction.cu): inputs a, b[, gamma], outputs sum, normed,
+// NormAttrs; issued on stream_for(c).
+void add_rms_norm(const KernelContext& c);
 
 }  // namespace loom::backends::cuda

@@ -71,7 +71,10 @@ NDArray dequantized_weights(const KernelContext& c) {
   return w;
 }
 
-void qmatmul(const KernelContext& c) {
+}  // namespace
+
+// Declared in ref_util.h (add_rms_norm_quantized_matmul reuses it).
+void quantized_matmul(const KernelContext& c) {
   const auto& a = c.attrs_as<QuantizedMatmulAttrs>();
   const NDArray &x = c.inputs[0], &out = c.outputs[0];
   NDArray w = dequantized_weights(c);
@@ -83,6 +86,21 @@ void qmatmul(const KernelContext& c) {
         acc += load_element(x.dtype(), x.data(), i * a.k + p) * w.data_as<float>()[j * a.k + p];
       store_element(out.dtype(), out.data(), i * a.n + j, acc);
     }
+}
+
+namespace {
+
+// (sum, y) = add_rms_norm(a, b, gamma) over the last axis, then quantized_matmul of the normed sum
+// (a temporary): exactly the unfused ops' kernels.
+void add_rms_norm_quantized_matmul(const KernelContext& c) {
+  const auto& a = c.attrs_as<AddRmsNormQuantizedMatmulAttrs>();
+  const NDArray& sum = c.outputs[0];
+  NDArray outs[] = {sum, NDArray(sum.dtype(), sum.shape())};
+  auto norm_attrs = make_attrs(NormAttrs{.axis = -1, .eps = a.eps});
+  add_rms_norm({c.inputs.subspan(0, 3), outs, norm_attrs.get(), c.pool});
+  auto mm_attrs = make_attrs(QuantizedMatmulAttrs{a.format, a.n, a.k, a.axis, a.block_size});
+  const NDArray mm_in[] = {outs[1], c.inputs[3]};
+  quantized_matmul({mm_in, c.outputs.subspan(1, 1), mm_attrs.get(), c.pool});
 }
 
 }  // namespace
@@ -98,7 +116,8 @@ void register_quantization(KernelTable& t) {
   });
   t.set(op::dequantize_lut, lut);
   t.set(op::dequantize_blocks, blocks);
-  t.set(op::quantized_matmul, qmatmul);
+  t.set(op::quantized_matmul, quantized_matmul);
+  t.set(op::add_rms_norm_quantized_matmul, add_rms_norm_quantized_matmul);
 }
 
 }  // namespace loom::backends::ref

@@ -155,8 +155,10 @@ void norm(const KernelContext& c, bool rms) {
   }
 }
 
+}  // namespace
+
 // sum = a + b stored as `add` stores it (rounded to the dtype), then rms_norm of that stored sum:
-// exactly the unfused ops.
+// exactly the unfused ops. Declared in ref_util.h (add_rms_norm_quantized_matmul reuses it).
 void add_rms_norm(const KernelContext& c) {
   const NDArray &a = c.inputs[0], &b = c.inputs[1], &sum = c.outputs[0];
   auto sa = broadcast_strides(a.shape(), sum.shape()),
@@ -170,8 +172,6 @@ void add_rms_norm(const KernelContext& c) {
   if (c.inputs.size() > 2) in.push_back(c.inputs[2]);
   norm({in, c.outputs.subspan(1, 1), c.attrs, c.pool}, true);
 }
-
-}  // namespace
 
 void register_reduction(KernelTable& t) {
   for (ir::OpId id :

@@ -61,6 +61,10 @@ inline void copy_element(DType t, const void* src, int64_t si, void* dst, int64_
 void write_region(const KernelContext& c, const char* op);
 // rope(x, positions) into outputs[0].
 void rope(const KernelContext& c);
+// add_rms_norm(a, b[, gamma]) into outputs[0] (sum) and outputs[1] (normed), NormAttrs.
+void add_rms_norm(const KernelContext& c);
+// quantized_matmul(x, weights...) into outputs[0], QuantizedMatmulAttrs.
+void quantized_matmul(const KernelContext& c);
 
 void register_elementwise(KernelTable& t);
 void register_reduction(KernelTable& t);

@@ -1,5 +1,5 @@
-// Op cases: affine quantize / dequantize (per tensor, axis, block), LUT, block formats, and the
-// fused quantized_matmul in every format.
+// Op cases: affine quantize / dequantize (per tensor, axis, block), LUT, block formats, the fused
+// quantized_matmul in every format, and add_rms_norm_quantized_matmul.
 #include "backends/cpu/quant/qmatmul.h"
 #include "ops/op_case.h"
 
@@ -91,6 +91,46 @@ std::vector<OpCase> make() {
       if (q::uses_integer_dot(f)) qc.rtol = 2e-2, qc.atol = 0.15;
       c.push_back(qc);
     }
+  }
+  // add_rms_norm_quantized_matmul: decode rows (m = 1, 2, 5; CUDA: the int8 GEMV that norms x
+  // itself where the format has one), a [B, L, D] decode, a prefill (m = 19: norm + GEMM), and
+  // add_rms_norm → quantized_matmul written out, which compiles for devices other than the
+  // reference fuse.
+  for (q::Format f : {q::Format::q4_0, q::Format::q8_0, q::Format::q4_k}) {
+    std::string name(q::format_name(f));
+    const int64_t k = 512, n = 37;
+    auto tolerate = [f](OpCase& qc) {
+      // int8 activations as above; the normed x (rms 1, times gamma) over k = 512 terms: the
+      // rounding error's std is ~0.09 on outputs of std ~13.
+      if (q::uses_integer_dot(f)) qc.rtol = 2e-2, qc.atol = 0.6;
+    };
+    auto fused = [f, name, n, k](Graph& g, const std::vector<Tensor>& in) {
+      auto p = g.constant(packed_weights(f, n, k, 13));
+      return add_rms_norm_quantized_matmul(in[0], in[1], in[2], p, name, n, k, 1e-5);
+    };
+    auto rows = [&](const std::string& tag, Shape shape) {
+      OpCase qc{"add_rms_norm_quantized_matmul/" + name + "_" + tag,
+                {{"a", f32, shape, {}, -1, 1},
+                 {"b", f32, shape, {}, -1, 1},
+                 {"g", f32, {k}, {}, 0.5, 1.5}},
+                fused};
+      tolerate(qc);
+      c.push_back(qc);
+    };
+    for (int64_t m : {1, 2, 5}) rows("m" + std::to_string(m), {m, k});
+    rows("decode_bld", {1, 1, k});
+    rows("prefill_m19", {19, k});
+    OpCase pair{"add_rms_norm_quantized_matmul/" + name + "_unfused_pair",
+                {{"a", f32, {2, k}, {}, -1, 1},
+                 {"b", f32, {2, k}, {}, -1, 1},
+                 {"g", f32, {k}, {}, 0.5, 1.5}},
+                [f, name, n, k](Graph& g, const std::vector<Tensor>& in) {
+                  auto p = g.constant(packed_weights(f, n, k, 17));
+                  auto s = add_rms_norm(in[0], in[1], in[2]);
+                  return std::vector<Tensor>{s[0], quantized_matmul(s[1], p, name, n, k)};
+                }};
+    tolerate(pair);
+    c.push_back(pair);
   }
   return c;
 }

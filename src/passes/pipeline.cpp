@@ -33,9 +33,16 @@ const std::vector<PassInfo>& pipeline() {
        "otherwise take the add into a stitched region and hide it (stitch then still fuses what "
        "feeds the add)",
        fuse_add_rms_norm},
+      {"fuse_add_rms_norm_into_quantized_matmul",
+       "right after fuse_add_rms_norm, which makes the add_rms_norm it folds into the GEMV that "
+       "reads its norm, and after merge_parallel_matmuls, so a norm's one consumer is the merged "
+       "q/k/v or gate/up matmul; before stitch (neither op is stitched, but the pattern rewrites "
+       "come first)",
+       fuse_add_rms_norm_into_quantized_matmul},
       {"stitch",
        "after every pattern rewrite (attention, quantized matmul, in-place updates, rope + "
-       "cache write, add + rms_norm), which must still see the individual ops; before DCE",
+       "cache write, add + rms_norm, the norm into its matmul), which must still see the "
+       "individual ops; before DCE",
        stitch},
       {"dce", "last: removes what folding and CSE left unused", dead_code_elimination},
   };

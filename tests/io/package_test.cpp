@@ -10,6 +10,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "backends/cpu/quant/qmatmul.h"
 #include "ir/graph.h"
 #include "loom/loom.h"
 #include "loom/package.h"
@@ -219,6 +220,39 @@ TEST(Package, ExecutableRoundTripKeepsRopeWriteSlice) {
   for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i].to_doubles(), b[i].to_doubles()) << i;
   EXPECT_EQ(exe.variable("k_cache").to_doubles(), back.variable("k_cache").to_doubles());
   EXPECT_NE(back.variable("k_cache").to_doubles(), zeros({1, 2, 6, 8}).to_doubles());
+  std::filesystem::remove(path);
+}
+
+// A residual add + rms_norm whose norm feeds a quantized_matmul compiles (fuse_add_rms_norm, then
+// fuse_add_rms_norm_into_quantized_matmul) to one two-output add_rms_norm_quantized_matmul node; it
+// is stored, loaded (type inference re-runs) and run like any other node.
+TEST(Package, ExecutableRoundTripKeepsAddRmsNormQuantizedMatmul) {
+  namespace q = cpu::quant;
+  const int64_t n = 8, k = 64;
+  NDArray w = random_uniform({n, k}, f32, -1, 1, 7);
+  const auto rb = static_cast<int64_t>(q::row_bytes(q::Format::q4_0, k));
+  NDArray packed(u8, {n, rb});
+  for (int64_t r = 0; r < n; ++r)
+    q::quantize_row(q::Format::q4_0, w.data_as<float>() + r * k, k,
+                    packed.data_as<uint8_t>() + r * rb);
+  Graph g;
+  auto x = g.placeholder({-1, k}, f32, "x");
+  auto r = g.placeholder({-1, k}, f32, "r");
+  auto h = x + r;
+  auto normed = rms_norm(h, g.constant(random_uniform({k}, f32, 0.5, 1.5, 4), "gamma"));
+  auto y = quantized_matmul(normed, g.constant(packed, "w"), "q4_0", n, k);
+  auto exe = g.compile({y, h * 2.0});
+  ASSERT_NE(exe.to_text().find("add_rms_norm_quantized_matmul("), std::string::npos)
+      << exe.to_text();
+  std::string path = tmp_path("add_rms_norm_quantized_matmul.loom");
+  exe.save(path);
+  auto back = Executable::load(path);
+  EXPECT_EQ(back.to_text(), exe.to_text());
+  Feeds in{{"x", random_uniform({3, k}, f32, -1, 1, 5)},
+           {"r", random_uniform({3, k}, f32, -1, 1, 6)}};
+  auto a = exe.run(in), b = back.run(in);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i].to_doubles(), b[i].to_doubles()) << i;
   std::filesystem::remove(path);
 }
 

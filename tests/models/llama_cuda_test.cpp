@@ -149,6 +149,58 @@ TEST(LlamaFusion, RopeIsFusedIntoEachLayersKeyCacheWrite) {
   }
 }
 
+// Each residual add + rms_norm whose norm feeds one (merged) projection becomes one
+// add_rms_norm_quantized_matmul: the tiny model's layer 0 ffn norm (gate/up), layer 1's attention
+// (q/k/v) and ffn norms. Layer 0's attention norm has no residual add, and the final norm's rows
+// are sliced (the last position) before the output projection: those stay. On the CPU the fused op
+// runs the pair's kernels: logits bit-equal to
+// LOOM_DISABLE_PASSES=fuse_add_rms_norm_into_quantized_matmul over a prefill and decode steps. On a
+// GPU the decode GEMV forms the normed x itself (its own sum of squares): close, and the same top-1
+// up to near ties.
+TEST(LlamaFusion, AddRmsNormIsFoldedIntoTheMatmulsThatReadIt) {
+  auto count = [](const std::string& text, const std::string& what) {
+    size_t n = 0;
+    for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+    return n;
+  };
+  std::vector<Device> devices{Device::cpu()};
+  if (cuda_device_count() > 0) devices.push_back(Device::cuda(0));
+  for (const Device& d : devices) {
+    SCOPED_TRACE(d.to_string());
+    LlamaModel fused = load(d, -1, false);
+    setenv("LOOM_DISABLE_PASSES", "fuse_add_rms_norm_into_quantized_matmul", 1);
+    LlamaModel plain = load(d, -1, false);
+    unsetenv("LOOM_DISABLE_PASSES");
+    const std::string text = fused.executable().to_text(),
+                      plain_text = plain.executable().to_text();
+    EXPECT_EQ(count(text, "add_rms_norm_quantized_matmul("), 3u) << text;
+    EXPECT_EQ(count(text, " add_rms_norm("), 1u) << text;  // the final norm
+    EXPECT_EQ(count(plain_text, "add_rms_norm_quantized_matmul("), 0u) << plain_text;
+    EXPECT_EQ(count(plain_text, " add_rms_norm("), 4u) << plain_text;
+    auto same = [&](const NDArray& x, const NDArray& y, int step) {
+      if (d.kind == Device::Kind::cpu) {
+        EXPECT_EQ(x.to_vector<float>(), y.to_vector<float>()) << "step " << step;
+        return;
+      }
+      EXPECT_LT(rel_l2(x, y), 1e-2) << "step " << step;
+      // The fused top-1 is the unfused one or within a near tie of it.
+      const float* py = y.data_as<float>();
+      float best = py[top1(y)],
+            spread = *std::max_element(py, py + y.numel()) - *std::min_element(py, py + y.numel());
+      EXPECT_GE(py[top1(x)], best - 1e-2f * spread) << "step " << step;
+    };
+    auto ids = prompt();
+    NDArray a = fused.forward(ids, 0), b = plain.forward(ids, 0);
+    same(a, b, -1);
+    int64_t pos = static_cast<int64_t>(ids.size());
+    for (int step = 0; step < 6; ++step, ++pos) {
+      int32_t t = top1(b);  // both models take the same tokens
+      a = fused.forward({t}, pos), b = plain.forward({t}, pos);
+      same(a, b, step);
+    }
+  }
+}
+
 LlamaModel load_sampler(const Device& d, const SamplingOptions& s, bool graph = true) {
   return LlamaModel::load(
       tiny_model(),

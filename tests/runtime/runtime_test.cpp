@@ -323,6 +323,57 @@ TEST(Compile, AddRmsNormRejectsBadInputs) {
   EXPECT_NE(run_err.find("add_rms_norm"), std::string::npos) << run_err;
 }
 
+// add_rms_norm_quantized_matmul on bad inputs: errors naming the op and the problem, at build time
+// for static shapes (add_rms_norm's rules on a, b, gamma; quantized_matmul's on the normed x and
+// the packed weights; block formats only) and at run time, on the CPU and the reference, for
+// dynamic rows that turn out not to broadcast.
+TEST(Compile, AddRmsNormQuantizedMatmulRejectsBadInputs) {
+  const int64_t n = 4, k = 64;  // q4_0: rows of 2 blocks of 18 bytes
+  Graph g;
+  auto a = g.placeholder({2, k}, f32, "a");
+  auto b3 = g.placeholder({3, k}, f32, "b3");
+  auto h = g.placeholder({2, k}, f16, "h");
+  auto gamma = g.placeholder({k}, f32, "g");
+  auto gamma32 = g.placeholder({32}, f32, "g32");
+  auto a32 = g.placeholder({2, 32}, f32, "a32");
+  auto packed = g.constant(zeros({n, 36}, u8), "w");
+  auto wide = g.constant(zeros({n, 40}, u8), "w40");
+  auto fused = [&](const Tensor& x, const Tensor& y, const Tensor& gm, const Tensor& p,
+                   const std::string& format = "q4_0") {
+    return [=] { add_rms_norm_quantized_matmul(x, y, gm, p, format, n, k); };
+  };
+  auto expect_error = [](const std::function<void()>& f, const std::string& what) {
+    std::string err = error_of(f);
+    EXPECT_NE(err.find("add_rms_norm_quantized_matmul"), std::string::npos) << err;
+    EXPECT_NE(err.find(what), std::string::npos) << err;
+  };
+  expect_error(fused(a, b3, gamma, packed), "broadcast");
+  expect_error(fused(a, h, gamma, packed), "dtype");
+  expect_error(fused(a, a, gamma32, packed), "does not match the normalised dims");
+  expect_error(fused(a32, a32, gamma32, packed), "x has 32 features, the weights 64");
+  expect_error(fused(a, a, gamma, wide), "packed weights must be u8[4,36]");
+  expect_error(fused(a, a, gamma, packed, "affine"), "needs a block format");
+  expect_error(fused(a, a, gamma, packed, "q9_9"), "needs a block format");
+
+  for (Device dev : {Device::cpu(), Device::reference()}) {
+    SCOPED_TRACE(dev.to_string());
+    Graph d;
+    auto x = d.placeholder({-1, k}, f32, "x");
+    auto y = d.placeholder({-1, k}, f32, "y");
+    auto out =
+        add_rms_norm_quantized_matmul(x, y, d.constant(random_uniform({k}, f32, 0.5, 1.5, 3)),
+                                      d.constant(zeros({n, 36}, u8)), "q4_0", n, k);
+    CompileOptions o;
+    o.device = dev;
+    auto exe = d.compile({out[1]}, o);
+    std::string run_err = error_of([&] {
+      exe.run({{"x", random_uniform({3, k}, f32, -1, 1, 1)},
+               {"y", random_uniform({2, k}, f32, -1, 1, 2)}});
+    });
+    EXPECT_NE(run_err.find("add_rms_norm_quantized_matmul"), std::string::npos) << run_err;
+  }
+}
+
 TEST(Compile, FusesResidualAddAndRmsNorm) {
   for (DType dt : {f32, f16}) {
     Graph g;

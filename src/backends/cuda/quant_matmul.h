@@ -69,6 +69,15 @@ bool launch_quant_gemv(cudaStream_t s, const QuantWeights& w, const void* x, int
 bool launch_quant_gemv_int8(cudaStream_t s, const QuantWeights& w, const void* x, int x_dtype,
                             int64_t m, void* y);
 bool quant_gemv_int8_enabled();
+// y = quantized_matmul(rms_norm(a + b) · gamma, W) and sum = a + b (op
+// add_rms_norm_quantized_matmul) in the int8 GEMV: every CTA forms its normalised x from a and b
+// (f32 [m, k], contiguous) while its first weight copies fly, and CTA 0 also stores the sum; the
+// separate norm kernel is gone. Same formats and limits as launch_quant_gemv_int8, and rows of at
+// most 2048 elements in all (longer ones cost the CTAs more L2 reads than the norm kernel costs);
+// false (nothing launched) outside them.
+bool launch_quant_gemv_int8_add_norm(cudaStream_t s, const QuantWeights& w, const float* a,
+                                     const float* b, const float* gamma, float eps, int64_t m,
+                                     float* sum, float* y);
 // out [n, k] (f32 / f16 / bf16 / f64, contiguous) = W dequantized on the device. Returns false
 // when the layout has no kernel.
 bool launch_quant_dequantize(cudaStream_t s, const QuantWeights& w, void* out, int out_dtype);

@@ -18,6 +18,8 @@
 //   copy bandwidth when 4-byte aligned formats reached ~78 %. Instead each warp copies its rows
 //   into shared memory with 16-byte cp.async, two steps ahead of the one it computes, and its
 //   lanes parse the blocks from there. LOOM_QMM_INT8_STAGE=0 sends them to the direct path.
+// Either kernel can form x itself as rms_norm(a + b)·γ (op add_rms_norm_quantized_matmul, short
+// rows): the norm then costs no kernel of its own.
 #include <algorithm>
 #include <cstdlib>
 #include <map>

@@ -78,15 +78,7 @@ void fuse_add_rms_norm(PassContext& ctx) {
     ++fused;
   }
   if (!fused) return;
-  // Keys are values of the original graph and targets are fused nodes' outputs, so one lookup
-  // per use is right (replace_uses would follow a chain from the add through the norm's slot).
-  auto fix = [&](ir::Value& v) {
-    if (auto it = moved.find(v); it != moved.end()) v = it->second;
-  };
-  for (auto& node : g.nodes)
-    for (auto& v : node.inputs) fix(v);
-  for (auto& v : ctx.outputs) fix(v);
-  compact(ctx, keep);
+  remap_and_compact(ctx, moved, keep);
   ctx.note("fuse_add_rms_norm",
            "fused " + std::to_string(fused) + " add → rms_norm pair(s) into add_rms_norm");
 }

@@ -82,14 +82,7 @@ void fuse_add_rms_norm_into_quantized_matmul(PassContext& ctx) {
     ++fused;
   }
   if (!fused) return;
-  // Keys are values of the original graph and targets the fused nodes' outputs: one lookup per use.
-  auto fix = [&](ir::Value& v) {
-    if (auto it = moved.find(v); it != moved.end()) v = it->second;
-  };
-  for (auto& node : g.nodes)
-    for (auto& v : node.inputs) fix(v);
-  for (auto& v : ctx.outputs) fix(v);
-  compact(ctx, keep);
+  remap_and_compact(ctx, moved, keep);
   ctx.note(kPass, "fused " + std::to_string(fused) +
                       " add_rms_norm → quantized_matmul pair(s) into "
                       "add_rms_norm_quantized_matmul at " +

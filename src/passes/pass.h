@@ -1,6 +1,7 @@
 // Pass infrastructure: each pass is a function over the graph that records what it changed.
 #pragma once
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,11 @@ void replace_uses(PassContext& ctx, const std::vector<std::pair<ir::Value, ir::V
 // Removes nodes whose keep[i] is false, renumbering the rest (order preserved). Removed nodes
 // must have no remaining uses.
 void compact(PassContext& ctx, const std::vector<bool>& keep);
+// Fusion passes that move a pair's results to one node: rewrites each use of a key of `moved` (a
+// value of the graph before the pass) to its value, looked up once (unlike replace_uses, which
+// would follow a chain through a slot that a fused node took over), then compacts `keep`.
+void remap_and_compact(PassContext& ctx, const std::map<ir::Value, ir::Value>& moved,
+                       const std::vector<bool>& keep);
 // Inserts `nodes` (whose inputs refer to nodes before `index`) before node `index`, renumbering
 // every later use.
 void insert_before(PassContext& ctx, size_t index, std::vector<ir::Node> nodes);

@@ -25,6 +25,17 @@ void replace_uses(PassContext& ctx, const std::vector<std::pair<ir::Value, ir::V
   for (auto& v : ctx.outputs) fix(v);
 }
 
+void remap_and_compact(PassContext& ctx, const std::map<ir::Value, ir::Value>& moved,
+                       const std::vector<bool>& keep) {
+  auto fix = [&](ir::Value& v) {
+    if (auto it = moved.find(v); it != moved.end()) v = it->second;
+  };
+  for (auto& node : ctx.graph.nodes)
+    for (auto& v : node.inputs) fix(v);
+  for (auto& v : ctx.outputs) fix(v);
+  compact(ctx, keep);
+}
+
 void compact(PassContext& ctx, const std::vector<bool>& keep) {
   auto& nodes = ctx.graph.nodes;
   std::vector<int32_t> remap(nodes.size(), -1);

@@ -16,6 +16,7 @@
 #include "io/gguf.h"
 #include "models/llama.h"
 #include "models/llama_synthetic.h"
+#include "run_modes.h"
 
 namespace loom::models {
 namespace {
@@ -79,6 +80,13 @@ bool int8_decode() {
   return !(e && e[0] == '0');
 }
 
+// Occurrences of `what` in `text` (ops in an executable's IR text).
+size_t count(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
 int32_t top1(const NDArray& l) {
   const float* p = l.data_as<float>();
   return static_cast<int32_t>(std::max_element(p, p + l.numel()) - p);
@@ -111,11 +119,6 @@ TEST(LlamaPrepared, CpuPreparedDecodeMatchesRun) {
 // the unfused model's bit for bit on the CPU over a prefill and decode steps (the same rope rows,
 // without the temporary), and on a GPU (the same rope math in the fused kernel) where there is one.
 TEST(LlamaFusion, RopeIsFusedIntoEachLayersKeyCacheWrite) {
-  auto count = [](const std::string& text, const std::string& what) {
-    size_t n = 0;
-    for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-    return n;
-  };
   std::vector<Device> devices{Device::cpu()};
   if (cuda_device_count() > 0) devices.push_back(Device::cuda(0));
   for (const Device& d : devices) {
@@ -158,11 +161,6 @@ TEST(LlamaFusion, RopeIsFusedIntoEachLayersKeyCacheWrite) {
 // GPU the decode GEMV forms the normed x itself (its own sum of squares): close, and the same top-1
 // up to near ties.
 TEST(LlamaFusion, AddRmsNormIsFoldedIntoTheMatmulsThatReadIt) {
-  auto count = [](const std::string& text, const std::string& what) {
-    size_t n = 0;
-    for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-    return n;
-  };
   std::vector<Device> devices{Device::cpu()};
   if (cuda_device_count() > 0) devices.push_back(Device::cuda(0));
   for (const Device& d : devices) {
@@ -222,18 +220,11 @@ std::vector<int32_t> sampled_tokens(LlamaModel& m, uint64_t seed, int steps) {
 // whose cache row lies past the kept tokens: going on from there (its row written again) still
 // gives the loop's tokens. Also up to the context's end. CPU, and a GPU eager and with a graph.
 TEST(LlamaPrepared, StreamedDecodeEqualsStepByStep) {
-  struct Case {
-    Device device;
-    bool graph;
-  };
-  std::vector<Case> cases{{Device::cpu(), false}};
-  if (cuda_device_count() > 0) cases.push_back({Device::cuda(0), false});
-  if (cuda_device_count() > 0) cases.push_back({Device::cuda(0), true});
   const SamplingOptions so{.temperature = 40, .top_k = 40, .top_p = 0.95f, .seed = 0};
-  for (const auto& c : cases)
+  for (const auto& c : testing::run_modes())
     for (bool sampled : {false, true}) {
-      SCOPED_TRACE(c.device.to_string() + (c.graph ? " graph" : "") + (sampled ? " sampled" : ""));
-      LlamaModel m = load_sampler(c.device, so, c.graph);
+      SCOPED_TRACE(c.name() + (sampled ? " sampled" : ""));
+      LlamaModel m = load_sampler(c.device, so, c.cuda_graph);
       auto ids = prompt();
       const auto pos0 = static_cast<int64_t>(ids.size());
       const uint64_t seed = 5;

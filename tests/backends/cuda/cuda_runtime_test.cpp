@@ -10,6 +10,7 @@
 
 #include "loom/loom.h"
 #include "loom/prepared_run.h"
+#include "run_modes.h"
 
 namespace loom {
 namespace {
@@ -176,22 +177,15 @@ TEST(CudaRuntime, CallersStreamNeedsACudaExecutable) {
 // x * 0.5 is exact, then one rounding). On the CPU backend, and on a GPU eager and as a replayed
 // CUDA graph.
 TEST(PreparedRunPipeline, FeedbackAndReadsMatchTheHost) {
-  struct Case {
-    Device device;
-    bool graph;
-  };
-  std::vector<Case> cases{{Device::cpu(), false}};
-  if (cuda_device_count() > 0) cases.push_back({Device::cuda(0), false});
-  if (cuda_device_count() > 0) cases.push_back({Device::cuda(0), true});
-  for (const auto& c : cases) {
-    SCOPED_TRACE(c.device.to_string() + (c.graph ? " graph" : ""));
+  for (const auto& c : testing::run_modes()) {
+    SCOPED_TRACE(c.name());
     Graph g;
     auto x = g.placeholder({5}, f32, "x");
     auto k = g.placeholder({1}, f32, "k");
     CompileOptions o;
     o.device = c.device;
     Executable exe = g.compile({x * 0.5 + k, sum(x, {0})}, o);
-    PreparedRun pr(exe, {{"x", Shape({5})}, {"k", Shape({1})}}, {.cuda_graph = c.graph});
+    PreparedRun pr(exe, {{"x", Shape({5})}, {"k", Shape({1})}}, {.cuda_graph = c.cuda_graph});
     NDArray x0 = random_uniform({5}, f32, -4, 4, 17), ks = random_uniform({12}, f32, -1, 1, 18);
     std::vector<float> host = x0.to_vector<float>();
     auto k_at = [&](int i) { return NDArray::from_vector<float>({ks.data_as<float>()[i]}, {1}); };
@@ -215,7 +209,7 @@ TEST(PreparedRunPipeline, FeedbackAndReadsMatchTheHost) {
     EXPECT_THROW(pr.enqueue({}, {{5, "x"}}), Error);  // no output 5
     EXPECT_THROW(pr.enqueue({}, {{0, "y"}}), Error);  // no input y
     EXPECT_THROW(pr.enqueue({}, {}, {2}), Error);     // no output 2 to read
-    if (c.graph) {
+    if (c.cuda_graph) {
       EXPECT_TRUE(pr.graph_captured()) << pr.graph_status();
     }
   }

@@ -280,54 +280,42 @@ TEST(CudaQuantizedMatmul, BatchedActivationsAndSmallShapes) {
   }
 }
 
-// Few rows with long k (a 7B model's 4096 x 14336 down projection, scaled down): rows of several
-// staged chunks, the last one partial. Same arithmetic as the CPU, so the CPU's result to float
-// rounding.
-TEST(CudaQuantizedMatmul, FewLongRows) {
-  REQUIRE_GPU();
-  const int64_t n = 75, k = 32 * (2 * 128 + 37);
-  for (q::Format f : {q::Format::q4_0, q::Format::q8_0})
-    for (int64_t m : {1, 2, 5}) {
-      std::string name(q::format_name(f));
-      SCOPED_TRACE(name + " m=" + std::to_string(m));
-      uint64_t seed = fresh_seed();
-      Graph g;
-      auto x = g.placeholder({m, k}, f32, "x");
-      auto y = quantized_matmul(x, g.constant(packed_weights(f, n, k, seed)), name, n, k);
-      Runs r = run_all(g, y, random_uniform({m, k}, f32, -1, 1, seed + 1));
-      const double sk = std::sqrt(static_cast<double>(k));
-      if (int8_gemv(f, m)) {
-        EXPECT_TRUE(close(r.gpu, r.cpu, 1e-4, 1e-5 * sk)) << "vs CPU, seed " << seed;
-        EXPECT_TRUE(close(r.gpu_dev, r.cpu, 1e-4, 1e-5 * sk)) << "device feed, seed " << seed;
-      }
-      EXPECT_TRUE(close(r.gpu, r.ref, 1e-3, 0.01 * sk)) << "vs reference, seed " << seed;
-    }
+// A decode-sized product (n x k weights, m rows of x) on every backend: the CPU's result to float
+// rounding where the GPU quantizes x like the CPU (int8 GEMV), the reference's within int8
+// activation error, and the same result for a device-resident x.
+void expect_decode_gemv(q::Format f, int64_t n, int64_t k, int64_t m) {
+  std::string name(q::format_name(f));
+  SCOPED_TRACE(name + " n=" + std::to_string(n) + " k=" + std::to_string(k) +
+               " m=" + std::to_string(m));
+  uint64_t seed = fresh_seed();
+  Graph g;
+  auto x = g.placeholder({m, k}, f32, "x");
+  auto y = quantized_matmul(x, g.constant(packed_weights(f, n, k, seed)), name, n, k);
+  Runs r = run_all(g, y, random_uniform({m, k}, f32, -1, 1, seed + 1));
+  const double sk = std::sqrt(static_cast<double>(k));
+  if (int8_gemv(f, m)) {
+    EXPECT_TRUE(close(r.gpu, r.cpu, 1e-4, 1e-5 * sk)) << "vs CPU, seed " << seed;
+  }
+  EXPECT_TRUE(close(r.gpu, r.ref, 1e-3, 0.01 * sk)) << "vs reference, seed " << seed;
+  EXPECT_TRUE(close(r.gpu_dev, r.gpu, 0, 0)) << "device-resident input, seed " << seed;
 }
 
-// Decode-sized products from one row (most warps idle) to several row groups per warp, with k of
-// exactly one staged chunk per row (q4_0, kb = 128) and of a chunk and a part (kb = 160).
+// Few rows with long k (a 7B model's 4096 x 14336 down projection, scaled down): rows of several
+// staged chunks, the last one partial.
+TEST(CudaQuantizedMatmul, FewLongRows) {
+  REQUIRE_GPU();
+  for (q::Format f : {q::Format::q4_0, q::Format::q8_0})
+    for (int64_t m : {1, 2, 5}) expect_decode_gemv(f, 75, 32 * (2 * 128 + 37), m);
+}
+
+// From one row (most warps idle) to several row groups per warp, with k of exactly one staged
+// chunk per row (q4_0, kb = 128) and of a chunk and a part (kb = 160).
 TEST(CudaQuantizedMatmul, FewToManyRowsPerWarp) {
   REQUIRE_GPU();
   for (q::Format f : {q::Format::q4_0, q::Format::q8_0})
     for (int64_t kb : {128, 160})
       for (int64_t n : {1, 7, 1500, 4099})
-        for (int64_t m : {1, 2}) {
-          const int64_t k = 32 * kb;
-          std::string name(q::format_name(f));
-          SCOPED_TRACE(name + " n=" + std::to_string(n) + " k=" + std::to_string(k) +
-                       " m=" + std::to_string(m));
-          uint64_t seed = fresh_seed();
-          Graph g;
-          auto x = g.placeholder({m, k}, f32, "x");
-          auto y = quantized_matmul(x, g.constant(packed_weights(f, n, k, seed)), name, n, k);
-          Runs r = run_all(g, y, random_uniform({m, k}, f32, -1, 1, seed + 1));
-          const double sk = std::sqrt(static_cast<double>(k));
-          if (int8_gemv(f, m)) {
-            EXPECT_TRUE(close(r.gpu, r.cpu, 1e-4, 1e-5 * sk)) << "vs CPU, seed " << seed;
-          }
-          EXPECT_TRUE(close(r.gpu, r.ref, 1e-3, 0.01 * sk)) << "vs reference, seed " << seed;
-          EXPECT_TRUE(close(r.gpu_dev, r.gpu, 0, 0)) << "device-resident input, seed " << seed;
-        }
+        for (int64_t m : {1, 2}) expect_decode_gemv(f, n, 32 * kb, m);
 }
 
 }  // namespace

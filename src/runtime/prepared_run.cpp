@@ -67,7 +67,7 @@ struct PreparedRun::Impl {
     auto copy = [&](void* dst, const Device& dd, const void* src, const Device& sd, size_t n) {
       async ? b.copy_async(dst, dd, src, sd, n) : b.copy(dst, dd, src, sd, n);
     };
-    size_t lo = SIZE_MAX, hi = 0;
+    std::vector<bool> staged(inputs.size(), false);
     for (const auto& [name, array] : feeds) {
       const size_t i = input_index(name);
       const NDArray& dst = inputs[i];
@@ -88,12 +88,31 @@ struct PreparedRun::Impl {
         continue;
       }
       std::memcpy(stage->data() + input_offset[i], c.data(), dst.nbytes());
-      lo = std::min(lo, input_offset[i]);
-      hi = std::max(hi, input_offset[i] + dst.nbytes());
+      staged[i] = true;
     }
-    if (hi > lo)  // every staged input in one copy
-      copy(input_storage->data() + lo, exe->options.device, stage->data() + lo, Device::cpu(),
-           hi - lo);
+    // One copy per run of staged inputs that are neighbours in input_storage (all of them, when
+    // every input is fed): an input left out, e.g. one written on the device (feedback), is
+    // never overwritten with the staging buffer's stale bytes.
+    std::vector<size_t> order(inputs.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(),
+              [&](size_t a, size_t b) { return input_offset[a] < input_offset[b]; });
+    size_t lo = 0, hi = 0;  // the run being gathered: [lo, hi) bytes
+    auto flush = [&] {
+      if (hi > lo)
+        copy(input_storage->data() + lo, exe->options.device, stage->data() + lo, Device::cpu(),
+             hi - lo);
+      lo = hi = 0;
+    };
+    for (size_t i : order) {
+      if (!staged[i]) {
+        flush();
+        continue;
+      }
+      if (hi == lo) lo = input_offset[i];
+      hi = input_offset[i] + inputs[i].nbytes();
+    }
+    flush();
   }
 
   void issue_step(Step& s) {

@@ -174,33 +174,42 @@ TEST(CudaRuntime, CallersStreamNeedsACudaExecutable) {
 
 // PreparedRun::enqueue / wait: x' = x * 0.5 + k, with x fed back on the device and k a fresh host
 // feed per run; two runs in flight; the host recomputes the sequence (every step exact in f32:
-// x * 0.5 is exact, then one rounding). On the CPU backend, and on a GPU eager and as a replayed
-// CUDA graph.
+// x * 0.5 is exact, then one rounding). x sits between the fed inputs k and b in the input
+// buffer, so staging k and b must not overwrite it. On the CPU backend, and on a GPU eager and as
+// a replayed CUDA graph.
 TEST(PreparedRunPipeline, FeedbackAndReadsMatchTheHost) {
   for (const auto& c : testing::run_modes()) {
     SCOPED_TRACE(c.name());
     Graph g;
-    auto x = g.placeholder({5}, f32, "x");
     auto k = g.placeholder({1}, f32, "k");
+    auto x = g.placeholder({5}, f32, "x");
+    auto b = g.placeholder({1}, f32, "b");
     CompileOptions o;
     o.device = c.device;
-    Executable exe = g.compile({x * 0.5 + k, sum(x, {0})}, o);
-    PreparedRun pr(exe, {{"x", Shape({5})}, {"k", Shape({1})}}, {.cuda_graph = c.cuda_graph});
+    Executable exe = g.compile({x * 0.5 + k, sum(x, {0}), b * 2.0}, o);
+    PreparedRun pr(exe, {{"k", Shape({1})}, {"x", Shape({5})}, {"b", Shape({1})}},
+                   {.cuda_graph = c.cuda_graph});
     NDArray x0 = random_uniform({5}, f32, -4, 4, 17), ks = random_uniform({12}, f32, -1, 1, 18);
+    NDArray bs = random_uniform({12}, f32, -1, 1, 19);
     std::vector<float> host = x0.to_vector<float>();
-    auto k_at = [&](int i) { return NDArray::from_vector<float>({ks.data_as<float>()[i]}, {1}); };
+    auto at = [](const NDArray& a, int i) {
+      return NDArray::from_vector<float>({a.data_as<float>()[i]}, {1});
+    };
     const std::vector<PreparedRun::Feedback> back = {{0, "x"}};
-    uint64_t ticket = pr.enqueue({{"x", x0}, {"k", k_at(0)}}, back, {0, 1});
+    uint64_t ticket = pr.enqueue({{"x", x0}, {"k", at(ks, 0)}, {"b", at(bs, 0)}}, back, {0, 1, 2});
     for (int i = 0; i < 12; ++i) {
       // The next run goes in before this one is waited for; its x comes from this run.
-      const uint64_t next = i + 1 < 12 ? pr.enqueue({{"k", k_at(i + 1)}}, back, {0, 1}) : 0;
+      const uint64_t next =
+          i + 1 < 12 ? pr.enqueue({{"k", at(ks, i + 1)}, {"b", at(bs, i + 1)}}, back, {0, 1, 2})
+                     : 0;
       std::vector<NDArray> r = pr.wait(ticket);
-      ASSERT_EQ(r.size(), 2u);
+      ASSERT_EQ(r.size(), 3u);
       EXPECT_EQ(r[0].device(), Device::cpu());
       float sum = 0;
       for (float& v : host) sum += v, v = v * 0.5f + ks.data_as<float>()[i];
       EXPECT_EQ(r[0].to_vector<float>(), host) << "run " << i;
       EXPECT_NEAR(r[1].data_as<float>()[0], sum, 1e-5) << "run " << i;
+      EXPECT_EQ(r[2].data_as<float>()[0], 2 * bs.data_as<float>()[i]) << "run " << i;
       ticket = next;
     }
     // Only the last two runs can be waited for; types must match for feedback.
@@ -208,7 +217,7 @@ TEST(PreparedRunPipeline, FeedbackAndReadsMatchTheHost) {
     EXPECT_THROW(pr.enqueue({}, {{1, "x"}}), Error);  // f32 [] into f32 [5]
     EXPECT_THROW(pr.enqueue({}, {{5, "x"}}), Error);  // no output 5
     EXPECT_THROW(pr.enqueue({}, {{0, "y"}}), Error);  // no input y
-    EXPECT_THROW(pr.enqueue({}, {}, {2}), Error);     // no output 2 to read
+    EXPECT_THROW(pr.enqueue({}, {}, {3}), Error);     // no output 3 to read
     if (c.cuda_graph) {
       EXPECT_TRUE(pr.graph_captured()) << pr.graph_status();
     }

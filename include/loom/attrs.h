@@ -227,6 +227,7 @@ struct AddRmsNormQuantizedMatmulAttrs {
   int64_t block_size = 0;
   double eps = 1e-6;
   LOOM_FIELDS(format, n, k, axis, block_size, eps)
+  QuantizedMatmulAttrs matmul() const { return {format, n, k, axis, block_size}; }
 };
 // FFT ops (MPSGraphFFTDescriptor). Scaling multiplies the result by 1, 1/V or 1/sqrt(V), where V
 // is the product of the transformed lengths (of the real signal for rfft / irfft).

@@ -340,16 +340,17 @@ std::vector<int32_t> LlamaModel::decode_stream(int32_t first, int64_t position, 
   auto feeds = [&](int32_t token, int64_t pos, uint64_t st) {
     return step_feeds({token}, pos, sample_seed(seed, st));
   };
-  prepare_decode(feeds(first, position, step));
+  const Feeds first_feeds = feeds(first, position, step);
+  prepare_decode(first_feeds);
   const std::vector<PreparedRun::Feedback> feedback = {{out, "tokens"}};
   // Step i + 1 is queued before step i's token is waited for; it reads that token from the
   // device (feedback), so its host feeds leave "tokens" out.
   auto queue_next = [&](int64_t pos, uint64_t st) {
     Feeds f = feeds(0, pos, st);
-    f.erase(f.begin());  // "tokens"
+    std::erase_if(f, [](const auto& feed) { return feed.first == "tokens"; });
     return decode_.enqueue(f, feedback, {out});
   };
-  uint64_t ticket = decode_.enqueue(feeds(first, position, step), feedback, {out});
+  uint64_t ticket = decode_.enqueue(first_feeds, feedback, {out});
   for (int i = 0; i < count; ++i) {
     const bool more = i + 1 < count && position + 2 <= max_context_;
     const uint64_t next = more ? queue_next(position + 1, step + 1) : 0;

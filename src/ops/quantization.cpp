@@ -191,8 +191,7 @@ V infer_add_rms_norm_qmatmul(const InferContext& ctx) {
   if (!ops::find_block_format(a.format))
     ctx.fail("needs a block format (", ops::block_format_names(), "), got '", a.format, "'");
   // x is the normed sum, of the sum's type.
-  TensorType y = ops::check_block_quantized_matmul(
-      ctx, sum, 3, QuantizedMatmulAttrs{a.format, a.n, a.k, a.axis, a.block_size});
+  TensorType y = ops::check_block_quantized_matmul(ctx, sum, 3, a.matmul());
   return {sum, y};
 }
 }  // namespace

@@ -14,12 +14,7 @@
 namespace loom::passes {
 
 void fuse_add_rms_norm(PassContext& ctx) {
-  if (ctx.options.device.kind == Device::Kind::reference) return;  // the oracle runs op by op
-  if (ctx.device_has_kernel && !ctx.device_has_kernel(ir::op::add_rms_norm)) {
-    ctx.note("fuse_add_rms_norm",
-             "skipped: " + ctx.options.device.to_string() + " has no add_rms_norm kernel");
-    return;
-  }
+  if (!fusion_allowed(ctx, "fuse_add_rms_norm", ir::op::add_rms_norm)) return;
   auto& g = ctx.graph;
   const size_t n = g.nodes.size();
   // Where each value's users are, to keep program order when the fused node takes a slot.

@@ -16,12 +16,7 @@ namespace loom::passes {
 
 void fuse_add_rms_norm_into_quantized_matmul(PassContext& ctx) {
   static constexpr const char* kPass = "fuse_add_rms_norm_into_quantized_matmul";
-  if (ctx.options.device.kind == Device::Kind::reference) return;  // the oracle runs op by op
-  if (ctx.device_has_kernel && !ctx.device_has_kernel(ir::op::add_rms_norm_quantized_matmul)) {
-    ctx.note(kPass, "skipped: " + ctx.options.device.to_string() +
-                        " has no add_rms_norm_quantized_matmul kernel");
-    return;
-  }
+  if (!fusion_allowed(ctx, kPass, ir::op::add_rms_norm_quantized_matmul)) return;
   auto& g = ctx.graph;
   const size_t n = g.nodes.size();
   // The users of every value, in program order. Dead users count too (the fused node does not

@@ -15,18 +15,10 @@
 namespace loom::passes {
 
 void fuse_rope_into_write_slice(PassContext& ctx) {
-  if (ctx.options.device.kind == Device::Kind::reference) return;  // the oracle runs op by op
-  if (ctx.device_has_kernel && !ctx.device_has_kernel(ir::op::rope_write_slice)) {
-    ctx.note("fuse_rope_into_write_slice",
-             "skipped: " + ctx.options.device.to_string() + " has no rope_write_slice kernel");
-    return;
-  }
+  if (!fusion_allowed(ctx, "fuse_rope_into_write_slice", ir::op::rope_write_slice)) return;
   auto& g = ctx.graph;
   const size_t n = g.nodes.size();
-  std::vector<int> uses(n, 0);
-  for (const auto& node : g.nodes)
-    for (const auto& v : node.inputs) ++uses[static_cast<size_t>(v.node)];
-  for (const auto& v : ctx.outputs) ++uses[static_cast<size_t>(v.node)];
+  const std::vector<int> uses = use_counts(ctx);
 
   const auto& info = ir::OpRegistry::get().info(ir::op::rope_write_slice);
   std::vector<bool> keep(n, true);

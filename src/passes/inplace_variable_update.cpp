@@ -9,10 +9,7 @@ namespace loom::passes {
 
 void inplace_variable_update(PassContext& ctx) {
   auto& g = ctx.graph;
-  std::vector<int> uses(g.nodes.size(), 0);
-  for (const auto& n : g.nodes)
-    for (const auto& v : n.inputs) ++uses[static_cast<size_t>(v.node)];
-  for (const auto& v : ctx.outputs) ++uses[static_cast<size_t>(v.node)];
+  const std::vector<int> uses = use_counts(ctx);
   for (size_t a = 0; a < g.nodes.size(); ++a) {
     const ir::Node& assign = g.nodes[a];
     if (assign.op != ir::op::assign) continue;

@@ -39,6 +39,11 @@ void run_pipeline(PassContext& ctx);
 // --- graph surgery shared by passes ---------------------------------------------------------
 // Rewrites every use of `from` (node inputs and outputs) to `to`.
 void replace_uses(PassContext& ctx, const std::vector<std::pair<ir::Value, ir::Value>>& map);
+// Uses of each node's values: node inputs, and the compile targets (one each).
+std::vector<int> use_counts(const PassContext& ctx);
+// Whether a fusion pass that makes op `fused` may run: not on the reference device (the oracle
+// runs op by op), nor where the device has no kernel for `fused` (noted under `pass`).
+bool fusion_allowed(PassContext& ctx, const char* pass, ir::OpId fused);
 // Removes nodes whose keep[i] is false, renumbering the rest (order preserved). Removed nodes
 // must have no remaining uses.
 void compact(PassContext& ctx, const std::vector<bool>& keep);

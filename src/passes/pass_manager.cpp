@@ -25,6 +25,24 @@ void replace_uses(PassContext& ctx, const std::vector<std::pair<ir::Value, ir::V
   for (auto& v : ctx.outputs) fix(v);
 }
 
+std::vector<int> use_counts(const PassContext& ctx) {
+  std::vector<int> uses(ctx.graph.nodes.size(), 0);
+  for (const auto& n : ctx.graph.nodes)
+    for (const auto& v : n.inputs) ++uses[static_cast<size_t>(v.node)];
+  for (const auto& v : ctx.outputs) ++uses[static_cast<size_t>(v.node)];
+  return uses;
+}
+
+bool fusion_allowed(PassContext& ctx, const char* pass, ir::OpId fused) {
+  if (ctx.options.device.kind == Device::Kind::reference) return false;
+  if (ctx.device_has_kernel && !ctx.device_has_kernel(fused)) {
+    ctx.note(pass, "skipped: " + ctx.options.device.to_string() + " has no " +
+                       std::string(ir::OpRegistry::get().info(fused).name) + " kernel");
+    return false;
+  }
+  return true;
+}
+
 void remap_and_compact(PassContext& ctx, const std::map<ir::Value, ir::Value>& moved,
                        const std::vector<bool>& keep) {
   auto fix = [&](ir::Value& v) {

@@ -36,11 +36,7 @@ bool same_shape(const Shape& a, const Shape& b) { return a.dims() == b.dims(); }
 }  // namespace
 
 void stitch(PassContext& ctx) {
-  if (ctx.options.device.kind == Device::Kind::reference) return;  // the oracle runs op by op
-  if (ctx.device_has_kernel && !ctx.device_has_kernel(ir::op::stitched)) {
-    ctx.note("stitch", "skipped: " + ctx.options.device.to_string() + " has no stitched kernel");
-    return;
-  }
+  if (!fusion_allowed(ctx, "stitch", ir::op::stitched)) return;
   auto& g = ctx.graph;
   const size_t n = g.nodes.size();
   std::vector<std::vector<int>> consumers(n);

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "backends/add_norm_matmul.h"
 #include "backends/cpu/cpu_util.h"
 #include "backends/cpu/quant/qmatmul.h"
 #include "ops/affine_quant.h"
@@ -280,14 +281,8 @@ void register_quantization(KernelTable& t) {
   const KernelFn *norm = t.find(op::add_rms_norm), *mm = t.find(op::quantized_matmul);
   LOOM_CHECK(norm && mm, "[cpu] register_quantization must run after register_reduction");
   t.set(op::add_rms_norm_quantized_matmul, [norm = *norm, mm = *mm](const KernelContext& c) {
-    const auto& a = c.attrs_as<AddRmsNormQuantizedMatmulAttrs>();
     const NDArray& sum = c.outputs[0];
-    NDArray outs[] = {sum, NDArray(sum.dtype(), sum.shape())};
-    auto norm_attrs = make_attrs(NormAttrs{.axis = -1, .eps = a.eps});
-    norm({c.inputs.subspan(0, 3), outs, norm_attrs.get(), c.pool});
-    auto mm_attrs = make_attrs(QuantizedMatmulAttrs{a.format, a.n, a.k, a.axis, a.block_size});
-    const NDArray mm_in[] = {outs[1], c.inputs[3]};
-    mm({mm_in, c.outputs.subspan(1, 1), mm_attrs.get(), c.pool});
+    add_norm_then_matmul(c, NDArray(sum.dtype(), sum.shape()), norm, mm);
   });
 }
 

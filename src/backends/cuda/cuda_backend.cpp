@@ -139,15 +139,13 @@ class CudaBackend final : public Backend {
     if (!bytes) return;
     bool dst_dev = dst_device.kind == Device::Kind::cuda;
     bool src_dev = src_device.kind == Device::Kind::cuda;
-    cudaMemcpyKind kind = dst_dev ? (src_dev ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)
-                                  : (src_dev ? cudaMemcpyDeviceToHost : cudaMemcpyHostToHost);
-    LOOM_CUDA_CHECK(cudaSetDevice(index_));
     if (dst_dev != src_dev && bytes >= kStagedCopy) {
+      LOOM_CUDA_CHECK(cudaSetDevice(index_));
       staged_copy(dst, src, bytes, dst_dev);
       raise_error();
       return;
     }
-    LOOM_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, stream_));
+    copy_async(dst, dst_device, src, src_device, bytes);
     // Host destinations are read right after; host sources may be freed right after (pageable
     // memory is staged before cudaMemcpyAsync returns, but a sync keeps this obviously safe).
     if (!dst_dev || !src_dev) {

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <vector>
 
+#include "backends/add_norm_matmul.h"
 #include "backends/cuda/cublas_check.h"
 #include "backends/cuda/kernels.h"
 #include "backends/cuda/quant_matmul.h"
@@ -201,16 +202,15 @@ void matmul(const KernelContext& c) {
 }
 
 // The packed weights of a quantized_matmul as the device kernels see them (format -1: a layout
-// with no kernel, e.g. scales per column). The weights are inputs `wi` on (quantized_matmul: 1,
-// add_rms_norm_quantized_matmul: 3).
-QuantWeights quant_weights(const KernelContext& c, const QuantizedMatmulAttrs& a, size_t wi = 1) {
+// with no kernel, e.g. scales per column).
+QuantWeights quant_weights(const KernelContext& c, const QuantizedMatmulAttrs& a) {
   QuantWeights w;
-  const NDArray& q = c.inputs[wi];
+  const NDArray& q = c.inputs[1];
   w.n = a.n, w.k = a.k, w.w = q.data();
-  w.constant = (c.constant_inputs >> wi) & 1;
+  w.constant = (c.constant_inputs >> 1) & 1;
   if (a.format == "affine") {
-    const NDArray& s = c.inputs[wi + 1];
-    const NDArray* zp = c.inputs.size() > wi + 2 ? &c.inputs[wi + 2] : nullptr;
+    const NDArray& s = c.inputs[2];
+    const NDArray* zp = c.inputs.size() > 3 ? &c.inputs[3] : nullptr;
     bool four = q.dtype() == DType::u4 || q.dtype() == DType::i4;
     w.format = q.dtype() == DType::u4   ? kAffU4
                : q.dtype() == DType::i4 ? kAffI4
@@ -231,7 +231,7 @@ QuantWeights quant_weights(const KernelContext& c, const QuantizedMatmulAttrs& a
       w.format = -1;
     }
   } else if (a.format == "lut") {
-    const NDArray& t = c.inputs[wi + 1];
+    const NDArray& t = c.inputs[2];
     w.format = q.dtype() == DType::u4 ? kLutU4 : q.dtype() == DType::u8 ? kLutU8 : -1;
     w.row_bytes = q.dtype() == DType::u4 ? a.k / 2 : a.k;
     w.table = t.data(), w.table_dtype = static_cast<int>(t.dtype());
@@ -246,10 +246,9 @@ QuantWeights quant_weights(const KernelContext& c, const QuantizedMatmulAttrs& a
 // Decode-sized products (m <= 8 rows of x) run the GEMV kernels on the packed weights. Prefill
 // (m > 8) and layouts without a GEMV dequantize W on the device into a scratch matrix of x's
 // dtype, then one cuBLASLt GEMM (f32 x: exact f32 GEMM, f16/bf16: tensor cores, f32 accumulate).
-// x and out are given apart from c (add_rms_norm_quantized_matmul's x is a scratch); the weights
-// are c's inputs from `wi` on.
-void run_quantized_matmul(const KernelContext& c, const NDArray& x, const NDArray& out,
-                          const QuantizedMatmulAttrs& a, size_t wi) {
+void quantized_matmul(const KernelContext& c) {
+  const auto& a = c.attrs_as<QuantizedMatmulAttrs>();
+  const NDArray &x = c.inputs[0], &out = c.outputs[0];
   cudaStream_t stream = stream_for(c);
   int device = out.device().index;
   int64_t m = a.k ? x.numel() / a.k : 0;
@@ -258,7 +257,7 @@ void run_quantized_matmul(const KernelContext& c, const NDArray& x, const NDArra
     LOOM_CUDA_CHECK(cudaMemsetAsync(out.data(), 0, out.nbytes(), stream));
     return;
   }
-  QuantWeights qw = quant_weights(c, a, wi);
+  QuantWeights qw = quant_weights(c, a);
   if (m <= 8 && launch_quant_gemv(stream, qw, x.data(), static_cast<int>(x.dtype()), m, out.data()))
     return;
   DType wt = x.dtype();
@@ -266,11 +265,10 @@ void run_quantized_matmul(const KernelContext& c, const NDArray& x, const NDArra
   NDArray w(ws, wt, Shape({a.n, a.k}), contiguous_strides(Shape({a.n, a.k})), 0);
   if (!launch_quant_dequantize(stream, qw, w.data(), static_cast<int>(wt))) {
     if (a.format == "affine")
-      launch_affine(stream, c.inputs[wi], c.inputs[wi + 1],
-                    c.inputs.size() > wi + 2 ? &c.inputs[wi + 2] : nullptr, w, a.axis, a.block_size,
-                    false);
+      launch_affine(stream, c.inputs[1], c.inputs[2], c.inputs.size() > 3 ? &c.inputs[3] : nullptr,
+                    w, a.axis, a.block_size, false);
     else if (a.format == "lut")
-      launch_lut(stream, c.inputs[wi], c.inputs[wi + 1], w);
+      launch_lut(stream, c.inputs[1], c.inputs[2], w);
     else
       fail("[cuda] quantized_matmul: no device decoder for format '", a.format, "'");
   }
@@ -279,18 +277,12 @@ void run_quantized_matmul(const KernelContext& c, const NDArray& x, const NDArra
   // `w` goes back to the cache when this returns; the stream orders its reuse after the GEMM.
 }
 
-void quantized_matmul(const KernelContext& c) {
-  run_quantized_matmul(c, c.inputs[0], c.outputs[0], c.attrs_as<QuantizedMatmulAttrs>(), 1);
-}
-
 // add_rms_norm_quantized_matmul(a, b, gamma, packed) -> (sum, y). Decode rows (m <= 8) of f32 with
 // a and b of the sum's shape: one int8 GEMV that forms sum and the normed x itself in every CTA
-// (quant_gemv_int8.cu), so the norm kernel and its launch go. Otherwise, or where that GEMV has no
-// kernel for the format, the unfused pair on the device: the add_rms_norm kernel (the normed x in
-// a scratch buffer), then quantized_matmul's path.
+// (quant_gemv_int8.cu), so the norm kernel and its launch go. Otherwise, or where that GEMV does
+// not apply, the unfused pair's kernels with the normed x in a scratch buffer.
 void add_rms_norm_quantized_matmul(const KernelContext& c) {
   const auto& at = c.attrs_as<AddRmsNormQuantizedMatmulAttrs>();
-  const QuantizedMatmulAttrs qa{at.format, at.n, at.k, at.axis, at.block_size};
   const NDArray &a = c.inputs[0], &b = c.inputs[1], &gamma = c.inputs[2];
   const NDArray &sum = c.outputs[0], &y = c.outputs[1];
   const int64_t k = at.k, m = k ? sum.numel() / k : 0;
@@ -298,20 +290,16 @@ void add_rms_norm_quantized_matmul(const KernelContext& c) {
                    gamma.dtype() == DType::f32 && sum.dtype() == DType::f32;
   if (f32 && m >= 1 && m <= 8 && a.shape() == sum.shape() && b.shape() == sum.shape() &&
       sum.rank() >= 1 && sum.shape()[sum.rank() - 1] == k && gamma.numel() == k) {
-    cudaStream_t stream = stream_for(c);
-    if (launch_quant_gemv_int8_add_norm(stream, quant_weights(c, qa, 3), a.data_as<float>(),
-                                        b.data_as<float>(), gamma.data_as<float>(),
-                                        static_cast<float>(at.eps), m, sum.data_as<float>(),
-                                        y.data_as<float>()))
+    const NDArray in[] = {a, c.inputs[3]};  // quant_weights reads the weights' part only
+    if (launch_quant_gemv_int8_add_norm(
+            stream_for(c), quant_weights(matmul_context(c, in, nullptr), at.matmul()),
+            a.data_as<float>(), b.data_as<float>(), gamma.data_as<float>(),
+            static_cast<float>(at.eps), m, sum.data_as<float>(), y.data_as<float>()))
       return;
   }
   auto xs = scratch(sum.device().index, storage_bytes(sum.dtype(), sum.numel()));
-  NDArray norm_out[] = {sum,
-                        NDArray(xs, sum.dtype(), sum.shape(), contiguous_strides(sum.shape()), 0)};
-  auto norm_attrs = make_attrs(NormAttrs{.axis = -1, .eps = at.eps});
-  add_rms_norm(KernelContext{c.inputs.subspan(0, 3), norm_out, norm_attrs.get(), c.pool,
-                             c.constant_inputs & 7});
-  run_quantized_matmul(c, norm_out[1], y, qa, 3);
+  add_norm_then_matmul(c, NDArray(xs, sum.dtype(), sum.shape(), contiguous_strides(sum.shape()), 0),
+                       add_rms_norm, quantized_matmul);
   // The scratch x goes back to the cache when this returns; the stream orders its reuse.
 }
 

@@ -570,13 +570,12 @@ bool launch_int8_gemv(cudaStream_t s, const QuantWeights& w, const void* x, int 
   const size_t smem = static_cast<size_t>(mt) * static_cast<size_t>(32 * kbp) +
                       2 * sizeof(float) * static_cast<size_t>(mt) * static_cast<size_t>(kb);
   if (smem > 200 * 1024) return false;
-  Int8Args a;
+  Int8Args a = norm;  // the norm prologue's fields (unset: none)
   a.w = static_cast<const uint8_t*>(w.w), a.n = w.n, a.rb = w.row_bytes;
   a.k = static_cast<int>(w.k), a.kb = static_cast<int>(kb), a.kbp = static_cast<int>(kbp);
   a.m = static_cast<int>(m);
   a.x = x, a.xdt = x_dtype, a.xvec = reinterpret_cast<uintptr_t>(x) % 16 == 0, a.y = y;
   a.early = w.constant;
-  a.na = norm.na, a.nb = norm.nb, a.gamma = norm.gamma, a.nsum = norm.nsum, a.eps = norm.eps;
   // The staged path copies the 16-byte aligned span around each row chunk: with w 16-byte
   // aligned (device allocations are) that span never starts before the weights.
   const bool staged = stage_enabled() && reinterpret_cast<uintptr_t>(w.w) % 16 == 0;

@@ -2,6 +2,7 @@
 // whole weight (the oracle may; the CPU kernel never does).
 #include <cmath>
 
+#include "backends/add_norm_matmul.h"
 #include "backends/cpu/quant/qmatmul.h"
 #include "backends/reference/ref_util.h"
 #include "ops/affine_quant.h"
@@ -93,14 +94,8 @@ namespace {
 // (sum, y) = add_rms_norm(a, b, gamma) over the last axis, then quantized_matmul of the normed sum
 // (a temporary): exactly the unfused ops' kernels.
 void add_rms_norm_quantized_matmul(const KernelContext& c) {
-  const auto& a = c.attrs_as<AddRmsNormQuantizedMatmulAttrs>();
   const NDArray& sum = c.outputs[0];
-  NDArray outs[] = {sum, NDArray(sum.dtype(), sum.shape())};
-  auto norm_attrs = make_attrs(NormAttrs{.axis = -1, .eps = a.eps});
-  add_rms_norm({c.inputs.subspan(0, 3), outs, norm_attrs.get(), c.pool});
-  auto mm_attrs = make_attrs(QuantizedMatmulAttrs{a.format, a.n, a.k, a.axis, a.block_size});
-  const NDArray mm_in[] = {outs[1], c.inputs[3]};
-  quantized_matmul({mm_in, c.outputs.subspan(1, 1), mm_attrs.get(), c.pool});
+  add_norm_then_matmul(c, NDArray(sum.dtype(), sum.shape()), add_rms_norm, quantized_matmul);
 }
 
 }  // namespace

@@ -249,10 +249,10 @@ int main(int argc, char** argv) {
   std::printf("prefill metric: TFLOP/s; decode metric: GB/s of K+V\n");
   bool quick = argc > 2 && std::string(argv[2]) == "quick";
   // Decode first (small); the headline shape with split-size and baseline variants.
-  decode(1, 32, 8, 4096, 128, f16, true, {64, 128});
-  decode(1, 32, 8, 32768, 128, f16, false, {64});
-  decode(8, 32, 8, 4096, 128, f16, false, {});
-  decode(16, 32, 32, 2048, 128, f16, false, {64, 128});
+  decode(1, 32, 8, 4096, 128, f16, true, {128, 256});
+  decode(1, 32, 8, 32768, 128, f16, false, {128, 256});
+  decode(8, 32, 8, 4096, 128, f16, false, {128, 256});
+  decode(16, 32, 32, 2048, 128, f16, false, {128, 256});
   decode(1, 32, 8, 4096, 128, bf16, false, {});
   decode(1, 32, 8, 4096, 128, f32, true, {});
   decode(1, 9, 3, 2048, 64, f32, true, {});  // SmolLM2-135M's attention (the LLM runs f32)

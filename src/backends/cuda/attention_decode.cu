@@ -26,7 +26,8 @@ namespace {
 constexpr int kThreads = 128;
 constexpr int kRT = 8;             // query rows per pass over the shared K/V
 constexpr int kMaxSplits = 1024;   // merge kernel's weight array
-constexpr int kMergeRegs = 32;     // splits the merge kernel keeps in registers
+constexpr int kMergeWarps = 8;     // merge kernel: warps per block, each a share of the splits
+constexpr int kMergeAhead = 8;     // merge kernel: loads per lane issued before the weights
 constexpr int kKvSmem = 72 << 10;  // shared-memory budget for the K and V ranges
 
 struct DecodeArgs {
@@ -34,6 +35,7 @@ struct DecodeArgs {
   const void *k, *v;
   void* out;
   int q_dt, out_dt;
+  bool q_pairs;  // Q in K's 16-bit type, 4-byte aligned: the tensor-core kernel loads pairs
   int64_t Hq, Hkv, Lq, Lk;
   int group, rows;  // rows = group * Lq: the query rows sharing one kv head
   MaskView mask;
@@ -105,6 +107,17 @@ __device__ __forceinline__ void nan_rows(const DecodeArgs& a, int64_t g, int64_t
   }
 }
 
+// The keys of one split: the actual length shared among the splits in multiples of `step`, so
+// that a fixed-size cache filled to kv_len keeps every split busy.
+struct SplitRange {
+  int64_t per, j0, j1;  // keys per split; this split's [j0, j1)
+};
+__device__ __forceinline__ SplitRange split_range(int64_t kv_len, int nsplit, int split, int step) {
+  const int64_t per = ((kv_len + nsplit - 1) / nsplit + step - 1) / step * step;
+  const int64_t j0 = split * per;
+  return {per, j0, min(j0 + per, kv_len)};
+}
+
 template <int D>
 constexpr int kGroups = D >= 256 ? 1 : 256 / D;  // thread groups splitting the keys in P V
 
@@ -145,9 +158,8 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(DecodeArgs a) {
   const int64_t kv_len = read_kv_len(a.kv_len, a.kv_len_dt, a.Lk, &bad);
   if (bad) return nan_rows(a, g, b, D, tid, kThreads);
   // Keys are shared evenly by the actual length (multiples of 8 keys per split).
-  const int64_t per = ((kv_len + a.nsplit - 1) / a.nsplit + 7) / 8 * 8;
-  const int64_t j0 = split * per;
-  const int64_t j1 = j0 + per < kv_len ? j0 + per : kv_len;
+  const SplitRange range = split_range(kv_len, a.nsplit, split, 8);
+  const int64_t j0 = range.j0, j1 = range.j1;
   const int nk = j1 > j0 ? static_cast<int>(j1 - j0) : 0;
 
   const size_t kv_off = static_cast<size_t>((b * a.Hkv + g) * a.Lk + j0) * D * E::kSize;
@@ -161,6 +173,8 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(DecodeArgs a) {
   cp_async_commit();
 
   const int64_t off = kv_len - a.Lq;  // position of query 0
+  // Query rows of this kv head: row r is (head g·group + r / Lq, position r % Lq), contiguous.
+  const int64_t row0 = (b * a.Hq + g * a.group) * a.Lq;
   for (int rt0 = 0; rt0 < a.rows; rt0 += kRT) {
     const int nr = min(kRT, a.rows - rt0);
     {  // Q rows of the pass: every load in flight before the first store
@@ -169,10 +183,7 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(DecodeArgs a) {
 #pragma unroll
       for (int u = 0; u < kPer; ++u) {
         const int idx = tid + u * kThreads, r = idx / D, rr = rt0 + r;
-        const int64_t h = g * a.group + rr / a.Lq, i = rr % a.Lq;
-        x[u] = r < nr ? load<float>(a.q_dt, a.q, ((b * a.Hq + h) * a.Lq + i) * D + idx % D) *
-                            a.scale_log2
-                      : 0.f;
+        x[u] = r < nr ? load<float>(a.q_dt, a.q, (row0 + rr) * D + idx % D) * a.scale_log2 : 0.f;
       }
 #pragma unroll
       for (int u = 0; u < kPer; ++u) sQ[tid + u * kThreads] = x[u];
@@ -208,13 +219,14 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(DecodeArgs a) {
       for (int r = 0; r < kRT; ++r) {
         float x = -INFINITY;
         if (r < nr) {
-          int rr = rt0 + r;
-          int64_t h = g * a.group + rr / a.Lq, i = rr % a.Lq;
           x = acc[r];
-          if (a.causal && j > off + i)
-            x = -INFINITY;
-          else if (a.mask.p)
-            x += mask_log2(a.mask, b, h, i, j);
+          if (a.causal || a.mask.p) {  // (head, position) of the row only when masking
+            const int rr = rt0 + r, i = rr % static_cast<int>(a.Lq);
+            if (a.causal && j > off + i)
+              x = -INFINITY;
+            else if (a.mask.p)
+              x += mask_log2(a.mask, b, g * a.group + rr / static_cast<int>(a.Lq), i, j);
+          }
         }
         sS[r * a.ks_max + jj] = x;
       }
@@ -273,8 +285,7 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(DecodeArgs a) {
 #pragma unroll
       for (int q = 0; q < G; ++q) sum += sRed[(q * kRT + r) * D + d];
       const int rr = rt0 + r;
-      const int64_t h = g * a.group + rr / a.Lq, i = rr % a.Lq;
-      const int64_t grow = (b * a.Hq + h) * a.Lq + i;
+      const int64_t grow = row0 + rr;
       if (a.nsplit == 1) {
         const float l = sML[2 * r + 1];
         store(a.out_dt, a.out, grow * D + d, l > 0.f ? sum / l : 0.f);
@@ -288,215 +299,233 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(DecodeArgs a) {
   }
 }
 
-// Tensor-core decode: the (at most 16) query rows of a kv head's group are the M side of
-// mma.sync m16n8k16 (rows past group·Lq are zeros), so S = Q Kᵀ and O += P V for 16 keys cost
-// D/8 tensor-core instructions each per warp instead of ~16·D FMAs per thread. Each warp owns a
-// quarter of the split's keys: it copies them itself (K, then V, as two cp.async groups), waits
-// only for its own copies, and keeps an online softmax in registers (FlashAttention-2's fragment
-// reuse: S's accumulators are P's A fragments). The four warps' (max, sum, acc) meet once in
-// shared memory, which then holds the split's partial result or, with one split, the output.
-constexpr int kMmaWarps = 4;
-constexpr int kMmaRows = 16;
+// Tensor-core decode with the query rows on the mma's N side: per 16-key tile, Sᵀ = K Qᵀ (keys
+// are the M side, the ≤ 8·NT query rows of a kv head's group the N side) and Oᵀ += Vᵀ Pᵀ, with
+// mma.sync m16n8k16. Decode has few query rows (4 for a 32/8 GQA group at Lq = 1), so putting them
+// on N (8 wide) instead of M (16 wide) halves the tensor-core work, the Q fragments and the
+// accumulators; the registers saved buy 8 warps per block. Each warp owns an eighth of the
+// split's keys: it copies them itself (K, then V, as two cp.async groups), waits only for its own
+// copies, and keeps an online softmax in registers. Sᵀ's accumulators become Pᵀ's B fragments by
+// one movmatrix (8×8 transpose in registers) per half. Q's B fragments come straight from global
+// memory (the group's rows are contiguous), issued before kv_len is known. The warps' (max, sum,
+// acc) meet once in shared memory, which then holds the split's partial result or the output.
+constexpr int kMmaWarps = 8;
+constexpr int kTileKeys = 16;
 
 template <int D>
 constexpr int mma_pitch() {
   return D + 8;  // elements: 16 bytes of padding make the 8 rows an ldmatrix reads conflict-free
 }
-
-// Q tile + max(K and V ranges, the warps' partial results): the latter reuse the former.
 template <int D>
-size_t mma_smem(int ks) {
-  const size_t kv = 2 * static_cast<size_t>(ks) * mma_pitch<D>() * 2;
-  const size_t part = sizeof(float) * kMmaWarps * kMmaRows * (D + 2);
-  return static_cast<size_t>(kMmaRows) * mma_pitch<D>() * 2 + std::max(kv, part);
+constexpr int mma_out_pitch() {
+  return D + 4;  // floats: the 4 rows a fragment column spans land in different banks
 }
 
-template <bool BF16, int D>
+// K and V ranges, or afterwards the warps' partial results (which reuse them).
+template <int D, int NT>
+size_t mma_smem(int ks) {
+  const size_t kv = 2 * static_cast<size_t>(ks) * mma_pitch<D>() * 2;
+  const size_t part = sizeof(float) * kMmaWarps * 8 * NT * (mma_out_pitch<D>() + 2);
+  return std::max(kv, part);
+}
+
+template <bool BF16, int D, int NT>
 __global__ void __launch_bounds__(kMmaWarps * 32) decode_mma_kernel(DecodeArgs a) {
-  constexpr int P = mma_pitch<D>(), CH = D / 8;  // CH: 16-byte chunks per row
+  constexpr int P = mma_pitch<D>(), OP = mma_out_pitch<D>();
+  constexpr int CH = D / 8, KK = D / 16, R = 8 * NT;  // CH: 16-byte chunks per row
   extern __shared__ __align__(16) uint16_t smem16[];
   const int KW = a.ks_max / kMmaWarps;  // shared-memory rows per warp (a multiple of 16)
-  uint16_t* sQ = smem16;                // [16][P]
-  uint16_t* sK = sQ + kMmaRows * P;     // [ks_max][P]
+  uint16_t* sK = smem16;                // [ks_max][P]
   uint16_t* sV = sK + a.ks_max * P;     // [ks_max][P]
-  // After the key loop: [warp][16][D] partial acc, then [warp][16] (max, sum).
-  float* sO = reinterpret_cast<float*>(sK);
-  float* sML = sO + kMmaWarps * kMmaRows * D;
+  // After the key loop: [warp][R][OP] partial acc, then [warp][R] (max, sum).
+  float* sO = reinterpret_cast<float*>(smem16);
+  float* sML = sO + kMmaWarps * R * OP;
 
   pdl_begin();
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  const int split = blockIdx.x;
-  const int64_t g = blockIdx.y, b = blockIdx.z;
+  const int split = blockIdx.x, g = blockIdx.y, b = blockIdx.z;
+  const int rows = a.rows, Lq = static_cast<int>(a.Lq);
+  // Query rows of this kv head: row r is (head g·group + r / Lq, position r % Lq), contiguous.
+  const int64_t row0 = (static_cast<int64_t>(b) * a.Hq + static_cast<int64_t>(g) * a.group) * Lq;
+
+  // Q's B fragments (n = query row lane/4, k = d), rows past the group zero. Issued first: they
+  // do not depend on kv_len.
+  uint32_t qb[NT][KK][2];
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt) {
+    const int n = nt * 8 + lane / 4;
+    const int64_t base = (row0 + (n < rows ? n : 0)) * D + 2 * (lane % 4);
+#pragma unroll
+    for (int kk = 0; kk < KK; ++kk)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int64_t i = base + kk * 16 + h * 8;
+        uint32_t x;
+        if (a.q_pairs)
+          x = *reinterpret_cast<const uint32_t*>(static_cast<const uint16_t*>(a.q) + i);
+        else
+          x = pack2<BF16>(load<float>(a.q_dt, a.q, i), load<float>(a.q_dt, a.q, i + 1));
+        qb[nt][kk][h] = n < rows ? x : 0u;
+      }
+  }
+
   bool bad;
   const int64_t kv_len = read_kv_len(a.kv_len, a.kv_len_dt, a.Lk, &bad);
   if (bad) return nan_rows(a, g, b, D, tid, kMmaWarps * 32);
-  // The split's keys, divided by the actual length in multiples of 64: 16 keys per warp tile.
-  const int64_t per = ((kv_len + a.nsplit - 1) / a.nsplit + 63) / 64 * 64;
-  const int64_t j0 = split * per, j1 = min(j0 + per, kv_len);
-  const int64_t wj0 = j0 + warp * (per / kMmaWarps);
-  const int64_t wj1 = min(wj0 + per / kMmaWarps, j1);
+  // The split's keys, divided by the actual length in multiples of 16 per warp.
+  const SplitRange range = split_range(kv_len, a.nsplit, split, kTileKeys * kMmaWarps);
+  const int64_t wper = range.per / kMmaWarps;  // keys per warp, a multiple of 16
+  const int64_t wj0 = range.j0 + warp * wper, wj1 = min(wj0 + wper, range.j1);
   const int nkw = wj1 > wj0 ? static_cast<int>(wj1 - wj0) : 0;
-  const int ntiles = (nkw + 15) / 16;
+  const int ntiles = (nkw + kTileKeys - 1) / kTileKeys;
 
   // This warp's keys -> its rows of sK / sV; rows up to the tile edge are zero-filled (V rows
   // must be zeros: P is 0 there, and 0 * stale NaN would poison the sums).
-  const size_t kv_base = static_cast<size_t>((b * a.Hkv + g) * a.Lk) * D;
-  const uint16_t* kg = static_cast<const uint16_t*>(a.k) + kv_base;
-  const uint16_t* vg = static_cast<const uint16_t*>(a.v) + kv_base;
+  const size_t kv_base = (static_cast<size_t>(b) * a.Hkv + g) * a.Lk * D;
+  const uint16_t* kg = static_cast<const uint16_t*>(a.k) + kv_base + wj0 * D;
+  const uint16_t* vg = static_cast<const uint16_t*>(a.v) + kv_base + wj0 * D;
   uint16_t* wK = sK + warp * KW * P;
   uint16_t* wV = sV + warp * KW * P;
-  for (int c = lane; c < ntiles * 16 * CH; c += 32) {
-    const int r = c / CH, cc = c % CH;
-    const bool ok = r < nkw;
-    cp_async16(wK + r * P + cc * 8, ok ? kg + (wj0 + r) * D + cc * 8 : kg, ok);
-  }
+  constexpr int kRowStep = 32 / CH;  // rows one pass of the warp's lanes copies
+  const int cc = lane % CH;
+  for (int r = lane / CH; r < ntiles * kTileKeys; r += kRowStep)
+    cp_async16(wK + r * P + cc * 8, kg + (r < nkw ? r : 0) * D + cc * 8, r < nkw);
   cp_async_commit();
-  for (int c = lane; c < ntiles * 16 * CH; c += 32) {
-    const int r = c / CH, cc = c % CH;
-    const bool ok = r < nkw;
-    cp_async16(wV + r * P + cc * 8, ok ? vg + (wj0 + r) * D + cc * 8 : vg, ok);
-  }
+  for (int r = lane / CH; r < ntiles * kTileKeys; r += kRowStep)
+    cp_async16(wV + r * P + cc * 8, vg + (r < nkw ? r : 0) * D + cc * 8, r < nkw);
   cp_async_commit();
 
-  // Q (unscaled, in K's type; rows past group·Lq zero) while the copies fly. All of a thread's
-  // loads are issued before the first store: one L2 round trip, not one per row.
-  {
-    constexpr int kPer = kMmaRows * D / (kMmaWarps * 32);
-    float x[kPer];
-#pragma unroll
-    for (int u = 0; u < kPer; ++u) {
-      const int idx = tid + u * kMmaWarps * 32, r = idx / D;
-      const int64_t h = g * a.group + r / a.Lq, i = r % a.Lq;
-      x[u] = r < a.rows ? load<float>(a.q_dt, a.q, ((b * a.Hq + h) * a.Lq + i) * D + idx % D) : 0.f;
-    }
-#pragma unroll
-    for (int u = 0; u < kPer; ++u) {
-      const int idx = tid + u * kMmaWarps * 32;
-      sQ[(idx / D) * P + idx % D] = BF16 ? f2bf(x[u]) : f2h(x[u]);
-    }
-  }
-  __syncthreads();
-
-  // ldmatrix row/column of this lane within a 16x16 A tile, and within two 8-wide B tiles.
+  // Masking needs each of this lane's rows as (head, position): hoisted out of the key loop.
+  const bool masked = a.causal || a.mask.p;
+  const int64_t off = kv_len - Lq;  // position of query 0
+  // ldmatrix row/column of this lane: K as a 16x16 A tile; V transposed (Vᵀ as A).
   const int a_row = (lane % 8) + ((lane / 8) % 2) * 8, a_col = (lane / 16) * 8;
-  const int kb_row = (lane % 8) + (lane / 16) * 8, kb_col = ((lane / 8) % 2) * 8;
-  const int vb_row = (lane % 8) + ((lane / 8) % 2) * 8, vb_col = (lane / 16) * 8;
-  uint32_t qf[D / 16][4];
-#pragma unroll
-  for (int kk = 0; kk < D / 16; ++kk) ldsm_x4(qf[kk], sQ + a_row * P + kk * 16 + a_col);
+  const int v_row = (lane % 8) + (lane / 16) * 8, v_col = ((lane / 8) % 2) * 8;
 
-  float o[D / 8][4];
+  // Oᵀ accumulators: o[dm][nt] holds d = dm·16 + lane/4 (+8 in [2], [3]) of rows
+  // nt·8 + 2·(lane%4) (+1 in [1], [3]).
+  float o[KK][NT][4];
 #pragma unroll
-  for (int dt = 0; dt < D / 8; ++dt) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.f;
-  float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};
-  const int64_t off = kv_len - a.Lq;  // position of query 0
+  for (int dm = 0; dm < KK; ++dm)
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) o[dm][nt][0] = o[dm][nt][1] = o[dm][nt][2] = o[dm][nt][3] = 0.f;
+  float mrow[NT][2], lrow[NT][2];
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt)
+    mrow[nt][0] = mrow[nt][1] = -INFINITY, lrow[nt][0] = lrow[nt][1] = 0.f;
 
   cp_async_wait<1>();  // this lane's K copies have landed; __syncwarp publishes the others'
   __syncwarp();
   for (int t = 0; t < ntiles; ++t) {
-    float sc[2][4] = {};
+    // Sᵀ (16 keys x 8·NT rows); two accumulator chains halve the dependent mma latency.
+    float sc[NT][4], sc2[NT][4];
 #pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      uint32_t bf[4];
-      ldsm_x4(bf, wK + (t * 16 + kb_row) * P + kk * 16 + kb_col);
-      mma16816<BF16>(sc[0], qf[kk], bf[0], bf[1]);
-      mma16816<BF16>(sc[1], qf[kk], bf[2], bf[3]);
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) sc[nt][e] = sc2[nt][e] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < KK; ++kk) {
+      uint32_t ka[4];
+      ldsm_x4(ka, wK + (t * kTileKeys + a_row) * P + kk * 16 + a_col);
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt)
+        mma16816<BF16>(kk % 2 ? sc2[nt] : sc[nt], ka, qb[nt][kk][0], qb[nt][kk][1]);
     }
     // Scale into the log2 domain; mask keys past this warp's range, causal and user masks.
 #pragma unroll
-    for (int nt = 0; nt < 2; ++nt)
+    for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int row = lane / 4 + (e / 2) * 8;
-        const int jj = t * 16 + nt * 8 + (lane % 4) * 2 + (e % 2);
-        float x = sc[nt][e] * a.scale_log2;
+        const int jj = t * kTileKeys + lane / 4 + (e / 2) * 8;
+        const int row = nt * 8 + 2 * (lane % 4) + (e % 2);
+        float x = (sc[nt][e] + sc2[nt][e]) * a.scale_log2;
         if (jj >= nkw) {
           x = -INFINITY;
-        } else if (row < a.rows) {
-          const int64_t i = row % a.Lq, j = wj0 + jj;
+        } else if (masked && row < rows) {
+          const int i = row % Lq;
+          const int64_t j = wj0 + jj;
           if (a.causal && j > off + i)
             x = -INFINITY;
           else if (a.mask.p)
-            x += mask_log2(a.mask, b, g * a.group + row / a.Lq, i, j);
+            x += mask_log2(a.mask, b, static_cast<int64_t>(g) * a.group + row / Lq, i, j);
         }
         sc[nt][e] = x;
       }
-      // Online softmax: a row's 4 owning lanes agree on its max through two shuffles.
+    // Online softmax: a row's keys sit in the 8 lanes sharing lane%4 (two per lane).
+    uint32_t pb[NT][2];
 #pragma unroll
-    for (int hr = 0; hr < 2; ++hr) {
-      float mx =
-          fmaxf(fmaxf(sc[0][2 * hr], sc[0][2 * hr + 1]), fmaxf(sc[1][2 * hr], sc[1][2 * hr + 1]));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      const float mnew = fmaxf(mrow[hr], mx);
-      const float muse = mnew == -INFINITY ? 0.f : mnew;  // all masked so far: no NaN
-      const float alpha = ex2(mrow[hr] - muse);
-      mrow[hr] = mnew;
-      float sum = 0.f;
+    for (int nt = 0; nt < NT; ++nt) {
 #pragma unroll
-      for (int nt = 0; nt < 2; ++nt) {
-        const float p0 = ex2(sc[nt][2 * hr] - muse), p1 = ex2(sc[nt][2 * hr + 1] - muse);
-        sc[nt][2 * hr] = p0, sc[nt][2 * hr + 1] = p1;
-        sum += p0 + p1;
+      for (int c = 0; c < 2; ++c) {
+        float mx = fmaxf(sc[nt][c], sc[nt][c + 2]);
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 4));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 8));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 16));
+        const float mnew = fmaxf(mrow[nt][c], mx);
+        const float muse = mnew == -INFINITY ? 0.f : mnew;  // all masked so far: no NaN
+        const float alpha = ex2(mrow[nt][c] - muse);
+        mrow[nt][c] = mnew;
+        const float p0 = ex2(sc[nt][c] - muse), p1 = ex2(sc[nt][c + 2] - muse);
+        sc[nt][c] = p0, sc[nt][c + 2] = p1;
+        lrow[nt][c] = lrow[nt][c] * alpha + p0 + p1;  // lane-partial; reduced after the loop
+#pragma unroll
+        for (int dm = 0; dm < KK; ++dm) o[dm][nt][c] *= alpha, o[dm][nt][c + 2] *= alpha;
       }
-      lrow[hr] = lrow[hr] * alpha + sum;  // lane-partial; reduced after the loop
-#pragma unroll
-      for (int dt = 0; dt < D / 8; ++dt) o[dt][2 * hr] *= alpha, o[dt][2 * hr + 1] *= alpha;
+      // Pᵀ (keys x rows) as the B fragment (k = key, n = row): one 8x8 transpose per 8 keys.
+      pb[nt][0] = movmatrix_t(pack2<BF16>(sc[nt][0], sc[nt][1]));
+      pb[nt][1] = movmatrix_t(pack2<BF16>(sc[nt][2], sc[nt][3]));
     }
     if (t == 0) {
       cp_async_wait<0>();  // V
       __syncwarp();
     }
-    // O += P V: the S accumulators of the two n8 tiles are exactly an m16k16 A fragment.
-    const uint32_t pa[4] = {pack2<BF16>(sc[0][0], sc[0][1]), pack2<BF16>(sc[0][2], sc[0][3]),
-                            pack2<BF16>(sc[1][0], sc[1][1]), pack2<BF16>(sc[1][2], sc[1][3])};
+    // Oᵀ += Vᵀ Pᵀ: Vᵀ's A fragments are transposed ldmatrix loads of V's rows.
 #pragma unroll
-    for (int dp = 0; dp < D / 16; ++dp) {
-      uint32_t bf[4];
-      ldsm_x4_t(bf, wV + (t * 16 + vb_row) * P + dp * 16 + vb_col);
-      mma16816<BF16>(o[2 * dp], pa, bf[0], bf[1]);
-      mma16816<BF16>(o[2 * dp + 1], pa, bf[2], bf[3]);
+    for (int dm = 0; dm < KK; ++dm) {
+      uint32_t va[4];
+      ldsm_x4_t(va, wV + (t * kTileKeys + v_row) * P + dm * 16 + v_col);
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) mma16816<BF16>(o[dm][nt], va, pb[nt][0], pb[nt][1]);
     }
   }
   cp_async_wait<0>();
   __syncthreads();  // every warp is done with sK / sV: they become the partial-result area
 
 #pragma unroll
-  for (int hr = 0; hr < 2; ++hr) {
-    float l = lrow[hr];
-    l += __shfl_xor_sync(0xffffffffu, l, 1);
-    l += __shfl_xor_sync(0xffffffffu, l, 2);
-    const int row = lane / 4 + hr * 8;
-    if (row < a.rows) {
-      float* dst = sO + (warp * kMmaRows + row) * D + 2 * (lane % 4);
+  for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-      for (int dt = 0; dt < D / 8; ++dt)
-        *reinterpret_cast<float2*>(dst + dt * 8) = make_float2(o[dt][2 * hr], o[dt][2 * hr + 1]);
-      if (lane % 4 == 0) {
-        sML[2 * (warp * kMmaRows + row)] = mrow[hr];
-        sML[2 * (warp * kMmaRows + row) + 1] = l;
+    for (int c = 0; c < 2; ++c) {
+      float l = lrow[nt][c];
+      l += __shfl_xor_sync(0xffffffffu, l, 4);
+      l += __shfl_xor_sync(0xffffffffu, l, 8);
+      l += __shfl_xor_sync(0xffffffffu, l, 16);
+      const int row = nt * 8 + 2 * (lane % 4) + c;
+      if (row < rows) {
+        float* dst = sO + (warp * R + row) * OP + lane / 4;
+#pragma unroll
+        for (int dm = 0; dm < KK; ++dm)
+          dst[dm * 16] = o[dm][nt][c], dst[dm * 16 + 8] = o[dm][nt][c + 2];
+        if (lane < 4) sML[2 * (warp * R + row)] = mrow[nt][c], sML[2 * (warp * R + row) + 1] = l;
       }
     }
-  }
   __syncthreads();
 
   // The warps' partials by log-sum-exp: the split's (max, sum, acc), or the output.
-  for (int idx = tid; idx < a.rows * D; idx += kMmaWarps * 32) {
+  for (int idx = tid; idx < rows * D; idx += kMmaWarps * 32) {
     const int r = idx / D, d = idx % D;
     float mx = -INFINITY;
 #pragma unroll
-    for (int w = 0; w < kMmaWarps; ++w) mx = fmaxf(mx, sML[2 * (w * kMmaRows + r)]);
+    for (int w = 0; w < kMmaWarps; ++w) mx = fmaxf(mx, sML[2 * (w * R + r)]);
     const float muse = mx == -INFINITY ? 0.f : mx;
     float l = 0.f, acc = 0.f;
 #pragma unroll
     for (int w = 0; w < kMmaWarps; ++w) {
-      const float wt = ex2(sML[2 * (w * kMmaRows + r)] - muse);
-      l += wt * sML[2 * (w * kMmaRows + r) + 1];
-      acc += wt * sO[(w * kMmaRows + r) * D + d];
+      const float wt = ex2(sML[2 * (w * R + r)] - muse);
+      l += wt * sML[2 * (w * R + r) + 1];
+      acc += wt * sO[(w * R + r) * OP + d];
     }
-    const int64_t h = g * a.group + r / a.Lq, i = r % a.Lq;
-    const int64_t grow = (b * a.Hq + h) * a.Lq + i;
+    const int64_t grow = row0 + r;
     if (a.nsplit == 1) {
       store(a.out_dt, a.out, grow * D + d, l > 0.f ? acc / l : 0.f);
     } else {
@@ -517,81 +546,64 @@ struct MergeArgs {
   int kv_len_dt;
 };
 
-// One block per query row: weights 2^(m_s - M) per split, out = sum_s w_s acc_s / sum_s w_s l_s.
-__global__ void __launch_bounds__(kThreads) merge_kernel(MergeArgs a) {
-  __shared__ float w[kMaxSplits];
-  __shared__ float red[kThreads / 32];
+// One block per (query row, 32 columns): out = sum_s w_s acc_s / sum_s w_s l_s with weights
+// w_s = 2^(m_s - M). Each warp takes every kMergeWarps-th split; its first kMergeAhead loads of
+// acc go out before the weights are known, so with up to kMergeWarps·kMergeAhead splits the whole
+// merge is one L2 round trip. Every warp finds M and the sum itself (no barrier for them); warp 0
+// publishes the weights and, at the end, adds up the warps' sums.
+__global__ void __launch_bounds__(kMergeWarps * 32) merge_kernel(MergeArgs a) {
+  __shared__ float sw[kMaxSplits];
+  __shared__ float st[kMergeWarps][32];
   pdl_begin();  // the split kernel's results
-  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, ns = a.nsplit;
   const int64_t row = blockIdx.x;
+  const int d = blockIdx.y * 32 + lane;
   bool bad;
   read_kv_len(a.kv_len, a.kv_len_dt, a.Lk, &bad);
   if (bad) {
-    for (int d = tid; d < a.D; d += kThreads)
-      store(a.out_dt, a.out, row * a.D + d, __int_as_float(0x7fffffff));
+    if (warp == 0) store(a.out_dt, a.out, row * a.D + d, __int_as_float(0x7fffffff));
     return;
   }
-  const float* ml = a.part_ml + row * a.nsplit * 2;
-  if (a.nsplit <= kMergeRegs && a.D <= kThreads) {
-    // Up to kMergeRegs splits: a thread per column loads its column of every split and all the
-    // splits' (max, sum) at once, one L2 round trip, and needs no block reduction (the general
-    // loop below pays a round trip per step: max, weights, then eight splits at a time).
-    const int d = tid;
-    float mv[kMergeRegs], lv[kMergeRegs], av[kMergeRegs];
+  const float* ml = a.part_ml + row * ns * 2;
+  const float* acc = a.part_acc + row * ns * a.D + d;
+  float av[kMergeAhead];
 #pragma unroll
-    for (int s = 0; s < kMergeRegs; ++s) {
-      const bool on = s < a.nsplit;
-      mv[s] = on ? ml[2 * s] : -INFINITY;
-      lv[s] = on ? ml[2 * s + 1] : 0.f;
-      av[s] = on && d < a.D ? a.part_acc[(row * a.nsplit + s) * a.D + d] : 0.f;
-    }
-    float mx = -INFINITY;
-#pragma unroll
-    for (int s = 0; s < kMergeRegs; ++s) mx = fmaxf(mx, mv[s]);
-    float l = 0.f, t = 0.f;
-#pragma unroll
-    for (int s = 0; s < kMergeRegs; ++s) {
-      const float ws = mv[s] == -INFINITY ? 0.f : ex2(mv[s] - mx);  // empty splits weigh 0
-      l += ws * lv[s];
-      t += ws * av[s];
-    }
-    if (d < a.D) store(a.out_dt, a.out, row * a.D + d, l > 0.f ? t / l : 0.f);
-    return;
+  for (int u = 0; u < kMergeAhead; ++u) {
+    const int s = warp + u * kMergeWarps;
+    av[u] = s < ns ? acc[static_cast<int64_t>(s) * a.D] : 0.f;
   }
   float mx = -INFINITY;
-  for (int s = tid; s < a.nsplit; s += kThreads) mx = fmaxf(mx, ml[2 * s]);
+  for (int s = lane; s < ns; s += 32) mx = fmaxf(mx, ml[2 * s]);
   for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-  if (lane == 0) red[warp] = mx;
-  __syncthreads();
-  mx = red[0];
-  for (int i = 1; i < kThreads / 32; ++i) mx = fmaxf(mx, red[i]);
-  __syncthreads();
   float l = 0.f;
-  for (int s = tid; s < a.nsplit; s += kThreads) {
-    float m = ml[2 * s];
-    float ws = m == -INFINITY ? 0.f : ex2(m - mx);  // empty or fully masked splits weigh 0
-    w[s] = ws;
-    l += ws * ml[2 * s + 1];
+  for (int s = lane; s < ns; s += 32) {
+    const float m = ml[2 * s];
+    const float w = m == -INFINITY ? 0.f : ex2(m - mx);  // empty or fully masked splits weigh 0
+    l += w * ml[2 * s + 1];
+    if (warp == 0) sw[s] = w;
   }
   for (int o = 16; o > 0; o >>= 1) l += __shfl_xor_sync(0xffffffffu, l, o);
-  if (lane == 0) red[warp] = l;
   __syncthreads();
-  l = 0.f;
-  for (int i = 0; i < kThreads / 32; ++i) l += red[i];
-  const float inv = l > 0.f ? 1.f / l : 0.f;
-  const float* acc = a.part_acc + row * a.nsplit * a.D;
-  for (int d = tid; d < a.D; d += kThreads) {
-    // Independent partial sums keep several loads in flight (the splits' partials sit in L2).
-    float sum[8] = {};
-    int s = 0;
-    for (; s + 8 <= a.nsplit; s += 8)
+  float t[4] = {};
 #pragma unroll
-      for (int u = 0; u < 8; ++u) sum[u] += w[s + u] * acc[static_cast<int64_t>(s + u) * a.D + d];
-    for (; s < a.nsplit; ++s) sum[0] += w[s] * acc[static_cast<int64_t>(s) * a.D + d];
-    float t = 0.f;
+  for (int u = 0; u < kMergeAhead; ++u) {
+    const int s = warp + u * kMergeWarps;
+    if (s < ns) t[u % 4] += sw[s] * av[u];
+  }
+  // Longer contexts: the rest four loads at a time.
+  int s = warp + kMergeAhead * kMergeWarps;
+  for (; s + 3 * kMergeWarps < ns; s += 4 * kMergeWarps)
 #pragma unroll
-    for (int u = 0; u < 8; ++u) t += sum[u];
-    store(a.out_dt, a.out, row * a.D + d, t * inv);
+    for (int u = 0; u < 4; ++u)
+      t[u] += sw[s + u * kMergeWarps] * acc[static_cast<int64_t>(s + u * kMergeWarps) * a.D];
+  for (; s < ns; s += kMergeWarps) t[0] += sw[s] * acc[static_cast<int64_t>(s) * a.D];
+  st[warp][lane] = (t[0] + t[1]) + (t[2] + t[3]);
+  __syncthreads();
+  if (warp == 0) {
+    float sum = 0.f;
+#pragma unroll
+    for (int w = 0; w < kMergeWarps; ++w) sum += st[w][lane];
+    store(a.out_dt, a.out, row * a.D + d, l > 0.f ? sum / l : 0.f);
   }
 }
 
@@ -606,10 +618,10 @@ void launch_split(const DecodeArgs& a, int64_t B, cudaStream_t s) {
   launch_pdl(kern, grid, kThreads, smem, s, a);
 }
 
-template <bool BF16, int D>
+template <bool BF16, int D, int NT>
 void launch_split_mma(const DecodeArgs& a, int64_t B, cudaStream_t s) {
-  auto kern = decode_mma_kernel<BF16, D>;
-  size_t smem = mma_smem<D>(a.ks_max);
+  auto kern = decode_mma_kernel<BF16, D, NT>;
+  size_t smem = mma_smem<D, NT>(a.ks_max);
   LOOM_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        static_cast<int>(smem)));
   dim3 grid(static_cast<unsigned>(a.nsplit), static_cast<unsigned>(a.Hkv),
@@ -622,10 +634,17 @@ template <int KT>
 SplitFn split_fn(int64_t d) {
   return d == 64 ? launch_split<KT, 64> : d == 128 ? launch_split<KT, 128> : launch_split<KT, 256>;
 }
+// The tensor-core kernel for D and the rows per kv head (one n8 tile up to 8 rows, else two).
+template <bool BF16>
+SplitFn mma_fn(int64_t d, int rows) {
+  if (rows <= 8) return d == 64 ? launch_split_mma<BF16, 64, 1> : launch_split_mma<BF16, 128, 1>;
+  return d == 64 ? launch_split_mma<BF16, 64, 2> : launch_split_mma<BF16, 128, 2>;
+}
 
 int elem_size(DType t) { return t == DType::f32 ? 4 : 2; }
 
-// Largest keys-per-split whose K and V ranges fit the shared-memory budget.
+// Largest keys-per-split whose K and V ranges fit the shared-memory budget. Larger splits (fewer
+// blocks of more keys per SM) measured slower for the tensor-core kernel too.
 int max_split_keys(const SdpaLaunch& a) {
   int64_t rb = a.D * elem_size(a.kv_dtype) + 16;
   int ks = 256;
@@ -634,14 +653,14 @@ int max_split_keys(const SdpaLaunch& a) {
 }
 
 // Keys per split: the largest (<= the shared-memory bound) that still gives a block per
-// multiprocessor; more splits only add merge work. The tensor-core kernel takes multiples of 64
-// (16 keys per warp tile).
+// multiprocessor; more splits only add merge work. The tensor-core kernel takes multiples of 128
+// (a 16-key tile per warp).
 int choose_split_keys(const SdpaLaunch& a, int sms, bool mma) {
-  const int lo = mma ? 64 : 32;
+  const int lo = mma ? kTileKeys * kMmaWarps : 32;
   int ks = max_split_keys(a);
   if (a.decode_split_keys > 0) {  // asked for, within what the kernels and the merge take
     int want = std::min(ks, a.decode_split_keys);
-    want = mma ? std::max(lo, want / 64 * 64) : want;
+    want = mma ? std::max(lo, want / lo * lo) : want;
     while (want < ks && (a.Lk + want - 1) / want > kMaxSplits) want *= 2;
     return want;
   }
@@ -651,8 +670,8 @@ int choose_split_keys(const SdpaLaunch& a, int sms, bool mma) {
 
 bool use_mma(const SdpaLaunch& a) {
   const bool fits = (a.kv_dtype == DType::f16 || a.kv_dtype == DType::bf16) &&
-                    (a.D == 64 || a.D == 128) && a.Hq / a.Hkv * a.Lq <= kMmaRows &&
-                    max_split_keys(a) >= 64;
+                    (a.D == 64 || a.D == 128) && a.Hq / a.Hkv * a.Lq <= 16 &&
+                    max_split_keys(a) >= kTileKeys * kMmaWarps;
   return fits && a.decode_kernel != 0;
 }
 
@@ -680,6 +699,7 @@ void launch_decode(const SdpaLaunch& a, cudaStream_t s, int device) {
   d.kv_len_dt = static_cast<int>(a.kv_len_dtype);
   d.scale_log2 = a.scale * kLog2e;
   d.causal = a.causal;
+  d.q_pairs = a.q_dtype == a.kv_dtype && (reinterpret_cast<uintptr_t>(a.q) & 3u) == 0;
   const bool mma = use_mma(a);
   d.ks_max = choose_split_keys(a, sm_count(device), mma);
   d.nsplit = static_cast<int>(std::max<int64_t>(1, (a.Lk + d.ks_max - 1) / d.ks_max));
@@ -692,12 +712,11 @@ void launch_decode(const SdpaLaunch& a, cudaStream_t s, int device) {
     d.part_acc = reinterpret_cast<float*>(part->data());
     d.part_ml = d.part_acc + n_acc;
   }
-  SplitFn f = mma                         ? (a.kv_dtype == DType::bf16
-                                                 ? (a.D == 64 ? launch_split_mma<true, 64> : launch_split_mma<true, 128>)
-                                                 : (a.D == 64 ? launch_split_mma<false, 64> : launch_split_mma<false, 128>))
-              : a.kv_dtype == DType::f16  ? split_fn<kF16>(a.D)
-              : a.kv_dtype == DType::bf16 ? split_fn<kBF16>(a.D)
-                                          : split_fn<kF32>(a.D);
+  SplitFn f =
+      mma ? (a.kv_dtype == DType::bf16 ? mma_fn<true>(a.D, d.rows) : mma_fn<false>(a.D, d.rows))
+      : a.kv_dtype == DType::f16  ? split_fn<kF16>(a.D)
+      : a.kv_dtype == DType::bf16 ? split_fn<kBF16>(a.D)
+                                  : split_fn<kF32>(a.D);
   f(d, a.B, s);
   if (d.nsplit == 1) return;
 
@@ -706,7 +725,9 @@ void launch_decode(const SdpaLaunch& a, cudaStream_t s, int device) {
   m.out = a.out, m.out_dt = d.out_dt;
   m.nsplit = d.nsplit, m.D = static_cast<int>(a.D);
   m.Lk = a.Lk, m.kv_len = a.kv_len, m.kv_len_dt = d.kv_len_dt;
-  launch_pdl(merge_kernel, dim3(static_cast<unsigned>(a.B * a.Hq * a.Lq)), kThreads, 0, s, m);
+  launch_pdl(merge_kernel,
+             dim3(static_cast<unsigned>(a.B * a.Hq * a.Lq), static_cast<unsigned>(a.D / 32)),
+             kMergeWarps * 32, 0, s, m);
 }
 
 }  // namespace loom::backends::cuda::attn

@@ -21,6 +21,14 @@ __device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], const void* p) {
                : "r"(s));
 }
 
+// The transpose of an 8x8 b16 matrix held as a fragment (lane: row lane/4, columns 2·(lane%4)
+// and +1), in the same layout.
+__device__ __forceinline__ uint32_t movmatrix_t(uint32_t x) {
+  uint32_t y;
+  asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;\n" : "=r"(y) : "r"(x));
+  return y;
+}
+
 // c += a * b (m16n8k16, f32 accumulate). BF16 selects the bf16 variant.
 template <bool BF16>
 __device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,

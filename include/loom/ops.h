@@ -134,7 +134,9 @@ Tensor arange(Graph& g, double start, double stop, double step = 1, DType dtype 
 Tensor slice(const Tensor& x, const Tensor& starts, std::vector<int64_t> sizes);
 // x with `update` written at `starts` (MPSGraph: sliceUpdateDataTensor). When the result is
 // assigned back to the variable that x was read from, the compiler writes only the slice into the
-// variable in place (pass `inplace_variable_update`).
+// variable in place (pass `inplace_variable_update`). The result has x's type: an update of another
+// float dtype is converted to x's (rounded to nearest, as cast; numpy's x[idx] = update), any other
+// dtype must be x's.
 Tensor slice_update(const Tensor& x, const Tensor& update, const Tensor& starts);
 Tensor slice_update(const Tensor& x, const Tensor& update, std::vector<int64_t> starts);
 

@@ -79,8 +79,9 @@ std::vector<TensorType> infer_rope(const InferContext& ctx) {
 }
 
 // rope_write_slice(cache, x, positions, starts) = write_slice(cache, rope(x, positions), starts):
-// rope's rules on x and positions, then slice_update's on the cache and the rotated x (same dtype
-// and rank, fits) and the starts. The result is the cache (written in place).
+// rope's rules on x and positions, then slice_update's on the cache and the rotated x (same rank,
+// fits; the cache's dtype or another float dtype, the rotated rows then converted to the cache's)
+// and the starts. The result is the cache (written in place).
 std::vector<TensorType> infer_rope_write_slice(const InferContext& ctx) {
   check_rope(ctx, 1, 2);
   ops::check_slice_update(ctx, 0, 1, 3, "cache", "x");

@@ -15,7 +15,12 @@ void check_starts(const InferContext& ctx, size_t i, int rank) {
 void check_slice_update(const InferContext& ctx, size_t base, size_t update, size_t starts,
                         const char* base_name, const char* update_name) {
   const TensorType &x = ctx.inputs[base], &u = ctx.inputs[update];
-  expect_same_dtype(ctx, base, update);
+  // numpy's a[idx] = b: a float update of another float dtype is converted to the base's (rounded
+  // to nearest, as cast does); anything else must match.
+  if (u.dtype != x.dtype && !(is_floating(u.dtype) && is_floating(x.dtype)))
+    ctx.fail(update_name, " (", dtype_name(u.dtype), ") and ", base_name, " (", dtype_name(x.dtype),
+             ") have different dtypes: only a float ", update_name, " is converted to a float ",
+             base_name, "'s dtype; cast one explicitly");
   if (u.shape.rank() != x.shape.rank())
     ctx.fail(update_name, " has rank ", u.shape.rank(), ", ", base_name, " has ", x.shape.rank());
   for (int i = 0; i < x.shape.rank(); ++i)

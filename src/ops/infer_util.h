@@ -25,8 +25,9 @@ std::vector<int> normalize_axes(const InferContext& ctx, const std::vector<int64
 
 // starts (input i) of dynamic_slice / slice_update: an i32/i64 vector of `rank` offsets.
 void check_starts(const InferContext& ctx, size_t i, int rank);
-// slice_update's rules (src/ops/indexing.cpp): the update (input `update`) has the base's dtype and
-// rank and fits in it; starts as check_starts. The names are the inputs' names in messages.
+// slice_update's rules (src/ops/indexing.cpp): the update (input `update`) has the base's dtype,
+// or both are floating (the update is then converted to the base's dtype), has its rank and fits
+// in it; starts as check_starts. The names are the inputs' names in messages.
 void check_slice_update(const InferContext& ctx, size_t base, size_t update, size_t starts,
                         const char* base_name, const char* update_name);
 

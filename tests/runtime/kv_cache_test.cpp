@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <optional>
 #include <random>
 
 #include "ir/graph.h"
@@ -85,6 +86,71 @@ TEST(KvCache, ReadBeforeAssignKeepsTheOldValue) {
   EXPECT_EQ(exe.variable("v").to_vector<float>(), (std::vector<float>{1, 9, 3, 4}));
 }
 
+// numpy's a[idx] = b: an update of another float dtype is converted to the base's (rounded to
+// nearest, as cast converts) and the result keeps the base's type; any other dtype mismatch is an
+// error naming both dtypes. A KV cache in f16 fed f32 rows (the Llama GPU layout): slice_update +
+// assign still becomes an in-place write_slice, and after each step the cache holds the rows cast
+// to f16, on the CPU and on the reference device.
+TEST(KvCache, UpdateOfAnotherFloatDtypeIsConverted) {
+  auto error_of = [](const std::function<void()>& f) {
+    try {
+      f();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  Graph g;
+  auto base = g.placeholder({4, 3}, f32, "base");
+  auto ibase = g.placeholder({4, 3}, i32, "ibase");
+  auto iu = g.placeholder({1, 3}, i32, "iu");
+  auto fu = g.placeholder({1, 3}, f32, "fu");
+  auto hu = g.placeholder({1, 3}, f16, "hu");
+  auto s = g.placeholder({2}, i64, "s");
+  std::string e = error_of([&] { slice_update(base, iu, s); });
+  EXPECT_NE(e.find("[slice_update]"), std::string::npos) << e;
+  EXPECT_NE(e.find("update (i32) and base (f32) have different dtypes"), std::string::npos) << e;
+  e = error_of([&] { slice_update(ibase, fu, s); });
+  EXPECT_NE(e.find("update (f32) and base (i32) have different dtypes"), std::string::npos) << e;
+  Tensor ok = slice_update(base, hu, s);
+  EXPECT_EQ(ok.dtype(), f32);
+  EXPECT_EQ(ok.shape(), Shape({4, 3}));
+  EXPECT_EQ(slice_update(g.placeholder({4, 3}, bf16, "b16"), fu, s).dtype(), bf16);
+
+  const int64_t H = 2, L = 16, D = 8;
+  Graph kv;
+  auto cache = kv.variable(zeros({1, H, L, D}, f16), "cache");
+  auto rows = kv.placeholder({1, H, 2, D}, f32, "rows");
+  auto at = kv.placeholder({4}, i64, "at");
+  kv.assign(cache, slice_update(kv.read(cache), rows, at));
+  std::mt19937_64 rng(std::random_device{}());
+  for (Device dev : {Device::cpu(), Device::reference()}) {
+    SCOPED_TRACE(dev.to_string());
+    CompileOptions o;
+    o.device = dev;
+    auto exe = kv.compile({}, o);
+    EXPECT_NE(joined(exe.pass_log())
+                  .find("[inplace_variable_update] variable 'cache' is updated in place"),
+              std::string::npos)
+        << joined(exe.pass_log());
+    std::vector<double> want(static_cast<size_t>(H * L * D), 0.0);
+    for (int64_t pos : {3, 0, 14, 7}) {
+      NDArray r = random_uniform({1, H, 2, D}, f32, -3, 3, rng());
+      exe.run({{"rows", r}, {"at", NDArray::from_vector<int64_t>({0, 0, pos, 0}, {4})}});
+      auto cast = r.astype(f16).to_doubles();
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t l = 0; l < 2; ++l)
+          for (int64_t d = 0; d < D; ++d)
+            want[static_cast<size_t>((h * L + pos + l) * D + d)] =
+                cast[static_cast<size_t>((h * 2 + l) * D + d)];
+      NDArray got = exe.variable("cache");
+      EXPECT_EQ(got.dtype(), f16);
+      EXPECT_EQ(got.to_doubles(), want) << "after writing at " << pos;
+    }
+    EXPECT_EQ(exe.variable_bytes_copied(), 0);
+  }
+}
+
 TEST(AttentionPattern, ComposedAttentionBecomesSdpa) {
   Graph g;
   auto q = g.placeholder({1, 4, 7, 16}, f32, "q");
@@ -142,13 +208,16 @@ TEST(Sdpa, BadShapesAreClearErrors) {
 // A Llama-shaped attention stack (src/models/llama.cpp's layer): q / k / v projections, heads,
 // rope on q and k, the KV-cache writes of k and v into variables at `cache_at`, causal sdpa over
 // the caches up to kv_len, the output projection and the residual. `k_also_output` makes layer 0's
-// rotated keys a compile target too (then they must not be fused away).
+// rotated keys a compile target too (then they must not be fused away). The caches are of dtype
+// `cache_dt` (default: dt), the keys and values written into them converted to it.
 struct RopeStack {
   Graph g;
   std::vector<Tensor> outputs;
   static constexpr int64_t H = 2, D = 16, kMaxLen = 24;
 };
-RopeStack rope_stack(DType dt, RopeAttrs ro, bool k_also_output = false) {
+RopeStack rope_stack(DType dt, RopeAttrs ro, bool k_also_output = false,
+                     std::optional<DType> cache_dt = {}) {
+  const DType ct = cache_dt.value_or(dt);
   RopeStack s;
   Graph& g = s.g;
   const int64_t H = RopeStack::H, D = RopeStack::D, dm = H * D;
@@ -167,8 +236,8 @@ RopeStack rope_stack(DType dt, RopeAttrs ro, bool k_also_output = false) {
     Tensor k = rope(heads(matmul(h, w(seed + 2))), positions, ro);
     Tensor v = heads(matmul(h, w(seed + 3)));
     if (k_also_output && l == 0) s.outputs.push_back(k);
-    auto kc = g.variable(zeros({1, H, RopeStack::kMaxLen, D}, dt), "k" + std::to_string(l));
-    auto vc = g.variable(zeros({1, H, RopeStack::kMaxLen, D}, dt), "v" + std::to_string(l));
+    auto kc = g.variable(zeros({1, H, RopeStack::kMaxLen, D}, ct), "k" + std::to_string(l));
+    auto vc = g.variable(zeros({1, H, RopeStack::kMaxLen, D}, ct), "v" + std::to_string(l));
     Tensor keys = slice_update(g.read(kc), k, cache_at);
     Tensor values = slice_update(g.read(vc), v, cache_at);
     g.assign(kc, keys);
@@ -201,24 +270,30 @@ std::vector<Feeds> rope_stack_steps(DType dt, uint64_t seed) {
 // fuse_rope_into_write_slice turns each layer's rope(k) → write_slice into one rope_write_slice;
 // the outputs and the caches equal the unfused executable's bit for bit on the CPU (the same rope
 // rows, written straight into the cache instead of through a temporary), over a prefill and decode
-// steps, for both rope layouts, rotary_dim < D, f32 and f16; and match the reference device, which
-// keeps the ops apart. LOOM_DISABLE_PASSES turns the pass off like CompileOptions.
+// steps, for both rope layouts, rotary_dim < D, f32 and f16, and f16 caches fed f32 keys and
+// values (converted to f16 as they are written); and match the reference device, which keeps the
+// ops apart. LOOM_DISABLE_PASSES turns the pass off like CompileOptions.
 TEST(KvCache, RopeIsFusedIntoTheCacheWrite) {
   struct Config {
     DType dt;
     RopeAttrs ro;
+    std::optional<DType> cache = {};  // default: dt
   };
   const std::vector<Config> configs = {
       {f32, {.interleaved = true}},
       {f32, {.interleaved = false, .theta = 500000, .position_scale = 2, .rotary_dim = 8}},
       {f16, {.interleaved = true, .rotary_dim = 10}},
       {f16, {.interleaved = false}},
+      {f32, {.interleaved = true}, f16},
+      {f32, {.interleaved = false, .theta = 500000, .position_scale = 2, .rotary_dim = 8}, f16},
   };
   std::mt19937_64 rng(std::random_device{}());
   for (const auto& cfg : configs) {
-    SCOPED_TRACE(std::string(dtype_name(cfg.dt)) + (cfg.ro.interleaved ? " interleaved" : "") +
-                 " rotary_dim " + std::to_string(cfg.ro.rotary_dim));
-    RopeStack s = rope_stack(cfg.dt, cfg.ro);
+    const DType cache_dt = cfg.cache.value_or(cfg.dt);
+    SCOPED_TRACE(std::string(dtype_name(cfg.dt)) + " cache " + std::string(dtype_name(cache_dt)) +
+                 (cfg.ro.interleaved ? " interleaved" : "") + " rotary_dim " +
+                 std::to_string(cfg.ro.rotary_dim));
+    RopeStack s = rope_stack(cfg.dt, cfg.ro, false, cache_dt);
     auto fused = s.g.compile(s.outputs);
     CompileOptions off;
     off.disabled_passes = {"fuse_rope_into_write_slice"};
@@ -255,14 +330,15 @@ TEST(KvCache, RopeIsFusedIntoTheCacheWrite) {
       ASSERT_EQ(a.size(), 1u);
       EXPECT_EQ(a[0].to_doubles(), b[0].to_doubles()) << "seed " << seed;
       auto va = a[0].to_doubles(), vc = c[0].to_doubles();
-      const double tol = cfg.dt == f32 ? 1e-4 : 3e-2;
+      const double tol = cfg.dt == f32 && cache_dt == f32 ? 1e-4 : 3e-2;
       for (size_t i = 0; i < va.size(); ++i)
         ASSERT_NEAR(va[i], vc[i], tol * (1 + std::abs(vc[i]))) << "seed " << seed << " at " << i;
     }
     for (const char* var : {"k0", "k1", "v0", "v1"}) {
+      EXPECT_EQ(fused.variable(var).dtype(), cache_dt) << var;
       EXPECT_EQ(fused.variable(var).to_doubles(), plain.variable(var).to_doubles()) << var;
       auto va = fused.variable(var).to_doubles(), vc = ref.variable(var).to_doubles();
-      const double tol = cfg.dt == f32 ? 1e-4 : 3e-2;
+      const double tol = cfg.dt == f32 && cache_dt == f32 ? 1e-4 : 3e-2;
       for (size_t i = 0; i < va.size(); ++i)
         ASSERT_NEAR(va[i], vc[i], tol * (1 + std::abs(vc[i]))) << var << " at " << i;
     }
@@ -307,7 +383,7 @@ TEST(KvCache, RopeWriteSliceRejectsBadInputs) {
   };
   Graph g;
   auto cache = g.placeholder({1, 2, 8, 4}, f32, "cache");
-  auto cache16 = g.placeholder({1, 2, 8, 4}, f16, "cache16");
+  auto cache_i32 = g.placeholder({1, 2, 8, 4}, i32, "cache_i32");
   auto cache3 = g.placeholder({2, 8, 4}, f32, "cache3");
   auto x = g.placeholder({1, 2, 2, 4}, f32, "x");
   auto x3 = g.placeholder({2, 2, 4}, f32, "x3");
@@ -336,7 +412,7 @@ TEST(KvCache, RopeWriteSliceRejectsBadInputs) {
       {[&] { fuse(cache, x, pos3, starts); }, "positions has 3 entries for sequence length 2"},
       {[&] { fuse(cache, x, pos, starts, {.rotary_dim = 3}); }, "rotary_dim 3 must be even"},
       {[&] { fuse(cache, odd_x, pos, starts); }, "head dim 5 must be even"},
-      {[&] { fuse(cache16, x, pos, starts); }, "different dtypes"},
+      {[&] { fuse(cache_i32, x, pos, starts); }, "x (f32) and cache (i32) have different dtypes"},
       {[&] { fuse(cache3, x, pos, starts); }, "x has rank 4, cache has 3"},
       {[&] { fuse(cache, long_x, g.placeholder({9}, i32, "pos9"), starts); },
        "x dim 2 (9) is larger than the cache's (8)"},

@@ -86,7 +86,7 @@ void rope(const KernelContext& c) { rope_into(c, c.inputs[0], c.inputs[1], c.out
 
 // rope_write_slice(cache, x, positions, starts): the rope kernel writes its rows straight into the
 // cache's region at the starts (one pass over x; no temporary, no copy of the cache). The rows are
-// rope's on this backend bit for bit.
+// rope's on this backend bit for bit (converted to the cache's dtype as write_slice converts).
 void rope_write_slice(const KernelContext& c) {
   const NDArray &cache = c.inputs[0], &x = c.inputs[1], &out = c.outputs[0];
   auto s = ops::read_starts(c.inputs[3], cache.shape(), x.shape(), "rope_write_slice");
@@ -102,12 +102,17 @@ void register_attention(KernelTable& t) {
   t.set(ir::op::sdpa, sdpa);
   t.set(ir::op::rope, rope);
   // In place only (the runtime hands the cache itself as the output) and for the CPU rope's
-  // dtypes; otherwise the reference kernel (rope into a temporary, then write_slice).
+  // dtypes; otherwise the reference kernel (rope into a temporary, then write_slice). The rope
+  // rounds its f32 rows once, to the cache's dtype: the unfused ops' values (rope's rows in x's
+  // dtype, then converted to the cache's) only when x is f32 or has the cache's dtype.
   KernelFn fallback = *reference_kernels().find(ir::op::rope_write_slice);
   t.set(ir::op::rope_write_slice, [fallback](const KernelContext& c) {
-    const DType d = c.inputs[1].dtype();
-    if (c.outputs[0].data() != c.inputs[0].data() ||
-        (d != DType::f32 && d != DType::f16 && d != DType::bf16))
+    const DType d = c.inputs[1].dtype(), dc = c.inputs[0].dtype();
+    auto rope_dtype = [](DType t) {
+      return t == DType::f32 || t == DType::f16 || t == DType::bf16;
+    };
+    if (c.outputs[0].data() != c.inputs[0].data() || !rope_dtype(d) || !rope_dtype(dc) ||
+        (d != dc && d != DType::f32))
       return fallback(c);
     rope_write_slice(c);
   });

@@ -80,6 +80,45 @@ void strided_copy(const NDArray& src, const NDArray& dst, ThreadPool* pool) {
                });
 }
 
+// As strided_copy, converting src's elements to dst's dtype (both floating: slice_update's update
+// of another float dtype). Through f32 (exact for f16 / bf16 / f32), or f64 when either is f64:
+// the values cast gives.
+void convert_copy(const NDArray& src, const NDArray& dst, ThreadPool* pool) {
+  const int r = src.rank();
+  const int64_t inner = r ? src.shape()[r - 1] : 1;
+  if (src.numel() == 0) return;
+  const int64_t rows = src.numel() / inner;
+  const int64_t sst = r ? src.strides()[static_cast<size_t>(r - 1)] : 1;
+  const int64_t dst_st = r ? dst.strides()[static_cast<size_t>(r - 1)] : 1;
+  const void* sb = src.storage()->data();
+  void* db = dst.storage()->data();
+  auto run = [&]<class T>() {
+    parallel_for(pool, rows, std::max<int64_t>(1, 16384 / inner), [&](int64_t b, int64_t e) {
+      std::vector<T> buf(static_cast<size_t>(inner));
+      for (int64_t row = b; row < e; ++row) {
+        int64_t so = src.offset(), dof = dst.offset(), rem = row;
+        for (int d = r - 2; d >= 0; --d) {
+          const int64_t i = rem % src.shape()[d];
+          rem /= src.shape()[d];
+          so += i * src.strides()[static_cast<size_t>(d)];
+          dof += i * dst.strides()[static_cast<size_t>(d)];
+        }
+        load_run<T>(src.dtype(), sb, so, sst, inner, buf.data());
+        if (dst_st == 1) {
+          store_run<T>(dst.dtype(), db, dof, inner, buf.data());
+        } else {
+          for (int64_t i = 0; i < inner; ++i)
+            store_run<T>(dst.dtype(), db, dof + i * dst_st, 1, buf.data() + i);
+        }
+      }
+    });
+  };
+  if (src.dtype() == DType::f64 || dst.dtype() == DType::f64)
+    run.template operator()<double>();
+  else
+    run.template operator()<float>();
+}
+
 // Wraps a kernel that needs byte-sized elements; packed dtypes go to the reference kernel.
 void set_bytes(KernelTable& t, ir::OpId id, void (*fn)(const KernelContext&)) {
   KernelFn fallback = *reference_kernels().find(id);
@@ -221,7 +260,8 @@ void dynamic_slice(const KernelContext& c) {
 }
 
 // slice_update copies the base then writes the region; write_slice (the in-place form chosen by
-// the inplace_variable_update pass) finds out == base and writes only the region.
+// the inplace_variable_update pass) finds out == base and writes only the region. An update of
+// another float dtype is converted into the region (its bytes are never copied as they are).
 void write_region(const KernelContext& c) {
   const NDArray &x = c.inputs[0], &u = c.inputs[1], &out = c.outputs[0];
   auto s = ops::read_starts(c.inputs[2], x.shape(), u.shape(), "slice_update");
@@ -229,7 +269,11 @@ void write_region(const KernelContext& c) {
   int64_t off = out.offset();
   for (int i = 0; i < out.rank(); ++i)
     off += s[static_cast<size_t>(i)] * out.strides()[static_cast<size_t>(i)];
-  if (u.numel()) strided_copy(u, out.view(u.shape(), out.strides(), off), c.pool);
+  if (!u.numel()) return;
+  if (u.dtype() == out.dtype())
+    strided_copy(u, out.view(u.shape(), out.strides(), off), c.pool);
+  else
+    convert_copy(u, out.view(u.shape(), out.strides(), off), c.pool);
 }
 
 }  // namespace

@@ -165,6 +165,34 @@ void dyn_copy(const KernelContext& c, DType t, const void* src, void* dst, const
   LOOM_CUDA_LAUNCHED();
 }
 
+// dyn_copy into dst at the starts, converting: element of src's float dtype `ds` -> dst's `dd`
+// (slice_update's update of another float dtype). Through f32, exact for f32 / f16 / bf16 and
+// f64 <- any (only the dtypes differ here): the values cast gives, as on the host (f64 rounded to
+// f32 first, then to f16 / bf16).
+__global__ void dyn_convert_kernel(const void* src, int ds, void* dst, int dd, int64_t n,
+                                   StridedIndex<2> ix, DynStarts d) {
+  pdl_begin();
+  int64_t base = dyn_base(d, blockIdx.x == 0 && threadIdx.x == 0);
+  LOOM_GRID_STRIDE(i, n) {
+    int64_t off[2];
+    ix.offsets(i, off);
+    store(dd, dst, base + off[0], load<float>(ds, src, off[1]));
+  }
+}
+
+void dyn_convert(const KernelContext& c, DType src_t, const void* src, DType dst_t, void* dst,
+                 const Shape& region, const std::vector<int64_t>& dst_st,
+                 const std::vector<int64_t>& src_st, const DynStarts& d, const char* name) {
+  LOOM_CHECK(is_floating(src_t) && is_floating(dst_t), "[cuda] ", name,
+             " converts only floats, got ", dtype_name(src_t), " into ", dtype_name(dst_t));
+  int64_t n = region.numel();
+  if (n == 0) return;
+  auto ix = make_index<2>(dims_of(region), {dst_st, src_st});
+  launch_pdl(dyn_convert_kernel, blocks_for(n), 256, 0, stream_for(c), src, static_cast<int>(src_t),
+             dst, static_cast<int>(dst_t), n, ix, d);
+  LOOM_CUDA_LAUNCHED();
+}
+
 void transpose(const KernelContext& c) {
   const auto& perm = c.attrs_as<PermuteAttrs>().perm;
   const NDArray& x = c.inputs[0];
@@ -261,22 +289,44 @@ void write_region(const KernelContext& c) {
   cudaStream_t s = stream_for(c);
   if (out.data() != x.data())
     LOOM_CUDA_CHECK(cudaMemcpyAsync(out.data(), x.data(), x.nbytes(), cudaMemcpyDeviceToDevice, s));
-  dyn_copy(c, u.dtype(), u.data(), out.data(), u.shape(), contiguous_strides(out.shape()),
-           contiguous_strides(u.shape()), d, true, "slice_update");
+  if (u.dtype() == out.dtype())
+    dyn_copy(c, u.dtype(), u.data(), out.data(), u.shape(), contiguous_strides(out.shape()),
+             contiguous_strides(u.shape()), d, true, "slice_update");
+  else  // an update of another float dtype, converted to the base's
+    dyn_convert(c, u.dtype(), u.data(), out.dtype(), out.data(), u.shape(),
+                contiguous_strides(out.shape()), contiguous_strides(u.shape()), d, "slice_update");
+}
+
+// v rounded to the float dtype dt, as a store into dt then a load would give.
+__device__ __forceinline__ double round_to(int dt, double v) {
+  switch (dt) {
+    case kF32:
+      return static_cast<float>(v);
+    case kF16:
+      return h2f(f2h(static_cast<float>(v)));
+    case kBF16:
+      return bf2f(f2bf(static_cast<float>(v)));
+    default:
+      return v;
+  }
 }
 
 // rope_write_slice(cache, x, positions, starts) = write_slice(cache, rope(x, positions), starts) in
 // one kernel: each thread takes one rope work item of x (rope.cuh: the rope kernel's math) and
 // stores its values into the cache at the starts, read on the device as write_region does (an
 // out-of-range start is clamped and reported under this op's name). No temporary, no cache copy.
+// A cache of another float dtype than x's gets the unfused ops' values: each rounded to x's dtype
+// (rope's output), then converted to the cache's by the store.
 __global__ void rope_write_slice_kernel(RopeArgs a, void* cache, int dc, int64_t n, DynStarts d) {
   pdl_begin();
   const int64_t base = dyn_base(d, blockIdx.x == 0 && threadIdx.x == 0);
+  const bool convert = a.dx != dc;
   LOOM_GRID_STRIDE(t, n) {
     rope_item(a, t, [&](int64_t row, int64_t dim, double v) {
       const int64_t l = row % a.L, h = (row / a.L) % a.H, b = row / (a.L * a.H);
       store(dc, cache,
-            base + b * d.stride[0] + h * d.stride[1] + l * d.stride[2] + dim * d.stride[3], v);
+            base + b * d.stride[0] + h * d.stride[1] + l * d.stride[2] + dim * d.stride[3],
+            convert ? round_to(a.dx, v) : v);
     });
   }
 }

@@ -166,17 +166,22 @@ void dynamic_slice(const KernelContext& c) {
 
 }  // namespace
 
-// Writes `update` into out at the starts; copies the base first unless writing in place.
+// Writes `update` into out at the starts; copies the base first unless writing in place. An
+// update of another (float) dtype is converted element by element, as cast converts.
 void write_region(const KernelContext& c, const char* op) {
   const NDArray &x = c.inputs[0], &u = c.inputs[1], &out = c.outputs[0];
   auto s0 = ops::read_starts(c.inputs[2], x.shape(), u.shape(), op);
   if (out.data() != x.data())
     for (int64_t i = 0; i < x.numel(); ++i) copy_element(x.dtype(), x.data(), i, out.data(), i);
   auto ost = contiguous_strides(out.shape());
+  const bool convert = u.dtype() != out.dtype();
   for_each_index(u.shape(), [&](int64_t flat, const std::vector<int64_t>& idx) {
     int64_t o = 0;
     for (size_t i = 0; i < idx.size(); ++i) o += (s0[i] + idx[i]) * ost[i];
-    copy_element(u.dtype(), u.data(), flat, out.data(), o);
+    if (convert)
+      store_element(out.dtype(), out.data(), o, load_element(u.dtype(), u.data(), flat));
+    else
+      copy_element(u.dtype(), u.data(), flat, out.data(), o);
   });
 }
 

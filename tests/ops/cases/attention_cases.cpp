@@ -41,12 +41,14 @@ OpCase rope_case(const std::string& name, DType t, Shape x, Shape pos, RopeAttrs
 // run rewrites the copy). The starts are the fed ones times `mask` (0 on the axes x covers), each
 // fed start in [0, start_hi). On the reference backend the op is rope then write_slice, so the
 // harness compares every backend's fused kernel with the unfused composition.
-OpCase rope_write_case(const std::string& name, DType t, Shape cache, Shape x, Shape pos,
-                       std::vector<int64_t> mask, double start_hi, RopeAttrs o,
-                       DType pos_dt = i32) {
+// x may have another float dtype than the cache (`xt`): the rotated rows are then converted to the
+// cache's dtype.
+OpCase rope_write_mixed_case(const std::string& name, DType t, DType xt, Shape cache, Shape x,
+                             Shape pos, std::vector<int64_t> mask, double start_hi, RopeAttrs o,
+                             DType pos_dt = i32) {
   return {"rope_write_slice/" + name,
           {{"cache", t, cache},
-           {"x", t, x},
+           {"x", xt, x},
            {"p", pos_dt, pos, {}, 0, 5000},
            {"s", i64, {4}, {}, 0, start_hi}},
           [o, mask](Graph& g, const std::vector<Tensor>& in) {
@@ -58,6 +60,37 @@ OpCase rope_write_case(const std::string& name, DType t, Shape cache, Shape x, S
                                     {v(copy), v(in[1]), v(in[2]), v(starts)}, make_attrs(o));
             return std::vector<Tensor>{Tensor(data, out[0].node, out[0].index)};
           }};
+}
+OpCase rope_write_case(const std::string& name, DType t, Shape cache, Shape x, Shape pos,
+                       std::vector<int64_t> mask, double start_hi, RopeAttrs o,
+                       DType pos_dt = i32) {
+  return rope_write_mixed_case(name, t, t, std::move(cache), std::move(x), std::move(pos),
+                               std::move(mask), start_hi, o, pos_dt);
+}
+
+// slice_update(base, update, starts), or its in-place form write_slice (made by a pass, so built
+// directly into a copy of the fed base, as rope_write_case does), with an update of dtype `ut`
+// into a base of dtype `bt`: a float update of another dtype is converted to the base's, rounded
+// to nearest as cast rounds. Every backend stores exactly those values, so the tolerance is ~0
+// (a byte copy, a truncation or a double rounding fails). Starts [0, 0, j, 0] with j < 30: the 3
+// rows land anywhere along the base's axis 2.
+OpCase update_case(bool in_place, DType bt, DType ut) {
+  std::string name = std::string(in_place ? "write_slice/" : "slice_update/") +
+                     std::string(dtype_name(ut)) + "_into_" + std::string(dtype_name(bt));
+  OpCase c{name,
+           {{"x", bt, {2, 3, 32, 8}}, {"u", ut, {2, 3, 3, 8}}, {"s", i64, {4}, {}, 0, 30}},
+           [in_place](Graph& g, const std::vector<Tensor>& in) {
+             Tensor starts = in[2] * g.constant(NDArray::from_vector<int64_t>({0, 0, 1, 0}, {4}));
+             if (!in_place) return std::vector<Tensor>{slice_update(in[0], in[1], starts)};
+             Tensor copy = in[0] * 1.0;
+             auto data = copy.graph_data();
+             auto v = [](const Tensor& t) { return ir::Value{t.node(), t.index()}; };
+             auto out = ir::add_node(*data, ir::op::write_slice, {v(copy), v(in[1]), v(starts)},
+                                     make_attrs(NoAttrs{}));
+             return std::vector<Tensor>{Tensor(data, out[0].node, out[0].index)};
+           }};
+  c.rtol = 1e-12;
+  return c;
 }
 
 std::vector<OpCase> make() {
@@ -115,6 +148,26 @@ std::vector<OpCase> make() {
   c.push_back(rope_write_case("prefill_partial_f16", f16, {1, 2, 20, 48}, {1, 2, 5, 48}, {5},
                               at_row, 16, {.rotary_dim = 16}));
   c.push_back(rope_write_case("bf16", bf16, {1, 2, 10, 16}, {1, 2, 3, 16}, {3}, at_row, 8, {}));
+  // x of another float dtype than the cache: a Llama f16 cache fed f32 keys (decode and prefill),
+  // an f32 x into a bf16 cache, and a bf16 x into an f32 cache (its rows rounded to bf16 first, as
+  // rope's output would be).
+  c.push_back(rope_write_mixed_case("decode_f32_into_f16", f16, f32, {1, 4, 24, 64}, {1, 4, 1, 64},
+                                    {1}, at_row, 24, {.interleaved = true}));
+  c.push_back(rope_write_mixed_case("prefill_partial_f32_into_f16", f16, f32, {1, 2, 20, 48},
+                                    {1, 2, 5, 48}, {5}, at_row, 16, {.rotary_dim = 16}));
+  c.push_back(rope_write_mixed_case("f32_into_bf16", bf16, f32, {1, 2, 10, 16}, {1, 2, 3, 16}, {3},
+                                    at_row, 8, {}));
+  c.push_back(rope_write_mixed_case("bf16_into_f32", f32, bf16, {1, 2, 10, 16}, {1, 2, 3, 16}, {3},
+                                    at_row, 8, {.interleaved = true}));
+  // slice_update / write_slice converting the update: f32 into f16 (a Llama cache), f16 into f32,
+  // f32 into bf16, f64 into f16; write_slice also with equal dtypes.
+  for (bool in_place : {false, true}) {
+    c.push_back(update_case(in_place, f16, f32));
+    c.push_back(update_case(in_place, f32, f16));
+    c.push_back(update_case(in_place, bf16, f32));
+    c.push_back(update_case(in_place, f16, f64));
+  }
+  c.push_back(update_case(true, f32, f32));
   return c;
 }
 

@@ -104,7 +104,8 @@ bench attention_loom "$BIN/cuda_attention_bench" "$OUT/attention_loom.csv"
 bench attention_peer python3 bench/cuda/sdpa_peer.py "$OUT/attention_loom.csv" \
   "$OUT/attention_peer.json"
 # Before/after pairs in the same call: QUANT_BEFORE / LLM_BEFORE name the switch of the "before"
-# run (default: the GEMV without its balanced kernel; decode without it too).
+# run (default: the GEMV without its balanced kernel; decode without it too); LLM_BEFORE_ARGS adds
+# arguments to the "before" decode run (e.g. --kv-cache f32).
 bench quant_before env ${QUANT_BEFORE:-LOOM_QMM_INT8_STAGE=0} "$BIN/cuda_quant_bench"
 bench quant_loom "$BIN/cuda_quant_bench"
 bench quant_peer python3 bench/cuda/quant_peer.py "$OUT/quant_bench.csv"
@@ -113,7 +114,7 @@ bench fft_peer python3 bench/cuda/fft_peer.py --loom "$OUT/fft_loom.txt"
 bench stitch_loom "$BIN/cuda_stitch_bench"
 bench stitch_peer python3 bench/cuda/stitch_peer.py "$OUT/stitch_loom.txt"
 bench llm_loom "$BIN/llm_decode_bench" --steps 128 ${LOOM_SMOLLM2_GGUF:+--model "$LOOM_SMOLLM2_GGUF"}
-bench llm_before env ${LLM_BEFORE:-LOOM_QMM_INT8_STAGE=0} "$BIN/llm_decode_bench" --steps 128 \
+bench llm_before env ${LLM_BEFORE:-LOOM_QMM_INT8_STAGE=0} "$BIN/llm_decode_bench" --steps 128 ${LLM_BEFORE_ARGS:-} \
   ${LOOM_SMOLLM2_GGUF:+--model "$LOOM_SMOLLM2_GGUF"}
 bench llm_peer python3 bench/cuda/llm_decode_peer.py
 echo "== summary"

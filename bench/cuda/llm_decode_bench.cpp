@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -115,6 +116,7 @@ int main(int argc, char** argv) {
   std::string shape = "all", dir = "/tmp", model;
   int steps = 128;
   int64_t context = 1024;
+  std::optional<DType> kv;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i], v = argv[i + 1];
     if (a == "--write-smollm2") {  // a file for `loom generate --model` (no GPU needed)
@@ -131,6 +133,8 @@ int main(int argc, char** argv) {
       context = std::stoll(v);
     else if (a == "--model")
       model = v;
+    else if (a == "--kv-cache")  // f32 / f16 / bf16 (default: the model's, f16 on CUDA)
+      kv = dtype_from_name(v);
   }
   if (cuda_device_count() == 0) {
     std::printf("no CUDA GPU: nothing to measure\n");
@@ -160,7 +164,8 @@ int main(int argc, char** argv) {
     int64_t file_bytes = real ? 0 : models::write_synthetic_llama_gguf(path, c.spec);
     double write_s = seconds_since(t0);
     t0 = Clock::now();
-    auto m = models::LlamaModel::load(path, {.max_context = context, .device = Device::cuda(0)});
+    auto m = models::LlamaModel::load(
+        path, {.max_context = context, .kv_cache_dtype = kv, .device = Device::cuda(0)});
     double load_s = seconds_since(t0);
     const auto& s = c.spec;
     // Weights read per token: all constants, less the embedding table when the head has its own
@@ -178,8 +183,10 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
     std::string st;
     if (c.name != "mistral-7b") {
-      auto plain = models::LlamaModel::load(
-          path, {.max_context = context, .device = Device::cuda(0), .prepared_decode = 0});
+      auto plain = models::LlamaModel::load(path, {.max_context = context,
+                                                   .kv_cache_dtype = kv,
+                                                   .device = Device::cuda(0),
+                                                   .prepared_decode = 0});
       rows.push_back({c.name, "exe.run per step", decode_rate(plain, steps, &st), st});
     }
     m.set_cuda_graph(false);
@@ -203,9 +210,10 @@ int main(int argc, char** argv) {
     }
 #endif
     {  // temperature sampling on the device (top-k 40, top-p 0.95) inside the captured step
-      auto sm = models::LlamaModel::load(
-          path,
-          {.max_context = context, .device = Device::cuda(0), .sampling = {.temperature = 0.8f}});
+      auto sm = models::LlamaModel::load(path, {.max_context = context,
+                                                .kv_cache_dtype = kv,
+                                                .device = Device::cuda(0),
+                                                .sampling = {.temperature = 0.8f}});
       rows.push_back({c.name, "CUDA graph, sampled T 0.8", decode_rate(sm, steps, &st, true), st});
       rows.push_back({c.name, "CUDA graph, sampled, pipelined",
                       decode_rate(sm, steps, &st, true, nullptr, true, true), st});

@@ -2,7 +2,8 @@
 // (Llama-8B-like 4096x4096, 14336x4096, 4096x14336 and SmolLM2-135M's), and one prefill product
 // through a Loom executable. GEMV timing: a CUDA graph of 20 launches replayed, events around the
 // replays, weights rotated over enough copies (> 2x the 50 MB L2) that every launch reads them
-// from HBM. Floor: the weight bytes (codes + scales) over the device-to-device copy bandwidth
+// from HBM, and marked constant as a model's weights are (each launch's first copies overlap the
+// previous launch's end, as in a decode step; LOOM_BENCH_CONST_WEIGHTS=0 turns that off). Floor: the weight bytes (codes + scales) over the device-to-device copy bandwidth
 // measured in the same run. Random packed bytes (timing does not depend on the values; the
 // correctness tests are tests/backends/cuda/cuda_quant_test.cpp).
 // Prints a table; with $OUT set, also writes $OUT/quant_bench.csv for bench/cuda/quant_peer.py.
@@ -155,9 +156,16 @@ Row time_gemv(const Spec& sp, cudaStream_t st) {
   }
   void* y = nullptr;
   CK(cudaMalloc(&y, static_cast<size_t>(sp.m * sp.n) * es));
+  // Weights are graph constants, as a model's are: a launch may start copying them before the
+  // previous kernel ends (pdl.cuh), as in a decode step. LOOM_BENCH_CONST_WEIGHTS=0: never.
+  static const bool constant = [] {
+    const char* e = std::getenv("LOOM_BENCH_CONST_WEIGHTS");
+    return !(e && e[0] == '0');
+  }();
   auto launch = [&](int c) {
     QuantWeights wc = w;
     wc.w = cs[c].w, wc.scale = cs[c].s, wc.zero_point = cs[c].z, wc.table = cs[c].t;
+    wc.constant = constant;
     if (!launch_quant_gemv(st, wc, x, static_cast<int>(sp.x), sp.m, y)) {
       std::fprintf(stderr, "no GEMV for %s\n", sp.label.c_str());
       std::exit(1);

@@ -138,6 +138,10 @@ LlamaModel LlamaModel::load(const std::string& path, const LlamaOptions& options
   auto kv_len = g.placeholder({}, i64, "kv_len");       // position + number of tokens
   auto last = g.placeholder({3}, i64, "last");          // {0, tokens - 1, 0}
   const int64_t D = c.head_dim, H = c.n_heads, Hkv = c.n_kv_heads;
+  const DType kv_dtype = m.kv_dtype_ = options.kv_cache_dtype.value_or(
+      options.device.kind == Device::Kind::cuda ? DType::f16 : DType::f32);
+  LOOM_CHECK(kv_dtype == DType::f32 || kv_dtype == DType::f16 || kv_dtype == DType::bf16,
+             "[llama] the KV cache must be f32, f16 or bf16, not ", dtype_name(kv_dtype));
   static const std::vector<std::string> kLoraTargets = {
       "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
   for (const auto& t : options.lora_targets)
@@ -171,8 +175,8 @@ LlamaModel LlamaModel::load(const std::string& path, const LlamaOptions& options
     Tensor q = rope(heads(project(x, p, "attn_q"), H), positions, rope_opts);
     Tensor k = rope(heads(project(x, p, "attn_k"), Hkv), positions, rope_opts);
     Tensor v = heads(project(x, p, "attn_v"), Hkv);
-    Variable kc = g.variable(zeros({1, Hkv, m.max_context_, D}), p + "k_cache");
-    Variable vc = g.variable(zeros({1, Hkv, m.max_context_, D}), p + "v_cache");
+    Variable kc = g.variable(zeros({1, Hkv, m.max_context_, D}, kv_dtype), p + "k_cache");
+    Variable vc = g.variable(zeros({1, Hkv, m.max_context_, D}, kv_dtype), p + "v_cache");
     Tensor keys = slice_update(g.read(kc), k, cache_at);  // written in place by the compiler
     Tensor values = slice_update(g.read(vc), v, cache_at);
     g.assign(kc, keys);
@@ -411,7 +415,8 @@ std::string LlamaModel::summary() const {
   os << "llama: " << config_.n_layers << " layers, width " << config_.d_model << ", heads "
      << config_.n_heads << "/" << config_.n_kv_heads << " x " << config_.head_dim << ", ffn "
      << config_.d_ff << ", vocab " << config_.vocab << ", rope theta " << config_.rope_theta
-     << ", context " << max_context_ << "/" << config_.context_length;
+     << ", context " << max_context_ << "/" << config_.context_length << ", KV cache "
+     << dtype_name(kv_dtype_);
   return os.str();
 }
 

@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,10 @@ struct LlamaConfig {
 
 struct LlamaOptions {
   int64_t max_context = 2048;  // KV cache length (clamped to the model's context length)
+  // The KV cache's element type (f32, f16 or bf16); keys and values are computed in f32 and
+  // rounded as they are written. Unset: f16 on CUDA (half the cache's memory and traffic, and
+  // decode attention on the tensor cores), f32 elsewhere.
+  std::optional<DType> kv_cache_dtype;
   Device device = Device::cpu();
   int num_threads = 0;   // 0: all cores
   bool profile = false;  // time every op (Executable::profile_report)
@@ -124,6 +129,7 @@ class LlamaModel {
  private:
   LlamaConfig config_;
   int64_t max_context_ = 0;
+  DType kv_dtype_ = DType::f32;
   std::shared_ptr<io::GgufFile> file_;
   std::shared_ptr<Tokenizer> tokenizer_;
   Executable exe_;

@@ -38,10 +38,14 @@ const std::string& tiny_model() {
   return path;
 }
 
-LlamaModel load(const Device& d, int prepared = -1, bool graph = true) {
-  return LlamaModel::load(
-      tiny_model(),
-      {.max_context = 64, .device = d, .prepared_decode = prepared, .cuda_graph = graph});
+// An f32 KV cache unless asked (CUDA's default is f16): the tests below hold the GPU to the
+// reference and CPU backends, whose caches are f32; F16KvCacheMatchesF32Cache covers f16.
+LlamaModel load(const Device& d, int prepared = -1, bool graph = true, DType kv = DType::f32) {
+  return LlamaModel::load(tiny_model(), {.max_context = 64,
+                                         .kv_cache_dtype = kv,
+                                         .device = d,
+                                         .prepared_decode = prepared,
+                                         .cuda_graph = graph});
 }
 
 std::vector<int32_t> prompt() {  // fresh random ids, not a fixed pattern
@@ -200,9 +204,12 @@ TEST(LlamaFusion, AddRmsNormIsFoldedIntoTheMatmulsThatReadIt) {
 }
 
 LlamaModel load_sampler(const Device& d, const SamplingOptions& s, bool graph = true) {
-  return LlamaModel::load(
-      tiny_model(),
-      {.max_context = 64, .device = d, .prepared_decode = -1, .cuda_graph = graph, .sampling = s});
+  return LlamaModel::load(tiny_model(), {.max_context = 64,
+                                         .kv_cache_dtype = DType::f32,
+                                         .device = d,
+                                         .prepared_decode = -1,
+                                         .cuda_graph = graph,
+                                         .sampling = s});
 }
 
 // Tokens drawn by the graph's sample op: the prompt, then `steps` decode steps.
@@ -389,6 +396,45 @@ TEST(LlamaCuda, TeacherForcedDecodeAgreesWithCpu) {
   }
   EXPECT_GT(min_corr, 0.999);
   EXPECT_GE(agree, 15);
+}
+
+// The KV cache in f16, CUDA's default: keys and values are rounded as they are written (the
+// key rope's fused write and the values' write_slice convert), and decode attention takes the
+// tensor-core kernel (head_dim 64, as SmolLM2's; grouped heads; kv_len read on the device).
+// Against the same model with an f32 cache: close logits over a prefill and teacher-forced
+// decode steps (CUDA graph), the same top-1 up to near ties.
+TEST(LlamaCuda, F16KvCacheMatchesF32Cache) {
+  REQUIRE_GPU();
+  const std::string path = "/tmp/loom_llama_cuda_test_d64_" + std::to_string(getpid()) + ".gguf";
+  SyntheticLlamaSpec spec;
+  spec.n_layers = 2, spec.d_model = 256, spec.n_heads = 4, spec.n_kv_heads = 2, spec.d_ff = 512;
+  spec.vocab = 512, spec.format = "q4_0", spec.embed_format = "q8_0", spec.tied_embeddings = true;
+  spec.seed = 11;
+  write_synthetic_llama_gguf(path, spec);
+  LlamaModel half = LlamaModel::load(path, {.max_context = 256, .device = Device::cuda(0)});
+  LlamaModel full = LlamaModel::load(
+      path, {.max_context = 256, .kv_cache_dtype = DType::f32, .device = Device::cuda(0)});
+  std::remove(path.c_str());
+  EXPECT_NE(half.summary().find("KV cache f16"), std::string::npos) << half.summary();
+  EXPECT_NE(full.summary().find("KV cache f32"), std::string::npos) << full.summary();
+  auto ids = prompt();
+  NDArray lh = half.forward(ids, 0), lf = full.forward(ids, 0);
+  EXPECT_LT(rel_l2(lh, lf), 1e-2);  // prefill attention in f32 on the f16 keys and values
+  int64_t pos = static_cast<int64_t>(ids.size());
+  double worst = rel_l2(lh, lf);
+  for (int step = 0; step < 40; ++step, ++pos) {
+    const int32_t t = top1(lf);  // the f32 model's choice feeds both
+    lh = half.forward({t}, pos), lf = full.forward({t}, pos);
+    worst = std::max(worst, rel_l2(lh, lf));
+    const int32_t a = top1(lh), b = top1(lf);
+    const float* pf = lf.data_as<float>();
+    EXPECT_TRUE(a == b || pf[b] - pf[a] < 0.02 * std::abs(pf[b])) << "step " << step;
+  }
+  // Decode attention also feeds Q and P to the tensor cores as f16 (the f32 cache's kernel keeps
+  // f32): ~2 % on this random model's logits, whose top-1 still agree up to near ties.
+  EXPECT_LT(worst, 4e-2);
+  EXPECT_GT(worst, 0.0) << "an f16 cache that changes nothing was not rounded";
+  EXPECT_NE(half.decode_status().find("captured"), std::string::npos) << half.decode_status();
 }
 
 TEST(LlamaCuda, IndexErrorsFoundOnTheDeviceAreRaised) {

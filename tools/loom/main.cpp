@@ -50,6 +50,7 @@ commands:
       --ignore-eos         keep generating after end-of-text (for benchmarks)
       --threads N          CPU threads (default: all cores)
       --max-context N      KV cache length (default 2048)
+      --kv-cache T         the KV cache's type: f32, f16 or bf16 (default f16 on cuda, f32 on cpu)
       --device D           cpu (default), cuda[:N] (decode steps as a CUDA graph) or reference
       --verbose            print the model summary and the compiler's pass log
       --profile            time every op and print where the time went
@@ -142,6 +143,8 @@ int cmd_generate(int argc, char** argv) {
       opts.max_context = static_cast<int64_t>(number(value()));
     else if (a == "--device")
       device = value();
+    else if (a == "--kv-cache")
+      opts.kv_cache_dtype = loom::dtype_from_name(value());
     else if (a == "--raw")
       gen.chat = false;
     else if (a == "--ignore-eos")

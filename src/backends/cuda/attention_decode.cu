@@ -5,9 +5,8 @@
 // (all query heads of a GQA group share one read of K/V). Each split writes a partial
 // (max, sum, unnormalised acc) in f32; a second small kernel merges them by log-sum-exp, launched
 // as a programmatic dependent of the first so that its launch overlaps the split kernel (pdl.cuh).
-// f16, bf16 and f32 K/V; all math in f32. kv_len is read on the device: the key range is divided
-// among the splits by the actual length, so a fixed-size cache filled to kv_len keeps every split
-// busy.
+// f16, bf16 and f32 K/V; all math in f32. kv_len is read on the device and divided among the
+// splits (split_plan), so a fixed-size cache filled to kv_len costs what its keys cost.
 //
 // Two block kernels share that scheme. For f16/bf16 K/V with D 64 or 128 and at most 16 query
 // rows per kv head (group·Lq), the scores and P V run on the tensor cores (decode_mma_kernel);
@@ -44,6 +43,7 @@ struct DecodeArgs {
   float scale_log2;
   bool causal;
   int nsplit, ks_max;  // splits per kv head; keys per split at most
+  int step;            // split_plan's rounding
   float* part_acc;     // [B*Hq*Lq][nsplit][D]
   float* part_ml;      // [B*Hq*Lq][nsplit][2]: max (log2 domain), sum
 };
@@ -107,15 +107,20 @@ __device__ __forceinline__ void nan_rows(const DecodeArgs& a, int64_t g, int64_t
   }
 }
 
-// The keys of one split: the actual length shared among the splits in multiples of `step`, so
-// that a fixed-size cache filled to kv_len keeps every split busy.
-struct SplitRange {
-  int64_t per, j0, j1;  // keys per split; this split's [j0, j1)
+// How kv_len, read on the device, is shared among the nsplit splits of a launch sized for the
+// cache's length Lk: splits of `per` keys (a multiple of `step`, at most ks_max), of which the
+// first `active` hold keys. The others return at once and the merge skips them, and with one active
+// split (a short context) the split kernel writes the output itself and the merge kernel has
+// nothing to do: a decode step early in a long cache pays for the keys it has, not for the cache.
+struct SplitPlan {
+  int64_t per;
+  int active;
 };
-__device__ __forceinline__ SplitRange split_range(int64_t kv_len, int nsplit, int split, int step) {
-  const int64_t per = ((kv_len + nsplit - 1) / nsplit + step - 1) / step * step;
-  const int64_t j0 = split * per;
-  return {per, j0, min(j0 + per, kv_len)};
+__device__ __forceinline__ SplitPlan split_plan(int64_t kv_len, int nsplit, int step, int ks_max) {
+  int64_t per = ((kv_len + nsplit - 1) / nsplit + step - 1) / step * step;
+  if (per == 0) per = step;  // an empty cache: one split writes the zero rows
+  if (per > ks_max) per = ks_max;
+  return {per, kv_len > per ? static_cast<int>((kv_len + per - 1) / per) : 1};
 }
 
 template <int D>
@@ -158,9 +163,11 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(DecodeArgs a) {
   const int64_t kv_len = read_kv_len(a.kv_len, a.kv_len_dt, a.Lk, &bad);
   if (bad) return nan_rows(a, g, b, D, tid, kThreads);
   // Keys are shared evenly by the actual length (multiples of 8 keys per split).
-  const SplitRange range = split_range(kv_len, a.nsplit, split, 8);
-  const int64_t j0 = range.j0, j1 = range.j1;
-  const int nk = j1 > j0 ? static_cast<int>(j1 - j0) : 0;
+  const SplitPlan plan = split_plan(kv_len, a.nsplit, a.step, a.ks_max);
+  if (split >= plan.active) return;
+  const bool direct = plan.active == 1;  // no merge: this block writes the output
+  const int64_t j0 = split * plan.per, j1 = min(j0 + plan.per, kv_len);
+  const int nk = static_cast<int>(j1 - j0);
 
   const size_t kv_off = static_cast<size_t>((b * a.Hkv + g) * a.Lk + j0) * D * E::kSize;
   const unsigned char* kg = static_cast<const unsigned char*>(a.k) + kv_off;
@@ -286,7 +293,7 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(DecodeArgs a) {
       for (int q = 0; q < G; ++q) sum += sRed[(q * kRT + r) * D + d];
       const int rr = rt0 + r;
       const int64_t grow = row0 + rr;
-      if (a.nsplit == 1) {
+      if (direct) {
         const float l = sML[2 * r + 1];
         store(a.out_dt, a.out, grow * D + d, l > 0.f ? sum / l : 0.f);
       } else {
@@ -374,9 +381,12 @@ __global__ void __launch_bounds__(kMmaWarps * 32) decode_mma_kernel(DecodeArgs a
   const int64_t kv_len = read_kv_len(a.kv_len, a.kv_len_dt, a.Lk, &bad);
   if (bad) return nan_rows(a, g, b, D, tid, kMmaWarps * 32);
   // The split's keys, divided by the actual length in multiples of 16 per warp.
-  const SplitRange range = split_range(kv_len, a.nsplit, split, kTileKeys * kMmaWarps);
-  const int64_t wper = range.per / kMmaWarps;  // keys per warp, a multiple of 16
-  const int64_t wj0 = range.j0 + warp * wper, wj1 = min(wj0 + wper, range.j1);
+  const SplitPlan plan = split_plan(kv_len, a.nsplit, a.step, a.ks_max);
+  if (split >= plan.active) return;
+  const bool direct = plan.active == 1;  // no merge: this block writes the output
+  const int64_t j0 = split * plan.per, j1 = min(j0 + plan.per, kv_len);
+  const int64_t wper = plan.per / kMmaWarps;  // keys per warp, a multiple of 16
+  const int64_t wj0 = j0 + warp * wper, wj1 = min(wj0 + wper, j1);
   const int nkw = wj1 > wj0 ? static_cast<int>(wj1 - wj0) : 0;
   const int ntiles = (nkw + kTileKeys - 1) / kTileKeys;
 
@@ -526,7 +536,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32) decode_mma_kernel(DecodeArgs a
       acc += wt * sO[(w * R + r) * OP + d];
     }
     const int64_t grow = row0 + r;
-    if (a.nsplit == 1) {
+    if (direct) {
       store(a.out_dt, a.out, grow * D + d, l > 0.f ? acc / l : 0.f);
     } else {
       const int64_t pi = grow * a.nsplit + split;
@@ -541,6 +551,7 @@ struct MergeArgs {
   void* out;
   int out_dt;
   int nsplit, D;
+  int step, ks_max;  // the split kernel's split_plan
   int64_t Lk;
   const void* kv_len;
   int kv_len_dt;
@@ -555,31 +566,38 @@ __global__ void __launch_bounds__(kMergeWarps * 32) merge_kernel(MergeArgs a) {
   __shared__ float sw[kMaxSplits];
   __shared__ float st[kMergeWarps][32];
   pdl_begin();  // the split kernel's results
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, ns = a.nsplit;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int64_t row = blockIdx.x;
   const int d = blockIdx.y * 32 + lane;
-  bool bad;
-  read_kv_len(a.kv_len, a.kv_len_dt, a.Lk, &bad);
-  if (bad) {
-    if (warp == 0) store(a.out_dt, a.out, row * a.D + d, __int_as_float(0x7fffffff));
-    return;
-  }
-  const float* ml = a.part_ml + row * ns * 2;
-  const float* acc = a.part_acc + row * ns * a.D + d;
+  // The loads go out first: the first kMergeAhead of this warp's acc and the first 32 splits'
+  // (max, sum) need neither kv_len nor the weights (splits past the active ones are read, not
+  // used).
+  const float* ml = a.part_ml + row * a.nsplit * 2;
+  const float* acc = a.part_acc + row * a.nsplit * a.D + d;
   float av[kMergeAhead];
 #pragma unroll
   for (int u = 0; u < kMergeAhead; ++u) {
     const int s = warp + u * kMergeWarps;
-    av[u] = s < ns ? acc[static_cast<int64_t>(s) * a.D] : 0.f;
+    av[u] = s < a.nsplit ? acc[static_cast<int64_t>(s) * a.D] : 0.f;
   }
-  float mx = -INFINITY;
-  for (int s = lane; s < ns; s += 32) mx = fmaxf(mx, ml[2 * s]);
+  const float m0 = lane < a.nsplit ? ml[2 * lane] : -INFINITY;
+  const float l0 = lane < a.nsplit ? ml[2 * lane + 1] : 0.f;
+  bool bad;
+  const int64_t kv_len = read_kv_len(a.kv_len, a.kv_len_dt, a.Lk, &bad);
+  if (bad) {
+    if (warp == 0) store(a.out_dt, a.out, row * a.D + d, __int_as_float(0x7fffffff));
+    return;
+  }
+  const int ns = split_plan(kv_len, a.nsplit, a.step, a.ks_max).active;
+  if (ns == 1) return;  // the split kernel wrote the output
+  float mx = lane < ns ? m0 : -INFINITY;
+  for (int s = lane + 32; s < ns; s += 32) mx = fmaxf(mx, ml[2 * s]);
   for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
   float l = 0.f;
   for (int s = lane; s < ns; s += 32) {
-    const float m = ml[2 * s];
+    const float m = s < 32 ? m0 : ml[2 * s];
     const float w = m == -INFINITY ? 0.f : ex2(m - mx);  // empty or fully masked splits weigh 0
-    l += w * ml[2 * s + 1];
+    l += w * (s < 32 ? l0 : ml[2 * s + 1]);
     if (warp == 0) sw[s] = w;
   }
   for (int o = 16; o > 0; o >>= 1) l += __shfl_xor_sync(0xffffffffu, l, o);
@@ -702,6 +720,7 @@ void launch_decode(const SdpaLaunch& a, cudaStream_t s, int device) {
   d.q_pairs = a.q_dtype == a.kv_dtype && (reinterpret_cast<uintptr_t>(a.q) & 3u) == 0;
   const bool mma = use_mma(a);
   d.ks_max = choose_split_keys(a, sm_count(device), mma);
+  d.step = mma ? kTileKeys * kMmaWarps : 8;  // a 16-key tile per warp; 8 keys
   d.nsplit = static_cast<int>(std::max<int64_t>(1, (a.Lk + d.ks_max - 1) / d.ks_max));
   LOOM_CHECK(d.nsplit <= kMaxSplits, "[cuda] sdpa: ", d.nsplit, " key splits exceed ", kMaxSplits);
   std::shared_ptr<Storage> part;
@@ -724,6 +743,7 @@ void launch_decode(const SdpaLaunch& a, cudaStream_t s, int device) {
   m.part_acc = d.part_acc, m.part_ml = d.part_ml;
   m.out = a.out, m.out_dt = d.out_dt;
   m.nsplit = d.nsplit, m.D = static_cast<int>(a.D);
+  m.step = d.step, m.ks_max = d.ks_max;
   m.Lk = a.Lk, m.kv_len = a.kv_len, m.kv_len_dt = d.kv_len_dt;
   launch_pdl(merge_kernel,
              dim3(static_cast<unsigned>(a.B * a.Hq * a.Lq), static_cast<unsigned>(a.D / 32)),

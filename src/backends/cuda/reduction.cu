@@ -492,10 +492,22 @@ void norm(const KernelContext& c, bool rms) {
 template <int kTPR>
 __global__ void add_rms_norm_f32(const float* __restrict__ a, const float* __restrict__ b,
                                  float* __restrict__ sum, float* __restrict__ out, int64_t rows,
-                                 int cols, const float* __restrict__ g, float eps) {
-  pdl_begin();
+                                 int cols, const float* __restrict__ g, float eps, bool g_const) {
   constexpr int kRowsPerBlock = kNormThreads / kTPR;
   const int n4 = cols / 4, lane = threadIdx.x % kTPR;
+  // This thread's γ (the same columns in every row): a graph constant, which no kernel writes, is
+  // loaded before the wait for the previous kernel, off the critical path (pdl.cuh).
+  float4 gv[kNormPer];
+  auto load_gamma = [&] {
+#pragma unroll
+    for (int i = 0; i < kNormPer; ++i) {
+      const int j = lane + i * kTPR;
+      gv[i] = g && j < n4 ? reinterpret_cast<const float4*>(g)[j] : make_float4(1, 1, 1, 1);
+    }
+  };
+  if (g_const) load_gamma();
+  pdl_begin();
+  if (!g_const) load_gamma();
   for (int64_t r = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / kTPR; r < rows;
        r += static_cast<int64_t>(gridDim.x) * kRowsPerBlock) {
     const float4* a4 = reinterpret_cast<const float4*>(a + r * cols);
@@ -525,12 +537,8 @@ __global__ void add_rms_norm_f32(const float* __restrict__ a, const float* __res
     for (int i = 0; i < kNormPer; ++i) {
       int j = lane + i * kTPR;
       if (j >= n4) continue;
-      float4 o{v[i].x * inv, v[i].y * inv, v[i].z * inv, v[i].w * inv};
-      if (g) {
-        float4 gg = reinterpret_cast<const float4*>(g)[j];
-        o = make_float4(o.x * gg.x, o.y * gg.y, o.z * gg.z, o.w * gg.w);
-      }
-      o4[j] = o;
+      o4[j] = make_float4(v[i].x * inv * gv[i].x, v[i].y * inv * gv[i].y, v[i].z * inv * gv[i].z,
+                          v[i].w * inv * gv[i].w);
     }
   }
 }
@@ -585,7 +593,8 @@ void add_rms_norm(const KernelContext& c) {
       launch_pdl(kernel, grid_rows(blocks), kNormThreads, 0, s, static_cast<const float*>(a.data()),
                  static_cast<const float*>(b.data()), static_cast<float*>(sum.data()),
                  static_cast<float*>(out.data()), rows, static_cast<int>(cols),
-                 g ? static_cast<const float*>(g->data()) : nullptr, static_cast<float>(at.eps));
+                 g ? static_cast<const float*>(g->data()) : nullptr, static_cast<float>(at.eps),
+                 g && ((c.constant_inputs >> 2) & 1));
     };
     if (cols <= 4 * 32 * kNormPer)
       launch(add_rms_norm_f32<32>, (rows + kNormThreads / 32 - 1) / (kNormThreads / 32));

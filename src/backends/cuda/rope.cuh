@@ -3,10 +3,15 @@
 // double as the reference does (position x frequency reaches 1e5 rad). Where the results go is
 // the caller's. Included only by .cu files.
 #pragma once
+#include <cmath>
+
 #include "backends/cuda/device_util.cuh"
 #include "loom/kernel.h"
 
 namespace loom::backends::cuda {
+
+// Rotary pairs whose frequencies travel in the kernel's parameters (rotary dims up to 256).
+constexpr int kRopeFreqs = 128;
 
 // rope over a contiguous x [B, H, L, D] at positions [L] or [B, L] (read on the device).
 struct RopeArgs {
@@ -16,6 +21,10 @@ struct RopeArgs {
   int pos_rank;
   bool pos_batched, interleaved;
   double theta, position_scale;
+  // theta^(-2k / rd) per pair k, computed on the host as the CPU backend does: the device then
+  // spends no pow per item (and agrees with the CPU's frequencies exactly). Unused past
+  // kRopeFreqs pairs, where the device computes them.
+  double inv_freq[kRopeFreqs];
 };
 
 inline RopeArgs rope_args(const RopeAttrs& at, const NDArray& x, const NDArray& p) {
@@ -30,6 +39,8 @@ inline RopeArgs rope_args(const RopeAttrs& at, const NDArray& x, const NDArray& 
   a.interleaved = at.interleaved;
   a.theta = at.theta;
   a.position_scale = at.position_scale;
+  for (int64_t k = 0; k < a.half && k < kRopeFreqs; ++k)
+    a.inv_freq[k] = std::pow(a.theta, -2.0 * static_cast<double>(k) / static_cast<double>(a.rd));
   return a;
 }
 
@@ -50,12 +61,15 @@ __device__ __forceinline__ void rope_item(const RopeArgs& a, int64_t t, Put&& pu
   }
   const int64_t l = row % a.L, b = row / (a.H * a.L);
   const int64_t pi = a.pos_rank == 2 ? (a.pos_batched ? b : 0) * a.L + l : l;
-  const double pos = load<double>(a.dp, a.pos, pi) / a.position_scale;
-  const double ang = pos * pow(a.theta, -2.0 * static_cast<double>(k) / static_cast<double>(a.rd));
-  double sn, cs;
-  sincos(ang, &sn, &cs);
   const int64_t i0 = a.interleaved ? 2 * k : k, i1 = a.interleaved ? 2 * k + 1 : k + a.half;
+  // Both loads first: x does not depend on the position.
   const double x0 = load<double>(a.dx, a.x, base + i0), x1 = load<double>(a.dx, a.x, base + i1);
+  const double pos = load<double>(a.dp, a.pos, pi) / a.position_scale;
+  const double freq = k < kRopeFreqs
+                          ? a.inv_freq[k]
+                          : pow(a.theta, -2.0 * static_cast<double>(k) / static_cast<double>(a.rd));
+  double sn, cs;
+  sincos(pos * freq, &sn, &cs);
   put(row, i0, x0 * cs - x1 * sn);
   put(row, i1, x1 * cs + x0 * sn);
 }

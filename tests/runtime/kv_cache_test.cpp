@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 #include <optional>
 #include <random>
 
@@ -11,6 +12,16 @@
 
 namespace loom {
 namespace {
+
+// The message of the loom::Error that f throws, or "no error".
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
 
 std::string joined(const std::vector<std::string>& v) {
   std::string s;
@@ -92,14 +103,6 @@ TEST(KvCache, ReadBeforeAssignKeepsTheOldValue) {
 // assign still becomes an in-place write_slice, and after each step the cache holds the rows cast
 // to f16, on the CPU and on the reference device.
 TEST(KvCache, UpdateOfAnotherFloatDtypeIsConverted) {
-  auto error_of = [](const std::function<void()>& f) {
-    try {
-      f();
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
   Graph g;
   auto base = g.placeholder({4, 3}, f32, "base");
   auto ibase = g.placeholder({4, 3}, i32, "ibase");
@@ -373,14 +376,6 @@ TEST(KvCache, RopeWithAnotherUseIsNotFused) {
 // starts), at run time for a start that does not fit the cache (on the CPU kernel, and on the
 // reference kernel, which is rope then write_slice).
 TEST(KvCache, RopeWriteSliceRejectsBadInputs) {
-  auto error_of = [](const std::function<void()>& f) {
-    try {
-      f();
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
   Graph g;
   auto cache = g.placeholder({1, 2, 8, 4}, f32, "cache");
   auto cache_i32 = g.placeholder({1, 2, 8, 4}, i32, "cache_i32");

@@ -114,8 +114,8 @@ bench fft_peer python3 bench/cuda/fft_peer.py --loom "$OUT/fft_loom.txt"
 bench stitch_loom "$BIN/cuda_stitch_bench"
 bench stitch_peer python3 bench/cuda/stitch_peer.py "$OUT/stitch_loom.txt"
 bench llm_loom "$BIN/llm_decode_bench" --steps 128 ${LOOM_SMOLLM2_GGUF:+--model "$LOOM_SMOLLM2_GGUF"}
-bench llm_before env ${LLM_BEFORE:-LOOM_QMM_INT8_STAGE=0} "$BIN/llm_decode_bench" --steps 128 ${LLM_BEFORE_ARGS:-} \
-  ${LOOM_SMOLLM2_GGUF:+--model "$LOOM_SMOLLM2_GGUF"}
+bench llm_before env ${LLM_BEFORE:-LOOM_QMM_INT8_STAGE=0} "$BIN/llm_decode_bench" --steps 128 \
+  ${LLM_BEFORE_ARGS:-} ${LOOM_SMOLLM2_GGUF:+--model "$LOOM_SMOLLM2_GGUF"}
 bench llm_peer python3 bench/cuda/llm_decode_peer.py
 echo "== summary"
 cat "$SUMMARY"

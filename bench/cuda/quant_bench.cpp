@@ -3,8 +3,9 @@
 // through a Loom executable. GEMV timing: a CUDA graph of 20 launches replayed, events around the
 // replays, weights rotated over enough copies (> 2x the 50 MB L2) that every launch reads them
 // from HBM, and marked constant as a model's weights are (each launch's first copies overlap the
-// previous launch's end, as in a decode step; LOOM_BENCH_CONST_WEIGHTS=0 turns that off). Floor: the weight bytes (codes + scales) over the device-to-device copy bandwidth
-// measured in the same run. Random packed bytes (timing does not depend on the values; the
+// previous launch's end, as in a decode step; LOOM_BENCH_CONST_WEIGHTS=0 turns that off). Floor:
+// the weight bytes (codes + scales) over the device-to-device copy bandwidth measured in the same
+// run. Random packed bytes (timing does not depend on the values; the
 // correctness tests are tests/backends/cuda/cuda_quant_test.cpp).
 // Prints a table; with $OUT set, also writes $OUT/quant_bench.csv for bench/cuda/quant_peer.py.
 #include <cuda_runtime_api.h>

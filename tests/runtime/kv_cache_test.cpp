@@ -7,21 +7,14 @@
 #include <optional>
 #include <random>
 
+#include "error_of.h"
 #include "ir/graph.h"
 #include "loom/loom.h"
 
 namespace loom {
 namespace {
 
-// The message of the loom::Error that f throws, or "no error".
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
+using testing::error_of;
 
 std::string joined(const std::vector<std::string>& v) {
   std::string s;

@@ -7,20 +7,14 @@
 #include <cstdlib>
 #include <thread>
 
+#include "error_of.h"
 #include "loom/loom.h"
 #include "runtime/thread_pool.h"
 
 namespace loom {
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using testing::error_of;
 
 TEST(Run, InputErrorsAreClear) {
   Graph g;

@@ -96,6 +96,18 @@ int32_t top1(const NDArray& l) {
   return static_cast<int32_t>(std::max_element(p, p + l.numel()) - p);
 }
 
+// The KV cache takes a float type only; anything else is refused at load, naming the type.
+TEST(LlamaOptions, KvCacheOfANonFloatTypeIsRejected) {
+  try {
+    LlamaModel::load(tiny_model(), {.max_context = 64, .kv_cache_dtype = DType::i8});
+    ADD_FAILURE() << "an i8 KV cache was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("the KV cache must be f32, f16 or bf16, not i8"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(LlamaPrepared, CpuPreparedDecodeMatchesRun) {
   LlamaModel a = load(Device::cpu(), 0), b = load(Device::cpu(), 1);
   auto ids = prompt();

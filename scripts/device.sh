@@ -95,6 +95,7 @@ bench() {  # name, command...
   local name=$1
   shift
   case " $BENCHES " in *" ${name%_*} "*) ;; *) return ;; esac
+  [ "${2:-}" = none ] && return  # QUANT_BEFORE=none / LLM_BEFORE=none: no "before" run
   echo "== $name"
   timeout "${BENCH_TIMEOUT:-120}" "$@" 2>&1 | tee "$OUT/$name.txt" | tail -30 || true
 }
@@ -105,7 +106,7 @@ bench attention_peer python3 bench/cuda/sdpa_peer.py "$OUT/attention_loom.csv" \
   "$OUT/attention_peer.json"
 # Before/after pairs in the same call: QUANT_BEFORE / LLM_BEFORE name the switch of the "before"
 # run (default: the GEMV without its balanced kernel; decode without it too); LLM_BEFORE_ARGS adds
-# arguments to the "before" decode run (e.g. --kv-cache f32).
+# arguments to the "before" decode run (e.g. --kv-cache f32); "none" skips the "before" run.
 bench quant_before env ${QUANT_BEFORE:-LOOM_QMM_INT8_STAGE=0} "$BIN/cuda_quant_bench"
 bench quant_loom "$BIN/cuda_quant_bench"
 bench quant_peer python3 bench/cuda/quant_peer.py "$OUT/quant_bench.csv"

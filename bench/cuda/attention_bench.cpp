@@ -236,6 +236,30 @@ void decode(int64_t B, int64_t Hq, int64_t Hkv, int64_t L, int64_t D, DType t, b
   }
 }
 
+// A decode step's attention as the LLM runs it: f32 queries and output (or f16), an f16 cache of
+// `cap` keys of which the first kv_len (a device scalar) are filled, causal or not. L2-hot (one
+// cache); printed only (the peer script times the plain decode rows).
+void decode_llm(int64_t cap, int64_t kv_len, bool causal, bool f32q) {
+  NDArray k = dev_random({1, 8, cap, 128}, f16, -2, 2, 10);
+  NDArray v = dev_random({1, 8, cap, 128}, f16, -1, 1, 11);
+  DType qt = f32q ? f32 : f16;
+  NDArray q = dev_random({1, 32, 1, 128}, qt, -2, 2, 7),
+          o = dev_random({1, 32, 1, 128}, qt, -1, 1, 8);
+  int64_t* len = nullptr;
+  cudaMalloc(reinterpret_cast<void**>(&len), 8);
+  cudaMemcpy(len, &kv_len, 8, cudaMemcpyHostToDevice);
+  cu::SdpaLaunch a;
+  a.q = q.data(), a.out = o.data(), a.k = k.data(), a.v = v.data();
+  a.q_dtype = a.out_dtype = qt, a.kv_dtype = f16;
+  a.B = 1, a.Hq = 32, a.Hkv = 8, a.Lq = 1, a.Lk = cap, a.D = a.Dv = 128;
+  a.kv_len = len, a.kv_len_dtype = DType::i64, a.causal = causal;
+  a.scale = 0.088f;
+  double us = time_graph([&](int) { cu::sdpa_launch(a, cu::stream(0), 0); }, 20, 20, false);
+  std::printf("decode-llm cache %lld, kv_len %lld, causal %d, q %s: %.2f us\n", (long long)cap,
+              (long long)kv_len, causal, f32q ? "f32" : "f16", us);
+  cudaFree(len);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -255,8 +279,12 @@ int main(int argc, char** argv) {
   decode(16, 32, 32, 2048, 128, f16, false, {128, 256});
   decode(1, 32, 8, 4096, 128, bf16, false, {});
   decode(1, 32, 8, 4096, 128, f32, true, {});
-  decode(1, 9, 3, 2048, 64, f32, true, {});  // SmolLM2-135M's attention (the LLM runs f32)
-  prefill(1, 8, 1024, 128, f16, true);       // small: the old kernel is slow here
+  decode(1, 9, 3, 2048, 64, f32, true, {});    // SmolLM2-135M's attention (the LLM runs f32)
+  decode(1, 32, 8, 128, 128, f16, false, {});  // a short context: latency, not bandwidth
+  decode_llm(1024, 128, true, true);           // Mistral-7B's decode step, early in a reply
+  decode_llm(1024, 128, true, false);
+  decode_llm(1024, 1000, true, true);
+  prefill(1, 8, 1024, 128, f16, true);  // small: the old kernel is slow here
   prefill(4, 32, 1024, 128, f16, false);
   if (!quick) {
     prefill(4, 32, 2048, 128, f16, false);

@@ -54,13 +54,17 @@ class KernelTrace {
   }
 
   // Per kernel name: calls per step and the step time it adds (see the header comment), over
-  // `steps` replays; the longest first. Names are cut at their template arguments.
-  static std::string summary(const std::vector<KernelRecord>& r, int steps) {
+  // `steps` replays; the longest first. Names are cut at their template arguments. With `layers`,
+  // a kernel called c >= 2 · layers times per step is also split by its call's slot in the layer
+  // (call i of the step in slot i mod (c / layers); calls past layers · (c / layers), e.g. the
+  // LM head's GEMV, in their own slot): a decode step's four GEMVs of a layer, told apart.
+  static std::string summary(const std::vector<KernelRecord>& r, int steps, int layers = 0) {
     struct Sum {
       int calls = 0;
       double add_ns = 0;
     };
     std::map<std::string, Sum> by, host;  // kernels; host runtime calls
+    std::map<std::string, int> seen;      // calls of each name so far
     uint64_t last_end = 0, span = 0, first = 0;
     int kernels = 0;
     for (const auto& k : r) {
@@ -74,7 +78,27 @@ class KernelTrace {
       if (last_end == 0) first = k.start, last_end = k.start;
       auto& s = by[short_name(k.name)];
       ++s.calls;
-      if (k.end > last_end) s.add_ns += static_cast<double>(k.end - last_end), last_end = k.end;
+      const double add = k.end > last_end ? static_cast<double>(k.end - last_end) : 0.0;
+      s.add_ns += add;
+      last_end = std::max(last_end, k.end);
+      if (layers > 0) seen[short_name(k.name)]++;
+    }
+    if (layers > 0) {  // second pass: the slots of the kernels called often enough
+      std::map<std::string, int> occ;
+      uint64_t end = 0;
+      for (const auto& k : r) {
+        if (k.api) continue;
+        const std::string n = short_name(k.name);
+        const int per_step = seen[n] / std::max(steps, 1), per_layer = per_step / layers;
+        const int i = occ[n]++ % std::max(per_step, 1);
+        const double add = end && k.end > end ? static_cast<double>(k.end - end) : 0.0;
+        end = std::max(end, k.end);
+        if (per_layer < 2) continue;
+        const int slot = i < per_layer * layers ? i % per_layer : per_layer;
+        auto& s = by[n + " #" + std::to_string(slot)];
+        ++s.calls;
+        s.add_ns += add;
+      }
     }
     span = last_end - first;
     std::vector<std::pair<std::string, Sum>> v(by.begin(), by.end());

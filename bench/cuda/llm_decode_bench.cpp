@@ -202,7 +202,9 @@ int main(int argc, char** argv) {
       decode_rate(m, kTraced, nullptr, false, &rec);
       if (!rec.empty())
         std::printf("  CUDA-graph step, kernel by kernel (CUPTI, %d steps; %s):\n%s", kTraced,
-                    c.name.c_str(), bench::KernelTrace::summary(rec, kTraced).c_str());
+                    c.name.c_str(),
+                    bench::KernelTrace::summary(rec, kTraced, static_cast<int>(m.config().n_layers))
+                        .c_str());
       const double rate = decode_rate(m, kTraced, nullptr, false, &rec, false);
       if (!rec.empty())
         std::printf("  host runtime calls only (no kernel records; %.1f tok/s):\n%s", rate,

@@ -302,17 +302,19 @@ __global__ void __launch_bounds__(kWarps * 32, kMinCtas<MT>) gemv_int8_kernel(co
 // memory, the one it computes and kStages - 1 in flight: with 3 CTAs of 8 warps per SM that is
 // ~110 KB in flight per SM, well over the ~25-40 KB that keep HBM3 busy, so the warps that finish
 // their rows early do not starve the bandwidth at the end.
-constexpr int kStages = 3;
+constexpr int kStages = 3;        // with as many CTAs per SM as fit (3 for q4_0 at k = 4096)
+constexpr int kFewRowStages = 5;  // with kFewRowCtas per SM, when rows are few (launch_int8)
+constexpr int kFewRowCtas = 2;
 constexpr int kStageBytes = 2304;
 template <int MT>
 constexpr int kStageRows = MT >= 4 ? 2 : 1;  // m >= 4: two weight rows share each x load
-template <class B, int R>
+template <class B, int R, int ST>
 struct Stage {
   static constexpr int CB = kStageBytes / (R * B::BYTES) / 32 * 32;  // whole lane strides
   // Rows are 2-byte aligned: a chunk is copied as the 16-byte aligned span around it, which
   // starts up to 14 bytes early (+ 16); parsing reads 2 bytes past a block at most (still in it).
   static constexpr int SLOT = CB * B::BYTES + 16;
-  static constexpr size_t kBytes = static_cast<size_t>(kWarps) * kStages * R * SLOT;
+  static constexpr size_t kBytes = static_cast<size_t>(kWarps) * ST * R * SLOT;
   static_assert(CB >= 32 && CB * B::BYTES % 16 == 0, "chunks of whole lane strides and units");
 };
 
@@ -364,15 +366,17 @@ __device__ __forceinline__ void parse_staged(const uint8_t* slot, int off, float
   for (int u = 0; u < NC; ++u) cw[u] = static_cast<int>(__byte_perm(wd[u], wd[u + 1], sel));
 }
 
-template <int F, int MT>
-__global__ void __launch_bounds__(kWarps * 32, kMinCtas<MT>)
+template <int F, int MT, int ST>
+__global__ void __launch_bounds__(kWarps * 32, ST == kStages ? kMinCtas<MT>
+                                               : ST == 5     ? 2
+                                                             : 1)
     gemv_int8_staged_kernel(const Int8Args a) {
   using B = Blk<F>;
   static_assert(!B::ALIGN4 && !B::INTER, "the staged parser reads 2-byte aligned blocks");
   constexpr int R = kStageRows<MT>, NC = kCodeWords<B>;
-  using S = Stage<B, R>;
+  using S = Stage<B, R, ST>;
   extern __shared__ int4 smem4[];
-  uint8_t* stage = reinterpret_cast<uint8_t*>(smem4);  // [kWarps][kStages][R][SLOT] bytes
+  uint8_t* stage = reinterpret_cast<uint8_t*>(smem4);  // [kWarps][ST][R][SLOT] bytes
   int4* xq4 = smem4 + S::kBytes / 16;
   float* xd = reinterpret_cast<float*>(xq4 + 2 * MT * a.kbp);
   float* xs = xd + MT * a.kb;
@@ -384,7 +388,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinCtas<MT>)
   const int64_t nw = static_cast<int64_t>(gridDim.x) * kWarps;
   const int nch = (a.kb + S::CB - 1) / S::CB;
   const int64_t steps = gw < groups ? ((groups - 1 - gw) / nw + 1) * nch : 0;
-  uint8_t* slots = stage + static_cast<size_t>(warp) * kStages * R * S::SLOT;
+  uint8_t* slots = stage + static_cast<size_t>(warp) * ST * R * S::SLOT;
   const uint8_t* wend = a.w + a.n * a.rb;
 
   // First byte of chunk c of row r of the warp's row group q. Rows past n re-read the last row
@@ -413,34 +417,37 @@ __global__ void __launch_bounds__(kWarps * 32, kMinCtas<MT>)
     for (int mi = 0; mi < MT; ++mi) acc[r][mi] = 0.f;
 
   // Every lane commits one group per step (empty past the last step), so after the commit of
-  // step t, wait_group<kStages - 1> means exactly "step t has landed". The first steps' copies
-  // need no x: they start before x is quantized, hiding that prologue behind their latency.
-  // With constant weights these copies also start before the previous kernel has finished
-  // (pdl.cuh): a decode step's small kernels then overlap the weight stream.
+  // step t, wait_group<ST - 1> means exactly "step t has landed". With constant weights the first
+  // step's copies start before the previous kernel has finished (pdl.cuh), overlapping it; the
+  // others wait until x is quantized: x's loads from L2 queue behind the copies in flight, and
+  // with all ST - 1 steps issued early (~150 KB per SM) the prologue cost a Mistral-7B down
+  // projection 5.5 of its 17.6 us. One early step: 344 -> 355 tok/s in that model (H100).
   if (!a.early) pdl_begin();
   int64_t iq = 0;  // the next step to issue: row group iq, chunk ic
   int ic = 0;
-  for (int s = 0; s < kStages - 1; ++s) {
+  auto issue_next = [&](int s) {
     if (s < steps) {
       issue(iq, ic, s);
       advance(iq, ic);
     }
     cp_async_commit();
-  }
+  };
+  issue_next(0);
   if (a.early) pdl_begin();  // x is the previous kernel's output
   quantize_x<false>(a, xq4, xd, xs);
+  for (int s = 1; s < ST - 1; ++s) issue_next(s);
   __syncthreads();  // the only CTA-wide barrier: from here on each warp runs on its own
   int64_t q = 0;    // the step computed: row group q, chunk c, in slot s
   int c = 0, s = 0;
   for (int64_t t = 0; t < steps; ++t) {
-    __syncwarp();  // every lane is done with step t - 1's slot, which step t + kStages - 1 refills
-    if (t + kStages - 1 < steps) {
-      issue(iq, ic, s == 0 ? kStages - 1 : s - 1);
+    __syncwarp();  // every lane is done with step t - 1's slot, which step t + ST - 1 refills
+    if (t + ST - 1 < steps) {
+      issue(iq, ic, s == 0 ? ST - 1 : s - 1);
       advance(iq, ic);
     }
     cp_async_commit();
-    cp_async_wait<kStages - 1>();  // this lane's copies of step t have landed,
-    __syncwarp();                  // and every lane's are visible to the warp
+    cp_async_wait<ST - 1>();  // this lane's copies of step t have landed,
+    __syncwarp();             // and every lane's are visible to the warp
 
     const int nb = min(S::CB, a.kb - c * S::CB);
     const uint8_t* slot = slots + s * R * S::SLOT;
@@ -461,7 +468,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinCtas<MT>)
     }
     if (c == nch - 1) store_rows<R, MT>(a, acc, (gw + q * nw) * R, lane);  // the rows are done
     advance(q, c);
-    s = s + 1 == kStages ? 0 : s + 1;
+    s = s + 1 == ST ? 0 : s + 1;
   }
 }
 
@@ -491,6 +498,12 @@ int resident_ctas(const void* kern, int device, size_t smem) {
   return f;
 }
 
+// LOOM_QMM_INT8_FEW_ROWS=0: rows are never few (launch_int8); read once, for A/B timing.
+bool few_rows_enabled() {
+  static const bool on = env_on("LOOM_QMM_INT8_FEW_ROWS");
+  return on;
+}
+
 // smem: x's shared memory; the staged kernel adds its stages.
 template <int F, int MT>
 void launch_int8(cudaStream_t s, const Int8Args& a, size_t smem, bool staged) {
@@ -498,16 +511,35 @@ void launch_int8(cudaStream_t s, const Int8Args& a, size_t smem, bool staged) {
   int rows = kRows;  // per warp at a time
   int device = 0;    // the backend made the launch's device current (stream_for)
   LOOM_CUDA_CHECK(cudaGetDevice(&device));
+  int per_sm = 0;  // CTAs per SM; 0: as many as fit
   if constexpr (!Blk<F>::ALIGN4) {
-    constexpr size_t stage_bytes = Stage<Blk<F>, kStageRows<MT>>::kBytes;
+    using S = Stage<Blk<F>, kStageRows<MT>, kStages>;
+    using Few = Stage<Blk<F>, kStageRows<MT>, kFewRowStages>;
     // Staged at every size, also where the direct kernel's two-row pairs time better alone
     // (q4_0 4096 x 4096: 8.33 vs 8.10 us, 4096 x 14336: 22.3 vs 20.6 back to back): in a decode
     // step the staged kernel's first copies overlap the small kernel before it, and a Mistral-7B
     // step's GEMVs took 1840 instead of 2083 us (kernel trace, llm_decode_bench).
-    if (staged && smem + stage_bytes <= kMaxStagedSmem) {
-      kern = gemv_int8_staged_kernel<F, MT>;
+    if (staged && smem + S::kBytes <= kMaxStagedSmem) {
+      kern = gemv_int8_staged_kernel<F, MT, kStages>;
       rows = kStageRows<MT>;
-      smem += stage_bytes;
+      smem += S::kBytes;
+      // Few rows: under 4 row groups per warp with every CTA that fits (Mistral-7B's q/k/v,
+      // output and down projections: 1.3-1.9), the warps with one group more than the others
+      // set the time. Two CTAs per SM of 5 stages each deal the rows out more evenly with as many
+      // bytes in flight (and as many copies started before the previous kernel ends). H100,
+      // kernel trace of a Mistral-7B step, us per call: q/k/v 7.43 -> 7.09, output 7.93 -> 7.39,
+      // down 20.54 -> 18.12; gate/up (9 groups per warp) 25.87 -> 26.40, so it keeps 3 CTAs.
+      // (One CTA per SM of 8 stages: output 8.29, down 19.14.)
+      const int fit = resident_ctas(reinterpret_cast<const void*>(kern), device, smem);
+      const int64_t groups = (a.n + rows - 1) / rows;
+      const size_t few_smem = smem - S::kBytes + Few::kBytes;
+      if (few_rows_enabled() && fit > kFewRowCtas &&
+          groups < 4 * static_cast<int64_t>(fit) * sm_count(device) * kWarps &&
+          kFewRowCtas * (few_smem + 1024) <= 228 * 1024) {
+        kern = gemv_int8_staged_kernel<F, MT, kFewRowStages>;
+        smem = few_smem;
+        per_sm = kFewRowCtas;
+      }
     }
   }
   // One wave of persistent CTAs, as many as fit on the SMs at once: x is quantized once per CTA
@@ -517,7 +549,8 @@ void launch_int8(cudaStream_t s, const Int8Args& a, size_t smem, bool staged) {
     const char* e = std::getenv("LOOM_QMM_INT8_CTAS");
     return e ? std::max(std::atoi(e), 0) : 0;
   }();
-  int per_sm = resident_ctas(reinterpret_cast<const void*>(kern), device, smem);
+  const int fit = resident_ctas(reinterpret_cast<const void*>(kern), device, smem);
+  per_sm = per_sm ? std::min(per_sm, fit) : fit;
   if (cap > 0) per_sm = std::min(per_sm, cap);
   const int64_t want = (a.n + kWarps * rows - 1) / (kWarps * rows);
   const auto grid = static_cast<unsigned>(

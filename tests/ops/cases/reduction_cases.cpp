@@ -36,6 +36,10 @@ std::vector<OpCase> make() {
     add("size1_dim", f32, {1, 9}, {0}, false, lo, hi);
     // Few outputs over many elements: split over many blocks on the GPU, then combined.
     if (f != prod) add("global_large_f32", f32, {3, 70001}, {}, false, lo, hi);
+    // A sum of 210003 terms in [-2, 2] is ~500 in spread but may land near 0: the backends'
+    // different orders then differ by ~1e-3 absolute (5e-4 seen: CUDA vs CPU), which the
+    // default f32 tolerance, relative to the result, does not allow.
+    if (f == sum) c.back().rtol = 2e-4, c.back().atol = 4e-3;
     if (f != prod) add("rows_large_f32", f32, {2, 50000}, {1}, true, lo, hi);
     if (f == sum) add("global_large_i32", i32, {40000}, {}, false, -5, 5);
   }

@@ -16,7 +16,7 @@
 // - staged (2-byte aligned blocks: q4_0, q8_0): read directly, their codes take 8 (16) half-word
 //   loads per block per lane, and that count of narrow loads is what held q4_0 at ~63 % of the
 //   copy bandwidth when 4-byte aligned formats reached ~78 %. Instead each warp copies its rows
-//   into shared memory with 16-byte cp.async, two steps ahead of the one it computes, and its
+//   into shared memory with 16-byte cp.async, 2 or 4 steps ahead of the one it computes, and its
 //   lanes parse the blocks from there. LOOM_QMM_INT8_STAGE=0 sends them to the direct path.
 // Either kernel can form x itself as rms_norm(a + b)·γ (op add_rms_norm_quantized_matmul, short
 // rows): the norm then costs no kernel of its own.
@@ -367,9 +367,7 @@ __device__ __forceinline__ void parse_staged(const uint8_t* slot, int off, float
 }
 
 template <int F, int MT, int ST>
-__global__ void __launch_bounds__(kWarps * 32, ST == kStages ? kMinCtas<MT>
-                                               : ST == 5     ? 2
-                                                             : 1)
+__global__ void __launch_bounds__(kWarps * 32, ST == kStages ? kMinCtas<MT> : kFewRowCtas)
     gemv_int8_staged_kernel(const Int8Args a) {
   using B = Blk<F>;
   static_assert(!B::ALIGN4 && !B::INTER, "the staged parser reads 2-byte aligned blocks");
@@ -526,7 +524,7 @@ void launch_int8(cudaStream_t s, const Int8Args& a, size_t smem, bool staged) {
       // Few rows: under 4 row groups per warp with every CTA that fits (Mistral-7B's q/k/v,
       // output and down projections: 1.3-1.9), the warps with one group more than the others
       // set the time. Two CTAs per SM of 5 stages each deal the rows out more evenly with as many
-      // bytes in flight (and as many copies started before the previous kernel ends). H100,
+      // bytes in flight. H100,
       // kernel trace of a Mistral-7B step, us per call: q/k/v 7.43 -> 7.09, output 7.93 -> 7.39,
       // down 20.54 -> 18.12; gate/up (9 groups per warp) 25.87 -> 26.40, so it keeps 3 CTAs.
       // (One CTA per SM of 8 stages: output 8.29, down 19.14.)

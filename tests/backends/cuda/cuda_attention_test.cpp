@@ -218,6 +218,9 @@ const std::vector<Case>& cases() {
        SdpaPath::kDecode},
       {"dec_q_f32_kv_f16", f32, f16, 1, 8, 2, 1, 257, 64, false, kAdditiveF16, -1,
        SdpaPath::kDecode},
+      // A Mistral-7B decode step: f32 query (float2 loads), f16 cache filled to kv_len, causal.
+      {"dec_q_f32_kv_f16_d128_llm", f32, f16, 1, 32, 8, 1, 1024, 128, true, kNoMask, 130,
+       SdpaPath::kDecode},
       // 16 query rows per kv head: the tensor-core kernel's full M tile
       {"dec_f16_d64_rows16_causal_kvlen", f16, f16, 1, 8, 2, 4, 1500, 64, true, kNoMask, 1234,
        SdpaPath::kDecode},

@@ -329,8 +329,7 @@ TEST_P(CudaSdpa, EveryVariantMatchesReference) {
     double err = rel_error(got, want);
     EXPECT_LT(err, tolerance(c.qt == f32 ? c.kvt : c.qt))
         << c.name << " flash variant " << r.flash_variant << " split keys " << r.decode_split_keys
-        << " decode kernel " << r.decode_kernel
-        << " (seed " << seed << ")";
+        << " decode kernel " << r.decode_kernel << " (seed " << seed << ")";
     expect_masked_rows_zero(c, got, want);
   }
 }

@@ -11,38 +11,42 @@ namespace loom::backends::cpu {
 namespace {
 namespace op = ir::op;
 
-// Copies a strided view `src` (same shape as dst region) into `dst`, which may itself be a
-// strided view. Byte-sized dtypes only (packed types use the reference kernels).
-void strided_copy(const NDArray& src, const NDArray& dst, ThreadPool* pool) {
-  int64_t n = src.numel();
-  if (n == 0) return;
-  size_t es = static_cast<size_t>(dtype_bits(src.dtype()) / 8);
-  // Collapse dims that are contiguous in both.
+// src and dst (the same shape, any strides) as rows: dims contiguous in both merged; the last one
+// is the run each row holds, `step` apart in src and `dst_step` in dst.
+struct Rows {
   std::vector<int64_t> dims, ss, ds;
+  int64_t run() const { return dims.back(); }
+  int64_t step() const { return ss.back(); }
+  int64_t dst_step() const { return ds.back(); }
+};
+Rows rows_of(const NDArray& src, const NDArray& dst) {
+  Rows r;
   for (int i = 0; i < src.rank(); ++i) {
     int64_t d = src.shape()[i];
     if (d == 1) continue;
     int64_t s = src.strides()[static_cast<size_t>(i)], t = dst.strides()[static_cast<size_t>(i)];
-    if (!dims.empty() && ss.back() == s * d && ds.back() == t * d) {
-      dims.back() *= d;
-      ss.back() = s;
-      ds.back() = t;
+    if (!r.dims.empty() && r.ss.back() == s * d && r.ds.back() == t * d) {
+      r.dims.back() *= d;
+      r.ss.back() = s;
+      r.ds.back() = t;
     } else {
-      dims.push_back(d);
-      ss.push_back(s);
-      ds.push_back(t);
+      r.dims.push_back(d);
+      r.ss.push_back(s);
+      r.ds.push_back(t);
     }
   }
-  if (dims.empty()) {
-    dims = {1};
-    ss = {1};
-    ds = {1};
-  }
-  int64_t inner = dims.back(), rows = n / inner;
-  const auto* sb = reinterpret_cast<const char*>(src.storage()->data());
-  auto* db = reinterpret_cast<char*>(dst.storage()->data());
-  bool contiguous_run = ss.back() == 1 && ds.back() == 1;
-  parallel_for(pool, rows, std::max<int64_t>(1, 32768 / std::max<int64_t>(inner, 1)),
+  if (r.dims.empty()) r = {{1}, {1}, {1}};
+  return r;
+}
+
+// fn(offset of the row's first element in src's storage, in dst's) for every row, on the pool,
+// about `grain` elements per task.
+template <class Fn>
+void for_each_row(const Rows& rw, const NDArray& src, const NDArray& dst, ThreadPool* pool,
+                  int64_t grain, Fn fn) {
+  const std::vector<int64_t>&dims = rw.dims, &ss = rw.ss, &ds = rw.ds;
+  int64_t rows = src.numel() / rw.run();
+  parallel_for(pool, rows, std::max<int64_t>(1, grain / std::max<int64_t>(rw.run(), 1)),
                [&](int64_t b, int64_t e) {
                  for (int64_t r = b; r < e; ++r) {
                    int64_t so = src.offset(), dof = dst.offset(), rem = r;
@@ -52,63 +56,67 @@ void strided_copy(const NDArray& src, const NDArray& dst, ThreadPool* pool) {
                      so += i * ss[static_cast<size_t>(d)];
                      dof += i * ds[static_cast<size_t>(d)];
                    }
-                   if (contiguous_run) {
-                     std::memcpy(db + static_cast<size_t>(dof) * es,
-                                 sb + static_cast<size_t>(so) * es,
-                                 static_cast<size_t>(inner) * es);
-                     continue;
-                   }
-                   int64_t st = ss.back(), dt = ds.back();
-                   auto copy = [&](auto* dp, const auto* sp) {
-                     for (int64_t i = 0; i < inner; ++i) dp[(dof + i * dt)] = sp[(so + i * st)];
-                   };
-                   switch (es) {
-                     case 1:
-                       copy(reinterpret_cast<uint8_t*>(db), reinterpret_cast<const uint8_t*>(sb));
-                       break;
-                     case 2:
-                       copy(reinterpret_cast<uint16_t*>(db), reinterpret_cast<const uint16_t*>(sb));
-                       break;
-                     case 4:
-                       copy(reinterpret_cast<uint32_t*>(db), reinterpret_cast<const uint32_t*>(sb));
-                       break;
-                     default:
-                       copy(reinterpret_cast<uint64_t*>(db), reinterpret_cast<const uint64_t*>(sb));
-                       break;
-                   }
+                   fn(so, dof);
                  }
                });
+}
+
+// Copies a strided view `src` (same shape as dst region) into `dst`, which may itself be a
+// strided view. Byte-sized dtypes only (packed types use the reference kernels).
+void strided_copy(const NDArray& src, const NDArray& dst, ThreadPool* pool) {
+  if (src.numel() == 0) return;
+  size_t es = static_cast<size_t>(dtype_bits(src.dtype()) / 8);
+  const auto* sb = reinterpret_cast<const char*>(src.storage()->data());
+  auto* db = reinterpret_cast<char*>(dst.storage()->data());
+  const Rows rw = rows_of(src, dst);
+  for_each_row(rw, src, dst, pool, 32768, [&](int64_t so, int64_t dof) {
+    const int64_t inner = rw.run(), st = rw.step(), dt = rw.dst_step();
+    if (st == 1 && dt == 1) {
+      std::memcpy(db + static_cast<size_t>(dof) * es, sb + static_cast<size_t>(so) * es,
+                  static_cast<size_t>(inner) * es);
+      return;
+    }
+    auto copy = [&](auto* dp, const auto* sp) {
+      for (int64_t i = 0; i < inner; ++i) dp[(dof + i * dt)] = sp[(so + i * st)];
+    };
+    switch (es) {
+      case 1:
+        copy(reinterpret_cast<uint8_t*>(db), reinterpret_cast<const uint8_t*>(sb));
+        break;
+      case 2:
+        copy(reinterpret_cast<uint16_t*>(db), reinterpret_cast<const uint16_t*>(sb));
+        break;
+      case 4:
+        copy(reinterpret_cast<uint32_t*>(db), reinterpret_cast<const uint32_t*>(sb));
+        break;
+      default:
+        copy(reinterpret_cast<uint64_t*>(db), reinterpret_cast<const uint64_t*>(sb));
+        break;
+    }
+  });
 }
 
 // As strided_copy, converting src's elements to dst's dtype (both floating: slice_update's update
 // of another float dtype). Through f32 (exact for f16 / bf16 / f32), or f64 when either is f64:
 // the values cast gives.
 void convert_copy(const NDArray& src, const NDArray& dst, ThreadPool* pool) {
-  const int r = src.rank();
-  const int64_t inner = r ? src.shape()[r - 1] : 1;
   if (src.numel() == 0) return;
-  const int64_t rows = src.numel() / inner;
-  const int64_t sst = r ? src.strides()[static_cast<size_t>(r - 1)] : 1;
-  const int64_t dst_st = r ? dst.strides()[static_cast<size_t>(r - 1)] : 1;
   const void* sb = src.storage()->data();
   void* db = dst.storage()->data();
+  const Rows rw = rows_of(src, dst);
   auto run = [&]<class T>() {
-    parallel_for(pool, rows, std::max<int64_t>(1, 16384 / inner), [&](int64_t b, int64_t e) {
-      std::vector<T> buf(static_cast<size_t>(inner));
-      for (int64_t row = b; row < e; ++row) {
-        int64_t so = src.offset(), dof = dst.offset(), rem = row;
-        for (int d = r - 2; d >= 0; --d) {
-          const int64_t i = rem % src.shape()[d];
-          rem /= src.shape()[d];
-          so += i * src.strides()[static_cast<size_t>(d)];
-          dof += i * dst.strides()[static_cast<size_t>(d)];
-        }
-        load_run<T>(src.dtype(), sb, so, sst, inner, buf.data());
-        if (dst_st == 1) {
-          store_run<T>(dst.dtype(), db, dof, inner, buf.data());
+    for_each_row(rw, src, dst, pool, 16384, [&](int64_t so, int64_t dof) {
+      const int64_t inner = rw.run(), st = rw.step(), dt = rw.dst_step();
+      constexpr int64_t kChunk = 256;
+      T buf[kChunk];
+      for (int64_t i0 = 0; i0 < inner; i0 += kChunk) {
+        const int64_t n = std::min(kChunk, inner - i0);
+        load_run<T>(src.dtype(), sb, so + i0 * st, st, n, buf);
+        if (dt == 1) {
+          store_run<T>(dst.dtype(), db, dof + i0, n, buf);
         } else {
-          for (int64_t i = 0; i < inner; ++i)
-            store_run<T>(dst.dtype(), db, dof + i * dst_st, 1, buf.data() + i);
+          for (int64_t i = 0; i < n; ++i)
+            store_run<T>(dst.dtype(), db, dof + (i0 + i) * dt, 1, buf + i);
         }
       }
     });

@@ -290,8 +290,12 @@ int main() {
                      "smol " + std::to_string(n) + "x" + std::to_string(k)});
   specs.push_back({"q8_0", kQ8_0, 49152, 576, 1, DType::f32, "smol 49152x576"});
 
+  // LOOM_BENCH_ONLY=text: only the specs whose format or shape contains it (profiling one kernel).
+  const char* only = std::getenv("LOOM_BENCH_ONLY");
   std::vector<Row> rows;
-  for (const auto& s : specs) rows.push_back(time_gemv(s, st));
+  for (const auto& s : specs)
+    if (!only || (s.label + " " + s.shape).find(only) != std::string::npos)
+      rows.push_back(time_gemv(s, st));
 
   cudaDeviceProp prop;
   cudaGetDeviceProperties(&prop, 0);
@@ -314,6 +318,7 @@ int main() {
   }
   // Prefill: m = 512 through the executable (device dequantize into f16 + cuBLASLt).
   for (const char* fmt : {"q4_0", "q6_k"}) {
+    if (only) break;
     double us = time_prefill(fmt, 512, 14336, 4096, DType::f16);
     double tf = 2.0 * 512 * 14336 * 4096 / (us * 1e-6) / 1e12;
     std::printf("prefill %s m=512 14336x4096 f16: %.1f us (%.1f TFLOP/s, executable)\n", fmt, us,

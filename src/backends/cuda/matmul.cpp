@@ -207,7 +207,8 @@ QuantWeights quant_weights(const KernelContext& c, const QuantizedMatmulAttrs& a
   QuantWeights w;
   const NDArray& q = c.inputs[1];
   w.n = a.n, w.k = a.k, w.w = q.data();
-  w.constant = (c.constant_inputs >> 1) & 1;
+  const uint64_t params = (uint64_t{1} << (c.inputs.size() - 1)) - 1;  // inputs 1..: W's parts
+  w.constant = ((c.constant_inputs >> 1) & params) == params;
   if (a.format == "affine") {
     const NDArray& s = c.inputs[2];
     const NDArray* zp = c.inputs.size() > 3 ? &c.inputs[3] : nullptr;

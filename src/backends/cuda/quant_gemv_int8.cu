@@ -30,8 +30,30 @@
 #include "backends/cuda/device_util.cuh"
 #include "backends/cuda/pdl.cuh"
 #include "backends/cuda/quant_matmul.h"
+#include "backends/cuda/quant_stage.cuh"
 
 namespace loom::backends::cuda {
+
+// quant_stage.cuh
+int resident_ctas(const void* kern, int device, int threads, size_t smem) {
+  static std::mutex mutex;
+  static std::map<std::pair<const void*, int>, size_t> opt_in;
+  static std::map<std::tuple<const void*, int, size_t>, int> fit;
+  std::lock_guard lock(mutex);
+  int& f = fit[{kern, device, smem}];
+  if (!f) {
+    size_t& o = opt_in[{kern, device}];
+    if (smem > 48 * 1024 && smem > o) {
+      LOOM_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           static_cast<int>(smem)));
+      o = smem;
+    }
+    LOOM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&f, kern, threads, smem));
+    f = std::max(f, 1);
+  }
+  return f;
+}
+
 namespace {
 
 constexpr int kWarps = 8;
@@ -181,21 +203,10 @@ __device__ __forceinline__ void quantize_x(const Int8Args& a, int4* xq4, float* 
 #pragma unroll
       for (int t = 0; t < 32; ++t) v[t] = load<float>(a.xdt, a.x, x0 + t);
     }
-    float amax = 0.f;
-#pragma unroll
-    for (int t = 0; t < 32; ++t) amax = fmaxf(amax, fabsf(v[t]));
-    const float d = __fdiv_rn(amax, 127.0f);
-    const float id = d != 0.f ? __fdiv_rn(1.0f, d) : 0.f;
-    int sum = 0;
-    uint32_t words[8] = {};
-#pragma unroll
-    for (int t = 0; t < 32; ++t) {
-      const int q = static_cast<int>(rintf(__fmul_rn(v[t], id)));
-      sum += q;
-      // affine_u4 pairs element 2i with 2i+1 in one byte: x is stored evens first, then odds.
-      const int pos = INTER ? ((t & 1) ? 16 + (t >> 1) : t >> 1) : t;
-      words[pos >> 2] |= (static_cast<uint32_t>(q) & 0xFFu) << (8 * (pos & 3));
-    }
+    uint32_t words[8];
+    float d;
+    int sum;
+    quantize_block32<INTER>(v, words, d, sum);
     int4* dst = xq4 + x_slot(a.kbp, mi, b);
     dst[0] = make_int4(static_cast<int>(words[0]), static_cast<int>(words[1]),
                        static_cast<int>(words[2]), static_cast<int>(words[3]));
@@ -317,35 +328,6 @@ struct Stage {
   static constexpr size_t kBytes = static_cast<size_t>(kWarps) * ST * R * SLOT;
   static_assert(CB >= 32 && CB * B::BYTES % 16 == 0, "chunks of whole lane strides and units");
 };
-
-// 16-byte global -> shared copy that bypasses L1; reads only `bytes` (1..16) of the source and
-// zero-fills the rest (the last unit of the weights may end mid-unit).
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, int bytes) {
-  const auto s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(bytes)
-               : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() {
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-// The warp copies the 16-byte units covering [g, g + bytes) to dst (16-byte aligned); the span
-// starts (g & 15) bytes early, so the bytes land at dst + (g & 15). The weights start 16-byte
-// aligned, so the first unit never starts before them; the last one is cut at their end, wend.
-__device__ __forceinline__ void copy_span(uint8_t* dst, const uint8_t* g, int bytes,
-                                          const uint8_t* wend, int lane) {
-  const int o = static_cast<int>(reinterpret_cast<uintptr_t>(g) & 15);
-  const uint8_t* g16 = g - o;
-  const int units = (o + bytes + 15) >> 4;
-  for (int u = lane; u < units; u += 32) {
-    const uint8_t* src = g16 + 16 * u;
-    const int64_t left = wend - src;
-    cp_async16(dst + 16 * u, src, left < 16 ? static_cast<int>(left) : 16);
-  }
-}
-template <int N>  // waits until at most N of this thread's groups are pending
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
 
 // A 2-byte aligned block at byte `off` of a stage slot: read the NC + 1 aligned words around it
 // and, when it starts at 2 mod 4, shift by a half-word: one prmt per code word. Lanes 18 or 34
@@ -474,28 +456,6 @@ __global__ void __launch_bounds__(kWarps * 32, ST == kStages ? kMinCtas<MT> : kF
 // the 1 KB the driver reserves per CTA) still fit in an H100 SM's 228 KB.
 constexpr size_t kMaxStagedSmem = 113 * 1024;
 
-// CTAs of `kern` resident per SM with `smem` bytes of dynamic shared memory, per device. Sets
-// the kernel's opt-in shared-memory size first, only ever raising it, so that launches of every
-// size seen before stay valid (and none happens while a CUDA graph is being captured).
-int resident_ctas(const void* kern, int device, size_t smem) {
-  static std::mutex mutex;
-  static std::map<std::pair<const void*, int>, size_t> opt_in;
-  static std::map<std::tuple<const void*, int, size_t>, int> fit;
-  std::lock_guard lock(mutex);
-  int& f = fit[{kern, device, smem}];
-  if (!f) {
-    size_t& o = opt_in[{kern, device}];
-    if (smem > 48 * 1024 && smem > o) {
-      LOOM_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           static_cast<int>(smem)));
-      o = smem;
-    }
-    LOOM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&f, kern, kWarps * 32, smem));
-    f = std::max(f, 1);
-  }
-  return f;
-}
-
 // LOOM_QMM_INT8_FEW_ROWS=0: rows are never few (launch_int8); read once, for A/B timing.
 bool few_rows_enabled() {
   static const bool on = env_on("LOOM_QMM_INT8_FEW_ROWS");
@@ -528,7 +488,7 @@ void launch_int8(cudaStream_t s, const Int8Args& a, size_t smem, bool staged) {
       // kernel trace of a Mistral-7B step, us per call: q/k/v 7.43 -> 7.09, output 7.93 -> 7.39,
       // down 20.54 -> 18.12; gate/up (9 groups per warp) 25.87 -> 26.40, so it keeps 3 CTAs.
       // (One CTA per SM of 8 stages: output 8.29, down 19.14.)
-      const int fit = resident_ctas(reinterpret_cast<const void*>(kern), device, smem);
+      const int fit = resident_ctas(reinterpret_cast<const void*>(kern), device, kWarps * 32, smem);
       const int64_t groups = (a.n + rows - 1) / rows;
       const size_t few_smem = smem - S::kBytes + Few::kBytes;
       if (few_rows_enabled() && fit > kFewRowCtas &&
@@ -547,7 +507,7 @@ void launch_int8(cudaStream_t s, const Int8Args& a, size_t smem, bool staged) {
     const char* e = std::getenv("LOOM_QMM_INT8_CTAS");
     return e ? std::max(std::atoi(e), 0) : 0;
   }();
-  const int fit = resident_ctas(reinterpret_cast<const void*>(kern), device, smem);
+  const int fit = resident_ctas(reinterpret_cast<const void*>(kern), device, kWarps * 32, smem);
   per_sm = per_sm ? std::min(per_sm, fit) : fit;
   if (cap > 0) per_sm = std::min(per_sm, cap);
   const int64_t want = (a.n + kWarps * rows - 1) / (kWarps * rows);

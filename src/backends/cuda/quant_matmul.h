@@ -44,8 +44,9 @@ struct QuantWeights {
   const void* w = nullptr;
   int64_t n = 0, k = 0;
   int64_t row_bytes = 0;  // bytes of one packed row
-  // A graph constant: no kernel writes it, so the decode GEMV starts loading it before the
-  // previous kernel has finished (pdl.cuh).
+  // The weights and their scales / zero points / tables are graph constants: no kernel writes
+  // them, so the decode GEMV starts loading them before the previous kernel has finished
+  // (pdl.cuh).
   bool constant = false;
   // Affine: scale (and optional zero point) of any float / integer dtype; scale_kind 0: one value,
   // 1: per block of `block` along k (index r * nblocks + j / block), 3: per row.
@@ -69,6 +70,12 @@ bool launch_quant_gemv(cudaStream_t s, const QuantWeights& w, const void* x, int
 bool launch_quant_gemv_int8(cudaStream_t s, const QuantWeights& w, const void* x, int x_dtype,
                             int64_t m, void* y);
 bool quant_gemv_int8_enabled();
+// The GEMV for affine integer tensors (u4 / i4 / u8 / i8, scales per tensor, row or block of a
+// multiple of 32) and lookup-table indices (u4 / u8) with k a multiple of 32, in float arithmetic
+// (quant_gemv_tensor.cu). launch_quant_gemv tries it before the generic float GEMV;
+// LOOM_QMM_TENSOR=0 turns it off. False (nothing launched) outside those layouts.
+bool launch_quant_gemv_tensor(cudaStream_t s, const QuantWeights& w, const void* x, int x_dtype,
+                              int64_t m, void* y);
 // y = quantized_matmul(rms_norm(a + b) · gamma, W) and sum = a + b (op
 // add_rms_norm_quantized_matmul) in the int8 GEMV: every CTA forms its normalised x from a and b
 // (f32 [m, k], contiguous) while its first weight copies fly, and CTA 0 also stores the sum; the

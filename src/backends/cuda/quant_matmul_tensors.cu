@@ -82,7 +82,9 @@ bool launch_quant_gemv(cudaStream_t s, const QuantWeights& w, const void* x, int
                        void* y) {
   if (!supported(w) || m < 1 || m > 8) return false;
   if (x_dtype != kF32 && x_dtype != kF16 && x_dtype != kBF16) return false;
-  if (launch_quant_gemv_int8(s, w, x, x_dtype, m, y)) return true;
+  if (launch_quant_gemv_int8(s, w, x, x_dtype, m, y) ||
+      launch_quant_gemv_tensor(s, w, x, x_dtype, m, y))
+    return true;
   qmm::Params p = params(w);
   p.x = x, p.xdt = x_dtype, p.m = static_cast<int>(m), p.y = y, p.xvec = aligned16(x);
   return launch(s, w, p, m <= 1 ? 1 : m <= 2 ? 2 : m <= 4 ? 4 : 8);

@@ -42,7 +42,10 @@ void launch_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, c
   cudaLaunchAttribute attr[1] = {pdl_attribute()};
   cfg.attrs = attr;
   cfg.numAttrs = 1;
-  LOOM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
+  const cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+  if (e != cudaSuccess)  // the configuration in the message: most launch errors are about it
+    ::loom::fail("[cuda] kernel launch (grid ", grid.x, "x", grid.y, "x", grid.z, ", block ",
+                 block.x, ", ", smem, " B of dynamic shared memory): ", cudaGetErrorString(e));
 }
 
 }  // namespace loom::backends::cuda

@@ -11,13 +11,14 @@
 // Shape of the work: one wave of persistent CTAs of 8 warps (so x is quantized once per CTA, not
 // once per row); a warp owns one or two weight rows at a time and its lanes take the rows' blocks
 // with a stride of 32. Two ways to read the weights:
-// - direct (4-byte aligned blocks: q4_1, affine_u4, affine_i8): the loads of two rows and two
-//   blocks each are in flight together, codes read as words straight from global memory;
-// - staged (2-byte aligned blocks: q4_0, q8_0): read directly, their codes take 8 (16) half-word
-//   loads per block per lane, and that count of narrow loads is what held q4_0 at ~63 % of the
-//   copy bandwidth when 4-byte aligned formats reached ~78 %. Instead each warp copies its rows
-//   into shared memory with 16-byte cp.async, 2 or 4 steps ahead of the one it computes, and its
-//   lanes parse the blocks from there. LOOM_QMM_INT8_STAGE=0 sends them to the direct path.
+// - staged (every format, 16-byte aligned weights): each warp copies its rows into shared memory
+//   with 16-byte cp.async, 2 or 4 steps ahead of the one it computes, and its lanes parse the
+//   blocks from there. Read directly, 2-byte aligned blocks (q4_0, q8_0) take 8 (16) half-word
+//   loads per block per lane, and that count of narrow loads held q4_0 at ~63 % of the copy
+//   bandwidth; the 4-byte aligned ones (q4_1, affine_u4, affine_i8) reached 55-65 % at 7B
+//   shapes, 75-80 % staged.
+// - direct (LOOM_QMM_INT8_STAGE=0, or where the stages do not fit): the loads of two rows and
+//   two blocks each are in flight together, codes read straight from global memory.
 // Either kernel can form x itself as rms_norm(a + b)·γ (op add_rms_norm_quantized_matmul, short
 // rows): the norm then costs no kernel of its own.
 #include <algorithm>
@@ -43,7 +44,11 @@ int resident_ctas(const void* kern, int device, int threads, size_t smem) {
   int& f = fit[{kern, device, smem}];
   if (!f) {
     size_t& o = opt_in[{kern, device}];
-    if (smem > 48 * 1024 && smem > o) {
+    // Without the opt-in, dynamic + static shared memory must stay within 48 KB (the norm
+    // prologue's static arrays took a 48896-byte launch over it).
+    cudaFuncAttributes fa{};
+    LOOM_CUDA_CHECK(cudaFuncGetAttributes(&fa, kern));
+    if (smem + fa.sharedSizeBytes > 48 * 1024 && smem > o) {
       LOOM_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                            static_cast<int>(smem)));
       o = smem;
@@ -82,7 +87,8 @@ struct Int8Args {
 
 // Block layouts: BYTES per block, QS where its codes start, FOUR for 4-bit codes, ALIGN4 when
 // blocks are 4-byte aligned (codes read as words, else as half-words), INTER for affine_u4's
-// nibble pairs; offset() is the block's m_w (CPU: block_offset in cpu/quant/internal.h).
+// nibble pairs; offset() is the block's m_w (CPU: block_offset in cpu/quant/internal.h), and
+// offset16() the same from the half-word at byte 2 (the staged parser's copy of it).
 template <int F>
 struct Blk;
 template <>
@@ -90,6 +96,7 @@ struct Blk<kQ4_0> {
   static constexpr int BYTES = 18, QS = 2;
   static constexpr bool FOUR = true, ALIGN4 = false, INTER = false;
   static __device__ float offset(const uint8_t*, float d) { return -8.f * d; }
+  static __device__ float offset16(uint32_t, float d) { return -8.f * d; }
 };
 template <>
 struct Blk<kQ4_1> {
@@ -98,12 +105,14 @@ struct Blk<kQ4_1> {
   static __device__ float offset(const uint8_t* b, float) {
     return h2f(*reinterpret_cast<const uint16_t*>(b + 2));
   }
+  static __device__ float offset16(uint32_t m, float) { return h2f(static_cast<uint16_t>(m)); }
 };
 template <>
 struct Blk<kQ8_0> {
   static constexpr int BYTES = 34, QS = 2;
   static constexpr bool FOUR = false, ALIGN4 = false, INTER = false;
   static __device__ float offset(const uint8_t*, float) { return 0.f; }
+  static __device__ float offset16(uint32_t, float) { return 0.f; }
 };
 template <>
 struct Blk<kAffineU4Blocks> {  // element 2i in the low nibble of byte i, 2i+1 in the high one
@@ -112,6 +121,9 @@ struct Blk<kAffineU4Blocks> {  // element 2i in the low nibble of byte i, 2i+1 i
   static __device__ float offset(const uint8_t* b, float d) {
     return -h2f(*reinterpret_cast<const uint16_t*>(b + 2)) * d;
   }
+  static __device__ float offset16(uint32_t z, float d) {
+    return -h2f(static_cast<uint16_t>(z)) * d;
+  }
 };
 template <>
 struct Blk<kAffineI8Blocks> {
@@ -119,6 +131,9 @@ struct Blk<kAffineI8Blocks> {
   static constexpr bool FOUR = false, ALIGN4 = true, INTER = false;
   static __device__ float offset(const uint8_t* b, float d) {
     return -h2f(*reinterpret_cast<const uint16_t*>(b + 2)) * d;
+  }
+  static __device__ float offset16(uint32_t z, float d) {
+    return -h2f(static_cast<uint16_t>(z)) * d;
   }
 };
 
@@ -329,30 +344,39 @@ struct Stage {
   static_assert(CB >= 32 && CB * B::BYTES % 16 == 0, "chunks of whole lane strides and units");
 };
 
-// A 2-byte aligned block at byte `off` of a stage slot: read the NC + 1 aligned words around it
-// and, when it starts at 2 mod 4, shift by a half-word: one prmt per code word. Lanes 18 or 34
-// bytes apart hit a bank at most twice per load.
+// The block at byte `off` of a stage slot. 2-byte aligned blocks (q4_0, q8_0): read the NC + 1
+// aligned words around it and, when it starts at 2 mod 4, shift by a half-word: one prmt per
+// code word; lanes 18 or 34 bytes apart hit a bank at most twice per load. 4-byte aligned ones
+// (q4_1, affine_u4, affine_i8): their words as they are; lanes 20 or 36 bytes apart never share
+// a bank.
 template <class B>
 __device__ __forceinline__ void parse_staged(const uint8_t* slot, int off, float& dw, float& wm,
                                              int (&cw)[kCodeWords<B>]) {
   constexpr int NC = kCodeWords<B>;
   const auto* p = reinterpret_cast<const uint32_t*>(slot) + (off >> 2);
-  uint32_t wd[NC + 1];
+  if constexpr (B::ALIGN4) {  // d and m / zero point in the first word, then the codes
+    const uint32_t h = p[0];
+    dw = h2f(static_cast<uint16_t>(h));
+    wm = B::offset16(h >> 16, dw);
 #pragma unroll
-  for (int u = 0; u <= NC; ++u) wd[u] = p[u];
-  const bool half = off & 2;
-  dw = h2f(static_cast<uint16_t>(half ? wd[0] >> 16 : wd[0]));
-  wm = B::offset(nullptr, dw);  // q4_0 / q8_0: from the scale alone
-  const uint32_t sel = half ? 0x7654u : 0x5432u;
+    for (int u = 0; u < NC; ++u) cw[u] = static_cast<int>(p[1 + u]);
+  } else {
+    uint32_t wd[NC + 1];
 #pragma unroll
-  for (int u = 0; u < NC; ++u) cw[u] = static_cast<int>(__byte_perm(wd[u], wd[u + 1], sel));
+    for (int u = 0; u <= NC; ++u) wd[u] = p[u];
+    const bool half = off & 2;
+    dw = h2f(static_cast<uint16_t>(half ? wd[0] >> 16 : wd[0]));
+    wm = B::offset(nullptr, dw);  // q4_0 / q8_0: from the scale alone
+    const uint32_t sel = half ? 0x7654u : 0x5432u;
+#pragma unroll
+    for (int u = 0; u < NC; ++u) cw[u] = static_cast<int>(__byte_perm(wd[u], wd[u + 1], sel));
+  }
 }
 
 template <int F, int MT, int ST>
 __global__ void __launch_bounds__(kWarps * 32, ST == kStages ? kMinCtas<MT> : kFewRowCtas)
     gemv_int8_staged_kernel(const Int8Args a) {
   using B = Blk<F>;
-  static_assert(!B::ALIGN4 && !B::INTER, "the staged parser reads 2-byte aligned blocks");
   constexpr int R = kStageRows<MT>, NC = kCodeWords<B>;
   using S = Stage<B, R, ST>;
   extern __shared__ int4 smem4[];
@@ -414,7 +438,7 @@ __global__ void __launch_bounds__(kWarps * 32, ST == kStages ? kMinCtas<MT> : kF
   };
   issue_next(0);
   if (a.early) pdl_begin();  // x is the previous kernel's output
-  quantize_x<false>(a, xq4, xd, xs);
+  quantize_x<B::INTER>(a, xq4, xd, xs);
   for (int s = 1; s < ST - 1; ++s) issue_next(s);
   __syncthreads();  // the only CTA-wide barrier: from here on each warp runs on its own
   int64_t q = 0;    // the step computed: row group q, chunk c, in slot s
@@ -470,14 +494,16 @@ void launch_int8(cudaStream_t s, const Int8Args& a, size_t smem, bool staged) {
   int device = 0;    // the backend made the launch's device current (stream_for)
   LOOM_CUDA_CHECK(cudaGetDevice(&device));
   int per_sm = 0;  // CTAs per SM; 0: as many as fit
-  if constexpr (!Blk<F>::ALIGN4) {
+  {
     using S = Stage<Blk<F>, kStageRows<MT>, kStages>;
     using Few = Stage<Blk<F>, kStageRows<MT>, kFewRowStages>;
     // Staged at every size, also where the direct kernel's two-row pairs time better alone
     // (q4_0 4096 x 4096: 8.33 vs 8.10 us, 4096 x 14336: 22.3 vs 20.6 back to back): in a decode
     // step the staged kernel's first copies overlap the small kernel before it, and a Mistral-7B
     // step's GEMVs took 1840 instead of 2083 us (kernel trace, llm_decode_bench).
-    if (staged && smem + S::kBytes <= kMaxStagedSmem) {
+    // 4-byte aligned blocks with m >= 4 (two rows per warp, chunks of 32 blocks) stay direct:
+    // q4_1 14336 x 4096, m = 4: 25.2 us direct, 28.6 staged; m = 8: 38.8 / 43.7 (H100).
+    if (staged && (!Blk<F>::ALIGN4 || MT <= 2) && smem + S::kBytes <= kMaxStagedSmem) {
       kern = gemv_int8_staged_kernel<F, MT, kStages>;
       rows = kStageRows<MT>;
       smem += S::kBytes;

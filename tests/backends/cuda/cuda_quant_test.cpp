@@ -413,11 +413,38 @@ void expect_decode_gemv(q::Format f, int64_t n, int64_t k, int64_t m) {
   EXPECT_TRUE(close(r.gpu_dev, r.gpu, 0, 0)) << "device-resident input, seed " << seed;
 }
 
+// add(x, b) -> rms_norm -> quantized_matmul fused into add_rms_norm_quantized_matmul: every CTA
+// of the int8 GEMV forms its normed x from x and b (short rows: SmolLM2's k = 576). The CPU runs
+// the same arithmetic (x quantized to int8 the same way).
+TEST(CudaQuantizedMatmul, AddRmsNormFusedGemv) {
+  REQUIRE_GPU();
+  const int64_t n = 576, k = 576;
+  for (q::Format f : {q::Format::q4_1, q::Format::q4_0, q::Format::q8_0})
+    for (int64_t m : {1, 2}) {
+      std::string name(q::format_name(f));
+      SCOPED_TRACE(name + " m=" + std::to_string(m));
+      uint64_t seed = fresh_seed();
+      Graph g;
+      auto x = g.placeholder({m, k}, f32, "x");
+      auto b = g.constant(random_uniform({m, k}, f32, -1, 1, seed));
+      auto gamma = g.constant(random_uniform({k}, f32, 0.5, 1.5, seed + 1));
+      auto y = quantized_matmul(rms_norm(add(x, b), gamma),
+                                g.constant(packed_weights(f, n, k, seed + 2)), name, n, k);
+      Runs r = run_all(g, y, random_uniform({m, k}, f32, -1, 1, seed + 3));
+      EXPECT_NE(r.gpu_log.find("add_rms_norm_quantized_matmul"), std::string::npos) << r.gpu_log;
+      const double sk = std::sqrt(static_cast<double>(k));
+      // The GPU's norm sums in another order: a code of x may round the other way (~0.02).
+      EXPECT_TRUE(close(r.gpu, r.cpu, 1e-3, 0.05)) << "vs CPU, seed " << seed;
+      EXPECT_TRUE(close(r.gpu, r.ref, 1e-3, 0.02 * sk)) << "vs reference, seed " << seed;
+    }
+}
+
 // Few rows with long k (a 7B model's 4096 x 14336 down projection, scaled down): rows of several
 // staged chunks, the last one partial.
 TEST(CudaQuantizedMatmul, FewLongRows) {
   REQUIRE_GPU();
-  for (q::Format f : {q::Format::q4_0, q::Format::q8_0})
+  for (q::Format f : {q::Format::q4_0, q::Format::q8_0, q::Format::q4_1, q::Format::affine_u4,
+                      q::Format::affine_i8})
     for (int64_t m : {1, 2, 5}) expect_decode_gemv(f, 75, 32 * (2 * 128 + 37), m);
 }
 

@@ -264,22 +264,6 @@ __device__ __forceinline__ void dot_block(const Int8Args& a, const int4* xq4, co
   }
 }
 
-// Warp sums of acc stored for the rows row0.. (those < n), then acc reset for the next rows.
-template <int R, int MT>
-__device__ __forceinline__ void store_rows(const Int8Args& a, float (&acc)[R][MT], int64_t row0,
-                                           int lane) {
-#pragma unroll
-  for (int r = 0; r < R; ++r)
-#pragma unroll
-    for (int mi = 0; mi < MT; ++mi) {
-      float v = acc[r][mi];
-      for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-      if (lane == 0 && mi < a.m && row0 + r < a.n)
-        store(a.xdt, a.y, static_cast<int64_t>(mi) * a.n + row0 + r, v);
-      acc[r][mi] = 0.f;
-    }
-}
-
 // Direct path: codes read from global memory (4-byte aligned blocks; 2-byte aligned ones when
 // staging is off or does not fit).
 template <int F, int MT>
@@ -318,7 +302,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinCtas<MT>) gemv_int8_kernel(co
       }
       dot_block<B, kRows, MT>(a, xq4, xd, xs, b, dw, wm, c, acc);
     }
-    store_rows<kRows, MT>(a, acc, row0, lane);
+    store_rows(acc, a.m, a.n, a.xdt, a.y, row0, lane);
   }
 }
 
@@ -410,70 +394,35 @@ __global__ void __launch_bounds__(kWarps * 32, ST == kStages ? kMinCtas<MT> : kF
       copy_span(slots + (s * R + r) * S::SLOT, chunk(q, c, r), nb * B::BYTES, wend, lane);
     }
   };
-  auto advance = [&](int64_t& q, int& c) {
-    if (++c == nch) c = 0, ++q;
-  };
-
   float acc[R][MT];
 #pragma unroll
   for (int r = 0; r < R; ++r)
 #pragma unroll
     for (int mi = 0; mi < MT; ++mi) acc[r][mi] = 0.f;
 
-  // Every lane commits one group per step (empty past the last step), so after the commit of
-  // step t, wait_group<ST - 1> means exactly "step t has landed". With constant weights the first
-  // step's copies start before the previous kernel has finished (pdl.cuh), overlapping it; the
-  // others wait until x is quantized: x's loads from L2 queue behind the copies in flight, and
-  // with all ST - 1 steps issued early (~150 KB per SM) the prologue cost a Mistral-7B down
-  // projection 5.5 of its 17.6 us. One early step: 344 -> 355 tok/s in that model (H100).
-  if (!a.early) pdl_begin();
-  int64_t iq = 0;  // the next step to issue: row group iq, chunk ic
-  int ic = 0;
-  auto issue_next = [&](int s) {
-    if (s < steps) {
-      issue(iq, ic, s);
-      advance(iq, ic);
-    }
-    cp_async_commit();
-  };
-  issue_next(0);
-  if (a.early) pdl_begin();  // x is the previous kernel's output
-  quantize_x<B::INTER>(a, xq4, xd, xs);
-  for (int s = 1; s < ST - 1; ++s) issue_next(s);
-  __syncthreads();  // the only CTA-wide barrier: from here on each warp runs on its own
-  int64_t q = 0;    // the step computed: row group q, chunk c, in slot s
-  int c = 0, s = 0;
-  for (int64_t t = 0; t < steps; ++t) {
-    __syncwarp();  // every lane is done with step t - 1's slot, which step t + ST - 1 refills
-    if (t + ST - 1 < steps) {
-      issue(iq, ic, s == 0 ? ST - 1 : s - 1);
-      advance(iq, ic);
-    }
-    cp_async_commit();
-    cp_async_wait<ST - 1>();  // this lane's copies of step t have landed,
-    __syncwarp();             // and every lane's are visible to the warp
-
-    const int nb = min(S::CB, a.kb - c * S::CB);
-    const uint8_t* slot = slots + s * R * S::SLOT;
-    int o[R];  // where each row's chunk starts in its slot (even, < 16)
+  run_steps<ST>(
+      steps, nch, a.early, issue, [&] { quantize_x<B::INTER>(a, xq4, xd, xs); },
+      [&](int64_t q, int c, int s) {
+        const int nb = min(S::CB, a.kb - c * S::CB);
+        const uint8_t* slot = slots + s * R * S::SLOT;
+        int o[R];  // where each row's chunk starts in its slot (even, < 16)
 #pragma unroll
-    for (int r = 0; r < R; ++r)
-      o[r] = static_cast<int>(reinterpret_cast<uintptr_t>(chunk(q, c, r)) & 15);
+        for (int r = 0; r < R; ++r)
+          o[r] = static_cast<int>(reinterpret_cast<uintptr_t>(chunk(q, c, r)) & 15);
 #pragma unroll
-    for (int j = 0; j < S::CB / 32; ++j) {
-      const int i = 32 * j + lane;  // the lane's block in the chunk
-      if (i >= nb) break;
-      float dw[R], wm[R];
-      int cw[R][NC];
+        for (int j = 0; j < S::CB / 32; ++j) {
+          const int i = 32 * j + lane;  // the lane's block in the chunk
+          if (i >= nb) break;
+          float dw[R], wm[R];
+          int cw[R][NC];
 #pragma unroll
-      for (int r = 0; r < R; ++r)
-        parse_staged<B>(slot + r * S::SLOT, o[r] + i * B::BYTES, dw[r], wm[r], cw[r]);
-      dot_block<B, R, MT>(a, xq4, xd, xs, c * S::CB + i, dw, wm, cw, acc);
-    }
-    if (c == nch - 1) store_rows<R, MT>(a, acc, (gw + q * nw) * R, lane);  // the rows are done
-    advance(q, c);
-    s = s + 1 == ST ? 0 : s + 1;
-  }
+          for (int r = 0; r < R; ++r)
+            parse_staged<B>(slot + r * S::SLOT, o[r] + i * B::BYTES, dw[r], wm[r], cw[r]);
+          dot_block<B, R, MT>(a, xq4, xd, xs, c * S::CB + i, dw, wm, cw, acc);
+        }
+        if (c == nch - 1)
+          store_rows(acc, a.m, a.n, a.xdt, a.y, (gw + q * nw) * R, lane);  // rows done
+      });
 }
 
 // Shared memory above which the staged kernel gives way to the direct one: two CTAs of it (plus
@@ -571,22 +520,31 @@ bool quant_gemv_int8_enabled() {
 
 namespace {
 
-bool launch_int8_gemv(cudaStream_t s, const QuantWeights& w, const void* x, int x_dtype, int64_t m,
-                      void* y, const Int8Args& norm) {
+// x's shared memory in the int8 GEMV for m rows (codes, scales, d·Σq); 0: no int8 GEMV for
+// these weights and rows.
+size_t int8_gemv_smem(const QuantWeights& w, int64_t m, int x_dtype) {
   const int f = w.format;
-  if (!quant_gemv_int8_enabled() || m < 1 || m > 8 || w.k % 32 || w.k > (1 << 24) || !w.w)
-    return false;
+  if (!quant_gemv_int8_enabled() || m < 1 || m > 8 || w.k % 32 || w.k > (1 << 24) || !w.w) return 0;
   if (f != kQ4_0 && f != kQ4_1 && f != kQ8_0 && f != kAffineU4Blocks && f != kAffineI8Blocks)
-    return false;
-  if (x_dtype != kF32 && x_dtype != kF16 && x_dtype != kBF16) return false;
+    return 0;
+  if (x_dtype != kF32 && x_dtype != kF16 && x_dtype != kBF16) return 0;
   // Codes are read as half-words (18- and 34-byte blocks) or words: rows must keep that alignment.
   const int64_t align = f == kQ4_0 || f == kQ8_0 ? 2 : 4;
-  if (reinterpret_cast<uintptr_t>(w.w) % align || w.row_bytes % align) return false;
+  if (reinterpret_cast<uintptr_t>(w.w) % align || w.row_bytes % align) return 0;
   const int mt = m <= 1 ? 1 : m <= 2 ? 2 : m <= 4 ? 4 : 8;
   const int64_t kb = w.k / 32, kbp = (kb + 31) / 32 * 32;
   const size_t smem = static_cast<size_t>(mt) * static_cast<size_t>(32 * kbp) +
                       2 * sizeof(float) * static_cast<size_t>(mt) * static_cast<size_t>(kb);
-  if (smem > 200 * 1024) return false;
+  return smem > 200 * 1024 ? 0 : smem;
+}
+
+bool launch_int8_gemv(cudaStream_t s, const QuantWeights& w, const void* x, int x_dtype, int64_t m,
+                      void* y, const Int8Args& norm) {
+  const int f = w.format;
+  const size_t smem = int8_gemv_smem(w, m, x_dtype);
+  if (!smem) return false;
+  const int mt = m <= 1 ? 1 : m <= 2 ? 2 : m <= 4 ? 4 : 8;
+  const int64_t kb = w.k / 32, kbp = (kb + 31) / 32 * 32;
   Int8Args a = norm;  // the norm prologue's fields (unset: none)
   a.w = static_cast<const uint8_t*>(w.w), a.n = w.n, a.rb = w.row_bytes;
   a.k = static_cast<int>(w.k), a.kb = static_cast<int>(kb), a.kbp = static_cast<int>(kbp);
@@ -629,7 +587,10 @@ bool launch_quant_gemv_int8_add_norm(cudaStream_t s, const QuantWeights& w, cons
   // Every CTA reads a, b and gamma whole (k·m·12 bytes from L2, against k·m·4 for a plain x):
   // worth it for short rows only. H100: SmolLM2 (k = 576) 860.7 -> 909.5 tok/s with the norm
   // folded in; Mistral-7B (k = 4096) 318.9 -> 295.2, its GEMVs 4.9 us slower each, more than the
-  // 6.9 us norm kernel they replace every other call. Longer rows run the norm kernel first.
+  // 6.9 us norm kernel they replace every other call. Longer rows run the norm kernel first. (One
+  // CTA normalising and quantizing x once for the GEMV's CTAs to copy was tried for them: the
+  // GEMVs gained 0.7-1.0 us, the 6.3 us one-CTA kernel lost more than the 2.9 us norm kernel:
+  // Mistral 349.9 -> 328.7 tok/s.)
   constexpr int64_t kMaxNormElements = 2048;
   if (w.k * m > kMaxNormElements) return false;
   auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };

@@ -256,53 +256,21 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_tensor_kernel(const TensorAr
       }
     }
   };
-  auto advance = [&](int64_t& q, int& c) {
-    if (++c == nch) c = 0, ++q;
-  };
-
   float acc[R][MT];
 #pragma unroll
   for (int r = 0; r < R; ++r)
 #pragma unroll
     for (int mi = 0; mi < MT; ++mi) acc[r][mi] = 0.f;
 
-  // As in the staged int8 GEMV: every lane commits one group per step, so wait_group<ST - 1>
-  // after step t's commit means "step t has landed"; with constant weights the first step's
-  // copies overlap the previous kernel, the others follow x's staging (whose L2 reads would
-  // otherwise queue behind them).
-  if (!a.early) pdl_begin();
-  int64_t iq = 0;
-  int ic = 0;
-  auto issue_next = [&](int s) {
-    if (s < steps) {
-      issue(iq, ic, s);
-      advance(iq, ic);
+  const auto prologue = [&] {
+    stage_x<T::FOUR, I8>(a, xsm, xd, xsum);
+    if constexpr (T::LUT) {
+      if (!a.per_row)
+        for (int e = threadIdx.x; e < a.entries; e += kWarps * 32)
+          shared_tab[e] = load<float>(a.tdt, a.table, e);
     }
-    cp_async_commit();
   };
-  issue_next(0);
-  if (a.early) pdl_begin();  // x (and a table that is not constant) come from earlier kernels
-  stage_x<T::FOUR, I8>(a, xsm, xd, xsum);
-  if constexpr (T::LUT) {
-    if (!a.per_row)
-      for (int e = threadIdx.x; e < a.entries; e += kWarps * 32)
-        shared_tab[e] = load<float>(a.tdt, a.table, e);
-  }
-  for (int s = 1; s < ST - 1; ++s) issue_next(s);
-  __syncthreads();  // the only CTA-wide barrier: from here on each warp runs on its own
-
-  int64_t q = 0;
-  int c = 0, s = 0;
-  for (int64_t t = 0; t < steps; ++t) {
-    __syncwarp();  // every lane is done with step t - 1's slot, which step t + ST - 1 refills
-    if (t + ST - 1 < steps) {
-      issue(iq, ic, s == 0 ? ST - 1 : s - 1);
-      advance(iq, ic);
-    }
-    cp_async_commit();
-    cp_async_wait<ST - 1>();
-    __syncwarp();
-
+  run_steps<ST>(steps, nch, a.early, issue, prologue, [&](int64_t q, int c, int s) {
     const int b0 = c * CB, nb = min(CB, a.kb - b0);
     const uint8_t* sl[R];
     const uint8_t* sp[R];  // the step's first scale (LUT: the row's table)
@@ -428,22 +396,8 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_tensor_kernel(const TensorAr
         }
       }
     }
-    if (c == nch - 1) {  // the rows are done: warp sums stored, acc reset
-      const int64_t row0 = (gw + q * nw) * R;
-#pragma unroll
-      for (int r = 0; r < R; ++r)
-#pragma unroll
-        for (int mi = 0; mi < MT; ++mi) {
-          float v = acc[r][mi];
-          for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-          if (lane == 0 && mi < a.m && row0 + r < a.n)
-            store(a.xdt, a.y, static_cast<int64_t>(mi) * a.n + row0 + r, v);
-          acc[r][mi] = 0.f;
-        }
-    }
-    advance(q, c);
-    s = s + 1 == ST ? 0 : s + 1;
-  }
+    if (c == nch - 1) store_rows(acc, a.m, a.n, a.xdt, a.y, (gw + q * nw) * R, lane);  // done
+  });
 }
 
 template <int F, int MT, int BIG, bool I8>

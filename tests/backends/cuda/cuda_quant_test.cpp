@@ -166,6 +166,40 @@ struct AffineCase {
   bool zp;
 };
 
+std::string affine_name(const AffineCase& c, int64_t n, int64_t m) {
+  return std::string(dtype_name(c.qt)) + " axis " + std::to_string(c.axis) + " block " +
+         std::to_string(c.block) + (c.zp ? " zp" : "") + " n=" + std::to_string(n) +
+         " m=" + std::to_string(m);
+}
+
+// x [m, k] · dequantize(q [n, k] of c.qt, f32 scale[, zero point])ᵀ on every backend, the weights
+// spanning the codes' whole range; checks the pair was fused into quantized_matmul.
+Runs run_affine(const AffineCase& c, int64_t n, int64_t k, int64_t m, uint64_t seed) {
+  bool is4 = c.qt == u4 || c.qt == i4, sgn = c.qt == i4 || c.qt == i8;
+  double lo = sgn ? (is4 ? -8 : -128) : 0, hi = sgn ? (is4 ? 8 : 128) : (is4 ? 16 : 256);
+  Shape ss;
+  if (c.axis < 0)
+    ss = Shape({});
+  else if (c.block == 0)
+    ss = Shape({c.axis == 0 ? n : k});
+  else
+    ss = c.axis == 1 ? Shape({n, (k + c.block - 1) / c.block})
+                     : Shape({(n + c.block - 1) / c.block, k});
+  Graph g;
+  auto x = g.placeholder({m, k}, f32, "x");
+  auto qv = g.constant(random_uniform({n, k}, c.qt, lo, hi, seed));
+  auto s = g.constant(random_uniform(ss, f32, 0.5 / (hi - lo), 4 / (hi - lo), seed + 1));
+  Tensor z;
+  if (c.zp) z = g.constant(random_uniform(ss, f32, lo, hi, seed + 2));
+  QuantAttrs qa;
+  qa.axis = c.axis < 0 ? 1 : c.axis;
+  qa.block_size = c.block;
+  auto y = matmul(x, dequantize(qv, s, z, qa), {.transpose_b = true});
+  Runs r = run_all(g, y, random_uniform({m, k}, f32, -1, 1, seed + 3));
+  EXPECT_NE(r.gpu_log.find("[quantized_matmul] fused"), std::string::npos) << r.gpu_log;
+  return r;
+}
+
 TEST(CudaQuantizedMatmul, AffineWeights) {
   REQUIRE_GPU();
   const int64_t n = 39, k = 200;  // k: whole groups of 8, the last block of 64 partial
@@ -177,39 +211,16 @@ TEST(CudaQuantizedMatmul, AffineWeights) {
   };
   for (const auto& c : cases)
     for (int64_t m : {1, 3, 8, 33}) {
-      SCOPED_TRACE(std::string(dtype_name(c.qt)) + " axis " + std::to_string(c.axis) + " block " +
-                   std::to_string(c.block) + (c.zp ? " zp" : "") + " m=" + std::to_string(m));
+      SCOPED_TRACE(affine_name(c, n, m));
       uint64_t seed = fresh_seed();
-      bool is4 = c.qt == u4 || c.qt == i4, sgn = c.qt == i4 || c.qt == i8;
-      double lo = sgn ? (is4 ? -8 : -128) : 0, hi = sgn ? (is4 ? 8 : 128) : (is4 ? 16 : 256);
-      Shape ss;
-      if (c.axis < 0)
-        ss = Shape({});
-      else if (c.block == 0)
-        ss = Shape({c.axis == 0 ? n : k});
-      else
-        ss = c.axis == 1 ? Shape({n, (k + c.block - 1) / c.block})
-                         : Shape({(n + c.block - 1) / c.block, k});
-      Graph g;
-      auto x = g.placeholder({m, k}, f32, "x");
-      auto qv = g.constant(random_uniform({n, k}, c.qt, lo, hi, seed));
-      auto s = g.constant(random_uniform(ss, f32, 0.5 / (hi - lo), 4 / (hi - lo), seed + 1));
-      Tensor z;
-      if (c.zp) z = g.constant(random_uniform(ss, f32, lo, hi, seed + 2));
-      QuantAttrs qa;
-      qa.axis = c.axis < 0 ? 1 : c.axis;
-      qa.block_size = c.block;
-      auto y = matmul(x, dequantize(qv, s, z, qa), {.transpose_b = true});
-      Runs r = run_all(g, y, random_uniform({m, k}, f32, -1, 1, seed + 3));
-      EXPECT_NE(r.gpu_log.find("[quantized_matmul] fused"), std::string::npos) << r.gpu_log;
-      EXPECT_TRUE(close(r.gpu, r.ref, 1e-4, 1e-4)) << "vs reference, seed " << seed << "\n"
-                                                   << r.gpu_log;
+      Runs r = run_affine(c, n, k, m, seed);
+      EXPECT_TRUE(close(r.gpu, r.ref, 1e-4, 1e-4)) << "vs reference, seed " << seed;
       EXPECT_TRUE(close(r.gpu, r.cpu, 1e-4, 1e-4)) << "vs CPU, seed " << seed;
     }
 }
 
 // The affine-tensor GEMV (quant_gemv_tensor.cu: k a multiple of 32, blocks of k multiples of
-// 32): steps of 2048 (4-bit) or 1024 (8-bit) codes per row with the last one partial, a partial
+// 32): steps of 2 KB of codes per row (1 KB at m = 8) with the last one partial, a partial
 // last scale block (96), zero points or none, scales per block / row / tensor, odd n and a case
 // with several row groups per warp. Its 4-bit arithmetic loses ~4 bits of each block's f32 sum
 // (the header): atol 2e-3 on outputs of magnitude ~50.
@@ -232,27 +243,10 @@ TEST(CudaQuantizedMatmul, AffineTensorGemv) {
   for (const auto& c : cases)
     for (int64_t m : {1, 3, 8}) {
       if (c.n > 1000 && m != 3) continue;
-      SCOPED_TRACE(std::string(dtype_name(c.qt)) + " axis " + std::to_string(c.axis) + " block " +
-                   std::to_string(c.block) + (c.zp ? " zp" : "") + " n=" + std::to_string(c.n) +
-                   " m=" + std::to_string(m));
+      const AffineCase ac{c.qt, c.axis, c.block, c.zp};
+      SCOPED_TRACE(affine_name(ac, c.n, m));
       uint64_t seed = fresh_seed();
-      bool is4 = c.qt == u4 || c.qt == i4, sgn = c.qt == i4 || c.qt == i8;
-      double lo = sgn ? (is4 ? -8 : -128) : 0, hi = sgn ? (is4 ? 8 : 128) : (is4 ? 16 : 256);
-      Shape ss = c.axis < 0     ? Shape({})
-                 : c.block == 0 ? Shape({c.n})
-                                : Shape({c.n, (k + c.block - 1) / c.block});
-      Graph g;
-      auto x = g.placeholder({m, k}, f32, "x");
-      auto qv = g.constant(random_uniform({c.n, k}, c.qt, lo, hi, seed));
-      auto s = g.constant(random_uniform(ss, f32, 0.5 / (hi - lo), 4 / (hi - lo), seed + 1));
-      Tensor z;
-      if (c.zp) z = g.constant(random_uniform(ss, f32, lo, hi, seed + 2));
-      QuantAttrs qa;
-      qa.axis = c.axis < 0 ? 1 : c.axis;
-      qa.block_size = c.block;
-      auto y = matmul(x, dequantize(qv, s, z, qa), {.transpose_b = true});
-      Runs r = run_all(g, y, random_uniform({m, k}, f32, -1, 1, seed + 3));
-      EXPECT_NE(r.gpu_log.find("[quantized_matmul] fused"), std::string::npos) << r.gpu_log;
+      Runs r = run_affine(ac, c.n, k, m, seed);
       EXPECT_TRUE(close(r.gpu, r.ref, 1e-4, 2e-3)) << "vs reference, seed " << seed;
       EXPECT_TRUE(close(r.gpu, r.cpu, 1e-4, 2e-3)) << "vs CPU, seed " << seed;
       EXPECT_TRUE(close(r.gpu_dev, r.gpu, 0, 0)) << "device-resident input, seed " << seed;
@@ -413,30 +407,32 @@ void expect_decode_gemv(q::Format f, int64_t n, int64_t k, int64_t m) {
   EXPECT_TRUE(close(r.gpu_dev, r.gpu, 0, 0)) << "device-resident input, seed " << seed;
 }
 
-// add(x, b) -> rms_norm -> quantized_matmul fused into add_rms_norm_quantized_matmul: every CTA
-// of the int8 GEMV forms its normed x from x and b (short rows: SmolLM2's k = 576). The CPU runs
-// the same arithmetic (x quantized to int8 the same way).
+// add(x, b) -> rms_norm -> quantized_matmul fused into add_rms_norm_quantized_matmul: short rows
+// (SmolLM2's k = 576): every CTA of the int8 GEMV forms its normed x from x and b; long rows (a
+// 7B model's 4096): the norm kernel, then the GEMV. The CPU runs the same arithmetic (x quantized
+// to int8 the same way).
 TEST(CudaQuantizedMatmul, AddRmsNormFusedGemv) {
   REQUIRE_GPU();
-  const int64_t n = 576, k = 576;
-  for (q::Format f : {q::Format::q4_1, q::Format::q4_0, q::Format::q8_0})
-    for (int64_t m : {1, 2}) {
-      std::string name(q::format_name(f));
-      SCOPED_TRACE(name + " m=" + std::to_string(m));
-      uint64_t seed = fresh_seed();
-      Graph g;
-      auto x = g.placeholder({m, k}, f32, "x");
-      auto b = g.constant(random_uniform({m, k}, f32, -1, 1, seed));
-      auto gamma = g.constant(random_uniform({k}, f32, 0.5, 1.5, seed + 1));
-      auto y = quantized_matmul(rms_norm(add(x, b), gamma),
-                                g.constant(packed_weights(f, n, k, seed + 2)), name, n, k);
-      Runs r = run_all(g, y, random_uniform({m, k}, f32, -1, 1, seed + 3));
-      EXPECT_NE(r.gpu_log.find("add_rms_norm_quantized_matmul"), std::string::npos) << r.gpu_log;
-      const double sk = std::sqrt(static_cast<double>(k));
-      // The GPU's norm sums in another order: a code of x may round the other way (~0.02).
-      EXPECT_TRUE(close(r.gpu, r.cpu, 1e-3, 0.05)) << "vs CPU, seed " << seed;
-      EXPECT_TRUE(close(r.gpu, r.ref, 1e-3, 0.02 * sk)) << "vs reference, seed " << seed;
-    }
+  const int64_t n = 576;
+  for (int64_t k : {576, 4096})
+    for (q::Format f : {q::Format::q4_1, q::Format::q4_0, q::Format::q8_0, q::Format::affine_u4})
+      for (int64_t m : {1, 2}) {
+        std::string name(q::format_name(f));
+        SCOPED_TRACE(name + " k=" + std::to_string(k) + " m=" + std::to_string(m));
+        uint64_t seed = fresh_seed();
+        Graph g;
+        auto x = g.placeholder({m, k}, f32, "x");
+        auto b = g.constant(random_uniform({m, k}, f32, -1, 1, seed));
+        auto gamma = g.constant(random_uniform({k}, f32, 0.5, 1.5, seed + 1));
+        auto y = quantized_matmul(rms_norm(add(x, b), gamma),
+                                  g.constant(packed_weights(f, n, k, seed + 2)), name, n, k);
+        Runs r = run_all(g, y, random_uniform({m, k}, f32, -1, 1, seed + 3));
+        EXPECT_NE(r.gpu_log.find("add_rms_norm_quantized_matmul"), std::string::npos) << r.gpu_log;
+        const double sk = std::sqrt(static_cast<double>(k));
+        // The GPU's norm sums in another order: a code of x may round the other way (~0.02).
+        EXPECT_TRUE(close(r.gpu, r.cpu, 1e-3, 0.05)) << "vs CPU, seed " << seed;
+        EXPECT_TRUE(close(r.gpu, r.ref, 1e-3, 0.02 * sk)) << "vs reference, seed " << seed;
+      }
 }
 
 // Few rows with long k (a 7B model's 4096 x 14336 down projection, scaled down): rows of several

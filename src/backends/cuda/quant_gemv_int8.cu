@@ -15,8 +15,8 @@
 //   with 16-byte cp.async, 2 or 4 steps ahead of the one it computes, and its lanes parse the
 //   blocks from there. Read directly, 2-byte aligned blocks (q4_0, q8_0) take 8 (16) half-word
 //   loads per block per lane, and that count of narrow loads held q4_0 at ~63 % of the copy
-//   bandwidth; the 4-byte aligned ones (q4_1, affine_u4, affine_i8) reached 55-65 % at 7B
-//   shapes, 75-80 % staged.
+//   bandwidth; the 4-byte aligned ones (q4_1, affine_u4, affine_i8) reached 53-65 % at 7B
+//   shapes (m = 1), 69-87 % staged. With m >= 4 (two rows per warp) those stay direct.
 // - direct (LOOM_QMM_INT8_STAGE=0, or where the stages do not fit): the loads of two rows and
 //   two blocks each are in flight together, codes read straight from global memory.
 // Either kernel can form x itself as rms_norm(a + b)·γ (op add_rms_norm_quantized_matmul, short
@@ -87,40 +87,32 @@ struct Int8Args {
 
 // Block layouts: BYTES per block, QS where its codes start, FOUR for 4-bit codes, ALIGN4 when
 // blocks are 4-byte aligned (codes read as words, else as half-words), INTER for affine_u4's
-// nibble pairs; offset() is the block's m_w (CPU: block_offset in cpu/quant/internal.h), and
-// offset16() the same from the half-word at byte 2 (the staged parser's copy of it).
+// nibble pairs; offset16(h, d) is the block's m_w from its scale d and the half-word h at byte 2
+// (CPU: block_offset in cpu/quant/internal.h).
 template <int F>
 struct Blk;
 template <>
 struct Blk<kQ4_0> {
   static constexpr int BYTES = 18, QS = 2;
   static constexpr bool FOUR = true, ALIGN4 = false, INTER = false;
-  static __device__ float offset(const uint8_t*, float d) { return -8.f * d; }
   static __device__ float offset16(uint32_t, float d) { return -8.f * d; }
 };
 template <>
 struct Blk<kQ4_1> {
   static constexpr int BYTES = 20, QS = 4;
   static constexpr bool FOUR = true, ALIGN4 = true, INTER = false;
-  static __device__ float offset(const uint8_t* b, float) {
-    return h2f(*reinterpret_cast<const uint16_t*>(b + 2));
-  }
   static __device__ float offset16(uint32_t m, float) { return h2f(static_cast<uint16_t>(m)); }
 };
 template <>
 struct Blk<kQ8_0> {
   static constexpr int BYTES = 34, QS = 2;
   static constexpr bool FOUR = false, ALIGN4 = false, INTER = false;
-  static __device__ float offset(const uint8_t*, float) { return 0.f; }
   static __device__ float offset16(uint32_t, float) { return 0.f; }
 };
 template <>
 struct Blk<kAffineU4Blocks> {  // element 2i in the low nibble of byte i, 2i+1 in the high one
   static constexpr int BYTES = 20, QS = 4;
   static constexpr bool FOUR = true, ALIGN4 = true, INTER = true;
-  static __device__ float offset(const uint8_t* b, float d) {
-    return -h2f(*reinterpret_cast<const uint16_t*>(b + 2)) * d;
-  }
   static __device__ float offset16(uint32_t z, float d) {
     return -h2f(static_cast<uint16_t>(z)) * d;
   }
@@ -129,9 +121,6 @@ template <>
 struct Blk<kAffineI8Blocks> {
   static constexpr int BYTES = 36, QS = 4;
   static constexpr bool FOUR = false, ALIGN4 = true, INTER = false;
-  static __device__ float offset(const uint8_t* b, float d) {
-    return -h2f(*reinterpret_cast<const uint16_t*>(b + 2)) * d;
-  }
   static __device__ float offset16(uint32_t z, float d) {
     return -h2f(static_cast<uint16_t>(z)) * d;
   }
@@ -296,7 +285,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinCtas<MT>) gemv_int8_kernel(co
         const int64_t row = row0 + r < a.n ? row0 + r : a.n - 1;
         const uint8_t* blk = a.w + row * a.rb + static_cast<int64_t>(b) * B::BYTES;
         dw[r] = h2f(__ldg(reinterpret_cast<const uint16_t*>(blk)));
-        wm[r] = B::offset(blk, dw[r]);
+        wm[r] = B::offset16(__ldg(reinterpret_cast<const uint16_t*>(blk + 2)), dw[r]);
 #pragma unroll
         for (int j = 0; j < kCodeWords<B>; ++j) c[r][j] = code_word<B>(blk + B::QS, j);
       }
@@ -350,7 +339,7 @@ __device__ __forceinline__ void parse_staged(const uint8_t* slot, int off, float
     for (int u = 0; u <= NC; ++u) wd[u] = p[u];
     const bool half = off & 2;
     dw = h2f(static_cast<uint16_t>(half ? wd[0] >> 16 : wd[0]));
-    wm = B::offset(nullptr, dw);  // q4_0 / q8_0: from the scale alone
+    wm = B::offset16(0, dw);  // q4_0 / q8_0: from the scale alone
     const uint32_t sel = half ? 0x7654u : 0x5432u;
 #pragma unroll
     for (int u = 0; u < NC; ++u) cw[u] = static_cast<int>(__byte_perm(wd[u], wd[u + 1], sel));

@@ -28,7 +28,6 @@
 // u4 with bf16 scale and zero point per 128: 16.4 us against 23.3 in float (tinygemm: 18.1).
 // LOOM_QMM_TENSOR_INT8=0 keeps float for half x; LOOM_QMM_TENSOR=0 turns the kernel off.
 #include <algorithm>
-#include <cstdlib>
 
 #include "backends/cuda/device_util.cuh"
 #include "backends/cuda/pdl.cuh"

@@ -538,11 +538,11 @@ bool launch_int8_gemv(cudaStream_t s, const QuantWeights& w, const void* x, int 
   a.w = static_cast<const uint8_t*>(w.w), a.n = w.n, a.rb = w.row_bytes;
   a.k = static_cast<int>(w.k), a.kb = static_cast<int>(kb), a.kbp = static_cast<int>(kbp);
   a.m = static_cast<int>(m);
-  a.x = x, a.xdt = x_dtype, a.xvec = reinterpret_cast<uintptr_t>(x) % 16 == 0, a.y = y;
+  a.x = x, a.xdt = x_dtype, a.xvec = aligned16(x), a.y = y;
   a.early = w.constant;
   // The staged path copies the 16-byte aligned span around each row chunk: with w 16-byte
   // aligned (device allocations are) that span never starts before the weights.
-  const bool staged = stage_enabled() && reinterpret_cast<uintptr_t>(w.w) % 16 == 0;
+  const bool staged = stage_enabled() && aligned16(w.w);
   switch (f) {
     case kQ4_0:
       launch_mt<kQ4_0>(s, a, smem, mt, staged);
@@ -582,8 +582,7 @@ bool launch_quant_gemv_int8_add_norm(cudaStream_t s, const QuantWeights& w, cons
   // Mistral 349.9 -> 328.7 tok/s.)
   constexpr int64_t kMaxNormElements = 2048;
   if (w.k * m > kMaxNormElements) return false;
-  auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  if (!aligned(a) || !aligned(b) || !aligned(gamma) || !aligned(sum)) return false;
+  if (!aligned16(a) || !aligned16(b) || !aligned16(gamma) || !aligned16(sum)) return false;
   Int8Args norm{};
   norm.na = a, norm.nb = b, norm.gamma = gamma, norm.nsum = sum, norm.eps = eps;
   return launch_int8_gemv(s, w, nullptr, kF32, m, y, norm);

@@ -425,8 +425,6 @@ void launch_format(cudaStream_t s, const TensorArgs& a, size_t smem, int64_t m) 
   return launch_tensor<F, 8, kBig<I8, 8>, I8>(s, a, smem);
 }
 
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
 // Bytes of a dtype the parameter loads read; 0: not one of them.
 int param_size(int dt, bool integer_ok) {
   switch (dt) {

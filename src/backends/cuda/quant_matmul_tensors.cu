@@ -66,8 +66,6 @@ bool launch(cudaStream_t s, const QuantWeights& w, const qmm::Params& p, int mt)
                            : qmm::launch_tensor_format(s, p, w.format, mt);
 }
 
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
 }  // namespace
 
 int quant_block_format(const std::string& name) {

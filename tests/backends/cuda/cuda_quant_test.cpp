@@ -253,6 +253,20 @@ TEST(CudaQuantizedMatmul, AffineTensorGemv) {
     }
 }
 
+// x [m, k] · dequantize_lut(indices [n, k] of it, table)ᵀ on every backend: one table of
+// table_dt or one per row, random indices over all its entries.
+Runs run_lut(DType it, bool per_row, DType table_dt, int64_t n, int64_t k, int64_t m,
+             uint64_t seed) {
+  int64_t entries = it == u4 ? 16 : 256;
+  Graph g;
+  auto x = g.placeholder({m, k}, f32, "x");
+  auto idx = g.constant(random_uniform({n, k}, it, 0, static_cast<double>(entries), seed));
+  auto tab = g.constant(
+      random_uniform(per_row ? Shape({n, entries}) : Shape({entries}), table_dt, -1, 1, seed + 1));
+  auto y = matmul(x, dequantize_lut(idx, tab), {.transpose_b = true});
+  return run_all(g, y, random_uniform({m, k}, f32, -1, 1, seed + 2));
+}
+
 // Lookup-table indices in the tensor GEMV: u4 / u8 indices, one f16 table or one f32 table per
 // row (u8 per row is folded at compile time), k of several steps with the last partial.
 TEST(CudaQuantizedMatmul, LookupTableTensorGemv) {
@@ -265,14 +279,7 @@ TEST(CudaQuantizedMatmul, LookupTableTensorGemv) {
         SCOPED_TRACE(std::string(dtype_name(it)) + (per_row ? " per-row" : " shared") +
                      " m=" + std::to_string(m));
         uint64_t seed = fresh_seed();
-        int64_t entries = it == u4 ? 16 : 256;
-        Graph g;
-        auto x = g.placeholder({m, k}, f32, "x");
-        auto idx = g.constant(random_uniform({n, k}, it, 0, static_cast<double>(entries), seed));
-        auto tab = g.constant(random_uniform(per_row ? Shape({n, entries}) : Shape({entries}),
-                                             per_row ? f32 : f16, -1, 1, seed + 1));
-        auto y = matmul(x, dequantize_lut(idx, tab), {.transpose_b = true});
-        Runs r = run_all(g, y, random_uniform({m, k}, f32, -1, 1, seed + 2));
+        Runs r = run_lut(it, per_row, per_row ? f32 : f16, n, k, m, seed);
         EXPECT_NE(r.gpu_log.find("[quantized_matmul] fused"), std::string::npos) << r.gpu_log;
         EXPECT_TRUE(close(r.gpu, r.ref, 1e-4, 1e-3)) << "vs reference, seed " << seed;
         EXPECT_TRUE(close(r.gpu, r.cpu, 1e-4, 1e-3)) << "vs CPU, seed " << seed;
@@ -324,14 +331,7 @@ TEST(CudaQuantizedMatmul, LookupTableWeights) {
         SCOPED_TRACE(std::string(dtype_name(it)) + (per_row ? " per-row" : " shared") +
                      " m=" + std::to_string(m));
         uint64_t seed = fresh_seed();
-        int64_t entries = it == u4 ? 16 : 256;
-        Graph g;
-        auto x = g.placeholder({m, k}, f32, "x");
-        auto idx = g.constant(random_uniform({n, k}, it, 0, static_cast<double>(entries), seed));
-        auto tab = g.constant(
-            random_uniform(per_row ? Shape({n, entries}) : Shape({entries}), f32, -1, 1, seed + 1));
-        auto y = matmul(x, dequantize_lut(idx, tab), {.transpose_b = true});
-        Runs r = run_all(g, y, random_uniform({m, k}, f32, -1, 1, seed + 2));
+        Runs r = run_lut(it, per_row, f32, n, k, m, seed);
         // Constant folding evaluates u8 indices with 256-entry tables per row at compile time
         // (the folded matrix is no larger), so only the other layouts reach quantized_matmul.
         if (!(it == u8 && per_row)) {

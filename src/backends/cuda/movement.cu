@@ -83,10 +83,25 @@ struct DynStarts {
   DeviceError* err = nullptr;
 };
 
+// Every start is loaded before any is checked: one L2 round trip, not one per dimension (a
+// check's possible error store kept the loads in sequence, and a rank-4 KV-cache write waited for
+// four).
 __device__ int64_t dyn_base(const DynStarts& d, bool report) {
+  int64_t st[kMaxRank];
+  if (d.dt == kI64) {
+#pragma unroll
+    for (int i = 0; i < kMaxRank; ++i)
+      st[i] = i < d.rank ? __ldg(static_cast<const long long*>(d.starts) + i) : 0;
+  } else if (d.dt == kI32) {
+#pragma unroll
+    for (int i = 0; i < kMaxRank; ++i)
+      st[i] = i < d.rank ? __ldg(static_cast<const int*>(d.starts) + i) : 0;
+  } else {
+    for (int i = 0; i < d.rank; ++i) st[i] = load<int64_t>(d.dt, d.starts, i);
+  }
   int64_t base = 0;
   for (int i = 0; i < d.rank; ++i) {
-    int64_t s = load<int64_t>(d.dt, d.starts, i);
+    int64_t s = st[i];
     int64_t hi = d.dim[i] - d.size[i];
     if (s < 0 || s > hi) {
       if (report) {  // one reporting thread; the code goes last (the host reads it first)

@@ -72,8 +72,15 @@ struct OpInfo {
            fusion != FusionClass::inplace && fusion != FusionClass::call;
   }
   bool is_view() const { return fusion == FusionClass::view; }
-  // Writes into input 0's memory and returns it (output aliases input 0, a kernel still runs).
+  // Writes into input 0's memory and returns it (output aliases input 0, a kernel still runs);
+  // outputs 0 .. inplace_outputs - 1 alias inputs of the same index, later ones are new arrays.
   bool is_inplace() const { return fusion == FusionClass::inplace; }
+  int inplace_outputs = 1;
+  // The input whose memory output k is (a view's output, an in-place op's written inputs), or -1.
+  int aliased_input(size_t k) const {
+    if (is_view()) return k == 0 ? 0 : -1;
+    return is_inplace() && k < static_cast<size_t>(inplace_outputs) ? static_cast<int>(k) : -1;
+  }
 };
 
 class OpRegistry {

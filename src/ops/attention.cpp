@@ -88,12 +88,32 @@ std::vector<TensorType> infer_rope_write_slice(const InferContext& ctx) {
   return {ctx.inputs[0]};
 }
 
+// rope_write_kv(k_cache, v_cache, k, v, positions, starts [, q]) = rope_write_slice(k_cache, k,
+// positions, starts) and write_slice(v_cache, v, starts) [and rope(q, positions)]: each part's
+// rules. Results: both caches (written in place) [and the rotated q].
+std::vector<TensorType> infer_rope_write_kv(const InferContext& ctx) {
+  if (ctx.inputs.size() != 6 && ctx.inputs.size() != 7)
+    ctx.fail("expects 6 or 7 inputs (k_cache, v_cache, k, v, positions, starts [, q]), got ",
+             ctx.inputs.size());
+  check_rope(ctx, 2, 4);
+  ops::check_slice_update(ctx, 0, 2, 5, "k_cache", "k");
+  ops::check_slice_update(ctx, 1, 3, 5, "v_cache", "v");
+  std::vector<TensorType> out = {ctx.inputs[0], ctx.inputs[1]};
+  if (ctx.inputs.size() == 7) {
+    check_rope(ctx, 6, 4);
+    out.push_back(ctx.inputs[6]);
+  }
+  return out;
+}
+
 }  // namespace
 
 void register_attention_ops(OpRegistry& r) {
   r.mutable_info(op::sdpa).infer = infer_sdpa;
   r.mutable_info(op::rope).infer = infer_rope;
   r.mutable_info(op::rope_write_slice).infer = infer_rope_write_slice;
+  r.mutable_info(op::rope_write_kv).infer = infer_rope_write_kv;
+  r.mutable_info(op::rope_write_kv).inplace_outputs = 2;  // the two caches
 }
 
 }  // namespace loom::ir

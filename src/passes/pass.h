@@ -64,6 +64,7 @@ void inplace_variable_update(PassContext& ctx);
 void quantized_matmul_fusion(PassContext& ctx);
 void merge_parallel_matmuls(PassContext& ctx);
 void fuse_rope_into_write_slice(PassContext& ctx);
+void fuse_kv_cache_write(PassContext& ctx);
 void fuse_add_rms_norm(PassContext& ctx);
 void fuse_add_rms_norm_into_quantized_matmul(PassContext& ctx);
 void stitch(PassContext& ctx);

@@ -28,6 +28,10 @@ const std::vector<PassInfo>& pipeline() {
       {"fuse_rope_into_write_slice",
        "right after inplace_variable_update, which makes the write_slice it fuses the rope into",
        fuse_rope_into_write_slice},
+      {"fuse_kv_cache_write",
+       "right after fuse_rope_into_write_slice, which makes the rope_write_slice it pairs with "
+       "the value write",
+       fuse_kv_cache_write},
       {"fuse_add_rms_norm",
        "after CSE (duplicate adds merged) and the pattern rewrites; before stitch, which would "
        "otherwise take the add into a stitched region and hide it (stitch then still fuses what "

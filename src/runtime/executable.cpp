@@ -106,8 +106,8 @@ void ExecutableImpl::lower() {
     for (size_t k = 0; k < node.outputs.size(); ++k) {
       int s = slot_base[i] + static_cast<int>(k);
       root[static_cast<size_t>(s)] = s;
-      if (reg.info(node.op).is_view() || reg.info(node.op).is_inplace()) {
-        const ir::Value& in = node.inputs[0];
+      if (const int a = reg.info(node.op).aliased_input(k); a >= 0) {
+        const ir::Value& in = node.inputs[static_cast<size_t>(a)];
         root[static_cast<size_t>(s)] =
             root[static_cast<size_t>(slot_base[static_cast<size_t>(in.node)] + in.index)];
       }
@@ -199,10 +199,12 @@ std::shared_ptr<const Plan> ExecutableImpl::make_plan(const std::vector<Shape>& 
   std::vector<BufferRequest> req;
   std::vector<int> req_slot;
   for (size_t i = 0; i < graph.nodes.size(); ++i) {
-    if (!kernels[i] || reg.info(graph.nodes[i].op).is_inplace()) continue;
+    if (!kernels[i]) continue;
     for (size_t k = 0; k < graph.nodes[i].outputs.size(); ++k) {
       int s = slot_base[i] + static_cast<int>(k);
-      if (output_root[static_cast<size_t>(s)]) continue;
+      if (output_root[static_cast<size_t>(s)] ||
+          reg.info(graph.nodes[i].op).aliased_input(k) >= 0)  // an in-place op's written input
+        continue;
       const auto& t = plan->types[static_cast<size_t>(s)];
       int64_t bytes = static_cast<int64_t>(storage_bytes(t.dtype, t.shape.numel()));
       plan->intermediate_bytes += bytes;
@@ -410,9 +412,11 @@ std::vector<NDArray> ExecutableImpl::execute(std::vector<NDArray> inputs) {
     ins.reserve(node.inputs.size());
     for (const auto& v : node.inputs)
       ins.push_back(slots[static_cast<size_t>(slot_base[static_cast<size_t>(v.node)] + v.index)]);
-    bool inplace = reg.info(node.op).is_inplace();
-    if (inplace) slots[base] = ins[0];  // the kernel writes into input 0's memory
-    for (size_t k = inplace ? 1 : 0; k < node.outputs.size(); ++k) {
+    for (size_t k = 0; k < node.outputs.size(); ++k) {
+      if (const int a = reg.info(node.op).aliased_input(k); a >= 0) {
+        slots[base + k] = ins[static_cast<size_t>(a)];  // the kernel writes into that input
+        continue;
+      }
       const TensorType& t = plan->types[base + k];
       int64_t off = plan->offset[base + k];
       if (off < 0) {

@@ -189,7 +189,7 @@ PreparedRun::PreparedRun(const Executable& executable,
   for (size_t i = 0; i < nn; ++i) {
     const ir::Node& node = x.graph.nodes[i];
     const auto& info = reg.info(node.op);
-    bool view = info.is_view() || info.is_inplace();
+    bool view = info.is_view();  // output 0 shares input 0's memory (also as_view below)
     if (x.kernels[i] && !info.is_inplace() && node.outputs.size() == 1 && !node.inputs.empty() &&
         kernel_made[static_cast<size_t>(root[slot_index(node.inputs[0])])] &&
         !x.output_root[static_cast<size_t>(x.slot_base[i])]) {
@@ -231,9 +231,11 @@ PreparedRun::PreparedRun(const Executable& executable,
     }
     for (size_t k = 0; k < node.outputs.size(); ++k) {
       size_t sl = static_cast<size_t>(x.slot_base[i]) + k;
-      root[sl] = view ? root[slot_index(node.inputs[0])] : static_cast<int>(sl);
-      kernel_made[sl] = view ? kernel_made[static_cast<size_t>(root[sl])]
-                             : (x.kernels[i] != nullptr && !info.is_source());
+      const int a = view ? 0 : info.aliased_input(k);
+      root[sl] =
+          a >= 0 ? root[slot_index(node.inputs[static_cast<size_t>(a)])] : static_cast<int>(sl);
+      kernel_made[sl] = a >= 0 ? kernel_made[static_cast<size_t>(root[sl])]
+                               : (x.kernels[i] != nullptr && !info.is_source());
     }
   }
   std::vector<int> last_use(static_cast<size_t>(x.num_slots), -1);
@@ -245,10 +247,10 @@ PreparedRun::PreparedRun(const Executable& executable,
   std::vector<BufferRequest> req;
   std::vector<size_t> req_slot;
   for (size_t i = 0; i < nn; ++i) {
-    if (!x.kernels[i] || reg.info(x.graph.nodes[i].op).is_inplace() || as_view[i]) continue;
+    if (!x.kernels[i] || as_view[i]) continue;
     for (size_t k = 0; k < x.graph.nodes[i].outputs.size(); ++k) {
       size_t sl = static_cast<size_t>(x.slot_base[i]) + k;
-      if (x.output_root[sl]) continue;
+      if (x.output_root[sl] || reg.info(x.graph.nodes[i].op).aliased_input(k) >= 0) continue;
       const auto& t = plan.types[sl];
       req.push_back({static_cast<int64_t>(storage_bytes(t.dtype, t.shape.numel())),
                      static_cast<int>(i), std::max(last_use[sl], static_cast<int>(i))});
@@ -325,9 +327,11 @@ PreparedRun::PreparedRun(const Executable& executable,
     st.constant_inputs = x.constant_inputs[i];
     st.op = reg.info(node.op).name;
     for (const auto& v : node.inputs) st.ins.push_back(slot_of(v));
-    bool inplace = reg.info(node.op).is_inplace();
-    if (inplace) slots[base] = st.ins[0];
-    for (size_t k = inplace ? 1 : 0; k < node.outputs.size(); ++k) {
+    for (size_t k = 0; k < node.outputs.size(); ++k) {
+      if (const int a = reg.info(node.op).aliased_input(k); a >= 0) {
+        slots[base + k] = st.ins[static_cast<size_t>(a)];  // written in place
+        continue;
+      }
       const TensorType& t = plan.types[base + k];
       int64_t off = offset[base + k];
       slots[base + k] = off < 0 ? x.empty(t.dtype, t.shape)

@@ -130,10 +130,11 @@ TEST(LlamaPrepared, CpuPreparedDecodeMatchesRun) {
   EXPECT_EQ(prof.find("transpose"), std::string::npos) << prof;
 }
 
-// Each layer's rotated keys go straight into its KV cache: fuse_rope_into_write_slice leaves one
-// rope_write_slice per layer (the values' write_slice and the queries' rope stay). The logits equal
-// the unfused model's bit for bit on the CPU over a prefill and decode steps (the same rope rows,
-// without the temporary), and on a GPU (the same rope math in the fused kernel) where there is one.
+// Each layer's rotated keys go straight into its KV cache: fuse_rope_into_write_slice makes one
+// rope_write_slice per layer, and fuse_kv_cache_write joins it, the values' write_slice and the
+// queries' rope into one rope_write_kv. The logits equal the unfused model's bit for bit on the
+// CPU over a prefill and decode steps (the same rope rows, without the temporaries), and on a GPU
+// (the same rope math in the fused kernel) where there is one.
 TEST(LlamaFusion, RopeIsFusedIntoEachLayersKeyCacheWrite) {
   std::vector<Device> devices{Device::cpu()};
   if (cuda_device_count() > 0) devices.push_back(Device::cuda(0));
@@ -144,9 +145,10 @@ TEST(LlamaFusion, RopeIsFusedIntoEachLayersKeyCacheWrite) {
     LlamaModel plain = load(d, -1, false);
     unsetenv("LOOM_DISABLE_PASSES");
     const std::string text = fused.executable().to_text();
-    EXPECT_EQ(count(text, "rope_write_slice("), 2u) << text;  // the tiny model has 2 layers
-    EXPECT_EQ(count(text, " rope("), 2u) << text;             // the queries'
-    EXPECT_EQ(count(text, " write_slice("), 2u) << text;      // the values'
+    EXPECT_EQ(count(text, "rope_write_kv("), 2u) << text;  // the tiny model has 2 layers
+    EXPECT_EQ(count(text, " rope("), 0u) << text;          // the queries' went in too
+    EXPECT_EQ(count(text, "write_slice("), 0u) << text;    // and the values' write
+    EXPECT_EQ(count(plain.executable().to_text(), "rope_write_kv("), 0u);
     EXPECT_EQ(count(plain.executable().to_text(), "rope_write_slice("), 0u);
     // On the GPU, a tolerance far below any indexing or math slip, in case a library kernel
     // (cuBLAS prefill) is not bit-reproducible between the two executables.
@@ -464,13 +466,10 @@ TEST(LlamaCuda, IndexErrorsFoundOnTheDeviceAreRaised) {
     exe.run(feeds(3, 64));  // one row past a cache of 64
     ADD_FAILURE() << "no error";
   } catch (const Error& e) {
-    // Whichever cache write reported last names itself: the values' write_slice or the keys'
-    // rope_write_slice (fuse_rope_into_write_slice).
+    // The layer's fused cache write (fuse_kv_cache_write) names itself.
     std::string m = e.what();
-    EXPECT_TRUE(m.find("[slice_update] start 64 + size 1 on axis 2 exceeds dim 64") !=
-                    std::string::npos ||
-                m.find("[rope_write_slice] start 64 + size 1 on axis 2 exceeds dim 64") !=
-                    std::string::npos)
+    EXPECT_NE(m.find("[rope_write_kv] start 64 + size 1 on axis 2 exceeds dim 64"),
+              std::string::npos)
         << m;
   }
   try {

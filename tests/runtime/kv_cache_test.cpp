@@ -22,6 +22,12 @@ std::string joined(const std::vector<std::string>& v) {
   return s;
 }
 
+size_t count(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
 TEST(KvCache, UpdateIsInPlaceAndOnlyWritesTheSlice) {
   const int64_t H = 2, L = 256, D = 16;
   Graph g;
@@ -269,6 +275,8 @@ std::vector<Feeds> rope_stack_steps(DType dt, uint64_t seed) {
 // steps, for both rope layouts, rotary_dim < D, f32 and f16, and f16 caches fed f32 keys and
 // values (converted to f16 as they are written); and match the reference device, which keeps the
 // ops apart. LOOM_DISABLE_PASSES turns the pass off like CompileOptions.
+// Then fuse_kv_cache_write (on by default, off in `fused`) makes each layer's key write, value
+// write and query rope one rope_write_kv node (`kv`): the same values bit for bit, in place.
 TEST(KvCache, RopeIsFusedIntoTheCacheWrite) {
   struct Config {
     DType dt;
@@ -290,7 +298,10 @@ TEST(KvCache, RopeIsFusedIntoTheCacheWrite) {
                  (cfg.ro.interleaved ? " interleaved" : "") + " rotary_dim " +
                  std::to_string(cfg.ro.rotary_dim));
     RopeStack s = rope_stack(cfg.dt, cfg.ro, false, cache_dt);
-    auto fused = s.g.compile(s.outputs);
+    CompileOptions rope_only;
+    rope_only.disabled_passes = {"fuse_kv_cache_write"};
+    auto fused = s.g.compile(s.outputs, rope_only);
+    auto kv = s.g.compile(s.outputs);
     CompileOptions off;
     off.disabled_passes = {"fuse_rope_into_write_slice"};
     auto plain = s.g.compile(s.outputs, off);
@@ -319,12 +330,23 @@ TEST(KvCache, RopeIsFusedIntoTheCacheWrite) {
               std::string::npos);
     EXPECT_EQ(env_off.to_text().find("rope_write_slice"), std::string::npos);
     EXPECT_EQ(ref.to_text().find("rope_write_slice"), std::string::npos);
+    // Each layer's two writes and query rope: one node, nothing else left of them.
+    EXPECT_NE(joined(kv.pass_log())
+                  .find("[fuse_kv_cache_write] fused 2 key / value cache write pair(s) into "
+                        "rope_write_kv (2 with the queries' rope)"),
+              std::string::npos)
+        << joined(kv.pass_log());
+    const std::string kv_text = kv.to_text();
+    EXPECT_EQ(count(kv_text, "rope_write_kv("), 2u) << kv_text;
+    EXPECT_EQ(count(kv_text, "write_slice("), 0u) << kv_text;
+    EXPECT_EQ(count(kv_text, " rope("), 0u) << kv_text;
 
     uint64_t seed = rng();
     for (const Feeds& f : rope_stack_steps(cfg.dt, seed)) {
-      auto a = fused.run(f), b = plain.run(f), c = ref.run(f);
+      auto a = fused.run(f), b = plain.run(f), c = ref.run(f), d = kv.run(f);
       ASSERT_EQ(a.size(), 1u);
       EXPECT_EQ(a[0].to_doubles(), b[0].to_doubles()) << "seed " << seed;
+      EXPECT_EQ(d[0].to_doubles(), b[0].to_doubles()) << "seed " << seed;
       auto va = a[0].to_doubles(), vc = c[0].to_doubles();
       const double tol = cfg.dt == f32 && cache_dt == f32 ? 1e-4 : 3e-2;
       for (size_t i = 0; i < va.size(); ++i)
@@ -333,13 +355,15 @@ TEST(KvCache, RopeIsFusedIntoTheCacheWrite) {
     for (const char* var : {"k0", "k1", "v0", "v1"}) {
       EXPECT_EQ(fused.variable(var).dtype(), cache_dt) << var;
       EXPECT_EQ(fused.variable(var).to_doubles(), plain.variable(var).to_doubles()) << var;
+      EXPECT_EQ(kv.variable(var).to_doubles(), plain.variable(var).to_doubles()) << var;
       auto va = fused.variable(var).to_doubles(), vc = ref.variable(var).to_doubles();
       const double tol = cfg.dt == f32 && cache_dt == f32 ? 1e-4 : 3e-2;
       for (size_t i = 0; i < va.size(); ++i)
         ASSERT_NEAR(va[i], vc[i], tol * (1 + std::abs(vc[i]))) << var << " at " << i;
     }
-    // The fused executable wrote the caches in place too: no copies.
+    // The fused executables wrote the caches in place too: no copies.
     EXPECT_EQ(fused.variable_bytes_copied(), 0);
+    EXPECT_EQ(kv.variable_bytes_copied(), 0);
   }
 }
 
@@ -412,17 +436,51 @@ TEST(KvCache, RopeWriteSliceRejectsBadInputs) {
     EXPECT_NE(e.find("[rope_write_slice]"), std::string::npos) << e;
     EXPECT_NE(e.find(b.says), std::string::npos) << e;
   }
+  // rope_write_kv(k_cache, v_cache, k, v, positions, starts [, q]): each part's rules.
+  auto kv = [&](std::vector<Tensor> in) {
+    std::vector<ir::Value> args;
+    for (const auto& t : in) args.push_back({t.node(), t.index()});
+    ir::add_node(*g.data(), ir::op::rope_write_kv, args, make_attrs(RopeAttrs{}));
+  };
+  const std::vector<Bad> bad_kv = {
+      {[&] {
+         kv({cache, cache, x, x, pos});
+       },
+       "expects 6 or 7 inputs"},
+      {[&] {
+         kv({cache, cache, x, long_x, pos, starts});
+       },
+       "v dim 2 (9) is larger than the v_cache's (8)"},
+      {[&] {
+         kv({cache, cache, x, x, pos, starts, odd_x});
+       },
+       "must be even"},
+      {[&] {
+         kv({cache, cache, x, x, fpos, starts});
+       },
+       "positions must be i32 or i64"},
+  };
+  for (const auto& b : bad_kv) {
+    std::string e = error_of(b.build);
+    EXPECT_NE(e.find("[rope_write_kv]"), std::string::npos) << e;
+    EXPECT_NE(e.find(b.says), std::string::npos) << e;
+  }
 
-  // A start past the cache's end, found at run time: on the CPU's fused kernel (the KV-cache
-  // stack, where the pass made the node) and on the reference kernel (the node built directly).
+  // A start past the cache's end, found at run time: on the CPU's fused kernels (the KV-cache
+  // stack, where the passes made the nodes: rope_write_kv, or rope_write_slice without
+  // fuse_kv_cache_write) and on the reference kernel (the node built directly).
   RopeStack s = rope_stack(f32, {.interleaved = true});
-  auto exe = s.g.compile(s.outputs);
   Feeds f = rope_stack_steps(f32, 3)[0];
   f[2].second = NDArray::from_vector<int64_t>({0, 0, RopeStack::kMaxLen - 2, 0}, {4});
-  std::string run_err = error_of([&] { exe.run(f); });
-  EXPECT_NE(run_err.find("[rope_write_slice] start 22 + size 3 on axis 2 exceeds dim 24"),
-            std::string::npos)
-      << run_err;
+  for (const char* op : {"rope_write_kv", "rope_write_slice"}) {
+    CompileOptions o;
+    if (std::string(op) == "rope_write_slice") o.disabled_passes = {"fuse_kv_cache_write"};
+    auto exe = s.g.compile(s.outputs, o);
+    std::string run_err = error_of([&] { exe.run(f); });
+    EXPECT_NE(run_err.find(std::string("[") + op + "] start 22 + size 3 on axis 2 exceeds dim 24"),
+              std::string::npos)
+        << run_err;
+  }
 
   Graph d;
   auto dc = d.placeholder({1, 2, 8, 4}, f32, "cache");

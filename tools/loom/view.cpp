@@ -429,10 +429,18 @@ json variables_json(const ir::GraphData& g) {
       std::string kind = n.op == ir::op::read ? "read" : "assign";
       uses.push_back({{"node", i}, {"op", reg.info(n.op).name}, {"name", n.name}, {"kind", kind}});
       // An in-place update writes the variable's memory through its read: list those too.
+      auto writes_read = [&](const ir::Node& w) {  // one of its written inputs is this read
+        const auto& info = reg.info(w.op);
+        for (size_t k = 0; k < w.outputs.size(); ++k)
+          if (const int a = info.is_inplace() ? info.aliased_input(k) : -1;
+              a >= 0 && static_cast<size_t>(a) < w.inputs.size() &&
+              w.inputs[static_cast<size_t>(a)].node == static_cast<int32_t>(i))
+            return true;
+        return false;
+      };
       if (n.op == ir::op::read)
         for (size_t j = i + 1; j < g.nodes.size(); ++j)
-          if (reg.info(g.nodes[j].op).is_inplace() && !g.nodes[j].inputs.empty() &&
-              g.nodes[j].inputs[0].node == static_cast<int32_t>(i))
+          if (writes_read(g.nodes[j]))
             uses.push_back({{"node", j},
                             {"op", reg.info(g.nodes[j].op).name},
                             {"name", g.nodes[j].name},

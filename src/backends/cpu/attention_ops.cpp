@@ -3,6 +3,7 @@
 #include "backends/cpu/attention/rope.h"
 #include "backends/cpu/attention/sdpa.h"
 #include "backends/cpu/cpu_util.h"
+#include "backends/reference/ref_util.h"
 #include "core/element.h"
 #include "ops/slice_starts.h"
 
@@ -116,6 +117,9 @@ void register_attention(KernelTable& t) {
       return fallback(c);
     rope_write_slice(c);
   });
+  // The three parts with this backend's kernels (write_slice: register_movement, earlier).
+  t.set(ir::op::rope_write_kv, ref::rope_write_kv_from(*t.find(ir::op::rope_write_slice),
+                                                       *t.find(ir::op::write_slice), rope));
 }
 
 }  // namespace loom::backends::cpu

@@ -198,6 +198,7 @@ class CudaBackend final : public Backend {
     const char* op = r.code == kErrDynamicSlice     ? "dynamic_slice"
                      : r.code == kErrSliceUpdate    ? "slice_update"
                      : r.code == kErrRopeWriteSlice ? "rope_write_slice"
+                     : r.code == kErrRopeWriteKv    ? "rope_write_kv"
                                                     : "gather";
     if (r.code == kErrGather)
       fail("[", op, "] index ", r.value, " is out of range for axis ", r.axis, " of size ", r.dim,

@@ -59,7 +59,8 @@ enum : int {
   kErrDynamicSlice = 1,
   kErrSliceUpdate = 2,
   kErrGather = 3,
-  kErrRopeWriteSlice = 4
+  kErrRopeWriteSlice = 4,
+  kErrRopeWriteKv = 5
 };
 // Device pointer of `device`'s error record (host-mapped; reset after it is raised).
 DeviceError* device_error(int device);

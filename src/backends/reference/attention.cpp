@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "backends/reference/ref_util.h"
+#include "ops/slice_starts.h"
 
 namespace loom::backends::ref {
 namespace {
@@ -110,10 +111,32 @@ void rope_write_slice(const KernelContext& c) {
   write_region({write_in, c.outputs, nullptr, c.pool}, "rope_write_slice");
 }
 
+// Declared in ref_util.h. Each part gets its own inputs and output (the caches written in
+// place when the runtime hands them as outputs 0 and 1).
+KernelFn rope_write_kv_from(KernelFn rope_write, KernelFn write, KernelFn rope_fn) {
+  return [=](const KernelContext& c) {
+    // Starts out of range are reported under this op's name, not a part's.
+    ops::read_starts(c.inputs[5], c.inputs[0].shape(), c.inputs[2].shape(), "rope_write_kv");
+    ops::read_starts(c.inputs[5], c.inputs[1].shape(), c.inputs[3].shape(), "rope_write_kv");
+    const NDArray k_in[] = {c.inputs[0], c.inputs[2], c.inputs[4], c.inputs[5]};
+    rope_write({k_in, c.outputs.subspan(0, 1), c.attrs, c.pool});
+    const NDArray v_in[] = {c.inputs[1], c.inputs[3], c.inputs[5]};
+    write({v_in, c.outputs.subspan(1, 1), nullptr, c.pool});
+    if (c.inputs.size() == 7) {
+      const NDArray q_in[] = {c.inputs[6], c.inputs[4]};
+      rope_fn({q_in, c.outputs.subspan(2, 1), c.attrs, c.pool});
+    }
+  };
+}
+
 void register_attention(KernelTable& t) {
   t.set(ir::op::sdpa, sdpa);
   t.set(ir::op::rope, rope);
   t.set(ir::op::rope_write_slice, rope_write_slice);
+  t.set(ir::op::rope_write_kv,
+        rope_write_kv_from(
+            rope_write_slice, [](const KernelContext& c) { write_region(c, "rope_write_kv"); },
+            rope));
 }
 
 }  // namespace loom::backends::ref

@@ -61,6 +61,9 @@ inline void copy_element(DType t, const void* src, int64_t si, void* dst, int64_
 void write_region(const KernelContext& c, const char* op);
 // rope(x, positions) into outputs[0].
 void rope(const KernelContext& c);
+// rope_write_kv as its parts run on a backend: rope_write on the keys, write on the values, rope on
+// q (the reference backend's kernels, or the CPU backend's own).
+KernelFn rope_write_kv_from(KernelFn rope_write, KernelFn write, KernelFn rope);
 // add_rms_norm(a, b[, gamma]) into outputs[0] (sum) and outputs[1] (normed), NormAttrs.
 void add_rms_norm(const KernelContext& c);
 // quantized_matmul(x, weights...) into outputs[0], QuantizedMatmulAttrs.

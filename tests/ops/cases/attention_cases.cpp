@@ -68,6 +68,33 @@ OpCase rope_write_case(const std::string& name, DType t, Shape cache, Shape x, S
                                std::move(mask), start_hi, o, pos_dt);
 }
 
+// rope_write_kv(k_cache, v_cache, k, v, positions, starts [, q]): a layer's key write (rotated),
+// value write and query rope in one node (made by the fuse_kv_cache_write pass, so built directly
+// into copies of the fed caches, as rope_write_mixed_case does). The reference runs the unfused
+// parts, so every backend's fused kernel is compared with them. Values of dtype `vt` into caches
+// of dtype `t` (converted), keys and queries of dtype `xt`.
+OpCase rope_write_kv_case(const std::string& name, DType t, DType xt, DType vt, int64_t hq,
+                          int64_t hkv, int64_t len, int64_t l, int64_t d, bool with_q,
+                          RopeAttrs o) {
+  std::vector<InputSpec> in = {
+      {"kc", t, {1, hkv, len, d}},  {"vc", t, {1, hkv, len, d}},
+      {"k", xt, {1, hkv, l, d}},    {"v", vt, {1, hkv, l, d}},
+      {"p", i32, {l}, {}, 0, 5000}, {"s", i64, {4}, {}, 0, static_cast<double>(len - l + 1)}};
+  if (with_q) in.push_back({"q", xt, {1, hq, l, d}});
+  return {"rope_write_kv/" + name, in, [o, with_q](Graph& g, const std::vector<Tensor>& in) {
+            Tensor kc = in[0] * 1.0, vc = in[1] * 1.0;
+            Tensor starts = in[5] * g.constant(NDArray::from_vector<int64_t>({0, 0, 1, 0}, {4}));
+            auto data = kc.graph_data();
+            auto v = [](const Tensor& t) { return ir::Value{t.node(), t.index()}; };
+            std::vector<ir::Value> args = {v(kc), v(vc), v(in[2]), v(in[3]), v(in[4]), v(starts)};
+            if (with_q) args.push_back(v(in[6]));
+            auto out = ir::add_node(*data, ir::op::rope_write_kv, args, make_attrs(o));
+            std::vector<Tensor> r;
+            for (const auto& x : out) r.emplace_back(data, x.node, x.index);
+            return r;
+          }};
+}
+
 // slice_update(base, update, starts), or its in-place form write_slice (made by a pass, so built
 // directly into a copy of the fed base, as rope_write_case does), with an update of dtype `ut`
 // into a base of dtype `bt`: a float update of another dtype is converted to the base's, rounded
@@ -159,6 +186,16 @@ std::vector<OpCase> make() {
                                     at_row, 8, {}));
   c.push_back(rope_write_mixed_case("bf16_into_f32", f32, bf16, {1, 2, 10, 16}, {1, 2, 3, 16}, {3},
                                     at_row, 8, {.interleaved = true}));
+  // rope_write_kv: a Llama decode step (f32 k / v / q into an f16 cache, GQA), a prefill chunk
+  // with rotary_dim < D and no q, all f32 half split, bf16.
+  c.push_back(rope_write_kv_case("decode_gqa_f32_into_f16", f16, f32, f32, 8, 2, 40, 1, 64, true,
+                                 {.interleaved = true, .theta = 1e6}));
+  c.push_back(rope_write_kv_case("prefill_partial_no_q_f16", f16, f16, f16, 4, 4, 24, 5, 48, false,
+                                 {.rotary_dim = 16}));
+  c.push_back(
+      rope_write_kv_case("prefill_half_split_f32", f32, f32, f32, 6, 3, 16, 3, 16, true, {}));
+  c.push_back(rope_write_kv_case("bf16", bf16, bf16, bf16, 2, 1, 10, 2, 16, true,
+                                 {.interleaved = true, .position_scale = 4}));
   // slice_update / write_slice converting the update: f32 into f16 (a Llama cache), f16 into f32,
   // f32 into bf16, f64 into f16; write_slice also with equal dtypes.
   for (bool in_place : {false, true}) {

@@ -198,6 +198,41 @@ TEST_F(ViewServer, VariablesListEveryUse) {
   }
 }
 
+// A decoder layer's KV-cache update compiled for the CPU is one rope_write_kv node writing both
+// caches in place (fuse_kv_cache_write): each variable lists it as a write in place.
+TEST_F(ViewServer, VariablesListEveryInPlaceWriteOfAFusedCacheUpdate) {
+  Graph g;
+  auto k = g.placeholder({1, 2, 1, 8}, f32, "k");
+  auto v = g.placeholder({1, 2, 1, 8}, f32, "v");
+  auto q = g.placeholder({1, 4, 1, 8}, f32, "q");
+  auto pos = g.placeholder({1}, i32, "pos");
+  auto at = g.placeholder({4}, i64, "at");
+  auto kc = g.variable(zeros({1, 2, 16, 8}), "k_cache");
+  auto vc = g.variable(zeros({1, 2, 16, 8}), "v_cache");
+  RopeAttrs ro{.interleaved = true};
+  auto keys = slice_update(g.read(kc), rope(k, pos, ro), at);
+  auto values = slice_update(g.read(vc), v, at);
+  g.assign(kc, keys);
+  g.assign(vc, values);
+  auto out = sdpa(rope(q, pos, ro), keys, values, {.causal = true});
+  const std::string path = tmp_path("kv_update.loom");
+  save_graph(g, {out}, path);
+  start(path);
+  json vars = get_json("/api/variables?view=cpu")["variables"];
+  ASSERT_EQ(vars.size(), 2u);
+  json gj = get_json("/api/graph?view=cpu");
+  for (const auto& var : vars) {
+    int in_place = 0;
+    for (const auto& u : var["uses"])
+      if (u["kind"] == "write in place") {
+        ++in_place;
+        EXPECT_EQ(u["op"], "rope_write_kv") << var["name"];
+        EXPECT_EQ(gj["nodes"][u["node"].get<size_t>()]["op"], "rope_write_kv");
+      }
+    EXPECT_EQ(in_place, 1) << var["name"] << ": " << var["uses"].dump();
+  }
+}
+
 TEST_F(ViewServer, ProfileTimesEveryKernel) {
   start(make_package(true));
   json p = get_json("/api/profile?view=cpu&runs=3");

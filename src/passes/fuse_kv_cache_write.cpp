@@ -7,7 +7,8 @@
 // The fused node takes the later write's slot; every use of a value it takes over must come after
 // that slot, and the rope's output must not be a compile target. The kernel reads v and q while
 // writing the caches, so neither may be (a view of) a variable read, and the two caches must be
-// different (and float: the kernels convert values as floats). Runs right after fuse_rope_into_write_slice, which makes the rope_write_slice.
+// different (and float: the kernels convert values as floats). Runs right after
+// fuse_rope_into_write_slice, which makes the rope_write_slice.
 #include <algorithm>
 #include <map>
 
@@ -51,18 +52,18 @@ void fuse_kv_cache_write(PassContext& ctx) {
     const ir::Node& kw = g.nodes[ki];
     if (kw.op != ir::op::rope_write_slice || taken[ki]) continue;
     const ir::Value positions = kw.inputs[2], starts = kw.inputs[3];
-    // The value write: a write_slice at the same starts into another cache.
+    // The value write: the first write_slice at the same starts into another float cache that
+    // can join it (whichever of the two comes first has no use before the other's slot).
     size_t vi = n;
     for (size_t j = 0; j < n && vi == n; ++j) {
       const ir::Node& w = g.nodes[j];
       if (w.op == ir::op::write_slice && !taken[j] && w.inputs[2] == starts &&
           w.inputs[0] != kw.inputs[0] && is_floating(w.outputs[0].dtype) &&
-          !reads_variable(w.inputs[1]))
+          !reads_variable(w.inputs[1]) && used_after(std::min(ki, j), std::max(ki, j)))
         vi = j;
     }
     if (vi == n) continue;
     const size_t slot = std::max(ki, vi), first = std::min(ki, vi);
-    if (!used_after(first, slot)) continue;
     const ir::Node& vw = g.nodes[vi];
     std::vector<ir::Value> inputs = {kw.inputs[0], vw.inputs[0], kw.inputs[1],
                                      vw.inputs[1], positions,    starts};

@@ -30,18 +30,14 @@ void fuse_kv_cache_write(PassContext& ctx) {
   if (!fusion_allowed(ctx, "fuse_kv_cache_write", ir::op::rope_write_kv)) return;
   auto& g = ctx.graph;
   const size_t n = g.nodes.size();
-  // The latest node that uses each node's values (compile targets count as used at the end).
-  std::vector<size_t> last_user(n, 0);
+  // The first node that uses each node's values (n: none; compile targets are used at the end).
+  std::vector<size_t> first_user(n, n);
   std::vector<bool> is_target(n, false);
-  for (size_t i = 0; i < n; ++i)
-    for (const ir::Value& v : g.nodes[i].inputs) {
-      auto& u = last_user[static_cast<size_t>(v.node)];
-      u = std::max(u, i);
-    }
+  for (size_t i = n; i-- > 0;)
+    for (const ir::Value& v : g.nodes[i].inputs) first_user[static_cast<size_t>(v.node)] = i;
   for (const ir::Value& v : ctx.outputs) is_target[static_cast<size_t>(v.node)] = true;
-  auto used_after = [&](size_t node, size_t slot) {
-    return last_user[node] == 0 || last_user[node] > slot;
-  };
+  // Whether every use of the node's values comes after `slot`.
+  auto used_after = [&](size_t node, size_t slot) { return first_user[node] > slot; };
   auto reads_variable = [&](ir::Value v) { return memory_root(g, v).op == ir::op::read; };
 
   const auto& info = ir::OpRegistry::get().info(ir::op::rope_write_kv);

@@ -90,11 +90,10 @@ void fuse_kv_cache_write(PassContext& ctx) {
       moved[{static_cast<int32_t>(qi), 0}] = {static_cast<int32_t>(slot), 2};
       keep[qi] = false, taken[qi] = true, ++with_q;
     }
-    AttrsPtr attrs = kw.attrs;
     at.op = ir::op::rope_write_kv;
     at.inputs = std::move(inputs);
     at.outputs = std::move(want);
-    at.attrs = std::move(attrs);
+    at.attrs = kw.attrs;  // (at may be kw itself)
     keep[first] = false;
     taken[ki] = taken[vi] = true;
     ++fused;

@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "backends/cuda/attention_kernels.h"
+#include "backends/cuda/cuda_common.h"
 #include "backends/cuda/device_util.cuh"
 
 namespace loom::backends::cuda::attn {
@@ -67,8 +68,6 @@ inline MaskView mask_view(const SdpaLaunch& a) {
   for (int d = 0; d < 4; ++d) m.st[d] = a.mask_strides[d];
   return m;
 }
-
-inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 // Entry points of the fast paths (attention_flash.cu, attention_decode.cu).
 bool flash_supports(const SdpaLaunch& a);

@@ -103,8 +103,6 @@ const Probe& probe() {
   return p;
 }
 
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
-
 }  // namespace
 
 bool cudnn_available() { return probe().ok; }

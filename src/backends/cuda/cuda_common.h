@@ -39,6 +39,8 @@ cudaStream_t stream_for(const KernelContext& c);
 std::shared_ptr<Storage> scratch(int device, size_t bytes);
 // Multiprocessors of `device` (queried once per device): grid sizes of one-wave kernels.
 int sm_count(int device);
+// Device pointers kernels may read with 16-byte vector loads or copies.
+inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 // A switch from the environment, for A/B runs: on unless `name` is set to "0...".
 bool env_on(const char* name);
 // The launch attribute that makes a kernel a programmatic dependent of the previous kernel on

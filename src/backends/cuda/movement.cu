@@ -116,6 +116,13 @@ __device__ int64_t dyn_fold(const DynStarts& d, const int64_t (&st)[kMaxRank], b
   }
   return base;
 }
+// Element (row, dim) of a [B, H, L, D] region (row = (b·H + h)·L + l) in the rank-4 array the
+// starts index, whose region begins at `base`.
+__device__ __forceinline__ int64_t region_offset(const DynStarts& d, int64_t base, int64_t row,
+                                                 int64_t dim, int64_t H, int64_t L) {
+  const int64_t l = row % L, h = (row / L) % H, b = row / (L * H);
+  return base + b * d.stride[0] + h * d.stride[1] + l * d.stride[2] + dim * d.stride[3];
+}
 __device__ int64_t dyn_base(const DynStarts& d, bool report) {
   int64_t st[kMaxRank];
   dyn_load(d, st);
@@ -344,10 +351,7 @@ __global__ void rope_write_slice_kernel(RopeArgs a, void* cache, int dc, int64_t
   const bool convert = a.dx != dc;
   LOOM_GRID_STRIDE(t, n) {
     rope_item(a, t, [&](int64_t row, int64_t dim, double v) {
-      const int64_t l = row % a.L, h = (row / a.L) % a.H, b = row / (a.L * a.H);
-      store(dc, cache,
-            base + b * d.stride[0] + h * d.stride[1] + l * d.stride[2] + dim * d.stride[3],
-            convert ? round_to(a.dx, v) : v);
+      store(dc, cache, region_offset(d, base, row, dim, a.H, a.L), convert ? round_to(a.dx, v) : v);
     });
   }
 }
@@ -396,20 +400,13 @@ __global__ void rope_write_kv_kernel(KvWriteArgs a) {
   LOOM_GRID_STRIDE(t, a.nk + a.nv + a.nq) {
     if (t < a.nk) {
       rope_item(a.k, t, [&](int64_t row, int64_t dim, double v) {
-        const int64_t l = row % a.k.L, h = (row / a.k.L) % a.k.H, b = row / (a.k.L * a.k.H);
-        store(a.dkc, a.kc,
-              kbase + b * a.dk.stride[0] + h * a.dk.stride[1] + l * a.dk.stride[2] +
-                  dim * a.dk.stride[3],
+        store(a.dkc, a.kc, region_offset(a.dk, kbase, row, dim, a.k.H, a.k.L),
               convert ? round_to(a.k.dx, v) : v);
       });
     } else if (t < a.nk + a.nv) {
       const int64_t i = t - a.nk;
-      const int64_t d = i % a.vD, l = (i / a.vD) % a.vL, h = (i / (a.vD * a.vL)) % a.vH,
-                    b = i / (a.vD * a.vL * a.vH);
       const double x = load<double>(a.dv, a.v, i);
-      store(a.dvc, a.vc,
-            vbase + b * a.dvs.stride[0] + h * a.dvs.stride[1] + l * a.dvs.stride[2] +
-                d * a.dvs.stride[3],
+      store(a.dvc, a.vc, region_offset(a.dvs, vbase, i / a.vD, i % a.vD, a.vH, a.vL),
             a.dv == kF64 && a.dvc != kF64 ? static_cast<double>(static_cast<float>(x)) : x);
     } else {
       rope_item(a.q, t - a.nk - a.nv, [&](int64_t row, int64_t dim, double v) {

@@ -14,9 +14,6 @@
 
 namespace loom::backends::cuda {
 
-// Device pointers the GEMVs may read with 16-byte vector loads or copies.
-inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
 // Weight encodings the kernels know. The first 11 follow cpu::quant::Format's order.
 enum QuantFormat : int {
   kQ4_0,

@@ -96,6 +96,7 @@ bench() {  # name, command...
   shift
   case " $BENCHES " in *" ${name%_*} "*) ;; *) return ;; esac
   [ "${2:-}" = none ] && return  # QUANT_BEFORE=none / LLM_BEFORE=none: no "before" run
+  case $name in *_peer) [ "${PEERS:-1}" = 1 ] || return ;; esac  # PEERS=0: Loom's side only
   echo "== $name"
   timeout "${BENCH_TIMEOUT:-120}" "$@" 2>&1 | tee "$OUT/$name.txt" | tail -30 || true
 }

@@ -11,22 +11,21 @@ TESTS="op_cases_test cuda_runtime_test cuda_fft_test cuda_attention_test cuda_qu
 BENCHES="cuda_gemm_bench cuda_fft_bench cuda_attention_bench cuda_quant_bench cuda_stitch_bench
   llm_decode_bench"
 if [ ! -f "$BUILD/CMakeCache.txt" ]; then
-  cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLOOM_CUDA=ON \
-    -DLOOM_WITH_COMPONENTS=OFF
+  cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLOOM_CUDA=ON
 fi
 # shellcheck disable=SC2086
 cmake --build "$BUILD" -j "$(nproc)" --target $TESTS $BENCHES loom_cli  # loom_cli: `loom`
 STAGE=$(mktemp -d)
 mkdir -p "$STAGE/bin" "$STAGE/lib"
 for t in $TESTS $BENCHES loom; do
-  f=$(find "$BUILD" -name "$t" -type f -perm -u+x | head -1)
+  f=$(find "$BUILD" -name "$t" -type f -perm -u+x -print -quit)
   cp "$f" "$STAGE/bin/" && strip "$STAGE/bin/$t"
 done
 # Libraries the device machine lacks (it has the CUDA toolkit and driver).
 # `loom` also needs ONNX, protobuf and cpp-httplib (and what they pull in).
 for lib in libopenblas.so.0 libgfortran.so.5 libquadmath.so.0 libonnx_proto.so.1 libprotobuf.so.32 \
   libcpp-httplib.so.0.11 libbrotlidec.so.1 libbrotlienc.so.1 libbrotlicommon.so.1 libcupti.so.13; do
-  p=$(ldconfig -p | awk -v l="$lib" '$1 == l {print $NF; exit}')
+  p=$(ldconfig -p | awk -v l="$lib" '$1 == l && !f {print $NF; f = 1}')  # no early exit: pipefail
   [ -n "$p" ] && cp -L "$p" "$STAGE/lib/"
 done
 mkdir -p .devpack

@@ -180,6 +180,12 @@ std::vector<Tensor> add_rms_norm_quantized_matmul(const Tensor& a, const Tensor&
                                                   const Tensor& gamma, const Tensor& packed,
                                                   const std::string& format, int64_t n, int64_t k,
                                                   double eps = 1e-6);
+// quantized_matmul(silu(g) · u, packed, format, n, k) where [g, u] are the halves of p [..., 2k]
+// along the last axis: a gated FFN's SwiGLU and its down projection (p: the gate / up product,
+// gate first). On GPUs the decode GEMV forms x where it quantizes it (x is never stored). Made by
+// the fuse_swiglu_into_quantized_matmul pass from slice, slice → silu · mul → quantized_matmul.
+Tensor swiglu_quantized_matmul(const Tensor& p, const Tensor& packed, const std::string& format,
+                               int64_t n, int64_t k);
 
 // --- complex numbers, FFT and spectral ops (issue 6) ---------------------------------------------
 // c64 tensors: add/sub/mul/div/neg take c64 operands; abs of c64 is its f32 magnitude.

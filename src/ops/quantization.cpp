@@ -194,6 +194,24 @@ V infer_add_rms_norm_qmatmul(const InferContext& ctx) {
   TensorType y = ops::check_block_quantized_matmul(ctx, sum, 3, a.matmul());
   return {sum, y};
 }
+
+// swiglu_quantized_matmul(p, packed) = quantized_matmul(silu(g) · u, packed), [g, u] = p's halves
+// along the last axis: p a float of at least rank 1 whose last dim is 2k, then quantized_matmul's
+// rules (block formats) on x = p's type with k features.
+V infer_swiglu_qmatmul(const InferContext& ctx) {
+  const auto& a = ctx.attrs_as<QuantizedMatmulAttrs>();
+  ops::expect_inputs(ctx, 2, 2);
+  ops::expect_float(ctx, 0);
+  if (!ops::find_block_format(a.format))
+    ctx.fail("needs a block format (", ops::block_format_names(), "), got '", a.format, "'");
+  TensorType x = ctx.inputs[0];
+  if (x.shape.rank() < 1) ctx.fail("p must have at least one dim");
+  int64_t& last = x.shape[x.shape.rank() - 1];
+  if (last != kDynamic && last != 2 * a.k)
+    ctx.fail("p's last dim must be 2k = ", 2 * a.k, " (gate and up halves), got ", last);
+  last = a.k;
+  return {ops::check_block_quantized_matmul(ctx, x, 1, a)};
+}
 }  // namespace
 
 void register_quantization_ops(OpRegistry& r) {
@@ -203,6 +221,7 @@ void register_quantization_ops(OpRegistry& r) {
   r.mutable_info(op::dequantize_blocks).infer = infer_blocks;
   r.mutable_info(op::quantized_matmul).infer = infer_qmatmul;
   r.mutable_info(op::add_rms_norm_quantized_matmul).infer = infer_add_rms_norm_qmatmul;
+  r.mutable_info(op::swiglu_quantized_matmul).infer = infer_swiglu_qmatmul;
 }
 
 }  // namespace loom::ir

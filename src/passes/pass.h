@@ -67,6 +67,7 @@ void fuse_rope_into_write_slice(PassContext& ctx);
 void fuse_kv_cache_write(PassContext& ctx);
 void fuse_add_rms_norm(PassContext& ctx);
 void fuse_add_rms_norm_into_quantized_matmul(PassContext& ctx);
+void fuse_swiglu_into_quantized_matmul(PassContext& ctx);
 void stitch(PassContext& ctx);
 
 }  // namespace loom::passes

@@ -43,10 +43,14 @@ const std::vector<PassInfo>& pipeline() {
        "q/k/v or gate/up matmul; before stitch (neither op is stitched, but the pattern rewrites "
        "come first)",
        fuse_add_rms_norm_into_quantized_matmul},
+      {"fuse_swiglu_into_quantized_matmul",
+       "after merge_parallel_matmuls, which makes the gate / up product whose halves the SwiGLU "
+       "reads; before stitch, which would take the silu and the mul into a region",
+       fuse_swiglu_into_quantized_matmul},
       {"stitch",
        "after every pattern rewrite (attention, quantized matmul, in-place updates, rope + "
-       "cache write, add + rms_norm, the norm into its matmul), which must still see the "
-       "individual ops; before DCE",
+       "cache write, add + rms_norm, the norm and the SwiGLU into their matmuls), which must "
+       "still see the individual ops; before DCE",
        stitch},
       {"dce", "last: removes what folding and CSE left unused", dead_code_elimination},
   };

@@ -170,18 +170,46 @@ TEST(LlamaFusion, RopeIsFusedIntoEachLayersKeyCacheWrite) {
   }
 }
 
+// A fused model against one compiled with `pass` disabled, over a prefill and six decode steps:
+// on the CPU (where the fused ops run the pairs' kernels) logits bit-equal; on a GPU close, and
+// the same top-1 up to near ties.
+void expect_same_logits(const Device& d, LlamaModel& fused, LlamaModel& plain) {
+  auto same = [&](const NDArray& x, const NDArray& y, int step) {
+    if (d.kind == Device::Kind::cpu) {
+      EXPECT_EQ(x.to_vector<float>(), y.to_vector<float>()) << "step " << step;
+      return;
+    }
+    EXPECT_LT(rel_l2(x, y), 1e-2) << "step " << step;
+    // The fused top-1 is the unfused one or within a near tie of it.
+    const float* py = y.data_as<float>();
+    float best = py[top1(y)],
+          spread = *std::max_element(py, py + y.numel()) - *std::min_element(py, py + y.numel());
+    EXPECT_GE(py[top1(x)], best - 1e-2f * spread) << "step " << step;
+  };
+  auto ids = prompt();
+  NDArray a = fused.forward(ids, 0), b = plain.forward(ids, 0);
+  same(a, b, -1);
+  int64_t pos = static_cast<int64_t>(ids.size());
+  for (int step = 0; step < 6; ++step, ++pos) {
+    int32_t t = top1(b);  // both models take the same tokens
+    a = fused.forward({t}, pos), b = plain.forward({t}, pos);
+    same(a, b, step);
+  }
+}
+
+std::vector<Device> cpu_and_gpu() {
+  std::vector<Device> devices{Device::cpu()};
+  if (cuda_device_count() > 0) devices.push_back(Device::cuda(0));
+  return devices;
+}
+
 // Each residual add + rms_norm whose norm feeds one (merged) projection becomes one
 // add_rms_norm_quantized_matmul: the tiny model's layer 0 ffn norm (gate/up), layer 1's attention
 // (q/k/v) and ffn norms. Layer 0's attention norm has no residual add, and the final norm's rows
-// are sliced (the last position) before the output projection: those stay. On the CPU the fused op
-// runs the pair's kernels: logits bit-equal to
-// LOOM_DISABLE_PASSES=fuse_add_rms_norm_into_quantized_matmul over a prefill and decode steps. On a
-// GPU the decode GEMV forms the normed x itself (its own sum of squares): close, and the same top-1
-// up to near ties.
+// are sliced (the last position) before the output projection: those stay. On a GPU the decode
+// GEMV forms the normed x itself (its own sum of squares).
 TEST(LlamaFusion, AddRmsNormIsFoldedIntoTheMatmulsThatReadIt) {
-  std::vector<Device> devices{Device::cpu()};
-  if (cuda_device_count() > 0) devices.push_back(Device::cuda(0));
-  for (const Device& d : devices) {
+  for (const Device& d : cpu_and_gpu()) {
     SCOPED_TRACE(d.to_string());
     LlamaModel fused = load(d, -1, false);
     setenv("LOOM_DISABLE_PASSES", "fuse_add_rms_norm_into_quantized_matmul", 1);
@@ -193,27 +221,27 @@ TEST(LlamaFusion, AddRmsNormIsFoldedIntoTheMatmulsThatReadIt) {
     EXPECT_EQ(count(text, " add_rms_norm("), 1u) << text;  // the final norm
     EXPECT_EQ(count(plain_text, "add_rms_norm_quantized_matmul("), 0u) << plain_text;
     EXPECT_EQ(count(plain_text, " add_rms_norm("), 4u) << plain_text;
-    auto same = [&](const NDArray& x, const NDArray& y, int step) {
-      if (d.kind == Device::Kind::cpu) {
-        EXPECT_EQ(x.to_vector<float>(), y.to_vector<float>()) << "step " << step;
-        return;
-      }
-      EXPECT_LT(rel_l2(x, y), 1e-2) << "step " << step;
-      // The fused top-1 is the unfused one or within a near tie of it.
-      const float* py = y.data_as<float>();
-      float best = py[top1(y)],
-            spread = *std::max_element(py, py + y.numel()) - *std::min_element(py, py + y.numel());
-      EXPECT_GE(py[top1(x)], best - 1e-2f * spread) << "step " << step;
-    };
-    auto ids = prompt();
-    NDArray a = fused.forward(ids, 0), b = plain.forward(ids, 0);
-    same(a, b, -1);
-    int64_t pos = static_cast<int64_t>(ids.size());
-    for (int step = 0; step < 6; ++step, ++pos) {
-      int32_t t = top1(b);  // both models take the same tokens
-      a = fused.forward({t}, pos), b = plain.forward({t}, pos);
-      same(a, b, step);
-    }
+    expect_same_logits(d, fused, plain);
+  }
+}
+
+// Each layer's silu · mul over its gate / up product and the down projection that reads it become
+// one swiglu_quantized_matmul; without the pass they are two slices, a stitched silu · mul and a
+// quantized_matmul. On a GPU the decode GEMV forms x = silu(g) · u as it quantizes x.
+TEST(LlamaFusion, SwigluIsFoldedIntoTheDownProjection) {
+  for (const Device& d : cpu_and_gpu()) {
+    SCOPED_TRACE(d.to_string());
+    LlamaModel fused = load(d, -1, false);
+    setenv("LOOM_DISABLE_PASSES", "fuse_swiglu_into_quantized_matmul", 1);
+    LlamaModel plain = load(d, -1, false);
+    unsetenv("LOOM_DISABLE_PASSES");
+    const std::string text = fused.executable().to_text(),
+                      plain_text = plain.executable().to_text();
+    EXPECT_EQ(count(text, "swiglu_quantized_matmul("), 2u) << text;
+    EXPECT_EQ(count(plain_text, "swiglu_quantized_matmul("), 0u) << plain_text;
+    EXPECT_GE(count(plain_text, "silu"), 2u) << plain_text;  // in each layer's stitched region
+    EXPECT_EQ(count(text, "silu"), 0u) << text;
+    expect_same_logits(d, fused, plain);
   }
 }
 

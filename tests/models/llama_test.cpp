@@ -171,8 +171,10 @@ TEST_F(SmolLM2, MergedProjectionsAndPreparedDecodeOnTheCpu) {
   EXPECT_EQ(prof.find("\nslice "), std::string::npos) << prof;  // q / k / v, gate / up: views
   // One GEMV per projection group: q / k / v, o, gate / up, down per layer, and the head. The
   // GEMVs that read a residual add's norm (every q / k / v and gate / up but layer 0's q / k / v,
-  // whose norm has no add) carry it: add_rms_norm_quantized_matmul.
-  EXPECT_EQ(loom::testing::profile_steps(prof, "quantized_matmul"), 2 * layers + 2) << prof;
+  // whose norm has no add) carry it: add_rms_norm_quantized_matmul; the down projections carry
+  // their SwiGLU: swiglu_quantized_matmul.
+  EXPECT_EQ(loom::testing::profile_steps(prof, "quantized_matmul"), layers + 2) << prof;
+  EXPECT_EQ(loom::testing::profile_steps(prof, "swiglu_quantized_matmul"), layers) << prof;
   EXPECT_EQ(loom::testing::profile_steps(prof, "add_rms_norm_quantized_matmul"), 2 * layers - 1)
       << prof;
 }

@@ -368,6 +368,39 @@ TEST(Compile, AddRmsNormQuantizedMatmulRejectsBadInputs) {
   }
 }
 
+// swiglu_quantized_matmul on bad inputs: errors naming the op and the problem at build time (p's
+// last dim must hold both halves, 2k; block formats only; quantized_matmul's rules on the packed
+// weights; float p), and at run time for a dynamic last dim that turns out wrong.
+TEST(Compile, SwigluQuantizedMatmulRejectsBadInputs) {
+  const int64_t n = 4, k = 64;  // q4_0: rows of 2 blocks of 18 bytes
+  Graph g;
+  auto p = g.placeholder({2, 2 * k}, f32, "p");
+  auto p_half = g.placeholder({2, k}, f32, "p_half");
+  auto pi = g.placeholder({2, 2 * k}, i32, "pi");
+  auto w = g.constant(zeros({n, 36}, u8), "w");
+  auto w5 = g.constant(zeros({5, 36}, u8), "w5");
+  auto expect_error = [](const std::function<void()>& f, const std::string& what) {
+    std::string err = error_of(f);
+    EXPECT_NE(err.find("swiglu_quantized_matmul"), std::string::npos) << err;
+    EXPECT_NE(err.find(what), std::string::npos) << err;
+  };
+  expect_error([&] { swiglu_quantized_matmul(p_half, w, "q4_0", n, k); },
+               "p's last dim must be 2k = 128 (gate and up halves), got 64");
+  expect_error([&] { swiglu_quantized_matmul(p, w, "affine", n, k); }, "needs a block format");
+  expect_error([&] { swiglu_quantized_matmul(p, w5, "q4_0", n, k); },
+               "packed weights must be u8[4,36]");
+  expect_error([&] { swiglu_quantized_matmul(pi, w, "q4_0", n, k); }, "i32");
+
+  Graph d;
+  auto pd = d.placeholder({2, -1}, f32, "p");
+  auto exe = d.compile({swiglu_quantized_matmul(pd, d.constant(zeros({n, 36}, u8)), "q4_0", n, k)});
+  std::string run_err = error_of([&] {
+    exe.run({{"p", random_uniform({2, 100}, f32, -1, 1, 1)}});
+  });
+  EXPECT_NE(run_err.find("swiglu_quantized_matmul"), std::string::npos) << run_err;
+  EXPECT_NE(run_err.find("got 100"), std::string::npos) << run_err;
+}
+
 TEST(Compile, FusesResidualAddAndRmsNorm) {
   for (DType dt : {f32, f16}) {
     Graph g;

@@ -5,6 +5,8 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <cstring>
+#include <vector>
 
 #include "backends/add_norm_matmul.h"
 #include "backends/cpu/cpu_util.h"
@@ -283,6 +285,28 @@ void register_quantization(KernelTable& t) {
   t.set(op::add_rms_norm_quantized_matmul, [norm = *norm, mm = *mm](const KernelContext& c) {
     const NDArray& sum = c.outputs[0];
     add_norm_then_matmul(c, NDArray(sum.dtype(), sum.shape()), norm, mm);
+  });
+  // swiglu_quantized_matmul: x = silu(g) · u in f32 as a stitched region computes it (rounded
+  // once, to p's dtype) into a temporary, then this backend's quantized_matmul: bit-equal to the
+  // unfused ops.
+  t.set(op::swiglu_quantized_matmul, [mm = *mm](const KernelContext& c) {
+    const auto& a = c.attrs_as<QuantizedMatmulAttrs>();
+    const NDArray& p = c.inputs[0];
+    const int64_t k = a.k, m = k ? p.numel() / (2 * k) : 0;
+    const NDArray pf = p.dtype() == DType::f32 ? p : p.astype(DType::f32);
+    NDArray x(DType::f32, Shape({m, k}));
+    parallel_for(c.pool, m, 1, [&](int64_t b, int64_t e) {
+      std::vector<float> gate(static_cast<size_t>(k));
+      for (int64_t i = b; i < e; ++i) {
+        const float* row = pf.data_as<float>() + i * 2 * k;
+        const float* g[] = {row};
+        apply_f32(op::silu, nullptr, DType::f32, k, g, gate.data());
+        const float* gu[] = {gate.data(), row + k};
+        apply_f32(op::mul, nullptr, DType::f32, k, gu, x.data_as<float>() + i * k);
+      }
+    });
+    const NDArray in[] = {p.dtype() == DType::f32 ? x : x.astype(p.dtype()), c.inputs[1]};
+    mm({in, c.outputs, c.attrs, c.pool, c.constant_inputs & 2});
   });
 }
 

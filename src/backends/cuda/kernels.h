@@ -10,6 +10,10 @@ void launch_affine(cudaStream_t s, const NDArray& x, const NDArray& scale,
                    bool quantize);
 // out = table[q] (one table) or table[row, q] (a table per index of axis 0).
 void launch_lut(cudaStream_t s, const NDArray& q, const NDArray& table, const NDArray& out);
+// y [m, h] = silu(p[:, :h]) · p[:, h:] for p [m, 2h] (contiguous, both of `dtype`, a float type):
+// swiglu_quantized_matmul's x where its GEMV does not apply.
+void launch_swiglu_halves(cudaStream_t s, const void* p, void* y, DType dtype, int64_t m,
+                          int64_t h);
 // Plain per-element GEMM (double accumulation) for the dtypes cuBLAS has no kernel for (integers).
 void launch_naive_gemm(cudaStream_t s, const void* a, int dta, const void* b, int dtb, void* out,
                        int dto, int64_t m, int64_t n, int64_t k, bool ta, bool tb);

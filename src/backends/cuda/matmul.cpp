@@ -304,6 +304,28 @@ void add_rms_norm_quantized_matmul(const KernelContext& c) {
   // The scratch x goes back to the cache when this returns; the stream orders its reuse.
 }
 
+// swiglu_quantized_matmul(p, packed) = quantized_matmul(silu(g) · u, packed) over p's halves.
+// Decode rows (m <= 8) of f32 in an int8-GEMV format: the GEMV forms x where it quantizes it (every
+// CTA, or quantize_x_kernel once for long rows), so neither x nor a silu · mul kernel exists.
+// Otherwise one elementwise kernel into a scratch x, then quantized_matmul's path.
+void swiglu_quantized_matmul(const KernelContext& c) {
+  const auto& a = c.attrs_as<QuantizedMatmulAttrs>();
+  const NDArray &p = c.inputs[0], &out = c.outputs[0];
+  const int64_t m = a.k ? p.numel() / (2 * a.k) : 0;
+  if (out.numel() == 0) return;
+  cudaStream_t stream = stream_for(c);
+  if (p.dtype() == DType::f32 && m >= 1 && m <= 8 &&
+      launch_quant_gemv_int8_swiglu(stream, quant_weights(c, a), p.data_as<float>(), m,
+                                    out.data_as<float>()))
+    return;
+  const Shape xs({m, a.k});
+  auto x = scratch(out.device().index, storage_bytes(p.dtype(), xs.numel()));
+  launch_swiglu_halves(stream, p.data(), x->data(), p.dtype(), m, a.k);
+  const NDArray in[] = {NDArray(x, p.dtype(), xs, contiguous_strides(xs), 0), c.inputs[1]};
+  quantized_matmul({in, c.outputs, c.attrs, c.pool, c.constant_inputs & 2});
+  // The scratch x goes back to the cache when this returns; the stream orders its reuse.
+}
+
 void dequantize_blocks(const KernelContext& c) {
   const auto& a = c.attrs_as<BlockQuantAttrs>();
   const NDArray &p = c.inputs[0], &out = c.outputs[0];
@@ -322,6 +344,7 @@ void register_matmul(KernelTable& t) {
   t.set(op::matmul, matmul);
   t.set(op::quantized_matmul, quantized_matmul);
   t.set(op::add_rms_norm_quantized_matmul, add_rms_norm_quantized_matmul);
+  t.set(op::swiglu_quantized_matmul, swiglu_quantized_matmul);
   t.set(op::dequantize_blocks, dequantize_blocks);
 }
 

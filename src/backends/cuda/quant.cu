@@ -2,7 +2,9 @@
 // the plain GEMM used for integer matmuls. Block formats (GGUF) are dequantized in matmul.cpp.
 #include "backends/cuda/device_util.cuh"
 #include "backends/cuda/kernels.h"
+#include "backends/cuda/pdl.cuh"
 #include "ops/affine_quant.h"
+#include "ops/elementwise_functors.h"
 
 namespace loom::backends::cuda {
 namespace {
@@ -79,6 +81,32 @@ void launch_affine(cudaStream_t s, const NDArray& x, const NDArray& scale, const
   if (quantize) ops::integer_range(out.dtype(), &a.lo, &a.hi);
   if (a.n == 0) return;
   affine_kernel<<<blocks_for(a.packed_out ? (a.n + 1) / 2 : a.n), 256, 0, s>>>(a);
+  LOOM_CUDA_LAUNCHED();
+}
+
+namespace {
+
+// y[r, j] = silu(p[r, j]) · p[r, h + j]: the stitched silu · mul over a product's halves, in T.
+template <class T>
+__global__ void swiglu_halves_kernel(const void* p, void* y, int dt, int64_t m, int64_t h) {
+  pdl_begin();
+  LOOM_GRID_STRIDE(i, m * h) {
+    const int64_t r = i / h, j = i % h;
+    const T g = load<T>(dt, p, r * 2 * h + j), u = load<T>(dt, p, r * 2 * h + h + j);
+    store(dt, y, i, ops::fn::mul::apply(ops::fn::silu::apply(g), u));
+  }
+}
+
+}  // namespace
+
+void launch_swiglu_halves(cudaStream_t s, const void* p, void* y, DType dtype, int64_t m,
+                          int64_t h) {
+  if (m * h == 0) return;
+  const auto dt = static_cast<int>(dtype);
+  if (dtype == DType::f64)
+    launch_pdl(swiglu_halves_kernel<double>, blocks_for(m * h), 256, 0, s, p, y, dt, m, h);
+  else
+    launch_pdl(swiglu_halves_kernel<float>, blocks_for(m * h), 256, 0, s, p, y, dt, m, h);
   LOOM_CUDA_LAUNCHED();
 }
 

@@ -83,6 +83,12 @@ struct Int8Args {
   const float *na = nullptr, *nb = nullptr, *gamma = nullptr;
   float* nsum = nullptr;
   float eps = 0.f;
+  // x = silu(g) · u where [g, u] are the halves of the f32 rows of 2k at x
+  // (swiglu_quantized_matmul): formed by quantize_x_kernel, so long rows only.
+  bool swiglu = false;
+  // x already quantized by quantize_x_kernel (long rows): the image of x's shared memory, which
+  // the prologue copies instead of quantizing.
+  const int4* xg = nullptr;
 };
 
 // Block layouts: BYTES per block, QS where its codes start, FOUR for 4-bit codes, ALIGN4 when
@@ -176,47 +182,106 @@ __device__ __forceinline__ void norm_rows(const Int8Args& a, float* inv) {
   __syncthreads();
 }
 
-// x -> int8 per block of 32, the CPU backend's rounding (quantize_activations). A thread takes
-// a whole block: its 32 loads are independent and in flight together (a warp-per-block loop
-// would pay one L2 round trip per block in sequence, microseconds for a long x).
+// Block mb (row mi = mb / kb, block b) of x -> int8, the CPU backend's rounding
+// (quantize_activations), stored in x's shared-memory layout at xq4 / xd / xs (inv: the norm
+// prologue's row scales).
 template <bool INTER>
+__device__ __forceinline__ void quantize_x_block(const Int8Args& a, int mb, const float* inv,
+                                                 int4* xq4, float* xd, float* xs) {
+  const int mi = mb / a.kb, b = mb % a.kb;
+  const int64_t x0 = static_cast<int64_t>(mi) * a.k + 32 * b;
+  float v[32];
+  if (a.na) {  // rms_norm(na + nb) · gamma, as the norm kernel rounds it (then quantized)
+#pragma unroll
+    for (int t = 0; t < 8; ++t) {
+      const float4 x = __ldg(reinterpret_cast<const float4*>(a.na + x0) + t);
+      const float4 y = __ldg(reinterpret_cast<const float4*>(a.nb + x0) + t);
+      const float4 g = __ldg(reinterpret_cast<const float4*>(a.gamma + 32 * b) + t);
+      v[4 * t] = (x.x + y.x) * inv[mi] * g.x, v[4 * t + 1] = (x.y + y.y) * inv[mi] * g.y;
+      v[4 * t + 2] = (x.z + y.z) * inv[mi] * g.z, v[4 * t + 3] = (x.w + y.w) * inv[mi] * g.w;
+    }
+  } else if (a.xdt == kF32 && a.xvec) {
+    const float4* p = reinterpret_cast<const float4*>(static_cast<const float*>(a.x) + x0);
+#pragma unroll
+    for (int t = 0; t < 8; ++t) {
+      const float4 f = __ldg(p + t);
+      v[4 * t] = f.x, v[4 * t + 1] = f.y, v[4 * t + 2] = f.z, v[4 * t + 3] = f.w;
+    }
+  } else {
+#pragma unroll
+    for (int t = 0; t < 32; ++t) v[t] = load<float>(a.xdt, a.x, x0 + t);
+  }
+  uint32_t words[8];
+  float d;
+  int sum;
+  quantize_block32<INTER>(v, words, d, sum);
+  int4* dst = xq4 + x_slot(a.kbp, mi, b);
+  dst[0] = make_int4(static_cast<int>(words[0]), static_cast<int>(words[1]),
+                     static_cast<int>(words[2]), static_cast<int>(words[3]));
+  dst[32] = make_int4(static_cast<int>(words[4]), static_cast<int>(words[5]),
+                      static_cast<int>(words[6]), static_cast<int>(words[7]));
+  xd[mb] = d, xs[mb] = d * static_cast<float>(sum);
+}
+
+// The image of x's shared memory for MT rows (x_slot codes, then the scales d, then d·Σq).
+__host__ __device__ constexpr size_t x_image_bytes(int mt, int kb, int kbp) {
+  return 32 * static_cast<size_t>(mt) * kbp + 8 * static_cast<size_t>(mt) * kb;
+}
+
+// x -> int8 per block of 32 into shared memory. A thread takes a whole block: its 32 loads are
+// independent and in flight together (a warp-per-block loop would pay one L2 round trip per
+// block in sequence, microseconds for a long x). With a.xg (quantized by quantize_x_kernel) the
+// image is copied instead: k + k / 4 bytes per row from L2 rather than 4k, and no arithmetic.
+template <bool INTER, int MT>
 __device__ __forceinline__ void quantize_x(const Int8Args& a, int4* xq4, float* xd, float* xs) {
+  if (a.xg) {
+    for (int i = threadIdx.x; i < 2 * MT * a.kbp; i += kWarps * 32) xq4[i] = __ldg(a.xg + i);
+    const auto* fg = reinterpret_cast<const float*>(a.xg + 2 * MT * a.kbp);
+    for (int i = threadIdx.x; i < 2 * MT * a.kb; i += kWarps * 32)
+      xd[i] = __ldg(fg + i);  // xs follows xd: one array of 2·MT·kb floats
+    return;
+  }
   __shared__ float inv[8];  // the norm prologue's row scales
   if (a.na) norm_rows(a, inv);
-  for (int mb = threadIdx.x; mb < a.m * a.kb; mb += kWarps * 32) {
-    const int mi = mb / a.kb, b = mb % a.kb;
-    const int64_t x0 = static_cast<int64_t>(mi) * a.k + 32 * b;
-    float v[32];
-    if (a.na) {  // rms_norm(na + nb) · gamma, as the norm kernel rounds it (then quantized)
-#pragma unroll
-      for (int t = 0; t < 8; ++t) {
-        const float4 x = __ldg(reinterpret_cast<const float4*>(a.na + x0) + t);
-        const float4 y = __ldg(reinterpret_cast<const float4*>(a.nb + x0) + t);
-        const float4 g = __ldg(reinterpret_cast<const float4*>(a.gamma + 32 * b) + t);
-        v[4 * t] = (x.x + y.x) * inv[mi] * g.x, v[4 * t + 1] = (x.y + y.y) * inv[mi] * g.y;
-        v[4 * t + 2] = (x.z + y.z) * inv[mi] * g.z, v[4 * t + 3] = (x.w + y.w) * inv[mi] * g.w;
-      }
-    } else if (a.xdt == kF32 && a.xvec) {
-      const float4* p = reinterpret_cast<const float4*>(static_cast<const float*>(a.x) + x0);
-#pragma unroll
-      for (int t = 0; t < 8; ++t) {
-        const float4 f = __ldg(p + t);
-        v[4 * t] = f.x, v[4 * t + 1] = f.y, v[4 * t + 2] = f.z, v[4 * t + 3] = f.w;
-      }
-    } else {
-#pragma unroll
-      for (int t = 0; t < 32; ++t) v[t] = load<float>(a.xdt, a.x, x0 + t);
-    }
-    uint32_t words[8];
-    float d;
-    int sum;
-    quantize_block32<INTER>(v, words, d, sum);
-    int4* dst = xq4 + x_slot(a.kbp, mi, b);
-    dst[0] = make_int4(static_cast<int>(words[0]), static_cast<int>(words[1]),
-                       static_cast<int>(words[2]), static_cast<int>(words[3]));
-    dst[32] = make_int4(static_cast<int>(words[4]), static_cast<int>(words[5]),
-                        static_cast<int>(words[6]), static_cast<int>(words[7]));
-    xd[mb] = d, xs[mb] = d * static_cast<float>(sum);
+  for (int mb = threadIdx.x; mb < a.m * a.kb; mb += kWarps * 32)
+    quantize_x_block<INTER>(a, mb, inv, xq4, xd, xs);
+}
+
+// x quantized once for every CTA of the GEMV that follows (long rows, Int8Args::xg), into x's
+// shared-memory image for MT rows in global memory. A warp per block of 32, a lane per element:
+// the amax and Σq by shuffles, the same rounding as quantize_block32 (a thread per block, as the
+// CTAs' prologue does, spent ~32 dependent divisions per thread: slower than this kernel's launch
+// saves). With a.swiglu, x = silu(g) · u is formed here from the halves of the rows of 2k at a.x,
+// as the stitched silu · mul computes it.
+template <bool INTER, int MT>
+__global__ void quantize_x_kernel(const Int8Args a, int4* img) {
+  pdl_begin();  // x is the previous kernel's output
+  const int lane = static_cast<int>(threadIdx.x & 31);
+  const int mb = static_cast<int>((blockIdx.x * blockDim.x + threadIdx.x) >> 5);
+  if (mb >= a.m * a.kb) return;  // the whole warp
+  const int mi = mb / a.kb, b = mb % a.kb;
+  float v;
+  if (a.swiglu) {
+    const float* g = static_cast<const float*>(a.x) + 2 * static_cast<int64_t>(mi) * a.k + 32 * b;
+    const float gv = __ldg(g + lane), uv = __ldg(g + a.k + lane);
+    v = gv / (1.0f + expf(-gv)) * uv;
+  } else {
+    v = load<float>(a.xdt, a.x, static_cast<int64_t>(mi) * a.k + 32 * b + lane);
+  }
+  float amax = fabsf(v);
+  for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+  const float d = __fdiv_rn(amax, 127.0f);
+  const float id = d != 0.f ? __fdiv_rn(1.0f, d) : 0.f;
+  const int q = static_cast<int>(rintf(__fmul_rn(v, id)));
+  int sum = q;
+  for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+  // Byte `pos` of the block's 32 code bytes: the first 16 in its int4, the rest 32 int4 later.
+  const int pos = INTER ? ((lane & 1) ? 16 + (lane >> 1) : lane >> 1) : lane;
+  auto* codes = reinterpret_cast<int8_t*>(img + x_slot(a.kbp, mi, b));
+  codes[pos < 16 ? pos : 32 * 16 + pos - 16] = static_cast<int8_t>(q);
+  if (lane == 0) {
+    float* xd = reinterpret_cast<float*>(img + 2 * MT * a.kbp);
+    xd[mb] = d, xd[MT * a.kb + mb] = d * static_cast<float>(sum);
   }
 }
 
@@ -264,7 +329,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinCtas<MT>) gemv_int8_kernel(co
   float* xs = xd + MT * a.kb;                                  // [MT][kb] scale · Σq
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   pdl_begin();  // x is the previous kernel's output
-  quantize_x<B::INTER>(a, xq4, xd, xs);
+  quantize_x<B::INTER, MT>(a, xq4, xd, xs);
   __syncthreads();
 
   // A warp takes kRows rows at a time and interleaves their loads: twice the bytes in flight.
@@ -390,7 +455,7 @@ __global__ void __launch_bounds__(kWarps * 32, ST == kStages ? kMinCtas<MT> : kF
     for (int mi = 0; mi < MT; ++mi) acc[r][mi] = 0.f;
 
   run_steps<ST>(
-      steps, nch, a.early, issue, [&] { quantize_x<B::INTER>(a, xq4, xd, xs); },
+      steps, nch, a.early, issue, [&] { quantize_x<B::INTER, MT>(a, xq4, xd, xs); },
       [&](int64_t q, int c, int s) {
         const int nb = min(S::CB, a.kb - c * S::CB);
         const uint8_t* slot = slots + s * R * S::SLOT;
@@ -417,6 +482,15 @@ __global__ void __launch_bounds__(kWarps * 32, ST == kStages ? kMinCtas<MT> : kF
 // Shared memory above which the staged kernel gives way to the direct one: two CTAs of it (plus
 // the 1 KB the driver reserves per CTA) still fit in an H100 SM's 228 KB.
 constexpr size_t kMaxStagedSmem = 113 * 1024;
+
+// Rows of at least LOOM_QMM_XQ_MIN_K elements (default 8192) have x quantized by
+// quantize_x_kernel for the GEMV's CTAs to copy; 0 turns it off. Read at every launch (tests and
+// A/B runs change it).
+int xq_min_k() {
+  const char* e = std::getenv("LOOM_QMM_XQ_MIN_K");
+  return e ? std::atoi(e) : 8192;
+}
+constexpr int kXqWarps = 4;  // quantize_x_kernel: blocks of 32 per CTA
 
 // LOOM_QMM_INT8_FEW_ROWS=0: rows are never few (launch_int8); read once, for A/B timing.
 bool few_rows_enabled() {
@@ -477,7 +551,22 @@ void launch_int8(cudaStream_t s, const Int8Args& a, size_t smem, bool staged) {
   const int64_t want = (a.n + kWarps * rows - 1) / (kWarps * rows);
   const auto grid = static_cast<unsigned>(
       std::min<int64_t>(want, static_cast<int64_t>(per_sm) * sm_count(device)));
-  launch_pdl(kern, grid, kWarps * 32, smem, s, a);
+  // Long rows: x quantized once by a kernel of its own (one thread per block of 32), then copied
+  // by every CTA, which otherwise reads all of x from L2 and quantizes it itself: 5.5 of a
+  // Mistral-7B down projection's 17.6 us on an H100 (k = 14336).
+  Int8Args b = a;
+  std::shared_ptr<Storage> image;  // back to the cache on return; the stream orders its reuse
+  if (const int min_k = xq_min_k(); !a.na && min_k > 0 && a.k >= min_k) {
+    image = scratch(device, x_image_bytes(MT, a.kb, a.kbp));
+    auto* img = reinterpret_cast<int4*>(image->data());
+    b.xg = img;
+    launch_pdl(quantize_x_kernel<Blk<F>::INTER, MT>,
+               static_cast<unsigned>((a.m * a.kb + kXqWarps - 1) / kXqWarps), kXqWarps * 32, 0, s,
+               a, img);
+  }
+  LOOM_CHECK(!a.swiglu || b.xg, "[cuda] swiglu_quantized_matmul's GEMV needs rows of at least ",
+             xq_min_k(), " (got ", a.k, ")");
+  launch_pdl(kern, grid, kWarps * 32, smem, s, b);
 }
 
 template <int F>
@@ -568,6 +657,17 @@ bool launch_int8_gemv(cudaStream_t s, const QuantWeights& w, const void* x, int 
 bool launch_quant_gemv_int8(cudaStream_t s, const QuantWeights& w, const void* x, int x_dtype,
                             int64_t m, void* y) {
   return launch_int8_gemv(s, w, x, x_dtype, m, y, Int8Args{});
+}
+
+bool launch_quant_gemv_int8_swiglu(cudaStream_t s, const QuantWeights& w, const float* p, int64_t m,
+                                   float* y) {
+  // Long rows only: x is formed once, by quantize_x_kernel. Forming it in every CTA's prologue (a
+  // thread per block of 32, each with 32 exp and divisions) was slower than the silu · mul kernel
+  // it saves (H100: SmolLM2, k = 1536: 1210 -> 1181 tok/s), so short rows take the unfused path.
+  if (const int min_k = xq_min_k(); min_k <= 0 || w.k < min_k) return false;
+  Int8Args x{};
+  x.swiglu = true;
+  return launch_int8_gemv(s, w, p, kF32, m, y, x);
 }
 
 bool launch_quant_gemv_int8_add_norm(cudaStream_t s, const QuantWeights& w, const float* a,

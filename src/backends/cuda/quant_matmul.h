@@ -70,6 +70,13 @@ bool launch_quant_gemv(cudaStream_t s, const QuantWeights& w, const void* x, int
 bool launch_quant_gemv_int8(cudaStream_t s, const QuantWeights& w, const void* x, int x_dtype,
                             int64_t m, void* y);
 bool quant_gemv_int8_enabled();
+// The same GEMV of x = silu(g) · u, where [g, u] are the halves of p's f32 rows of 2k (op
+// swiglu_quantized_matmul: a gated FFN's down projection over its gate / up product). x is
+// formed where it is quantized (by every CTA, or once by quantize_x_kernel for long rows), so
+// neither it nor a silu · mul kernel exists. y: f32 [m, n]. False (nothing launched) where the
+// int8 GEMV does not apply.
+bool launch_quant_gemv_int8_swiglu(cudaStream_t s, const QuantWeights& w, const float* p, int64_t m,
+                                   float* y);
 // The GEMV for affine integer tensors (u4 / i4 / u8 / i8, scales per tensor, row or block of a
 // multiple of 32) and lookup-table indices (u4 / u8) with k a multiple of 32, in float arithmetic
 // (quant_gemv_tensor.cu). launch_quant_gemv tries it before the generic float GEMV;

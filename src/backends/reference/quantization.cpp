@@ -6,11 +6,13 @@
 #include "backends/cpu/quant/qmatmul.h"
 #include "backends/reference/ref_util.h"
 #include "ops/affine_quant.h"
+#include "ops/elementwise_functors.h"
 #include "ops/quant_formats.h"
 
 namespace loom::backends::ref {
 namespace {
 namespace op = ir::op;
+namespace fn = ops::fn;
 
 void affine(const KernelContext& c, bool quantize, int64_t axis, int64_t block) {
   const NDArray &x = c.inputs[0], &s = c.inputs[1], &out = c.outputs[0];
@@ -98,6 +100,25 @@ void add_rms_norm_quantized_matmul(const KernelContext& c) {
   add_norm_then_matmul(c, NDArray(sum.dtype(), sum.shape()), add_rms_norm, quantized_matmul);
 }
 
+// quantized_matmul of x = silu(g) · u over p's halves [g, u] (a temporary of p's dtype): the
+// unfused ops' arithmetic, each result rounded to the dtype as silu's and mul's outputs are.
+void swiglu_quantized_matmul(const KernelContext& c) {
+  const auto& a = c.attrs_as<QuantizedMatmulAttrs>();
+  const NDArray& p = c.inputs[0];
+  const DType t = p.dtype();
+  const int64_t k = a.k, m = k ? p.numel() / (2 * k) : 0;
+  NDArray x(t, Shape({m, k})), gate(t, Shape({1}));  // gate: silu's output, rounded to its dtype
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < k; ++j) {
+      store_element(t, gate.data(), 0, fn::silu::apply(load_element(t, p.data(), i * 2 * k + j)));
+      store_element(t, x.data(), i * k + j,
+                    fn::mul::apply(load_element(t, gate.data(), 0),
+                                   load_element(t, p.data(), i * 2 * k + k + j)));
+    }
+  const NDArray in[] = {x, c.inputs[1]};
+  quantized_matmul({in, c.outputs, c.attrs, c.pool});
+}
+
 }  // namespace
 
 void register_quantization(KernelTable& t) {
@@ -113,6 +134,7 @@ void register_quantization(KernelTable& t) {
   t.set(op::dequantize_blocks, blocks);
   t.set(op::quantized_matmul, quantized_matmul);
   t.set(op::add_rms_norm_quantized_matmul, add_rms_norm_quantized_matmul);
+  t.set(op::swiglu_quantized_matmul, swiglu_quantized_matmul);
 }
 
 }  // namespace loom::backends::ref

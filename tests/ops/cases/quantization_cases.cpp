@@ -1,5 +1,5 @@
 // Op cases: affine quantize / dequantize (per tensor, axis, block), LUT, block formats, the fused
-// quantized_matmul in every format, and add_rms_norm_quantized_matmul.
+// quantized_matmul in every format, add_rms_norm_quantized_matmul and swiglu_quantized_matmul.
 #include "backends/cpu/quant/qmatmul.h"
 #include "ops/op_case.h"
 
@@ -92,6 +92,24 @@ std::vector<OpCase> make() {
       c.push_back(qc);
     }
   }
+  // Long rows (CUDA: x quantized once by a kernel of its own for the GEMV's CTAs to copy, from
+  // k = 8192): q4_0 for one and two rows, affine_u4 for its interleaved codes.
+  for (q::Format f : {q::Format::q4_0, q::Format::affine_u4}) {
+    std::string name(q::format_name(f));
+    const int64_t k = 8192, n = 37;
+    for (int64_t m : {1, 2}) {
+      if (f == q::Format::affine_u4 && m == 2) continue;
+      OpCase qc{"quantized_matmul/" + name + "_k8192_m" + std::to_string(m),
+                {{"x", f32, {m, k}, {}, -1, 1}},
+                [f, name, n, k](Graph& g, const std::vector<Tensor>& in) {
+                  auto p = g.constant(packed_weights(f, n, k, 29));
+                  return std::vector<Tensor>{quantized_matmul(in[0], p, name, n, k)};
+                }};
+      // int8 activations: the error's std grows to ~0.12 over 8192 terms (outputs' std ~30).
+      qc.rtol = 2e-2, qc.atol = 0.8;
+      c.push_back(qc);
+    }
+  }
   // add_rms_norm_quantized_matmul: decode rows (m = 1, 2, 5; CUDA: the int8 GEMV that norms x
   // itself where the format has one), a [B, L, D] decode, a prefill (m = 19: norm + GEMM), and
   // add_rms_norm → quantized_matmul written out, which compiles for devices other than the
@@ -131,6 +149,50 @@ std::vector<OpCase> make() {
                 }};
     tolerate(pair);
     c.push_back(pair);
+  }
+  // swiglu_quantized_matmul: quantized_matmul(silu(g) · u) over p's halves. One and three rows
+  // (CUDA: the int8 GEMV forming x as it quantizes it, every CTA), a [B, L, D] decode, long rows
+  // (k = 8192: x formed and quantized once by its own kernel), q4_k (no int8 GEMV: an elementwise
+  // kernel, then the float GEMV); and the pattern written out (halves → silu · mul →
+  // quantized_matmul, both operand orders), which compiles for devices other than the reference
+  // fuse.
+  for (q::Format f : {q::Format::q4_0, q::Format::q4_1, q::Format::q8_0, q::Format::affine_u4,
+                      q::Format::affine_i8, q::Format::q4_k}) {
+    std::string name(q::format_name(f));
+    const int64_t k = q::block_size(f) == 256 ? 512 : 96, n = 37;
+    auto tolerate = [f](OpCase& qc) {  // int8 activations, as for quantized_matmul above
+      if (q::uses_integer_dot(f)) qc.rtol = 2e-2, qc.atol = 0.15;
+    };
+    auto rows = [&](const std::string& tag, Shape shape, int64_t kk) {
+      OpCase qc{"swiglu_quantized_matmul/" + name + "_" + tag,
+                {{"p", f32, shape, {}, -2, 2}},
+                [f, name, n, kk](Graph& g, const std::vector<Tensor>& in) {
+                  auto w = g.constant(packed_weights(f, n, kk, 19));
+                  return std::vector<Tensor>{swiglu_quantized_matmul(in[0], w, name, n, kk)};
+                }};
+      tolerate(qc);
+      if (kk > k) qc.atol = 0.8;  // the error's std grows with sqrt(k)
+      c.push_back(qc);
+    };
+    rows("m1", {1, 2 * k}, k);
+    rows("m3", {3, 2 * k}, k);
+    if (f != q::Format::q4_0) continue;
+    rows("decode_bld", {1, 1, 2 * k}, k);
+    rows("k8192_m1", {1, 2 * 8192}, 8192);
+    for (bool gate_first : {true, false}) {
+      OpCase pattern{
+          "swiglu_quantized_matmul/" + name + "_pattern" + (gate_first ? "" : "_up_first"),
+          {{"p", f32, {1, 1, 2 * k}, {}, -2, 2}},
+          [name, n, k, gate_first](Graph& g, const std::vector<Tensor>& in) {
+            auto w = g.constant(packed_weights(q::Format::q4_0, n, k, 23));
+            Tensor gate = silu(slice(in[0], {0}, {k}, {-1}));
+            Tensor up = slice(in[0], {k}, {2 * k}, {-1});
+            Tensor x = gate_first ? gate * up : up * gate;
+            return std::vector<Tensor>{quantized_matmul(x, w, name, n, k)};
+          }};
+      tolerate(pattern);
+      c.push_back(pattern);
+    }
   }
   return c;
 }

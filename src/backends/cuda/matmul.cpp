@@ -279,9 +279,10 @@ void quantized_matmul(const KernelContext& c) {
 }
 
 // add_rms_norm_quantized_matmul(a, b, gamma, packed) -> (sum, y). Decode rows (m <= 8) of f32 with
-// a and b of the sum's shape: one int8 GEMV that forms sum and the normed x itself in every CTA
-// (quant_gemv_int8.cu), so the norm kernel and its launch go. Otherwise, or where that GEMV does
-// not apply, the unfused pair's kernels with the normed x in a scratch buffer.
+// a and b of the sum's shape: the int8 GEMV (quant_gemv_int8.cu), whose CTAs form the sum and the
+// normed x themselves for short rows (no norm kernel), and copy x normalised and quantized by one
+// kernel for long ones (the norm kernel's place). Otherwise, or where that GEMV does not apply,
+// the unfused pair's kernels with the normed x in a scratch buffer.
 void add_rms_norm_quantized_matmul(const KernelContext& c) {
   const auto& at = c.attrs_as<AddRmsNormQuantizedMatmulAttrs>();
   const NDArray &a = c.inputs[0], &b = c.inputs[1], &gamma = c.inputs[2];

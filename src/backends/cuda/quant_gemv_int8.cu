@@ -285,6 +285,78 @@ __global__ void quantize_x_kernel(const Int8Args a, int4* img) {
   }
 }
 
+// Rows of more than kMaxNormElements (in all) are normalised by add_norm_quantize_kernel, not
+// in every CTA: each CTA would read a, b and gamma whole (k·m·12 bytes from L2, against k·m·4 for
+// a plain x). H100: SmolLM2 (k = 576) 860.7 -> 909.5 tok/s with the norm in the CTAs; Mistral-7B
+// (k = 4096) 318.9 -> 295.2, its GEMVs 4.9 us slower each.
+constexpr int64_t kMaxNormElements = 2048;
+constexpr int kNormQThreads = 1024, kNormQVec = 4;  // float4 per thread: rows up to 16384
+
+// add_rms_norm_quantized_matmul's x for long rows, once for every CTA of the GEMV that follows:
+// one CTA per row stores the sum a + b, reduces its squares, and writes rms_norm(a + b) · gamma
+// quantized as x's shared-memory image (as quantize_x_kernel; a group of 8 lanes per block of
+// 32, a float4 each). It replaces the norm kernel; the GEMV's CTAs then copy the image instead
+// of reading and quantizing x.
+template <bool INTER, int MT>
+__global__ void __launch_bounds__(kNormQThreads)
+    add_norm_quantize_kernel(const Int8Args a, int4* img) {
+  pdl_begin();  // a and b are earlier kernels' outputs
+  const int mi = static_cast<int>(blockIdx.x), tid = static_cast<int>(threadIdx.x);
+  const int lane = tid & 31, warp = tid >> 5, k4 = a.k / 4;
+  const int64_t row = static_cast<int64_t>(mi) * a.k;
+  const auto* a4 = reinterpret_cast<const float4*>(a.na + row);
+  const auto* b4 = reinterpret_cast<const float4*>(a.nb + row);
+  const auto* g4 = reinterpret_cast<const float4*>(a.gamma);
+  float4 v[kNormQVec], g[kNormQVec];
+  float ss = 0.f;
+#pragma unroll
+  for (int i = 0; i < kNormQVec; ++i) {
+    const int t = tid + i * kNormQThreads;
+    v[i] = g[i] = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (i * kNormQThreads >= k4) continue;
+    if (t < k4) {
+      const float4 x = __ldg(a4 + t), y = __ldg(b4 + t);
+      g[i] = __ldg(g4 + t);
+      v[i] = make_float4(x.x + y.x, x.y + y.y, x.z + y.z, x.w + y.w);
+      reinterpret_cast<float4*>(a.nsum + row)[t] = v[i];
+      ss += (v[i].x * v[i].x + v[i].y * v[i].y) + (v[i].z * v[i].z + v[i].w * v[i].w);
+    }
+  }
+  __shared__ float part[kNormQThreads / 32];
+  for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+  if (lane == 0) part[warp] = ss;
+  __syncthreads();
+  ss = 0.f;
+  for (int w = 0; w < kNormQThreads / 32; ++w) ss += part[w];
+  const float inv = rsqrtf(ss / static_cast<float>(a.k) + a.eps);
+  float* xd = reinterpret_cast<float*>(img + 2 * MT * a.kbp);
+#pragma unroll
+  for (int i = 0; i < kNormQVec; ++i) {
+    if (i * kNormQThreads >= k4) break;     // the same for the whole CTA: shuffles stay full
+    const int t = tid + i * kNormQThreads;  // float4 t of the row: block t / 8, quarter t % 8
+    const float x[4] = {v[i].x * inv * g[i].x, v[i].y * inv * g[i].y, v[i].z * inv * g[i].z,
+                        v[i].w * inv * g[i].w};
+    float amax = fmaxf(fmaxf(fabsf(x[0]), fabsf(x[1])), fmaxf(fabsf(x[2]), fabsf(x[3])));
+    for (int o = 4; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    const float d = __fdiv_rn(amax, 127.0f);
+    const float id = d != 0.f ? __fdiv_rn(1.0f, d) : 0.f;
+    int q[4], sum = 0;
+#pragma unroll
+    for (int c = 0; c < 4; ++c) sum += q[c] = static_cast<int>(rintf(__fmul_rn(x[c], id)));
+    for (int o = 4; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    if (t >= k4) continue;  // whole groups of 8 (k is a multiple of 32), after the shuffles
+    const int b = t / 8, mb = mi * a.kb + b;
+    auto* codes = reinterpret_cast<int8_t*>(img + x_slot(a.kbp, mi, b));
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+      const int e = 4 * (t % 8) + c;  // element of the block
+      const int pos = INTER ? ((e & 1) ? 16 + (e >> 1) : e >> 1) : e;
+      codes[pos < 16 ? pos : 32 * 16 + pos - 16] = static_cast<int8_t>(q[c]);
+    }
+    if (t % 8 == 0) xd[mb] = d, xd[MT * a.kb + mb] = d * static_cast<float>(sum);
+  }
+}
+
 // acc[r][mi] += d_w·d_x·Σ q_w·q_x + m_w·s_x for block b of R weight rows (scale dw, offset wm,
 // codes c) and every row of x.
 template <class B, int R, int MT>
@@ -556,13 +628,20 @@ void launch_int8(cudaStream_t s, const Int8Args& a, size_t smem, bool staged) {
   // Mistral-7B down projection's 17.6 us on an H100 (k = 14336).
   Int8Args b = a;
   std::shared_ptr<Storage> image;  // back to the cache on return; the stream orders its reuse
-  if (const int min_k = xq_min_k(); !a.na && min_k > 0 && a.k >= min_k) {
+  const int min_k = xq_min_k();
+  const bool long_norm = a.na && static_cast<int64_t>(a.k) * a.m > kMaxNormElements;
+  if ((!a.na && min_k > 0 && a.k >= min_k) || long_norm) {
     image = scratch(device, x_image_bytes(MT, a.kb, a.kbp));
     auto* img = reinterpret_cast<int4*>(image->data());
     b.xg = img;
-    launch_pdl(quantize_x_kernel<Blk<F>::INTER, MT>,
-               static_cast<unsigned>((a.m * a.kb + kXqWarps - 1) / kXqWarps), kXqWarps * 32, 0, s,
-               a, img);
+    b.na = b.nb = b.gamma = nullptr, b.nsum = nullptr;  // the image holds the normed x
+    if (long_norm)
+      launch_pdl(add_norm_quantize_kernel<Blk<F>::INTER, MT>, static_cast<unsigned>(a.m),
+                 kNormQThreads, 0, s, a, img);
+    else
+      launch_pdl(quantize_x_kernel<Blk<F>::INTER, MT>,
+                 static_cast<unsigned>((a.m * a.kb + kXqWarps - 1) / kXqWarps), kXqWarps * 32, 0, s,
+                 a, img);
   }
   LOOM_CHECK(!a.swiglu || b.xg, "[cuda] swiglu_quantized_matmul's GEMV needs rows of at least ",
              xq_min_k(), " (got ", a.k, ")");
@@ -673,15 +752,15 @@ bool launch_quant_gemv_int8_swiglu(cudaStream_t s, const QuantWeights& w, const 
 bool launch_quant_gemv_int8_add_norm(cudaStream_t s, const QuantWeights& w, const float* a,
                                      const float* b, const float* gamma, float eps, int64_t m,
                                      float* sum, float* y) {
-  // Every CTA reads a, b and gamma whole (k·m·12 bytes from L2, against k·m·4 for a plain x):
-  // worth it for short rows only. H100: SmolLM2 (k = 576) 860.7 -> 909.5 tok/s with the norm
-  // folded in; Mistral-7B (k = 4096) 318.9 -> 295.2, its GEMVs 4.9 us slower each, more than the
-  // 6.9 us norm kernel they replace every other call. Longer rows run the norm kernel first. (One
-  // CTA normalising and quantizing x once for the GEMV's CTAs to copy was tried for them: the
-  // GEMVs gained 0.7-1.0 us, the 6.3 us one-CTA kernel lost more than the 2.9 us norm kernel:
-  // Mistral 349.9 -> 328.7 tok/s.)
-  constexpr int64_t kMaxNormElements = 2048;
-  if (w.k * m > kMaxNormElements) return false;
+  // Short rows: every CTA forms x from a and b (no norm kernel). Longer ones: one kernel
+  // normalises and quantizes x for the CTAs to copy (add_norm_quantize_kernel), up to its rows of
+  // 16384. (A one-CTA kernel doing so a thread per block of 32 was tried before it: the GEMVs
+  // gained 0.7-1.0 us, the 6.3 us kernel lost more than the 2.9 us norm kernel.)
+  // LOOM_QMM_NORM_XQ=0: long rows run the norm kernel, then the GEMV (matmul.cpp), for A/B runs.
+  static const bool long_rows = env_on("LOOM_QMM_NORM_XQ");
+  if (w.k > 4 * kNormQVec * kNormQThreads ||
+      (!long_rows && static_cast<int64_t>(w.k) * m > kMaxNormElements))
+    return false;
   if (!aligned16(a) || !aligned16(b) || !aligned16(gamma) || !aligned16(sum)) return false;
   Int8Args norm{};
   norm.na = a, norm.nb = b, norm.gamma = gamma, norm.nsum = sum, norm.eps = eps;

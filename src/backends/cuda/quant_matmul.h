@@ -84,11 +84,12 @@ bool launch_quant_gemv_int8_swiglu(cudaStream_t s, const QuantWeights& w, const 
 bool launch_quant_gemv_tensor(cudaStream_t s, const QuantWeights& w, const void* x, int x_dtype,
                               int64_t m, void* y);
 // y = quantized_matmul(rms_norm(a + b) · gamma, W) and sum = a + b (op
-// add_rms_norm_quantized_matmul) in the int8 GEMV: every CTA forms its normalised x from a and b
-// (f32 [m, k], contiguous) while its first weight copies fly, and CTA 0 also stores the sum; the
-// separate norm kernel is gone. Same formats and limits as launch_quant_gemv_int8, and rows of at
-// most 2048 elements in all (longer ones cost the CTAs more L2 reads than the norm kernel costs);
-// false (nothing launched) outside them.
+// add_rms_norm_quantized_matmul) in the int8 GEMV. Rows of at most 2048 elements in all: every CTA
+// forms its normalised x from a and b (f32 [m, k], contiguous) while its first weight copies fly,
+// and CTA 0 also stores the sum; there is no norm kernel. Longer rows (up to 16384): one kernel
+// stores the sum and writes x normalised and quantized for the CTAs to copy (reading a, b and
+// gamma in every CTA would cost more L2 reads than the norm kernel costs). Same formats and limits
+// as launch_quant_gemv_int8; false (nothing launched) outside them.
 bool launch_quant_gemv_int8_add_norm(cudaStream_t s, const QuantWeights& w, const float* a,
                                      const float* b, const float* gamma, float eps, int64_t m,
                                      float* sum, float* y);

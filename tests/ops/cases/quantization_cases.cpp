@@ -150,6 +150,26 @@ std::vector<OpCase> make() {
     tolerate(pair);
     c.push_back(pair);
   }
+  // Long rows (CUDA: one kernel normalises and quantizes x for the GEMV's CTAs, from k·m > 2048):
+  // q4_0 for one and two rows, affine_u4 for its interleaved codes.
+  for (q::Format f : {q::Format::q4_0, q::Format::affine_u4}) {
+    std::string name(q::format_name(f));
+    const int64_t k = 4096, n = 37;
+    for (int64_t m : {1, 2}) {
+      if (f == q::Format::affine_u4 && m == 2) continue;
+      OpCase qc{"add_rms_norm_quantized_matmul/" + name + "_k4096_m" + std::to_string(m),
+                {{"a", f32, {m, k}, {}, -1, 1},
+                 {"b", f32, {m, k}, {}, -1, 1},
+                 {"g", f32, {k}, {}, 0.5, 1.5}},
+                [f, name, n, k](Graph& g, const std::vector<Tensor>& in) {
+                  auto p = g.constant(packed_weights(f, n, k, 31));
+                  return add_rms_norm_quantized_matmul(in[0], in[1], in[2], p, name, n, k, 1e-5);
+                }};
+      // int8 activations: the error's std ~0.25 over 4096 terms of the normed x (outputs ~37).
+      qc.rtol = 2e-2, qc.atol = 1.5;
+      c.push_back(qc);
+    }
+  }
   // swiglu_quantized_matmul: quantized_matmul(silu(g) · u) over p's halves. One and three rows
   // (CUDA: the int8 GEMV forming x as it quantizes it, every CTA), a [B, L, D] decode, long rows
   // (k = 8192: x formed and quantized once by its own kernel), q4_k (no int8 GEMV: an elementwise

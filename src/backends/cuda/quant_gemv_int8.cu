@@ -223,6 +223,38 @@ __device__ __forceinline__ void quantize_x_block(const Int8Args& a, int mb, cons
   xd[mb] = d, xs[mb] = d * static_cast<float>(sum);
 }
 
+// A group of 8 lanes (lanes 8j..8j+7; every lane of the warp calls this) quantizes one block of
+// 32 values, 4 per lane (lane `quarter` = lane % 8 holds elements 4·quarter..4·quarter + 3), with
+// quantize_block32's rounding: amax and Σq by shuffles within the group. With `store`, writes the
+// lane's 4 codes into the block's code bytes at `codes` (x_slot's layout: 16 bytes, the other 16
+// 32 int4 later) and, from the group's first lane, d to *d_at and d·Σq to *s_at.
+template <bool INTER>
+__device__ __forceinline__ void quantize8(const float (&x)[4], int quarter, bool store,
+                                          int8_t* codes, float* d_at, float* s_at) {
+  float amax = fmaxf(fmaxf(fabsf(x[0]), fabsf(x[1])), fmaxf(fabsf(x[2]), fabsf(x[3])));
+  for (int o = 4; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+  const float d = __fdiv_rn(amax, 127.0f);
+  const float id = d != 0.f ? __fdiv_rn(1.0f, d) : 0.f;
+  int q[4], sum = 0;
+#pragma unroll
+  for (int c = 0; c < 4; ++c) sum += q[c] = static_cast<int>(rintf(__fmul_rn(x[c], id)));
+  for (int o = 4; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+  if (!store) return;
+#pragma unroll
+  for (int c = 0; c < 4; ++c) {
+    const int e = 4 * quarter + c;  // element of the block
+    const int pos = INTER ? ((e & 1) ? 16 + (e >> 1) : e >> 1) : e;
+    codes[pos < 16 ? pos : 32 * 16 + pos - 16] = static_cast<int8_t>(q[c]);
+  }
+  if (quarter == 0) *d_at = d, *s_at = d * static_cast<float>(sum);
+}
+
+// silu(g) · u for 4 elements, as the stitched silu · mul computes it.
+__device__ __forceinline__ void swiglu4(const float4 g, const float4 u, float (&x)[4]) {
+  x[0] = g.x / (1.0f + expf(-g.x)) * u.x, x[1] = g.y / (1.0f + expf(-g.y)) * u.y;
+  x[2] = g.z / (1.0f + expf(-g.z)) * u.z, x[3] = g.w / (1.0f + expf(-g.w)) * u.w;
+}
+
 // The image of x's shared memory for MT rows (x_slot codes, then the scales d, then d·Σq).
 __host__ __device__ constexpr size_t x_image_bytes(int mt, int kb, int kbp) {
   return 32 * static_cast<size_t>(mt) * kbp + 8 * static_cast<size_t>(mt) * kb;
@@ -239,6 +271,24 @@ __device__ __forceinline__ void quantize_x(const Int8Args& a, int4* xq4, float* 
     const auto* fg = reinterpret_cast<const float*>(a.xg + 2 * MT * a.kbp);
     for (int i = threadIdx.x; i < 2 * MT * a.kb; i += kWarps * 32)
       xd[i] = __ldg(fg + i);  // xs follows xd: one array of 2·MT·kb floats
+    return;
+  }
+  if (a.swiglu) {  // x = silu(g) · u from the rows of 2k at a.x: a group of 8 lanes per block
+    const int quarter = static_cast<int>(threadIdx.x % 8);
+    for (int base = 0; base < a.m * a.kb; base += kWarps * 32 / 8) {  // the same for every lane
+      const int mb = base + static_cast<int>(threadIdx.x / 8);
+      const bool on = mb < a.m * a.kb;
+      const int mi = on ? mb / a.kb : 0, b = on ? mb % a.kb : 0;
+      float x[4] = {0.f, 0.f, 0.f, 0.f};
+      if (on) {
+        const float* g =
+            static_cast<const float*>(a.x) + 2 * static_cast<int64_t>(mi) * a.k + 32 * b;
+        swiglu4(__ldg(reinterpret_cast<const float4*>(g) + quarter),
+                __ldg(reinterpret_cast<const float4*>(g + a.k) + quarter), x);
+      }
+      quantize8<INTER>(x, quarter, on, reinterpret_cast<int8_t*>(xq4 + x_slot(a.kbp, mi, b)),
+                       xd + mb, xs + mb);
+    }
     return;
   }
   __shared__ float inv[8];  // the norm prologue's row scales
@@ -336,24 +386,10 @@ __global__ void __launch_bounds__(kNormQThreads)
     const int t = tid + i * kNormQThreads;  // float4 t of the row: block t / 8, quarter t % 8
     const float x[4] = {v[i].x * inv * g[i].x, v[i].y * inv * g[i].y, v[i].z * inv * g[i].z,
                         v[i].w * inv * g[i].w};
-    float amax = fmaxf(fmaxf(fabsf(x[0]), fabsf(x[1])), fmaxf(fabsf(x[2]), fabsf(x[3])));
-    for (int o = 4; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-    const float d = __fdiv_rn(amax, 127.0f);
-    const float id = d != 0.f ? __fdiv_rn(1.0f, d) : 0.f;
-    int q[4], sum = 0;
-#pragma unroll
-    for (int c = 0; c < 4; ++c) sum += q[c] = static_cast<int>(rintf(__fmul_rn(x[c], id)));
-    for (int o = 4; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-    if (t >= k4) continue;  // whole groups of 8 (k is a multiple of 32), after the shuffles
-    const int b = t / 8, mb = mi * a.kb + b;
-    auto* codes = reinterpret_cast<int8_t*>(img + x_slot(a.kbp, mi, b));
-#pragma unroll
-    for (int c = 0; c < 4; ++c) {
-      const int e = 4 * (t % 8) + c;  // element of the block
-      const int pos = INTER ? ((e & 1) ? 16 + (e >> 1) : e >> 1) : e;
-      codes[pos < 16 ? pos : 32 * 16 + pos - 16] = static_cast<int8_t>(q[c]);
-    }
-    if (t % 8 == 0) xd[mb] = d, xd[MT * a.kb + mb] = d * static_cast<float>(sum);
+    const bool on = t < k4;  // whole groups of 8 (k is a multiple of 32)
+    const int b = on ? t / 8 : 0, mb = mi * a.kb + b;
+    quantize8<INTER>(x, t % 8, on, reinterpret_cast<int8_t*>(img + x_slot(a.kbp, mi, b)), xd + mb,
+                     xd + MT * a.kb + mb);
   }
 }
 
@@ -643,8 +679,6 @@ void launch_int8(cudaStream_t s, const Int8Args& a, size_t smem, bool staged) {
                  static_cast<unsigned>((a.m * a.kb + kXqWarps - 1) / kXqWarps), kXqWarps * 32, 0, s,
                  a, img);
   }
-  LOOM_CHECK(!a.swiglu || b.xg, "[cuda] swiglu_quantized_matmul's GEMV needs rows of at least ",
-             xq_min_k(), " (got ", a.k, ")");
   launch_pdl(kern, grid, kWarps * 32, smem, s, b);
 }
 
@@ -740,10 +774,10 @@ bool launch_quant_gemv_int8(cudaStream_t s, const QuantWeights& w, const void* x
 
 bool launch_quant_gemv_int8_swiglu(cudaStream_t s, const QuantWeights& w, const float* p, int64_t m,
                                    float* y) {
-  // Long rows only: x is formed once, by quantize_x_kernel. Forming it in every CTA's prologue (a
-  // thread per block of 32, each with 32 exp and divisions) was slower than the silu · mul kernel
-  // it saves (H100: SmolLM2, k = 1536: 1210 -> 1181 tok/s), so short rows take the unfused path.
-  if (const int min_k = xq_min_k(); min_k <= 0 || w.k < min_k) return false;
+  // x is formed where it is quantized: by quantize_x_kernel once for long rows, else in every
+  // CTA's prologue by groups of 8 lanes per block of 32 (a thread per block, each with 32
+  // exponentials and divisions, was slower than the silu · mul kernel it saves: SmolLM2 1210 ->
+  // 1181 tok/s on an H100).
   Int8Args x{};
   x.swiglu = true;
   return launch_int8_gemv(s, w, p, kF32, m, y, x);

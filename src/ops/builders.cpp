@@ -127,10 +127,9 @@ std::vector<Tensor> custom_op(const std::string& name, const std::vector<Tensor>
 #define LOOM_BINARY(fn) \
   Tensor fn(const Tensor& a, const Tensor& b) { return make(op::fn, {a, b}); }
 LOOM_BINARY(add)
-LOOM_BINARY(sub)
-LOOM_BINARY(mul) LOOM_BINARY(div) LOOM_BINARY(pow) LOOM_BINARY(maximum) LOOM_BINARY(minimum)
-    LOOM_BINARY(mod) LOOM_BINARY(equal) LOOM_BINARY(not_equal) LOOM_BINARY(less)
-        LOOM_BINARY(less_equal) LOOM_BINARY(greater) LOOM_BINARY(greater_equal)
+LOOM_BINARY(sub) LOOM_BINARY(mul) LOOM_BINARY(div) LOOM_BINARY(pow) LOOM_BINARY(maximum)
+    LOOM_BINARY(minimum) LOOM_BINARY(mod) LOOM_BINARY(equal) LOOM_BINARY(not_equal)
+        LOOM_BINARY(less) LOOM_BINARY(less_equal) LOOM_BINARY(greater) LOOM_BINARY(greater_equal)
             LOOM_BINARY(logical_and) LOOM_BINARY(logical_or) LOOM_BINARY(logical_xor)
 #undef LOOM_BINARY
 #define LOOM_UNARY(fn) \
@@ -162,10 +161,10 @@ Tensor cast(const Tensor& x, DType dtype) {
     return make(op::id, {x}, make_attrs(ReduceAttrs{std::move(axes), keepdims})); \
   }
 LOOM_REDUCE(sum, reduce_sum)
-LOOM_REDUCE(mean, reduce_mean)
-LOOM_REDUCE(max, reduce_max) LOOM_REDUCE(min, reduce_min) LOOM_REDUCE(prod, reduce_prod)
+LOOM_REDUCE(mean, reduce_mean) LOOM_REDUCE(max, reduce_max) LOOM_REDUCE(min, reduce_min)
+    LOOM_REDUCE(prod, reduce_prod)
 #undef LOOM_REDUCE
-    Tensor argmax(const Tensor& x, int64_t axis, bool keepdims) {
+        Tensor argmax(const Tensor& x, int64_t axis, bool keepdims) {
   return make(op::argmax, {x}, make_attrs(ArgReduceAttrs{axis, keepdims}));
 }
 Tensor argmin(const Tensor& x, int64_t axis, bool keepdims) {

@@ -363,7 +363,6 @@ __global__ void __launch_bounds__(kNormQThreads)
   for (int i = 0; i < kNormQVec; ++i) {
     const int t = tid + i * kNormQThreads;
     v[i] = g[i] = make_float4(0.f, 0.f, 0.f, 0.f);
-    if (i * kNormQThreads >= k4) continue;
     if (t < k4) {
       const float4 x = __ldg(a4 + t), y = __ldg(b4 + t);
       g[i] = __ldg(g4 + t);
@@ -592,11 +591,14 @@ __global__ void __launch_bounds__(kWarps * 32, ST == kStages ? kMinCtas<MT> : kF
 constexpr size_t kMaxStagedSmem = 113 * 1024;
 
 // Rows of at least LOOM_QMM_XQ_MIN_K elements (default 8192) have x quantized by
-// quantize_x_kernel for the GEMV's CTAs to copy; 0 turns it off. Read at every launch (tests and
-// A/B runs change it).
+// quantize_x_kernel for the GEMV's CTAs to copy; 0 turns it off. Read once, like the other A/B
+// switches (this runs for every decode-step product).
 int xq_min_k() {
-  const char* e = std::getenv("LOOM_QMM_XQ_MIN_K");
-  return e ? std::atoi(e) : 8192;
+  static const int k = [] {
+    const char* e = std::getenv("LOOM_QMM_XQ_MIN_K");
+    return e ? std::atoi(e) : 8192;
+  }();
+  return k;
 }
 constexpr int kXqWarps = 4;  // quantize_x_kernel: blocks of 32 per CTA
 

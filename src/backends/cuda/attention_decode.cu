@@ -3,8 +3,9 @@
 // and V into shared memory with cp.async (all copies in flight at once; scores start when K has
 // landed, while V is still arriving), then serves every query row of the kv head's group from it
 // (all query heads of a GQA group share one read of K/V). Each split writes a partial
-// (max, sum, unnormalised acc) in f32; a second small kernel merges them by log-sum-exp, launched
-// as a programmatic dependent of the first so that its launch overlaps the split kernel (pdl.cuh).
+// (max, sum, unnormalised acc) in f32, and the last of a kv head's splits to finish merges them by
+// log-sum-exp (merge_if_last): no second kernel, whose launch and wait cost a decode step ~1.6 us
+// per layer.
 // f16, bf16 and f32 K/V; all math in f32. kv_len is read on the device and divided among the
 // splits (split_plan), so a fixed-size cache filled to kv_len costs what its keys cost.
 //
@@ -24,7 +25,7 @@ namespace {
 
 constexpr int kThreads = 128;
 constexpr int kRT = 8;             // query rows per pass over the shared K/V
-constexpr int kMaxSplits = 1024;   // merge kernel's weight array
+constexpr int kMaxSplits = 1024;   // splits per kv head at most
 constexpr int kMergeWarps = 8;     // merge kernel: warps per block, each a share of the splits
 constexpr int kMergeAhead = 8;     // merge kernel: loads per lane issued before the weights
 constexpr int kKvSmem = 72 << 10;  // shared-memory budget for the K and V ranges
@@ -47,6 +48,10 @@ struct DecodeArgs {
   int step;            // split_plan's rounding
   float* part_acc;     // [B*Hq*Lq][nsplit][D]
   float* part_ml;      // [B*Hq*Lq][nsplit][2]: max (log2 domain), sum
+  // Blocks of batch blockIdx.z + b0; the splits of (blockIdx.z, kv head g) count themselves in
+  // counters[blockIdx.z * Hkv + g] (null: the merge kernel merges).
+  int64_t b0;
+  int* counters;
 };
 
 template <int KT>
@@ -96,11 +101,11 @@ struct Elem<kF32> {
   }
 };
 
-// An invalid kv_len: the kv head's rows become NaN (with several splits the merge kernel, which
-// reads kv_len too, writes them).
+// An invalid kv_len: the kv head's rows become NaN, written by split 0 (or, with the merge
+// kernel, which reads kv_len too, by it).
 __device__ __forceinline__ void nan_rows(const DecodeArgs& a, int64_t g, int64_t b, int D, int tid,
                                          int nthreads) {
-  if (a.nsplit != 1) return;
+  if (a.nsplit != 1 && (!a.counters || blockIdx.x != 0)) return;
   for (int idx = tid; idx < a.rows * D; idx += nthreads) {
     const int r = idx / D;
     const int64_t h = g * a.group + r / a.Lq, i = r % a.Lq;
@@ -122,6 +127,103 @@ __device__ __forceinline__ SplitPlan split_plan(int64_t kv_len, int nsplit, int 
   if (per == 0) per = step;  // an empty cache: one split writes the zero rows
   if (per > ks_max) per = ks_max;
   return {per, kv_len > per ? static_cast<int>((kv_len + per - 1) / per) : 1};
+}
+
+// The merge, in the split kernel: every block that wrote a partial counts itself in its kv head's
+// counter (after a fence: its partial is visible before the count), and the last to arrive merges
+// the `active` partials of the kv head's rows by log-sum-exp and resets the counter for the next
+// launch. Counters live in a zeroed per-device array (split_counters); launches on the device's one
+// stream never overlap in the counters (a PDL kernel waits for the previous grid first). A thread
+// takes 4 columns of a row; the block's threads make J such sets, each a share of the splits,
+// whose loads go out kMergeLoads at a time (one L2 round trip each) and are summed with a running
+// max; the J shares meet in `red` (the block's shared memory, free by now: at most 6 floats per
+// thread).
+//
+// Why only for one wave of at most kKernelMergeSplits splits (launch_decode): it saves the merge
+// kernel's launch and wait (a Mistral-7B decode step early in a reply, kv_len 128 of a 1024 cache:
+// attention 6.9 -> 5.4 us), but the last block's merge is serial work after the slowest split, and
+// every block pays a fence and an atomic before it retires: with several waves (B = 8, L = 4096)
+// that cost 8 %, and with 64 or more splits a single block's merge outlasted the merge kernel's
+// (2.5x at 64).
+constexpr int kKernelMergeSplits = 32;
+constexpr int kMergeLoads = 16;
+
+template <int D>
+__device__ void merge_if_last(const DecodeArgs& a, int64_t g, int64_t row0, int active,
+                              float* red) {
+  __shared__ int last;
+  __syncthreads();  // the block's partial is written (and its shared memory free)
+  if (threadIdx.x == 0) {
+    __threadfence();
+    int* counter = a.counters + blockIdx.z * a.Hkv + g;
+    last = atomicAdd(counter, 1) == active - 1;
+    if (last) *counter = 0;  // every split has counted
+  }
+  __syncthreads();
+  if (!last) return;
+  constexpr int Q = D / 4;  // threads per row
+  const int tid = static_cast<int>(threadIdx.x), nt = static_cast<int>(blockDim.x);
+  // Rows per pass (all of them when they fit) and shares of the splits.
+  const int rp = min(a.rows, nt / Q), J = nt / (rp * Q);
+  const int j = tid / (rp * Q), r_in = tid % (rp * Q) / Q, c4 = tid % Q;
+  float* red_t = red + J * rp * D;  // [J][rp] (max, sum) after J·rp·D sums
+  for (int r0 = 0; r0 < a.rows; r0 += rp) {
+    const int r = r0 + r_in;
+    const bool on = j < J && r < a.rows;
+    float m = -INFINITY, l = 0.f;
+    float4 t = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (on) {
+      const int64_t grow = row0 + r;
+      const float2* ml = reinterpret_cast<const float2*>(a.part_ml) + grow * a.nsplit;
+      const float4* acc = reinterpret_cast<const float4*>(a.part_acc + grow * a.nsplit * D) + c4;
+      for (int s0 = j; s0 < active; s0 += J * kMergeLoads) {
+        float2 w[kMergeLoads];
+        float4 v[kMergeLoads];
+#pragma unroll
+        for (int u = 0; u < kMergeLoads; ++u) {
+          const int sp = s0 + u * J;
+          w[u] = sp < active ? __ldcg(ml + sp) : make_float2(-INFINITY, 0.f);
+          v[u] = sp < active ? __ldcg(acc + static_cast<int64_t>(sp) * Q)
+                             : make_float4(0.f, 0.f, 0.f, 0.f);
+        }
+        float mc = m;
+#pragma unroll
+        for (int u = 0; u < kMergeLoads; ++u) mc = fmaxf(mc, w[u].x);
+        if (mc == -INFINITY) continue;  // empty or fully masked splits weigh 0
+        const float sc = ex2(m - mc);   // 0 while m is -inf
+        l *= sc, t.x *= sc, t.y *= sc, t.z *= sc, t.w *= sc;
+#pragma unroll
+        for (int u = 0; u < kMergeLoads; ++u) {
+          const float e = ex2(w[u].x - mc);
+          l += e * w[u].y;
+          t.x += e * v[u].x, t.y += e * v[u].y, t.z += e * v[u].z, t.w += e * v[u].w;
+        }
+        m = mc;
+      }
+    }
+    if (on) {
+      reinterpret_cast<float4*>(red + (j * rp + r_in) * D)[c4] = t;
+      if (c4 == 0) red_t[2 * (j * rp + r_in)] = m, red_t[2 * (j * rp + r_in) + 1] = l;
+    }
+    __syncthreads();
+    if (on && j == 0) {
+      float mx = -INFINITY;
+      for (int q = 0; q < J; ++q) mx = fmaxf(mx, red_t[2 * (q * rp + r_in)]);
+      float lt = 0.f;
+      float4 tt = make_float4(0.f, 0.f, 0.f, 0.f);
+      for (int q = 0; mx != -INFINITY && q < J; ++q) {
+        const float e = ex2(red_t[2 * (q * rp + r_in)] - mx);
+        const float4 o = reinterpret_cast<const float4*>(red + (q * rp + r_in) * D)[c4];
+        lt += e * red_t[2 * (q * rp + r_in) + 1];
+        tt.x += e * o.x, tt.y += e * o.y, tt.z += e * o.z, tt.w += e * o.w;
+      }
+      const float inv = lt > 0.f ? 1.f / lt : 0.f;
+      const int64_t o0 = (row0 + r) * D + 4 * c4;
+      store(a.out_dt, a.out, o0, tt.x * inv), store(a.out_dt, a.out, o0 + 1, tt.y * inv);
+      store(a.out_dt, a.out, o0 + 2, tt.z * inv), store(a.out_dt, a.out, o0 + 3, tt.w * inv);
+    }
+    __syncthreads();  // `red` is rewritten by the next pass
+  }
 }
 
 template <int D>
@@ -159,7 +261,7 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(DecodeArgs a) {
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int split = blockIdx.x;
-  const int64_t g = blockIdx.y, b = blockIdx.z;
+  const int64_t g = blockIdx.y, b = blockIdx.z + a.b0;
   bool bad;
   const int64_t kv_len = read_kv_len(a.kv_len, a.kv_len_dt, a.Lk, &bad);
   if (bad) return nan_rows(a, g, b, D, tid, kThreads);
@@ -305,6 +407,8 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(DecodeArgs a) {
     }
     __syncthreads();  // the next pass reuses sQ, sS, sRed
   }
+  if (!direct && a.counters)
+    merge_if_last<D>(a, g, row0, plan.active, reinterpret_cast<float*>(smem));
 }
 
 // Tensor-core decode with the query rows on the mma's N side: per 16-key tile, Sᵀ = K Qᵀ (keys
@@ -352,7 +456,8 @@ __global__ void __launch_bounds__(kMmaWarps * 32) decode_mma_kernel(DecodeArgs a
   pdl_begin();
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  const int split = blockIdx.x, g = blockIdx.y, b = blockIdx.z;
+  const int split = blockIdx.x, g = blockIdx.y;
+  const int64_t b = blockIdx.z + a.b0;
   const int rows = a.rows, Lq = static_cast<int>(a.Lq);
   // Query rows of this kv head: row r is (head g·group + r / Lq, position r % Lq), contiguous.
   const int64_t row0 = (static_cast<int64_t>(b) * a.Hq + static_cast<int64_t>(g) * a.group) * Lq;
@@ -555,6 +660,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32) decode_mma_kernel(DecodeArgs a
       if (d == 0) a.part_ml[2 * pi] = mx, a.part_ml[2 * pi + 1] = l;
     }
   }
+  if (!direct && a.counters) merge_if_last<D>(a, g, row0, plan.active, sO);
 }
 
 struct MergeArgs {
@@ -748,8 +854,20 @@ void launch_decode(const SdpaLaunch& a, cudaStream_t s, int device) {
       : a.kv_dtype == DType::f16  ? split_fn<kF16>(a.D)
       : a.kv_dtype == DType::bf16 ? split_fn<kBF16>(a.D)
                                   : split_fn<kF32>(a.D);
-  f(d, a.B, s);
-  if (d.nsplit == 1) return;
+  // One wave of blocks (about 2 per SM) with at most kKernelMergeSplits splits merges its own
+  // splits (merge_if_last), in launches of at most as many batches as there are counters; other
+  // launches (and LOOM_DECODE_MERGE_KERNEL=1) take one launch, then the merge kernel.
+  static const bool old_merge = !env_on("LOOM_DECODE_MERGE_KERNEL");
+  if (d.nsplit > 1 && d.nsplit <= kKernelMergeSplits && !old_merge &&
+      a.B * a.Hkv * d.nsplit <= 2 * sm_count(device))
+    d.counters = split_counters(device);
+  int64_t chunk = d.counters ? std::max<int64_t>(1, kSplitCounters / a.Hkv) : a.B;
+  if (a.decode_batch_chunk > 0) chunk = std::min<int64_t>(chunk, a.decode_batch_chunk);
+  for (int64_t b0 = 0; b0 < a.B; b0 += chunk) {
+    d.b0 = b0;
+    f(d, std::min(chunk, a.B - b0), s);
+  }
+  if (d.nsplit == 1 || d.counters) return;
 
   MergeArgs m{};
   m.part_acc = d.part_acc, m.part_ml = d.part_ml;

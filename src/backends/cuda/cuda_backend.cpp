@@ -117,6 +117,8 @@ class CudaBackend final : public Backend {
     std::memset(error_host_, 0, sizeof(DeviceError));
     LOOM_CUDA_CHECK(
         cudaHostGetDevicePointer(reinterpret_cast<void**>(&error_device_), error_host_, 0));
+    LOOM_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&counters_), kSplitCounters * sizeof(int)));
+    LOOM_CUDA_CHECK(cudaMemsetAsync(counters_, 0, kSplitCounters * sizeof(int), stream_));
   }
   Device device() const override { return Device::cuda(index_); }
   const char* name() const override { return "cuda"; }
@@ -190,6 +192,7 @@ class CudaBackend final : public Backend {
     raise_error();
   }
   DeviceError* error_device() const { return error_device_; }
+  int* counters() const { return counters_; }
   void raise_error() const {
     volatile DeviceError* e = error_host_;
     if (e->code == kErrNone) return;
@@ -302,6 +305,7 @@ class CudaBackend final : public Backend {
   mutable CachingAllocator alloc_;
   DeviceError* error_host_ = nullptr;    // mapped pinned memory ...
   DeviceError* error_device_ = nullptr;  // ... and its device address
+  int* counters_ = nullptr;              // split_counters
 };
 
 std::mutex g_mutex;
@@ -371,6 +375,7 @@ cudaLaunchAttribute pdl_attribute() {
 }
 
 DeviceError* device_error(int device) { return get(device).error_device(); }
+int* split_counters(int device) { return get(device).counters(); }
 void raise_device_error(int device) { get(device).raise_error(); }
 
 void begin_capture_pool(int device) { get(device).allocator().begin_capture(); }

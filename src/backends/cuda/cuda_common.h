@@ -37,6 +37,10 @@ cudaStream_t stream_for(const KernelContext& c);
 
 // A scratch device buffer from the caching allocator, returned to it when the pointer dies.
 std::shared_ptr<Storage> scratch(int device, size_t bytes);
+// kSplitCounters ints of `device`, zeroed when its backend is made, for kernels whose last block to
+// finish a share of the work completes it (the split-KV decode's merge); kernels leave them zero.
+constexpr int kSplitCounters = 1 << 16;
+int* split_counters(int device);
 // Multiprocessors of `device` (queried once per device): grid sizes of one-wave kernels.
 int sm_count(int device);
 // Device pointers kernels may read with 16-byte vector loads or copies.

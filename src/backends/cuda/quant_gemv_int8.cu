@@ -255,11 +255,6 @@ __device__ __forceinline__ void swiglu4(const float4 g, const float4 u, float (&
   x[2] = g.z / (1.0f + expf(-g.z)) * u.z, x[3] = g.w / (1.0f + expf(-g.w)) * u.w;
 }
 
-// The image of x's shared memory for MT rows (x_slot codes, then the scales d, then d·Σq).
-__host__ __device__ constexpr size_t x_image_bytes(int mt, int kb, int kbp) {
-  return 32 * static_cast<size_t>(mt) * kbp + 8 * static_cast<size_t>(mt) * kb;
-}
-
 // x -> int8 per block of 32 into shared memory. A thread takes a whole block: its 32 loads are
 // independent and in flight together (a warp-per-block loop would pay one L2 round trip per
 // block in sequence, microseconds for a long x). With a.xg (quantized by quantize_x_kernel) the
@@ -297,42 +292,45 @@ __device__ __forceinline__ void quantize_x(const Int8Args& a, int4* xq4, float* 
     quantize_x_block<INTER>(a, mb, inv, xq4, xd, xs);
 }
 
-// x quantized once for every CTA of the GEMV that follows (long rows, Int8Args::xg), into x's
-// shared-memory image for MT rows in global memory. A warp per block of 32, a lane per element:
-// the amax and Σq by shuffles, the same rounding as quantize_block32. (A thread per block, as the
-// CTAs' prologue does it, is one long chain per thread: that version gained 0-1.8 % of a Mistral
-// step against this one's 2.2 %.) With a.swiglu, x = silu(g) · u is formed here from the halves
-// of the rows of 2k at a.x, as the stitched silu · mul computes it.
-template <bool INTER, int MT>
-__global__ void quantize_x_kernel(const Int8Args a, int4* img) {
+// x quantized once for every CTA of the GEMV that follows (long rows, Int8Args::xg,
+// TensorArgs::xg), into x's shared-memory image in global memory (rows: the image's row count). A
+// group of 8 lanes per block of 32, a float4 each (quantize8: amax and Σq by shuffles, the CPU's
+// rounding). (A thread per block, as the CTAs' prologue does it, is one long chain per thread:
+// that version gained 0-1.8 % of a Mistral step against a lane-per-element one's 2.2 %.) With
+// swiglu, x = silu(g) · u is formed here from the halves of the f32 rows of 2k at x, as the
+// stitched silu · mul computes it.
+struct XImageArgs {
+  const void* x;
+  int xdt, k, kb, kbp, m, rows;
+  bool xvec, swiglu;
+};
+
+template <bool INTER>
+__global__ void quantize_x_kernel(const XImageArgs a, int4* img) {
   pdl_begin();  // x is the previous kernel's output
-  const int lane = static_cast<int>(threadIdx.x & 31);
-  const int mb = static_cast<int>((blockIdx.x * blockDim.x + threadIdx.x) >> 5);
-  if (mb >= a.m * a.kb) return;  // the whole warp
-  const int mi = mb / a.kb, b = mb % a.kb;
-  float v;
-  if (a.swiglu) {
+  const int t = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);  // float4 t of x
+  if ((t & ~31) / 8 >= a.m * a.kb) return;  // the whole warp: quantize8 shuffles over all lanes
+  const int mb = t / 8, quarter = t % 8;
+  const bool on = mb < a.m * a.kb;
+  const int mi = on ? mb / a.kb : 0, b = on ? mb % a.kb : 0;
+  float x[4] = {0.f, 0.f, 0.f, 0.f};
+  if (on && a.swiglu) {
     const float* g = static_cast<const float*>(a.x) + 2 * static_cast<int64_t>(mi) * a.k + 32 * b;
-    const float gv = __ldg(g + lane), uv = __ldg(g + a.k + lane);
-    v = gv / (1.0f + expf(-gv)) * uv;
-  } else {
-    v = load<float>(a.xdt, a.x, static_cast<int64_t>(mi) * a.k + 32 * b + lane);
+    swiglu4(__ldg(reinterpret_cast<const float4*>(g) + quarter),
+            __ldg(reinterpret_cast<const float4*>(g + a.k) + quarter), x);
+  } else if (on) {
+    const int64_t x0 = static_cast<int64_t>(mi) * a.k + 32 * b + 4 * quarter;
+    if (a.xdt == kF32 && a.xvec) {
+      const float4 f = __ldg(reinterpret_cast<const float4*>(static_cast<const float*>(a.x) + x0));
+      x[0] = f.x, x[1] = f.y, x[2] = f.z, x[3] = f.w;
+    } else {
+#pragma unroll
+      for (int c = 0; c < 4; ++c) x[c] = load<float>(a.xdt, a.x, x0 + c);
+    }
   }
-  float amax = fabsf(v);
-  for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-  const float d = __fdiv_rn(amax, 127.0f);
-  const float id = d != 0.f ? __fdiv_rn(1.0f, d) : 0.f;
-  const int q = static_cast<int>(rintf(__fmul_rn(v, id)));
-  int sum = q;
-  for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-  // Byte `pos` of the block's 32 code bytes: the first 16 in its int4, the rest 32 int4 later.
-  const int pos = INTER ? ((lane & 1) ? 16 + (lane >> 1) : lane >> 1) : lane;
-  auto* codes = reinterpret_cast<int8_t*>(img + x_slot(a.kbp, mi, b));
-  codes[pos < 16 ? pos : 32 * 16 + pos - 16] = static_cast<int8_t>(q);
-  if (lane == 0) {
-    float* xd = reinterpret_cast<float*>(img + 2 * MT * a.kbp);
-    xd[mb] = d, xd[MT * a.kb + mb] = d * static_cast<float>(sum);
-  }
+  float* xd = reinterpret_cast<float*>(img + 2 * a.rows * a.kbp);
+  quantize8<INTER>(x, quarter, on, reinterpret_cast<int8_t*>(img + x_slot(a.kbp, mi, b)), xd + mb,
+                   xd + a.rows * a.kb + mb);
 }
 
 // Rows of more than kMaxNormElements (in all) are normalised by add_norm_quantize_kernel, not
@@ -590,17 +588,7 @@ __global__ void __launch_bounds__(kWarps * 32, ST == kStages ? kMinCtas<MT> : kF
 // the 1 KB the driver reserves per CTA) still fit in an H100 SM's 228 KB.
 constexpr size_t kMaxStagedSmem = 113 * 1024;
 
-// Rows of at least LOOM_QMM_XQ_MIN_K elements (default 8192) have x quantized by
-// quantize_x_kernel for the GEMV's CTAs to copy; 0 turns it off. Read once, like the other A/B
-// switches (this runs for every decode-step product).
-int xq_min_k() {
-  static const int k = [] {
-    const char* e = std::getenv("LOOM_QMM_XQ_MIN_K");
-    return e ? std::atoi(e) : 8192;
-  }();
-  return k;
-}
-constexpr int kXqWarps = 4;  // quantize_x_kernel: blocks of 32 per CTA
+constexpr int kXqThreads = 128;  // quantize_x_kernel: 16 blocks of 32 per CTA
 
 // LOOM_QMM_INT8_FEW_ROWS=0: rows are never few (launch_int8); read once, for A/B timing.
 bool few_rows_enabled() {
@@ -669,7 +657,7 @@ void launch_int8(cudaStream_t s, const Int8Args& a, size_t smem, bool staged) {
   const int min_k = xq_min_k();
   const bool long_norm = a.na && static_cast<int64_t>(a.k) * a.m > kMaxNormElements;
   if ((!a.na && min_k > 0 && a.k >= min_k) || long_norm) {
-    image = scratch(device, x_image_bytes(MT, a.kb, a.kbp));
+    image = scratch(device, x_image_bytes(MT, a.k));
     auto* img = reinterpret_cast<int4*>(image->data());
     b.xg = img;
     b.na = b.nb = b.gamma = nullptr, b.nsum = nullptr;  // the image holds the normed x
@@ -677,9 +665,7 @@ void launch_int8(cudaStream_t s, const Int8Args& a, size_t smem, bool staged) {
       launch_pdl(add_norm_quantize_kernel<Blk<F>::INTER, MT>, static_cast<unsigned>(a.m),
                  kNormQThreads, 0, s, a, img);
     else
-      launch_pdl(quantize_x_kernel<Blk<F>::INTER, MT>,
-                 static_cast<unsigned>((a.m * a.kb + kXqWarps - 1) / kXqWarps), kXqWarps * 32, 0, s,
-                 a, img);
+      launch_quantize_x(s, a.x, a.xdt, a.m, a.k, MT, Blk<F>::INTER, a.swiglu, img);
   }
   launch_pdl(kern, grid, kWarps * 32, smem, s, b);
 }
@@ -705,6 +691,26 @@ bool stage_enabled() {
 }
 
 }  // namespace
+
+int xq_min_k() {
+  static const int k = [] {
+    const char* e = std::getenv("LOOM_QMM_XQ_MIN_K");
+    return e ? std::atoi(e) : 8192;
+  }();
+  return k;
+}
+
+void launch_quantize_x(cudaStream_t s, const void* x, int x_dtype, int64_t m, int64_t k, int rows,
+                       bool inter, bool swiglu, void* image) {
+  XImageArgs a{};
+  a.x = x, a.xdt = x_dtype, a.k = static_cast<int>(k), a.kb = a.k / 32,
+  a.kbp = (a.kb + 31) / 32 * 32;
+  a.m = static_cast<int>(m), a.rows = rows, a.xvec = aligned16(x), a.swiglu = swiglu;
+  const auto grid = static_cast<unsigned>((a.m * a.kb * 8 + kXqThreads - 1) / kXqThreads);
+  auto* img = static_cast<int4*>(image);
+  launch_pdl(inter ? quantize_x_kernel<true> : quantize_x_kernel<false>, grid, kXqThreads, 0, s, a,
+             img);
+}
 
 bool quant_gemv_int8_enabled() {
   static const bool on = env_on("LOOM_QMM_INT8");

@@ -67,6 +67,9 @@ struct TensorArgs {
   int tdt = 0, entries = 0;
   bool per_row = false;
   int64_t tbytes = 0;
+  // int8 x already quantized by launch_quantize_x (long rows): the image of x's shared memory,
+  // which every CTA copies instead of reading and quantizing x.
+  const int4* xg = nullptr;
   int preg = 0;  // bytes of a slot's parameter region (scales, zero points, or the row's table)
   int slot = 0;  // bytes of one row's slot: codes, then one or two parameter regions
 };
@@ -125,8 +128,16 @@ __device__ __forceinline__ int64_t x_slot(const TensorArgs& a, int mi, int b) {
   return 2 * (static_cast<int64_t>(mi) * a.kbp + (b & ~31)) + (b & 31);
 }
 
-template <bool FOUR, bool I8>
+// XG: the kernel may copy x's image (TensorArgs::xg; decode rows, m <= 2).
+template <bool FOUR, bool I8, bool XG>
 __device__ __forceinline__ void stage_x(const TensorArgs& a, void* xsm, float* xd, float* xsum) {
+  if (XG && a.xg) {  // codes, then xd and xsum (one array of 2·m·kb floats)
+    for (int i = threadIdx.x; i < 2 * a.m * a.kbp; i += kWarps * 32)
+      static_cast<int4*>(xsm)[i] = __ldg(a.xg + i);
+    const auto* fg = reinterpret_cast<const float*>(a.xg + 2 * a.m * a.kbp);
+    for (int i = threadIdx.x; i < 2 * a.m * a.kb; i += kWarps * 32) xd[i] = __ldg(fg + i);
+    return;
+  }
   for (int mb = threadIdx.x; mb < a.m * a.kb; mb += kWarps * 32) {
     const int mi = mb / a.kb, b = mb % a.kb;
     const int64_t x0 = static_cast<int64_t>(mi) * a.k + 32 * b;
@@ -262,7 +273,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_tensor_kernel(const TensorAr
     for (int mi = 0; mi < MT; ++mi) acc[r][mi] = 0.f;
 
   const auto prologue = [&] {
-    stage_x<T::FOUR, I8>(a, xsm, xd, xsum);
+    stage_x<T::FOUR, I8, I8 && MT <= 2>(a, xsm, xd, xsum);
     if constexpr (T::LUT) {
       if (!a.per_row)
         for (int e = threadIdx.x; e < a.entries; e += kWarps * 32)
@@ -511,6 +522,17 @@ bool launch_quant_gemv_tensor(cudaStream_t s, const QuantWeights& w, const void*
                       static_cast<size_t>(m) * a.kb * sizeof(float) * (i8 ? 2 : 1) +
                       (f >= kLutU4 && !a.per_row ? static_cast<size_t>(a.entries) * 4 : 0);
   if (smem > kMaxSmem) return false;
+  // Long decode rows: x quantized once for every CTA to copy (as the int8 GEMV does): each CTA
+  // would otherwise read all of x from L2 and quantize it. (m > 2: the kernels without the copy
+  // path, whose code it slowed by 5 % at k = 4096, m = 4.)
+  std::shared_ptr<Storage> image;  // back to the cache on return; the stream orders its reuse
+  if (i8 && m <= 2 && xq_min_k() > 0 && a.k >= xq_min_k()) {
+    int device = 0;
+    LOOM_CUDA_CHECK(cudaGetDevice(&device));
+    image = scratch(device, x_image_bytes(a.m, a.k));
+    launch_quantize_x(s, x, x_dtype, m, a.k, a.m, four, false, image->data());
+    a.xg = reinterpret_cast<const int4*>(image->data());
+  }
   switch (f) {
     case kAffU4:
       i8 ? launch_format<kAffU4, true>(s, a, smem, m) : launch_format<kAffU4, false>(s, a, smem, m);

@@ -77,6 +77,21 @@ bool quant_gemv_int8_enabled();
 // int8 GEMV does not apply.
 bool launch_quant_gemv_int8_swiglu(cudaStream_t s, const QuantWeights& w, const float* p, int64_t m,
                                    float* y);
+// x [m, k] quantized to int8 per block of 32 with the CPU backend's rounding, written as the
+// int8-activation GEMVs keep it in shared memory (the image their CTAs copy instead of each
+// reading and quantizing x): codes of `rows` >= m rows, then the blocks' scales, then d·Σq, as
+// x_image_bytes(rows, k) bytes. inter: 4-bit weights' element order (element 2i in a byte's low
+// nibble, 2i + 1 in its high one). swiglu: x = silu(g) · u from the halves of x's f32 rows of 2k.
+void launch_quantize_x(cudaStream_t s, const void* x, int x_dtype, int64_t m, int64_t k, int rows,
+                       bool inter, bool swiglu, void* image);
+constexpr size_t x_image_bytes(int rows, int64_t k) {
+  const auto kb = static_cast<size_t>(k / 32), kbp = (kb + 31) / 32 * 32;
+  return 32 * static_cast<size_t>(rows) * kbp + 8 * static_cast<size_t>(rows) * kb;
+}
+// Rows of at least this many elements (LOOM_QMM_XQ_MIN_K, default 8192; 0: never) have x
+// quantized once by launch_quantize_x before the GEMV. Read once (this runs for every decode-step
+// product).
+int xq_min_k();
 // The GEMV for affine integer tensors (u4 / i4 / u8 / i8, scales per tensor, row or block of a
 // multiple of 32) and lookup-table indices (u4 / u8) with k a multiple of 32, in float arithmetic
 // (quant_gemv_tensor.cu). launch_quant_gemv tries it before the generic float GEMV;

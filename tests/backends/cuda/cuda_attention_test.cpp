@@ -318,6 +318,10 @@ TEST_P(CudaSdpa, EveryVariantMatchesReference) {
       for (int ks : {0, 8, 32, 256}) {
         runs.push_back(a);
         runs.back().decode_split_keys = ks, runs.back().decode_kernel = kernel;
+        if (ks == 8 && c.B > 1) {  // a launch per batch: the merge counters' chunks
+          runs.push_back(runs.back());
+          runs.back().decode_batch_chunk = 1;
+        }
       }
   else
     runs.push_back(a);
@@ -329,7 +333,8 @@ TEST_P(CudaSdpa, EveryVariantMatchesReference) {
     double err = rel_error(got, want);
     EXPECT_LT(err, tolerance(c.qt == f32 ? c.kvt : c.qt))
         << c.name << " flash variant " << r.flash_variant << " split keys " << r.decode_split_keys
-        << " decode kernel " << r.decode_kernel << " (seed " << seed << ")";
+        << " decode kernel " << r.decode_kernel << " batch chunk " << r.decode_batch_chunk
+        << " (seed " << seed << ")";
     expect_masked_rows_zero(c, got, want);
   }
 }
@@ -529,10 +534,14 @@ TEST(CudaSdpaErrors, InvalidKvLenGivesNaN) {
     dev.k = to_device(in.k, Device::cuda(0));
     dev.v = to_device(in.v, Device::cuda(0));
     dev.kv_len = to_device(in.kv_len, Device::cuda(0));
-    NDArray out = to_device(zeros({c.B, c.Hq, c.Lq, c.D}, f16), Device::cuda(0));
-    SdpaLaunch a = launch_args(c, dev, out);
-    cu::sdpa_launch(a, cu::stream(0), 0);
-    for (double x : to_host(out).to_doubles()) ASSERT_TRUE(std::isnan(x)) << "Lq " << lq;
+    for (int ks : {0, 8}) {  // one split; eight (split 0 writes the rows)
+      NDArray out = to_device(zeros({c.B, c.Hq, c.Lq, c.D}, f16), Device::cuda(0));
+      SdpaLaunch a = launch_args(c, dev, out);
+      a.decode_split_keys = ks;
+      cu::sdpa_launch(a, cu::stream(0), 0);
+      for (double x : to_host(out).to_doubles())
+        ASSERT_TRUE(std::isnan(x)) << "Lq " << lq << " split keys " << ks;
+    }
   }
 }
 

@@ -288,21 +288,30 @@ TEST(CudaQuantizedMatmul, LookupTableTensorGemv) {
 
 // u4 codes with half scales and zero points per block of k (tinygemm's and MPSGraph's int4
 // layout at block 128) and half activations: decode rows take the affine-tensor GEMV with int8 x,
-// prefill (m = 33) the device dequantize + GEMM.
+// prefill (m = 33) the device dequantize + GEMM. k = 8192: x quantized once for the CTAs to copy
+// (launch_quantize_x), with 4-bit and 8-bit codes (their element orders differ).
+struct HalfCase {
+  int64_t k, block;
+  DType qt;
+};
+
 TEST(CudaQuantizedMatmul, AffineHalfActivations) {
   REQUIRE_GPU();
   const int64_t n = 45;
-  for (auto [k, block] : {std::pair<int64_t, int64_t>{256, 64}, {4096, 128}})
+  for (auto [k, block, qt] :
+       {HalfCase{256, 64, u4}, {4096, 128, u4}, {8192, 128, u4}, {8192, 128, u8}})
     for (DType t : {f16, bf16})
       for (int64_t m : {1, 4, 33}) {
-        SCOPED_TRACE(std::string(dtype_name(t)) + " k=" + std::to_string(k) +
-                     " m=" + std::to_string(m));
+        SCOPED_TRACE(std::string(dtype_name(t)) + " " + std::string(dtype_name(qt)) +
+                     " k=" + std::to_string(k) + " m=" + std::to_string(m));
         uint64_t seed = fresh_seed();
+        const double top = qt == u4 ? 16 : 256;
         Graph g;
         auto x = g.placeholder({m, k}, t, "x");
-        auto qv = g.constant(random_uniform({n, k}, u4, 0, 16, seed));
-        auto s = g.constant(random_uniform({n, k / block}, t, 0.01, 0.1, seed + 1));
-        auto z = g.constant(random_uniform({n, k / block}, t, 0, 15, seed + 2));
+        auto qv = g.constant(random_uniform({n, k}, qt, 0, top, seed));
+        auto s = g.constant(
+            random_uniform({n, k / block}, t, 0.01 * 16 / top, 0.1 * 16 / top, seed + 1));
+        auto z = g.constant(random_uniform({n, k / block}, t, 0, top - 1, seed + 2));
         QuantAttrs qa;
         qa.axis = 1;
         qa.block_size = block;

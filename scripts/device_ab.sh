@@ -9,6 +9,8 @@
 #   smol      llm_decode_bench --shape smollm2 (synthetic weights), the same
 #   attention cuda_attention_bench quick: the decode rows (µs)
 #   quant     cuda_quant_bench (LOOM_BENCH_ONLY=AB_QUANT_ONLY, default all): µs per shape
+# AB_OLD_ENV="NAME=0 ...": side A is B's build run under those settings instead (an A/B of a
+# switch; .devpack-old is then not needed).
 # A warm machine keeps both unpacked builds in /tmp: a later call may carry neither.
 set -uo pipefail
 RESULT=${OUT:-/tmp/loom-ab-out}
@@ -19,6 +21,7 @@ for side in old new; do
   if [ -f "$pack" ]; then
     rm -rf "/tmp/loom-$side" && mkdir -p "/tmp/loom-$side" && tar -xJf "$pack" -C "/tmp/loom-$side"
   fi
+  [ "$side" = old ] && [ -n "${AB_OLD_ENV:-}" ] && continue
   [ -d "/tmp/loom-$side/bin" ] || { echo "no $side build (carry $pack)"; exit 1; }
 done
 ROUNDS=${ROUNDS:-3}
@@ -26,6 +29,13 @@ AB_RUNS=${AB_RUNS:-mistral smol attention quant}
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader
 one() {  # side, what: prints one line of figures
   local dir=/tmp/loom-$1 what=$2
+  if [ "$1" = old ] && [ -n "${AB_OLD_ENV:-}" ]; then
+    dir=/tmp/loom-new
+    # shellcheck disable=SC2163
+    for kv in $AB_OLD_ENV; do export "$kv"; done
+  else
+    for kv in ${AB_OLD_ENV:-}; do unset "${kv%%=*}"; done
+  fi
   local bin=$dir/bin
   export LD_LIBRARY_PATH=$dir/lib:${BASE_LD:-}
   case $what in

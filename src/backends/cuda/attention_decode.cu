@@ -856,9 +856,9 @@ void launch_decode(const SdpaLaunch& a, cudaStream_t s, int device) {
                                   : split_fn<kF32>(a.D);
   // One wave of blocks (about 2 per SM) with at most kKernelMergeSplits splits merges its own
   // splits (merge_if_last), in launches of at most as many batches as there are counters; other
-  // launches (and LOOM_DECODE_MERGE_KERNEL=1) take one launch, then the merge kernel.
-  static const bool old_merge = !env_on("LOOM_DECODE_MERGE_KERNEL");
-  if (d.nsplit > 1 && d.nsplit <= kKernelMergeSplits && !old_merge &&
+  // launches (and all with LOOM_DECODE_SELF_MERGE=0) take one launch, then the merge kernel.
+  static const bool self_merge = env_on("LOOM_DECODE_SELF_MERGE");
+  if (d.nsplit > 1 && d.nsplit <= kKernelMergeSplits && self_merge &&
       a.B * a.Hkv * d.nsplit <= 2 * sm_count(device))
     d.counters = split_counters(device);
   int64_t chunk = d.counters ? std::max<int64_t>(1, kSplitCounters / a.Hkv) : a.B;

@@ -261,13 +261,7 @@ __device__ __forceinline__ void swiglu4(const float4 g, const float4 u, float (&
 // image is copied instead: k + k / 4 bytes per row from L2 rather than 4k, and no arithmetic.
 template <bool INTER, int MT>
 __device__ __forceinline__ void quantize_x(const Int8Args& a, int4* xq4, float* xd, float* xs) {
-  if (a.xg) {
-    for (int i = threadIdx.x; i < 2 * MT * a.kbp; i += kWarps * 32) xq4[i] = __ldg(a.xg + i);
-    const auto* fg = reinterpret_cast<const float*>(a.xg + 2 * MT * a.kbp);
-    for (int i = threadIdx.x; i < 2 * MT * a.kb; i += kWarps * 32)
-      xd[i] = __ldg(fg + i);  // xs follows xd: one array of 2·MT·kb floats
-    return;
-  }
+  if (a.xg) return copy_x_image(a.xg, MT, a.kb, a.kbp, xq4, xd);  // xs follows xd
   if (a.swiglu) {  // x = silu(g) · u from the rows of 2k at a.x: a group of 8 lanes per block
     const int quarter = static_cast<int>(threadIdx.x % 8);
     for (int base = 0; base < a.m * a.kb; base += kWarps * 32 / 8) {  // the same for every lane

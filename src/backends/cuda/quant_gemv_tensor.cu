@@ -131,13 +131,8 @@ __device__ __forceinline__ int64_t x_slot(const TensorArgs& a, int mi, int b) {
 // XG: the kernel may copy x's image (TensorArgs::xg; decode rows, m <= 2).
 template <bool FOUR, bool I8, bool XG>
 __device__ __forceinline__ void stage_x(const TensorArgs& a, void* xsm, float* xd, float* xsum) {
-  if (XG && a.xg) {  // codes, then xd and xsum (one array of 2·m·kb floats)
-    for (int i = threadIdx.x; i < 2 * a.m * a.kbp; i += kWarps * 32)
-      static_cast<int4*>(xsm)[i] = __ldg(a.xg + i);
-    const auto* fg = reinterpret_cast<const float*>(a.xg + 2 * a.m * a.kbp);
-    for (int i = threadIdx.x; i < 2 * a.m * a.kb; i += kWarps * 32) xd[i] = __ldg(fg + i);
-    return;
-  }
+  if (XG && a.xg)  // xsum follows xd
+    return copy_x_image(a.xg, a.m, a.kb, a.kbp, static_cast<int4*>(xsm), xd);
   for (int mb = threadIdx.x; mb < a.m * a.kb; mb += kWarps * 32) {
     const int mi = mb / a.kb, b = mb % a.kb;
     const int64_t x0 = static_cast<int64_t>(mi) * a.k + 32 * b;

@@ -106,6 +106,16 @@ __device__ __forceinline__ void store_rows(float (&acc)[R][MT], int m, int64_t n
     }
 }
 
+// x's image from launch_quantize_x (quant_matmul.h) for `rows` rows into shared memory, by the
+// block's threads: the codes (2·rows·kbp int4) to xq4, then the scales and d·Σq (one array of
+// 2·rows·kb floats) to xd.
+__device__ __forceinline__ void copy_x_image(const int4* xg, int rows, int kb, int kbp, int4* xq4,
+                                             float* xd) {
+  for (int i = threadIdx.x; i < 2 * rows * kbp; i += blockDim.x) xq4[i] = __ldg(xg + i);
+  const auto* fg = reinterpret_cast<const float*>(xg + 2 * rows * kbp);
+  for (int i = threadIdx.x; i < 2 * rows * kb; i += blockDim.x) xd[i] = __ldg(fg + i);
+}
+
 // 32 activations -> int8 as the CPU backend quantizes them (quantize_activations: d = max|v| /
 // 127, q = round(v / d)): the codes as 8 words, d, and Σq. INTER (4-bit codes that pair element
 // 2i with 2i + 1 in one byte): the even elements first, then the odd ones.

@@ -466,6 +466,7 @@ __global__ void rope_write_kv_fast_kernel(KvFastArgs a) {
     double sn, cs;
     sincos(pos * a.inv_freq[k], &sn, &cs);
     const int64_t kbase = dyn_fold(a.dk, st, report);
+    if (report) dyn_fold(a.dvs, st, true);  // a start past the value cache is reported too
 #pragma unroll
     for (int j = 0; j < kRopeHeads; ++j) {
       if (j >= nh) break;

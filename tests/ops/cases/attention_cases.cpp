@@ -196,8 +196,9 @@ std::vector<OpCase> make() {
       rope_write_kv_case("prefill_half_split_f32", f32, f32, f32, 6, 3, 16, 3, 16, true, {}));
   c.push_back(rope_write_kv_case("bf16", bf16, bf16, bf16, 2, 1, 10, 2, 16, true,
                                  {.interleaved = true, .position_scale = 4}));
-  // f32 k / v / q with every dim rotated take CUDA's fast kernel (a thread per pair and up to 8
-  // heads): Mistral-7B's heads (40 in 5 chunks) into bf16, and no q with a position scale.
+  // f32 k / v / q with every dim rotated take CUDA's fast kernel (a thread per pair and up to 4
+  // heads): Mistral-7B's heads (40 in 10 chunks) into bf16, and no q (3 heads: one partial
+  // chunk) with a position scale.
   c.push_back(rope_write_kv_case("decode_mistral_f32_into_bf16", bf16, f32, f32, 32, 8, 24, 1, 128,
                                  true, {.theta = 1e6}));
   c.push_back(rope_write_kv_case("decode_no_q_f32_into_f16", f16, f32, f32, 4, 3, 12, 2, 32, false,

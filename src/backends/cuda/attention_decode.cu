@@ -48,9 +48,8 @@ struct DecodeArgs {
   int step;            // split_plan's rounding
   float* part_acc;     // [B*Hq*Lq][nsplit][D]
   float* part_ml;      // [B*Hq*Lq][nsplit][2]: max (log2 domain), sum
-  // Blocks of batch blockIdx.z + b0; the splits of (blockIdx.z, kv head g) count themselves in
-  // counters[blockIdx.z * Hkv + g] (null: the merge kernel merges).
-  int64_t b0;
+  // The splits of (batch b, kv head g) count themselves in counters[b * Hkv + g] (null: the merge
+  // kernel merges).
   int* counters;
 };
 
@@ -261,7 +260,7 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(DecodeArgs a) {
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int split = blockIdx.x;
-  const int64_t g = blockIdx.y, b = blockIdx.z + a.b0;
+  const int64_t g = blockIdx.y, b = blockIdx.z;
   bool bad;
   const int64_t kv_len = read_kv_len(a.kv_len, a.kv_len_dt, a.Lk, &bad);
   if (bad) return nan_rows(a, g, b, D, tid, kThreads);
@@ -456,8 +455,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32) decode_mma_kernel(DecodeArgs a
   pdl_begin();
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  const int split = blockIdx.x, g = blockIdx.y;
-  const int64_t b = blockIdx.z + a.b0;
+  const int split = blockIdx.x, g = blockIdx.y, b = blockIdx.z;
   const int rows = a.rows, Lq = static_cast<int>(a.Lq);
   // Query rows of this kv head: row r is (head g·group + r / Lq, position r % Lq), contiguous.
   const int64_t row0 = (static_cast<int64_t>(b) * a.Hq + static_cast<int64_t>(g) * a.group) * Lq;
@@ -855,18 +853,13 @@ void launch_decode(const SdpaLaunch& a, cudaStream_t s, int device) {
       : a.kv_dtype == DType::bf16 ? split_fn<kBF16>(a.D)
                                   : split_fn<kF32>(a.D);
   // One wave of blocks (about 2 per SM) with at most kKernelMergeSplits splits merges its own
-  // splits (merge_if_last), in launches of at most as many batches as there are counters; other
-  // launches (and all with LOOM_DECODE_SELF_MERGE=0) take one launch, then the merge kernel.
+  // splits (merge_if_last); other launches (and all with LOOM_DECODE_SELF_MERGE=0) are followed by
+  // the merge kernel. (One wave has far fewer (batch, kv head) pairs than there are counters.)
   static const bool self_merge = env_on("LOOM_DECODE_SELF_MERGE");
   if (d.nsplit > 1 && d.nsplit <= kKernelMergeSplits && self_merge &&
-      a.B * a.Hkv * d.nsplit <= 2 * sm_count(device))
+      a.B * a.Hkv * d.nsplit <= 2 * sm_count(device) && a.B * a.Hkv <= kSplitCounters)
     d.counters = split_counters(device);
-  int64_t chunk = d.counters ? std::max<int64_t>(1, kSplitCounters / a.Hkv) : a.B;
-  if (a.decode_batch_chunk > 0) chunk = std::min<int64_t>(chunk, a.decode_batch_chunk);
-  for (int64_t b0 = 0; b0 < a.B; b0 += chunk) {
-    d.b0 = b0;
-    f(d, std::min(chunk, a.B - b0), s);
-  }
+  f(d, a.B, s);
   if (d.nsplit == 1 || d.counters) return;
 
   MergeArgs m{};

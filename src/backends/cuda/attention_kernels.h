@@ -34,8 +34,6 @@ struct SdpaLaunch {
   // chosen by shape).
   int flash_variant = -1;
   int decode_split_keys = 0;
-  // Batches per launch of the split-KV decode kernel (0: as many as its merge counters allow).
-  int decode_batch_chunk = 0;
   // The decode kernel: -1 chosen by shape (tensor cores for f16/bf16 K/V, D 64/128, group·Lq <=
   // 16), 0 the scalar kernel, 1 tensor cores where they apply.
   int decode_kernel = -1;

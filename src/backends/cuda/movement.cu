@@ -507,7 +507,7 @@ bool kv_fast_args(const KvWriteArgs& g, const NDArray& k, const NDArray& v, cons
   if (q && (g.q.rd != g.q.D || q->shape()[0] != r.B || q->shape()[2] != r.L || g.q.D != r.D))
     return false;
   a.k = k.data_as<float>(), a.v = v.data_as<float>(), a.q = q ? q->data_as<float>() : nullptr;
-  a.pos = r.pos, a.dp = r.dp, a.pos_batched = r.pos_rank == 2 && r.pos_batched;
+  a.pos = r.pos, a.dp = r.dp, a.pos_batched = r.pos_batched;  // set only for rank-2 positions
   a.interleaved = r.interleaved, a.position_scale = r.position_scale;
   for (int i = 0; i < kRopeFreqs; ++i) a.inv_freq[i] = r.inv_freq[i];
   a.kc = g.kc, a.vc = g.vc, a.qout = static_cast<float*>(g.qout), a.dkc = g.dkc, a.dvc = g.dvc;

@@ -11,6 +11,8 @@
 #   quant     cuda_quant_bench (LOOM_BENCH_ONLY=AB_QUANT_ONLY, default all): µs per shape
 # AB_OLD_ENV="NAME=0 ...": side A is B's build run under those settings instead (an A/B of a
 # switch; .devpack-old is then not needed).
+# AB_ENVS="NAME=0;NAME=64;NAME=128": B's build under each setting in turn (a sweep of a knob;
+# ";" between settings, " " between the variables of one), each round alternating them all.
 # A warm machine keeps both unpacked builds in /tmp: a later call may carry neither.
 set -uo pipefail
 RESULT=${OUT:-/tmp/loom-ab-out}
@@ -21,21 +23,21 @@ for side in old new; do
   if [ -f "$pack" ]; then
     rm -rf "/tmp/loom-$side" && mkdir -p "/tmp/loom-$side" && tar -xJf "$pack" -C "/tmp/loom-$side"
   fi
-  [ "$side" = old ] && [ -n "${AB_OLD_ENV:-}" ] && continue
+  [ "$side" = old ] && [ -n "${AB_OLD_ENV:-}${AB_ENVS:-}" ] && continue
   [ -d "/tmp/loom-$side/bin" ] || { echo "no $side build (carry $pack)"; exit 1; }
 done
 ROUNDS=${ROUNDS:-3}
 AB_RUNS=${AB_RUNS:-mistral smol attention quant}
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader
-one() {  # side, what: prints one line of figures
-  local dir=/tmp/loom-$1 what=$2
-  if [ "$1" = old ] && [ -n "${AB_OLD_ENV:-}" ]; then
-    dir=/tmp/loom-new
-    # shellcheck disable=SC2163
-    for kv in $AB_OLD_ENV; do export "$kv"; done
-  else
-    for kv in ${AB_OLD_ENV:-}; do unset "${kv%%=*}"; done
-  fi
+one() {  # side (old, new, or a setting of AB_ENVS), what: prints one line of figures
+  local dir=/tmp/loom-$1 what=$2 set=
+  [ "$1" = old ] && set=${AB_OLD_ENV:-}
+  [ -n "${AB_ENVS:-}" ] && set=$1
+  [ -n "$set" ] && dir=/tmp/loom-new
+  local all=${AB_ENVS:-}
+  for kv in ${AB_OLD_ENV:-} ${all//;/ }; do unset "${kv%%=*}"; done
+  # shellcheck disable=SC2163
+  for kv in $set; do export "$kv"; done
   local bin=$dir/bin
   export LD_LIBRARY_PATH=$dir/lib:${BASE_LD:-}
   case $what in
@@ -62,8 +64,14 @@ BASE_LD=${LD_LIBRARY_PATH:-}
 mkdir -p /tmp/ab-quant
 for r in $(seq 1 "$ROUNDS"); do
   for what in $AB_RUNS; do
-    for side in old new; do
-      printf '%s round %s %-9s %s\n' "$side" "$r" "$what" "$(one $side $what)" | tee -a "$RESULT/ab.txt"
+    if [ -n "${AB_ENVS:-}" ]; then
+      IFS=';' read -ra sides <<<"$AB_ENVS"
+    else
+      sides=(old new)
+    fi
+    for side in "${sides[@]}"; do
+      printf '%s round %s %-9s %s\n' "$side" "$r" "$what" "$(one "$side" $what)" |
+        tee -a "$RESULT/ab.txt"
     done
   done
 done

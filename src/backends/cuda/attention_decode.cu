@@ -51,6 +51,7 @@ struct DecodeArgs {
   // The splits of (batch b, kv head g) count themselves in counters[b * Hkv + g] (null: the merge
   // kernel merges).
   int* counters;
+  bool prefetch;  // prefetch_split before pdl_begin (LOOM_DECODE_L2_PREFETCH=0: not)
 };
 
 template <int KT>
@@ -126,6 +127,27 @@ __device__ __forceinline__ SplitPlan split_plan(int64_t kv_len, int nsplit, int 
   if (per == 0) per = step;  // an empty cache: one split writes the zero rows
   if (per > ks_max) per = ks_max;
   return {per, kv_len > per ? static_cast<int>((kv_len + per - 1) / per) : 1};
+}
+
+// Before pdl_begin: asks the L2 for the split's keys (thread 0) and values (thread 1), so that the
+// memory streams them while the previous kernel runs (in a decode step rope_write_kv, which
+// writes q and this step's cache row: the L2 is where writes meet, so a prefetched line is never
+// stale). kv_len may not be written yet: read as a hint, clamped to the cache.
+__device__ __forceinline__ void prefetch_split(const DecodeArgs& a, int split, int64_t g, int64_t b,
+                                               int64_t row_bytes) {
+  if (!a.prefetch || threadIdx.x >= 2) return;
+  int64_t n = a.Lk;
+  if (a.kv_len) {
+    n = a.kv_len_dt == kI32 ? *static_cast<const volatile int32_t*>(a.kv_len)
+                            : *static_cast<const volatile int64_t*>(a.kv_len);
+    n = n < 0 ? 0 : n > a.Lk ? a.Lk : n;
+  }
+  const SplitPlan plan = split_plan(n, a.nsplit, a.step, a.ks_max);
+  if (split >= plan.active) return;
+  const int64_t j0 = split * plan.per, j1 = min(j0 + plan.per, n), head = b * a.Hkv + g;
+  const auto* base = static_cast<const uint8_t*>(threadIdx.x ? a.v : a.k);
+  prefetch_l2(base + (head * a.Lk + j0) * row_bytes, (j1 - j0) * row_bytes,
+              base + (head + 1) * a.Lk * row_bytes);
 }
 
 // The merge, in the split kernel: every block that wrote a partial counts itself in its kv head's
@@ -256,11 +278,12 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(DecodeArgs a) {
   float* sRed = sP + kRT * a.ks_max;                         // [G][kRT][D]
   float* sML = sRed + G * kRT * D;                           // [kRT][2]
 
-  pdl_begin();  // the merge kernel (a programmatic dependent) waits for this grid itself
-
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int split = blockIdx.x;
   const int64_t g = blockIdx.y, b = blockIdx.z;
+  prefetch_split(a, split, g, b, D * E::kSize);
+  pdl_begin();  // the merge kernel (a programmatic dependent) waits for this grid itself
+
   bool bad;
   const int64_t kv_len = read_kv_len(a.kv_len, a.kv_len_dt, a.Lk, &bad);
   if (bad) return nan_rows(a, g, b, D, tid, kThreads);
@@ -452,10 +475,11 @@ __global__ void __launch_bounds__(kMmaWarps * 32) decode_mma_kernel(DecodeArgs a
   float* sO = reinterpret_cast<float*>(smem16);
   float* sML = sO + kMmaWarps * R * OP;
 
-  pdl_begin();
-
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int split = blockIdx.x, g = blockIdx.y, b = blockIdx.z;
+  prefetch_split(a, split, g, b, D * 2);
+  pdl_begin();
+
   const int rows = a.rows, Lq = static_cast<int>(a.Lq);
   // Query rows of this kv head: row r is (head g·group + r / Lq, position r % Lq), contiguous.
   const int64_t row0 = (static_cast<int64_t>(b) * a.Hq + static_cast<int64_t>(g) * a.group) * Lq;
@@ -832,6 +856,8 @@ void launch_decode(const SdpaLaunch& a, cudaStream_t s, int device) {
   d.kv_len_dt = static_cast<int>(a.kv_len_dtype);
   d.scale_log2 = a.scale * kLog2e;
   d.causal = a.causal;
+  static const bool prefetch = env_on("LOOM_DECODE_L2_PREFETCH");
+  d.prefetch = prefetch;
   d.q_pairs = a.q_dtype == a.kv_dtype && (reinterpret_cast<uintptr_t>(a.q) & 3u) == 0;
   d.q_f32x2 = a.q_dtype == DType::f32 && (reinterpret_cast<uintptr_t>(a.q) & 7u) == 0;
   const bool mma = use_mma(a);

@@ -39,7 +39,8 @@ cudaStream_t stream_for(const KernelContext& c);
 std::shared_ptr<Storage> scratch(int device, size_t bytes);
 // kSplitCounters ints of `device`, zeroed when its backend is made, for kernels whose last block to
 // finish a share of the work completes it (the split-KV decode's merge); kernels leave them zero.
-constexpr int kSplitCounters = 1 << 16;
+// The decode merge counts per (batch, kv head) of a one-wave launch: at most 2 per SM.
+constexpr int kSplitCounters = 4096;
 int* split_counters(int device);
 // Multiprocessors of `device` (queried once per device): grid sizes of one-wave kernels.
 int sm_count(int device);

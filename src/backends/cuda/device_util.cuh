@@ -199,4 +199,20 @@ __device__ __forceinline__ void store(int dt, void* p, int64_t i, bool v) {
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
 
+// Asks the L2 for the 16-byte units of [p, p + bytes) that lie before `end` (an sm_90 bulk
+// prefetch: no registers, no shared memory, nothing to wait for). The array holding p starts
+// 16-byte aligned, so rounding p down stays inside it.
+__device__ __forceinline__ void prefetch_l2(const uint8_t* p, int64_t bytes, const uint8_t* end) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const auto a0 = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{15};
+  const auto a1 =
+      min(reinterpret_cast<uintptr_t>(p + bytes) + 15, reinterpret_cast<uintptr_t>(end)) &
+      ~uintptr_t{15};
+  if (a1 > a0)
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(a0),
+                 "r"(static_cast<unsigned>(a1 - a0))
+                 : "memory");
+#endif
+}
+
 }  // namespace loom::backends::cuda

@@ -268,13 +268,14 @@ Runs run_lut(DType it, bool per_row, DType table_dt, int64_t n, int64_t k, int64
 }
 
 // Lookup-table indices in the tensor GEMV: u4 / u8 indices, one f16 table or one f32 table per
-// row (u8 per row is folded at compile time), k of several steps with the last partial.
+// row (u8 per row is folded at compile time), k of several steps with the last partial; n = 37
+// leaves a last row group of one row.
 TEST(CudaQuantizedMatmul, LookupTableTensorGemv) {
   REQUIRE_GPU();
   const int64_t n = 37, k = 4192;
   for (DType it : {u4, u8})
     for (bool per_row : {false, true})
-      for (int64_t m : {1, 3, 8}) {
+      for (int64_t m : {1, 2, 3, 8}) {
         if (it == u8 && per_row) continue;
         SCOPED_TRACE(std::string(dtype_name(it)) + (per_row ? " per-row" : " shared") +
                      " m=" + std::to_string(m));

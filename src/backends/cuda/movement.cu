@@ -426,6 +426,9 @@ __global__ void rope_write_kv_kernel(KvWriteArgs a) {
 // math, rounded to f32, then to the cache's dtype.
 constexpr int kRopeHeads = 4;
 
+// Its own arguments, not KvWriteArgs: that struct's two RopeArgs (128 frequencies each) make a
+// 2.3 KB parameter block against 1.2 KB here, and the kernel taking it measured 4.46 instead of
+// 3.92 us per Mistral-7B layer (H100, CUPTI).
 struct KvFastArgs {
   const float *k, *v, *q;  // [B, Hk, L, D], [B, Hv, L, D], [B, Hq, L, D] (q may be null)
   const void* pos;         // [L] or [B, L] (pos_batched)

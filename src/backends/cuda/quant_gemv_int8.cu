@@ -584,9 +584,13 @@ constexpr size_t kMaxStagedSmem = 113 * 1024;
 
 constexpr int kXqThreads = 128;  // quantize_x_kernel: 16 blocks of 32 per CTA
 
-// LOOM_QMM_INT8_FEW_ROWS=0: rows are never few (launch_int8); read once, for A/B timing.
+// LOOM_QMM_INT8_FEW_ROWS=1: launch_int8 may take the few-rows kernel (off by default since
+// session 12, see there); read once, for A/B timing.
 bool few_rows_enabled() {
-  static const bool on = env_on("LOOM_QMM_INT8_FEW_ROWS");
+  static const bool on = [] {
+    const char* e = std::getenv("LOOM_QMM_INT8_FEW_ROWS");
+    return e && e[0] == '1';
+  }();
   return on;
 }
 
@@ -617,7 +621,11 @@ void launch_int8(cudaStream_t s, const Int8Args& a, size_t smem, bool staged) {
       // bytes in flight. H100,
       // kernel trace of a Mistral-7B step, us per call: q/k/v 7.43 -> 7.09, output 7.93 -> 7.39,
       // down 20.54 -> 18.12; gate/up (9 groups per warp) 25.87 -> 26.40, so it keeps 3 CTAs.
-      // (One CTA per SM of 8 stages: output 8.29, down 19.14.)
+      // (One CTA per SM of 8 stages: output 8.29, down 19.14.) Since the early weight copies and
+      // the x images it lost in the step: Mistral-7B 400.4 with it, 404.7 without, 394.8 with it
+      // for k <= 4096 only; SmolLM2 1423.5 / 1429.3 (session 12, alternating in one call). Kept
+      // behind LOOM_QMM_INT8_FEW_ROWS=1: the standalone 4096 x 4096 GEMV still prefers it (6.6
+      // against 7.2 us), 4096 x 14336 not (17.6 against 17.0).
       const int fit = resident_ctas(reinterpret_cast<const void*>(kern), device, kWarps * 32, smem);
       const int64_t groups = (a.n + rows - 1) / rows;
       const size_t few_smem = smem - S::kBytes + Few::kBytes;

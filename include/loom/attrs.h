@@ -185,6 +185,20 @@ struct RopeAttrs {
   int64_t rotary_dim = 0;     // 0: the whole head dim
   LOOM_FIELDS(interleaved, theta, position_scale, rotary_dim)
 };
+// rope_write_kv_sdpa: rope_write_kv's attributes (the rope), then sdpa's.
+struct RopeSdpaAttrs {
+  bool interleaved = false;
+  double theta = 10000;
+  double position_scale = 1;
+  int64_t rotary_dim = 0;
+  bool causal = false;
+  double scale = 0;
+  bool has_mask = false;
+  bool has_kv_len = false;
+  LOOM_FIELDS(interleaved, theta, position_scale, rotary_dim, causal, scale, has_mask, has_kv_len)
+  RopeAttrs rope() const { return {interleaved, theta, position_scale, rotary_dim}; }
+  SdpaAttrs sdpa() const { return {causal, scale, has_mask, has_kv_len}; }
+};
 // Affine quantization x ≈ (q − zero_point) · scale. Granularity follows the scale's shape:
 // one element: per tensor; a vector of q.shape[axis] values: per axis; q's shape with
 // q.shape[axis] replaced by ceil(q.shape[axis] / block_size): per block of `block_size` along axis.

@@ -106,6 +106,27 @@ std::vector<TensorType> infer_rope_write_kv(const InferContext& ctx) {
   return out;
 }
 
+// rope_write_kv_sdpa(k_cache, v_cache, k, v, positions, starts, q [, mask] [, kv_len]) =
+// rope_write_kv(k_cache, v_cache, k, v, positions, starts, q) -> (k_cache', v_cache', q'), then
+// sdpa(q', k_cache', v_cache' [, mask] [, kv_len]): each part's rules (errors under this op's
+// name). Results: both caches (written in place) and the attention.
+std::vector<TensorType> infer_rope_write_kv_sdpa(const InferContext& ctx) {
+  const auto& a = ctx.attrs_as<RopeSdpaAttrs>();
+  const size_t want = 7 + (a.has_mask ? 1 : 0) + (a.has_kv_len ? 1 : 0);
+  if (ctx.inputs.size() != want)
+    ctx.fail("expects ", want, " inputs (k_cache, v_cache, k, v, positions, starts, q",
+             a.has_mask ? ", mask" : "", a.has_kv_len ? ", kv_len" : "", "), got ",
+             ctx.inputs.size());
+  const auto rope_attrs = make_attrs(a.rope());
+  const auto kv =
+      infer_rope_write_kv(InferContext{ctx.info, *rope_attrs, ctx.inputs.subspan(0, 7), {}});
+  std::vector<TensorType> sdpa_in = {kv[2], kv[0], kv[1]};
+  for (size_t i = 7; i < want; ++i) sdpa_in.push_back(ctx.inputs[i]);
+  const auto sdpa_attrs = make_attrs(a.sdpa());
+  const auto out = infer_sdpa(InferContext{ctx.info, *sdpa_attrs, sdpa_in, {}});
+  return {kv[0], kv[1], out[0]};
+}
+
 }  // namespace
 
 void register_attention_ops(OpRegistry& r) {
@@ -114,6 +135,8 @@ void register_attention_ops(OpRegistry& r) {
   r.mutable_info(op::rope_write_slice).infer = infer_rope_write_slice;
   r.mutable_info(op::rope_write_kv).infer = infer_rope_write_kv;
   r.mutable_info(op::rope_write_kv).inplace_outputs = 2;  // the two caches
+  r.mutable_info(op::rope_write_kv_sdpa).infer = infer_rope_write_kv_sdpa;
+  r.mutable_info(op::rope_write_kv_sdpa).inplace_outputs = 2;
 }
 
 }  // namespace loom::ir

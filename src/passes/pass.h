@@ -65,6 +65,7 @@ void quantized_matmul_fusion(PassContext& ctx);
 void merge_parallel_matmuls(PassContext& ctx);
 void fuse_rope_into_write_slice(PassContext& ctx);
 void fuse_kv_cache_write(PassContext& ctx);
+void fuse_rope_write_kv_into_sdpa(PassContext& ctx);
 void fuse_add_rms_norm(PassContext& ctx);
 void fuse_add_rms_norm_into_quantized_matmul(PassContext& ctx);
 void fuse_swiglu_into_quantized_matmul(PassContext& ctx);

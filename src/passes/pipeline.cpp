@@ -32,6 +32,10 @@ const std::vector<PassInfo>& pipeline() {
        "right after fuse_rope_into_write_slice, which makes the rope_write_slice it pairs with "
        "the value write",
        fuse_kv_cache_write},
+      {"fuse_rope_write_kv_into_sdpa",
+       "right after fuse_kv_cache_write, which makes the rope_write_kv whose caches and rotated "
+       "queries the attention reads",
+       fuse_rope_write_kv_into_sdpa},
       {"fuse_add_rms_norm",
        "after CSE (duplicate adds merged) and the pattern rewrites; before stitch, which would "
        "otherwise take the add into a stitched region and hide it (stitch then still fuses what "

@@ -174,17 +174,20 @@ std::vector<Device> cpu_and_gpu() {
 
 // Each layer's rotated keys go straight into its KV cache: fuse_rope_into_write_slice makes one
 // rope_write_slice per layer, and fuse_kv_cache_write joins it, the values' write_slice and the
-// queries' rope into one rope_write_kv. The logits equal the unfused model's bit for bit on the
-// CPU over a prefill and decode steps (the same rope rows, without the temporaries), and on a GPU
-// (the same rope math in the fused kernel) where there is one.
+// queries' rope into one rope_write_kv, and fuse_rope_write_kv_into_sdpa that with the attention
+// over the caches (on a GPU, one decode kernel). The logits equal the unfused model's bit for bit
+// on the CPU over a prefill and decode steps (the same rope rows, without the temporaries), and on
+// a GPU (the same rope math in the fused kernel) where there is one.
 TEST(LlamaFusion, RopeIsFusedIntoEachLayersKeyCacheWrite) {
   for (const Device& d : cpu_and_gpu()) {
     SCOPED_TRACE(d.to_string());
     LlamaModel fused = load(d, -1, false), plain = load_without(d, "fuse_rope_into_write_slice");
     const std::string text = fused.executable().to_text();
-    EXPECT_EQ(count(text, "rope_write_kv("), 2u) << text;  // the tiny model has 2 layers
-    EXPECT_EQ(count(text, " rope("), 0u) << text;          // the queries' went in too
-    EXPECT_EQ(count(text, "write_slice("), 0u) << text;    // and the values' write
+    // ... and fuse_rope_write_kv_into_sdpa that with the layer's attention (2 layers).
+    EXPECT_EQ(count(text, "rope_write_kv_sdpa("), 2u) << text;
+    EXPECT_EQ(count(text, " sdpa("), 0u) << text;
+    EXPECT_EQ(count(text, " rope("), 0u) << text;        // the queries' went in too
+    EXPECT_EQ(count(text, "write_slice("), 0u) << text;  // and the values' write
     EXPECT_EQ(count(plain.executable().to_text(), "rope_write_kv("), 0u);
     EXPECT_EQ(count(plain.executable().to_text(), "rope_write_slice("), 0u);
     // On the GPU, a tolerance far below any indexing or math slip, in case a library kernel
@@ -463,6 +466,21 @@ TEST(LlamaCuda, F16KvCacheMatchesF32Cache) {
   EXPECT_LT(worst, 4e-2);
   EXPECT_GT(worst, 0.0) << "an f16 cache that changes nothing was not rounded";
   EXPECT_NE(half.decode_status().find("captured"), std::string::npos) << half.decode_status();
+  // A cache row past the end, fed to the executable (LlamaModel checks positions on the host):
+  // the decode kernel that writes the row (rope_write_kv_sdpa) reports it under the op's name.
+  try {
+    half.executable().run({{"tokens", NDArray::from_vector<int64_t>({3}, {1, 1})},
+                           {"positions", NDArray::from_vector<int32_t>({0}, {1})},
+                           {"cache_at", NDArray::from_vector<int64_t>({0, 0, 256, 0}, {4})},
+                           {"kv_len", NDArray::from_vector<int64_t>({1}, {})},
+                           {"last", NDArray::from_vector<int64_t>({0, 0, 0}, {3})}});
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(
+                  "[rope_write_kv_sdpa] start 256 + size 1 on axis 2 exceeds dim 256"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(LlamaCuda, IndexErrorsFoundOnTheDeviceAreRaised) {
@@ -480,7 +498,8 @@ TEST(LlamaCuda, IndexErrorsFoundOnTheDeviceAreRaised) {
     exe.run(feeds(3, 64));  // one row past a cache of 64
     ADD_FAILURE() << "no error";
   } catch (const Error& e) {
-    // The layer's fused cache write (fuse_kv_cache_write) names itself.
+    // The layer's fused cache write names itself (head dim 32: CUDA runs rope_write_kv_sdpa as
+    // its rope_write_kv and sdpa kernels; F16KvCacheMatchesF32Cache checks the fused kernel's).
     std::string m = e.what();
     EXPECT_NE(m.find("[rope_write_kv] start 64 + size 1 on axis 2 exceeds dim 64"),
               std::string::npos)

@@ -186,6 +186,7 @@ TEST(OpCaseCoverage, EveryCaseRoundTripsThroughAPackage) {
   std::filesystem::remove(path);
   EXPECT_TRUE(seen.count(ir::op::rope_write_slice));
   EXPECT_TRUE(seen.count(ir::op::rope_write_kv));
+  EXPECT_TRUE(seen.count(ir::op::rope_write_kv_sdpa));
   EXPECT_TRUE(seen.count(ir::op::add_rms_norm_quantized_matmul));
 }
 

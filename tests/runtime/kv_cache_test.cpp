@@ -301,7 +301,10 @@ TEST(KvCache, RopeIsFusedIntoTheCacheWrite) {
     CompileOptions rope_only;
     rope_only.disabled_passes = {"fuse_kv_cache_write"};
     auto fused = s.g.compile(s.outputs, rope_only);
-    auto kv = s.g.compile(s.outputs);
+    CompileOptions kv_only;
+    kv_only.disabled_passes = {"fuse_rope_write_kv_into_sdpa"};
+    auto kv = s.g.compile(s.outputs, kv_only);
+    auto kv_sdpa = s.g.compile(s.outputs);
     CompileOptions off;
     off.disabled_passes = {"fuse_rope_into_write_slice"};
     auto plain = s.g.compile(s.outputs, off);
@@ -340,13 +343,25 @@ TEST(KvCache, RopeIsFusedIntoTheCacheWrite) {
     EXPECT_EQ(count(kv_text, "rope_write_kv("), 2u) << kv_text;
     EXPECT_EQ(count(kv_text, "write_slice("), 0u) << kv_text;
     EXPECT_EQ(count(kv_text, " rope("), 0u) << kv_text;
+    // Then fuse_rope_write_kv_into_sdpa (on by default) joins each rope_write_kv and the sdpa
+    // over its caches and rotated queries: again the same values bit for bit on the CPU.
+    EXPECT_NE(joined(kv_sdpa.pass_log())
+                  .find("[fuse_rope_write_kv_into_sdpa] fused 2 cache write(s) into the "
+                        "attention that reads them"),
+              std::string::npos)
+        << joined(kv_sdpa.pass_log());
+    const std::string kv_sdpa_text = kv_sdpa.to_text();
+    EXPECT_EQ(count(kv_sdpa_text, "rope_write_kv_sdpa("), 2u) << kv_sdpa_text;
+    EXPECT_EQ(count(kv_sdpa_text, "rope_write_kv("), 0u) << kv_sdpa_text;
+    EXPECT_EQ(count(kv_sdpa_text, " sdpa("), 0u) << kv_sdpa_text;
 
     uint64_t seed = rng();
     for (const Feeds& f : rope_stack_steps(cfg.dt, seed)) {
-      auto a = fused.run(f), b = plain.run(f), c = ref.run(f), d = kv.run(f);
+      auto a = fused.run(f), b = plain.run(f), c = ref.run(f), d = kv.run(f), e = kv_sdpa.run(f);
       ASSERT_EQ(a.size(), 1u);
       EXPECT_EQ(a[0].to_doubles(), b[0].to_doubles()) << "seed " << seed;
       EXPECT_EQ(d[0].to_doubles(), b[0].to_doubles()) << "seed " << seed;
+      EXPECT_EQ(e[0].to_doubles(), b[0].to_doubles()) << "seed " << seed;
       auto va = a[0].to_doubles(), vc = c[0].to_doubles();
       const double tol = cfg.dt == f32 && cache_dt == f32 ? 1e-4 : 3e-2;
       for (size_t i = 0; i < va.size(); ++i)
@@ -356,6 +371,7 @@ TEST(KvCache, RopeIsFusedIntoTheCacheWrite) {
       EXPECT_EQ(fused.variable(var).dtype(), cache_dt) << var;
       EXPECT_EQ(fused.variable(var).to_doubles(), plain.variable(var).to_doubles()) << var;
       EXPECT_EQ(kv.variable(var).to_doubles(), plain.variable(var).to_doubles()) << var;
+      EXPECT_EQ(kv_sdpa.variable(var).to_doubles(), plain.variable(var).to_doubles()) << var;
       auto va = fused.variable(var).to_doubles(), vc = ref.variable(var).to_doubles();
       const double tol = cfg.dt == f32 && cache_dt == f32 ? 1e-4 : 3e-2;
       for (size_t i = 0; i < va.size(); ++i)
@@ -364,6 +380,7 @@ TEST(KvCache, RopeIsFusedIntoTheCacheWrite) {
     // The fused executables wrote the caches in place too: no copies.
     EXPECT_EQ(fused.variable_bytes_copied(), 0);
     EXPECT_EQ(kv.variable_bytes_copied(), 0);
+    EXPECT_EQ(kv_sdpa.variable_bytes_copied(), 0);
   }
 }
 

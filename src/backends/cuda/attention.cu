@@ -10,6 +10,7 @@
 #include "backends/cuda/cuda_common.h"
 #include "backends/cuda/pdl.cuh"
 #include "backends/cuda/rope.cuh"
+#include "backends/rope_kv_sdpa.h"
 
 namespace loom::backends::cuda {
 namespace {
@@ -129,9 +130,9 @@ void launch_fallback(const SdpaLaunch& l, cudaStream_t s) {
   LOOM_CUDA_LAUNCHED();
 }
 
-void sdpa(const KernelContext& c) {
-  const auto& at = c.attrs_as<SdpaAttrs>();
-  const NDArray &q = c.inputs[0], &k = c.inputs[1], &v = c.inputs[2], &out = c.outputs[0];
+// sdpa's launch for q, k, v, out and the optional inputs (mask, kv_len) after them.
+SdpaLaunch sdpa_args(const SdpaAttrs& at, const NDArray& q, const NDArray& k, const NDArray& v,
+                     const NDArray& out, std::span<const NDArray> optional) {
   SdpaLaunch a;
   a.q = q.data(), a.k = k.data(), a.v = v.data(), a.out = out.data();
   a.q_dtype = q.dtype(), a.kv_dtype = k.dtype(), a.out_dtype = out.dtype();
@@ -139,20 +140,62 @@ void sdpa(const KernelContext& c) {
   a.Hkv = k.shape()[1], a.Lk = k.shape()[2], a.Dv = v.shape()[3];
   a.scale = static_cast<float>(at.scale > 0 ? at.scale : 1.0 / std::sqrt(static_cast<double>(a.D)));
   a.causal = at.causal;
-  size_t next = 3;
+  size_t next = 0;
   if (at.has_mask) {
-    const NDArray& mk = c.inputs[next++];
+    const NDArray& mk = optional[next++];
     a.mask = mk.data();
     a.mask_dtype = mk.dtype();
     auto st = broadcast_strides(mk.shape(), Shape({a.B, a.Hq, a.Lq, a.Lk}));
     for (int d = 0; d < 4; ++d) a.mask_strides[d] = st[static_cast<size_t>(d)];
   }
   if (at.has_kv_len) {
-    a.kv_len = c.inputs[next].data();
-    a.kv_len_dtype = c.inputs[next].dtype();
+    a.kv_len = optional[next].data();
+    a.kv_len_dtype = optional[next].dtype();
   }
-  cudaStream_t s = stream_for(c);
-  sdpa_launch(a, s, out.device().index);
+  return a;
+}
+
+void sdpa(const KernelContext& c) {
+  const NDArray& out = c.outputs[0];
+  sdpa_launch(sdpa_args(c.attrs_as<SdpaAttrs>(), c.inputs[0], c.inputs[1], c.inputs[2], out,
+                        c.inputs.subspan(3)),
+              stream_for(c), out.device().index);
+}
+
+// rope_write_kv_sdpa(k_cache, v_cache, k, v, positions, starts, q [, mask] [, kv_len]). A decode
+// step (one new row of f32 k / v / q, interleaved rope over every dim, caches written in place
+// that the tensor-core decode kernel reads): that kernel rotates q as it loads it and writes the
+// new key and value rows itself (attention_decode.cu), so no rope_write_kv kernel runs before it.
+// Otherwise rope_write_kv's kernel (`kv`), then sdpa's, with the rotated q in scratch.
+// LOOM_DECODE_ROPE_KV=0: always the pair (A/B timing).
+void rope_write_kv_sdpa(const KernelContext& c, const KernelFn& kv) {
+  const auto& at = c.attrs_as<RopeSdpaAttrs>();
+  const NDArray &kc = c.inputs[0], &vc = c.inputs[1], &k = c.inputs[2], &v = c.inputs[3];
+  const NDArray &pos = c.inputs[4], &starts = c.inputs[5], &q = c.inputs[6];
+  const NDArray& out = c.outputs[2];
+  const int device = out.device().index;
+  static const bool fused_on = env_on("LOOM_DECODE_ROPE_KV");
+  const int64_t D = q.rank() == 4 ? q.shape()[3] : 0;
+  const Shape row = kc.rank() == 4 ? Shape({kc.shape()[0], kc.shape()[1], 1, D}) : Shape();
+  if (fused_on && at.interleaved && (at.rotary_dim == 0 || at.rotary_dim == D) &&
+      c.outputs[0].data() == kc.data() && c.outputs[1].data() == vc.data() &&
+      kc.dtype() == vc.dtype() && kc.shape() == vc.shape() && kc.rank() == 4 &&
+      kc.shape()[3] == D && k.dtype() == DType::f32 && v.dtype() == DType::f32 &&
+      k.shape() == row && v.shape() == row && starts.numel() == 4 &&
+      (pos.numel() == 1 || pos.shape() == Shape({kc.shape()[0], 1}))) {
+    SdpaLaunch a = sdpa_args(at.sdpa(), q, kc, vc, out, c.inputs.subspan(7));
+    a.rope_kv.k = k.data_as<float>(), a.rope_kv.v = v.data_as<float>();
+    a.rope_kv.pos = pos.data(), a.rope_kv.pos_dtype = pos.dtype();
+    a.rope_kv.pos_batched = pos.rank() == 2 && pos.shape()[0] != 1;
+    a.rope_kv.theta = at.theta, a.rope_kv.position_scale = at.position_scale;
+    a.rope_kv.starts = starts.data(), a.rope_kv.starts_dtype = starts.dtype();
+    a.rope_kv.err = device_error(device);
+    if (decode_rope_kv_supports(a)) return sdpa_launch(a, stream_for(c), device);
+  }
+  auto q_rot = scratch(device, storage_bytes(q.dtype(), q.numel()));
+  rope_kv_then_sdpa(c, NDArray(q_rot, q.dtype(), q.shape(), contiguous_strides(q.shape()), 0), kv,
+                    sdpa);
+  // The scratch q goes back to the cache when this returns; the stream orders its reuse.
 }
 
 // One thread per rope work item (rope.cuh): a rotated pair or a pass-through dim of a row.
@@ -189,6 +232,10 @@ const char* sdpa_path_name(SdpaPath p) {
   return "fallback";
 }
 
+bool decode_rope_kv_supports(const SdpaLaunch& a) {
+  return a.allow_fast && attn::decode_rope_kv_fits(a);
+}
+
 SdpaPath sdpa_path(const SdpaLaunch& a) {
   if (!a.allow_fast) return SdpaPath::kFallback;
   if (attn::decode_supports(a)) return SdpaPath::kDecode;
@@ -221,6 +268,10 @@ void sdpa_launch(const SdpaLaunch& a, cudaStream_t s, int device) {
 void register_attention(KernelTable& t) {
   t.set(ir::op::sdpa, sdpa);
   t.set(ir::op::rope, rope);
+  // After register_movement, which sets rope_write_kv's kernel.
+  t.set(ir::op::rope_write_kv_sdpa, [kv = *t.find(ir::op::rope_write_kv)](const KernelContext& c) {
+    rope_write_kv_sdpa(c, kv);
+  });
 }
 
 }  // namespace loom::backends::cuda

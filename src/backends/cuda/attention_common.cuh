@@ -75,6 +75,7 @@ void launch_flash(const SdpaLaunch& a, cudaStream_t s);
 int flash_variants(int64_t d);
 const char* flash_variant_name(int64_t d, int variant);
 bool decode_supports(const SdpaLaunch& a);
+bool decode_rope_kv_fits(const SdpaLaunch& a);  // decode_rope_kv_supports, less allow_fast
 void launch_decode(const SdpaLaunch& a, cudaStream_t s, int device);
 
 }  // namespace loom::backends::cuda::attn

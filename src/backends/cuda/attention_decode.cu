@@ -51,7 +51,8 @@ struct DecodeArgs {
   // The splits of (batch b, kv head g) count themselves in counters[b * Hkv + g] (null: the merge
   // kernel merges).
   int* counters;
-  bool prefetch;  // prefetch_split before pdl_begin (LOOM_DECODE_L2_PREFETCH=0: not)
+  bool prefetch;          // prefetch_split before pdl_begin (LOOM_DECODE_L2_PREFETCH=0: not)
+  SdpaLaunch::RopeKv rk;  // decode_mma_kernel<..., true>: q rotated as loaded, the new rows written
 };
 
 template <int KT>
@@ -148,6 +149,68 @@ __device__ __forceinline__ void prefetch_split(const DecodeArgs& a, int split, i
   const auto* base = static_cast<const uint8_t*>(threadIdx.x ? a.v : a.k);
   prefetch_l2(base + (head * a.Lk + j0) * row_bytes, (j1 - j0) * row_bytes,
               base + (head + 1) * a.Lk * row_bytes);
+}
+
+// rope_write_kv_sdpa: the cache row this step's key and value go to, starts[2] (the other starts
+// must be 0: the new rows span the caches' other axes). A start out of range is recorded under the
+// op's name by one thread of the grid and clamped, as rope_write_kv does.
+__device__ __forceinline__ int64_t rope_kv_row(const DecodeArgs& a, int D) {
+  int64_t st[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+    st[i] = static_cast<int>(a.rk.starts_dtype) == kI32
+                ? static_cast<const int32_t*>(a.rk.starts)[i]
+                : static_cast<const int64_t*>(a.rk.starts)[i];
+  const int64_t hi[4] = {0, 0, a.Lk - 1, 0}, dim[4] = {gridDim.z, a.Hkv, a.Lk, D},
+                size[4] = {gridDim.z, a.Hkv, 1, D};
+  for (int i = 0; i < 4; ++i)
+    if (st[i] < 0 || st[i] > hi[i]) {
+      if (blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0 && threadIdx.x == 0) {
+        DeviceError* e = a.rk.err;
+        e->axis = i, e->value = st[i], e->size = size[i], e->dim = dim[i];
+        __threadfence_system();
+        e->code = kErrRopeWriteKvSdpa;
+      }
+      st[i] = st[i] < 0 ? 0 : hi[i];
+    }
+  return st[2];
+}
+
+// Rotary angles of rope_write_kv_sdpa's position for pairs 0..D/2 - 1 into cs (cos, sin): the
+// frequencies and angles in double, as rope_args and rope_item compute them.
+__device__ __forceinline__ void rope_kv_angles(const DecodeArgs& a, int b, int D, double2* cs) {
+  const int t = static_cast<int>(threadIdx.x);
+  if (t >= D / 2) return;
+  const int64_t pi = a.rk.pos_batched ? b : 0;
+  const double pos =
+      load<double>(static_cast<int>(a.rk.pos_dtype), a.rk.pos, pi) / a.rk.position_scale;
+  const double freq = pow(a.rk.theta, -2.0 * static_cast<double>(t) / static_cast<double>(D));
+  double sn, c;
+  sincos(pos * freq, &sn, &c);
+  cs[t] = make_double2(c, sn);
+}
+
+// The rotated pair (x0, x1) of rotary pair p, as rope_item rounds it (double math, then f32).
+__device__ __forceinline__ float2 rope_pair(float2 x, double2 cs) {
+  return make_float2(static_cast<float>(x.x * cs.x - x.y * cs.y),
+                     static_cast<float>(x.y * cs.x + x.x * cs.y));
+}
+
+// rope_write_kv_sdpa's new key (rotated) and value rows of (batch b, kv head g), packed to the
+// cache's 16-bit type, into kd and vd (a cache row, or a warp's shared-memory copy of it): a lane
+// per pair, the warp's lanes over the D / 2 pairs.
+template <bool BF16, int D>
+__device__ __forceinline__ void rope_kv_new_rows(const DecodeArgs& a, int b, int g,
+                                                 const double2* cs, int lane, uint16_t* kd,
+                                                 uint16_t* vd) {
+  const size_t src = (static_cast<size_t>(b) * a.Hkv + g) * D;
+#pragma unroll
+  for (int p = lane; p < D / 2; p += 32) {
+    const float2 k = rope_pair(reinterpret_cast<const float2*>(a.rk.k + src)[p], cs[p]);
+    const float2 v = reinterpret_cast<const float2*>(a.rk.v + src)[p];
+    reinterpret_cast<uint32_t*>(kd)[p] = pack2<BF16>(k.x, k.y);
+    reinterpret_cast<uint32_t*>(vd)[p] = pack2<BF16>(v.x, v.y);
+  }
 }
 
 // The merge, in the split kernel: every block that wrote a partial counts itself in its kv head's
@@ -463,7 +526,12 @@ size_t mma_smem(int ks) {
   return std::max(kv, part);
 }
 
-template <bool BF16, int D, int NT>
+// ROPE (rope_write_kv_sdpa, one query position): q arrives unrotated and is rotated as its
+// fragments are packed; split 0's warp 0 writes this step's key (rotated) and value rows into the
+// caches, and the warp whose keys hold that row puts the same values into its shared-memory copy
+// (its cp.async read the row's old contents, which it overwrites): no rope_write_kv kernel before
+// this one, and its launch and wait leave the step.
+template <bool BF16, int D, int NT, bool ROPE = false>
 __global__ void __launch_bounds__(kMmaWarps * 32) decode_mma_kernel(DecodeArgs a) {
   constexpr int P = mma_pitch<D>(), OP = mma_out_pitch<D>();
   constexpr int CH = D / 8, KK = D / 16, R = 8 * NT;  // CH: 16-byte chunks per row
@@ -500,7 +568,24 @@ __global__ void __launch_bounds__(kMmaWarps * 32) decode_mma_kernel(DecodeArgs a
         for (int h = 0; h < 2; ++h) qb[nt][kk][h] = n < rows ? pair(base + kk * 16 + h * 8) : 0u;
     }
   };
-  if (a.q_pairs) {
+  __shared__ double2 rope_cs[ROPE ? D / 2 : 1];
+  __shared__ int64_t rope_row;
+  float2 raw[ROPE ? NT : 1][ROPE ? KK : 1][2];  // ROPE: q's pairs, rotated once the angles are in
+  if constexpr (ROPE) {
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      const int n = nt * 8 + lane / 4;
+      const int64_t base = (row0 + (n < rows ? n : 0)) * D + 2 * (lane % 4);
+#pragma unroll
+      for (int kk = 0; kk < KK; ++kk)
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+          raw[nt][kk][h] = *reinterpret_cast<const float2*>(static_cast<const float*>(a.q) + base +
+                                                            kk * 16 + h * 8);
+    }
+    rope_kv_angles(a, b, D, rope_cs);
+    if (tid == 0) rope_row = rope_kv_row(a, D);
+  } else if (a.q_pairs) {
     load_q([&](int64_t i) {
       return *reinterpret_cast<const uint32_t*>(static_cast<const uint16_t*>(a.q) + i);
     });
@@ -517,6 +602,26 @@ __global__ void __launch_bounds__(kMmaWarps * 32) decode_mma_kernel(DecodeArgs a
 
   bool bad;
   const int64_t kv_len = read_kv_len(a.kv_len, a.kv_len_dt, a.Lk, &bad);
+  if constexpr (ROPE) {  // every thread to the barrier first, live split or not
+    __syncthreads();     // the angles and the row
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      const int n = nt * 8 + lane / 4;
+#pragma unroll
+      for (int kk = 0; kk < KK; ++kk)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const float2 r = rope_pair(raw[nt][kk][h], rope_cs[kk * 8 + h * 4 + lane % 4]);
+          qb[nt][kk][h] = n < rows ? pack2<BF16>(r.x, r.y) : 0u;
+        }
+    }
+    if (split == 0 && warp == 0) {  // this step's rows into the caches (even past kv_len)
+      const size_t o = ((static_cast<size_t>(b) * a.Hkv + g) * a.Lk + rope_row) * D;
+      rope_kv_new_rows<BF16, D>(a, b, g, rope_cs, lane,
+                                static_cast<uint16_t*>(const_cast<void*>(a.k)) + o,
+                                static_cast<uint16_t*>(const_cast<void*>(a.v)) + o);
+    }
+  }
   if (bad) return nan_rows(a, g, b, D, tid, kMmaWarps * 32);
   // The split's keys, divided by the actual length in multiples of 16 per warp.
   const SplitPlan plan = split_plan(kv_len, a.nsplit, a.step, a.ks_max);
@@ -563,6 +668,14 @@ __global__ void __launch_bounds__(kMmaWarps * 32) decode_mma_kernel(DecodeArgs a
   for (int nt = 0; nt < NT; ++nt)
     mrow[nt][0] = mrow[nt][1] = -INFINITY, lrow[nt][0] = lrow[nt][1] = 0.f;
 
+  if constexpr (ROPE) {
+    if (rope_row >= wj0 && rope_row < wj1) {  // this warp's copy of the row: the new values
+      cp_async_wait<0>();
+      __syncwarp();
+      const int r = static_cast<int>(rope_row - wj0);
+      rope_kv_new_rows<BF16, D>(a, b, g, rope_cs, lane, wK + r * P, wV + r * P);
+    }
+  }
   cp_async_wait<1>();  // this lane's K copies have landed; __syncwarp publishes the others'
   __syncwarp();
   for (int t = 0; t < ntiles; ++t) {
@@ -775,9 +888,9 @@ void launch_split(const DecodeArgs& a, int64_t B, cudaStream_t s) {
   launch_pdl(kern, grid, kThreads, smem, s, a);
 }
 
-template <bool BF16, int D, int NT>
+template <bool BF16, int D, int NT, bool ROPE = false>
 void launch_split_mma(const DecodeArgs& a, int64_t B, cudaStream_t s) {
-  auto kern = decode_mma_kernel<BF16, D, NT>;
+  auto kern = decode_mma_kernel<BF16, D, NT, ROPE>;
   size_t smem = mma_smem<D, NT>(a.ks_max);
   LOOM_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        static_cast<int>(smem)));
@@ -793,7 +906,9 @@ SplitFn split_fn(int64_t d) {
 }
 // The tensor-core kernel for D and the rows per kv head (one n8 tile up to 8 rows, else two).
 template <bool BF16>
-SplitFn mma_fn(int64_t d, int rows) {
+SplitFn mma_fn(int64_t d, int rows, bool rope) {
+  if (rope)
+    return d == 64 ? launch_split_mma<BF16, 64, 1, true> : launch_split_mma<BF16, 128, 1, true>;
   if (rows <= 8) return d == 64 ? launch_split_mma<BF16, 64, 1> : launch_split_mma<BF16, 128, 1>;
   return d == 64 ? launch_split_mma<BF16, 64, 2> : launch_split_mma<BF16, 128, 2>;
 }
@@ -844,6 +959,15 @@ bool decode_supports(const SdpaLaunch& a) {
   return (a.Lk + ks - 1) / ks <= kMaxSplits;
 }
 
+bool decode_rope_kv_fits(const SdpaLaunch& a) {
+  return decode_supports(a) && use_mma(a) && a.Lq == 1 && a.Hq / a.Hkv <= 8 &&
+         a.q_dtype == DType::f32 && (reinterpret_cast<uintptr_t>(a.q) & 7u) == 0 &&
+         (reinterpret_cast<uintptr_t>(a.rope_kv.k) & 7u) == 0 &&
+         (reinterpret_cast<uintptr_t>(a.rope_kv.v) & 7u) == 0 &&
+         (a.rope_kv.pos_dtype == DType::i32 || a.rope_kv.pos_dtype == DType::i64) &&
+         (a.rope_kv.starts_dtype == DType::i32 || a.rope_kv.starts_dtype == DType::i64);
+}
+
 void launch_decode(const SdpaLaunch& a, cudaStream_t s, int device) {
   DecodeArgs d{};
   d.q = a.q, d.k = a.k, d.v = a.v, d.out = a.out;
@@ -860,6 +984,11 @@ void launch_decode(const SdpaLaunch& a, cudaStream_t s, int device) {
   d.prefetch = prefetch;
   d.q_pairs = a.q_dtype == a.kv_dtype && (reinterpret_cast<uintptr_t>(a.q) & 3u) == 0;
   d.q_f32x2 = a.q_dtype == DType::f32 && (reinterpret_cast<uintptr_t>(a.q) & 7u) == 0;
+  const bool rope = a.rope_kv.k != nullptr;
+  LOOM_CHECK(!rope || decode_rope_kv_fits(a),
+             "[cuda] sdpa: the decode kernel cannot take "
+             "rope_write_kv_sdpa's rows for this launch");
+  d.rk = a.rope_kv;
   const bool mma = use_mma(a);
   d.ks_max = choose_split_keys(a, sm_count(device), mma);
   d.step = mma ? kTileKeys * kMmaWarps : 8;  // a 16-key tile per warp; 8 keys
@@ -873,11 +1002,11 @@ void launch_decode(const SdpaLaunch& a, cudaStream_t s, int device) {
     d.part_acc = reinterpret_cast<float*>(part->data());
     d.part_ml = d.part_acc + n_acc;
   }
-  SplitFn f =
-      mma ? (a.kv_dtype == DType::bf16 ? mma_fn<true>(a.D, d.rows) : mma_fn<false>(a.D, d.rows))
-      : a.kv_dtype == DType::f16  ? split_fn<kF16>(a.D)
-      : a.kv_dtype == DType::bf16 ? split_fn<kBF16>(a.D)
-                                  : split_fn<kF32>(a.D);
+  SplitFn f = mma ? (a.kv_dtype == DType::bf16 ? mma_fn<true>(a.D, d.rows, rope)
+                                               : mma_fn<false>(a.D, d.rows, rope))
+              : a.kv_dtype == DType::f16  ? split_fn<kF16>(a.D)
+              : a.kv_dtype == DType::bf16 ? split_fn<kBF16>(a.D)
+                                          : split_fn<kF32>(a.D);
   // One wave of blocks (about 2 per SM) with at most kKernelMergeSplits splits merges its own
   // splits (merge_if_last); other launches (and all with LOOM_DECODE_SELF_MERGE=0) are followed by
   // the merge kernel. (One wave has far fewer (batch, kv head) pairs than there are counters.)

@@ -14,6 +14,8 @@
 
 namespace loom::backends::cuda {
 
+struct DeviceError;  // cuda_common.h
+
 struct SdpaLaunch {
   // q [B,Hq,Lq,D], k [B,Hkv,Lk,D], v [B,Hkv,Lk,Dv], out [B,Hq,Lq,Dv]: contiguous, on the device.
   const void *q = nullptr, *k = nullptr, *v = nullptr;
@@ -37,6 +39,19 @@ struct SdpaLaunch {
   // The decode kernel: -1 chosen by shape (tensor cores for f16/bf16 K/V, D 64/128, group·Lq <=
   // 16), 0 the scalar kernel, 1 tensor cores where they apply.
   int decode_kernel = -1;
+  // rope_write_kv_sdpa's decode form (attention.cu): q is not yet rotated, and this step's key
+  // and value rows are written into k / v (the caches) at row `starts[2]` by the kernel itself.
+  // Only where decode_rope_kv_supports(this) holds.
+  struct RopeKv {
+    const float *k = nullptr, *v = nullptr;  // [B, Hkv, 1, D] f32, contiguous
+    const void* pos = nullptr;               // i32 / i64 [1] or [B, 1]
+    DType pos_dtype = DType::i32;
+    bool pos_batched = false;
+    double theta = 10000, position_scale = 1;
+    const void* starts = nullptr;  // i32 / i64 [4]: {0, 0, row, 0}
+    DType starts_dtype = DType::i64;
+    DeviceError* err = nullptr;  // where a start out of range is recorded
+  } rope_kv;
   bool allow_fast = true;   // false: always the fallback kernel (the before/after baseline)
   bool allow_cudnn = true;  // false: never cuDNN (Loom's own kernels); also LOOM_SDPA_CUDNN=0
 };
@@ -48,6 +63,9 @@ const char* sdpa_path_name(SdpaPath p);
 // of whether cuDNN could be loaded, probed once per process). When cuDNN then fails to build or
 // run a shape, sdpa_launch runs the flash kernel (or the fallback) instead and remembers it.
 SdpaPath sdpa_path(const SdpaLaunch& a);
+// Whether the decode kernel takes a.rope_kv (interleaved rope over every dim of an f32 q, one new
+// row, a cache its tensor-core kernel reads with at most 8 query rows per kv head).
+bool decode_rope_kv_supports(const SdpaLaunch& a);
 // Number of flash tile configurations for head dim d (variants 0..n-1).
 int sdpa_flash_variants(int64_t d);
 const char* sdpa_flash_variant_name(int64_t d, int variant);

@@ -198,11 +198,12 @@ class CudaBackend final : public Backend {
     if (e->code == kErrNone) return;
     DeviceError r{e->code, e->axis, e->value, e->size, e->dim};
     e->code = kErrNone;
-    const char* op = r.code == kErrDynamicSlice     ? "dynamic_slice"
-                     : r.code == kErrSliceUpdate    ? "slice_update"
-                     : r.code == kErrRopeWriteSlice ? "rope_write_slice"
-                     : r.code == kErrRopeWriteKv    ? "rope_write_kv"
-                                                    : "gather";
+    const char* op = r.code == kErrDynamicSlice      ? "dynamic_slice"
+                     : r.code == kErrSliceUpdate     ? "slice_update"
+                     : r.code == kErrRopeWriteSlice  ? "rope_write_slice"
+                     : r.code == kErrRopeWriteKv     ? "rope_write_kv"
+                     : r.code == kErrRopeWriteKvSdpa ? "rope_write_kv_sdpa"
+                                                     : "gather";
     if (r.code == kErrGather)
       fail("[", op, "] index ", r.value, " is out of range for axis ", r.axis, " of size ", r.dim,
            " (found on cuda:", index_, "; rows of that index were read from 0)");

@@ -67,7 +67,8 @@ enum : int {
   kErrSliceUpdate = 2,
   kErrGather = 3,
   kErrRopeWriteSlice = 4,
-  kErrRopeWriteKv = 5
+  kErrRopeWriteKv = 5,
+  kErrRopeWriteKvSdpa = 6
 };
 // Device pointer of `device`'s error record (host-mapped; reset after it is raised).
 DeviceError* device_error(int device);

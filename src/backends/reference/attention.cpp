@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "backends/reference/ref_util.h"
+#include "backends/rope_kv_sdpa.h"
 #include "ops/slice_starts.h"
 
 namespace loom::backends::ref {
@@ -137,6 +138,10 @@ void register_attention(KernelTable& t) {
         rope_write_kv_from(
             rope_write_slice, [](const KernelContext& c) { write_region(c, "rope_write_kv"); },
             rope));
+  t.set(ir::op::rope_write_kv_sdpa, [kv = *t.find(ir::op::rope_write_kv)](const KernelContext& c) {
+    const NDArray& q = c.inputs[6];
+    rope_kv_then_sdpa(c, NDArray(q.dtype(), q.shape()), kv, sdpa);
+  });
 }
 
 }  // namespace loom::backends::ref

@@ -95,6 +95,43 @@ OpCase rope_write_kv_case(const std::string& name, DType t, DType xt, DType vt, 
           }};
 }
 
+// rope_write_kv_sdpa(k_cache, v_cache, k, v, positions, starts, q [, kv_len]): rope_write_kv, then
+// causal sdpa over the written caches with the rotated q (made by fuse_rope_write_kv_into_sdpa, so
+// built directly into copies of the fed caches). One new row of f32 k / v / q into caches of dtype
+// `t`: the decode step CUDA's tensor-core decode kernel takes whole (f16 / bf16 caches, interleaved
+// rope over every dim), or other layouts its kernels run as the pair. The row lands anywhere in
+// the cache (fed start times {0, 0, 1, 0}), before or past kv_len (fed in [1, len]).
+OpCase rope_write_kv_sdpa_case(const std::string& name, DType t, int64_t hq, int64_t hkv,
+                               int64_t len, int64_t d, bool with_kv_len, RopeAttrs o) {
+  std::vector<InputSpec> in = {
+      {"kc", t, {1, hkv, len, d}},  {"vc", t, {1, hkv, len, d}},
+      {"k", f32, {1, hkv, 1, d}},   {"v", f32, {1, hkv, 1, d}},
+      {"p", i32, {1}, {}, 0, 5000}, {"s", i64, {4}, {}, 0, static_cast<double>(len)},
+      {"q", f32, {1, hq, 1, d}}};
+  if (with_kv_len) in.push_back({"n", i64, {}, {}, 1, static_cast<double>(len + 1)});
+  OpCase c{"rope_write_kv_sdpa/" + name, in,
+           [o, with_kv_len](Graph& g, const std::vector<Tensor>& in) {
+             Tensor kc = in[0] * 1.0, vc = in[1] * 1.0;
+             Tensor starts = in[5] * g.constant(NDArray::from_vector<int64_t>({0, 0, 1, 0}, {4}));
+             auto data = kc.graph_data();
+             auto v = [](const Tensor& t) { return ir::Value{t.node(), t.index()}; };
+             std::vector<ir::Value> args = {v(kc),    v(vc),     v(in[2]), v(in[3]),
+                                            v(in[4]), v(starts), v(in[6])};
+             if (with_kv_len) args.push_back(v(in[7]));
+             RopeSdpaAttrs a{o.interleaved, o.theta,    o.position_scale, o.rotary_dim, true, 0,
+                             false,         with_kv_len};
+             auto out = ir::add_node(*data, ir::op::rope_write_kv_sdpa, args, make_attrs(a));
+             std::vector<Tensor> r;
+             for (const auto& x : out) r.emplace_back(data, x.node, x.index);
+             return r;
+           }};
+  // The attention is f32, but a GPU's tensor cores take q and the probabilities in the cache's
+  // 16-bit type (as sdpa's decode kernel does).
+  if (t == f16) c.rtol = c.atol = 5e-3;
+  if (t == bf16) c.rtol = c.atol = 3e-2;
+  return c;
+}
+
 // slice_update(base, update, starts), or its in-place form write_slice (made by a pass, so built
 // directly into a copy of the fed base, as rope_write_case does), with an update of dtype `ut`
 // into a base of dtype `bt`: a float update of another dtype is converted to the base's, rounded
@@ -203,6 +240,19 @@ std::vector<OpCase> make() {
                                  true, {.theta = 1e6}));
   c.push_back(rope_write_kv_case("decode_no_q_f32_into_f16", f16, f32, f32, 4, 3, 12, 2, 32, false,
                                  {.interleaved = true, .position_scale = 2}));
+  // rope_write_kv_sdpa: Mistral-7B's decode step (GQA 32 / 8, D 128, f16 cache of 300: 3 key
+  // splits), SmolLM2's (9 / 3, D 64, bf16), and without kv_len; then what CUDA runs as the pair:
+  // an f32 cache, half-split rope, rotary_dim < D.
+  c.push_back(rope_write_kv_sdpa_case("decode_mistral_f16", f16, 32, 8, 300, 128, true,
+                                      {.interleaved = true, .theta = 1e6}));
+  c.push_back(rope_write_kv_sdpa_case("decode_smollm2_bf16", bf16, 9, 3, 200, 64, true,
+                                      {.interleaved = true, .theta = 1e5}));
+  c.push_back(rope_write_kv_sdpa_case("decode_no_kv_len_f16", f16, 4, 2, 40, 64, false,
+                                      {.interleaved = true, .position_scale = 2}));
+  c.push_back(rope_write_kv_sdpa_case("f32_cache", f32, 4, 2, 24, 32, true, {.interleaved = true}));
+  c.push_back(rope_write_kv_sdpa_case("half_split_f16", f16, 4, 2, 24, 64, true, {}));
+  c.push_back(rope_write_kv_sdpa_case("partial_rotary_f16", f16, 4, 4, 24, 64, true,
+                                      {.interleaved = true, .rotary_dim = 16}));
   // slice_update / write_slice converting the update: f32 into f16 (a Llama cache), f16 into f32,
   // f32 into bf16, f64 into f16; write_slice also with equal dtypes.
   for (bool in_place : {false, true}) {

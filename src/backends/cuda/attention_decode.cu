@@ -177,14 +177,19 @@ __device__ __forceinline__ int64_t rope_kv_row(const DecodeArgs& a, int D) {
 }
 
 // Rotary angles of rope_write_kv_sdpa's position for pairs 0..D/2 - 1 into cs (cos, sin): the
-// frequencies and angles in double, as rope_args and rope_item compute them.
-__device__ __forceinline__ void rope_kv_angles(const DecodeArgs& a, int b, int D, double2* cs) {
+// frequencies and angles in double, as rope_args and rope_item compute them. The frequency
+// (thread t < D / 2: pair t) reads no memory, so it is computed before pdl_begin.
+__device__ __forceinline__ double rope_kv_freq(const DecodeArgs& a, int D) {
+  const int t = static_cast<int>(threadIdx.x);
+  return t < D / 2 ? pow(a.rk.theta, -2.0 * static_cast<double>(t) / static_cast<double>(D)) : 0.0;
+}
+__device__ __forceinline__ void rope_kv_angles(const DecodeArgs& a, int b, int D, double freq,
+                                               double2* cs) {
   const int t = static_cast<int>(threadIdx.x);
   if (t >= D / 2) return;
   const int64_t pi = a.rk.pos_batched ? b : 0;
   const double pos =
       load<double>(static_cast<int>(a.rk.pos_dtype), a.rk.pos, pi) / a.rk.position_scale;
-  const double freq = pow(a.rk.theta, -2.0 * static_cast<double>(t) / static_cast<double>(D));
   double sn, c;
   sincos(pos * freq, &sn, &c);
   cs[t] = make_double2(c, sn);
@@ -546,6 +551,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32) decode_mma_kernel(DecodeArgs a
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int split = blockIdx.x, g = blockIdx.y, b = blockIdx.z;
   prefetch_split(a, split, g, b, D * 2);
+  const double freq = ROPE ? rope_kv_freq(a, D) : 0.0;
   pdl_begin();
 
   const int rows = a.rows, Lq = static_cast<int>(a.Lq);
@@ -583,7 +589,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32) decode_mma_kernel(DecodeArgs a
           raw[nt][kk][h] = *reinterpret_cast<const float2*>(static_cast<const float*>(a.q) + base +
                                                             kk * 16 + h * 8);
     }
-    rope_kv_angles(a, b, D, rope_cs);
+    rope_kv_angles(a, b, D, freq, rope_cs);
     if (tid == 0) rope_row = rope_kv_row(a, D);
   } else if (a.q_pairs) {
     load_q([&](int64_t i) {
@@ -602,35 +608,19 @@ __global__ void __launch_bounds__(kMmaWarps * 32) decode_mma_kernel(DecodeArgs a
 
   bool bad;
   const int64_t kv_len = read_kv_len(a.kv_len, a.kv_len_dt, a.Lk, &bad);
-  if constexpr (ROPE) {  // every thread to the barrier first, live split or not
-    __syncthreads();     // the angles and the row
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt) {
-      const int n = nt * 8 + lane / 4;
-#pragma unroll
-      for (int kk = 0; kk < KK; ++kk)
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const float2 r = rope_pair(raw[nt][kk][h], rope_cs[kk * 8 + h * 4 + lane % 4]);
-          qb[nt][kk][h] = n < rows ? pack2<BF16>(r.x, r.y) : 0u;
-        }
-    }
-    if (split == 0 && warp == 0) {  // this step's rows into the caches (even past kv_len)
-      const size_t o = ((static_cast<size_t>(b) * a.Hkv + g) * a.Lk + rope_row) * D;
-      rope_kv_new_rows<BF16, D>(a, b, g, rope_cs, lane,
-                                static_cast<uint16_t*>(const_cast<void*>(a.k)) + o,
-                                static_cast<uint16_t*>(const_cast<void*>(a.v)) + o);
-    }
-  }
-  if (bad) return nan_rows(a, g, b, D, tid, kMmaWarps * 32);
   // The split's keys, divided by the actual length in multiples of 16 per warp.
   const SplitPlan plan = split_plan(kv_len, a.nsplit, a.step, a.ks_max);
-  if (split >= plan.active) return;
+  if constexpr (!ROPE) {
+    if (bad) return nan_rows(a, g, b, D, tid, kMmaWarps * 32);
+    if (split >= plan.active) return;
+  }
+  // (ROPE: every thread still goes to the barrier below; a dead split copies nothing.)
+  const bool live = !bad && split < plan.active;
   const bool direct = plan.active == 1;  // no merge: this block writes the output
   const int64_t j0 = split * plan.per, j1 = min(j0 + plan.per, kv_len);
   const int64_t wper = plan.per / kMmaWarps;  // keys per warp, a multiple of 16
   const int64_t wj0 = j0 + warp * wper, wj1 = min(wj0 + wper, j1);
-  const int nkw = wj1 > wj0 ? static_cast<int>(wj1 - wj0) : 0;
+  const int nkw = live && wj1 > wj0 ? static_cast<int>(wj1 - wj0) : 0;
   const int ntiles = (nkw + kTileKeys - 1) / kTileKeys;
 
   // This warp's keys -> its rows of sK / sV; rows up to the tile edge are zero-filled (V rows
@@ -648,6 +638,29 @@ __global__ void __launch_bounds__(kMmaWarps * 32) decode_mma_kernel(DecodeArgs a
   for (int r = lane / CH; r < ntiles * kTileKeys; r += kRowStep)
     cp_async16(wV + r * P + cc * 8, vg + (r < nkw ? r : 0) * D + cc * 8, r < nkw);
   cp_async_commit();
+
+  if constexpr (ROPE) {  // with the copies in flight: q rotated, this step's rows written
+    __syncthreads();     // the angles and the row
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      const int n = nt * 8 + lane / 4;
+#pragma unroll
+      for (int kk = 0; kk < KK; ++kk)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const float2 r = rope_pair(raw[nt][kk][h], rope_cs[kk * 8 + h * 4 + lane % 4]);
+          qb[nt][kk][h] = n < rows ? pack2<BF16>(r.x, r.y) : 0u;
+        }
+    }
+    if (split == 0 && warp == 0) {  // into the caches (even past kv_len)
+      const size_t o = ((static_cast<size_t>(b) * a.Hkv + g) * a.Lk + rope_row) * D;
+      rope_kv_new_rows<BF16, D>(a, b, g, rope_cs, lane,
+                                static_cast<uint16_t*>(const_cast<void*>(a.k)) + o,
+                                static_cast<uint16_t*>(const_cast<void*>(a.v)) + o);
+    }
+    if (bad) return nan_rows(a, g, b, D, tid, kMmaWarps * 32);
+    if (!live) return;
+  }
 
   // Masking needs each of this lane's rows as (head, position): hoisted out of the key loop.
   const bool masked = a.causal || a.mask.p;

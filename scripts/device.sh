@@ -80,9 +80,6 @@ suite runtime cuda_runtime_test
 suite fft cuda_fft_test
 suite attention cuda_attention_test
 suite quant cuda_quant_test
-case " $SUITES " in *" quant "*)  # the few-rows GEMV kernel, off by default
-  LOOM_QMM_INT8_FEW_ROWS=1 gtest quant_few_rows cuda_quant_test --gtest_filter='*FewToManyRows*' ;;
-esac
 suite stitch cuda_stitch_test
 suite llama llama_cuda_test
 suite sampling sampling_test

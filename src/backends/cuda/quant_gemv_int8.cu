@@ -465,9 +465,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinCtas<MT>) gemv_int8_kernel(co
 // memory, the one it computes and kStages - 1 in flight: with 3 CTAs of 8 warps per SM that is
 // ~110 KB in flight per SM, well over the ~25-40 KB that keep HBM3 busy, so the warps that finish
 // their rows early do not starve the bandwidth at the end.
-constexpr int kStages = 3;        // with as many CTAs per SM as fit (3 for q4_0 at k = 4096)
-constexpr int kFewRowStages = 5;  // with kFewRowCtas per SM, when rows are few (launch_int8)
-constexpr int kFewRowCtas = 2;
+constexpr int kStages = 3;  // with as many CTAs per SM as fit (3 for q4_0 at k = 4096)
 constexpr int kStageBytes = 2304;
 template <int MT>
 constexpr int kStageRows = MT >= 4 ? 2 : 1;  // m >= 4: two weight rows share each x load
@@ -511,7 +509,7 @@ __device__ __forceinline__ void parse_staged(const uint8_t* slot, int off, float
 }
 
 template <int F, int MT, int ST>
-__global__ void __launch_bounds__(kWarps * 32, ST == kStages ? kMinCtas<MT> : kFewRowCtas)
+__global__ void __launch_bounds__(kWarps * 32, kMinCtas<MT>)
     gemv_int8_staged_kernel(const Int8Args a) {
   using B = Blk<F>;
   constexpr int R = kStageRows<MT>, NC = kCodeWords<B>;
@@ -584,16 +582,6 @@ constexpr size_t kMaxStagedSmem = 113 * 1024;
 
 constexpr int kXqThreads = 128;  // quantize_x_kernel: 16 blocks of 32 per CTA
 
-// LOOM_QMM_INT8_FEW_ROWS=1: launch_int8 may take the few-rows kernel (off by default since
-// session 12, see there); read once, for A/B timing.
-bool few_rows_enabled() {
-  static const bool on = [] {
-    const char* e = std::getenv("LOOM_QMM_INT8_FEW_ROWS");
-    return e && e[0] == '1';
-  }();
-  return on;
-}
-
 // smem: x's shared memory; the staged kernel adds its stages.
 template <int F, int MT>
 void launch_int8(cudaStream_t s, const Int8Args& a, size_t smem, bool staged) {
@@ -601,10 +589,8 @@ void launch_int8(cudaStream_t s, const Int8Args& a, size_t smem, bool staged) {
   int rows = kRows;  // per warp at a time
   int device = 0;    // the backend made the launch's device current (stream_for)
   LOOM_CUDA_CHECK(cudaGetDevice(&device));
-  int per_sm = 0;  // CTAs per SM; 0: as many as fit
   {
     using S = Stage<Blk<F>, kStageRows<MT>, kStages>;
-    using Few = Stage<Blk<F>, kStageRows<MT>, kFewRowStages>;
     // Staged at every size, also where the direct kernel's two-row pairs time better alone
     // (q4_0 4096 x 4096: 8.33 vs 8.10 us, 4096 x 14336: 22.3 vs 20.6 back to back): in a decode
     // step the staged kernel's first copies overlap the small kernel before it, and a Mistral-7B
@@ -615,27 +601,11 @@ void launch_int8(cudaStream_t s, const Int8Args& a, size_t smem, bool staged) {
       kern = gemv_int8_staged_kernel<F, MT, kStages>;
       rows = kStageRows<MT>;
       smem += S::kBytes;
-      // Few rows: under 4 row groups per warp with every CTA that fits (Mistral-7B's q/k/v,
-      // output and down projections: 1.3-1.9), the warps with one group more than the others
-      // set the time. Two CTAs per SM of 5 stages each deal the rows out more evenly with as many
-      // bytes in flight. H100,
-      // kernel trace of a Mistral-7B step, us per call: q/k/v 7.43 -> 7.09, output 7.93 -> 7.39,
-      // down 20.54 -> 18.12; gate/up (9 groups per warp) 25.87 -> 26.40, so it keeps 3 CTAs.
-      // (One CTA per SM of 8 stages: output 8.29, down 19.14.) Since the early weight copies and
-      // the x images it lost in the step: Mistral-7B 400.4 with it, 404.7 without, 394.8 with it
-      // for k <= 4096 only; SmolLM2 1423.5 / 1429.3 (session 12, alternating in one call). Kept
-      // behind LOOM_QMM_INT8_FEW_ROWS=1: the standalone 4096 x 4096 GEMV still prefers it (6.6
-      // against 7.2 us), 4096 x 14336 not (17.6 against 17.0).
-      const int fit = resident_ctas(reinterpret_cast<const void*>(kern), device, kWarps * 32, smem);
-      const int64_t groups = (a.n + rows - 1) / rows;
-      const size_t few_smem = smem - S::kBytes + Few::kBytes;
-      if (few_rows_enabled() && fit > kFewRowCtas &&
-          groups < 4 * static_cast<int64_t>(fit) * sm_count(device) * kWarps &&
-          kFewRowCtas * (few_smem + 1024) <= 228 * 1024) {
-        kern = gemv_int8_staged_kernel<F, MT, kFewRowStages>;
-        smem = few_smem;
-        per_sm = kFewRowCtas;
-      }
+      // (Sessions 7-12 also had a few-rows kernel, 2 CTAs per SM of 5 stages under 4 row groups
+      // per warp: faster alone at 4096 x 4096, 6.6 against 7.2 us, but slower in the decode step
+      // once the early weight copies and the x images came, Mistral-7B 400.4 against 404.7
+      // tok/s on an H100. Removed in session 13; so was a flat split of the blocks over warps,
+      // docs/benchmarks/cuda_quant.md.)
     }
   }
   // One wave of persistent CTAs, as many as fit on the SMs at once: x is quantized once per CTA
@@ -645,8 +615,7 @@ void launch_int8(cudaStream_t s, const Int8Args& a, size_t smem, bool staged) {
     const char* e = std::getenv("LOOM_QMM_INT8_CTAS");
     return e ? std::max(std::atoi(e), 0) : 0;
   }();
-  const int fit = resident_ctas(reinterpret_cast<const void*>(kern), device, kWarps * 32, smem);
-  per_sm = per_sm ? std::min(per_sm, fit) : fit;
+  int per_sm = resident_ctas(reinterpret_cast<const void*>(kern), device, kWarps * 32, smem);
   if (cap > 0) per_sm = std::min(per_sm, cap);
   const int64_t want = (a.n + kWarps * rows - 1) / (kWarps * rows);
   const auto grid = static_cast<unsigned>(

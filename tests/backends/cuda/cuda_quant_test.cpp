@@ -431,11 +431,8 @@ TEST(CudaQuantizedMatmul, FewLongRows) {
 }
 
 // From one row (most warps idle) to several row groups per warp, with k of exactly one staged
-// chunk per row (q4_0, kb = 128) and of a chunk and a part (kb = 160). With
-// LOOM_QMM_INT8_FEW_ROWS=1 (scripts/device.sh runs this test once more so), under 4 row groups
-// per warp the staged kernel runs 2 CTAs per SM of 5 stages, else every CTA that fits with 3:
-// 13000 rows take the latter on an H100 (132 SMs x 3 CTAs x 8 warps x 4 = 12672), the others the
-// former. By default every launch takes the latter.
+// chunk per row (q4_0, kb = 128) and of a chunk and a part (kb = 160): 13000 rows give every warp
+// of an H100's 132 SMs x 3 CTAs x 8 warps 4 or more.
 TEST(CudaQuantizedMatmul, FewToManyRowsPerWarp) {
   REQUIRE_GPU();
   for (q::Format f : {q::Format::q4_0, q::Format::q8_0})

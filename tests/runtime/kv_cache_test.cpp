@@ -484,13 +484,15 @@ TEST(KvCache, RopeWriteSliceRejectsBadInputs) {
   }
 
   // A start past the cache's end, found at run time: on the CPU's fused kernels (the KV-cache
-  // stack, where the passes made the nodes: rope_write_kv, or rope_write_slice without
-  // fuse_kv_cache_write) and on the reference kernel (the node built directly).
+  // stack, where the passes made the nodes: rope_write_kv_sdpa, rope_write_kv without
+  // fuse_rope_write_kv_into_sdpa, rope_write_slice without fuse_kv_cache_write) and on the
+  // reference kernel (the node built directly).
   RopeStack s = rope_stack(f32, {.interleaved = true});
   Feeds f = rope_stack_steps(f32, 3)[0];
   f[2].second = NDArray::from_vector<int64_t>({0, 0, RopeStack::kMaxLen - 2, 0}, {4});
-  for (const char* op : {"rope_write_kv", "rope_write_slice"}) {
+  for (const char* op : {"rope_write_kv_sdpa", "rope_write_kv", "rope_write_slice"}) {
     CompileOptions o;
+    if (std::string(op) == "rope_write_kv") o.disabled_passes = {"fuse_rope_write_kv_into_sdpa"};
     if (std::string(op) == "rope_write_slice") o.disabled_passes = {"fuse_kv_cache_write"};
     auto exe = s.g.compile(s.outputs, o);
     std::string run_err = error_of([&] { exe.run(f); });

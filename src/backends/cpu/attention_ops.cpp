@@ -4,7 +4,6 @@
 #include "backends/cpu/attention/sdpa.h"
 #include "backends/cpu/cpu_util.h"
 #include "backends/reference/ref_util.h"
-#include "backends/rope_kv_sdpa.h"
 #include "core/element.h"
 #include "ops/slice_starts.h"
 
@@ -122,10 +121,8 @@ void register_attention(KernelTable& t) {
   t.set(ir::op::rope_write_kv, ref::rope_write_kv_from(*t.find(ir::op::rope_write_slice),
                                                        *t.find(ir::op::write_slice), rope));
   // rope_write_kv, then sdpa (the rotated q in a temporary).
-  t.set(ir::op::rope_write_kv_sdpa, [kv = *t.find(ir::op::rope_write_kv)](const KernelContext& c) {
-    const NDArray& q = c.inputs[6];
-    rope_kv_then_sdpa(c, NDArray(q.dtype(), q.shape()), kv, sdpa);
-  });
+  t.set(ir::op::rope_write_kv_sdpa,
+        ref::rope_write_kv_sdpa_from(*t.find(ir::op::rope_write_kv), sdpa));
 }
 
 }  // namespace loom::backends::cpu

@@ -563,7 +563,9 @@ __global__ void __launch_bounds__(kMmaWarps * 32) decode_mma_kernel(DecodeArgs a
   // One loop per layout, so that all of a lane's loads are issued before the first is used (a
   // dtype switch per element kept an f32 Q's 64 loads apart: 10.9 vs 6.8 us per decode step).
   uint32_t qb[NT][KK][2];
-  auto load_q = [&](auto pair) {
+  // f(nt, kk, h, n, i) for each of the lane's Q pairs: group row n (past the group: row 0's
+  // element), element i of Q.
+  auto q_pairs = [&](auto f) {
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) {
       const int n = nt * 8 + lane / 4;
@@ -571,24 +573,20 @@ __global__ void __launch_bounds__(kMmaWarps * 32) decode_mma_kernel(DecodeArgs a
 #pragma unroll
       for (int kk = 0; kk < KK; ++kk)
 #pragma unroll
-        for (int h = 0; h < 2; ++h) qb[nt][kk][h] = n < rows ? pair(base + kk * 16 + h * 8) : 0u;
+        for (int h = 0; h < 2; ++h) f(nt, kk, h, n, base + kk * 16 + h * 8);
     }
+  };
+  auto load_q = [&](auto pair) {
+    q_pairs(
+        [&](int nt, int kk, int h, int n, int64_t i) { qb[nt][kk][h] = n < rows ? pair(i) : 0u; });
   };
   __shared__ double2 rope_cs[ROPE ? D / 2 : 1];
   __shared__ int64_t rope_row;
   float2 raw[ROPE ? NT : 1][ROPE ? KK : 1][2];  // ROPE: q's pairs, rotated once the angles are in
   if constexpr (ROPE) {
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt) {
-      const int n = nt * 8 + lane / 4;
-      const int64_t base = (row0 + (n < rows ? n : 0)) * D + 2 * (lane % 4);
-#pragma unroll
-      for (int kk = 0; kk < KK; ++kk)
-#pragma unroll
-        for (int h = 0; h < 2; ++h)
-          raw[nt][kk][h] = *reinterpret_cast<const float2*>(static_cast<const float*>(a.q) + base +
-                                                            kk * 16 + h * 8);
-    }
+    q_pairs([&](int nt, int kk, int h, int, int64_t i) {
+      raw[nt][kk][h] = *reinterpret_cast<const float2*>(static_cast<const float*>(a.q) + i);
+    });
     rope_kv_angles(a, b, D, freq, rope_cs);
     if (tid == 0) rope_row = rope_kv_row(a, D);
   } else if (a.q_pairs) {
@@ -641,17 +639,10 @@ __global__ void __launch_bounds__(kMmaWarps * 32) decode_mma_kernel(DecodeArgs a
 
   if constexpr (ROPE) {  // with the copies in flight: q rotated, this step's rows written
     __syncthreads();     // the angles and the row
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt) {
-      const int n = nt * 8 + lane / 4;
-#pragma unroll
-      for (int kk = 0; kk < KK; ++kk)
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const float2 r = rope_pair(raw[nt][kk][h], rope_cs[kk * 8 + h * 4 + lane % 4]);
-          qb[nt][kk][h] = n < rows ? pack2<BF16>(r.x, r.y) : 0u;
-        }
-    }
+    q_pairs([&](int nt, int kk, int h, int n, int64_t) {
+      const float2 r = rope_pair(raw[nt][kk][h], rope_cs[kk * 8 + h * 4 + lane % 4]);
+      qb[nt][kk][h] = n < rows ? pack2<BF16>(r.x, r.y) : 0u;
+    });
     if (split == 0 && warp == 0) {  // into the caches (even past kv_len)
       const size_t o = ((static_cast<size_t>(b) * a.Hkv + g) * a.Lk + rope_row) * D;
       rope_kv_new_rows<BF16, D>(a, b, g, rope_cs, lane,

@@ -130,6 +130,15 @@ KernelFn rope_write_kv_from(KernelFn rope_write, KernelFn write, KernelFn rope_f
   };
 }
 
+KernelFn rope_write_kv_sdpa_from(KernelFn rope_write_kv, KernelFn sdpa_fn) {
+  return [=](const KernelContext& c) {
+    ops::read_starts(c.inputs[5], c.inputs[0].shape(), c.inputs[2].shape(), "rope_write_kv_sdpa");
+    ops::read_starts(c.inputs[5], c.inputs[1].shape(), c.inputs[3].shape(), "rope_write_kv_sdpa");
+    const NDArray& q = c.inputs[6];
+    rope_kv_then_sdpa(c, NDArray(q.dtype(), q.shape()), rope_write_kv, sdpa_fn);
+  };
+}
+
 void register_attention(KernelTable& t) {
   t.set(ir::op::sdpa, sdpa);
   t.set(ir::op::rope, rope);
@@ -138,10 +147,7 @@ void register_attention(KernelTable& t) {
         rope_write_kv_from(
             rope_write_slice, [](const KernelContext& c) { write_region(c, "rope_write_kv"); },
             rope));
-  t.set(ir::op::rope_write_kv_sdpa, [kv = *t.find(ir::op::rope_write_kv)](const KernelContext& c) {
-    const NDArray& q = c.inputs[6];
-    rope_kv_then_sdpa(c, NDArray(q.dtype(), q.shape()), kv, sdpa);
-  });
+  t.set(ir::op::rope_write_kv_sdpa, rope_write_kv_sdpa_from(*t.find(ir::op::rope_write_kv), sdpa));
 }
 
 }  // namespace loom::backends::ref

@@ -64,6 +64,9 @@ void rope(const KernelContext& c);
 // rope_write_kv as its parts run on a backend: rope_write on the keys, write on the values, rope on
 // q (the reference backend's kernels, or the CPU backend's own).
 KernelFn rope_write_kv_from(KernelFn rope_write, KernelFn write, KernelFn rope);
+// rope_write_kv_sdpa as a backend's rope_write_kv kernel, then its sdpa kernel (the rotated q in
+// a temporary); starts out of range are reported under the fused op's name.
+KernelFn rope_write_kv_sdpa_from(KernelFn rope_write_kv, KernelFn sdpa);
 // add_rms_norm(a, b[, gamma]) into outputs[0] (sum) and outputs[1] (normed), NormAttrs.
 void add_rms_norm(const KernelContext& c);
 // quantized_matmul(x, weights...) into outputs[0], QuantizedMatmulAttrs.

@@ -332,7 +332,10 @@ __global__ void quantize_x_kernel(const XImageArgs a, int4* img) {
 // a plain x). H100: SmolLM2 (k = 576) 860.7 -> 909.5 tok/s with the norm in the CTAs; Mistral-7B
 // (k = 4096) 318.9 -> 295.2, its GEMVs 4.9 us slower each.
 constexpr int64_t kMaxNormElements = 2048;
-constexpr int kNormQThreads = 1024, kNormQVec = 4;  // float4 per thread: rows up to 16384
+// float4 per thread: rows up to 16384. 512 threads: H100, Mistral-7B 445.5 tok/s with 1024 (4
+// float4 each), 448.3 with 512, 436.9 with 256 (session 13, alternating in one call; the kernel
+// itself 3.83 / 3.83 / 4.68 us, so the gain is the next GEMV's CTAs finding room sooner).
+constexpr int kNormQThreads = 512, kNormQVec = 8;
 
 // add_rms_norm_quantized_matmul's x for long rows, once for every CTA of the GEMV that follows:
 // one CTA per row stores the sum a + b, reduces its squares, and writes rms_norm(a + b) · gamma

@@ -1,7 +1,7 @@
-// A decoder layer's cache update and the attention that reads it — rope_write_kv(k_cache, v_cache,
-// k, v, positions, starts, q) -> (k_cache', v_cache', q'), then sdpa(q', k_cache', v_cache' [,
-// mask]
-// [, kv_len]) — become one rope_write_kv_sdpa node. On a GPU the decode step then runs the
+// A decoder layer's cache update and the attention that reads it —
+//   rope_write_kv(k_cache, v_cache, k, v, positions, starts, q) -> (k_cache', v_cache', q'),
+//   sdpa(q', k_cache', v_cache' [, mask] [, kv_len])
+// — become one rope_write_kv_sdpa node. On a GPU the decode step then runs the
 // attention kernel alone: it rotates q as it loads it and writes this step's key and value rows
 // itself (Mistral-7B on an H100: rope_write_kv was 3.9-4.2 us of each layer's critical path).
 //

@@ -129,6 +129,35 @@ class KernelTrace {
     return out;
   }
 
+  // One stretch of a step as a timeline: kernels [from, from + count) of the last of `steps`
+  // replays, each with when it started and ended relative to the end of the kernels before it
+  // (negative start: launched early and waiting, pdl.cuh) and its own duration, in us.
+  static std::string timeline(const std::vector<KernelRecord>& r, int steps, int from, int count) {
+    std::vector<const KernelRecord*> k;
+    for (const auto& x : r)
+      if (!x.api) k.push_back(&x);
+    const size_t per_step = k.size() / static_cast<size_t>(std::max(steps, 1));
+    if (per_step == 0) return "";
+    const size_t first = k.size() - per_step;
+    uint64_t prev_end = 0;
+    for (size_t i = first; i < first + static_cast<size_t>(from) && i < k.size(); ++i)
+      prev_end = std::max(prev_end, k[i]->end);
+    std::string out;
+    char line[256];
+    std::snprintf(line, sizeof line, "    %-44s %9s %9s %9s\n", "kernel", "start", "end", "own");
+    out += line;
+    for (size_t i = first + static_cast<size_t>(from);
+         i < k.size() && i < first + static_cast<size_t>(from + count); ++i) {
+      auto rel = [&](uint64_t t) { return (static_cast<double>(t) - prev_end) / 1e3; };
+      std::snprintf(line, sizeof line, "    %-44.44s %9.2f %9.2f %9.2f\n",
+                    short_name(k[i]->name).c_str(), rel(k[i]->start), rel(k[i]->end),
+                    static_cast<double>(k[i]->end - k[i]->start) / 1e3);
+      out += line;
+      prev_end = std::max(prev_end, k[i]->end);
+    }
+    return out;
+  }
+
  private:
   static uint64_t& since() {
     static uint64_t t = 0;

@@ -29,6 +29,24 @@ __device__ __forceinline__ void pdl_begin() {
 #endif
 }
 
+// The two halves of pdl_begin() for a small kernel between two large ones (the x image between
+// two GEMVs, decode attention): pdl_trigger() first lets the next kernel be scheduled while the
+// one before is still running, so its blocks take the SMs that the earlier kernel's finished
+// blocks leave and start their constant-weight copies during its tail; pdl_wait() then waits as
+// pdl_begin() does. Safe anywhere: a kernel is launched only once every block of the one before
+// has triggered (is resident), so by induction every earlier kernel is resident when a new one
+// takes room, and each kernel still waits for the one before it to complete.
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
+}
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
 // kernel<<<grid, block, smem, stream>>>(args...) as a programmatic dependent of the previous
 // kernel on `stream` (unless LOOM_PDL=0).
 template <class... Params, class... Args>

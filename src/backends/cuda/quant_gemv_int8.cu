@@ -25,6 +25,7 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <string>
 #include <tuple>
 #include <utility>
 
@@ -75,8 +76,8 @@ struct Int8Args {
   int k, kb, kbp, m;  // kbp: kb rounded up to 32 (x's layout in shared memory)
   const void* x;
   int xdt;
-  bool xvec;   // x f32 rows 16-byte aligned: vector loads
-  bool early;  // w is a constant: its first copies may start before the previous kernel ends
+  bool xvec;  // x f32 rows 16-byte aligned: vector loads
+  int early;  // w is a constant: steps whose copies start before the previous kernel ends
   void* y;
   // x = rms_norm(na + nb) · gamma instead of x (add_rms_norm_quantized_matmul): f32 rows of k;
   // CTA 0 stores na + nb to nsum.
@@ -89,6 +90,10 @@ struct Int8Args {
   // x already quantized by quantize_x_kernel (long rows): the image of x's shared memory, which
   // the prologue copies instead of quantizing.
   const int4* xg = nullptr;
+  // The image holds (na + nb) · gamma, not yet normalised, and here its blocks' sums of squares
+  // of na + nb (long rows of add_rms_norm_quantized_matmul): the prologue reduces them to each
+  // row's 1 / rms, which scales the row's sums as they are stored (the norm is linear in x).
+  const float* xss = nullptr;
 };
 
 // Block layouts: BYTES per block, QS where its codes start, FOUR for 4-bit codes, ALIGN4 when
@@ -259,9 +264,21 @@ __device__ __forceinline__ void swiglu4(const float4 g, const float4 u, float (&
 // independent and in flight together (a warp-per-block loop would pay one L2 round trip per
 // block in sequence, microseconds for a long x). With a.xg (quantized by quantize_x_kernel) the
 // image is copied instead: k + k / 4 bytes per row from L2 rather than 4k, and no arithmetic.
+// inv (shared, a float per row): the rows' 1 / rms where x is normalised (Int8Args::na, ::xss).
 template <bool INTER, int MT>
-__device__ __forceinline__ void quantize_x(const Int8Args& a, int4* xq4, float* xd, float* xs) {
-  if (a.xg) return copy_x_image(a.xg, MT, a.kb, a.kbp, xq4, xd);  // xs follows xd
+__device__ __forceinline__ void quantize_x(const Int8Args& a, int4* xq4, float* xd, float* xs,
+                                           float* inv) {
+  if (a.xg) {
+    copy_x_image(a.xg, MT, a.kb, a.kbp, xq4, xd);  // xs follows xd
+    const int warp = static_cast<int>(threadIdx.x >> 5), lane = static_cast<int>(threadIdx.x & 31);
+    if (a.xss && warp < a.m) {  // a warp per row: its blocks' sums of squares -> 1 / rms
+      float ss = 0.f;
+      for (int b = lane; b < a.kb; b += 32) ss += __ldg(a.xss + warp * a.kb + b);
+      for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+      if (lane == 0) inv[warp] = rsqrtf(ss / static_cast<float>(a.k) + a.eps);
+    }
+    return;
+  }
   if (a.swiglu) {  // x = silu(g) · u from the rows of 2k at a.x: a group of 8 lanes per block
     const int quarter = static_cast<int>(threadIdx.x % 8);
     for (int base = 0; base < a.m * a.kb; base += kWarps * 32 / 8) {  // the same for every lane
@@ -280,7 +297,6 @@ __device__ __forceinline__ void quantize_x(const Int8Args& a, int4* xq4, float* 
     }
     return;
   }
-  __shared__ float inv[8];  // the norm prologue's row scales
   if (a.na) norm_rows(a, inv);
   for (int mb = threadIdx.x; mb < a.m * a.kb; mb += kWarps * 32)
     quantize_x_block<INTER>(a, mb, inv, xq4, xd, xs);
@@ -297,18 +313,33 @@ struct XImageArgs {
   const void* x;
   int xdt, k, kb, kbp, m, rows;
   bool xvec, swiglu;
+  // x = (na + nb) · gamma (f32 rows of k; add_rms_norm_quantized_matmul's long rows), the sum
+  // stored to nsum and each block's sum of squares of na + nb after the image's d·Σq: the GEMV
+  // applies 1 / rms to its sums (Int8Args::xss), so no CTA waits for a whole row's reduction.
+  const float *na = nullptr, *nb = nullptr, *gamma = nullptr;
+  float* nsum = nullptr;
 };
 
 template <bool INTER>
 __global__ void quantize_x_kernel(const XImageArgs a, int4* img) {
-  pdl_begin();  // x is the previous kernel's output
+  pdl_trigger();  // the GEMV after this one may take the SMs as the one before ends
+  pdl_wait();     // x is the previous kernel's output
   const int t = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);  // float4 t of x
   if ((t & ~31) / 8 >= a.m * a.kb) return;  // the whole warp: quantize8 shuffles over all lanes
   const int mb = t / 8, quarter = t % 8;
   const bool on = mb < a.m * a.kb;
   const int mi = on ? mb / a.kb : 0, b = on ? mb % a.kb : 0;
-  float x[4] = {0.f, 0.f, 0.f, 0.f};
-  if (on && a.swiglu) {
+  float x[4] = {0.f, 0.f, 0.f, 0.f}, ss = 0.f;
+  if (on && a.na) {
+    const int64_t x0 = static_cast<int64_t>(mi) * a.k + 32 * b + 4 * quarter;
+    const float4 u = __ldg(reinterpret_cast<const float4*>(a.na + x0));
+    const float4 v = __ldg(reinterpret_cast<const float4*>(a.nb + x0));
+    const float4 g = __ldg(reinterpret_cast<const float4*>(a.gamma + 32 * b + 4 * quarter));
+    const float4 h = make_float4(u.x + v.x, u.y + v.y, u.z + v.z, u.w + v.w);
+    *reinterpret_cast<float4*>(a.nsum + x0) = h;
+    ss = (h.x * h.x + h.y * h.y) + (h.z * h.z + h.w * h.w);
+    x[0] = h.x * g.x, x[1] = h.y * g.y, x[2] = h.z * g.z, x[3] = h.w * g.w;
+  } else if (on && a.swiglu) {
     const float* g = static_cast<const float*>(a.x) + 2 * static_cast<int64_t>(mi) * a.k + 32 * b;
     swiglu4(__ldg(reinterpret_cast<const float4*>(g) + quarter),
             __ldg(reinterpret_cast<const float4*>(g + a.k) + quarter), x);
@@ -325,67 +356,20 @@ __global__ void quantize_x_kernel(const XImageArgs a, int4* img) {
   float* xd = reinterpret_cast<float*>(img + 2 * a.rows * a.kbp);
   quantize8<INTER>(x, quarter, on, reinterpret_cast<int8_t*>(img + x_slot(a.kbp, mi, b)), xd + mb,
                    xd + a.rows * a.kb + mb);
+  if (a.na) {  // the block's sum of squares, from its group of 8 lanes (every lane shuffles)
+    for (int o = 4; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    if (on && quarter == 0) xd[2 * a.rows * a.kb + mb] = ss;
+  }
 }
 
-// Rows of more than kMaxNormElements (in all) are normalised by add_norm_quantize_kernel, not
-// in every CTA: each CTA would read a, b and gamma whole (k·m·12 bytes from L2, against k·m·4 for
-// a plain x). H100: SmolLM2 (k = 576) 860.7 -> 909.5 tok/s with the norm in the CTAs; Mistral-7B
-// (k = 4096) 318.9 -> 295.2, its GEMVs 4.9 us slower each.
+// Rows of more than kMaxNormElements (in all) are normalised once for every CTA by
+// quantize_x_kernel (XImageArgs::na), not in every CTA: each CTA would read a, b and gamma whole
+// (k·m·12 bytes from L2, against k·m·4 for a plain x). H100: SmolLM2 (k = 576) 860.7 -> 909.5
+// tok/s with the norm in the CTAs; Mistral-7B (k = 4096) 318.9 -> 295.2, its GEMVs 4.9 us slower
+// each. That kernel leaves the row's 1 / rms to the GEMV (Int8Args::xss), so it needs no
+// reduction over the row: H100, Mistral-7B 448.2 -> 450.3 tok/s against a kernel of one CTA per
+// row that normalised before quantizing (session 14, alternating).
 constexpr int64_t kMaxNormElements = 2048;
-// float4 per thread: rows up to 16384. 512 threads: H100, Mistral-7B 445.5 tok/s with 1024 (4
-// float4 each), 448.3 with 512, 436.9 with 256 (session 13, alternating in one call; the kernel
-// itself 3.83 / 3.83 / 4.68 us, so the gain is the next GEMV's CTAs finding room sooner).
-constexpr int kNormQThreads = 512, kNormQVec = 8;
-
-// add_rms_norm_quantized_matmul's x for long rows, once for every CTA of the GEMV that follows:
-// one CTA per row stores the sum a + b, reduces its squares, and writes rms_norm(a + b) · gamma
-// quantized as x's shared-memory image (as quantize_x_kernel; a group of 8 lanes per block of
-// 32, a float4 each). It replaces the norm kernel; the GEMV's CTAs then copy the image instead
-// of reading and quantizing x.
-template <bool INTER, int MT>
-__global__ void __launch_bounds__(kNormQThreads)
-    add_norm_quantize_kernel(const Int8Args a, int4* img) {
-  pdl_begin();  // a and b are earlier kernels' outputs
-  const int mi = static_cast<int>(blockIdx.x), tid = static_cast<int>(threadIdx.x);
-  const int lane = tid & 31, warp = tid >> 5, k4 = a.k / 4;
-  const int64_t row = static_cast<int64_t>(mi) * a.k;
-  const auto* a4 = reinterpret_cast<const float4*>(a.na + row);
-  const auto* b4 = reinterpret_cast<const float4*>(a.nb + row);
-  const auto* g4 = reinterpret_cast<const float4*>(a.gamma);
-  float4 v[kNormQVec], g[kNormQVec];
-  float ss = 0.f;
-#pragma unroll
-  for (int i = 0; i < kNormQVec; ++i) {
-    const int t = tid + i * kNormQThreads;
-    v[i] = g[i] = make_float4(0.f, 0.f, 0.f, 0.f);
-    if (t < k4) {
-      const float4 x = __ldg(a4 + t), y = __ldg(b4 + t);
-      g[i] = __ldg(g4 + t);
-      v[i] = make_float4(x.x + y.x, x.y + y.y, x.z + y.z, x.w + y.w);
-      reinterpret_cast<float4*>(a.nsum + row)[t] = v[i];
-      ss += (v[i].x * v[i].x + v[i].y * v[i].y) + (v[i].z * v[i].z + v[i].w * v[i].w);
-    }
-  }
-  __shared__ float part[kNormQThreads / 32];
-  for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-  if (lane == 0) part[warp] = ss;
-  __syncthreads();
-  ss = 0.f;
-  for (int w = 0; w < kNormQThreads / 32; ++w) ss += part[w];
-  const float inv = rsqrtf(ss / static_cast<float>(a.k) + a.eps);
-  float* xd = reinterpret_cast<float*>(img + 2 * MT * a.kbp);
-#pragma unroll
-  for (int i = 0; i < kNormQVec; ++i) {
-    if (i * kNormQThreads >= k4) break;     // the same for the whole CTA: shuffles stay full
-    const int t = tid + i * kNormQThreads;  // float4 t of the row: block t / 8, quarter t % 8
-    const float x[4] = {v[i].x * inv * g[i].x, v[i].y * inv * g[i].y, v[i].z * inv * g[i].z,
-                        v[i].w * inv * g[i].w};
-    const bool on = t < k4;  // whole groups of 8 (k is a multiple of 32)
-    const int b = on ? t / 8 : 0, mb = mi * a.kb + b;
-    quantize8<INTER>(x, t % 8, on, reinterpret_cast<int8_t*>(img + x_slot(a.kbp, mi, b)), xd + mb,
-                     xd + MT * a.kb + mb);
-  }
-}
 
 // acc[r][mi] += d_w·d_x·Σ q_w·q_x + m_w·s_x for block b of R weight rows (scale dw, offset wm,
 // codes c) and every row of x.
@@ -429,9 +413,10 @@ __global__ void __launch_bounds__(kWarps * 32, kMinCtas<MT>) gemv_int8_kernel(co
   int4* xq4 = smem4;                                           // [MT][kbp / 32][2][32] int8 x 16
   float* xd = reinterpret_cast<float*>(xq4 + 2 * MT * a.kbp);  // [MT][kb] scales
   float* xs = xd + MT * a.kb;                                  // [MT][kb] scale · Σq
+  __shared__ float inv[8];                                     // rows' 1 / rms (a normed x)
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   pdl_begin();  // x is the previous kernel's output
-  quantize_x<B::INTER, MT>(a, xq4, xd, xs);
+  quantize_x<B::INTER, MT>(a, xq4, xd, xs, inv);
   __syncthreads();
 
   // A warp takes kRows rows at a time and interleaves their loads: twice the bytes in flight.
@@ -458,7 +443,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinCtas<MT>) gemv_int8_kernel(co
       }
       dot_block<B, kRows, MT>(a, xq4, xd, xs, b, dw, wm, c, acc);
     }
-    store_rows(acc, a.m, a.n, a.xdt, a.y, row0, lane);
+    store_rows(acc, a.m, a.n, a.xdt, a.y, row0, lane, a.xss ? inv : nullptr);
   }
 }
 
@@ -522,6 +507,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinCtas<MT>)
   int4* xq4 = smem4 + S::kBytes / 16;
   float* xd = reinterpret_cast<float*>(xq4 + 2 * MT * a.kbp);
   float* xs = xd + MT * a.kb;
+  __shared__ float inv[8];  // rows' 1 / rms (a normed x)
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 
   // Warp gw owns the row groups gw, gw + nw, ... of R rows each (none when gw >= groups).
@@ -555,7 +541,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinCtas<MT>)
     for (int mi = 0; mi < MT; ++mi) acc[r][mi] = 0.f;
 
   run_steps<ST>(
-      steps, nch, a.early, issue, [&] { quantize_x<B::INTER, MT>(a, xq4, xd, xs); },
+      steps, nch, a.early, issue, [&] { quantize_x<B::INTER, MT>(a, xq4, xd, xs, inv); },
       [&](int64_t q, int c, int s) {
         const int nb = min(S::CB, a.kb - c * S::CB);
         const uint8_t* slot = slots + s * R * S::SLOT;
@@ -574,8 +560,8 @@ __global__ void __launch_bounds__(kWarps * 32, kMinCtas<MT>)
             parse_staged<B>(slot + r * S::SLOT, o[r] + i * B::BYTES, dw[r], wm[r], cw[r]);
           dot_block<B, R, MT>(a, xq4, xd, xs, c * S::CB + i, dw, wm, cw, acc);
         }
-        if (c == nch - 1)
-          store_rows(acc, a.m, a.n, a.xdt, a.y, (gw + q * nw) * R, lane);  // rows done
+        if (c == nch - 1)  // rows done
+          store_rows(acc, a.m, a.n, a.xdt, a.y, (gw + q * nw) * R, lane, a.xss ? inv : nullptr);
       });
 }
 
@@ -584,6 +570,21 @@ __global__ void __launch_bounds__(kWarps * 32, kMinCtas<MT>)
 constexpr size_t kMaxStagedSmem = 113 * 1024;
 
 constexpr int kXqThreads = 128;  // quantize_x_kernel: 16 blocks of 32 per CTA
+
+XImageArgs image_args(const void* x, int x_dtype, int64_t m, int64_t k, int rows) {
+  XImageArgs a{};
+  a.x = x, a.xdt = x_dtype, a.k = static_cast<int>(k), a.kb = a.k / 32,
+  a.kbp = (a.kb + 31) / 32 * 32;
+  a.m = static_cast<int>(m), a.rows = rows, a.xvec = aligned16(x);
+  return a;
+}
+
+void launch_image(cudaStream_t s, const XImageArgs& a, bool inter, void* image) {
+  const auto grid = static_cast<unsigned>((a.m * a.kb * 8 + kXqThreads - 1) / kXqThreads);
+  auto* img = static_cast<int4*>(image);
+  launch_pdl(inter ? quantize_x_kernel<true> : quantize_x_kernel<false>, grid, kXqThreads, 0, s, a,
+             img);
+}
 
 // smem: x's shared memory; the staged kernel adds its stages.
 template <int F, int MT>
@@ -635,12 +636,22 @@ void launch_int8(cudaStream_t s, const Int8Args& a, size_t smem, bool staged) {
     auto* img = reinterpret_cast<int4*>(image->data());
     b.xg = img;
     b.na = b.nb = b.gamma = nullptr, b.nsum = nullptr;  // the image holds the normed x
-    if (long_norm)
-      launch_pdl(add_norm_quantize_kernel<Blk<F>::INTER, MT>, static_cast<unsigned>(a.m),
-                 kNormQThreads, 0, s, a, img);
-    else
+    if (long_norm) {
+      XImageArgs xa = image_args(nullptr, kF32, a.m, a.k, MT);
+      xa.na = a.na, xa.nb = a.nb, xa.gamma = a.gamma, xa.nsum = a.nsum;
+      launch_image(s, xa, Blk<F>::INTER, img);
+      b.xss = reinterpret_cast<const float*>(img + 2 * MT * a.kbp) + 2 * MT * a.kb;
+    } else {
       launch_quantize_x(s, a.x, a.xdt, a.m, a.k, MT, Blk<F>::INTER, a.swiglu, img);
+    }
   }
+  // LOOM_QMM_EARLY (A/B): "one" step early always, "all" always, else all when x is an image.
+  static const int early_mode = [] {
+    const char* e = std::getenv("LOOM_QMM_EARLY");
+    return !e ? 0 : std::string(e) == "one" ? 1 : std::string(e) == "all" ? 2 : 0;
+  }();
+  if (b.early && ((early_mode == 0 && b.xg) || early_mode == 2))
+    b.early = kStages - 1;  // the prologue only copies x: all steps early
   launch_pdl(kern, grid, kWarps * 32, smem, s, b);
 }
 
@@ -676,14 +687,9 @@ int xq_min_k() {
 
 void launch_quantize_x(cudaStream_t s, const void* x, int x_dtype, int64_t m, int64_t k, int rows,
                        bool inter, bool swiglu, void* image) {
-  XImageArgs a{};
-  a.x = x, a.xdt = x_dtype, a.k = static_cast<int>(k), a.kb = a.k / 32,
-  a.kbp = (a.kb + 31) / 32 * 32;
-  a.m = static_cast<int>(m), a.rows = rows, a.xvec = aligned16(x), a.swiglu = swiglu;
-  const auto grid = static_cast<unsigned>((a.m * a.kb * 8 + kXqThreads - 1) / kXqThreads);
-  auto* img = static_cast<int4*>(image);
-  launch_pdl(inter ? quantize_x_kernel<true> : quantize_x_kernel<false>, grid, kXqThreads, 0, s, a,
-             img);
+  XImageArgs a = image_args(x, x_dtype, m, k, rows);
+  a.swiglu = swiglu;
+  launch_image(s, a, inter, image);
 }
 
 bool quant_gemv_int8_enabled() {
@@ -768,15 +774,14 @@ bool launch_quant_gemv_int8_swiglu(cudaStream_t s, const QuantWeights& w, const 
 bool launch_quant_gemv_int8_add_norm(cudaStream_t s, const QuantWeights& w, const float* a,
                                      const float* b, const float* gamma, float eps, int64_t m,
                                      float* sum, float* y) {
-  // Short rows: every CTA forms x from a and b (no norm kernel). Longer ones: one kernel
-  // normalises and quantizes x for the CTAs to copy (add_norm_quantize_kernel), up to its rows of
-  // 16384. (A one-CTA kernel doing so a thread per block of 32 was tried before it: the GEMVs
-  // gained 0.7-1.0 us, the 6.3 us kernel lost more than the 2.9 us norm kernel.)
+  // Short rows: every CTA forms x from a and b (no norm kernel). Longer ones: one kernel forms and
+  // quantizes (a + b) · gamma for the CTAs to copy, with each block's sum of squares, and the GEMV
+  // scales its sums by the rows' 1 / rms (quantize_x_kernel, Int8Args::xss). (A one-CTA kernel
+  // normalising a thread per block of 32 was tried before: the GEMVs gained 0.7-1.0 us, the
+  // 6.3 us kernel lost more than the 2.9 us norm kernel.)
   // LOOM_QMM_NORM_XQ=0: long rows run the norm kernel, then the GEMV (matmul.cpp), for A/B runs.
   static const bool long_rows = env_on("LOOM_QMM_NORM_XQ");
-  if (w.k > 4 * kNormQVec * kNormQThreads ||
-      (!long_rows && static_cast<int64_t>(w.k) * m > kMaxNormElements))
-    return false;
+  if (!long_rows && static_cast<int64_t>(w.k) * m > kMaxNormElements) return false;
   if (!aligned16(a) || !aligned16(b) || !aligned16(gamma) || !aligned16(sum)) return false;
   Int8Args norm{};
   norm.na = a, norm.nb = b, norm.gamma = gamma, norm.nsum = sum, norm.eps = eps;

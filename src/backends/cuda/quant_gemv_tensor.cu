@@ -53,8 +53,8 @@ struct TensorArgs {
   int k, kb, kbp, m;  // kb blocks of 32 per row; kbp: kb rounded up to 32
   const void* x;
   int xdt;
-  bool xvec;   // x 16-byte aligned: vector loads
-  bool early;  // codes and scales are constants: the first step's copies may precede pdl_begin
+  bool xvec;  // x 16-byte aligned: vector loads
+  int early;  // codes and scales are constants: steps whose copies precede pdl_begin (run_steps)
   void* y;
   // Affine: scale and zero point (zp may be null), 16-byte aligned, element sizes ssz / zsz,
   // sbytes / zbytes in all. skind 0: one value, 1: per bpb blocks of 32 along k (nblocks per

@@ -82,11 +82,13 @@ bool launch_quant_gemv_int8_swiglu(cudaStream_t s, const QuantWeights& w, const 
 // reading and quantizing x): codes of `rows` >= m rows, then the blocks' scales, then d·Σq, as
 // x_image_bytes(rows, k) bytes. inter: 4-bit weights' element order (element 2i in a byte's low
 // nibble, 2i + 1 in its high one). swiglu: x = silu(g) · u from the halves of x's f32 rows of 2k.
+// (An image of a normed x, made by the add + norm GEMV, also holds each block's sum of squares
+// after d·Σq: the bytes below count it.)
 void launch_quantize_x(cudaStream_t s, const void* x, int x_dtype, int64_t m, int64_t k, int rows,
                        bool inter, bool swiglu, void* image);
 constexpr size_t x_image_bytes(int rows, int64_t k) {
   const auto kb = static_cast<size_t>(k / 32), kbp = (kb + 31) / 32 * 32;
-  return 32 * static_cast<size_t>(rows) * kbp + 8 * static_cast<size_t>(rows) * kb;
+  return 32 * static_cast<size_t>(rows) * kbp + 12 * static_cast<size_t>(rows) * kb;
 }
 // Rows of at least this many elements (LOOM_QMM_XQ_MIN_K, default 8192; 0: never) have x
 // quantized once by launch_quantize_x before the GEMV. Read once (this runs for every decode-step
@@ -101,10 +103,11 @@ bool launch_quant_gemv_tensor(cudaStream_t s, const QuantWeights& w, const void*
 // y = quantized_matmul(rms_norm(a + b) · gamma, W) and sum = a + b (op
 // add_rms_norm_quantized_matmul) in the int8 GEMV. Rows of at most 2048 elements in all: every CTA
 // forms its normalised x from a and b (f32 [m, k], contiguous) while its first weight copies fly,
-// and CTA 0 also stores the sum; there is no norm kernel. Longer rows (up to 16384): one kernel
-// stores the sum and writes x normalised and quantized for the CTAs to copy (reading a, b and
-// gamma in every CTA would cost more L2 reads than the norm kernel costs). Same formats and limits
-// as launch_quant_gemv_int8; false (nothing launched) outside them.
+// and CTA 0 also stores the sum; there is no norm kernel. Longer rows: one kernel stores the sum
+// and writes (a + b) · gamma quantized for the CTAs to copy, with each block's sum of squares, and
+// the GEMV scales its sums by the rows' 1 / rms (reading a, b and gamma in every CTA would cost
+// more L2 reads than that kernel costs). Same formats and limits as launch_quant_gemv_int8; false
+// (nothing launched) outside them.
 bool launch_quant_gemv_int8_add_norm(cudaStream_t s, const QuantWeights& w, const float* a,
                                      const float* b, const float* gamma, float eps, int64_t m,
                                      float* sum, float* y);

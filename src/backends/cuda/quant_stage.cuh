@@ -46,13 +46,16 @@ __device__ __forceinline__ void cp_async_wait() {
 // landed, prologue() (the CTA's x staging) runs once after the first step is issued.
 //
 // Every lane commits one cp.async group per step (empty past the last step), so after the commit
-// of step t, wait_group<ST - 1> means exactly "step t has landed". With constant weights (early)
-// the first step's copies start before the previous kernel has finished (pdl.cuh), overlapping
-// it; the others wait until x is staged: x's loads from L2 queue behind the copies in flight, and
-// with all ST - 1 steps issued early (~150 KB per SM) the prologue cost a Mistral-7B down
-// projection 5.5 of its 17.6 us. One early step: 344 -> 355 tok/s in that model (H100).
+// of step t, wait_group<ST - 1> means exactly "step t has landed". With constant weights the
+// first `early` steps' copies start before the previous kernel has finished (pdl.cuh), overlapping
+// it (early = 0: none; the weights may be an earlier kernel's output); the others wait until x is
+// staged, as x's loads from L2 queue behind the copies in flight. How many pay depends on the
+// prologue: copying a ready x image (a few KB), all ST - 1 (H100, Mistral-7B 458.2 -> 467.2
+// tok/s once the kernel before triggers early, pdl_trigger); quantizing x in every CTA or forming
+// a norm, one (SmolLM2 1699 -> 1653 with all; before pdl_trigger, all cost a Mistral-7B down
+// projection 5.5 of its 17.6 us).
 template <int ST, class Issue, class Prologue, class Compute>
-__device__ __forceinline__ void run_steps(int64_t steps, int nch, bool early, Issue&& issue,
+__device__ __forceinline__ void run_steps(int64_t steps, int nch, int early, Issue&& issue,
                                           Prologue&& prologue, Compute&& compute) {
   auto advance = [nch](int64_t& q, int& c) {
     if (++c == nch) c = 0, ++q;
@@ -67,10 +70,11 @@ __device__ __forceinline__ void run_steps(int64_t steps, int nch, bool early, Is
     }
     cp_async_commit();
   };
-  issue_next(0);
+  int s0 = 0;  // steps issued
+  for (; s0 < ST - 1 && (s0 == 0 || s0 < early); ++s0) issue_next(s0);
   if (early) pdl_begin();  // x is the previous kernel's output
   prologue();
-  for (int s = 1; s < ST - 1; ++s) issue_next(s);
+  for (; s0 < ST - 1; ++s0) issue_next(s0);
   __syncthreads();  // the only CTA-wide barrier: from here on each warp runs on its own
   int64_t q = 0;    // the step computed: row group q, chunk c, in slot s
   int c = 0, s = 0;
@@ -89,11 +93,12 @@ __device__ __forceinline__ void run_steps(int64_t steps, int nch, bool early, Is
   }
 }
 
-// Warp sums of acc stored as y[mi][row0 + r] (dtype ydt; rows < n, mi < m), then acc reset for
-// the warp's next rows.
+// Warp sums of acc stored as y[mi][row0 + r] (dtype ydt; rows < n, mi < m), times scale[mi]
+// where given (x's rows normalised after the product, Int8Args::xss), then acc reset for the
+// warp's next rows.
 template <int R, int MT>
 __device__ __forceinline__ void store_rows(float (&acc)[R][MT], int m, int64_t n, int ydt, void* y,
-                                           int64_t row0, int lane) {
+                                           int64_t row0, int lane, const float* scale = nullptr) {
 #pragma unroll
   for (int r = 0; r < R; ++r)
 #pragma unroll
@@ -101,7 +106,7 @@ __device__ __forceinline__ void store_rows(float (&acc)[R][MT], int m, int64_t n
       float v = acc[r][mi];
       for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
       if (lane == 0 && mi < m && row0 + r < n)
-        store(ydt, y, static_cast<int64_t>(mi) * n + row0 + r, v);
+        store(ydt, y, static_cast<int64_t>(mi) * n + row0 + r, scale ? v * scale[mi] : v);
       acc[r][mi] = 0.f;
     }
 }

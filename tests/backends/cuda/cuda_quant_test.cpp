@@ -395,8 +395,8 @@ void expect_decode_gemv(q::Format f, int64_t n, int64_t k, int64_t m) {
 
 // add(x, b) -> rms_norm -> quantized_matmul fused into add_rms_norm_quantized_matmul: short rows
 // (SmolLM2's k = 576): every CTA of the int8 GEMV forms its normed x from x and b; long rows (a
-// 7B model's 4096): the norm kernel, then the GEMV. The CPU runs the same arithmetic (x quantized
-// to int8 the same way).
+// 7B model's 4096): one kernel quantizes (x + b) · gamma and the GEMV applies 1 / rms to its
+// sums. The CPU quantizes the normed x to int8 the same way (a code may round the other way).
 TEST(CudaQuantizedMatmul, AddRmsNormFusedGemv) {
   REQUIRE_GPU();
   const int64_t n = 576;

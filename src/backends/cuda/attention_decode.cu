@@ -553,10 +553,9 @@ __global__ void __launch_bounds__(kMmaWarps * 32) decode_mma_kernel(DecodeArgs a
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int split = blockIdx.x, g = blockIdx.y, b = blockIdx.z;
-  pdl_trigger();  // the output projection's GEMV may take the SMs as the one before ends
   prefetch_split(a, split, g, b, D * 2);
   const double freq = ROPE ? rope_kv_freq(a, D) : 0.0;
-  pdl_wait();
+  pdl_begin();
 
   const int rows = a.rows, Lq = static_cast<int>(a.Lq);
   // Query rows of this kv head: row r is (head g·group + r / Lq, position r % Lq), contiguous.

@@ -34,9 +34,10 @@ __device__ __forceinline__ void pdl_begin() {
 // running, so its blocks take the SMs that the earlier kernel's finished blocks leave and start
 // their constant-weight copies during its tail; pdl_wait() then waits as pdl_begin() does (H100,
 // Mistral-7B 448.0 -> 458.2 tok/s; in decode attention it lost, 472.1 -> 467.9: the output
-// projection's copies then compete with the attention's own loads). Safe anywhere: a kernel is launched only once every block of the one before
-// has triggered (is resident), so by induction every earlier kernel is resident when a new one
-// takes room, and each kernel still waits for the one before it to complete.
+// projection's copies then compete with the attention's own loads). Safe anywhere: a kernel is
+// launched only once every block of the one before has triggered (is resident), so by induction
+// every earlier kernel is resident when a new one takes room, and each kernel still waits for the
+// one before it to complete.
 __device__ __forceinline__ void pdl_trigger() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.launch_dependents;");

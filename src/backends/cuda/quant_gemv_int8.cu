@@ -635,7 +635,7 @@ void launch_int8(cudaStream_t s, const Int8Args& a, size_t smem, bool staged) {
     image = scratch(device, x_image_bytes(MT, a.k));
     auto* img = reinterpret_cast<int4*>(image->data());
     b.xg = img;
-    b.na = b.nb = b.gamma = nullptr, b.nsum = nullptr;  // the image holds the normed x
+    b.na = b.nb = b.gamma = nullptr, b.nsum = nullptr;  // the image holds x (or (a + b) · γ)
     if (long_norm) {
       XImageArgs xa = image_args(nullptr, kF32, a.m, a.k, MT);
       xa.na = a.na, xa.nb = a.nb, xa.gamma = a.gamma, xa.nsum = a.nsum;

@@ -205,12 +205,12 @@ int main(int argc, char** argv) {
                     c.name.c_str(),
                     bench::KernelTrace::summary(rec, kTraced, static_cast<int>(m.config().n_layers))
                         .c_str());
-      // Two layers from the middle of the last step: where the boundaries between kernels go.
-      const int per_layer = 8, mid = static_cast<int>(m.config().n_layers) / 2;
+      // 16 kernels from the middle of the last step (two Mistral-7B layers of 8): where the
+      // boundaries between kernels go.
+      const int from = 8 * (static_cast<int>(m.config().n_layers) / 2);
       if (!rec.empty())
-        std::printf(
-            "  one stretch of the last step (us from the previous kernels' end):\n%s",
-            bench::KernelTrace::timeline(rec, kTraced, mid * per_layer, 2 * per_layer).c_str());
+        std::printf("  one stretch of the last step (us from the previous kernels' end):\n%s",
+                    bench::KernelTrace::timeline(rec, kTraced, from, 16).c_str());
       const double rate = decode_rate(m, kTraced, nullptr, false, &rec, false);
       if (!rec.empty())
         std::printf("  host runtime calls only (no kernel records; %.1f tok/s):\n%s", rate,

@@ -104,6 +104,15 @@ __device__ __forceinline__ float ld_param(int dt, const uint8_t* p) {
                      : static_cast<float>(*reinterpret_cast<const int32_t*>(p));
 }
 
+// A 2-byte float parameter (HP kernels: f16 or bf16 scales and zero points, MPSGraph's and
+// tinygemm's layout): one 16-bit shared load and a shift or conversion, a third of ld_param's
+// instructions, which were nearly half of the int8 path's per block (H100, 14336 x 4096 u4 per 128,
+// bf16: see cuda_quant.md, session 15).
+__device__ __forceinline__ float ld_half_param(int dt, const uint8_t* p) {
+  const uint16_t h = *reinterpret_cast<const uint16_t*>(p);
+  return dt == kBF16 ? __uint_as_float(static_cast<uint32_t>(h) << 16) : h2f(h);
+}
+
 // The scale block of block b of 32 (a shift where bpb is a power of two, the usual 128 / 32).
 __device__ __forceinline__ int block_of(const TensorArgs& a, int b) {
   return a.bpb_shift >= 0 ? b >> a.bpb_shift : b / a.bpb;
@@ -156,8 +165,8 @@ __device__ __forceinline__ void stage_x(const TensorArgs& a, void* xsm, float* x
           v[8 * t + e] = a.xdt == kF16 ? h2f(bits) : bf2f(bits);
         }
       }
-    } else {  // unaligned x: not unrolled (a dtype switch per element is a lot of code)
-#pragma unroll 1
+    } else {  // unaligned x (unrolled: a loop would put v in local memory for every path)
+#pragma unroll
       for (int t = 0; t < 32; ++t) v[t] = load<float>(a.xdt, a.x, x0 + t);
     }
     if constexpr (I8) {
@@ -204,19 +213,38 @@ __device__ __forceinline__ void values4(uint32_t w, const float* tab, float (&f)
   }
 }
 
-template <int F, int MT, int BIG, bool I8>
+// 4-bit table indices times 4 in byte lanes 0..3 of w4 -> table[index] from the 16-entry f32
+// table at shared address tab (256-byte aligned): one byte_perm forms each entry's address (the
+// index's byte under tab's upper three), where a byte_perm and an address multiply-add did, a
+// quarter of the LUT path's instructions per weight. Its lookups stay conflict-free (16 words).
+__device__ __forceinline__ void lut4_values(uint32_t w4, uint32_t tab, float (&f)[4]) {
+#pragma unroll
+  for (int t = 0; t < 4; ++t) {
+    // Not volatile: the address depends on the codes, read after the step's copies landed.
+    asm("ld.shared.f32 %0, [%1];" : "=f"(f[t]) : "r"(__byte_perm(w4, tab, 0x7650 | t)));
+  }
+}
+
+// HP: scales and zero points are f16 / bf16 (ld_half_param).
+template <int F, int MT, int BIG, bool I8, bool HP>
 __global__ void __launch_bounds__(kWarps * 32) gemv_tensor_kernel(const TensorArgs a) {
   using T = TFmt<F, BIG>;
   constexpr int R = kRows, ST = kStages<BIG>, CB = T::CB, CODE_BYTES = kCodeBytes<BIG>;
   extern __shared__ int4 smem4[];
-  uint8_t* stage = reinterpret_cast<uint8_t*>(smem4);  // [kWarps][ST][R][slot]
+  // [kWarps][ST][R][slot]; 4-bit LUT: from a 256-byte boundary (lut4_values), slots of a multiple
+  // of 256 bytes, each row's table at slot + CODE_BYTES, one shared table after the slots.
+  constexpr bool LUT4 = F == kLutU4;
+  uint8_t* stage = reinterpret_cast<uint8_t*>(smem4);
+  if constexpr (LUT4)
+    stage += (256u - (static_cast<uint32_t>(__cvta_generic_to_shared(smem4)) & 255u)) & 255u;
   // x: f32 [m][kbp][32] (xs4) or int8 [m][kbp][32] (xq4, I8) with scales xd; then Σx [m][kb].
-  uint8_t* xsm = stage + static_cast<size_t>(kWarps) * ST * R * a.slot;
+  uint8_t* xsm = stage + static_cast<size_t>(kWarps) * ST * R * a.slot + (LUT4 ? 256 : 0);
   const auto* xs4 = reinterpret_cast<const float4*>(xsm);
   const auto* xq4 = reinterpret_cast<const int4*>(xsm);
   float* xd = reinterpret_cast<float*>(xsm + static_cast<size_t>(a.m) * a.kbp * (I8 ? 32 : 128));
   float* xsum = xd + (I8 ? a.m * a.kb : 0);  // [m][kb]
-  float* shared_tab = xsum + a.m * a.kb;     // LUT with one table: f32 [entries]
+  float* shared_tab =                        // LUT with one table: f32 [entries]
+      LUT4 ? reinterpret_cast<float*>(xsm - 256) : xsum + a.m * a.kb;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 
   // Warp gw owns the row groups gw, gw + nw, ... of R rows (none when gw >= groups); a row
@@ -308,8 +336,13 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_tensor_kernel(const TensorAr
         const int loc = a.skind == 1 ? block_of(a, b) - pb0 : 0;
 #pragma unroll
         for (int r = 0; r < R; ++r) {
-          sc[r] = ld_param(a.sdt, sp[r] + loc * a.ssz);
-          zc[r] = a.zp ? ld_param(a.zdt, zpp[r] + loc * a.zsz) : 0.f;
+          if constexpr (HP) {
+            sc[r] = ld_half_param(a.sdt, sp[r] + 2 * loc);
+            zc[r] = a.zp ? ld_half_param(a.zdt, zpp[r] + 2 * loc) : 0.f;
+          } else {
+            sc[r] = ld_param(a.sdt, sp[r] + loc * a.ssz);
+            zc[r] = a.zp ? ld_param(a.zdt, zpp[r] + loc * a.zsz) : 0.f;
+          }
         }
       }
       float sf[R][MT];
@@ -360,7 +393,11 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_tensor_kernel(const TensorAr
 #pragma unroll
           for (int r = 0; r < R; ++r) {
             const float* tab = reinterpret_cast<const float*>(sp[r]);
-            if constexpr (T::FOUR) {
+            if constexpr (LUT4) {
+              const auto tb = static_cast<uint32_t>(__cvta_generic_to_shared(tab));
+              lut4_values((cw[r][g] << 2) & 0x3C3C3C3Cu, tb, f[r][0]);
+              lut4_values((cw[r][g] >> 2) & 0x3C3C3C3Cu, tb, f[r][1]);
+            } else if constexpr (T::FOUR) {
               const uint32_t w = cw[r][g] ^ T::FLIP;
               values4<F>(w & 0x0F0F0F0Fu, tab, f[r][0]);
               values4<F>((w >> 4) & 0x0F0F0F0Fu, tab, f[r][1]);
@@ -405,9 +442,9 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_tensor_kernel(const TensorAr
   });
 }
 
-template <int F, int MT, int BIG, bool I8>
+template <int F, int MT, int BIG, bool I8, bool HP = false>
 void launch_tensor(cudaStream_t s, const TensorArgs& a, size_t smem) {
-  auto kern = gemv_tensor_kernel<F, MT, BIG, I8>;
+  auto kern = gemv_tensor_kernel<F, MT, BIG, I8, HP>;
   int device = 0;  // the backend made the launch's device current (stream_for)
   LOOM_CUDA_CHECK(cudaGetDevice(&device));
   const int fit = resident_ctas(reinterpret_cast<const void*>(kern), device, kWarps * 32, smem);
@@ -423,8 +460,19 @@ void launch_tensor(cudaStream_t s, const TensorArgs& a, size_t smem) {
 // whose registers the big ones would spill (201 vs 101 us).
 template <bool I8, int MT>
 constexpr int kBig = I8 || MT <= 4 ? 1 : 0;
+// Half parameters (f16 / bf16 scales and zero points) take the HP kernels for decode rows of
+// int8 x (m <= 2; more rows amortise the parameters over more products).
+bool half_params(const TensorArgs& a) {
+  const auto half = [](int dt) { return dt == kF16 || dt == kBF16; };
+  return a.ssz == 2 && half(a.sdt) && (!a.zp || (a.zsz == 2 && half(a.zdt)));
+}
 template <int F, bool I8>
 void launch_format(cudaStream_t s, const TensorArgs& a, size_t smem, int64_t m) {
+  if constexpr (I8) {
+    if (m <= 2 && half_params(a))
+      return m <= 1 ? launch_tensor<F, 1, kBig<I8, 1>, I8, true>(s, a, smem)
+                    : launch_tensor<F, 2, kBig<I8, 2>, I8, true>(s, a, smem);
+  }
   if (m <= 1) return launch_tensor<F, 1, kBig<I8, 1>, I8>(s, a, smem);
   if (m <= 2) return launch_tensor<F, 2, kBig<I8, 2>, I8>(s, a, smem);
   if (m <= 4) return launch_tensor<F, 4, kBig<I8, 4>, I8>(s, a, smem);
@@ -483,7 +531,8 @@ bool launch_quant_gemv_tensor(cudaStream_t s, const QuantWeights& w, const void*
     if (a.per_row) {  // staged with the codes, read as f32
       if (a.tdt != kF32 || !aligned16(a.table)) return false;
       a.tbytes = w.n * a.entries * 4;
-      a.preg = static_cast<int>(round16(a.entries * 4 + 15));
+      // 4-bit: slots of a multiple of 256 bytes (lut4_values); the tables are 64-byte aligned.
+      a.preg = f == kLutU4 ? 256 : static_cast<int>(round16(a.entries * 4 + 15));
     }
     a.slot = code_bytes + a.preg;
   } else {
@@ -515,7 +564,8 @@ bool launch_quant_gemv_tensor(cudaStream_t s, const QuantWeights& w, const void*
   const size_t smem = kWarps * stages * kRows * a.slot +
                       static_cast<size_t>(m) * a.kbp * (i8 ? 32 : 128) +
                       static_cast<size_t>(m) * a.kb * sizeof(float) * (i8 ? 2 : 1) +
-                      (f >= kLutU4 && !a.per_row ? static_cast<size_t>(a.entries) * 4 : 0);
+                      (f == kLutU8 && !a.per_row ? static_cast<size_t>(a.entries) * 4 : 0) +
+                      (f == kLutU4 ? 512 : 0);  // the stages' alignment, the one table
   if (smem > kMaxSmem) return false;
   // Long decode rows: x quantized once for every CTA to copy (as the int8 GEMV does): each CTA
   // would otherwise read all of x from L2 and quantize it. (m > 2: the kernels without the copy

@@ -100,6 +100,12 @@ int xq_min_k();
 // LOOM_QMM_TENSOR=0 turns it off. False (nothing launched) outside those layouts.
 bool launch_quant_gemv_tensor(cudaStream_t s, const QuantWeights& w, const void* x, int x_dtype,
                               int64_t m, void* y);
+// The GEMV for 4-bit lookup-table indices with one f32 table of 16 per row, for one f32 row of x
+// with k a multiple of 512 up to 16384 (quant_gemv_lut.cu: each warp of a CTA owns 512 elements
+// of k and keeps its share of x in registers). launch_quant_gemv tries it before the tensor GEMV;
+// LOOM_QMM_LUT_SLICED=0 turns it off. False (nothing launched) outside that layout.
+bool launch_quant_gemv_lut(cudaStream_t s, const QuantWeights& w, const void* x, int x_dtype,
+                           int64_t m, void* y);
 // y = quantized_matmul(rms_norm(a + b) · gamma, W) and sum = a + b (op
 // add_rms_norm_quantized_matmul) in the int8 GEMV. Rows of at most 2048 elements in all: every CTA
 // forms its normalised x from a and b (f32 [m, k], contiguous) while its first weight copies fly,

@@ -81,6 +81,7 @@ bool launch_quant_gemv(cudaStream_t s, const QuantWeights& w, const void* x, int
   if (!supported(w) || m < 1 || m > 8) return false;
   if (x_dtype != kF32 && x_dtype != kF16 && x_dtype != kBF16) return false;
   if (launch_quant_gemv_int8(s, w, x, x_dtype, m, y) ||
+      launch_quant_gemv_lut(s, w, x, x_dtype, m, y) ||
       launch_quant_gemv_tensor(s, w, x, x_dtype, m, y))
     return true;
   qmm::Params p = params(w);

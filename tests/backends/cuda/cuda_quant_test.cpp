@@ -287,6 +287,26 @@ TEST(CudaQuantizedMatmul, LookupTableTensorGemv) {
       }
 }
 
+// 4-bit indices with f32 tables per row and one f32 row of x take the k-split LUT GEMV
+// (quant_gemv_lut.cu) where k is a multiple of 512: one warp per CTA (k = 512), 8 (k = 4096, the
+// 7B shapes' rows) and 28 (k = 14336); n = 37 and 130 leave partial row groups of 4. The same
+// products with LOOM_QMM_LUT_SLICED=0 run the tensor GEMV (LookupTableTensorGemv covers it).
+TEST(CudaQuantizedMatmul, LookupTableSlicedGemv) {
+  REQUIRE_GPU();
+  for (int64_t k : {512, 4096, 14336})
+    for (int64_t n : {37, 130}) {
+      SCOPED_TRACE("k=" + std::to_string(k) + " n=" + std::to_string(n));
+      uint64_t seed = fresh_seed();
+      Runs r = run_lut(u4, true, f32, n, k, 1, seed);
+      EXPECT_NE(r.gpu_log.find("[quantized_matmul] fused"), std::string::npos) << r.gpu_log;
+      // Sums of k products of [-1, 1] values in another order: |y| ~ 0.33·√k.
+      const double atol = 2e-6 * static_cast<double>(k);
+      EXPECT_TRUE(close(r.gpu, r.ref, 1e-4, atol)) << "vs reference, seed " << seed;
+      EXPECT_TRUE(close(r.gpu, r.cpu, 1e-4, atol)) << "vs CPU, seed " << seed;
+      EXPECT_TRUE(close(r.gpu_dev, r.gpu, 0, 0)) << "device-resident input, seed " << seed;
+    }
+}
+
 // u4 codes with half scales and zero points per block of k (tinygemm's and MPSGraph's int4
 // layout at block 128) and half activations: decode rows take the affine-tensor GEMV with int8 x,
 // prefill (m = 33) the device dequantize + GEMM. k = 8192: x quantized once for the CTAs to copy

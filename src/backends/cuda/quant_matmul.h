@@ -106,6 +106,14 @@ bool launch_quant_gemv_tensor(cudaStream_t s, const QuantWeights& w, const void*
 // LOOM_QMM_LUT_SLICED=0 turns it off. False (nothing launched) outside that layout.
 bool launch_quant_gemv_lut(cudaStream_t s, const QuantWeights& w, const void* x, int x_dtype,
                            int64_t m, void* y);
+// The int8 GEMV for one row of x with k split over the warps of a CTA (quant_gemv_sliced.cu): k a
+// multiple of 512 up to 16384, rows of a multiple of 16 bytes; x f32 (16-byte aligned), or its
+// image from launch_quantize_x (one row; with xss, a normed x's: y is scaled by 1 / rms). f: one of
+// the int8 GEMV's block formats. False (nothing launched) outside those.
+bool launch_quant_gemv_int8_sliced(cudaStream_t s, int f, const uint8_t* w, int64_t n,
+                                   int64_t row_bytes, int64_t k, bool constant, const void* x,
+                                   int x_dtype, const void* image, const float* xss, float eps,
+                                   void* y);
 // y = quantized_matmul(rms_norm(a + b) · gamma, W) and sum = a + b (op
 // add_rms_norm_quantized_matmul) in the int8 GEMV. Rows of at most 2048 elements in all: every CTA
 // forms its normalised x from a and b (f32 [m, k], contiguous) while its first weight copies fly,

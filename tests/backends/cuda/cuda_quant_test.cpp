@@ -441,6 +441,30 @@ TEST(CudaQuantizedMatmul, AddRmsNormFusedGemv) {
       }
 }
 
+// One row of x with k a multiple of 512: the k-split int8 GEMV (quant_gemv_sliced.cu) where it is
+// on, x f32 (each warp quantizes its 512 elements) or, from k = 8192, x's image; n = 37 and 130
+// leave partial row groups of 4. Every int8-GEMV format (4-bit codes in both element orders).
+TEST(CudaQuantizedMatmul, OneRowSplitOverWarps) {
+  REQUIRE_GPU();
+  for (q::Format f : {q::Format::q4_0, q::Format::q4_1, q::Format::q8_0, q::Format::affine_u4,
+                      q::Format::affine_i8})
+    for (int64_t k : {512, 4096, 8192})
+      for (int64_t n : {37, 130}) {
+        std::string name(q::format_name(f));
+        SCOPED_TRACE(name + " k=" + std::to_string(k) + " n=" + std::to_string(n));
+        uint64_t seed = fresh_seed();
+        Graph g;
+        auto x = g.placeholder({1, k}, f32, "x");
+        auto y = quantized_matmul(x, g.constant(packed_weights(f, n, k, seed)), name, n, k);
+        Runs r = run_all(g, y, random_uniform({1, k}, f32, -1, 1, seed + 1));
+        const double sk = std::sqrt(static_cast<double>(k));
+        // x quantized as the CPU does, exact integer sums: the CPU's result to float rounding.
+        EXPECT_TRUE(close(r.gpu, r.cpu, 1e-4, 1e-5 * sk)) << "vs CPU, seed " << seed;
+        EXPECT_TRUE(close(r.gpu, r.ref, 1e-3, 0.01 * sk)) << "vs reference, seed " << seed;
+        EXPECT_TRUE(close(r.gpu_dev, r.gpu, 0, 0)) << "device-resident input, seed " << seed;
+      }
+}
+
 // Few rows with long k (a 7B model's 4096 x 14336 down projection, scaled down): rows of several
 // staged chunks, the last one partial.
 TEST(CudaQuantizedMatmul, FewLongRows) {

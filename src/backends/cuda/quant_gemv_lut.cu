@@ -93,8 +93,8 @@ __global__ void __launch_bounds__(kMaxWarps * 32) gemv_lut_sliced_kernel(const L
   const int64_t steps =
       blockIdx.x < groups ? (groups - 1 - blockIdx.x) / gridDim.x + 1 : 0;  // same for every warp
   // 32-bit rows (n < 2^31, launch_quant_gemv_lut), the next step's first row carried from one
-  // issue to the next (steps are issued in order): the copies' addresses in 64 bits were a sixth
-  // of the kernel's instructions.
+  // issue to the next (steps are issued in order): in 64 bits the copies' address arithmetic was
+  // a quarter of a step's instructions.
   const auto rb = static_cast<uint32_t>(a.k / 2), last = static_cast<uint32_t>(a.n - 1);
   const uint8_t* wl = a.w + warp * kSliceBytes + 16 * (lane & 15);  // the lane's units' column
   const float* tl = a.table + 4 * (lane & 3);

@@ -29,7 +29,7 @@ constexpr int kSlice = 512;              // elements of k per warp
 constexpr int kSliceBytes = kSlice / 2;  // their code bytes per row (8 per lane)
 constexpr int kStages = 4;               // steps a warp holds (one computed)
 constexpr int kTableBytes = 16 * 4;
-constexpr int kRows = 4;                         // rows per step
+constexpr int kRows = kSplitRows;                // rows per step
 constexpr int kCodeBytes = kRows * kSliceBytes;  // 1024
 // A step's slot: its rows' code slices, then their tables in one 256-byte block (aligned: every
 // table starts 64r bytes into it, lut_values).
@@ -45,7 +45,6 @@ struct LutArgs {
   int64_t n;
   int k, warps;  // warps = k / kSlice
   int early;     // steps whose copies start before the previous kernel ends (constant weights)
-  int gpc;       // row groups per CTA at most (the partials' shared memory)
 };
 
 // Byte lanes 0..3 of w4: offsets (a table's offset in its 256-byte block + 4 · a 4-bit index) ->
@@ -57,19 +56,6 @@ __device__ __forceinline__ void lut_values(uint32_t w4, uint32_t tab, float (&f)
     // Not volatile: the address depends on the codes, read after the step's copies landed.
     asm("ld.shared.f32 %0, [%1];" : "=f"(f[t]) : "r"(__byte_perm(w4, tab, 0x7650 | t)));
   }
-}
-
-// The sums of v[0..3] over the warp's lanes, by a transposing butterfly (6 shuffles, not 20):
-// lane 8r ends with row r's sum.
-__device__ __forceinline__ float warp_sum4(const float (&v)[4], int lane) {
-  const bool hi16 = lane & 16, hi8 = lane & 8;
-  float a0 = hi16 ? v[2] : v[0], a1 = hi16 ? v[3] : v[1];
-  a0 += __shfl_xor_sync(0xffffffffu, hi16 ? v[0] : v[2], 16);
-  a1 += __shfl_xor_sync(0xffffffffu, hi16 ? v[1] : v[3], 16);
-  float c = hi8 ? a1 : a0;
-  c += __shfl_xor_sync(0xffffffffu, hi8 ? a0 : a1, 8);
-  for (int o = 4; o > 0; o >>= 1) c += __shfl_xor_sync(0xffffffffu, c, o);
-  return c;
 }
 
 // (x & mask) | at in one instruction (ptxas splits two constants into an AND and an OR).
@@ -151,17 +137,9 @@ __global__ void __launch_bounds__(kMaxWarps * 32) gemv_lut_sliced_kernel(const L
       }
       sum[r] = v + u;
     }
-    const float total = warp_sum4(sum, lane);
-    if ((lane & 7) == 0) part[(q * kRows + (lane >> 3)) * a.warps + warp] = total;
+    park_partials(part, sum, q, a.warps, warp, lane);
   });
-  __syncthreads();  // every warp's partials are in
-  for (int64_t i = threadIdx.x; i < steps * kRows; i += blockDim.x) {
-    const int64_t q = i / kRows, row = (blockIdx.x + q * gridDim.x) * kRows + i % kRows;
-    if (row >= a.n) continue;
-    float t = 0.f;
-    for (int w = 0; w < a.warps; ++w) t += part[i * a.warps + w];
-    a.y[row] = t;
-  }
+  sum_partials(part, steps, a.warps, a.n, [&](int64_t row, float t) { a.y[row] = t; });
 }
 
 }  // namespace
@@ -182,18 +160,12 @@ bool launch_quant_gemv_lut(cudaStream_t s, const QuantWeights& w, const void* x,
   a.early = w.constant ? kStages - 1 : 0;
   int device = 0;  // the backend made the launch's device current (stream_for)
   LOOM_CUDA_CHECK(cudaGetDevice(&device));
-  const int64_t groups = (a.n + kRows - 1) / kRows;
-  // The partials are sized for a grid of one CTA per SM, the fewest any launch has.
-  a.gpc = static_cast<int>((groups + sm_count(device) - 1) / sm_count(device));
-  const size_t smem = 256 + static_cast<size_t>(a.warps) * kStages * kSlotBytes +
-                      static_cast<size_t>(a.gpc) * kRows * a.warps * sizeof(float);
-  if (smem > 200 * 1024) return false;  // very many rows per SM: the tensor GEMV takes them
-  const int threads = a.warps * 32;
   auto kern = gemv_lut_sliced_kernel;
-  const int fit = resident_ctas(reinterpret_cast<const void*>(kern), device, threads, smem);
-  const auto grid = static_cast<unsigned>(
-      std::min<int64_t>(groups, static_cast<int64_t>(fit) * sm_count(device)));
-  launch_pdl(kern, grid, threads, smem, s, a);
+  SplitLaunch l;
+  if (!split_launch(reinterpret_cast<const void*>(kern), device, a.n, a.warps, kStages * kSlotBytes,
+                    256, l))  // + 256: the stages' alignment
+    return false;
+  launch_pdl(kern, l.grid, l.threads, l.smem, s, a);
   return true;
 }
 

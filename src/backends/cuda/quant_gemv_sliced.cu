@@ -42,21 +42,7 @@ struct SlicedArgs {
   int early;
   void* y;
   int ydt;
-  int gpc;  // row groups per CTA at most (the partials' shared memory)
 };
-
-// The sums of v[0..3] over the warp's lanes, by a transposing butterfly: lane 8r ends with row
-// r's sum.
-__device__ __forceinline__ float warp_sum4(const float (&v)[4], int lane) {
-  const bool hi16 = lane & 16, hi8 = lane & 8;
-  float a0 = hi16 ? v[2] : v[0], a1 = hi16 ? v[3] : v[1];
-  a0 += __shfl_xor_sync(0xffffffffu, hi16 ? v[0] : v[2], 16);
-  a1 += __shfl_xor_sync(0xffffffffu, hi16 ? v[1] : v[3], 16);
-  float c = hi8 ? a1 : a0;
-  c += __shfl_xor_sync(0xffffffffu, hi8 ? a0 : a1, 8);
-  for (int o = 4; o > 0; o >>= 1) c += __shfl_xor_sync(0xffffffffu, c, o);
-  return c;
-}
 
 template <int F>
 __global__ void __launch_bounds__(kMaxWarps * 32) gemv_int8_sliced_kernel(const SlicedArgs a) {
@@ -163,34 +149,20 @@ __global__ void __launch_bounds__(kMaxWarps * 32) gemv_int8_sliced_kernel(const 
       }
       sum[r] = dw * dx * static_cast<float>(sumi) + wm * sxh;
     }
-    const float total = warp_sum4(sum, lane);
-    if ((lane & 7) == 0) part[(q * kRows + (lane >> 3)) * a.warps + warp] = total;
+    park_partials(part, sum, q, a.warps, warp, lane);
   });
-  __syncthreads();  // every warp's partials are in
-  for (int64_t i = threadIdx.x; i < steps * kRows; i += blockDim.x) {
-    const int64_t q = i / kRows, row = (blockIdx.x + q * gridDim.x) * kRows + i % kRows;
-    if (row >= a.n) continue;
-    float t = 0.f;
-    for (int w = 0; w < a.warps; ++w) t += part[i * a.warps + w];
-    store(a.ydt, a.y, row, t * inv);
-  }
+  sum_partials(part, steps, a.warps, a.n,
+               [&](int64_t row, float t) { store(a.ydt, a.y, row, t * inv); });
 }
 
 template <int F>
 bool launch_format(cudaStream_t s, SlicedArgs a, int device) {
-  constexpr int SLOT = kRows * kSliceBlocks * Blk<F>::BYTES;
-  const int64_t groups = (a.n + kRows - 1) / kRows;
-  // The partials are sized for a grid of one CTA per SM, the fewest any launch has.
-  a.gpc = static_cast<int>((groups + sm_count(device) - 1) / sm_count(device));
-  const size_t smem = static_cast<size_t>(a.warps) * kStages * SLOT +
-                      static_cast<size_t>(a.gpc) * kRows * a.warps * sizeof(float);
-  if (smem > 200 * 1024) return false;
-  const int threads = a.warps * 32;
   auto kern = gemv_int8_sliced_kernel<F>;
-  const int fit = resident_ctas(reinterpret_cast<const void*>(kern), device, threads, smem);
-  const auto grid = static_cast<unsigned>(
-      std::min<int64_t>(groups, static_cast<int64_t>(fit) * sm_count(device)));
-  launch_pdl(kern, grid, threads, smem, s, a);
+  SplitLaunch l;
+  if (!split_launch(reinterpret_cast<const void*>(kern), device, a.n, a.warps,
+                    kStages * kRows * kSliceBlocks * Blk<F>::BYTES, 0, l))
+    return false;
+  launch_pdl(kern, l.grid, l.threads, l.smem, s, a);
   return true;
 }
 

@@ -393,14 +393,16 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_tensor_kernel(const TensorAr
 #pragma unroll
           for (int r = 0; r < R; ++r) {
             const float* tab = reinterpret_cast<const float*>(sp[r]);
-            if constexpr (LUT4) {
-              const auto tb = static_cast<uint32_t>(__cvta_generic_to_shared(tab));
-              lut4_values((cw[r][g] << 2) & 0x3C3C3C3Cu, tb, f[r][0]);
-              lut4_values((cw[r][g] >> 2) & 0x3C3C3C3Cu, tb, f[r][1]);
-            } else if constexpr (T::FOUR) {
+            if constexpr (T::FOUR) {
               const uint32_t w = cw[r][g] ^ T::FLIP;
-              values4<F>(w & 0x0F0F0F0Fu, tab, f[r][0]);
-              values4<F>((w >> 4) & 0x0F0F0F0Fu, tab, f[r][1]);
+              if constexpr (LUT4) {
+                const auto tb = static_cast<uint32_t>(__cvta_generic_to_shared(tab));
+                lut4_values((w << 2) & 0x3C3C3C3Cu, tb, f[r][0]);
+                lut4_values((w >> 2) & 0x3C3C3C3Cu, tb, f[r][1]);
+              } else {
+                values4<F>(w & 0x0F0F0F0Fu, tab, f[r][0]);
+                values4<F>((w >> 4) & 0x0F0F0F0Fu, tab, f[r][1]);
+              }
             } else {
               values4<F>(cw[r][2 * g] ^ T::FLIP, tab, f[r][0]);
               values4<F>(cw[r][2 * g + 1] ^ T::FLIP, tab, f[r][1]);

@@ -3,6 +3,7 @@
 // cp.async a few steps ahead of the one it computes, so many bytes are in flight per SM without
 // registers holding them. Included only by .cu files.
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
@@ -149,5 +150,64 @@ __device__ __forceinline__ void quantize_block32(const float (&v)[32], uint32_t 
 // launches of every size seen before stay valid (and none happens while a CUDA graph is being
 // captured). Defined in quant_gemv_int8.cu.
 int resident_ctas(const void* kern, int device, int threads, size_t smem);
+
+// k-split GEMVs (quant_gemv_sliced.cu, quant_gemv_lut.cu): each warp of a CTA owns a slice of k of
+// every row, the CTA's warps walk the same groups of kSplitRows rows (the CTA's q-th group: rows
+// (blockIdx.x + q · gridDim.x) · kSplitRows + r), and each parks its partial sum of every row in
+// shared memory, part[(q · kSplitRows + r) · warps + warp]; the CTA adds them once at the end.
+constexpr int kSplitRows = 4;
+
+// Step q's partial sums of the warp's 4 rows (one per lane each) into part: a transposing
+// butterfly over the lanes (6 shuffles, not 20) leaves row r's sum in lane 8r.
+__device__ __forceinline__ void park_partials(float* part, const float (&v)[kSplitRows], int64_t q,
+                                              int warps, int warp, int lane) {
+  const bool hi16 = lane & 16, hi8 = lane & 8;
+  float a0 = hi16 ? v[2] : v[0], a1 = hi16 ? v[3] : v[1];
+  a0 += __shfl_xor_sync(0xffffffffu, hi16 ? v[0] : v[2], 16);
+  a1 += __shfl_xor_sync(0xffffffffu, hi16 ? v[1] : v[3], 16);
+  float c = hi8 ? a1 : a0;
+  c += __shfl_xor_sync(0xffffffffu, hi8 ? a0 : a1, 8);
+  for (int o = 4; o > 0; o >>= 1) c += __shfl_xor_sync(0xffffffffu, c, o);
+  if ((lane & 7) == 0) part[(q * kSplitRows + (lane >> 3)) * warps + warp] = c;
+}
+
+// Once every warp has run its `steps`: each of the CTA's rows below n summed over the warps'
+// partials, handed to store(row, sum).
+template <class Store>
+__device__ __forceinline__ void sum_partials(const float* part, int64_t steps, int warps, int64_t n,
+                                             Store&& store) {
+  __syncthreads();
+  for (int64_t i = threadIdx.x; i < steps * kSplitRows; i += blockDim.x) {
+    const int64_t q = i / kSplitRows,
+                  row = (blockIdx.x + q * gridDim.x) * kSplitRows + i % kSplitRows;
+    if (row >= n) continue;
+    float t = 0.f;
+    for (int w = 0; w < warps; ++w) t += part[i * warps + w];
+    store(row, t);
+  }
+}
+
+// A k-split GEMV's launch shape: `warps` warps of `warp_bytes` of stages each, `extra` bytes, and
+// the partials sized for a grid of one CTA per SM (the fewest any launch has); as many CTAs as
+// fit, at most one per row group. False where the shared memory would pass 200 KB (very many rows
+// per SM: the row kernels take them).
+struct SplitLaunch {
+  unsigned grid;
+  int threads;
+  size_t smem;
+};
+inline bool split_launch(const void* kern, int device, int64_t n, int warps, size_t warp_bytes,
+                         size_t extra, SplitLaunch& l) {
+  const int64_t groups = (n + kSplitRows - 1) / kSplitRows;
+  const int64_t per_cta = (groups + sm_count(device) - 1) / sm_count(device);
+  l.smem = static_cast<size_t>(warps) * warp_bytes + extra +
+           static_cast<size_t>(per_cta) * kSplitRows * warps * sizeof(float);
+  if (l.smem > 200 * 1024) return false;
+  l.threads = warps * 32;
+  const int fit = resident_ctas(kern, device, l.threads, l.smem);
+  l.grid = static_cast<unsigned>(
+      std::min<int64_t>(groups, static_cast<int64_t>(fit) * sm_count(device)));
+  return true;
+}
 
 }  // namespace loom::backends::cuda

@@ -15,7 +15,6 @@
 // forms each address; 16 words, no bank conflicts) and the partials. H100, 14336 x 4096: 20.0 ->
 // 13.9 us (72.6 % of the copy rate); 4096 x 14336 (28 warps per CTA): 23.4 -> 15.3.
 #include <algorithm>
-#include <cstdlib>
 
 #include "backends/cuda/device_util.cuh"
 #include "backends/cuda/pdl.cuh"
@@ -29,7 +28,7 @@ constexpr int kSlice = 512;              // elements of k per warp
 constexpr int kSliceBytes = kSlice / 2;  // their code bytes per row (8 per lane)
 constexpr int kStages = 4;               // steps a warp holds (one computed)
 constexpr int kTableBytes = 16 * 4;
-constexpr int kRows = kSplitRows;                // rows per step
+constexpr int kRows = kSplitRows;                // rows per step (park_partials)
 constexpr int kCodeBytes = kRows * kSliceBytes;  // 1024
 // A step's slot: its rows' code slices, then their tables in one 256-byte block (aligned: every
 // table starts 64r bytes into it, lut_values).

@@ -14,7 +14,6 @@
 // partial sum over their lanes and park it in shared memory; the CTA adds its warps' partials
 // once its rows are done.
 #include <algorithm>
-#include <cstdlib>
 
 #include "backends/cuda/device_util.cuh"
 #include "backends/cuda/pdl.cuh"
@@ -27,9 +26,9 @@ namespace {
 
 constexpr int kSlice = 512;  // elements of k per warp
 constexpr int kSliceBlocks = kSlice / 32;
-constexpr int kRows = 4;       // rows per step
-constexpr int kStages = 3;     // steps a warp holds (one computed)
-constexpr int kMaxWarps = 32;  // k <= 16384
+constexpr int kRows = kSplitRows;  // rows per step (park_partials)
+constexpr int kStages = 3;         // steps a warp holds (one computed)
+constexpr int kMaxWarps = 32;      // k <= 16384
 
 struct SlicedArgs {
   const uint8_t* w;  // [n][rb], rows 16-byte aligned

@@ -533,18 +533,6 @@ void launch_int8(cudaStream_t s, const Int8Args& a, size_t smem, bool staged) {
       // docs/benchmarks/cuda_quant.md.)
     }
   }
-  // One wave of persistent CTAs, as many as fit on the SMs at once: x is quantized once per CTA
-  // (k·m bytes of shared memory, read from L2), and a CTA beyond the resident ones would run
-  // its whole share after the others, doubling the time. LOOM_QMM_INT8_CTAS caps CTAs per SM.
-  static const int cap = [] {  // read once: this runs for every decode-step product
-    const char* e = std::getenv("LOOM_QMM_INT8_CTAS");
-    return e ? std::max(std::atoi(e), 0) : 0;
-  }();
-  int per_sm = resident_ctas(reinterpret_cast<const void*>(kern), device, kWarps * 32, smem);
-  if (cap > 0) per_sm = std::min(per_sm, cap);
-  const int64_t want = (a.n + kWarps * rows - 1) / (kWarps * rows);
-  const auto grid = static_cast<unsigned>(
-      std::min<int64_t>(want, static_cast<int64_t>(per_sm) * sm_count(device)));
   // Long rows: x quantized once by a kernel of its own, then copied by every CTA, which otherwise
   // reads all of x from L2 and quantizes it itself: 5.5 of a Mistral-7B down projection's 17.6 us
   // on an H100 (k = 14336). A norm over long rows is formed by that kernel too.
@@ -579,6 +567,18 @@ void launch_int8(cudaStream_t s, const Int8Args& a, size_t smem, bool staged) {
       launch_quant_gemv_int8_sliced(s, F, b.w, b.n, b.rb, b.k, a.early != 0, b.x, b.xdt, b.xg,
                                     b.xss, b.eps, b.y))
     return;
+  // One wave of persistent CTAs, as many as fit on the SMs at once: x is quantized once per CTA
+  // (k·m bytes of shared memory, read from L2), and a CTA beyond the resident ones would run
+  // its whole share after the others, doubling the time. LOOM_QMM_INT8_CTAS caps CTAs per SM.
+  static const int cap = [] {  // read once: this runs for every decode-step product
+    const char* e = std::getenv("LOOM_QMM_INT8_CTAS");
+    return e ? std::max(std::atoi(e), 0) : 0;
+  }();
+  int per_sm = resident_ctas(reinterpret_cast<const void*>(kern), device, kWarps * 32, smem);
+  if (cap > 0) per_sm = std::min(per_sm, cap);
+  const int64_t want = (a.n + kWarps * rows - 1) / (kWarps * rows);
+  const auto grid = static_cast<unsigned>(
+      std::min<int64_t>(want, static_cast<int64_t>(per_sm) * sm_count(device)));
   if (b.early && ((early_mode == 0 && b.xg) || early_mode == 2))
     b.early = kStages - 1;  // the prologue only copies x: all steps early
   launch_pdl(kern, grid, kWarps * 32, smem, s, b);

@@ -14,8 +14,6 @@
 // serves only the codes (8 bytes per lane per row), the tables' lookups (lut_values: one byte_perm
 // forms each address; 16 words, no bank conflicts) and the partials. H100, 14336 x 4096: 20.0 ->
 // 13.9 us (72.6 % of the copy rate); 4096 x 14336 (28 warps per CTA): 23.4 -> 15.3.
-#include <algorithm>
-
 #include "backends/cuda/device_util.cuh"
 #include "backends/cuda/pdl.cuh"
 #include "backends/cuda/quant_matmul.h"
@@ -45,17 +43,6 @@ struct LutArgs {
   int k, warps;  // warps = k / kSlice
   int early;     // steps whose copies start before the previous kernel ends (constant weights)
 };
-
-// Byte lanes 0..3 of w4: offsets (a table's offset in its 256-byte block + 4 · a 4-bit index) ->
-// the f32 values there, in the block at shared address tab (256-byte aligned): one byte_perm
-// forms each address (the offset's byte under tab's upper three).
-__device__ __forceinline__ void lut_values(uint32_t w4, uint32_t tab, float (&f)[4]) {
-#pragma unroll
-  for (int t = 0; t < 4; ++t) {
-    // Not volatile: the address depends on the codes, read after the step's copies landed.
-    asm("ld.shared.f32 %0, [%1];" : "=f"(f[t]) : "r"(__byte_perm(w4, tab, 0x7650 | t)));
-  }
-}
 
 // (x & mask) | at in one instruction (ptxas splits two constants into an AND and an OR).
 __device__ __forceinline__ uint32_t and_or(uint32_t x, uint32_t mask, uint32_t at) {

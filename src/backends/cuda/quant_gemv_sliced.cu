@@ -13,8 +13,6 @@
 // step: each warp copies its slice of them by cp.async, run_steps' pipeline), reduce each row's
 // partial sum over their lanes and park it in shared memory; the CTA adds its warps' partials
 // once its rows are done.
-#include <algorithm>
-
 #include "backends/cuda/device_util.cuh"
 #include "backends/cuda/pdl.cuh"
 #include "backends/cuda/quant_int8_blocks.cuh"

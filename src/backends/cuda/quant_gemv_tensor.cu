@@ -213,25 +213,13 @@ __device__ __forceinline__ void values4(uint32_t w, const float* tab, float (&f)
   }
 }
 
-// 4-bit table indices times 4 in byte lanes 0..3 of w4 -> table[index] from the 16-entry f32
-// table at shared address tab (256-byte aligned): one byte_perm forms each entry's address (the
-// index's byte under tab's upper three), where a byte_perm and an address multiply-add did, a
-// quarter of the LUT path's instructions per weight. Its lookups stay conflict-free (16 words).
-__device__ __forceinline__ void lut4_values(uint32_t w4, uint32_t tab, float (&f)[4]) {
-#pragma unroll
-  for (int t = 0; t < 4; ++t) {
-    // Not volatile: the address depends on the codes, read after the step's copies landed.
-    asm("ld.shared.f32 %0, [%1];" : "=f"(f[t]) : "r"(__byte_perm(w4, tab, 0x7650 | t)));
-  }
-}
-
 // HP: scales and zero points are f16 / bf16 (ld_half_param).
 template <int F, int MT, int BIG, bool I8, bool HP>
 __global__ void __launch_bounds__(kWarps * 32) gemv_tensor_kernel(const TensorArgs a) {
   using T = TFmt<F, BIG>;
   constexpr int R = kRows, ST = kStages<BIG>, CB = T::CB, CODE_BYTES = kCodeBytes<BIG>;
   extern __shared__ int4 smem4[];
-  // [kWarps][ST][R][slot]; 4-bit LUT: from a 256-byte boundary (lut4_values), slots of a multiple
+  // [kWarps][ST][R][slot]; 4-bit LUT: from a 256-byte boundary (lut_values), slots of a multiple
   // of 256 bytes, each row's table at slot + CODE_BYTES, one shared table after the slots.
   constexpr bool LUT4 = F == kLutU4;
   uint8_t* stage = reinterpret_cast<uint8_t*>(smem4);
@@ -397,8 +385,8 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_tensor_kernel(const TensorAr
               const uint32_t w = cw[r][g] ^ T::FLIP;
               if constexpr (LUT4) {
                 const auto tb = static_cast<uint32_t>(__cvta_generic_to_shared(tab));
-                lut4_values((w << 2) & 0x3C3C3C3Cu, tb, f[r][0]);
-                lut4_values((w >> 2) & 0x3C3C3C3Cu, tb, f[r][1]);
+                lut_values((w << 2) & 0x3C3C3C3Cu, tb, f[r][0]);
+                lut_values((w >> 2) & 0x3C3C3C3Cu, tb, f[r][1]);
               } else {
                 values4<F>(w & 0x0F0F0F0Fu, tab, f[r][0]);
                 values4<F>((w >> 4) & 0x0F0F0F0Fu, tab, f[r][1]);
@@ -533,7 +521,7 @@ bool launch_quant_gemv_tensor(cudaStream_t s, const QuantWeights& w, const void*
     if (a.per_row) {  // staged with the codes, read as f32
       if (a.tdt != kF32 || !aligned16(a.table)) return false;
       a.tbytes = w.n * a.entries * 4;
-      // 4-bit: slots of a multiple of 256 bytes (lut4_values); the tables are 64-byte aligned.
+      // 4-bit: slots of a multiple of 256 bytes (lut_values); the tables are 64-byte aligned.
       a.preg = f == kLutU4 ? 256 : static_cast<int>(round16(a.entries * 4 + 15));
     }
     a.slot = code_bytes + a.preg;

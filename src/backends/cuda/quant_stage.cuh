@@ -151,6 +151,20 @@ __device__ __forceinline__ void quantize_block32(const float (&v)[32], uint32_t 
 // captured). Defined in quant_gemv_int8.cu.
 int resident_ctas(const void* kern, int device, int threads, size_t smem);
 
+// The 4-bit LUT GEMVs' lookups (quant_gemv_tensor.cu, quant_gemv_lut.cu). Byte lanes 0..3 of w4:
+// offsets (4 · a 4-bit table index, plus the table's offset in its 256-byte block) -> the f32
+// values there, in the block at shared address tab (256-byte aligned): one byte_perm forms each
+// address (the offset's byte under tab's upper three), where a byte_perm and an address
+// multiply-add did, a quarter of the LUT path's instructions per weight. A 16-entry table's
+// lookups stay conflict-free (16 words).
+__device__ __forceinline__ void lut_values(uint32_t w4, uint32_t tab, float (&f)[4]) {
+#pragma unroll
+  for (int t = 0; t < 4; ++t) {
+    // Not volatile: the address depends on the codes, read after the step's copies landed.
+    asm("ld.shared.f32 %0, [%1];" : "=f"(f[t]) : "r"(__byte_perm(w4, tab, 0x7650 | t)));
+  }
+}
+
 // k-split GEMVs (quant_gemv_sliced.cu, quant_gemv_lut.cu): each warp of a CTA owns a slice of k of
 // every row, the CTA's warps walk the same groups of kSplitRows rows (the CTA's q-th group: rows
 // (blockIdx.x + q · gridDim.x) · kSplitRows + r), and each parks its partial sum of every row in

@@ -535,16 +535,15 @@ void launch_int8(cudaStream_t s, const Int8Args& a, size_t smem, bool staged) {
   }
   // Long rows: x quantized once by a kernel of its own, then copied by every CTA, which otherwise
   // reads all of x from L2 and quantizes it itself: 5.5 of a Mistral-7B down projection's 17.6 us
-  // on an H100 (k = 14336). A norm over long rows is formed by that kernel too. Rows of half that
-  // length too where the product is short (n <= 2k) or x has several rows: what every CTA reads of
-  // x then rivals its share of the weights (H100: 4096 x 4096 q4_0, m = 1, 7.53 -> 6.74 us; m = 4
-  // at 14336 x 4096 24.7 -> 22.3; Mistral-7B's output projection in the step, 483.6 -> 485.5 tok/s;
-  // 14336 x 4096, m = 1: 14.24 against 14.48 without the kernel).
+  // on an H100 (k = 14336). A norm over long rows is formed by that kernel too. For several rows
+  // of x, rows of half that length too: each CTA's copy of x then rivals its share of the weights
+  // (H100, 14336 x 4096 q4_0: m = 4 24.52 -> 22.21 us, m = 8 38.75 -> 33.86). One row gains
+  // nothing there: the k-split kernel reads only a slice of x per warp (4096 x 4096 6.57 -> 6.71,
+  // Mistral-7B's output projection 504.1 -> 502.5 tok/s with the kernel).
   Int8Args b = a;
   std::shared_ptr<Storage> image;  // back to the cache on return; the stream orders its reuse
   const int min_k = xq_min_k();
-  const bool long_x =
-      min_k > 0 && (a.k >= min_k || (2 * a.k >= min_k && (a.m > 1 || a.n <= 2 * a.k)));
+  const bool long_x = min_k > 0 && (a.k >= min_k || (a.m > 1 && 2 * a.k >= min_k));
   const bool long_norm = a.na && static_cast<int64_t>(a.k) * a.m > kMaxNormElements;
   if ((!a.na && long_x) || long_norm) {
     image = scratch(device, x_image_bytes(MT, a.k));

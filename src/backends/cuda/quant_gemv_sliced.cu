@@ -25,11 +25,8 @@ namespace {
 constexpr int kSlice = 512;  // elements of k per warp
 constexpr int kSliceBlocks = kSlice / 32;
 constexpr int kRows = kSplitRows;  // rows per step (park_partials)
-// Steps a warp holds (one computed; the others all go out before the wait): 4, not 3 (H100:
-// 14336 x 4096 q4_0 14.71 -> 14.20 us, 4096 x 14336 14.86 -> 14.12; Mistral-7B 487.1 -> 488.7
-// tok/s; 5: 487.7; 4 with only 2 early: 490.4 against 492.0).
-constexpr int kStages = 4;
-constexpr int kMaxWarps = 32;  // k <= 16384
+constexpr int kStages = 3;         // steps a warp holds (one computed)
+constexpr int kMaxWarps = 32;      // k <= 16384
 
 struct SlicedArgs {
   const uint8_t* w;  // [n][rb], rows 16-byte aligned
@@ -55,10 +52,8 @@ __global__ void __launch_bounds__(kMaxWarps * 32) gemv_int8_sliced_kernel(const 
   extern __shared__ int4 smem4[];
   const int lane = static_cast<int>(threadIdx.x & 31), warp = static_cast<int>(threadIdx.x >> 5);
   uint8_t* slots = reinterpret_cast<uint8_t*>(smem4) + static_cast<size_t>(warp) * kStages * SLOT;
-  // Each warp's share of the normed row's sum of squares, then the partial sums.
-  float* wss = reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(smem4) +
-                                        static_cast<size_t>(a.warps) * kStages * SLOT);
-  float* part = wss + kMaxWarps;
+  float* part = reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(smem4) +
+                                         static_cast<size_t>(a.warps) * kStages * SLOT);
 
   const int64_t groups = (a.n + kRows - 1) / kRows;
   const int64_t steps = blockIdx.x < groups ? (groups - 1 - blockIdx.x) / gridDim.x + 1 : 0;
@@ -127,10 +122,11 @@ __global__ void __launch_bounds__(kMaxWarps * 32) gemv_int8_sliced_kernel(const 
 #pragma unroll
     for (int j = 0; j < 4; ++j) qsum = __dp4a(xw[j], 0x01010101, qsum);
     sxh = dx * static_cast<float>(qsum);
-    if (a.xss) {  // the sums of squares of the warp's 16 blocks; the CTA adds them up at the end
-      float ss = h ? 0.f : __ldg(a.xss + blk);
-      for (int o = 16; o > 1; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-      if (lane == 0) wss[warp] = ss;
+    if (a.xss) {  // 1 / rms of the normed row from its blocks' sums of squares
+      float ss = 0.f;
+      for (int b = lane; b < a.kb; b += 32) ss += __ldg(a.xss + b);
+      for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+      inv = rsqrtf(ss / static_cast<float>(a.k) + a.eps);
     }
   };
   run_steps<kStages>(steps, 1, a.early, issue, prologue, [&](int64_t q, int, int s) {
@@ -152,17 +148,8 @@ __global__ void __launch_bounds__(kMaxWarps * 32) gemv_int8_sliced_kernel(const 
     }
     park_partials(part, sum, q, a.warps, warp, lane);
   });
-  // The normed row's 1 / rms, once the barrier in sum_partials has every warp's share. (Each warp
-  // reading all kb sums itself doubled a warp's x bytes from L2: H100, Mistral-7B 480.1 -> 483.6.)
-  bool have_inv = !a.xss;
-  sum_partials(part, steps, a.warps, a.n, [&](int64_t row, float t) {
-    if (!have_inv) {  // after sum_partials' barrier: every warp's wss is in
-      float ss = 0.f;
-      for (int w = 0; w < a.warps; ++w) ss += wss[w];
-      inv = rsqrtf(ss / static_cast<float>(a.k) + a.eps), have_inv = true;
-    }
-    store(a.ydt, a.y, row, t * inv);
-  });
+  sum_partials(part, steps, a.warps, a.n,
+               [&](int64_t row, float t) { store(a.ydt, a.y, row, t * inv); });
 }
 
 template <int F>
@@ -170,7 +157,7 @@ bool launch_format(cudaStream_t s, SlicedArgs a, int device) {
   auto kern = gemv_int8_sliced_kernel<F>;
   SplitLaunch l;
   if (!split_launch(reinterpret_cast<const void*>(kern), device, a.n, a.warps,
-                    kStages * kRows * kSliceBlocks * Blk<F>::BYTES, kMaxWarps * sizeof(float), l))
+                    kStages * kRows * kSliceBlocks * Blk<F>::BYTES, 0, l))
     return false;
   launch_pdl(kern, l.grid, l.threads, l.smem, s, a);
   return true;

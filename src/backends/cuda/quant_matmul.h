@@ -91,8 +91,8 @@ constexpr size_t x_image_bytes(int rows, int64_t k) {
   return 32 * static_cast<size_t>(rows) * kbp + 12 * static_cast<size_t>(rows) * kb;
 }
 // Rows of at least this many elements (LOOM_QMM_XQ_MIN_K, default 8192; 0: never) have x
-// quantized once by launch_quantize_x before the GEMV (the int8 GEMV: also rows of half that
-// where n <= 2k or m > 1). Read once (this runs for every decode-step product).
+// quantized once by launch_quantize_x before the GEMV (the int8 GEMV: rows of half that too
+// where m > 1). Read once (this runs for every decode-step product).
 int xq_min_k();
 // The GEMV for affine integer tensors (u4 / i4 / u8 / i8, scales per tensor, row or block of a
 // multiple of 32) and lookup-table indices (u4 / u8) with k a multiple of 32, in float arithmetic

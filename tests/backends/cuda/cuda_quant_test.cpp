@@ -476,7 +476,8 @@ TEST(CudaQuantizedMatmul, FewLongRows) {
 
 // From one row (most warps idle) to several row groups per warp, with k of exactly one staged
 // chunk per row (q4_0, kb = 128) and of a chunk and a part (kb = 160): 13000 rows give every warp
-// of an H100's 132 SMs x 3 CTAs x 8 warps 4 or more.
+// of an H100's 132 SMs x 3 CTAs x 8 warps 4 or more. (m = 2 at these k: x quantized once by its
+// own kernel for the CTAs to copy; m = 1: the k-split kernel.)
 TEST(CudaQuantizedMatmul, FewToManyRowsPerWarp) {
   REQUIRE_GPU();
   for (q::Format f : {q::Format::q4_0, q::Format::q8_0})

@@ -1,5 +1,7 @@
 // Op cases: affine quantize / dequantize (per tensor, axis, block), LUT, block formats, the fused
 // quantized_matmul in every format, add_rms_norm_quantized_matmul and swiglu_quantized_matmul.
+#include <cmath>
+
 #include "backends/cpu/quant/qmatmul.h"
 #include "ops/op_case.h"
 
@@ -191,7 +193,9 @@ std::vector<OpCase> make() {
                   return std::vector<Tensor>{swiglu_quantized_matmul(in[0], w, name, n, kk)};
                 }};
       tolerate(qc);
-      if (kk > k) qc.atol = 0.8;  // the error's std grows with sqrt(k)
+      // The int8 activations' error grows with sqrt(k): k = 8192 with 0.8 (3.5 sigma over 37
+      // outputs) failed 2 % of the runs, so scale k = 96's bound instead (6 sigma).
+      if (kk > k) qc.atol = 0.15 * std::sqrt(static_cast<double>(kk) / static_cast<double>(k));
       c.push_back(qc);
     };
     rows("m1", {1, 2 * k}, k);

@@ -49,7 +49,8 @@ one() {  # side (old, new, or a setting of AB_ENVS), what: prints one line of fi
     ;;
   attention)
     timeout 300 "$bin/cuda_attention_bench" /tmp/ab-attn.csv quick >/tmp/ab-attn.txt 2>&1
-    grep '^decode' /tmp/ab-attn.csv | grep 'default cold' | cut -d, -f2,3,6 | tr '\n' ' '
+    grep '^decode' /tmp/ab-attn.csv | grep -E 'default cold|settled cold' | cut -d, -f2,3,5,6 |
+      tr '\n' ' '
     grep 'decode-llm' /tmp/ab-attn.txt | sed -E 's/^decode-llm //' | tr '\n' ' '
     ;;
   quant)

@@ -18,6 +18,11 @@ struct KernelContext {
   // Bit i set: input i is a graph constant (or a view of one), which no kernel of the run writes,
   // so a GPU kernel may start reading it before earlier kernels finish (CUDA's early launch).
   uint64_t constant_inputs = 0;
+  // Bit i set: input i is not written by the step before this one in a prepared run, the only
+  // kernels that may still be running when this one starts (a CUDA kernel waits for its
+  // predecessor before it lets its successor start, pdl.cuh), so a GPU kernel may read it before
+  // it waits (rope_write_kv_sdpa's caches). Zero where unknown.
+  uint64_t settled_inputs = 0;
 
   template <class T>
   const T& attrs_as() const {

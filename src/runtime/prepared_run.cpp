@@ -22,6 +22,20 @@
 namespace loom {
 namespace op = ir::op;
 
+namespace {
+
+// Whether a and b may share bytes: the same storage and, where both are contiguous, intersecting
+// byte ranges (strided views: assumed to).
+bool may_overlap(const NDArray& a, const NDArray& b) {
+  if (!a.defined() || !b.defined() || a.storage() != b.storage()) return false;
+  if (!a.is_contiguous() || !b.is_contiguous()) return true;
+  const auto* pa = static_cast<const std::byte*>(a.data());
+  const auto* pb = static_cast<const std::byte*>(b.data());
+  return pa < pb + b.nbytes() && pb < pa + a.nbytes();
+}
+
+}  // namespace
+
 struct PreparedRun::Impl {
   std::shared_ptr<ExecutableImpl> exe;
   PrepareOptions options;
@@ -37,6 +51,7 @@ struct PreparedRun::Impl {
     const Attrs* attrs = nullptr;
     std::string op = "copy";  // op name (profiles)
     uint64_t constant_inputs = 0;
+    uint64_t settled_inputs = 0;  // KernelContext::settled_inputs
   };
   std::vector<Step> steps;
   std::vector<NDArray> outputs;
@@ -118,7 +133,8 @@ struct PreparedRun::Impl {
   void issue_step(Step& s) {
     backends::Backend& b = *exe->backend;
     if (s.fn) {
-      KernelContext ctx{s.ins, std::span<NDArray>(s.outs), s.attrs, b.pool(), s.constant_inputs};
+      KernelContext ctx{s.ins,    std::span<NDArray>(s.outs), s.attrs,
+                        b.pool(), s.constant_inputs,          s.settled_inputs};
       (*s.fn)(ctx);
     } else {
       b.copy(s.dst.data(), s.dst.device(), s.src.data(), s.src.device(), s.dst.nbytes());
@@ -126,6 +142,21 @@ struct PreparedRun::Impl {
   }
   void issue() {
     for (auto& s : steps) issue_step(s);
+  }
+  // KernelContext::settled_inputs of each kernel step: its inputs that the step before it does
+  // not write (its outputs, or a copy's destination). The first step has none: the previous
+  // run's last kernel may still be running.
+  void mark_settled_inputs() {
+    for (size_t i = 1; i < steps.size(); ++i) {
+      Step& s = steps[i];
+      const Step& prev = steps[i - 1];
+      if (!s.fn) continue;
+      const std::vector<NDArray> written = prev.fn ? prev.outs : std::vector<NDArray>{prev.dst};
+      for (size_t k = 0; k < s.ins.size() && k < 64; ++k)
+        if (std::none_of(written.begin(), written.end(),
+                         [&](const NDArray& w) { return may_overlap(s.ins[k], w); }))
+          s.settled_inputs |= uint64_t{1} << k;
+    }
   }
 };
 
@@ -358,6 +389,7 @@ PreparedRun::PreparedRun(const Executable& executable,
     }
     im->outputs.push_back(a);
   }
+  im->mark_settled_inputs();
   impl_ = std::move(im);
 }
 

@@ -4,11 +4,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <thread>
 
 #include "error_of.h"
 #include "loom/loom.h"
+#include "loom/prepared_run.h"
 #include "runtime/thread_pool.h"
 
 namespace loom {
@@ -240,6 +242,46 @@ TEST(CustomOp, RegisteredFromOutsideRunsOnCpuAndReference) {
             std::string::npos);
   EXPECT_NE(error_of([&] { custom_op("nope", {i}); }).find("unknown op 'nope'"), std::string::npos);
   EXPECT_NE(g.to_text({y}).find("test.square_plus"), std::string::npos);
+}
+
+// KernelContext::settled_inputs in a prepared run: an input the step before writes is not settled
+// (a GPU kernel must wait for it), the others are; the first step has none.
+TEST(PreparedRun, SettledInputsLeaveOutWhatTheStepBeforeWrote) {
+  static std::vector<uint64_t> seen;
+  static const bool registered = [] {
+    CustomOpDef def;
+    def.name = "test.record_settled";
+    def.num_inputs = 2;
+    def.infer = [](std::span<const TensorType> in, const CustomAttrs&) {
+      return std::vector<TensorType>{in[0]};
+    };
+    def.kernel = [](const KernelContext& c) {  // out = a + b, and what was settled
+      seen.push_back(c.settled_inputs);
+      const auto *a = c.inputs[0].data_as<float>(), *b = c.inputs[1].data_as<float>();
+      auto* o = c.outputs[0].data_as<float>();
+      for (int64_t i = 0; i < c.outputs[0].numel(); ++i) o[i] = a[i] + b[i];
+    };
+    register_op(def);
+    return true;
+  }();
+  ASSERT_TRUE(registered);
+  Graph g;
+  auto x = g.placeholder({5}, f32, "x");
+  auto first = custom_op("test.record_settled", {x, x})[0];           // the run's first step
+  auto after = custom_op("test.record_settled", {exp(first), x})[0];  // exp's output: not settled
+  NDArray in = NDArray::from_vector<float>({0.3f, -1.1f, 0.7f, 0.05f, -0.4f}, {5});
+  PreparedRun run(g.compile({after}), {{"x", Shape({5})}});
+  run.set_inputs({{"x", in}});
+  seen.clear();
+  run.run();
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[0], 0u);
+  EXPECT_EQ(seen[1], 2u);  // x only
+  const auto got = run.outputs()[0].to_vector<float>();
+  for (int i = 0; i < 5; ++i) {
+    const float v = in.data_as<float>()[i];
+    EXPECT_NEAR(got[static_cast<size_t>(i)], std::exp(v + v) + v, 1e-5f) << i;
+  }
 }
 
 TEST(Compile, PassLogAndDisabledPasses) {

@@ -157,9 +157,10 @@ SdpaLaunch sdpa_args(const SdpaAttrs& at, const NDArray& q, const NDArray& k, co
 
 void sdpa(const KernelContext& c) {
   const NDArray& out = c.outputs[0];
-  sdpa_launch(sdpa_args(c.attrs_as<SdpaAttrs>(), c.inputs[0], c.inputs[1], c.inputs[2], out,
-                        c.inputs.subspan(3)),
-              stream_for(c), out.device().index);
+  SdpaLaunch a = sdpa_args(c.attrs_as<SdpaAttrs>(), c.inputs[0], c.inputs[1], c.inputs[2], out,
+                           c.inputs.subspan(3));
+  a.kv_settled = ((c.settled_inputs >> 1) & 3) == 3;  // k and v
+  sdpa_launch(a, stream_for(c), out.device().index);
 }
 
 // rope_write_kv_sdpa(k_cache, v_cache, k, v, positions, starts, q [, mask] [, kv_len]). A decode
@@ -190,6 +191,7 @@ void rope_write_kv_sdpa(const KernelContext& c, const KernelFn& kv) {
     a.rope_kv.theta = at.theta, a.rope_kv.position_scale = at.position_scale;
     a.rope_kv.starts = starts.data(), a.rope_kv.starts_dtype = starts.dtype();
     a.rope_kv.err = device_error(device);
+    a.kv_settled = (c.settled_inputs & 3) == 3;  // the caches
     if (decode_rope_kv_supports(a)) return sdpa_launch(a, stream_for(c), device);
   }
   auto q_rot = scratch(device, storage_bytes(q.dtype(), q.numel()));

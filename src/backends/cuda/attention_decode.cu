@@ -51,7 +51,12 @@ struct DecodeArgs {
   // The splits of (batch b, kv head g) count themselves in counters[b * Hkv + g] (null: the merge
   // kernel merges).
   int* counters;
-  bool prefetch;          // prefetch_split before pdl_begin (LOOM_DECODE_L2_PREFETCH=0: not)
+  bool prefetch;  // prefetch_split before pdl_begin (LOOM_DECODE_L2_PREFETCH=0: not)
+  // No kernel that may still run when this one starts writes K or V (SdpaLaunch::kv_settled):
+  // the split's rows are copied before pdl_begin, for the kv_len read there, and copied again
+  // after it only where kv_len turns out different.
+  bool kv_early;
+  int early_skew;         // SdpaLaunch::decode_early_skew
   SdpaLaunch::RopeKv rk;  // decode_mma_kernel<..., true>: q rotated as loaded, the new rows written
 };
 
@@ -179,23 +184,28 @@ __device__ __forceinline__ int64_t rope_kv_row(const DecodeArgs& a, int D) {
   return st[2];
 }
 
-// Rotary angles of rope_write_kv_sdpa's position for pairs 0..D/2 - 1 into cs (cos, sin): the
-// frequencies and angles in double, as rope_args and rope_item compute them. The frequency
-// (thread t < D / 2: pair t) reads no memory, so it is computed before pdl_begin.
+// Rotary angles of rope_write_kv_sdpa's position for pair t (thread t < D / 2) as (cos, sin):
+// the frequencies and angles in double, as rope_args and rope_item compute them. The frequency
+// reads no memory, and the angles are computed before pdl_begin for the position read then (through
+// the L2 only, so that the read after it cannot hit a stale L1 line), and again after it only
+// where the position turns out different: the double sincos stays off the critical path.
 __device__ __forceinline__ double rope_kv_freq(const DecodeArgs& a, int D) {
   const int t = static_cast<int>(threadIdx.x);
   return t < D / 2 ? pow(a.rk.theta, -2.0 * static_cast<double>(t) / static_cast<double>(D)) : 0.0;
 }
-__device__ __forceinline__ void rope_kv_angles(const DecodeArgs& a, int b, int D, double freq,
-                                               double2* cs) {
-  const int t = static_cast<int>(threadIdx.x);
-  if (t >= D / 2) return;
+__device__ __forceinline__ int64_t rope_kv_pos(const DecodeArgs& a, int b, bool early) {
   const int64_t pi = a.rk.pos_batched ? b : 0;
-  const double pos =
-      load<double>(static_cast<int>(a.rk.pos_dtype), a.rk.pos, pi) / a.rk.position_scale;
+  if (a.rk.pos_dtype == DType::i32) {
+    const int32_t* p = static_cast<const int32_t*>(a.rk.pos) + pi;
+    return early ? __ldcg(p) : *p;
+  }
+  const auto* p = static_cast<const long long*>(a.rk.pos) + pi;
+  return early ? __ldcg(p) : *p;
+}
+__device__ __forceinline__ double2 rope_kv_cs(const DecodeArgs& a, int64_t pos, double freq) {
   double sn, c;
-  sincos(pos * freq, &sn, &c);
-  cs[t] = make_double2(c, sn);
+  sincos(static_cast<double>(pos) / a.rk.position_scale * freq, &sn, &c);
+  return make_double2(c, sn);
 }
 
 // The rotated pair (x0, x1) of rotary pair p, as rope_item rounds it (double math, then f32).
@@ -208,16 +218,27 @@ __device__ __forceinline__ float2 rope_pair(float2 x, double2 cs) {
 // cache's 16-bit type, into kd and vd (a cache row, or a warp's shared-memory copy of it): a lane
 // per pair, the warp's lanes over the D / 2 pairs.
 template <bool BF16, int D>
-__device__ __forceinline__ void rope_kv_new_rows(const DecodeArgs& a, int b, int g,
-                                                 const double2* cs, int lane, uint16_t* kd,
+__device__ __forceinline__ void rope_kv_new_rows(const double2* cs, int lane,
+                                                 const float2 (&kr)[D / 64],
+                                                 const float2 (&vr)[D / 64], uint16_t* kd,
                                                  uint16_t* vd) {
+#pragma unroll
+  for (int i = 0; i < D / 64; ++i) {
+    const int p = lane + 32 * i;
+    const float2 k = rope_pair(kr[i], cs[p]);
+    reinterpret_cast<uint32_t*>(kd)[p] = pack2<BF16>(k.x, k.y);
+    reinterpret_cast<uint32_t*>(vd)[p] = pack2<BF16>(vr[i].x, vr[i].y);
+  }
+}
+// Lane's pairs p = lane + 32 i of the new key (not rotated) and value rows of (batch b, kv head g).
+template <int D>
+__device__ __forceinline__ void load_new_rows(const DecodeArgs& a, int b, int g, int lane,
+                                              float2 (&kr)[D / 64], float2 (&vr)[D / 64]) {
   const size_t src = (static_cast<size_t>(b) * a.Hkv + g) * D;
 #pragma unroll
-  for (int p = lane; p < D / 2; p += 32) {
-    const float2 k = rope_pair(reinterpret_cast<const float2*>(a.rk.k + src)[p], cs[p]);
-    const float2 v = reinterpret_cast<const float2*>(a.rk.v + src)[p];
-    reinterpret_cast<uint32_t*>(kd)[p] = pack2<BF16>(k.x, k.y);
-    reinterpret_cast<uint32_t*>(vd)[p] = pack2<BF16>(v.x, v.y);
+  for (int i = 0; i < D / 64; ++i) {
+    kr[i] = reinterpret_cast<const float2*>(a.rk.k + src)[lane + 32 * i];
+    vr[i] = reinterpret_cast<const float2*>(a.rk.v + src)[lane + 32 * i];
   }
 }
 
@@ -553,8 +574,60 @@ __global__ void __launch_bounds__(kMmaWarps * 32) decode_mma_kernel(DecodeArgs a
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int split = blockIdx.x, g = blockIdx.y, b = blockIdx.z;
-  prefetch_split(a, split, g, b, D * 2);
-  const double freq = ROPE ? rope_kv_freq(a, D) : 0.0;
+  // This warp's keys of a split plan -> its rows of sK / sV; rows up to the tile edge are
+  // zero-filled (V rows must be zeros: P is 0 there, and 0 * stale NaN would poison the sums).
+  // Two commit groups per lane: K, then V.
+  const size_t kv_base = (static_cast<size_t>(b) * a.Hkv + g) * a.Lk * D;
+  uint16_t* wK = sK + warp * KW * P;
+  uint16_t* wV = sV + warp * KW * P;
+  struct WarpKeys {
+    int64_t j0, j1, wj0, wj1;
+    int nkw, ntiles;
+  };
+  auto warp_keys = [&](const SplitPlan& plan, int64_t kv_len, bool live) {
+    WarpKeys w;
+    w.j0 = split * plan.per, w.j1 = min(w.j0 + plan.per, kv_len);
+    const int64_t wper = plan.per / kMmaWarps;  // keys per warp, a multiple of 16
+    w.wj0 = w.j0 + warp * wper, w.wj1 = min(w.wj0 + wper, w.j1);
+    w.nkw = live && w.wj1 > w.wj0 ? static_cast<int>(w.wj1 - w.wj0) : 0;
+    w.ntiles = (w.nkw + kTileKeys - 1) / kTileKeys;
+    return w;
+  };
+  auto copy_keys = [&](const WarpKeys& w) {
+    const uint16_t* kg = static_cast<const uint16_t*>(a.k) + kv_base + w.wj0 * D;
+    const uint16_t* vg = static_cast<const uint16_t*>(a.v) + kv_base + w.wj0 * D;
+    constexpr int kRowStep = 32 / CH;  // rows one pass of the warp's lanes copies
+    const int cc = lane % CH;
+    for (int r = lane / CH; r < w.ntiles * kTileKeys; r += kRowStep)
+      cp_async16(wK + r * P + cc * 8, kg + (r < w.nkw ? r : 0) * D + cc * 8, r < w.nkw);
+    cp_async_commit();
+    for (int r = lane / CH; r < w.ntiles * kTileKeys; r += kRowStep)
+      cp_async16(wV + r * P + cc * 8, vg + (r < w.nkw ? r : 0) * D + cc * 8, r < w.nkw);
+    cp_async_commit();
+  };
+  // kv_early: the copies for kv_len as read now (-1: none issued). Read through the L2 only, so
+  // that the read after pdl_begin cannot hit a stale L1 line.
+  int64_t early_len = -1;
+  if (a.kv_early) {
+    early_len = a.Lk;
+    if (a.kv_len)
+      early_len = a.kv_len_dt == kI32 ? __ldcg(static_cast<const int32_t*>(a.kv_len))
+                                      : __ldcg(static_cast<const long long*>(a.kv_len));
+    early_len += a.early_skew;
+    if (early_len >= 0 && early_len <= a.Lk) {
+      const SplitPlan plan = split_plan(early_len, a.nsplit, a.step, a.ks_max);
+      copy_keys(warp_keys(plan, early_len, split < plan.active));
+    } else {
+      early_len = -1;
+    }
+  } else {
+    prefetch_split(a, split, g, b, D * 2);
+  }
+  const bool angles = ROPE && tid < D / 2;  // thread t: pair t's rotary angle
+  const double freq = angles ? rope_kv_freq(a, D) : 0.0;
+  int64_t early_pos = 0;
+  double2 cs = make_double2(1.0, 0.0);
+  if (angles) early_pos = rope_kv_pos(a, b, true), cs = rope_kv_cs(a, early_pos, freq);
   pdl_begin();
 
   const int rows = a.rows, Lq = static_cast<int>(a.Lq);
@@ -586,11 +659,18 @@ __global__ void __launch_bounds__(kMmaWarps * 32) decode_mma_kernel(DecodeArgs a
   __shared__ double2 rope_cs[ROPE ? D / 2 : 1];
   __shared__ int64_t rope_row;
   float2 raw[ROPE ? NT : 1][ROPE ? KK : 1][2];  // ROPE: q's pairs, rotated once the angles are in
+  // ROPE: the lane's pairs of the new key and value rows, loaded with q (every warp: the one that
+  // holds the row's slot learns it only later).
+  float2 new_k[ROPE ? D / 64 : 1], new_v[ROPE ? D / 64 : 1];
   if constexpr (ROPE) {
     q_pairs([&](int nt, int kk, int h, int, int64_t i) {
       raw[nt][kk][h] = *reinterpret_cast<const float2*>(static_cast<const float*>(a.q) + i);
     });
-    rope_kv_angles(a, b, D, freq, rope_cs);
+    load_new_rows<D>(a, b, g, lane, new_k, new_v);
+    if (angles) {
+      const int64_t pos = rope_kv_pos(a, b, false);
+      rope_cs[tid] = pos == early_pos ? cs : rope_kv_cs(a, pos, freq);
+    }
     if (tid == 0) rope_row = rope_kv_row(a, D);
   } else if (a.q_pairs) {
     load_q([&](int64_t i) {
@@ -611,34 +691,25 @@ __global__ void __launch_bounds__(kMmaWarps * 32) decode_mma_kernel(DecodeArgs a
   const int64_t kv_len = read_kv_len(a.kv_len, a.kv_len_dt, a.Lk, &bad);
   // The split's keys, divided by the actual length in multiples of 16 per warp.
   const SplitPlan plan = split_plan(kv_len, a.nsplit, a.step, a.ks_max);
-  if constexpr (!ROPE) {
-    if (bad) return nan_rows(a, g, b, D, tid, kMmaWarps * 32);
-    if (split >= plan.active) return;
-  }
   // (ROPE: every thread still goes to the barrier below; a dead split copies nothing.)
   const bool live = !bad && split < plan.active;
+  if (bad || early_len != kv_len) {
+    if (early_len >= 0) cp_async_wait<0>();  // the early copies land before their rows are reused
+    if constexpr (!ROPE) {
+      if (bad) return nan_rows(a, g, b, D, tid, kMmaWarps * 32);
+      if (split >= plan.active) return;
+    }
+    copy_keys(warp_keys(plan, kv_len, live));
+  } else if constexpr (!ROPE) {
+    if (split >= plan.active) {
+      cp_async_wait<0>();
+      return;
+    }
+  }
   const bool direct = plan.active == 1;  // no merge: this block writes the output
-  const int64_t j0 = split * plan.per, j1 = min(j0 + plan.per, kv_len);
-  const int64_t wper = plan.per / kMmaWarps;  // keys per warp, a multiple of 16
-  const int64_t wj0 = j0 + warp * wper, wj1 = min(wj0 + wper, j1);
-  const int nkw = live && wj1 > wj0 ? static_cast<int>(wj1 - wj0) : 0;
-  const int ntiles = (nkw + kTileKeys - 1) / kTileKeys;
-
-  // This warp's keys -> its rows of sK / sV; rows up to the tile edge are zero-filled (V rows
-  // must be zeros: P is 0 there, and 0 * stale NaN would poison the sums).
-  const size_t kv_base = (static_cast<size_t>(b) * a.Hkv + g) * a.Lk * D;
-  const uint16_t* kg = static_cast<const uint16_t*>(a.k) + kv_base + wj0 * D;
-  const uint16_t* vg = static_cast<const uint16_t*>(a.v) + kv_base + wj0 * D;
-  uint16_t* wK = sK + warp * KW * P;
-  uint16_t* wV = sV + warp * KW * P;
-  constexpr int kRowStep = 32 / CH;  // rows one pass of the warp's lanes copies
-  const int cc = lane % CH;
-  for (int r = lane / CH; r < ntiles * kTileKeys; r += kRowStep)
-    cp_async16(wK + r * P + cc * 8, kg + (r < nkw ? r : 0) * D + cc * 8, r < nkw);
-  cp_async_commit();
-  for (int r = lane / CH; r < ntiles * kTileKeys; r += kRowStep)
-    cp_async16(wV + r * P + cc * 8, vg + (r < nkw ? r : 0) * D + cc * 8, r < nkw);
-  cp_async_commit();
+  const WarpKeys wk = warp_keys(plan, kv_len, live);
+  const int64_t wj0 = wk.wj0, wj1 = wk.wj1;
+  const int nkw = wk.nkw, ntiles = wk.ntiles;
 
   if constexpr (ROPE) {  // with the copies in flight: q rotated, this step's rows written
     __syncthreads();     // the angles and the row
@@ -648,12 +719,15 @@ __global__ void __launch_bounds__(kMmaWarps * 32) decode_mma_kernel(DecodeArgs a
     });
     if (split == 0 && warp == 0) {  // into the caches (even past kv_len)
       const size_t o = ((static_cast<size_t>(b) * a.Hkv + g) * a.Lk + rope_row) * D;
-      rope_kv_new_rows<BF16, D>(a, b, g, rope_cs, lane,
+      rope_kv_new_rows<BF16, D>(rope_cs, lane, new_k, new_v,
                                 static_cast<uint16_t*>(const_cast<void*>(a.k)) + o,
                                 static_cast<uint16_t*>(const_cast<void*>(a.v)) + o);
     }
-    if (bad) return nan_rows(a, g, b, D, tid, kMmaWarps * 32);
-    if (!live) return;
+    if (bad || !live) {
+      cp_async_wait<0>();  // no copy may land after the block is gone
+      if (bad) return nan_rows(a, g, b, D, tid, kMmaWarps * 32);
+      return;
+    }
   }
 
   // Masking needs each of this lane's rows as (head, position): hoisted out of the key loop.
@@ -680,7 +754,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32) decode_mma_kernel(DecodeArgs a
       cp_async_wait<0>();
       __syncwarp();
       const int r = static_cast<int>(rope_row - wj0);
-      rope_kv_new_rows<BF16, D>(a, b, g, rope_cs, lane, wK + r * P, wV + r * P);
+      rope_kv_new_rows<BF16, D>(rope_cs, lane, new_k, new_v, wK + r * P, wV + r * P);
     }
   }
   cp_async_wait<1>();  // this lane's K copies have landed; __syncwarp publishes the others'
@@ -989,6 +1063,9 @@ void launch_decode(const SdpaLaunch& a, cudaStream_t s, int device) {
   d.causal = a.causal;
   static const bool prefetch = env_on("LOOM_DECODE_L2_PREFETCH");
   d.prefetch = prefetch;
+  static const bool kv_early = env_on("LOOM_DECODE_KV_EARLY");
+  d.kv_early = kv_early && a.kv_settled;
+  d.early_skew = a.decode_early_skew;
   d.q_pairs = a.q_dtype == a.kv_dtype && (reinterpret_cast<uintptr_t>(a.q) & 3u) == 0;
   d.q_f32x2 = a.q_dtype == DType::f32 && (reinterpret_cast<uintptr_t>(a.q) & 7u) == 0;
   const bool rope = a.rope_kv.k != nullptr;

@@ -39,6 +39,9 @@ struct SdpaLaunch {
   // The decode kernel: -1 chosen by shape (tensor cores for f16/bf16 K/V, D 64/128, group·Lq <=
   // 16), 0 the scalar kernel, 1 tensor cores where they apply.
   int decode_kernel = -1;
+  // With kv_settled: the decode kernel's copies before its wait take kv_len + this (a test of
+  // the path where kv_len was not yet written then: the keys are copied again after the wait).
+  int decode_early_skew = 0;
   // rope_write_kv_sdpa's decode form (attention.cu): q is not yet rotated, and this step's key
   // and value rows are written into k / v (the caches) at row `starts[2]` by the kernel itself.
   // Only where decode_rope_kv_supports(this) holds.
@@ -52,6 +55,9 @@ struct SdpaLaunch {
     DType starts_dtype = DType::i64;
     DeviceError* err = nullptr;  // where a start out of range is recorded
   } rope_kv;
+  // No kernel that may still be running when this launch starts (PDL, pdl.cuh) writes k or v:
+  // the decode kernel then copies its keys before it waits for the previous kernel.
+  bool kv_settled = false;
   bool allow_fast = true;   // false: always the fallback kernel (the before/after baseline)
   bool allow_cudnn = true;  // false: never cuDNN (Loom's own kernels); also LOOM_SDPA_CUDNN=0
 };

@@ -318,6 +318,12 @@ TEST_P(CudaSdpa, EveryVariantMatchesReference) {
       for (int ks : {0, 8, 32, 256}) {
         runs.push_back(a);
         runs.back().decode_split_keys = ks, runs.back().decode_kernel = kernel;
+        // K/V copied before the kernel's wait, for the right kv_len and for a stale one.
+        for (int skew : {0, -17}) {
+          SdpaLaunch early = runs.back();
+          early.kv_settled = true, early.decode_early_skew = skew;
+          runs.push_back(early);
+        }
       }
   else
     runs.push_back(a);
@@ -329,7 +335,8 @@ TEST_P(CudaSdpa, EveryVariantMatchesReference) {
     double err = rel_error(got, want);
     EXPECT_LT(err, tolerance(c.qt == f32 ? c.kvt : c.qt))
         << c.name << " flash variant " << r.flash_variant << " split keys " << r.decode_split_keys
-        << " decode kernel " << r.decode_kernel << " (seed " << seed << ")";
+        << " decode kernel " << r.decode_kernel << " settled " << r.kv_settled << " skew "
+        << r.decode_early_skew << " (seed " << seed << ")";
     expect_masked_rows_zero(c, got, want);
   }
 }

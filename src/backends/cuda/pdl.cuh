@@ -8,7 +8,10 @@
 //
 // Rules: a kernel launched with launch_pdl must call pdl_begin() before it touches any global
 // memory that an earlier kernel reads or writes; pdl_begin() in a kernel launched the ordinary way
-// does nothing. Completion is transitive (each kernel finished waiting before it finished), so
+// does nothing. Two exceptions: inputs the op's KernelContext marks settled (no kernel that may
+// still run writes them: every op's last kernel waits before it triggers, so only the previous
+// op's may), and values read early only as a guess that is checked against a read after
+// pdl_begin() before anything depends on it (decode attention's kv_len and rope position). Completion is transitive (each kernel finished waiting before it finished), so
 // waiting for the previous kernel is waiting for all of them. Library kernels (cuBLAS, cuDNN,
 // cuFFT) never trigger early; a PDL kernel after one simply starts when it ends. LOOM_PDL=0 turns
 // the early launch off (same kernels, ordinary stream order). Included only by .cu files.

@@ -11,10 +11,11 @@
 // does nothing. Two exceptions: inputs the op's KernelContext marks settled (no kernel that may
 // still run writes them: every op's last kernel waits before it triggers, so only the previous
 // op's may), and values read early only as a guess that is checked against a read after
-// pdl_begin() before anything depends on it (decode attention's kv_len and rope position). Completion is transitive (each kernel finished waiting before it finished), so
-// waiting for the previous kernel is waiting for all of them. Library kernels (cuBLAS, cuDNN,
-// cuFFT) never trigger early; a PDL kernel after one simply starts when it ends. LOOM_PDL=0 turns
-// the early launch off (same kernels, ordinary stream order). Included only by .cu files.
+// pdl_begin() before anything depends on it (decode attention's kv_len and rope position).
+// Completion is transitive (each kernel finished waiting before it finished), so waiting for the
+// previous kernel is waiting for all of them. Library kernels (cuBLAS, cuDNN, cuFFT) never trigger
+// early; a PDL kernel after one simply starts when it ends. LOOM_PDL=0 turns the early launch off
+// (same kernels, ordinary stream order). Included only by .cu files.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -40,7 +41,8 @@ __device__ __forceinline__ void pdl_begin() {
 // projection's copies then compete with the attention's own loads). Safe anywhere: a kernel is
 // launched only once every block of the one before has triggered (is resident), so by induction
 // every earlier kernel is resident when a new one takes room, and each kernel still waits for the
-// one before it to complete.
+// one before it to complete. Never an op's last kernel: KernelContext::settled_inputs counts on
+// only the previous op's kernels still running when a kernel starts.
 __device__ __forceinline__ void pdl_trigger() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.launch_dependents;");

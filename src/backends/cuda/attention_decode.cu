@@ -29,6 +29,7 @@ constexpr int kMaxSplits = 1024;   // splits per kv head at most
 constexpr int kMergeWarps = 8;     // merge kernel: warps per block, each a share of the splits
 constexpr int kMergeAhead = 8;     // merge kernel: loads per lane issued before the weights
 constexpr int kKvSmem = 72 << 10;  // shared-memory budget for the K and V ranges
+enum { kEarlyNever, kEarlyAlways, kEarlyArgs };  // decode_mma_kernel's EARLY
 
 struct DecodeArgs {
   const void* q;
@@ -560,7 +561,12 @@ size_t mma_smem(int ks) {
 // caches, and the warp whose keys hold that row puts the same values into its shared-memory copy
 // (its cp.async read the row's old contents, which it overwrites): no rope_write_kv kernel before
 // this one, and its launch and wait leave the step.
-template <bool BF16, int D, int NT, bool ROPE = false>
+// EARLY: whether the split's keys are copied before pdl_begin (kEarlyNever / kEarlyAlways, or
+// kEarlyArgs: DecodeArgs::kv_early). The plain kernels take it as a template argument: with the
+// branch, their launches that may not copy early measured 0.3-0.6 us slower. The ROPE kernel keeps
+// the branch (kEarlyArgs), the form the Mistral-7B step was timed with (516-519 tok/s; its
+// two-instantiation form gave 515 in the one round it was timed).
+template <bool BF16, int D, int NT, bool ROPE, int EARLY>
 __global__ void __launch_bounds__(kMmaWarps * 32) decode_mma_kernel(DecodeArgs a) {
   constexpr int P = mma_pitch<D>(), OP = mma_out_pitch<D>();
   constexpr int CH = D / 8, KK = D / 16, R = 8 * NT;  // CH: 16-byte chunks per row
@@ -608,7 +614,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32) decode_mma_kernel(DecodeArgs a
   // kv_early: the copies for kv_len as read now (-1: none issued). Read through the L2 only, so
   // that the read after pdl_begin cannot hit a stale L1 line.
   int64_t early_len = -1;
-  if (a.kv_early) {
+  if (EARLY == kEarlyAlways || (EARLY == kEarlyArgs && a.kv_early)) {
     early_len = a.Lk;
     if (a.kv_len)
       early_len = a.kv_len_dt == kI32 ? __ldcg(static_cast<const int32_t*>(a.kv_len))
@@ -693,14 +699,14 @@ __global__ void __launch_bounds__(kMmaWarps * 32) decode_mma_kernel(DecodeArgs a
   const SplitPlan plan = split_plan(kv_len, a.nsplit, a.step, a.ks_max);
   // (ROPE: every thread still goes to the barrier below; a dead split copies nothing.)
   const bool live = !bad && split < plan.active;
-  if (bad || early_len != kv_len) {
-    if (early_len >= 0) cp_async_wait<0>();  // the early copies land before their rows are reused
+  if (EARLY == kEarlyNever || bad || early_len != kv_len) {
+    if (EARLY != kEarlyNever && early_len >= 0) cp_async_wait<0>();  // before the rows are reused
     if constexpr (!ROPE) {
       if (bad) return nan_rows(a, g, b, D, tid, kMmaWarps * 32);
       if (split >= plan.active) return;
     }
     copy_keys(warp_keys(plan, kv_len, live));
-  } else if constexpr (!ROPE) {
+  } else if constexpr (!ROPE && EARLY != kEarlyNever) {
     if (split >= plan.active) {
       cp_async_wait<0>();
       return;
@@ -724,7 +730,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32) decode_mma_kernel(DecodeArgs a
                                 static_cast<uint16_t*>(const_cast<void*>(a.v)) + o);
     }
     if (bad || !live) {
-      cp_async_wait<0>();  // no copy may land after the block is gone
+      if constexpr (EARLY != kEarlyNever) cp_async_wait<0>();  // none may land after the block
       if (bad) return nan_rows(a, g, b, D, tid, kMmaWarps * 32);
       return;
     }
@@ -971,7 +977,12 @@ void launch_split(const DecodeArgs& a, int64_t B, cudaStream_t s) {
 
 template <bool BF16, int D, int NT, bool ROPE = false>
 void launch_split_mma(const DecodeArgs& a, int64_t B, cudaStream_t s) {
-  auto kern = decode_mma_kernel<BF16, D, NT, ROPE>;
+  void (*kern)(DecodeArgs) = nullptr;
+  if constexpr (ROPE)
+    kern = decode_mma_kernel<BF16, D, NT, ROPE, kEarlyArgs>;
+  else
+    kern = a.kv_early ? decode_mma_kernel<BF16, D, NT, ROPE, kEarlyAlways>
+                      : decode_mma_kernel<BF16, D, NT, ROPE, kEarlyNever>;
   size_t smem = mma_smem<D, NT>(a.ks_max);
   LOOM_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        static_cast<int>(smem)));

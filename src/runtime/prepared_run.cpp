@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <span>
 #include <sstream>
 
 #include "ir/op_registry.h"
@@ -151,7 +152,8 @@ struct PreparedRun::Impl {
       Step& s = steps[i];
       const Step& prev = steps[i - 1];
       if (!s.fn) continue;
-      const std::vector<NDArray> written = prev.fn ? prev.outs : std::vector<NDArray>{prev.dst};
+      const std::span<const NDArray> written =
+          prev.fn ? std::span<const NDArray>(prev.outs) : std::span<const NDArray>(&prev.dst, 1);
       for (size_t k = 0; k < s.ins.size() && k < 64; ++k)
         if (std::none_of(written.begin(), written.end(),
                          [&](const NDArray& w) { return may_overlap(s.ins[k], w); }))

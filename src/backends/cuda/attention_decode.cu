@@ -587,14 +587,14 @@ __global__ void __launch_bounds__(kMmaWarps * 32) decode_mma_kernel(DecodeArgs a
   uint16_t* wK = sK + warp * KW * P;
   uint16_t* wV = sV + warp * KW * P;
   struct WarpKeys {
-    int64_t j0, j1, wj0, wj1;
+    int64_t wj0, wj1;
     int nkw, ntiles;
   };
   auto warp_keys = [&](const SplitPlan& plan, int64_t kv_len, bool live) {
     WarpKeys w;
-    w.j0 = split * plan.per, w.j1 = min(w.j0 + plan.per, kv_len);
+    const int64_t j0 = split * plan.per, j1 = min(j0 + plan.per, kv_len);
     const int64_t wper = plan.per / kMmaWarps;  // keys per warp, a multiple of 16
-    w.wj0 = w.j0 + warp * wper, w.wj1 = min(w.wj0 + wper, w.j1);
+    w.wj0 = j0 + warp * wper, w.wj1 = min(w.wj0 + wper, j1);
     w.nkw = live && w.wj1 > w.wj0 ? static_cast<int>(w.wj1 - w.wj0) : 0;
     w.ntiles = (w.nkw + kTileKeys - 1) / kTileKeys;
     return w;

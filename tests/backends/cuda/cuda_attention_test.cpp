@@ -536,14 +536,16 @@ TEST(CudaSdpaErrors, InvalidKvLenGivesNaN) {
     dev.k = to_device(in.k, Device::cuda(0));
     dev.v = to_device(in.v, Device::cuda(0));
     dev.kv_len = to_device(in.kv_len, Device::cuda(0));
-    for (int ks : {0, 8}) {  // one split; eight (split 0 writes the rows)
-      NDArray out = to_device(zeros({c.B, c.Hq, c.Lq, c.D}, f16), Device::cuda(0));
-      SdpaLaunch a = launch_args(c, dev, out);
-      a.decode_split_keys = ks;
-      cu::sdpa_launch(a, cu::stream(0), 0);
-      for (double x : to_host(out).to_doubles())
-        ASSERT_TRUE(std::isnan(x)) << "Lq " << lq << " split keys " << ks;
-    }
+    for (int ks : {0, 8})                   // one split; eight (split 0 writes the rows)
+      for (bool settled : {false, true}) {  // settled: kv_len is also read before the wait
+        NDArray out = to_device(zeros({c.B, c.Hq, c.Lq, c.D}, f16), Device::cuda(0));
+        SdpaLaunch a = launch_args(c, dev, out);
+        a.decode_split_keys = ks, a.kv_settled = settled;
+        cu::sdpa_launch(a, cu::stream(0), 0);
+        for (double x : to_host(out).to_doubles())
+          ASSERT_TRUE(std::isnan(x))
+              << "Lq " << lq << " split keys " << ks << " settled " << settled;
+      }
   }
 }
 

@@ -296,7 +296,9 @@ void add_rms_norm_quantized_matmul(const KernelContext& c) {
     if (launch_quant_gemv_int8_add_norm(
             stream_for(c), quant_weights(matmul_context(c, in, nullptr), at.matmul()),
             a.data_as<float>(), b.data_as<float>(), gamma.data_as<float>(),
-            static_cast<float>(at.eps), m, sum.data_as<float>(), y.data_as<float>()))
+            static_cast<float>(at.eps), m, sum.data_as<float>(), y.data_as<float>(),
+            ((c.settled_inputs | c.constant_inputs) & 1) != 0,
+            ((c.settled_inputs | c.constant_inputs) & 4) != 0))
       return;
   }
   auto xs = scratch(sum.device().index, storage_bytes(sum.dtype(), sum.numel()));

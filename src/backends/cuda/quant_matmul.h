@@ -120,11 +120,13 @@ bool launch_quant_gemv_int8_sliced(cudaStream_t s, int f, const uint8_t* w, int6
 // and CTA 0 also stores the sum; there is no norm kernel. Longer rows: one kernel stores the sum
 // and writes (a + b) · gamma quantized for the CTAs to copy, with each block's sum of squares, and
 // the GEMV scales its sums by the rows' 1 / rms (reading a, b and gamma in every CTA would cost
-// more L2 reads than that kernel costs). Same formats and limits as launch_quant_gemv_int8; false
-// (nothing launched) outside them.
+// more L2 reads than that kernel costs); a_early / gamma_early: that kernel may read a / gamma
+// before the kernel before it ends (no kernel that may still run writes them). Same formats and
+// limits as launch_quant_gemv_int8; false (nothing launched) outside them.
 bool launch_quant_gemv_int8_add_norm(cudaStream_t s, const QuantWeights& w, const float* a,
                                      const float* b, const float* gamma, float eps, int64_t m,
-                                     float* sum, float* y);
+                                     float* sum, float* y, bool a_early = false,
+                                     bool gamma_early = false);
 // out [n, k] (f32 / f16 / bf16 / f64, contiguous) = W dequantized on the device. Returns false
 // when the layout has no kernel.
 bool launch_quant_dequantize(cudaStream_t s, const QuantWeights& w, void* out, int out_dtype);

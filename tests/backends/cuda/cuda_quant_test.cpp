@@ -12,6 +12,7 @@
 
 #include "backends/cpu/quant/qmatmul.h"
 #include "loom/loom.h"
+#include "loom/prepared_run.h"
 
 namespace loom {
 namespace {
@@ -439,6 +440,44 @@ TEST(CudaQuantizedMatmul, AddRmsNormFusedGemv) {
         EXPECT_TRUE(close(r.gpu, r.cpu, 1e-3, 0.05)) << "vs CPU, seed " << seed;
         EXPECT_TRUE(close(r.gpu, r.ref, 1e-3, 0.02 * sk)) << "vs reference, seed " << seed;
       }
+}
+
+// Long rows of add_rms_norm_quantized_matmul in a prepared run, where the step before the fused
+// op is the GEMV that writes its b: the image kernel then reads the residual (settled: no running
+// kernel writes it) and gamma (a constant) before it waits for that GEMV. Also with the residual
+// written by the step right before (read after the wait). Against the CPU backend.
+TEST(CudaQuantizedMatmul, AddRmsNormLongRowsReadSettledInputsEarly) {
+  REQUIRE_GPU();
+  const int64_t k = 4096, n = 576;
+  for (bool settled : {true, false}) {
+    SCOPED_TRACE(settled ? "residual settled" : "residual written by the step before");
+    uint64_t seed = fresh_seed();
+    Graph g;
+    auto x = g.placeholder({1, k}, f32, "x");
+    auto h = g.placeholder({1, k}, f32, "h");
+    auto b =
+        quantized_matmul(x, g.constant(packed_weights(q::Format::q4_0, k, k, seed)), "q4_0", k, k);
+    auto residual = settled ? h : h * 0.5;  // the scaling runs after b's GEMV
+    auto gamma = g.constant(random_uniform({k}, f32, 0.5, 1.5, seed + 1));
+    auto y =
+        quantized_matmul(rms_norm(add(residual, b), gamma),
+                         g.constant(packed_weights(q::Format::q4_0, n, k, seed + 2)), "q4_0", n, k);
+    const Feeds feeds = {{"x", random_uniform({1, k}, f32, -1, 1, seed + 3)},
+                         {"h", random_uniform({1, k}, f32, -4, 4, seed + 4)}};
+    CompileOptions go;
+    go.device = Device::cuda(0);
+    Executable gpu = g.compile({y}, go);
+    std::string log;
+    for (const auto& l : gpu.pass_log()) log += l + "\n";
+    EXPECT_NE(log.find("add_rms_norm_quantized_matmul"), std::string::npos) << log;
+    PreparedRun run(gpu, {{"x", Shape({1, k})}, {"h", Shape({1, k})}});
+    run.set_inputs(feeds);
+    run.run();
+    const NDArray got = to_host(run.outputs()[0]);
+    const NDArray want = g.compile({y}).run(feeds)[0];
+    // As AddRmsNormFusedGemv: a code of the normed x may round the other way on the GPU.
+    EXPECT_TRUE(close(got, want, 1e-3, 0.05)) << "vs CPU, seed " << seed;
+  }
 }
 
 // One row of x with k a multiple of 512: the k-split int8 GEMV (quant_gemv_sliced.cu) where it is

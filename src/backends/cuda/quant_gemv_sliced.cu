@@ -29,8 +29,9 @@ constexpr int kSliceBlocks = kSlice / 32;
 constexpr int kRows = kSplitRows;  // rows per step (park_partials)
 // Steps a warp holds (one computed). 4, not 3: in a decode step more of each GEMV's weights are
 // copied before it waits for its x (during the image kernel or the attention before it): H100,
-// Mistral-7B 524.8 -> 531.6 tok/s with the grid below (alone, q4_0 14336 x 4096 12.63 -> 13.03
-// us, 4096 x 14336 14.19 -> 13.41).
+// Mistral-7B 524.8 -> 533.4 tok/s together with the grid below (either alone: 522.7 and 526.9
+// against 525.3, another machine). Alone, q4_0 14336 x 4096 12.63 -> 13.03 us, 4096 x 14336 14.19
+// -> 13.41.
 constexpr int kStages = 4;
 constexpr int kMaxWarps = 32;  // k <= 16384
 
@@ -167,8 +168,8 @@ bool launch_format(cudaStream_t s, SlicedArgs a, int device) {
     return false;
   // Few rows of an f32 x (a decode step's output projection: at most 8 row groups per SM): 2
   // CTAs per SM, not 4, so half as many CTAs read and quantize x after the wait, each with about
-  // 4 steps, 3 of them copied before it (H100, Mistral-7B with kStages = 4: 531.6 -> 533.4 tok/s;
-  // q4_0 4096 x 4096 alone 6.56 -> 5.07 us).
+  // 4 steps, 3 of them copied before it (H100, Mistral-7B with kStages = 4: 531.6 tok/s with
+  // every f32 x capped, 533.4 with only these; q4_0 4096 x 4096 alone 6.56 -> 5.07 us).
   const int64_t groups = (a.n + kRows - 1) / kRows;
   if (!a.xg && groups <= 8 * static_cast<int64_t>(sm_count(device)))
     l.grid = std::min<unsigned>(l.grid, static_cast<unsigned>(2 * sm_count(device)));

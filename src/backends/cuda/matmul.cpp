@@ -293,12 +293,12 @@ void add_rms_norm_quantized_matmul(const KernelContext& c) {
   if (f32 && m >= 1 && m <= 8 && a.shape() == sum.shape() && b.shape() == sum.shape() &&
       sum.rank() >= 1 && sum.shape()[sum.rank() - 1] == k && gamma.numel() == k) {
     const NDArray in[] = {a, c.inputs[3]};  // quant_weights reads the weights' part only
+    const uint64_t early = c.settled_inputs | c.constant_inputs;  // readable before the wait
     if (launch_quant_gemv_int8_add_norm(
             stream_for(c), quant_weights(matmul_context(c, in, nullptr), at.matmul()),
             a.data_as<float>(), b.data_as<float>(), gamma.data_as<float>(),
             static_cast<float>(at.eps), m, sum.data_as<float>(), y.data_as<float>(),
-            ((c.settled_inputs | c.constant_inputs) & 1) != 0,
-            ((c.settled_inputs | c.constant_inputs) & 4) != 0))
+            (early & 1) != 0, (early & 4) != 0))
       return;
   }
   auto xs = scratch(sum.device().index, storage_bytes(sum.dtype(), sum.numel()));

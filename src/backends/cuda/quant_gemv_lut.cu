@@ -81,11 +81,11 @@ __global__ void __launch_bounds__(kMaxWarps * 32) gemv_lut_sliced_kernel(const L
   const int col = warp * kSliceBytes + 16 * (lane & 15), hrow = lane >> 4;
   const uint8_t* src = a.w + static_cast<size_t>(next_row0 + hrow) * rb + col;
   const float* tsrc = a.table + static_cast<size_t>(next_row0 + (lane >> 2)) * 16 + 4 * (lane & 3);
-  const size_t src_step = static_cast<size_t>(row_step) * rb, rb2 = 2 * static_cast<size_t>(rb);
-  const uint32_t dst = static_cast<uint32_t>(__cvta_generic_to_shared(slots)) + hrow * kSliceBytes +
-                       16 * (lane & 15);
-  const uint32_t tdst = static_cast<uint32_t>(__cvta_generic_to_shared(slots)) + kCodeBytes +
-                        (lane >> 2) * kTableBytes + 16 * (lane & 3);
+  const size_t src_step = static_cast<size_t>(row_step) * rb, rb2 = 2 * static_cast<size_t>(rb),
+               tsrc_step = static_cast<size_t>(row_step) * 16;
+  const auto slots_s = static_cast<uint32_t>(__cvta_generic_to_shared(slots));  // slot 0
+  const uint32_t dst = slots_s + hrow * kSliceBytes + 16 * (lane & 15);
+  const uint32_t tdst = slots_s + kCodeBytes + (lane >> 2) * kTableBytes + 16 * (lane & 3);
   // A step's copies: each row's slice (16 units of 16 bytes) and its table (4 units); in the
   // matrix's last group, rows past n re-read the last one (never stored).
   auto issue = [&](int64_t, int, int s) {
@@ -106,7 +106,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32) gemv_lut_sliced_kernel(const L
             tdst + at,
             a.table + static_cast<size_t>(min(row0 + (lane >> 2), last)) * 16 + 4 * (lane & 3));
     }
-    next_row0 += row_step, src += src_step, tsrc += static_cast<size_t>(row_step) * 16;
+    next_row0 += row_step, src += src_step, tsrc += tsrc_step;
   };
   float xr[16];  // x[512 warp + 16 lane + j]
   const auto prologue = [&] {
@@ -118,7 +118,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32) gemv_lut_sliced_kernel(const L
     }
   };
   const uint8_t* codes = slots + 8 * lane;  // the lane's 8 code bytes of row 0, step slot 0
-  const auto tables = static_cast<uint32_t>(__cvta_generic_to_shared(slots + kCodeBytes));
+  const uint32_t tables = slots_s + kCodeBytes;
   run_steps<kStages>(steps, 1, a.early, issue, prologue, [&](int64_t q, int, int s) {
     float sum[kRows];
 #pragma unroll

@@ -184,6 +184,52 @@ void prefill(int64_t B, int64_t H, int64_t S, int64_t D, DType t, bool baseline)
   }
 }
 
+// Runs `run(launch, buffer sets)` (a timed graph of launches numbered 0, 1, ...) with the
+// launches' timestamps recorded, and writes one CSV per setting: row = launch * blocks + block,
+// then the kDecodeTimelineSlots values.
+template <class Run>
+void decode_timeline(const std::string& dir, cu::SdpaLaunch a, int nbuf, Run run) {
+  // Room for 64 launches of up to 4096 blocks (the headline shape: 16-20 launches of 256).
+  const size_t n = size_t{64} * 4096 * cu::kDecodeTimelineSlots;
+  unsigned long long* buf = nullptr;
+  CK(cudaMalloc(reinterpret_cast<void**>(&buf), n * 8));
+  std::vector<unsigned long long> h(n);
+  const struct {
+    const char* name;
+    bool settled;
+    int sets;
+  } cases[] = {
+      {"default_cold", false, nbuf}, {"settled_cold", true, nbuf}, {"settled_hot", true, 1}};
+  for (const auto& c : cases) {
+    CK(cudaMemset(buf, 0, n * 8));
+    a.kv_settled = c.settled;
+    a.decode_timeline = buf;
+    const double us = run(a, c.sets);
+    CK(cudaMemcpy(h.data(), buf, n * 8, cudaMemcpyDeviceToHost));
+    if (std::all_of(h.begin(), h.end(), [](unsigned long long x) { return x == 0; })) {
+      std::printf("timeline: nothing recorded (configure with -DLOOM_DECODE_TIMELINE=ON)\n");
+      break;
+    }
+    const std::string path = dir + "/" + c.name + ".csv";
+    FILE* f = std::fopen(path.c_str(), "w");
+    if (!f) {
+      std::printf("timeline: cannot write %s\n", path.c_str());
+      break;
+    }
+    std::fprintf(f, "# %s %.3f us per launch\n", c.name, us);
+    const size_t slots = cu::kDecodeTimelineSlots;
+    for (size_t r = 0; r < n / slots; ++r) {
+      if (!h[r * slots]) continue;
+      std::fprintf(f, "%zu", r);
+      for (size_t e = 0; e < slots; ++e) std::fprintf(f, ",%llu", h[r * slots + e]);
+      std::fprintf(f, "\n");
+    }
+    std::fclose(f);
+    std::printf("timeline %s: %.3f us per launch -> %s\n", c.name, us, path.c_str());
+  }
+  CK(cudaFree(buf));
+}
+
 void decode(int64_t B, int64_t Hq, int64_t Hkv, int64_t L, int64_t D, DType t, bool baseline,
             std::vector<int> split_keys) {
   const double kv_bytes = 2.0 * B * Hkv * L * D * (t == f32 ? 4 : 2);
@@ -209,6 +255,7 @@ void decode(int64_t B, int64_t Hq, int64_t Hkv, int64_t L, int64_t D, DType t, b
         [&](int i) {
           x.k = ks[static_cast<size_t>(i % sets)].data();
           x.v = vs[static_cast<size_t>(i % sets)].data();
+          x.decode_timeline_seq = i;
           cu::sdpa_launch(x, cu::stream(0), 0);
         },
         per_graph, 20, trace);
@@ -222,7 +269,14 @@ void decode(int64_t B, int64_t Hq, int64_t Hkv, int64_t L, int64_t D, DType t, b
     x.kv_settled = true;
     const double u = run(x, nbuf);
     row("decode", shape, t, false, "settled cold", u, kv_bytes / u / 1e3);
+    const double h = run(x, 1);
+    row("decode", shape, t, false, "settled hot (L2)", h, kv_bytes / h / 1e3);
   }
+  // LOOM_BENCH_TIMELINE=DIR, with a build configured -DLOOM_DECODE_TIMELINE=ON: the headline
+  // shape's per-block timestamps (not settled cold, settled cold, settled hot) as DIR/*.csv for
+  // scripts/decode_timeline.py.
+  if (const char* dir = std::getenv("LOOM_BENCH_TIMELINE"); dir && B == 1 && L == 4096 && t == f16)
+    decode_timeline(dir, a, nbuf, run);
   for (int s : split_keys) {
     cu::SdpaLaunch x = a;
     x.decode_split_keys = s;

@@ -59,7 +59,49 @@ struct DecodeArgs {
   bool kv_early;
   int early_skew;         // SdpaLaunch::decode_early_skew
   SdpaLaunch::RopeKv rk;  // decode_mma_kernel<..., true>: q rotated as loaded, the new rows written
+  unsigned long long* timeline;  // SdpaLaunch::decode_timeline
+  int timeline_seq;
 };
+
+// Built with -DLOOM_DECODE_TIMELINE=ON only (otherwise nothing): thread 0 of each block of the
+// tensor-core decode kernel stores %globaltimer (ns, 32 ns ticks on an H100) at event e into
+// timeline[(timeline_seq * blocks + block) * kTimelineEvents + e]; slot 9 holds the block's SM
+// and the launch's block count.
+// bench/cuda/attention_bench.cpp writes them out, scripts/decode_timeline.py reads them.
+enum TimelineEvent {
+  kTlStart,     // block entered
+  kTlIssued,    // early copies issued (just before pdl_begin)
+  kTlReleased,  // pdl_begin returned: the previous kernel completed
+  kTlPlanned,   // kv_len and the split plan known
+  kTlKeys,      // warp 0's keys landed
+  kTlComputed,  // every warp done with its keys (after the barrier)
+  kTlPartial,   // the split's partial written
+  kTlCounted,   // the merge counter's answer came back
+  kTlEnd,       // the block's last instruction (the last split: after its merge)
+  kTlSm,
+  kTimelineEvents
+};
+static_assert(kTimelineEvents == kDecodeTimelineSlots);
+__device__ __forceinline__ void timeline_mark(const DecodeArgs& a, int e) {
+#ifdef LOOM_DECODE_TIMELINE
+  if (a.timeline && threadIdx.x == 0) {
+    unsigned long long t;
+    const size_t blocks = static_cast<size_t>(gridDim.x) * gridDim.y * gridDim.z;
+    if (e == kTlSm) {  // the SM, and the launch's block count above bit 32
+      unsigned sm;
+      asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+      t = sm | static_cast<unsigned long long>(blocks) << 32;
+    } else {
+      asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t)::"memory");
+    }
+    const size_t block =
+        (static_cast<size_t>(blockIdx.z) * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
+    a.timeline[(a.timeline_seq * blocks + block) * kTimelineEvents + e] = t;
+  }
+#else
+  (void)a, (void)e;
+#endif
+}
 
 template <int KT>
 struct Elem;
@@ -273,8 +315,9 @@ __device__ void merge_if_last(const DecodeArgs& a, int64_t g, int64_t row0, int 
     last = atomicAdd(counter, 1) == active - 1;
     if (last) *counter = 0;  // every split has counted
   }
+  timeline_mark(a, kTlCounted);
   __syncthreads();
-  if (!last) return;
+  if (!last) return timeline_mark(a, kTlEnd);
   constexpr int Q = D / 4;  // threads per row
   const int tid = static_cast<int>(threadIdx.x), nt = static_cast<int>(blockDim.x);
   // Rows per pass (all of them when they fit) and shares of the splits.
@@ -338,6 +381,7 @@ __device__ void merge_if_last(const DecodeArgs& a, int64_t g, int64_t row0, int 
     }
     __syncthreads();  // `red` is rewritten by the next pass
   }
+  timeline_mark(a, kTlEnd);
 }
 
 template <int D>
@@ -579,6 +623,8 @@ __global__ void __launch_bounds__(kMmaWarps * 32) decode_mma_kernel(DecodeArgs a
   float* sML = sO + kMmaWarps * R * OP;
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  timeline_mark(a, kTlStart);
+  timeline_mark(a, kTlSm);
   const int split = blockIdx.x, g = blockIdx.y, b = blockIdx.z;
   // This warp's keys of a split plan -> its rows of sK / sV; rows up to the tile edge are
   // zero-filled (V rows must be zeros: P is 0 there, and 0 * stale NaN would poison the sums).
@@ -634,7 +680,9 @@ __global__ void __launch_bounds__(kMmaWarps * 32) decode_mma_kernel(DecodeArgs a
   int64_t early_pos = 0;
   double2 cs = make_double2(1.0, 0.0);
   if (angles) early_pos = rope_kv_pos(a, b, true), cs = rope_kv_cs(a, early_pos, freq);
+  timeline_mark(a, kTlIssued);
   pdl_begin();
+  timeline_mark(a, kTlReleased);
 
   const int rows = a.rows, Lq = static_cast<int>(a.Lq);
   // Query rows of this kv head: row r is (head g·group + r / Lq, position r % Lq), contiguous.
@@ -716,6 +764,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32) decode_mma_kernel(DecodeArgs a
   const WarpKeys wk = warp_keys(plan, kv_len, live);
   const int64_t wj0 = wk.wj0, wj1 = wk.wj1;
   const int nkw = wk.nkw, ntiles = wk.ntiles;
+  timeline_mark(a, kTlPlanned);
 
   if constexpr (ROPE) {  // with the copies in flight: q rotated, this step's rows written
     __syncthreads();     // the angles and the row
@@ -765,6 +814,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32) decode_mma_kernel(DecodeArgs a
   }
   cp_async_wait<1>();  // this lane's K copies have landed; __syncwarp publishes the others'
   __syncwarp();
+  timeline_mark(a, kTlKeys);
   for (int t = 0; t < ntiles; ++t) {
     // Sᵀ (16 keys x 8·NT rows); two accumulator chains halve the dependent mma latency.
     float sc[NT][4], sc2[NT][4];
@@ -839,6 +889,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32) decode_mma_kernel(DecodeArgs a
   }
   cp_async_wait<0>();
   __syncthreads();  // every warp is done with sK / sV: they become the partial-result area
+  timeline_mark(a, kTlComputed);
 
 #pragma unroll
   for (int nt = 0; nt < NT; ++nt)
@@ -882,6 +933,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32) decode_mma_kernel(DecodeArgs a
       if (d == 0) a.part_ml[2 * pi] = mx, a.part_ml[2 * pi + 1] = l;
     }
   }
+  timeline_mark(a, kTlPartial);
   if (!direct && a.counters) merge_if_last<D>(a, g, row0, plan.active, sO);
 }
 
@@ -1077,6 +1129,7 @@ void launch_decode(const SdpaLaunch& a, cudaStream_t s, int device) {
   static const bool kv_early = env_on("LOOM_DECODE_KV_EARLY");
   d.kv_early = kv_early && a.kv_settled;
   d.early_skew = a.decode_early_skew;
+  d.timeline = a.decode_timeline, d.timeline_seq = a.decode_timeline_seq;
   d.q_pairs = a.q_dtype == a.kv_dtype && (reinterpret_cast<uintptr_t>(a.q) & 3u) == 0;
   d.q_f32x2 = a.q_dtype == DType::f32 && (reinterpret_cast<uintptr_t>(a.q) & 7u) == 0;
   const bool rope = a.rope_kv.k != nullptr;

@@ -58,9 +58,16 @@ struct SdpaLaunch {
   // No kernel that may still be running when this launch starts (PDL, pdl.cuh) writes k or v:
   // the decode kernel then copies its keys before it waits for the previous kernel.
   bool kv_settled = false;
+  // A diagnostic of builds with -DLOOM_DECODE_TIMELINE=ON (ignored otherwise): where the
+  // tensor-core decode kernel's blocks record when each reaches each step, for launch number
+  // decode_timeline_seq (attention_decode.cu, timeline_mark): kDecodeTimelineSlots per block.
+  unsigned long long* decode_timeline = nullptr;
+  int decode_timeline_seq = 0;
   bool allow_fast = true;   // false: always the fallback kernel (the before/after baseline)
   bool allow_cudnn = true;  // false: never cuDNN (Loom's own kernels); also LOOM_SDPA_CUDNN=0
 };
+
+inline constexpr int kDecodeTimelineSlots = 10;
 
 enum class SdpaPath { kFallback, kFlash, kDecode, kCudnn };
 const char* sdpa_path_name(SdpaPath p);

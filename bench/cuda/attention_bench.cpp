@@ -189,8 +189,10 @@ void prefill(int64_t B, int64_t H, int64_t S, int64_t D, DType t, bool baseline)
 // then the kDecodeTimelineSlots values.
 template <class Run>
 void decode_timeline(const std::string& dir, cu::SdpaLaunch a, int nbuf, Run run) {
-  // Room for 64 launches of up to 4096 blocks (the headline shape: 16-20 launches of 256).
-  const size_t n = size_t{64} * 4096 * cu::kDecodeTimelineSlots;
+  // Room for 64 launches of 4096 blocks (the headline shape: 16-20 launches of 256); the kernel
+  // drops marks past it.
+  const int64_t rows = int64_t{64} * 4096;
+  const size_t n = static_cast<size_t>(rows) * cu::kDecodeTimelineSlots;
   unsigned long long* buf = nullptr;
   CK(cudaMalloc(reinterpret_cast<void**>(&buf), n * 8));
   std::vector<unsigned long long> h(n);
@@ -203,7 +205,7 @@ void decode_timeline(const std::string& dir, cu::SdpaLaunch a, int nbuf, Run run
   for (const auto& c : cases) {
     CK(cudaMemset(buf, 0, n * 8));
     a.kv_settled = c.settled;
-    a.decode_timeline = buf;
+    a.decode_timeline = buf, a.decode_timeline_rows = rows;
     const double us = run(a, c.sets);
     CK(cudaMemcpy(h.data(), buf, n * 8, cudaMemcpyDeviceToHost));
     if (std::all_of(h.begin(), h.end(), [](unsigned long long x) { return x == 0; })) {

@@ -61,6 +61,7 @@ struct DecodeArgs {
   SdpaLaunch::RopeKv rk;  // decode_mma_kernel<..., true>: q rotated as loaded, the new rows written
   unsigned long long* timeline;  // SdpaLaunch::decode_timeline
   int timeline_seq;
+  int64_t timeline_rows;
 };
 
 // Built with -DLOOM_DECODE_TIMELINE=ON only (otherwise nothing): thread 0 of each block of the
@@ -96,7 +97,8 @@ __device__ __forceinline__ void timeline_mark(const DecodeArgs& a, int e) {
     }
     const size_t block =
         (static_cast<size_t>(blockIdx.z) * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
-    a.timeline[(a.timeline_seq * blocks + block) * kTimelineEvents + e] = t;
+    const size_t row = a.timeline_seq * blocks + block;
+    if (row < static_cast<size_t>(a.timeline_rows)) a.timeline[row * kTimelineEvents + e] = t;
   }
 #else
   (void)a, (void)e;
@@ -1130,6 +1132,7 @@ void launch_decode(const SdpaLaunch& a, cudaStream_t s, int device) {
   d.kv_early = kv_early && a.kv_settled;
   d.early_skew = a.decode_early_skew;
   d.timeline = a.decode_timeline, d.timeline_seq = a.decode_timeline_seq;
+  d.timeline_rows = a.decode_timeline_rows;
   d.q_pairs = a.q_dtype == a.kv_dtype && (reinterpret_cast<uintptr_t>(a.q) & 3u) == 0;
   d.q_f32x2 = a.q_dtype == DType::f32 && (reinterpret_cast<uintptr_t>(a.q) & 7u) == 0;
   const bool rope = a.rope_kv.k != nullptr;

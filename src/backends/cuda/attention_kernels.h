@@ -61,8 +61,11 @@ struct SdpaLaunch {
   // A diagnostic of builds with -DLOOM_DECODE_TIMELINE=ON (ignored otherwise): where the
   // tensor-core decode kernel's blocks record when each reaches each step, for launch number
   // decode_timeline_seq (attention_decode.cu, timeline_mark): kDecodeTimelineSlots per block.
+  // decode_timeline_rows: the buffer's room in blocks (launch * blocks + block); marks past it
+  // are dropped.
   unsigned long long* decode_timeline = nullptr;
   int decode_timeline_seq = 0;
+  int64_t decode_timeline_rows = 0;
   bool allow_fast = true;   // false: always the fallback kernel (the before/after baseline)
   bool allow_cudnn = true;  // false: never cuDNN (Loom's own kernels); also LOOM_SDPA_CUDNN=0
 };

@@ -21,11 +21,17 @@ def load(path):
     """{launch: {block: [slots]}} and the header line."""
     header, launches = "", collections.defaultdict(dict)
     with open(path) as f:
-        for line in f:
+        for n, line in enumerate(f, 1):
             if line.startswith("#"):
                 header = line[1:].strip()
                 continue
-            row, *slots = (int(x) for x in line.split(","))
+            try:
+                row, *slots = (int(x) for x in line.split(","))
+            except ValueError:
+                sys.exit(f"{path}:{n}: not a row of integers: {line.strip()[:80]!r}")
+            if len(slots) != SM + 1:
+                sys.exit(f"{path}:{n}: {len(slots)} slots, expected {SM + 1} (row, then "
+                         f"{', '.join(EVENTS)}, sm)")
             blocks = slots[SM] >> 32
             if blocks == 0:
                 sys.exit(f"{path}: no block count in slot {SM} (an older format?)")
@@ -35,6 +41,8 @@ def load(path):
 
 def report(path):
     header, launches = load(path)
+    if not launches:
+        sys.exit(f"{path}: no rows (was the bench built with -DLOOM_DECODE_TIMELINE=ON?)")
     seqs = sorted(launches)
     print(f"== {path}: {header}; {len(seqs)} launches of {len(launches[seqs[0]])} blocks")
     end = {s: max(b[EVENTS.index("end")] for b in launches[s].values()) for s in seqs}

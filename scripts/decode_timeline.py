@@ -34,7 +34,7 @@ def load(path):
                          f"{', '.join(EVENTS)}, sm)")
             blocks = slots[SM] >> 32
             if blocks == 0:
-                sys.exit(f"{path}: no block count in slot {SM} (an older format?)")
+                sys.exit(f"{path}:{n}: no block count in slot {SM} (an older format?)")
             launches[row // blocks][row % blocks] = slots
     return header, launches
 
